@@ -1,0 +1,3 @@
+from flowbatch.cli import main
+
+main()

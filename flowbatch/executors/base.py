@@ -1,0 +1,99 @@
+"""The executor seam: how the runner hands one attempt of one job to a compute environment.
+
+An executor runs one attempt and returns how it ended. It never retries, never decides
+what runs next, and never touches the store: the runner does all of that. Like httpx's
+`handle_request`, this is the only seam between deciding and doing; `executors/fake.py`
+ships a scripted executor for tests.
+
+Cancellation is structured: the runner cancels the task that awaits `run()`, and the
+executor's `finally` block, shielded and with a deadline, stops what it started
+(SIGTERM to the process group, a grace period, SIGKILL; or scancel; or closing the
+remote process) before it returns or re-raises.
+
+Imports: model, state; anyio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from anyio.abc import TaskStatus
+
+from flowbatch.model import ComputeEnv
+
+# AWS Batch's status reasons, so that `evaluate_on_exit` rules written for AWS match here.
+REASON_ESSENTIAL_EXITED = "Essential container in task exited"
+REASON_TIMEOUT = "Job attempt duration exceeded timeout"
+REASON_SPOT = "Host EC2 (instance {instance}) terminated."
+REASON_HOST_LOST = "Host EC2 (instance {instance}) terminated."
+REASON_CANCELLED = "Job cancelled"
+REASON_TERMINATED = "Job terminated"
+
+# How long a job gets between SIGTERM and SIGKILL (trio and AWS both use 5 s... AWS's
+# ECS default stopTimeout is 30 s; flowbatch keeps runs snappy and uses trio's).
+GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """Everything an executor needs to run one attempt of one job or array child."""
+
+    run_id: str
+    job_id: str  # the store's id; for a child "{parent_id}:{index}"
+    name: str
+    index: int | None
+    attempt: int  # from 1
+    command: str | tuple[str, ...]  # rendered: a str runs under /bin/sh -c
+    env: Mapping[str, str]  # the job's env plus AWS_BATCH_* and FLOWBATCH_RUN_ID
+    workdir: Path
+    vcpus: float
+    memory: int  # MiB
+    gpus: int
+    timeout: float | None  # seconds
+    image: str | None
+    log_dir: Path  # stdout and stderr of this attempt go to log_dir/"stdout", log_dir/"stderr"
+    compute: ComputeEnv
+    host: str | None = None  # for multi-host environments, the host the scheduler chose
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecResult:
+    """How an attempt ended.
+
+    `exit_code` is None when the process never ran or was lost. `status_reason` is
+    AWS's job-level statusReason; `reason` is AWS's container.reason (for example
+    "OutOfMemoryError: Container killed due to memory usage"). `retryable` is False for
+    outcomes AWS never retries: a timeout or a cancel/terminate.
+    """
+
+    exit_code: int | None
+    status_reason: str = REASON_ESSENTIAL_EXITED
+    reason: str = ""
+    retryable: bool = True
+    host: str | None = None
+    peak_memory: int | None = None  # MiB, where the executor can measure it
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Executor(Protocol):
+    """Runs attempts on one compute environment."""
+
+    async def run(self, attempt: Attempt, *, task_status: TaskStatus[str]) -> ExecResult:
+        """Run one attempt to its end.
+
+        Calls `task_status.started(external_id)` (a pid, a SLURM job id, a container id)
+        as soon as the attempt is accepted, which is when the job becomes RUNNING. Raises
+        only for cancellation; every other failure is an ExecResult.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and helpers. Running attempts have already ended."""
+        ...
