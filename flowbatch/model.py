@@ -99,6 +99,24 @@ class RetryStrategy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Host:
+    """One machine of a compute environment, with the capacity jobs may use on it.
+
+    A local environment has one host (this machine); a SLURM environment has one
+    virtual host whose capacity is `max_vcpus` (SLURM places jobs on its own nodes);
+    an SSH environment has the hosts it lists.
+    """
+
+    name: str  # unique within its compute environment
+    vcpus: int
+    memory: int  # MiB
+    gpus: int = 0
+    address: str | None = None  # ssh: host name or IP
+    port: int | None = None  # ssh
+    user: str | None = None  # ssh
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ComputeEnv:
     name: str
     type: str = "local"  # "local", "ssh", "slurm"
@@ -113,6 +131,7 @@ class ComputeEnv:
     # Type-specific settings, as written: `hosts` for ssh, `partition` for slurm,
     # `runtime` for containers, and so on. Values are str, int, float, bool or lists.
     options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    hosts: tuple[Host, ...] = ()  # filled by analyze; see Host
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
@@ -138,12 +157,12 @@ class JobSpec:
     gpus: int = 0
     timeout: float | None = None  # seconds, per attempt
     retry: RetryStrategy = RetryStrategy()
-    env: Mapping[str, str] = EMPTY
-    parameters: Mapping[str, str] = EMPTY
+    env: Mapping[str, str] = field(default_factory=frozen_map)
+    parameters: Mapping[str, str] = field(default_factory=frozen_map)
     queue: str = "default"
     priority: int = 0
     share: str | None = None
-    tags: Mapping[str, str] = EMPTY
+    tags: Mapping[str, str] = field(default_factory=frozen_map)
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     array_size: int | None = None  # None for a single job
@@ -177,7 +196,8 @@ class Pipeline:
 
 def local_compute(vcpus: int, memory: int) -> ComputeEnv:
     """The implicit `compute local`: this machine's CPUs and memory."""
-    return ComputeEnv(name="local", type="local", vcpus=vcpus, memory=memory)
+    host = Host(name="localhost", vcpus=vcpus, memory=memory)
+    return ComputeEnv(name="local", type="local", vcpus=vcpus, memory=memory, hosts=(host,))
 
 
 DEFAULT_QUEUE = Queue(name="default", priority=1, compute=("local",))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from flowbatch.cli import front, inspect, reports, running
+from flowbatch.cli import front, graph, inspect, reports, running
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +22,7 @@ def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
 
 
-for _module in (front, running, inspect, reports):
+for _module in (front, graph, running, inspect, reports):
     for _command in _module.COMMANDS:
         app.add_command(_command)
 

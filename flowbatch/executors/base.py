@@ -74,6 +74,9 @@ class ExecResult:
     reason: str = ""
     retryable: bool = True
     host: str | None = None
+    # The host (or the connection to it) was lost: the scheduler stops placing jobs on
+    # it until `Executor.check_host` says it is back. The attempt itself is retryable.
+    host_lost: bool = False
     peak_memory: int | None = None  # MiB, where the executor can measure it
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -92,6 +95,10 @@ class Executor(Protocol):
         as soon as the attempt is accepted, which is when the job becomes RUNNING. Raises
         only for cancellation; every other failure is an ExecResult.
         """
+        ...
+
+    async def check_host(self, host: str) -> bool:
+        """Whether a host that was lost is reachable again (always True for local)."""
         ...
 
     async def aclose(self) -> None:
