@@ -1,0 +1,155 @@
+"""Containers: how one attempt of a job with an `image` becomes a container runtime call.
+
+Every executor type uses this module: the local executor runs `container_argv(...)`
+itself, the ssh and slurm executors run `shlex.join(container_argv(...))` on the
+remote machine. The runtime (podman or docker) runs attached (`run --rm`, no `-d`),
+so the runtime process's exit status is the job's, its stdout and stderr are the job's,
+and a signal sent to it reaches the job (`--sig-proxy`, with `--init` as PID 1 so that
+a job that installs no handler still dies of SIGTERM, which a bare PID 1 would ignore).
+
+A container sees only the attempt's working directory (mounted at the same path, so
+paths in commands mean the same inside and out), no network unless the compute
+environment says `network = true`, and hard cpu and memory limits (swap equal to the
+memory limit, so that going over the limit is an OOM kill, exit 137, as on AWS).
+
+Imports: model, executors.base; anyio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from pathlib import PurePath
+from typing import Final
+
+import anyio
+
+from flowbatch.executors.base import Attempt
+from flowbatch.model import ComputeEnv
+
+RUNTIMES: Final = ("podman", "docker")
+
+# Labels on every container, so that containers a crashed runner left behind can be
+# found (`podman ps -a --filter label=flowbatch.run_id=...`).
+LABEL_RUN: Final = "flowbatch.run_id"
+LABEL_JOB: Final = "flowbatch.job_id"
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
+
+
+class ContainerError(Exception):
+    """A job cannot be run in a container as configured; the message says why and what
+    would be right."""
+
+
+def choose_runtime(compute: ComputeEnv) -> str:
+    """The container runtime for a compute environment.
+
+    `compute.options["runtime"]` when given ("podman" or "docker"; not looked up on
+    PATH, because for ssh and slurm it runs on another machine); otherwise podman if it
+    is on this machine's PATH, else docker. Raises ContainerError for an unknown runtime
+    or when neither is installed.
+    """
+    given = compute.options.get("runtime")
+    if given is not None:
+        if given not in RUNTIMES:
+            raise ContainerError(
+                f"compute `{compute.name}`: unknown container runtime {given!r}; "
+                f'use runtime = "podman" or runtime = "docker"'
+            )
+        return str(given)
+    for runtime in RUNTIMES:
+        if shutil.which(runtime) is not None:
+            return runtime
+    raise ContainerError(
+        f"compute `{compute.name}`: a job has an `image` but neither podman nor docker "
+        "is on PATH; install one, or set `runtime` in the compute environment"
+    )
+
+
+def container_name(attempt: Attempt) -> str:
+    """`fb-<run_id>-<job_id, ':' as '-'>-<attempt>`, lowercased, safe as a container name."""
+    raw = f"fb-{attempt.run_id}-{attempt.job_id.replace(':', '-')}-{attempt.attempt}"
+    return _UNSAFE_NAME_CHARS.sub("-", raw.lower())
+
+
+def _network_enabled(compute: ComputeEnv) -> bool:
+    network = compute.options.get("network", False)
+    if not isinstance(network, bool):
+        raise ContainerError(
+            f"compute `{compute.name}`: `network` must be true or false, not {network!r}"
+        )
+    return network
+
+
+def _bind(path: PurePath) -> str:
+    # A relative source would name a volume, not a directory, and a `:` would split the
+    # -v spec: both would silently mount the wrong thing.
+    if not path.is_absolute():
+        raise ContainerError(f"working directory {str(path)!r} must be an absolute path")
+    if ":" in str(path):
+        raise ContainerError(f"working directory {str(path)!r} cannot contain `:`")
+    return f"{path}:{path}"
+
+
+def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
+    """The argv that runs `attempt` in `attempt.image` with `runtime`, attached.
+
+    `podman run --rm --name NAME --pull=never [--network=none] --init --sig-proxy=true
+    --log-driver=none --cpus=V --memory=Mm --memory-swap=Mm -v WD:WD -w WD -e K=V ...
+    IMAGE /bin/sh -c CMD` (or IMAGE followed by the argv of a tuple command). Images are
+    never pulled: a missing image fails the attempt at once instead of hanging on a
+    registry. Raises ContainerError for an attempt without an image, an empty command,
+    or a working directory that cannot be mounted.
+    """
+    if attempt.image is None:
+        raise ContainerError(f"job `{attempt.name}` has no image")
+    if runtime not in RUNTIMES:
+        raise ContainerError(f"unknown container runtime {runtime!r}")
+    workdir = PurePath(attempt.workdir)
+    argv = [runtime, "run", "--rm", "--name", name, "--pull=never"]
+    if not _network_enabled(attempt.compute):
+        argv.append("--network=none")
+    argv += [
+        "--init",
+        "--sig-proxy=true",
+        # The attached streams are the logs; a second copy in the runtime's log store
+        # would only cost disk and time.
+        "--log-driver=none",
+        f"--label={LABEL_RUN}={attempt.run_id}",
+        f"--label={LABEL_JOB}={attempt.job_id}",
+    ]
+    if attempt.vcpus > 0:
+        argv.append(f"--cpus={attempt.vcpus:g}")
+    if attempt.memory > 0:
+        argv += [f"--memory={attempt.memory}m", f"--memory-swap={attempt.memory}m"]
+    argv += ["-v", _bind(workdir), "-w", str(workdir)]
+    for key, value in sorted(attempt.env.items()):
+        argv += ["-e", f"{key}={value}"]
+    argv.append(attempt.image)
+    if isinstance(attempt.command, str):
+        argv += ["/bin/sh", "-c", attempt.command]
+    elif attempt.command:
+        argv += list(attempt.command)
+    else:
+        raise ContainerError(f"job `{attempt.name}` has an empty command")
+    return argv
+
+
+def remove_argv(runtime: str, name: str) -> list[str]:
+    """The argv that force-removes container `name` at once (for remote executors)."""
+    if runtime == "podman":
+        # podman's `rm -f` otherwise waits the stop timeout (10 s) after SIGTERM.
+        return [runtime, "rm", "--force", "--time=0", "--ignore", name]
+    return [runtime, "rm", "--force", name]
+
+
+async def remove_container(runtime: str, name: str, *, timeout: float = 15.0) -> None:
+    """Force-remove container `name`, best effort: used after a cancelled attempt, when
+    the runtime process may have died before its container. Never raises (a container
+    that is already gone is the usual case); shielded from cancellation, because it runs
+    in cleanup, and bounded by `timeout` seconds."""
+    with anyio.move_on_after(timeout, shield=True):
+        with contextlib.suppress(OSError):  # the runtime is not installed: nothing to remove
+            await anyio.run_process(remove_argv(runtime, name), check=False)
