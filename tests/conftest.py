@@ -1,0 +1,74 @@
+"""Shared test infrastructure: the `--update-goldens` option, the `golden` fixture that
+compares produced text with a file under tests/golden/, and the session-wide anyio
+backend (asyncio).
+
+Test modules import helpers that live beside them as top-level modules
+(`from engine_helpers import engine_unavailable`): pytest puts tests/ on sys.path, and
+the repository root is deliberately not on it in CI, so `import flowbatch` finds the
+installed wheel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite the expected files under tests/golden/ from what the code produces",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Rewriting the expectations in CI would make every golden test pass by definition.
+    if config.getoption("--update-goldens") and os.environ.get("CI") == "true":
+        raise pytest.UsageError("--update-goldens is refused under CI=true")
+
+
+class Golden:
+    """Compares text with an expected file, or rewrites the file under --update-goldens.
+
+    `golden(produced, "render/diamond.dot")`: a relative path is under tests/golden/.
+    Fails the test when the file is missing or differs (pytest shows the diff).
+    """
+
+    def __init__(self, *, update: bool) -> None:
+        self.update = update
+
+    def path(self, name: str | Path) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else GOLDEN_DIR / path
+
+    def __call__(self, produced: str, name: str | Path) -> None:
+        path = self.path(name)
+        if self.update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(produced, encoding="utf-8", newline="")
+            return
+        if not path.is_file():
+            pytest.fail(
+                f"golden file {path} is missing: run `pytest --update-goldens` to create it,"
+                " then review it",
+                pytrace=False,
+            )
+        with path.open(encoding="utf-8", newline="") as f:
+            expected = f.read()
+        assert produced == expected, f"output differs from {path} (--update-goldens rewrites it)"
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Golden:
+    return Golden(update=bool(request.config.getoption("--update-goldens")))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
