@@ -12,7 +12,9 @@
 # the exit status is non-zero if any step failed. pytest's "no tests ran" (5) is a failure.
 #
 # Knobs: PYTHON (interpreter for the venv, default python3, must be >= 3.11),
-# VENV (default .venv), PYTEST_ARGS (extra pytest arguments, e.g. "-k store").
+# VENV (default .venv), PYTEST_ARGS (extra pytest arguments, e.g. "-k store"),
+# ENGINES (default "slurm ssh podman"; ENGINES= skips them all, for a quick local run:
+# slurm.sh restarts the SLURM daemons, which disturbs anyone using them at the time).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -148,15 +150,16 @@ fi
 venv_ok=1
 for tool in ruff mypy lint-imports pytest; do [ -x "$VENV/bin/$tool" ] || venv_ok=0; done
 
-if engine slurm; then
-  partition=$(sinfo -h -o '%P' 2>/dev/null | head -1 | tr -d '*')
-  export FLOWBATCH_TEST_SLURM_PARTITION=${partition:-debug}
-  echo "FLOWBATCH_TEST_SLURM_PARTITION=$FLOWBATCH_TEST_SLURM_PARTITION"
-fi
-# ssh.sh installs openssh and creates the user fbtest and its client key; the test
-# fixture starts its own sshd per session, so nothing is exported here.
-engine ssh || true
-engine podman || true
+for name in ${ENGINES-slurm ssh podman}; do
+  engine "$name" || continue
+  if [ "$name" = slurm ]; then
+    partition=$(sinfo -h -o '%P' 2>/dev/null | head -1 | tr -d '*')
+    export FLOWBATCH_TEST_SLURM_PARTITION=${partition:-debug}
+    echo "FLOWBATCH_TEST_SLURM_PARTITION=$FLOWBATCH_TEST_SLURM_PARTITION"
+  fi
+  # ssh.sh installs openssh and creates the user fbtest and its client key; the test
+  # fixture starts its own sshd per session, so nothing is exported for it.
+done
 
 if [ "$venv_ok" -eq 1 ]; then
   PATH=$VENV/bin:$PATH
