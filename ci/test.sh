@@ -85,10 +85,20 @@ install_package() {
   # Uninstall first: pip may keep an installed flowbatch of the same version instead of
   # rebuilding it from the current source.
   "${pip[@]}" uninstall -q -y flowbatch >/dev/null 2>&1 || true
+  # The dependencies and test tools first, from pyproject.toml, so that ruff, mypy and
+  # the rest still run when building flowbatch itself fails. pytest-timeout is CI's
+  # own: a hung test fails alone instead of eating CI's whole time budget.
+  local listing deps=()
+  listing=$("$VENV/bin/python" - "$ROOT/pyproject.toml" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+PY
+  ) || return 1
+  mapfile -t deps <<<"$listing"
+  "${pip[@]}" install -q "${deps[@]}" pytest-timeout || return 1
   # Not editable (-e): the tests must import the wheel's files.
   "${pip[@]}" install -q "$ROOT[test]" || return 1
-  # CI-only: a hung test fails alone instead of eating CI's whole time budget.
-  "${pip[@]}" install -q pytest-timeout || return 1
   (cd / && "$VENV/bin/python" -c 'import flowbatch; print("installed:", flowbatch.__file__)')
 }
 
