@@ -11,7 +11,7 @@ APPLETS=(sh echo cat sleep ls wc true false env id head tail tr seq yes dd
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in podman runc crun busybox-static uidmap; do
+for pkg in podman runc crun catatonit busybox-static uidmap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,9 +37,11 @@ NOFILE=$(( $(ulimit -Hn) < 16384 ? $(ulimit -Hn) : 16384 ))
 NPROC=32768
 # runc, not crun: crun 1.8.1 refuses hybrid cgroup v1+v2 layouts even with
 # --cgroups=disabled; runc honours --cpus/--memory through cgroup v1. cgroupfs: no
-# systemd here. events_logger file: journald is not running.
+# systemd here. events_logger file: journald is not running. catatonit is the
+# --init that flowbatch passes so that SIGTERM reaches jobs (a bare PID 1 ignores it).
 cat >/etc/containers/containers.conf <<CONF
 [containers]
+init_path = "/usr/bin/catatonit"
 netns = "none"
 log_driver = "k8s-file"
 default_ulimits = ["nofile=$NOFILE:$NOFILE", "nproc=$NPROC:$NPROC"]
@@ -71,5 +73,5 @@ if ! "${P[@]}" image exists "$IMAGE"; then
     "$WORK/rootfs.tar" "$IMAGE" >/dev/null
 fi
 
-"${P[@]}" run --rm --pull=never --network=none "$IMAGE" true
+"${P[@]}" run --rm --pull=never --network=none --init "$IMAGE" true
 echo "podman ready: $("${P[@]}" --version), image $IMAGE"

@@ -9,8 +9,9 @@ a job that installs no handler still dies of SIGTERM, which a bare PID 1 would i
 
 A container sees only the attempt's working directory (mounted at the same path, so
 paths in commands mean the same inside and out), no network unless the compute
-environment says `network = true`, and hard cpu and memory limits (swap equal to the
-memory limit, so that going over the limit is an OOM kill, exit 137, as on AWS).
+environment says `network = true` (then the host's network), and hard cpu and memory
+limits (swap equal to the memory limit, so that going over the limit is an OOM kill,
+exit 137, as on AWS).
 
 Imports: model, executors.base; anyio.
 """
@@ -96,7 +97,7 @@ def _bind(path: PurePath) -> str:
 def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     """The argv that runs `attempt` in `attempt.image` with `runtime`, attached.
 
-    `podman run --rm --name NAME --pull=never [--network=none] --init --sig-proxy=true
+    `podman run --rm --name NAME --pull=never --network=none|host --init --sig-proxy=true
     --log-driver=none --cpus=V --memory=Mm --memory-swap=Mm -v WD:WD -w WD -e K=V ...
     IMAGE /bin/sh -c CMD` (or IMAGE followed by the argv of a tuple command). Images are
     never pulled: a missing image fails the attempt at once instead of hanging on a
@@ -109,8 +110,11 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
         raise ContainerError(f"unknown container runtime {runtime!r}")
     workdir = PurePath(attempt.workdir)
     argv = [runtime, "run", "--rm", "--name", name, "--pull=never"]
-    if not _network_enabled(attempt.compute):
-        argv.append("--network=none")
+    # With `network = true` the job shares the host's network, as an uncontained job
+    # would: it always works (no bridge or CNI setup needed, rootless too) and reaches
+    # services on localhost. The flag is explicit because a runtime's default may be
+    # none (flowbatch's CI sets netns = "none").
+    argv.append("--network=host" if _network_enabled(attempt.compute) else "--network=none")
     argv += [
         "--init",
         "--sig-proxy=true",

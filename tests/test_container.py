@@ -1,0 +1,351 @@
+"""Tests of flowbatch.executors.container: the argv it builds, and real podman runs of it.
+
+Real runs need podman and the image `localhost/flowbatch-busybox:test`, which
+`ci/engines/podman.sh` installs and imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+from flowbatch.executors.base import Attempt
+from flowbatch.executors.container import (
+    ContainerError,
+    choose_runtime,
+    container_argv,
+    container_name,
+    remove_argv,
+    remove_container,
+)
+from flowbatch.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
+from tests.engine_helpers import engine_unavailable
+
+pytestmark = pytest.mark.anyio
+
+IMAGE = "localhost/flowbatch-busybox:test"
+RUN_TIMEOUT = 60.0  # seconds; a podman run here takes about one
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def compute(**options: object) -> ComputeEnv:
+    base = local_compute(2, 4096)
+    return ComputeEnv(
+        name=base.name,
+        type=base.type,
+        vcpus=base.vcpus,
+        memory=base.memory,
+        hosts=base.hosts,
+        options=options,
+    )
+
+
+def make_attempt(
+    workdir: Path,
+    command: str | tuple[str, ...] = "true",
+    *,
+    env: Mapping[str, str] | None = None,
+    memory: int = 256,
+    vcpus: float = 1,
+    image: str | None = IMAGE,
+    job_id: str = "3f0c8a4e-0000-4000-8000-00000000abcd",
+    network: bool | None = None,
+) -> Attempt:
+    options = {} if network is None else {"network": network}
+    return Attempt(
+        run_id="20250101-120000-beef",
+        job_id=job_id,
+        name="job",
+        index=None,
+        attempt=1,
+        command=command,
+        env=env if env is not None else {"AWS_BATCH_JOB_ID": job_id, "AWS_BATCH_JOB_ATTEMPT": "1"},
+        workdir=workdir,
+        vcpus=vcpus,
+        memory=memory,
+        gpus=0,
+        timeout=None,
+        image=image,
+        log_dir=workdir / "logs",
+        compute=compute(**options),
+    )
+
+
+def pairs(argv: list[str], flag: str) -> list[str]:
+    """The values that follow each occurrence of a two-word flag such as -e or -v."""
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == flag]
+
+
+# --- the argv ------------------------------------------------------------------------
+
+
+def test_argv_runs_attached_removed_unpulled_offline_and_limited(tmp_path: Path) -> None:
+    attempt = make_attempt(tmp_path, "echo hi", memory=512, vcpus=1.5)
+    argv = container_argv(attempt, runtime="podman", name="fb-x")
+    assert argv[:3] == ["podman", "run", "--rm"]
+    assert pairs(argv, "--name") == ["fb-x"]
+    for flag in ("--pull=never", "--network=none", "--init", "--sig-proxy=true"):
+        assert flag in argv
+    assert "--cpus=1.5" in argv
+    assert "--memory=512m" in argv and "--memory-swap=512m" in argv
+    assert pairs(argv, "-v") == [f"{tmp_path}:{tmp_path}"]
+    assert pairs(argv, "-w") == [str(tmp_path)]
+    assert "-d" not in argv and "--detach" not in argv
+    # Options go before the image, the command after it.
+    assert argv[-4:] == [IMAGE, "/bin/sh", "-c", "echo hi"]
+
+
+def test_argv_passes_every_variable(tmp_path: Path) -> None:
+    env = {"AWS_BATCH_JOB_ID": "j:3", "AWS_BATCH_JOB_ARRAY_INDEX": "3", "GREETING": "a b=c"}
+    argv = container_argv(make_attempt(tmp_path, env=env), runtime="podman", name="n")
+    assert sorted(pairs(argv, "-e")) == sorted(f"{k}={v}" for k, v in env.items())
+
+
+def test_argv_network_only_when_asked(tmp_path: Path) -> None:
+    on = container_argv(make_attempt(tmp_path, network=True), runtime="podman", name="n")
+    off = container_argv(make_attempt(tmp_path, network=False), runtime="podman", name="n")
+    assert "--network=none" not in on and "--network=host" in on
+    assert "--network=none" in off and "--network=host" not in off
+
+
+def test_argv_rejects_a_network_that_is_not_a_bool(tmp_path: Path) -> None:
+    attempt = replace(make_attempt(tmp_path), compute=compute(network="yes"))
+    with pytest.raises(ContainerError, match="`network` must be true or false"):
+        container_argv(attempt, runtime="podman", name="n")
+
+
+def test_argv_runs_a_list_command_without_a_shell(tmp_path: Path) -> None:
+    command = ("echo", "a b", "$HOME")
+    argv = container_argv(make_attempt(tmp_path, command), runtime="docker", name="n")
+    assert argv[0] == "docker"
+    assert argv[-4:] == [IMAGE, *command]
+    assert "/bin/sh" not in argv
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"workdir": Path("relative/dir")}, "absolute"),
+        ({"workdir": Path("/a:b")}, "cannot contain `:`"),
+        ({"image": None}, "no image"),
+        ({"command": ()}, "empty command"),
+    ],
+)
+def test_argv_refuses_what_it_cannot_run(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    attempt = replace(make_attempt(tmp_path), **change)
+    with pytest.raises(ContainerError, match=message):
+        container_argv(attempt, runtime="podman", name="n")
+
+
+def test_container_name_is_safe_and_names_the_attempt(tmp_path: Path) -> None:
+    attempt = make_attempt(tmp_path, job_id="3F0C8A4E-AB:17")
+    name = container_name(attempt)
+    assert name == "fb-20250101-120000-beef-3f0c8a4e-ab-17-1"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name)
+
+
+def test_remove_argv_kills_at_once() -> None:
+    assert remove_argv("podman", "n") == ["podman", "rm", "--force", "--time=0", "--ignore", "n"]
+    assert remove_argv("docker", "n") == ["docker", "rm", "--force", "n"]
+
+
+# --- choosing a runtime --------------------------------------------------------------
+
+
+def test_runtime_given_in_the_compute_environment_wins() -> None:
+    assert choose_runtime(compute(runtime="docker")) == "docker"
+    assert choose_runtime(compute(runtime="podman")) == "podman"
+
+
+def test_unknown_runtime_is_an_error() -> None:
+    with pytest.raises(ContainerError, match="unknown container runtime 'rkt'"):
+        choose_runtime(compute(runtime="rkt"))
+
+
+def _fake_bin(directory: Path, *names: str) -> None:
+    directory.mkdir()
+    for name in names:
+        path = directory / name
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+
+
+def test_podman_is_preferred_then_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_bin(tmp_path / "both", "podman", "docker")
+    _fake_bin(tmp_path / "docker-only", "docker")
+    monkeypatch.setenv("PATH", str(tmp_path / "both"))
+    assert choose_runtime(compute()) == "podman"
+    monkeypatch.setenv("PATH", str(tmp_path / "docker-only"))
+    assert choose_runtime(compute()) == "docker"
+
+
+def test_no_runtime_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ContainerError, match="neither podman nor docker is on PATH"):
+        choose_runtime(compute())
+
+
+async def test_remove_container_never_raises_without_a_runtime() -> None:
+    # Not installed at all: the OSError is swallowed, as cleanup must not fail a run.
+    await remove_container("docker-that-is-not-installed-here", "fb-none", timeout=5)
+
+
+# --- real podman ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def podman() -> str:
+    if shutil.which("podman") is None:
+        engine_unavailable("podman", "podman is not on PATH")
+    found = subprocess.run(
+        ["podman", "image", "exists", IMAGE], capture_output=True, timeout=RUN_TIMEOUT
+    )
+    if found.returncode != 0:
+        engine_unavailable("podman", f"the image {IMAGE} is missing ({found.stderr!r})")
+    return "podman"
+
+
+def run(podman: str, attempt: Attempt) -> subprocess.CompletedProcess[str]:
+    argv = container_argv(attempt, runtime=podman, name=container_name(attempt))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+
+
+def container_exists(podman: str, name: str) -> bool:
+    result = subprocess.run(
+        [podman, "container", "exists", name], capture_output=True, timeout=RUN_TIMEOUT
+    )
+    return result.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_exit_code_propagates(podman: str, tmp_path: Path) -> None:
+    done = run(podman, make_attempt(tmp_path, "echo out; echo err >&2; exit 7"))
+    assert done.returncode == 7, done.stderr
+    assert done.stdout == "out\n"
+    assert done.stderr.endswith("err\n")
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_environment_reaches_the_job(podman: str, tmp_path: Path) -> None:
+    env = {"AWS_BATCH_JOB_ID": "abc:4", "AWS_BATCH_JOB_ARRAY_INDEX": "4", "SPACED": "a b; c"}
+    done = run(podman, make_attempt(tmp_path, ("env",), env=env))
+    assert done.returncode == 0, done.stderr
+    lines = set(done.stdout.splitlines())
+    assert {f"{k}={v}" for k, v in env.items()} <= lines
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_workdir_is_mounted_and_written_back(podman: str, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("payload\n")
+    done = run(podman, make_attempt(tmp_path, "pwd; tr a-z A-Z < in.txt > out.txt"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path)
+    assert (tmp_path / "out.txt").read_text() == "PAYLOAD\n"
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_no_network_inside_unless_asked(podman: str, tmp_path: Path) -> None:
+    offline = run(podman, make_attempt(tmp_path, ("ls", "/sys/class/net")))
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.split() == ["lo"]
+    online = run(podman, make_attempt(tmp_path, ("ls", "/sys/class/net"), network=True))
+    assert online.returncode == 0, online.stderr
+    assert sorted(online.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+
+
+# Reads the memory cgroup's count of OOM kills after the hog died: cgroup v1 keeps it in
+# memory.oom_control, v2 in memory.events.
+OOM_HOG = (
+    "head -c 100m /dev/zero | tail > /dev/null; rc=$?; "
+    "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null"
+    " | grep '^oom_kill '; exit $rc"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_memory_hog_is_oom_killed_with_137_and_retried(podman: str, tmp_path: Path) -> None:
+    killed = run(podman, make_attempt(tmp_path, OOM_HOG, memory=32))
+    assert killed.returncode == 137, killed.stderr
+    # It was the kernel's OOM killer, in this container's cgroup, and not another signal.
+    assert int(killed.stdout.split()[-1]) >= 1, killed.stdout
+    # The same job with room to spare is not killed: the limit, not the command, did it.
+    roomy = run(podman, make_attempt(tmp_path, OOM_HOG, memory=256))
+    assert roomy.returncode == 0, roomy.stderr
+    assert int(roomy.stdout.split()[-1]) == 0, roomy.stdout
+
+    retry = RetryStrategy(
+        attempts=3,
+        rules=(
+            RetryRule(on_exit_code="137", action="retry"),
+            RetryRule(on_exit_code="*", action="exit"),
+        ),
+    )
+    assert retry.should_retry(killed.returncode, "Essential container in task exited")
+    assert not retry.should_retry(1, "Essential container in task exited")
+
+
+async def _start_sleeper(podman: str, tmp_path: Path) -> tuple[Process, str]:
+    attempt = make_attempt(tmp_path, "echo started; sleep 60; echo finished")
+    name = container_name(attempt)
+    process = await anyio.open_process(
+        container_argv(attempt, runtime=podman, name=name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    with anyio.fail_after(RUN_TIMEOUT):
+        first = await process.stdout.receive()
+    assert first.startswith(b"started"), first
+    return process, name
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_sigterm_to_the_runtime_stops_the_container(podman: str, tmp_path: Path) -> None:
+    process, name = await _start_sleeper(podman, tmp_path)
+    async with process:
+        process.terminate()
+        with anyio.fail_after(RUN_TIMEOUT):
+            returncode = await process.wait()
+        assert process.stdout is not None
+        rest = b"".join([chunk async for chunk in process.stdout])
+    # 143 = 128 + SIGTERM: the job itself died of the signal (well before its sleep ended).
+    assert returncode == 143
+    assert b"finished" not in rest
+    assert not container_exists(podman, name)
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_remove_container_stops_and_removes_it(podman: str, tmp_path: Path) -> None:
+    process, name = await _start_sleeper(podman, tmp_path)
+    async with process:
+        assert container_exists(podman, name)
+        await remove_container(podman, name)
+        assert not container_exists(podman, name)
+        with anyio.fail_after(RUN_TIMEOUT):
+            returncode = await process.wait()
+    assert returncode != 0
+    # Removing what is already gone is quiet.
+    await remove_container(podman, name)
