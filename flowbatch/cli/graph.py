@@ -1,7 +1,143 @@
-"""CLI commands: graph."""
+"""CLI commands: graph — draw a pipeline, optionally coloured by one run's job states.
+
+`flowbatch graph FILE` prints DOT on stdout; `-o` picks the format by extension
+(.dot, .svg, .png through Graphviz's `dot`, .mmd for Mermaid, .json). `--run` reads
+job states from the store and passes them to the renderers as `StateView`s, so the
+renderers never touch the database.
+
+Imports: front, render, render_dot, render_mermaid, diagnostics, store (lazily); click.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
 import click
 
-COMMANDS: list[click.Command] = []
+from flowbatch.compile import Plan
+from flowbatch.diagnostics import FlowError
+from flowbatch.diagnostics import render as render_error
+from flowbatch.front import load
+from flowbatch.render import RenderError, StateView, dot_to_image, to_json
+from flowbatch.render_dot import to_dot
+from flowbatch.render_mermaid import to_mermaid
+
+FORMATS = {".dot": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid", ".json": "json"}
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
+    params: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="'-p'")
+        params[name.strip()] = value
+    return params
+
+
+def run_states(state_dir: Path, run_id: str, pipeline: str) -> tuple[str, dict[str, StateView]]:
+    """The run's id (resolving `latest`) and each top-level job's state in it, read from
+    the store in `state_dir`; raises StoreError for a missing database or run."""
+    from flowbatch.store import Store, StoreError
+
+    store = Store.open(state_dir, create=False)
+    try:
+        if run_id == "latest":
+            found = store.latest_run(pipeline) or store.latest_run()
+            if found is None:
+                raise StoreError(f"no runs recorded in `{store.path}`")
+            run_id = found
+        runs = [str(r["runId"]) for r in store.runs()]
+        if run_id not in runs:
+            shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
+            raise StoreError(
+                f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
+            )
+        rows = store.jobs(run_id=run_id)
+    finally:
+        store.close()
+    return run_id, {str(row["jobName"]): _view(row) for row in rows}
+
+
+def _view(row: Mapping[str, Any]) -> StateView:
+    summary = (row.get("arrayProperties") or {}).get("statusSummary") or {}
+    return StateView(str(row["status"]), {str(k): int(v) for k, v in summary.items()})
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    raise SystemExit(code)
+
+
+@click.command("graph")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Override a pipeline parameter (repeatable).")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write .dot, .svg, .png (Graphviz), .mmd (Mermaid) or .json.")  # fmt: skip
+@click.option("--group-by-queue", is_flag=True, help="Draw each queue's jobs in a box.")
+@click.option("--run", "run_id", metavar="RUN_ID",
+              help="Colour jobs by their state in this run (`latest` for the newest).")  # fmt: skip
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where runs are recorded (default: .flowbatch/ beside FILE).")  # fmt: skip
+def graph(
+    file: Path,
+    params: tuple[str, ...],
+    output: Path | None,
+    group_by_queue: bool,
+    run_id: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Draw the pipeline FILE: DOT on stdout, or the file given with -o."""
+    fmt = "dot"
+    if output is not None:
+        if output.suffix.lower() not in FORMATS:
+            raise click.UsageError(
+                f"cannot tell what to write from `{output.name}`: use one of {', '.join(FORMATS)}"
+            )
+        fmt = FORMATS[output.suffix.lower()]
+    try:
+        plan = load(file, parse_params(params))
+    except FlowError as err:
+        _fail(render_error(err), 2)
+    states: dict[str, StateView] | None = None
+    if run_id is not None:
+        from flowbatch.store import StoreError
+
+        try:
+            run_id, states = run_states(state_dir or file.parent / ".flowbatch", run_id, plan.path)
+        except StoreError as err:
+            _fail(f"error: {err}", 2)
+    try:
+        data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
+    except RenderError as err:
+        _fail(f"error: {err}", 1)
+    if output is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        output.write_bytes(data)
+
+
+def draw(
+    plan: Plan,
+    fmt: str,
+    *,
+    group_by_queue: bool = False,
+    states: Mapping[str, StateView] | None = None,
+    run: str | None = None,
+) -> bytes:
+    """The plan drawn in `fmt` (a value of FORMATS); RenderError when `dot` fails."""
+    if fmt == "json":
+        return to_json(plan, states).encode()
+    if fmt == "mermaid":
+        return to_mermaid(plan, group_by_queue=group_by_queue, states=states, run=run).encode()
+    dot_text = to_dot(plan, group_by_queue=group_by_queue, states=states, run=run)
+    if fmt in ("svg", "png"):
+        return dot_to_image(dot_text, "svg" if fmt == "svg" else "png")
+    return dot_text.encode()
+
+
+COMMANDS: list[click.Command] = [graph]
