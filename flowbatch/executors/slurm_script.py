@@ -1,0 +1,149 @@
+"""The batch script and sbatch arguments for one submission: a single job, or many
+children of one array job submitted together as one `sbatch --array`.
+
+The script carries the attempt's environment as shell-quoted `export` lines rather
+than `--export=ALL,K=V`, because sbatch splits `--export` on commas and values may hold
+them. For an array, the environment shared by every child is exported once and a `case`
+on `SLURM_ARRAY_TASK_ID` holds what differs (the command, AWS_BATCH_JOB_ID, ...), so a
+10,000-child script stays small enough to write in one go.
+
+The script records the command's exit status in `<log_dir>/slurm-exit-code`, so that a
+job SLURM has already purged (MinJobAge) still has a known ending.
+
+Imports: model, executors.base, executors.slurm_parse.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from flowbatch.executors.base import Attempt
+from flowbatch.executors.slurm_parse import format_indices, time_limit_minutes
+
+EXIT_FILE = "slurm-exit-code"
+
+# Turns an attempt into the argv that runs it (the container engineer's container_argv
+# when `attempt.image` is set); None means run `attempt.command` directly.
+ArgvFor = Callable[[Attempt], Sequence[str] | None]
+
+
+def command_line(attempt: Attempt, argv_for: ArgvFor) -> str:
+    """The shell line that runs the attempt's command in the batch script."""
+    argv = argv_for(attempt)
+    if argv is not None:
+        return shlex.join(argv)
+    if isinstance(attempt.command, str):
+        return shlex.join(["/bin/sh", "-c", attempt.command])
+    return shlex.join(attempt.command)
+
+
+def output_pattern(attempts: Sequence[Attempt]) -> str | None:
+    """A `--output` directory pattern (with `%a` for the array index) that names every
+    attempt's log_dir, or None when the log dirs follow no such pattern.
+
+    `%` is doubled because sbatch expands it.
+    """
+    first = attempts[0]
+    if first.index is None:
+        return str(first.log_dir).replace("%", "%%")
+    marker = f"/{first.index}/"
+    text = str(first.log_dir)
+    if text.count(marker) != 1:
+        return None
+    prefix, suffix = text.split(marker)
+    for a in attempts:
+        if str(a.log_dir) != f"{prefix}/{a.index}/{suffix}":
+            return None
+    return f"{prefix.replace('%', '%%')}/%a/{suffix.replace('%', '%%')}"
+
+
+def script_path(attempts: Sequence[Attempt], token: str) -> Path:
+    """Where the batch script goes: the attempt's log dir, or for an array the directory
+    above every child's log dir (on the shared filesystem either way)."""
+    first = attempts[0]
+    if first.index is None:
+        return first.log_dir / "slurm-batch.sh"
+    common = Path(os.path.commonpath([str(a.log_dir) for a in attempts]))
+    if len(attempts) == 1:
+        common = common.parent.parent
+    return common / f"slurm-attempt-{first.attempt}-{token}.sh"
+
+
+def _exports(env: dict[str, str]) -> list[str]:
+    return [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+
+
+def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bool) -> str:
+    """The text of the batch script for these attempts (one single job, or children of
+    one array job with the same attempt number)."""
+    first = attempts[0]
+    lines = [
+        "#!/bin/sh",
+        f"# flowbatch: job {first.name}, attempt {first.attempt}, run {first.run_id}",
+    ]
+    envs = [dict(a.env) for a in attempts]
+    common = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}
+    lines += _exports(common)
+
+    def body(a: Attempt, env: dict[str, str]) -> list[str]:
+        out = [f"fb_dir={shlex.quote(str(a.log_dir))}"]
+        if redirect:
+            out.append('exec >"$fb_dir/stdout" 2>"$fb_dir/stderr"')
+        out.append(f"cd {shlex.quote(str(a.workdir))} || exit 1")
+        out += _exports({k: v for k, v in env.items() if k not in common})
+        out.append(command_line(a, argv_for))
+        return out
+
+    if first.index is None:
+        lines += body(first, envs[0])
+    else:
+        lines.append('case "$SLURM_ARRAY_TASK_ID" in')
+        for a, env in zip(attempts, envs, strict=True):
+            lines.append(f"{a.index})")
+            lines += ["  " + line for line in body(a, env)]
+            lines.append("  ;;")
+        lines += [
+            '*) echo "flowbatch: task $SLURM_ARRAY_TASK_ID is not in this batch" >&2; exit 1 ;;',
+            "esac",
+        ]
+    lines += [
+        "fb_rc=$?",
+        f'printf "%s\\n" "$fb_rc" >"$fb_dir/{EXIT_FILE}"',
+        'exit "$fb_rc"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def sbatch_argv(
+    attempts: Sequence[Attempt], script: Path, options: dict[str, object], *, pattern: str | None
+) -> list[str]:
+    """The sbatch command line for one submission."""
+    first = attempts[0]
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name=fb-{first.name}",
+        f"--cpus-per-task={max(1, int(-(-first.vcpus // 1)))}",
+        f"--mem={first.memory}",
+        f"--chdir={first.workdir}",
+        "--export=ALL",
+    ]
+    for key in ("partition", "account", "qos"):
+        if options.get(key):
+            argv.append(f"--{key}={options[key]}")
+    if first.gpus:
+        argv.append(f"--gres=gpu:{first.gpus}")
+    if first.timeout is not None:
+        argv.append(f"--time={time_limit_minutes(first.timeout)}")
+    if pattern is not None:
+        argv += [f"--output={pattern}/stdout", f"--error={pattern}/stderr"]
+    else:
+        argv += ["--output=/dev/null", "--error=/dev/null"]
+    if first.index is not None:
+        argv.append(f"--array={format_indices(a.index for a in attempts if a.index is not None)}")
+    argv.append(str(script))
+    return argv

@@ -1,0 +1,335 @@
+"""The SLURM executor: output parsing without a cluster, and real jobs on the
+single-node SLURM that `ci/engines/slurm.sh` starts (partition in
+FLOWBATCH_TEST_SLURM_PARTITION)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+
+from engine_helpers import engine_unavailable
+from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
+from flowbatch.executors.slurm import SlurmExecutor
+from flowbatch.executors.slurm_parse import (
+    REASON_OOM,
+    REASON_SCANCEL,
+    exit_code_of,
+    format_indices,
+    parse_indices,
+    parse_squeue,
+    result_of,
+    result_of_gone,
+    time_limit_minutes,
+)
+from flowbatch.executors.slurm_script import batch_script, output_pattern
+from flowbatch.model import ComputeEnv, Host
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- parsing, no cluster ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("indices", "text"),
+    [([0], "0"), ([0, 1, 2, 5], "0-2,5"), ([9, 7, 8, 3, 1], "1,3,7-9"), (range(10000), "0-9999")],
+)
+def test_format_indices_collapses_runs_and_parses_back(indices: Any, text: str) -> None:
+    assert format_indices(indices) == text
+    assert parse_indices(text) == frozenset(indices)
+
+
+def test_parse_indices_reads_step_throttle_and_brackets() -> None:
+    assert parse_indices("[0-6:2]%4") == frozenset({0, 2, 4, 6})
+    with pytest.raises(ValueError):
+        parse_indices("1-x")
+
+
+def test_wait_status_becomes_shell_exit_code() -> None:
+    assert exit_code_of(1280) == 5
+    assert exit_code_of(0) == 0
+    assert exit_code_of(15) == 128 + 15
+    assert exit_code_of(None) is None
+
+
+SQUEUE_TEXT = """\
+5|5|N/A|CANCELLED|None|15|vm|
+2|1|0|COMPLETED|None|0|vm|
+4|1|5|FAILED|NonZeroExitCode|1280|vm|
+7|7|3,8-9%2|PENDING|Resources|0||
+garbage line
+"""
+
+
+def test_parse_squeue_rows_single_task_and_compressed_pending() -> None:
+    rows = {r.key: r for r in parse_squeue(SQUEUE_TEXT)}
+    assert set(rows) == {"5", "1_0", "1_5", "7"}
+    assert rows["1_5"].task == 5 and rows["1_5"].wait_status == 1280
+    assert rows["7"].tasks == frozenset({3, 8, 9}) and rows["7"].task is None
+
+
+def _row(state: str, status: int | None = 0) -> Any:
+    text = f"9|9|N/A|{state}|None|{'' if status is None else status}|node1|"
+    return parse_squeue(text)[0]
+
+
+def test_states_map_to_aws_outcomes() -> None:
+    ok = result_of(_row("COMPLETED"), host="h")
+    assert ok is not None and ok.ok and ok.host == "h"
+    failed = result_of(_row("FAILED", 3 << 8), host=None)
+    assert failed is not None and failed.exit_code == 3 and failed.retryable
+    timeout = result_of(_row("TIMEOUT"), host=None)
+    assert timeout is not None and timeout.status_reason == REASON_TIMEOUT
+    assert not timeout.retryable
+    cancelled = result_of(_row("CANCELLED", 15), host=None)
+    assert cancelled is not None and cancelled.status_reason == REASON_SCANCEL
+    assert cancelled.exit_code is None and not cancelled.retryable
+    oom = result_of(_row("OUT_OF_MEMORY"), host=None)
+    assert oom is not None and oom.exit_code == 137 and oom.reason == REASON_OOM
+    lost = result_of(_row("NODE_FAIL"), host=None)
+    assert lost is not None and lost.host_lost and lost.status_reason.startswith("Host EC2")
+    assert "node1" in lost.status_reason
+    assert result_of(_row("RUNNING"), host=None) is None
+    assert result_of(_row("PENDING"), host=None) is None
+
+
+def test_a_purged_job_ends_with_the_exit_status_its_script_wrote() -> None:
+    assert result_of_gone("4_2", "3\n", host=None).exit_code == 3
+    unknown = result_of_gone("4_2", None, host=None)
+    assert unknown.exit_code is None and "4_2" in unknown.status_reason
+
+
+def test_time_limit_rounds_up_to_minutes() -> None:
+    assert time_limit_minutes(1) == 1
+    assert time_limit_minutes(60) == 1
+    assert time_limit_minutes(61) == 2
+
+
+def _attempt(tmp: Path, *, index: int | None = None, command: Any = "true", **kw: Any) -> Attempt:
+    ce = kw.pop("compute", None) or _compute()
+    log = tmp / "logs" / "job" / (f"{index}/attempt-1" if index is not None else "attempt-1")
+    env = {"AWS_BATCH_JOB_ID": f"p:{index}" if index is not None else "p", "SHARED": "a,b c"}
+    if index is not None:
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+    base: dict[str, Any] = dict(
+        run_id="20250101-000000-abcd",
+        job_id=f"p:{index}" if index is not None else "p",
+        name="job",
+        index=index,
+        attempt=1,
+        command=command,
+        env=env,
+        workdir=tmp,
+        vcpus=1,
+        memory=100,
+        gpus=0,
+        timeout=None,
+        image=None,
+        log_dir=log,
+        compute=ce,
+        host="slurm",
+    )
+    base.update(kw)
+    return Attempt(**base)
+
+
+def _compute(**options: object) -> ComputeEnv:
+    opts: dict[str, object] = {"poll_interval": 0.2}
+    partition = os.environ.get("FLOWBATCH_TEST_SLURM_PARTITION")
+    if partition:
+        opts["partition"] = partition
+    opts.update(options)
+    return ComputeEnv(
+        name="cluster",
+        type="slurm",
+        vcpus=64,
+        memory=64 * 1024,
+        options=opts,
+        hosts=(Host(name="slurm", vcpus=64, memory=64 * 1024),),
+    )
+
+
+def test_array_script_exports_shared_env_once_and_quotes_commas(tmp_path: Path) -> None:
+    attempts = [_attempt(tmp_path, index=i, command=f"echo {i}") for i in range(3)]
+    text = batch_script(attempts, lambda a: None, redirect=False)
+    assert text.count("export SHARED='a,b c'") == 1
+    assert text.count("export AWS_BATCH_JOB_ARRAY_INDEX=") == 3
+    assert "2)" in text and "'echo 2'" in text
+    assert output_pattern(attempts) == f"{tmp_path}/logs/job/%a/attempt-1"
+
+
+def test_output_pattern_refuses_log_dirs_without_a_common_shape(tmp_path: Path) -> None:
+    a = _attempt(tmp_path, index=0)
+    b = _attempt(tmp_path, index=1, log_dir=tmp_path / "elsewhere")
+    assert output_pattern([a, b]) is None
+    assert "exec >" in batch_script([a, b], lambda _: None, redirect=True)
+
+
+# -- real SLURM ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[str]:
+    if shutil.which("sbatch") is None:
+        engine_unavailable("slurm", "sbatch is not on PATH")
+    partition = os.environ.get("FLOWBATCH_TEST_SLURM_PARTITION", "")
+    probe = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if probe.returncode != 0 or not probe.stdout.strip():
+        engine_unavailable("slurm", f"sinfo failed: {probe.stderr.strip()}")
+    yield partition
+
+
+async def _run_all(ex: SlurmExecutor, attempts: list[Attempt]) -> dict[int | None, ExecResult]:
+    results: dict[int | None, ExecResult] = {}
+
+    async def one(a: Attempt) -> None:
+        results[a.index] = await _start_and_wait(ex, a)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for a in attempts:
+                tg.start_soon(one, a)
+    return results
+
+
+async def _start_and_wait(ex: SlurmExecutor, a: Attempt) -> ExecResult:
+    box: list[ExecResult] = []
+
+    async def runner(*, task_status: TaskStatus[str]) -> None:
+        box.append(await ex.run(a, task_status=task_status))
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(runner)
+    return box[0]
+
+
+def _squeue_active(key: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", key], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_exit_code_stdout_and_stderr_come_back(slurm: str, tmp_path: Path) -> None:
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command='echo "out $SHARED"; echo err >&2; exit 7')
+    result = (await _run_all(ex, [a]))[None]
+    assert result.exit_code == 7
+    assert (a.log_dir / "stdout").read_text() == "out a,b c\n"
+    assert (a.log_dir / "stderr").read_text() == "err\n"
+    assert ex.calls["sbatch"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_an_array_of_20_is_one_sbatch_call(slurm: str, tmp_path: Path) -> None:
+    ex = SlurmExecutor(_compute())
+    cmd = 'echo "$AWS_BATCH_JOB_ARRAY_INDEX $AWS_BATCH_JOB_ID"'
+    attempts = [_attempt(tmp_path, index=i, command=cmd) for i in range(20)]
+    results = await _run_all(ex, attempts)
+    assert ex.calls["sbatch"] == 1
+    assert all(results[i].ok for i in range(20))
+    for a in attempts:
+        assert (a.log_dir / "stdout").read_text() == f"{a.index} p:{a.index}\n"
+    # one squeue per poll for all 20, never one per child
+    assert ex.calls["squeue"] < 20 * 3
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_timeout_is_enforced_exactly_and_not_retryable(slurm: str, tmp_path: Path) -> None:
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="sleep 60", timeout=1.0)
+    result = (await _run_all(ex, [a]))[None]
+    assert result.status_reason == REASON_TIMEOUT
+    assert not result.retryable
+    key = result.extra["slurm_job_id"]
+    with anyio.fail_after(15):
+        while _squeue_active(key):
+            await anyio.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_scancel_behind_flowbatchs_back_is_a_final_failure(
+    slurm: str, tmp_path: Path
+) -> None:
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="sleep 60")
+    results: list[ExecResult] = []
+
+    async def runner(*, task_status: TaskStatus[str]) -> None:
+        results.append(await ex.run(a, task_status=task_status))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            key = await tg.start(runner)
+            subprocess.run(["scancel", key], check=True)
+    assert results[0].status_reason == REASON_SCANCEL
+    assert results[0].exit_code is None and not results[0].retryable
+    assert results[0].extra["slurm_state"] == "CANCELLED"
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_terminate_scancels_the_job(slurm: str, tmp_path: Path) -> None:
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="sleep 60")
+
+    async def runner(*, task_status: TaskStatus[str]) -> None:
+        await ex.run(a, task_status=task_status)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            key = await tg.start(runner)
+            # wait until SLURM really runs it, so that the scancel stops a live job
+            while "RUNNING" not in _squeue_active(key):
+                await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
+    assert ex.calls["scancel"] == 1
+    # scancel is asynchronous: the job passes through COMPLETING, then leaves the queue
+    with anyio.fail_after(15):
+        while _squeue_active(key):
+            await anyio.sleep(0.1)
+    states = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%T", "-j", key], capture_output=True, text=True
+    ).stdout.split()
+    assert states == ["CANCELLED"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_resources_reach_slurm(slurm: str, tmp_path: Path) -> None:
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="sleep 30", vcpus=2, memory=300, timeout=90)
+
+    async def runner(*, task_status: TaskStatus[str]) -> None:
+        await ex.run(a, task_status=task_status)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            key = await tg.start(runner)
+            shown = subprocess.run(
+                ["scontrol", "show", "job", "-o", key], capture_output=True, text=True
+            ).stdout
+            tg.cancel_scope.cancel()
+    assert "CPUs/Task=2" in shown
+    assert "MinMemoryNode=300M" in shown
+    assert "TimeLimit=00:02:00" in shown
