@@ -4,21 +4,37 @@
 (and a `read` function for imports) and does no I/O of its own. Neither starts an
 event loop.
 
-Imports: parse, analyze, compile, model, diagnostics.
+Imports: parse, analyze, compile, syntax, diagnostics.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from flowbatch.compile import Plan
+from flowbatch import syntax as s
+from flowbatch.analyze import Machine, analyze
+from flowbatch.compile import Plan, compile_pipeline
+from flowbatch.diagnostics import FlowError, Kind, Source, Span
+from flowbatch.parse import parse
+
+Reader = Callable[[str], str]
 
 
 def load(path: str | Path, params: Mapping[str, str] | None = None) -> Plan:
     """The Plan of the pipeline in `path`; raises FlowError with every problem found.
-    `params` are `-p NAME=VALUE` overrides as strings, converted to each param's type."""
-    raise NotImplementedError
+    `params` are `-p NAME=VALUE` overrides as strings, converted to each param's type.
+    An unreadable file is a FlowError(Kind.IMPORT) too."""
+    path = str(path)
+    try:
+        text = _read(path)
+    except OSError as exc:
+        raise FlowError(
+            Kind.IMPORT, f"cannot read `{path}`: {exc.strerror or exc}", None
+        ) from None
+    return load_text(text, path, params, read=_read)
 
 
 def load_text(
@@ -26,7 +42,88 @@ def load_text(
     path: str = "<string>",
     params: Mapping[str, str] | None = None,
     *,
-    read: Callable[[str], str] | None = None,
+    read: Reader | None = None,
+    machine: Machine | None = None,
 ) -> Plan:
-    """Like `load`, from text; `read(path)` supplies imported files (none by default)."""
-    raise NotImplementedError
+    """Like `load`, from text; `read(path)` supplies imported files (none by default).
+    `machine` sizes the implicit `local` compute environment (this machine's by default)."""
+    main = parse(text, path)
+    files = [main, *_imports(main, read, (path,))]
+    pipeline = analyze(files, overrides=params or {}, machine=machine or this_machine())
+    return compile_pipeline(pipeline)
+
+
+def this_machine() -> Machine:
+    """This machine's CPUs (those this process may use) and memory in MiB."""
+    try:
+        vcpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        vcpus = os.cpu_count() or 1
+    memory = 4096
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        pass
+    return Machine(vcpus=vcpus, memory=int(memory))
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[s.File]:
+    """Every file `file` imports, depth first, each once."""
+    out: list[s.File] = []
+    seen = set(chain)
+    errors: list[FlowError] = []
+    for statement in file.statements:
+        if not isinstance(statement, s.Import):
+            continue
+        target = posixpath.normpath(
+            posixpath.join(posixpath.dirname(file.source.path), statement.path)
+        )
+        if target in chain:
+            loop = (*chain[chain.index(target) :], target)
+            errors.append(
+                FlowError(
+                    Kind.IMPORT_CYCLE,
+                    "imports form a cycle: " + " -> ".join(f"`{p}`" for p in loop),
+                    statement.path_span,
+                    hint="move what both files need into a third file that both import",
+                    detail={"cycle": loop},
+                )
+            )
+            continue
+        if target in seen:
+            continue
+        seen.add(target)
+        if read is None:
+            errors.append(_unreadable(statement.path_span, target, "no files can be read here"))
+            continue
+        try:
+            text = read(target)
+        except OSError as exc:
+            errors.append(_unreadable(statement.path_span, target, exc.strerror or str(exc)))
+            continue
+        imported = parse(text, target)
+        out.append(imported)
+        for sub in _imports(imported, read, (*chain, target)):
+            if sub.source.path not in seen:
+                seen.add(sub.source.path)
+                out.append(sub)
+    if errors:
+        raise FlowError.many(errors)
+    return out
+
+
+def _unreadable(span: Span, target: str, why: str) -> FlowError:
+    return FlowError(
+        Kind.IMPORT,
+        f"cannot import `{target}`: {why}",
+        span,
+        hint="import paths are relative to the importing file",
+    )
+
+
+__all__ = ["Machine", "Source", "load", "load_text", "this_machine"]

@@ -1,0 +1,501 @@
+"""Jobs: merge each job with its chain of definitions, check its attributes, its
+dependencies, its retry rules, its templates and its fit on the compute of its queue,
+and build the frozen `JobSpec`.
+
+Imports: syntax, model, values, template, diagnostics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from flowbatch import syntax as s
+from flowbatch import template
+from flowbatch.diagnostics import FlowError, Kind, Span, did_you_mean
+from flowbatch.model import (
+    MAX_ARRAY_SIZE,
+    MAX_ATTEMPTS,
+    MAX_DEPENDENCIES,
+    MAX_RETRY_RULES,
+    MIN_ARRAY_SIZE,
+    ComputeEnv,
+    Dependency,
+    DepKind,
+    JobSpec,
+    ParamValue,
+    Queue,
+    RetryRule,
+    RetryStrategy,
+    frozen_map,
+)
+from flowbatch.values import (
+    Invalid,
+    expect_bool,
+    expect_duration,
+    expect_int,
+    expect_list,
+    expect_map,
+    expect_name,
+    expect_number,
+    expect_size,
+    expect_str,
+    expect_str_list,
+    expect_str_map,
+    invalid,
+    resolve_params,
+)
+
+if TYPE_CHECKING:
+    from flowbatch.analyze import Collector
+
+SHARED_KEYS = {
+    "command", "image", "vcpus", "memory", "gpus", "timeout", "retry", "env", "parameters",
+    "queue", "priority", "share", "tags", "inputs", "outputs", "workdir",
+}  # fmt: skip
+JOB_ONLY_KEYS = {"array", "sequential", "after"}
+# Maps that a child definition or job merges key by key instead of replacing.
+MERGED_KEYS = {"retry", "env", "tags", "parameters"}
+RETRY_KEYS = {"attempts", "evaluate_on_exit", "backoff"}
+RULE_KEYS = {"on_exit_code", "on_status_reason", "on_reason", "action"}
+_PATTERN_MAX = 512
+
+_T = TypeVar("_T")
+
+
+class JobBuilder:
+    def __init__(
+        self,
+        *,
+        params: Mapping[str, ParamValue],
+        definitions: Mapping[str, s.Block],
+        queues: Mapping[str, Queue],
+        computes: Mapping[str, ComputeEnv],
+        errors: Collector,
+    ) -> None:
+        self.params = params
+        self.definitions = definitions
+        self.queues = queues
+        self.computes = computes
+        self.errors = errors
+        self._merged: dict[str, dict[str, s.Entry] | None] = {}
+
+    def build(self, blocks: Mapping[str, s.Block]) -> dict[str, JobSpec]:
+        for name, block in self.definitions.items():
+            self._definition(name, block, ())
+        specs: dict[str, JobSpec] = {}
+        for name, block in blocks.items():
+            try:
+                specs[name] = self._job(block)
+            except Invalid as bad:
+                self.errors.add(bad.error)
+        self._check_dependencies(blocks, specs)
+        return specs
+
+    # -- inheritance ---------------------------------------------------------------
+    def _definition(
+        self, name: str, block: s.Block, chain: tuple[str, ...]
+    ) -> dict[str, s.Entry] | None:
+        """The definition's entries merged over its parents'; None if it is broken."""
+        if name in self._merged:
+            return self._merged[name]
+        if name in chain:
+            loop = (*chain[chain.index(name) :], name)
+            self.errors.error(
+                Kind.CYCLE,
+                "definitions extend each other in a cycle: "
+                + " -> ".join(f"`{n}`" for n in loop),
+                block.parent_span or block.name_span,
+                hint="a definition cannot extend itself, directly or through others",
+                cycle=loop,
+            )
+            self._merged[name] = None
+            return None
+        base = self._parent_entries(block, (*chain, name), "definition")
+        merged = None if base is None else self._merge(base, block, "definition")
+        self._merged[name] = merged
+        return merged
+
+    def _parent_entries(
+        self, block: s.Block, chain: tuple[str, ...], what: str
+    ) -> dict[str, s.Entry] | None:
+        if block.parent is None:
+            return {}
+        parent = self.definitions.get(block.parent)
+        if parent is None:
+            assert block.parent_span is not None
+            self.errors.error(
+                Kind.UNKNOWN_NAME,
+                f"unknown definition `{block.parent}`",
+                block.parent_span,
+                hint=did_you_mean(block.parent, self.definitions, "definition"),
+            )
+            return None
+        return self._definition(block.parent, parent, chain)
+
+    def _merge(
+        self, base: Mapping[str, s.Entry], block: s.Block, what: str
+    ) -> dict[str, s.Entry]:
+        allowed = SHARED_KEYS | JOB_ONLY_KEYS if what == "job" else SHARED_KEYS
+        merged = dict(base)
+        seen: set[str] = set()
+        for entry in block.body.entries:
+            if entry.key not in allowed:
+                hint = (
+                    f"`{entry.key}` is for jobs only; a definition is a template"
+                    if entry.key in JOB_ONLY_KEYS
+                    else did_you_mean(entry.key, allowed, "attribute")
+                )
+                self.errors.error(
+                    Kind.UNKNOWN_ATTRIBUTE,
+                    f"unknown attribute `{entry.key}` in {what} `{block.name}`",
+                    entry.key_span,
+                    hint=hint,
+                )
+                continue
+            if entry.key in seen:
+                self.errors.error(Kind.DUPLICATE, f"attribute `{entry.key}` is set twice",
+                                  entry.key_span)  # fmt: skip
+                continue
+            seen.add(entry.key)
+            old = merged.get(entry.key)
+            if (
+                entry.key in MERGED_KEYS
+                and old is not None
+                and isinstance(old.value, s.Map)
+                and isinstance(entry.value, s.Map)
+            ):
+                keep = tuple(e for e in old.value.entries if entry.value.get(e.key) is None)
+                value = s.Map(entry.value.span, keep + entry.value.entries)
+                merged[entry.key] = s.Entry(entry.span, entry.key, entry.key_span, value)
+            else:
+                merged[entry.key] = entry
+        return merged
+
+    # -- one job -------------------------------------------------------------------
+    def _job(self, block: s.Block) -> JobSpec:
+        base = self._parent_entries(block, (), "job")
+        if base is None:
+            raise _Skip()
+        entries = self._merge(base, block, "job")
+        values: dict[str, s.Value] = {}
+        for key, entry in entries.items():
+            try:
+                values[key] = resolve_params(entry.value, self.params)
+            except Invalid as bad:
+                self.errors.add(bad.error)
+        if "command" not in values and "command" not in entries:
+            raise invalid(
+                f"job `{block.name}` has no `command`",
+                block.name_span,
+                hint='give it one (command = "echo hello") or a definition that has one: '
+                f"job {block.name}: DEFINITION {{ ... }}",
+                kind=Kind.MISSING_ATTRIBUTE,
+            )
+        fields = _Fields(values, self.errors)
+        command = fields.get("command", _command)
+        array_size = fields.get("array", _array_size)
+        queue = self._queue(values, block)
+        spec = JobSpec(
+            name=block.name,
+            command=command if command is not None else "",
+            image=fields.get("image", expect_str),
+            vcpus=fields.get("vcpus", _vcpus) or 1,
+            memory=fields.get("memory", expect_size) or 1024,
+            gpus=fields.get("gpus", expect_int) or 0,
+            timeout=fields.get("timeout", expect_duration),
+            retry=fields.get("retry", _retry) or RetryStrategy(),
+            env=frozen_map(fields.get("env", _env)),
+            parameters=frozen_map(fields.get("parameters", expect_str_map)),
+            queue=queue.name if queue else "default",
+            priority=fields.get("priority", expect_int) or 0,
+            share=fields.get("share", expect_str),
+            tags=frozen_map(fields.get("tags", expect_str_map)),
+            inputs=fields.get("inputs", expect_str_list) or (),
+            outputs=fields.get("outputs", expect_str_list) or (),
+            array_size=array_size,
+            sequential=bool(fields.get("sequential", expect_bool)),
+            after=fields.get("after", _after) or (),
+            definition=block.parent,
+            workdir=fields.get("workdir", expect_str) or ".",
+            span=block.name_span,
+        )
+        if spec.sequential and spec.array_size is None:
+            self.errors.error(Kind.SEQUENTIAL, f"`sequential` is set on `{block.name}`, "
+                              "which is not an array", values["sequential"].span,
+                              hint="add `array = N`, or remove `sequential`")  # fmt: skip
+        if command is not None:
+            self._check_templates(spec, values["command"] if "command" in values else None)
+        if queue is not None:
+            self._check_fit(spec, queue, values, block)
+        return spec
+
+    def _queue(self, values: Mapping[str, s.Value], block: s.Block) -> Queue | None:
+        if "queue" not in values:
+            return self.queues["default"]
+        try:
+            name, span = expect_name(values["queue"], "queue")
+        except Invalid as bad:
+            self.errors.add(bad.error)
+            return None
+        if name not in self.queues:
+            self.errors.error(Kind.UNKNOWN_NAME, f"unknown queue `{name}`", span,
+                              hint=did_you_mean(name, self.queues, "queue"))  # fmt: skip
+            return None
+        return self.queues[name]
+
+    def _check_templates(self, spec: JobSpec, value: s.Value | None) -> None:
+        parts = (spec.command,) if isinstance(spec.command, str) else spec.command
+        ctx = template.Context(
+            params=self.params,
+            job_name=spec.name,
+            index=0 if spec.is_array else None,
+            size=spec.array_size,
+        )
+        spans: list[Span | None] = (
+            [value.span] if isinstance(value, s.Str) else
+            [i.span for i in value.items] if isinstance(value, s.List) else [spec.span]
+        )  # fmt: skip
+        for part, span in zip(parts, spans, strict=False):
+            try:
+                template.check(part, ctx, shell=isinstance(spec.command, str),
+                               parameters=spec.parameters)  # fmt: skip
+            except template.TemplateError as exc:
+                hint = None
+                if exc.name and exc.name.startswith("array.") and not spec.is_array:
+                    hint = f"`{spec.name}` is not an array job; `array.*` exists in arrays only"
+                elif exc.name and exc.name.startswith("params."):
+                    hint = did_you_mean(exc.name.split(".", 1)[1], self.params, "parameter")
+                elif exc.name and exc.name.startswith("Ref::"):
+                    hint = "add it to the job's `parameters`"
+                elif exc.name:
+                    hint = "templates can use params.NAME, array.index, array.size, " \
+                           "job.name, job.id and job.attempt"  # fmt: skip
+                self.errors.error(Kind.TEMPLATE, f"template error: {exc.message}",
+                                  _narrow(span, exc.name), hint=hint)  # fmt: skip
+
+    def _check_fit(
+        self, spec: JobSpec, queue: Queue, values: Mapping[str, s.Value], block: s.Block
+    ) -> None:
+        envs = [self.computes[c] for c in queue.compute if c in self.computes]
+        for env in envs:
+            for host in env.hosts:
+                if (spec.vcpus <= host.vcpus and spec.memory <= host.memory
+                        and spec.gpus <= host.gpus):  # fmt: skip
+                    return
+        if not envs:
+            return
+        need = f"{spec.vcpus:g} vCPU, {spec.memory} MiB, {spec.gpus} GPU"
+        have = "; ".join(
+            f"{env.name}: " + ", ".join(
+                f"{h.vcpus} vCPU {h.memory} MiB {h.gpus} GPU" for h in env.hosts
+            ) for env in envs
+        )  # fmt: skip
+        key = next((k for k in ("vcpus", "memory", "gpus") if k in values), None)
+        span = values[key].span if key else block.name_span
+        self.errors.error(
+            Kind.UNSCHEDULABLE,
+            f"job `{spec.name}` needs {need}, more than any host of queue "
+            f"`{queue.name}` has",
+            span,
+            hint=f"it would stay RUNNABLE forever; capacity per host: {have}",
+        )
+
+    # -- dependencies ----------------------------------------------------------------
+    def _check_dependencies(
+        self, blocks: Mapping[str, s.Block], specs: Mapping[str, JobSpec]
+    ) -> None:
+        for name, spec in specs.items():
+            if len(spec.after) > MAX_DEPENDENCIES:
+                extra = spec.after[MAX_DEPENDENCIES]
+                self.errors.error(Kind.TOO_MANY_DEPS,
+                                  f"job `{name}` has {len(spec.after)} dependencies; "
+                                  f"AWS Batch allows at most {MAX_DEPENDENCIES}",
+                                  extra.span, hint="wait for an array, or add a fan-in job")  # fmt: skip
+            for dep in spec.after:
+                self._check_dependency(spec, dep, blocks, specs)
+
+    def _check_dependency(
+        self, spec: JobSpec, dep: Dependency, blocks: Mapping[str, s.Block],
+        specs: Mapping[str, JobSpec],
+    ) -> None:  # fmt: skip
+        target = specs.get(dep.job)
+        if target is None:
+            if dep.job not in blocks:  # a job that failed to build was reported already
+                self.errors.error(Kind.UNKNOWN_NAME, f"unknown job `{dep.job}` in `after`",
+                                  dep.span, hint=did_you_mean(dep.job, blocks, "job"))  # fmt: skip
+            return
+        if dep.kind is DepKind.ELEMENT:
+            assert dep.index is not None
+            if target.array_size is None:
+                self.errors.error(Kind.ARRAY_INDEX, f"`{dep}`: `{dep.job}` is not an array job",
+                                  dep.span, hint=f"wait for the whole job: after = [{dep.job}]")  # fmt: skip
+            elif not 0 <= dep.index < target.array_size:
+                self.errors.error(Kind.ARRAY_INDEX,
+                                  f"`{dep}` is out of range: `{dep.job}` has "
+                                  f"{target.array_size} children",
+                                  dep.span, hint=f"indexes run from 0 to {target.array_size - 1}")  # fmt: skip
+        elif dep.kind is DepKind.N_TO_N:
+            if target.array_size is None or spec.array_size is None:
+                which = spec.name if spec.array_size is None else dep.job
+                self.errors.error(Kind.N_TO_N, f"`n_to_n({dep.job})` needs two arrays, "
+                                  f"but `{which}` is not an array job", dep.span,
+                                  hint="n_to_n makes child i wait for child i: both jobs "
+                                  "need `array` of the same size")  # fmt: skip
+            elif target.array_size != spec.array_size:
+                self.errors.error(Kind.N_TO_N, f"`n_to_n({dep.job})` joins arrays of different "
+                                  f"sizes: `{spec.name}` has {spec.array_size} children, "
+                                  f"`{dep.job}` has {target.array_size}", dep.span,
+                                  hint="give both the same `array` size (a shared param helps)")  # fmt: skip
+
+
+class _Skip(Invalid):
+    """A job whose definition is broken; the definition's error was reported already."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "skip")
+        self.error = FlowError(Kind.UNKNOWN_NAME, "skip", None)
+
+
+class _Fields:
+    """Typed access to a job's values; a bad value is recorded and reads as None."""
+
+    def __init__(self, values: Mapping[str, s.Value], errors: Collector) -> None:
+        self.values, self.errors = values, errors
+
+    def get(self, key: str, convert: Callable[[s.Value, str], _T]) -> _T | None:
+        if key not in self.values:
+            return None
+        try:
+            return convert(self.values[key], key)
+        except Invalid as bad:
+            self.errors.add(bad.error)
+            return None
+
+
+def _narrow(span: Span | None, name: str | None) -> Span | None:
+    """The span of `name` inside a one-line string, when it can be found there."""
+    if span is None or not name or span.line != span.end_line:
+        return span
+    line = span.source.line(span.line)
+    start = line.find(name, span.col - 1, span.end_col - 1)
+    if start < 0:
+        return span
+    return Span(span.source, span.line, start + 1, span.line, start + 1 + len(name))
+
+
+def _command(value: s.Value, key: str) -> str | tuple[str, ...]:
+    if isinstance(value, s.Str):
+        return value.value
+    if isinstance(value, s.List) and value.items:
+        return tuple(expect_str(item, key) for item in value.items)
+    raise invalid(f"`command` must be a string or a list of strings, not {s.describe(value)}",
+                  value.span, hint='command = "echo hello" or command = ["echo", "hello"]')  # fmt: skip
+
+
+def _vcpus(value: s.Value, key: str) -> float:
+    vcpus = expect_number(value, key, minimum=0.25)
+    return int(vcpus) if vcpus.is_integer() else vcpus
+
+
+def _array_size(value: s.Value, key: str) -> int:
+    size = expect_int(value, key, minimum=-(2**31))
+    if not MIN_ARRAY_SIZE <= size <= MAX_ARRAY_SIZE:
+        raise invalid(f"array size {size} is outside {MIN_ARRAY_SIZE}..{MAX_ARRAY_SIZE}",
+                      value.span, hint="AWS Batch arrays have 2 to 10,000 children; "
+                      "a single job needs no `array`", kind=Kind.ARRAY_SIZE)  # fmt: skip
+    return size
+
+
+def _env(value: s.Value, key: str) -> dict[str, str]:
+    env = expect_str_map(value, key)
+    for entry in expect_map(value, key).entries:
+        if entry.key.startswith("AWS_BATCH"):
+            raise invalid(f"`{entry.key}` is reserved", entry.key_span, kind=Kind.RESERVED,
+                          hint="flowbatch sets AWS_BATCH_* variables for every job itself")  # fmt: skip
+    return env
+
+
+def _after(value: s.Value, key: str) -> tuple[Dependency, ...]:
+    deps: list[Dependency] = []
+    for item in expect_list(value, key):
+        if isinstance(item, s.Ref) and len(item.parts) == 1:
+            deps.append(Dependency(job=item.parts[0], span=item.span))
+        elif isinstance(item, s.Index):
+            deps.append(Dependency(job=item.name, kind=DepKind.ELEMENT, index=item.index,
+                                   span=item.span))  # fmt: skip
+        elif isinstance(item, s.Call) and item.func == "n_to_n":
+            target, _ = expect_name(item.arg, "n_to_n")
+            deps.append(Dependency(job=target, kind=DepKind.N_TO_N, span=item.arg.span))
+        elif isinstance(item, s.Call):
+            raise invalid(f"unknown dependency type `{item.func}(...)`", item.func_span,
+                          hint=did_you_mean(item.func, ["n_to_n"], "dependency type"),
+                          kind=Kind.UNKNOWN_NAME)  # fmt: skip
+        else:
+            raise invalid(f"a dependency is a job name, `job[i]` or `n_to_n(job)`, not "
+                          f"{s.describe(item)}", item.span)  # fmt: skip
+    return tuple(deps)
+
+
+def _retry(value: s.Value, key: str) -> RetryStrategy:
+    entries = {e.key: e for e in expect_map(value, key).entries}
+    for name, entry in entries.items():
+        if name not in RETRY_KEYS:
+            raise invalid(f"unknown retry attribute `{name}`", entry.key_span,
+                          hint=did_you_mean(name, RETRY_KEYS, "attribute"),
+                          kind=Kind.UNKNOWN_ATTRIBUTE)  # fmt: skip
+    attempts = 1
+    if "attempts" in entries:
+        attempts = expect_int(entries["attempts"].value, "attempts", minimum=-(2**31))
+        if not 1 <= attempts <= MAX_ATTEMPTS:
+            raise invalid(f"`attempts` must be 1 to {MAX_ATTEMPTS}, not {attempts}",
+                          entries["attempts"].value.span, kind=Kind.RETRY,
+                          hint="AWS Batch allows 1 to 10 attempts")  # fmt: skip
+    rules: tuple[RetryRule, ...] = ()
+    if "evaluate_on_exit" in entries:
+        items = expect_list(entries["evaluate_on_exit"].value, "evaluate_on_exit")
+        if len(items) > MAX_RETRY_RULES:
+            raise invalid(f"{len(items)} `evaluate_on_exit` rules; AWS Batch allows at most "
+                          f"{MAX_RETRY_RULES}", items[MAX_RETRY_RULES].span, kind=Kind.RETRY)  # fmt: skip
+        rules = tuple(_rule(item) for item in items)
+    backoff = None
+    if "backoff" in entries:
+        backoff = expect_duration(entries["backoff"].value, "backoff")
+    return RetryStrategy(attempts=attempts, rules=rules, backoff=backoff)
+
+
+def _rule(item: s.Value) -> RetryRule:
+    entries = {e.key: e for e in expect_map(item, "evaluate_on_exit").entries}
+    for name, entry in entries.items():
+        if name not in RULE_KEYS:
+            raise invalid(f"unknown rule attribute `{name}`", entry.key_span, kind=Kind.RETRY,
+                          hint=did_you_mean(name, RULE_KEYS, "attribute"))  # fmt: skip
+    if "action" not in entries:
+        raise invalid("a retry rule needs an `action`", item.span, kind=Kind.RETRY,
+                      hint='action = "retry" or action = "exit"')  # fmt: skip
+    action = expect_str(entries["action"].value, "action").lower()
+    if action not in ("retry", "exit"):
+        raise invalid(f"unknown action `{action}`", entries["action"].value.span,
+                      kind=Kind.RETRY, hint='action is "retry" or "exit"')  # fmt: skip
+    patterns: dict[str, str] = {}
+    for name in ("on_exit_code", "on_status_reason", "on_reason"):
+        if name not in entries:
+            continue
+        raw = entries[name].value
+        text = str(raw.value) if isinstance(raw, s.Number) else expect_str(raw, name)
+        _check_pattern(name, text, raw.span)
+        patterns[name] = text
+    verdict: Literal["retry", "exit"] = "retry" if action == "retry" else "exit"
+    return RetryRule(action=verdict, **patterns)
+
+
+def _check_pattern(name: str, text: str, span: Span) -> None:
+    if len(text) > _PATTERN_MAX:
+        raise invalid(f"`{name}` is longer than {_PATTERN_MAX} characters", span, kind=Kind.RETRY)
+    body = text[:-1] if text.endswith("*") else text
+    if "*" in body:
+        raise invalid(f"`{name}`: `*` may only end a pattern", span, kind=Kind.RETRY,
+                      hint="patterns match exactly, or by prefix when they end in `*`")  # fmt: skip
+    if name == "on_exit_code" and body and not body.isdigit():
+        raise invalid(f"`on_exit_code` must be digits, optionally ending in `*`, not `{text}`",
+                      span, kind=Kind.RETRY, hint='for example: on_exit_code = "137"')  # fmt: skip

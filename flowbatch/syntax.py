@@ -1,0 +1,185 @@
+"""The surface tree: what the user wrote, every part with its span.
+
+`parse` builds it; `analyze` reads it. Nothing here knows what an attribute means.
+
+Imports: diagnostics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from flowbatch.diagnostics import Source, Span
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    span: Span = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Node):
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Number(Node):
+    value: int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Size(Node):
+    mib: float  # sizes are stored in MiB, as AWS does
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Duration(Node):
+    seconds: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bool(Node):
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class List(Node):
+    items: tuple[Value, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Node):
+    key: str
+    key_span: Span = field(repr=False, compare=False)
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Map(Node):
+    """A `{ ... }` body: a block's attributes or a map value (the same thing)."""
+
+    entries: tuple[Entry, ...]
+
+    def get(self, key: str) -> Entry | None:
+        for entry in self.entries:
+            if entry.key == key:
+                return entry
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Ref(Node):
+    """A bare or dotted name: `frames`, `params.frames`."""
+
+    parts: tuple[str, ...]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Index(Node):
+    """`frames[7]`: one element of an array job."""
+
+    name: str
+    name_span: Span = field(repr=False, compare=False)
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """`n_to_n(frames)`."""
+
+    func: str
+    func_span: Span = field(repr=False, compare=False)
+    arg: Value
+
+
+Value = Str | Number | Size | Duration | Bool | List | Map | Ref | Index | Call
+
+
+@dataclass(frozen=True, slots=True)
+class Import(Node):
+    path: str
+    path_span: Span = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Node):
+    name: str
+    name_span: Span = field(repr=False, compare=False)
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Node):
+    """`compute|queue|definition|job NAME [: PARENT] { ... }`."""
+
+    kind: str
+    name: str
+    name_span: Span = field(repr=False, compare=False)
+    parent: str | None
+    parent_span: Span | None = field(repr=False, compare=False)
+    body: Map
+
+
+Statement = Import | Param | Block
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    source: Source
+    statements: tuple[Statement, ...]
+
+
+def describe(value: Value) -> str:
+    """What kind of value this is, in words, for error messages."""
+    return _WORDS[type(value)]
+
+
+_WORDS: dict[type, str] = {
+    Str: "a string",
+    Number: "a number",
+    Size: "a size",
+    Duration: "a duration",
+    Bool: "a boolean",
+    List: "a list",
+    Map: "a map",
+    Ref: "a name",
+    Index: "an array element",
+    Call: "a call",
+}
+
+
+# Units, shared by the lexer's tokens and by `-p NAME=VALUE` overrides.
+SIZE_UNITS = {
+    "KiB": 1 / 1024,
+    "MiB": 1.0,
+    "GiB": 1024.0,
+    "TiB": 1024.0**2,
+    "KB": 1e3 / 2**20,
+    "MB": 1e6 / 2**20,
+    "GB": 1e9 / 2**20,
+    "TB": 1e12 / 2**20,
+}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)(KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
+_DURATION = re.compile(r"(?:\d+[dhms])+")
+
+
+def size_mib(text: str) -> float | None:
+    """`2GiB` -> 2048.0 (MiB); None if `text` is not a size."""
+    m = _SIZE.fullmatch(text.strip())
+    return float(m.group(1)) * SIZE_UNITS[m.group(2)] if m else None
+
+
+def duration_seconds(text: str) -> float | None:
+    """`1h30m` -> 5400.0; None if `text` is not a duration."""
+    text = text.strip()
+    if not _DURATION.fullmatch(text):
+        return None
+    return float(sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"(\d+)([dhms])", text)))
