@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import TaskStatus
-
 from engine_helpers import engine_unavailable
+
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.slurm import SlurmExecutor
 from flowbatch.executors.slurm_parse import (
