@@ -1,0 +1,191 @@
+"""The local executor: each attempt is a process (group) on this machine.
+
+An attempt starts in a new session (`start_new_session=True`) so that its whole process
+tree can be signalled as one group. Its stdout and stderr are files: the child gets
+their descriptors and flowbatch never reads the output, so a job printing a gigabyte
+costs flowbatch nothing. The end of the process is awaited through a pidfd (one
+descriptor, no helper thread, no SIGCHLD handler).
+
+Stopping (timeout, Spot interruption, cancellation): SIGTERM to the group, up to
+`grace` seconds for the leader to exit, then SIGKILL to the group, so a child that
+ignores SIGTERM dies too. When the leader exits by itself, what is left of its group is
+killed as well, as when an AWS container's main process ends.
+
+Imports: model, executors.base, executors.container (lazily); anyio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from flowbatch.executors.base import (
+    GRACE_SECONDS,
+    REASON_SPOT,
+    REASON_TIMEOUT,
+    Attempt,
+    ExecResult,
+)
+from flowbatch.model import ComputeEnv
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+SPOT_WINDOW = 2.0  # seconds: a Spot interruption strikes at a uniform point in this window
+
+
+class LocalExecutor:
+    """Runs attempts as local processes. `grace` is the time between SIGTERM and SIGKILL."""
+
+    def __init__(
+        self,
+        ce: ComputeEnv,
+        *,
+        grace: float = GRACE_SECONDS,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ce = ce
+        self.grace = grace
+        self._rng = rng or random.Random()
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    async def run(self, attempt: Attempt, *, task_status: TaskStatus[str]) -> ExecResult:
+        container: tuple[str, str] | None = None
+        try:
+            argv, container = self._argv(attempt)
+        except Exception as exc:  # ContainerError: no runtime, bad runtime name
+            return ExecResult(
+                exit_code=None, status_reason=f"CannotStartContainerError: {exc}", retryable=False
+            )
+        out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
+        try:
+            err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o644)
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=self._devnull,
+                    stdout=out,
+                    stderr=err,
+                    cwd=attempt.workdir,
+                    env=dict(attempt.env),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return ExecResult(
+                    exit_code=None,
+                    status_reason=f"CannotStartContainerError: {exc.strerror}: "
+                    f"{exc.filename or argv[0]}",
+                )
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            return await self._wait(proc, pidfd, attempt, task_status, container)
+        finally:
+            os.close(pidfd)
+
+    async def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        pidfd: int,
+        attempt: Attempt,
+        task_status: TaskStatus[str],
+        container: tuple[str, str] | None,
+    ) -> ExecResult:
+        task_status.started(str(proc.pid))
+        limit = attempt.timeout
+        spot_at: float | None = None
+        ce = attempt.compute
+        if ce.spot and ce.interruption_rate > 0 and self._rng.random() < ce.interruption_rate:
+            spot_at = self._rng.uniform(0, SPOT_WINDOW)
+        deadline = min(t for t in (limit, spot_at, float("inf")) if t is not None)
+        ended = False
+        try:
+            with anyio.move_on_after(deadline):
+                await anyio.wait_readable(pidfd)
+                ended = True
+            if ended:
+                _kill_group(proc.pid, signal.SIGKILL)  # leftovers of the job's tree
+                code = _exit_code(proc.wait())
+                return ExecResult(exit_code=code, host=attempt.host)
+            await self._stop(proc, pidfd, container)
+            code = _exit_code(proc.wait())
+            if spot_at is not None and (limit is None or spot_at < limit):
+                instance = f"i-{self._rng.getrandbits(68):017x}"
+                return ExecResult(
+                    exit_code=code,
+                    status_reason=REASON_SPOT.format(instance=instance),
+                    host=attempt.host,
+                )
+            return ExecResult(
+                exit_code=code,
+                status_reason=f"{REASON_TIMEOUT} ({_seconds(limit)})",
+                retryable=False,
+                host=attempt.host,
+            )
+        finally:
+            if proc.returncode is None:  # cancelled: cancel/terminate or the run interrupted
+                with anyio.CancelScope(shield=True):
+                    await self._stop(proc, pidfd, container)
+                    proc.wait()
+
+    async def _stop(
+        self, proc: subprocess.Popen[bytes], pidfd: int, container: tuple[str, str] | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            _kill_group(proc.pid, signal.SIGTERM)
+            with anyio.move_on_after(self.grace):
+                await anyio.wait_readable(pidfd)
+            # The group id lives as long as the (unreaped) leader, so this reaches
+            # children that ignored SIGTERM even when the leader has exited.
+            _kill_group(proc.pid, signal.SIGKILL)
+            await anyio.wait_readable(pidfd)
+            if container is not None:
+                from flowbatch.executors.container import remove_container
+
+                await remove_container(*container)
+
+    def _argv(self, attempt: Attempt) -> tuple[list[str], tuple[str, str] | None]:
+        if attempt.image is None:
+            if isinstance(attempt.command, str):
+                return ["/bin/sh", "-c", attempt.command], None
+            return list(attempt.command), None
+        from flowbatch.executors.container import choose_runtime, container_argv, container_name
+
+        runtime = choose_runtime(attempt.compute)
+        name = container_name(attempt)
+        return container_argv(attempt, runtime=runtime, name=name), (runtime, name)
+
+    async def check_host(self, host: str) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exit_code(returncode: int) -> int:
+    """A shell's view of the status: 128 + N for death by signal N (137 = SIGKILL)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _seconds(limit: float | None) -> str:
+    return f"{limit:g}s" if limit is not None else "?"
+
+
+def log_paths(log_dir: Path) -> tuple[Path, Path]:
+    """Where an attempt's stdout and stderr are written."""
+    return log_dir / "stdout", log_dir / "stderr"

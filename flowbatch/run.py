@@ -1,0 +1,496 @@
+"""The runner: the async driver that moves jobs between the Frontier and the executors
+(ninja's Builder).
+
+One task group per run; one task per running attempt, plus a ticker (flushes sinks,
+polls cancel/terminate requests, checks lost hosts) and, when asked, a signal watcher.
+Everything runs on one event loop thread, so the Frontier has one writer: attempt
+tasks report straight to the runner, which applies the report to the Frontier and
+turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding stays in
+`schedule`; rendering commands, environments and log directories happens here.
+
+Imports: compile, schedule, placement, state, model, template, executors.base (and
+`flowbatch.executors.make_executor` lazily, as the default factory); anyio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import secrets
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from flowbatch.compile import Plan
+from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, Attempt, ExecResult, Executor
+from flowbatch.model import ComputeEnv, Host
+from flowbatch.placement import Pools
+from flowbatch.schedule import Frontier, Placement
+from flowbatch.state import JobEvent, JobState
+from flowbatch.template import Context, TemplateError, render_command
+
+FLUSH_INTERVAL = 0.2  # seconds between sink flushes while events flow (the contract)
+HOST_CHECK_INTERVAL = 3.0  # seconds between checks of a lost host
+
+Control = Callable[[], Iterable[tuple[str, str, str]]]
+ExecutorFactory = Callable[[ComputeEnv], Executor]
+
+
+class EventSink(Protocol):
+    def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
+
+    def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: status "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+
+    status: str
+    failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
+    stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
+    signal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"SUCCEEDED": 0, "FAILED": 1}.get(self.status, 130)
+
+
+def new_run_id(now: float | None = None) -> str:
+    """`YYYYMMDD-HHMMSS-xxxx`: UTC time and 4 random hex digits."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def new_job_ids(plan: Plan) -> dict[str, str]:
+    """A fresh job id (a uuid4 string, as AWS) for every job of the plan."""
+    return {name: str(uuid.uuid4()) for name in plan.topo_order()}
+
+
+def limit_vcpus(computes: Mapping[str, ComputeEnv], max_vcpus: int) -> dict[str, ComputeEnv]:
+    """`--max-vcpus N`: local compute environments capped at N vCPUs."""
+    out: dict[str, ComputeEnv] = {}
+    for name, ce in computes.items():
+        if ce.type == "local" and ce.vcpus > max_vcpus:
+            hosts = tuple(dataclasses.replace(h, vcpus=min(h.vcpus, max_vcpus)) for h in ce.hosts)
+            ce = dataclasses.replace(ce, vcpus=max_vcpus, hosts=hosts)
+        out[name] = ce
+    return out
+
+
+async def run_plan(
+    plan: Plan,
+    *,
+    run_id: str,
+    job_ids: Mapping[str, str],
+    state_dir: Path,
+    sinks: Sequence[EventSink] = (),
+    executors: ExecutorFactory | None = None,
+    clock: Callable[[], float] = time.time,
+    control: Control | None = None,
+    compute_overrides: Mapping[str, str] | None = None,
+    max_vcpus: int | None = None,
+    handle_signals: bool = False,
+    rng: random.Random | None = None,
+) -> RunResult:
+    """Run every job of `plan` to the end and report each state change to `sinks`.
+
+    `executors` makes the executor of a compute environment (default
+    `flowbatch.executors.make_executor`); `control()` returns pending
+    (job_id, "cancel"|"terminate", reason) requests and is polled every 0.2 s;
+    `compute_overrides` maps a compute environment name to the one to use instead
+    (`--compute local=cluster`); `handle_signals` turns SIGINT/SIGTERM into a clean
+    interruption (jobs terminated, sinks flushed, status INTERRUPTED).
+    Raises ValueError for an override naming an unknown compute environment.
+    """
+    if executors is None:
+        from flowbatch.executors import make_executor
+
+        executors = make_executor
+    runner = _Runner(
+        plan,
+        run_id=run_id,
+        job_ids=job_ids,
+        state_dir=state_dir,
+        sinks=sinks,
+        factory=executors,
+        clock=clock,
+        control=control,
+        overrides=compute_overrides or {},
+        max_vcpus=max_vcpus,
+        rng=rng or random.Random(),
+    )
+    return await runner.run(handle_signals)
+
+
+@dataclass(slots=True)
+class _Live:
+    attempt: Attempt | None = None
+    external_id: str | None = None
+    result: ExecResult | None = None
+    scope: anyio.CancelScope | None = None
+    terminate: str | None = None  # the reason of a TerminateJob
+
+
+class _Started:
+    """The `task_status` handed to executors: RUNNING as soon as the attempt starts."""
+
+    __slots__ = ("_key", "_runner")
+
+    def __init__(self, runner: _Runner, key: tuple[str, int | None]) -> None:
+        self._runner = runner
+        self._key = key
+
+    def started(self, value: Any = None) -> None:
+        self._runner._on_started(self._key, None if value is None else str(value))
+
+
+class _Runner:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        run_id: str,
+        job_ids: Mapping[str, str],
+        state_dir: Path,
+        sinks: Sequence[EventSink],
+        factory: ExecutorFactory,
+        clock: Callable[[], float],
+        control: Control | None,
+        overrides: Mapping[str, str],
+        max_vcpus: int | None,
+        rng: random.Random,
+    ) -> None:
+        computes: Mapping[str, ComputeEnv] = plan.computes
+        if max_vcpus is not None:
+            computes = limit_vcpus(computes, max_vcpus)
+        for old, new in overrides.items():
+            if new not in computes:
+                raise ValueError(f"--compute {old}={new}: no compute environment `{new}`")
+        self.computes = {n: _with_host(ce) for n, ce in computes.items()}
+        queue_ces = {
+            q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()
+        }
+        self.plan = plan
+        self.run_id = run_id
+        self.ids = job_ids
+        self.by_id = {jid: name for name, jid in job_ids.items()}
+        self.log_root = Path(state_dir).absolute() / "logs" / run_id
+        self.sinks = sinks
+        self.factory = factory
+        self.clock = clock
+        self.control = control
+        self.rng = rng
+        self.frontier = Frontier(
+            plan, job_ids=job_ids, queue_computes=queue_ces, pools=Pools(self.computes)
+        )
+        self.executors: dict[str, Executor] = {}
+        self.live: dict[tuple[str, int | None], _Live] = {}
+        self.held = 0  # retries waiting out their backoff
+        self.finished = anyio.Event()
+        self.stalled: list[str] = []
+        self.failed: set[str] = set()
+        self.signal: str | None = None
+        self.base_env = dict(os.environ)
+        self.pipeline_dir = Path(plan.path).absolute().parent
+        self.lost: set[tuple[str, str]] = set()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._dirty = False
+
+    # -- the run ------------------------------------------------------------------------
+    async def run(self, handle_signals: bool) -> RunResult:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._ticker)
+                if handle_signals:
+                    tg.start_soon(self._watch_signals)
+                self._dispatch()
+                await self.finished.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.signal is not None:
+                    self.frontier.fail_all(f"Run interrupted ({self.signal})")
+                self._drain()
+                for sink in self.sinks:
+                    sink.flush()
+                for executor in self.executors.values():
+                    with anyio.move_on_after(10):
+                        await executor.aclose()
+        if self.signal is not None:
+            return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
+        status = "FAILED" if self.failed or self.stalled else "SUCCEEDED"
+        return RunResult(status, sorted(self.failed), list(self.stalled))
+
+    def _dispatch(self) -> None:
+        placements = self.frontier.place()
+        # Register every placement before launching any: a launch that fails at once
+        # (a template error) re-enters _dispatch, which must see the others as live.
+        for p in placements:
+            self.live[(p.name, p.index)] = _Live()
+        for p in placements:
+            self._launch(p)
+        self._drain()
+        if self.live or self.held:
+            return
+        if not self.frontier.done:
+            # Nothing runs and nothing can be placed: what is left waits in a disabled
+            # queue (AWS leaves such jobs RUNNABLE forever; a local run stops and says so).
+            self.stalled = self.frontier.runnable_waiting() or ["(unplaceable)"]
+        self.finished.set()
+
+    def _launch(self, p: Placement) -> None:
+        key = (p.name, p.index)
+        live = self.live[key]
+        try:
+            live.attempt = self._attempt(p)
+        except TemplateError as exc:
+            self._drain()
+            self._finish(
+                key, ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
+            )
+            return
+        assert self._tg is not None
+        self._tg.start_soon(self._run_attempt, key, live)
+
+    def _attempt(self, p: Placement) -> Attempt:
+        spec = self.plan.job(p.name)
+        job_id = self.ids[p.name] if p.index is None else f"{self.ids[p.name]}:{p.index}"
+        ctx = Context(
+            params=self.plan.params,
+            job_name=p.name,
+            job_id=job_id,
+            attempt=p.attempt,
+            index=p.index,
+            size=spec.array_size,
+        )
+        command = render_command(spec.command, ctx, spec.parameters)
+        env = self.base_env.copy()
+        env.update(spec.env)
+        env["AWS_BATCH_JOB_ID"] = job_id
+        env["AWS_BATCH_JOB_ATTEMPT"] = str(p.attempt)
+        if p.index is not None:
+            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(p.index)
+        env["AWS_BATCH_JQ_NAME"] = spec.queue
+        env["AWS_BATCH_CE_NAME"] = p.compute
+        env["FLOWBATCH_RUN_ID"] = self.run_id
+        log_dir = self.log_root / p.name
+        if p.index is not None:
+            log_dir = log_dir / str(p.index)
+        log_dir = log_dir / f"attempt-{p.attempt}"
+        os.makedirs(log_dir, exist_ok=True)
+        return Attempt(
+            run_id=self.run_id,
+            job_id=job_id,
+            name=p.name,
+            index=p.index,
+            attempt=p.attempt,
+            command=command,
+            env=env,
+            workdir=self.pipeline_dir / spec.workdir,
+            vcpus=spec.vcpus,
+            memory=spec.memory,
+            gpus=spec.gpus,
+            timeout=spec.timeout,
+            image=spec.image,
+            log_dir=log_dir,
+            compute=self.computes[p.compute],
+            host=p.host,
+        )
+
+    async def _run_attempt(self, key: tuple[str, int | None], live: _Live) -> None:
+        attempt = live.attempt
+        assert attempt is not None
+        executor = self._executor(attempt.compute)
+        result: ExecResult | None = None
+        with anyio.CancelScope() as scope:
+            live.scope = scope
+            if live.terminate is None:
+                try:
+                    result = await executor.run(attempt, task_status=_Started(self, key))
+                except Exception as exc:  # an executor bug must not take the run down
+                    result = ExecResult(
+                        exit_code=None, status_reason=f"executor error: {exc}", retryable=False
+                    )
+        self._finish(key, result)
+
+    def _executor(self, ce: ComputeEnv) -> Executor:
+        executor = self.executors.get(ce.name)
+        if executor is None:
+            executor = self.executors[ce.name] = self.factory(ce)
+        return executor
+
+    def _on_started(self, key: tuple[str, int | None], external_id: str | None) -> None:
+        live = self.live.get(key)
+        if live is None or live.external_id is not None:
+            return
+        live.external_id = external_id or ""
+        self.frontier.started(*key)
+        self._drain()
+
+    def _finish(self, key: tuple[str, int | None], result: ExecResult | None) -> None:
+        live = self.live[key]
+        live.result = result
+        name, index = key
+        attempt = live.attempt
+        if result is not None and result.host_lost and attempt is not None:
+            place = (attempt.compute.name, attempt.host or attempt.compute.name)
+            self.lost.add(place)
+            self.frontier.lose_host(*place)
+        if live.terminate is not None and (result is None or not result.ok):
+            self.frontier.ended(name, index, ok=False, reason=live.terminate, terminated=True)
+        elif result is None:
+            return  # cancelled with the whole run: the interruption records it
+        elif result.ok:
+            self.frontier.ended(name, index, ok=True)
+        else:
+            retry_strategy = self.plan.job(name).retry
+            number = attempt.attempt if attempt is not None else 1
+            retry = (
+                result.retryable
+                and number < retry_strategy.attempts
+                and retry_strategy.should_retry(
+                    result.exit_code, result.status_reason, result.reason
+                )
+            )
+            root = result.status_reason
+            if result.exit_code is not None and result.status_reason == REASON_ESSENTIAL_EXITED:
+                root = f"exited with code {result.exit_code}"
+            self.frontier.ended(
+                name, index, ok=False, retry=retry, reason=result.status_reason, root=root
+            )
+            if retry:
+                self.held += 1
+                assert self._tg is not None
+                self._tg.start_soon(self._requeue, key, self._backoff(name, number))
+        if self.frontier.state(name, index) is JobState.FAILED:
+            self.failed.add(name)
+        self._drain()
+        del self.live[key]
+        self._dispatch()
+
+    def _backoff(self, name: str, attempt: int) -> float:
+        """Seconds before the next attempt: `backoff`, doubled for each attempt after
+        the first, with +-20% jitter so that retries of many children spread out."""
+        base = self.plan.job(name).retry.backoff
+        if not base:
+            return 0.0
+        return float(base * 2 ** (attempt - 1) * self.rng.uniform(0.8, 1.2))
+
+    async def _requeue(self, key: tuple[str, int | None], delay: float) -> None:
+        if delay > 0:
+            await anyio.sleep(delay)
+        self.held -= 1
+        self.frontier.requeue(*key)
+        self._dispatch()
+
+    # -- events --------------------------------------------------------------------------
+    def _drain(self) -> None:
+        changes = self.frontier.changes
+        if not changes:
+            return
+        now = self.clock()
+        sinks = self.sinks
+        for c in changes:
+            job_id = self.ids[c.name]
+            if c.index is not None:
+                job_id = f"{job_id}:{c.index}"
+            live = self.live.get((c.name, c.index)) if c.attempt else None
+            if live is None or live.attempt is None:
+                event = JobEvent(
+                    run_id=self.run_id,
+                    job_id=job_id,
+                    name=c.name,
+                    index=c.index,
+                    state=c.state,
+                    time=now,
+                    reason=c.reason,
+                    attempt=c.attempt,
+                )
+            else:
+                a, result = live.attempt, live.result
+                event = JobEvent(
+                    run_id=self.run_id,
+                    job_id=job_id,
+                    name=c.name,
+                    index=c.index,
+                    state=c.state,
+                    time=now,
+                    reason=c.reason,
+                    attempt=c.attempt,
+                    exit_code=None if result is None else result.exit_code,
+                    attempt_reason="" if result is None else result.reason,
+                    log_path=str(a.log_dir),
+                    compute=a.compute.name,
+                    host=a.host,
+                    external_id=live.external_id,
+                )
+            for sink in sinks:
+                sink.emit(event)
+            if c.state is JobState.FAILED and c.index is None:
+                self.failed.add(c.name)
+        changes.clear()
+        self._dirty = True
+
+    # -- background tasks ---------------------------------------------------------------
+    async def _ticker(self) -> None:
+        last_host_check = self.clock()
+        while True:
+            await anyio.sleep(FLUSH_INTERVAL)
+            if self._dirty:
+                self._dirty = False
+                for sink in self.sinks:
+                    sink.flush()
+            if self.control is not None:
+                for job_id, action, reason in self.control():
+                    self._request(job_id, action, reason)
+            if self.lost and self.clock() - last_host_check >= HOST_CHECK_INTERVAL:
+                last_host_check = self.clock()
+                await self._check_hosts()
+
+    def _request(self, job_id: str, action: str, reason: str) -> None:
+        parent, _, child = job_id.partition(":")
+        name = self.by_id.get(parent)
+        if name is None:
+            return  # not this run's job (the store already checked it exists)
+        index = int(child) if child else None
+        terminate = action == "terminate"
+        for key in self.frontier.cancel(name, index, reason, terminate=terminate):
+            live = self.live.get(key)
+            if live is not None:
+                live.terminate = reason
+                if live.scope is not None:
+                    live.scope.cancel()
+        self._drain()
+        self._dispatch()
+
+    async def _check_hosts(self) -> None:
+        for ce_name, host in sorted(self.lost):
+            executor = self._executor(self.computes[ce_name])
+            if await executor.check_host(host):
+                self.lost.discard((ce_name, host))
+                self.frontier.restore_host(ce_name, host)
+        self._dispatch()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.signal = signal.Signals(signum).name
+                assert self._tg is not None
+                self._tg.cancel_scope.cancel()
+                return
+
+
+def _with_host(ce: ComputeEnv) -> ComputeEnv:
+    if ce.hosts:
+        return ce
+    host = Host(name=ce.name, vcpus=ce.vcpus, memory=ce.memory, gpus=ce.gpus)
+    return dataclasses.replace(ce, hosts=(host,))
