@@ -349,3 +349,22 @@ async def test_remove_container_stops_and_removes_it(podman: str, tmp_path: Path
     assert returncode != 0
     # Removing what is already gone is quiet.
     await remove_container(podman, name)
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_remove_container_cleans_up_a_container_left_created(
+    podman: str, tmp_path: Path
+) -> None:
+    # What a runtime signalled while it creates the container leaves behind.
+    attempt = make_attempt(tmp_path, "true")
+    name = container_name(attempt)
+    options = container_argv(attempt, runtime=podman, name=name)[2:]
+    options.remove("--sig-proxy=true")  # a `run` option only
+    created = subprocess.run(
+        [podman, "create", *options], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert created.returncode == 0, created.stderr
+    assert container_exists(podman, name)
+    await remove_container(podman, name)
+    assert not container_exists(podman, name)

@@ -150,10 +150,13 @@ def remove_argv(runtime: str, name: str) -> list[str]:
 
 
 async def remove_container(runtime: str, name: str, *, timeout: float = 15.0) -> None:
-    """Force-remove container `name`, best effort: used after a cancelled attempt, when
-    the runtime process may have died before its container. Never raises (a container
-    that is already gone is the usual case); shielded from cancellation, because it runs
-    in cleanup, and bounded by `timeout` seconds."""
+    """Force-remove container `name`, best effort. Call it after stopping an attempt in
+    any way: a runtime process that gets SIGKILL leaves its container running, and one
+    that gets SIGTERM while still creating the container can exit (podman 4.3: with
+    status 0) and leave it behind in the Created state, which `--rm` does not clean.
+
+    Never raises (a container that is already gone is the usual case); shielded from
+    cancellation, because it runs in cleanup, and bounded by `timeout` seconds."""
     with anyio.move_on_after(timeout, shield=True):
         with contextlib.suppress(OSError):  # the runtime is not installed: nothing to remove
             await anyio.run_process(remove_argv(runtime, name), check=False)
