@@ -176,10 +176,8 @@ def heading(spec: JobSpec) -> str:
 
 
 def what(spec: JobSpec, width: int = 32) -> str:
-    """What the job runs: `: definition` (as written after `job NAME`), else the first
-    words of its command, cut at a word boundary near `width` characters (`…` marks a cut)."""
-    if spec.definition is not None:
-        return f": {spec.definition}"
+    """What the job runs: the first words of its command, cut at a word boundary near
+    `width` characters (`…` marks a cut)."""
     if isinstance(spec.command, str):
         text = " ".join(spec.command.split())
     else:
@@ -188,6 +186,11 @@ def what(spec: JobSpec, width: int = 32) -> str:
         return text
     cut = text.rfind(" ", 0, width + 1)
     return text[: cut if cut > width // 2 else width] + " …"
+
+
+def made_from(spec: JobSpec) -> str:
+    """`: definition`, as written after `job NAME`, or '' for a job made from none."""
+    return f": {spec.definition}" if spec.definition is not None else ""
 
 
 def resources(spec: JobSpec) -> str:
@@ -201,8 +204,8 @@ def resources(spec: JobSpec) -> str:
 
 
 def memory_text(mib: int) -> str:
-    if mib >= 1024 and mib % 1024 == 0:
-        return f"{mib // 1024} GiB"
+    if mib >= 1024 and (mib * 10) % 1024 == 0:  # a whole number of tenths: 1.5 GiB
+        return f"{mib / 1024:g} GiB"
     return f"{mib} MiB"
 
 

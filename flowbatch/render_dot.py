@@ -27,6 +27,7 @@ from flowbatch.render import (
     edges,
     heading,
     look_of,
+    made_from,
     queue_text,
     resources,
     state_line,
@@ -85,7 +86,7 @@ def to_dot(
     caption = title(plan) + (f" · run {run}" if run else "")
     out = [
         f"digraph {quote(title(plan))} {{",
-        f'  graph [rankdir=LR, fontname="{FONT}", fontsize=12, labelloc=t, labeljust=l,'
+        f'  graph [rankdir=LR, fontname="{FONT}", labelloc=t, labeljust=l,'
         f" nodesep=0.3, ranksep=0.55, fontsize=10,",
         f"    label={_header(caption, edge_kinds(drawn), states, names, legend)}];",
         f'  node [shape=box, style="rounded,filled", fillcolor="#ffffff", color="{INK}",'
@@ -110,7 +111,7 @@ def to_dot(
 
 def _node(plan: Plan, name: str, states: Mapping[str, StateView] | None) -> str:
     spec = plan.job(name)
-    lines = [f"<b>{html(heading(spec))}</b>"]
+    lines = [f"<b>{html(heading(spec))}</b>" + html(" " + made_from(spec)).rstrip()]
     small = [what(spec), resources(spec)]
     attrs: list[str] = []
     if spec.is_array:
