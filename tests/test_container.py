@@ -351,6 +351,79 @@ async def test_remove_container_stops_and_removes_it(podman: str, tmp_path: Path
     await remove_container(podman, name)
 
 
+# --- end to end: a pipeline through the runner, the local executor and the store -----
+
+PIPELINE = f"""
+definition boxed {{
+  image  = "{IMAGE}"
+  memory = 64MiB
+}}
+
+job make: boxed {{
+  command = "echo made by $AWS_BATCH_JOB_ID in $(pwd) > made.txt"
+}}
+
+job hog: boxed {{
+  memory  = 32MiB
+  command = "head -c 100m /dev/zero | tail > /dev/null"
+  retry {{
+    attempts = 3
+    evaluate_on_exit = [
+      {{ on_exit_code = "137", action = "retry" }},
+      {{ on_exit_code = "*",   action = "exit" }},
+    ]
+  }}
+}}
+
+job never: boxed {{
+  command = "echo should not run > never.txt"
+  after   = [hog]
+}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_pipeline_runs_in_containers_and_retries_oom_kills(
+    podman: str, tmp_path: Path
+) -> None:
+    from flowbatch.front import load_text
+    from flowbatch.run import new_job_ids, new_run_id, run_plan
+    from flowbatch.store import Store
+
+    path = tmp_path / "boxed.flow"
+    path.write_text(PIPELINE)
+    plan = load_text(PIPELINE, str(path), {})
+    run_id, job_ids = new_run_id(), new_job_ids(plan)
+    store = Store.open(tmp_path / ".flowbatch")
+    try:
+        store.begin_run(run_id, plan.pipeline, job_ids, created_at=0.0)
+        with anyio.fail_after(RUN_TIMEOUT * 3):
+            result = await run_plan(
+                plan,
+                run_id=run_id,
+                job_ids=job_ids,
+                state_dir=tmp_path / ".flowbatch",
+                sinks=[store],
+            )
+        store.flush()
+        make, hog = store.describe(job_ids["make"]), store.describe(job_ids["hog"])
+        never = store.describe(job_ids["never"])
+    finally:
+        store.close()
+
+    assert result.status == "FAILED" and "hog" in result.failed, result
+    # The container wrote into the pipeline's directory, with the job's environment.
+    assert make["status"] == "SUCCEEDED"
+    assert (tmp_path / "made.txt").read_text() == f"made by {job_ids['make']} in {tmp_path}\n"
+    # Every attempt of the hog was OOM-killed (137), and the 137 rule retried it until
+    # the attempts ran out; its dependent never ran.
+    assert hog["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in hog["attempts"]] == [137, 137, 137]
+    assert never["status"] == "FAILED" and never["attempts"] == []
+    assert not (tmp_path / "never.txt").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.podman
 async def test_remove_container_cleans_up_a_container_left_created(
