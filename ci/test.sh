@@ -17,7 +17,7 @@
 # slurm.sh restarts the SLURM daemons, which disturbs anyone using them at the time).
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
@@ -97,7 +97,7 @@ PY
   mapfile -t deps <<<"$listing"
   "${pip[@]}" install -q "${deps[@]}" pytest-timeout || return 1
   # Not editable (-e): the tests must import the wheel's files.
-  "${pip[@]}" install -q "$ROOT[test]" || return 1
+  "${pip[@]}" install -q "${ROOT}[test]" || return 1
   (cd / && "$VENV/bin/python" -c 'import flowbatch; print("installed:", flowbatch.__file__)')
 }
 
