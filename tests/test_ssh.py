@@ -1,0 +1,320 @@
+"""The SSH executor against a real OpenSSH server on loopback (tests/ssh_fixtures.py):
+exit codes and logs, environment and workdir, many jobs over few connections, host-key
+checking, timeout and terminate killing the remote process group, and a host that goes
+down mid-job and comes back."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import ssh_fixtures
+from anyio.abc import TaskStatus
+from ssh_fixtures import SshServer
+
+from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
+from flowbatch.executors.ssh import SshError, SshExecutor, remote_command
+from flowbatch.model import ComputeEnv, Host
+
+pytestmark = [pytest.mark.anyio, pytest.mark.ssh]
+
+sshd = ssh_fixtures.sshd
+shared_dir = ssh_fixtures.shared_dir
+
+# Bound on every wait for a real condition; well below the 300 s sleeps of the jobs that
+# must be killed, so a job that survives fails the test.
+WAIT = 20.0
+
+
+def compute(server: SshServer, **options: Any) -> ComputeEnv:
+    host = Host(
+        name="h1", vcpus=2, memory=2048, address="127.0.0.1", port=server.port, user=server.user
+    )
+    opts: dict[str, object] = {
+        "known_hosts": str(server.known_hosts),
+        "identity": str(server.client_key),
+    }
+    opts.update(options)
+    return ComputeEnv(name="remote", type="ssh", vcpus=2, memory=2048, options=opts, hosts=(host,))
+
+
+def attempt(
+    ce: ComputeEnv,
+    workdir: Path,
+    command: str | tuple[str, ...],
+    *,
+    name: str = "job",
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> Attempt:
+    return Attempt(
+        run_id="20250101-000000-abcd",
+        job_id=f"id-{name}",
+        name=name,
+        index=None,
+        attempt=1,
+        command=command,
+        env=env or {},
+        workdir=workdir,
+        vcpus=1,
+        memory=256,
+        gpus=0,
+        timeout=timeout,
+        image=None,
+        log_dir=workdir / "logs" / name / "attempt-1",
+        compute=ce,
+        host="h1",
+    )
+
+
+async def start(
+    tg: anyio.abc.TaskGroup, executor: SshExecutor, att: Attempt, results: dict[str, ExecResult]
+) -> str:
+    """Start an attempt the way the runner does; its result lands in `results[name]`."""
+
+    async def job(*, task_status: TaskStatus[str]) -> None:
+        results[att.name] = await executor.run(att, task_status=task_status)
+
+    return str(await tg.start(job))
+
+
+async def wait_for(check: Callable[[], bool] | Callable[[], Awaitable[bool]]) -> None:
+    with anyio.fail_after(WAIT):
+        while True:
+            got = check()
+            if not isinstance(got, bool):
+                got = await got
+            if got:
+                return
+            await anyio.sleep(0.02)  # polling a real condition, bounded by fail_after
+
+
+def group_alive(pgid: int) -> bool:
+    return subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).returncode == 0
+
+
+def pgid_of(external_id: str) -> int:
+    host, _, pid = external_id.partition(":")
+    assert host == "h1"
+    return int(pid)
+
+
+def test_remote_command_quotes_workdir_and_arguments() -> None:
+    ce = ComputeEnv(name="r", type="ssh", vcpus=1, memory=1, options={"known_hosts": "k"})
+    att = attempt(ce, Path("/tmp/a b"), ("printf", "%s", "x; rm -rf ~"))
+    line = remote_command(att, ["printf", "%s", "x; rm -rf ~"])
+    assert line.startswith("cd -- '/tmp/a b' && exec setsid -w /bin/sh -c ")
+    assert line.endswith("sh printf %s 'x; rm -rf ~'")
+
+
+def test_executor_refuses_an_environment_without_known_hosts() -> None:
+    host = Host(name="h1", vcpus=1, memory=1, address="127.0.0.1")
+    ce = ComputeEnv(name="remote", type="ssh", vcpus=1, memory=1, hosts=(host,))
+    with pytest.raises(SshError, match="needs `known_hosts`"):
+        SshExecutor(ce)
+
+
+@pytest.mark.slow
+async def test_exit_code_logs_env_and_workdir(sshd: SshServer, shared_dir: Path) -> None:
+    ex = SshExecutor(compute(sshd))
+    cmd = 'echo out; echo err >&2; printf %s "$GREETING" > greeting; pwd > where; exit 3'
+    att = attempt(ce=ex._ce, workdir=shared_dir, command=cmd, env={"GREETING": "hi there; $x"})
+    results: dict[str, ExecResult] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+            external = await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    assert pgid_of(external) > 1
+    result = results["job"]
+    assert result.exit_code == 3 and result.host == "h1" and not result.host_lost
+    assert (att.log_dir / "stdout").read_bytes() == b"out\n"  # the pid line is not logged
+    assert (att.log_dir / "stderr").read_bytes() == b"err\n"
+    assert (shared_dir / "greeting").read_text() == "hi there; $x"
+    assert (shared_dir / "where").read_text().strip() == str(shared_dir)
+    assert (shared_dir / "where").stat().st_uid != 0  # ran as fbtest, not as us
+
+
+@pytest.mark.slow
+async def test_argv_command_is_not_run_through_a_shell(sshd: SshServer, shared_dir: Path) -> None:
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir, ("printf", "[%s]", "a b", "$HOME", "x;y"))
+    try:
+        result = await _run_one(ex, att)
+    finally:
+        await ex.aclose()
+    assert result.exit_code == 0
+    assert (att.log_dir / "stdout").read_text() == "[a b][$HOME][x;y]"
+
+
+@pytest.mark.slow
+async def test_large_output_streams_to_the_log(sshd: SshServer, shared_dir: Path) -> None:
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir, "head -c 5000000 /dev/zero; echo done >&2")
+    try:
+        result = await _run_one(ex, att)
+    finally:
+        await ex.aclose()
+    assert result.exit_code == 0
+    assert (att.log_dir / "stdout").stat().st_size == 5_000_000
+    assert (att.log_dir / "stderr").read_text() == "done\n"
+
+
+@pytest.mark.slow
+async def test_missing_workdir_fails_the_attempt(sshd: SshServer, shared_dir: Path) -> None:
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir / "nowhere", "true")
+    att = Attempt(**{**_fields(att), "log_dir": shared_dir / "logs"})
+    try:
+        result = await _run_one(ex, att)
+    finally:
+        await ex.aclose()
+    assert result.exit_code not in (0, None) and not result.host_lost
+    assert "nowhere" in (shared_dir / "logs" / "stderr").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("max_sessions", "connections"), [(100, 1), (10, 3)])
+async def test_concurrent_jobs_share_connections(
+    sshd: SshServer, shared_dir: Path, max_sessions: int, connections: int
+) -> None:
+    """20 jobs running at once: one connection when the server allows 100 sessions;
+    with OpenSSH's default of 10, nine jobs per connection (one session kept for kill)."""
+    n = 20
+    ex = SshExecutor(compute(sshd, max_sessions=max_sessions))
+    # Every job waits for `go`, so all 20 are provably running at the same time.
+    cmd = 'touch "started.$I"; while [ ! -e go ]; do sleep 0.05; done; echo "job $N"; exit "$N"'
+    atts = [
+        attempt(ex._ce, shared_dir, cmd, name=f"j{i}", env={"I": str(i), "N": str(i % 7)})
+        for i in range(n)
+    ]
+    results: dict[str, ExecResult] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+            for att in atts:
+                tg.start_soon(start, tg, ex, att, results)
+            await wait_for(lambda: len(list(shared_dir.glob("started.*"))) == n)
+            (shared_dir / "go").touch()
+    finally:
+        await ex.aclose()
+    assert ex.connections_opened == connections
+    for i, att in enumerate(atts):
+        assert results[att.name].exit_code == i % 7
+        assert (att.log_dir / "stdout").read_text() == f"job {i % 7}\n"
+
+
+@pytest.mark.slow
+async def test_wrong_known_hosts_is_refused_with_the_host_named(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    ex = SshExecutor(compute(sshd, known_hosts=str(sshd.wrong_known_hosts)))
+    att = attempt(ex._ce, shared_dir, "touch ran")
+    try:
+        result = await _run_one(ex, att)
+        back = await ex.check_host("h1")
+    finally:
+        await ex.aclose()
+    assert result.exit_code is None and not result.retryable and not result.host_lost
+    assert "host key of `h1` (127.0.0.1:" in result.status_reason
+    assert str(sshd.wrong_known_hosts) in result.status_reason
+    assert not back and ex.connections_opened == 0
+    assert not (shared_dir / "ran").exists()
+
+
+@pytest.mark.slow
+async def test_timeout_kills_the_remote_process_group(sshd: SshServer, shared_dir: Path) -> None:
+    # The inner sleep ignores SIGTERM, so only the KILL after the grace period ends it.
+    ex = SshExecutor(compute(sshd), grace=0.5)
+    cmd = "trap '' TERM; sleep 300 & sleep 300; wait"
+    att = attempt(ex._ce, shared_dir, cmd, timeout=1.0)
+    results: dict[str, ExecResult] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+            pgid = pgid_of(await start(tg, ex, att, results))
+            assert group_alive(pgid)
+    finally:
+        await ex.aclose()
+    result = results["job"]
+    assert result.status_reason == REASON_TIMEOUT and not result.retryable
+    await wait_for(lambda: not group_alive(pgid))  # killed ones may wait a moment for reaping
+
+
+@pytest.mark.slow
+async def test_cancelling_the_task_terminates_the_remote_job(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    ex = SshExecutor(compute(sshd), grace=2.0)
+    att = attempt(ex._ce, shared_dir, "sleep 300 & sleep 300; wait")
+    results: dict[str, ExecResult] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+            pgid = pgid_of(await start(tg, ex, att, results))
+            assert group_alive(pgid)
+            tg.cancel_scope.cancel()
+    finally:
+        await ex.aclose()
+    assert "job" not in results  # cancellation propagates instead of a result
+    await wait_for(lambda: not group_alive(pgid))
+
+
+@pytest.mark.slow
+async def test_host_lost_mid_job_then_back(sshd: SshServer, shared_dir: Path) -> None:
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir, "sleep 300")
+    results: dict[str, ExecResult] = {}
+    pgid = 0
+    try:
+        async with anyio.create_task_group() as tg:
+            pgid = pgid_of(await start(tg, ex, att, results))
+            sshd.stop()
+        result = results["job"]
+        assert result.host_lost and result.exit_code is None and result.retryable
+        assert result.status_reason == REASON_HOST_LOST.format(instance="h1")
+        assert result.status_reason == "Host EC2 (instance h1) terminated."
+        assert not await ex.check_host("h1")
+        sshd.start()
+        assert await ex.check_host("h1")
+        # The reconnected host runs jobs again, on the connection check_host opened.
+        again = await _run_one(ex, attempt(ex._ce, shared_dir, "exit 4", name="again"))
+        assert again.exit_code == 4 and ex.connections_opened == 2
+    finally:
+        sshd.start()
+        await ex.aclose()
+        if pgid and group_alive(pgid):
+            os.killpg(pgid, 9)  # the "terminated host" left its job behind: ours to clean
+
+
+@pytest.mark.slow
+async def test_unreachable_host_is_lost_not_an_error(shared_dir: Path, sshd: SshServer) -> None:
+    ce = compute(sshd)
+    dead = Host(name="h1", vcpus=1, memory=1, address="127.0.0.1", port=_closed_port())
+    ce = ComputeEnv(name="remote", type="ssh", vcpus=1, memory=1, options=ce.options, hosts=(dead,))
+    ex = SshExecutor(ce)
+    try:
+        result = await _run_one(ex, attempt(ce, shared_dir, "true"))
+    finally:
+        await ex.aclose()
+    assert result.host_lost and result.status_reason == "Host EC2 (instance h1) terminated."
+
+
+async def _run_one(ex: SshExecutor, att: Attempt) -> ExecResult:
+    results: dict[str, ExecResult] = {}
+    async with anyio.create_task_group() as tg:
+        await start(tg, ex, att, results)
+    return results[att.name]
+
+
+def _fields(att: Attempt) -> dict[str, Any]:
+    return {name: getattr(att, name) for name in att.__slots__}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
