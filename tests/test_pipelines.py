@@ -173,9 +173,18 @@ def _flowbatch_env() -> dict[str, str]:
     return env
 
 
+def _skip_without_run_command() -> None:
+    # The runner and its CLI command land separately; until `flowbatch run` exists these
+    # tests have nothing to call. Once it does, they run (and fail) like any other.
+    from flowbatch.cli import app
+
+    if "run" not in app.commands:
+        pytest.skip("`flowbatch run` has not landed in the CLI yet")
+
+
 def _run(tmp_path: Path, name: str, *params: str) -> tuple[Path, Path]:
     """Run pipelines/<name> from a temporary copy; returns (its out dir, the state dir)."""
-    pytest.importorskip("flowbatch.run", reason="the runner has not landed yet")
+    _skip_without_run_command()
     copy = tmp_path / "pipelines"
     shutil.copytree(PIPELINES, copy, ignore=shutil.ignore_patterns("out", ".flowbatch"))
     state = tmp_path / "state"
