@@ -25,6 +25,7 @@ from flowbatch.executors.container import (
     choose_runtime,
     container_argv,
     container_name,
+    exit_reason,
     remove_argv,
     remove_container,
 )
@@ -303,6 +304,17 @@ def test_memory_hog_is_oom_killed_with_137_and_retried(podman: str, tmp_path: Pa
     )
     assert retry.should_retry(killed.returncode, "Essential container in task exited")
     assert not retry.should_retry(1, "Essential container in task exited")
+    # An AWS-style rule on the reason matches too.
+    by_reason = RetryStrategy(
+        attempts=3,
+        rules=(
+            RetryRule(on_reason="OutOfMemoryError*", action="retry"),
+            RetryRule(on_reason="*", action="exit"),
+        ),
+    )
+    status = "Essential container in task exited"
+    assert by_reason.should_retry(killed.returncode, status, exit_reason(killed.returncode))
+    assert not by_reason.should_retry(roomy.returncode, status, exit_reason(roomy.returncode))
 
 
 async def _start_sleeper(podman: str, tmp_path: Path) -> tuple[Process, str]:

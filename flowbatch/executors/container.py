@@ -36,6 +36,11 @@ RUNTIMES: Final = ("podman", "docker")
 LABEL_RUN: Final = "flowbatch.run_id"
 LABEL_JOB: Final = "flowbatch.job_id"
 
+# AWS's container.reason for a container over its memory limit, so that rules written
+# for AWS (`on_reason = "OutOfMemoryError*"`) match here.
+REASON_OOM: Final = "OutOfMemoryError: Container killed due to memory usage"
+OOM_EXIT_CODE: Final = 137  # 128 + SIGKILL
+
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -139,6 +144,18 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     else:
         raise ContainerError(f"job `{attempt.name}` has an empty command")
     return argv
+
+
+def exit_reason(exit_code: int | None) -> str:
+    """AWS's container.reason for a container that ended by itself with `exit_code`.
+
+    An OOM kill is SIGKILL, 137; the runtime cannot say more (podman's OOMKilled flag
+    stays false under runc with cgroup v1, and `--rm` removes the container before it
+    could be inspected). Inside a container nothing else sends SIGKILL unless the job
+    does so itself, so 137 is reported as the memory limit. Executors must not use this
+    for attempts they stopped themselves (timeout, cancel), which also end with 137.
+    """
+    return REASON_OOM if exit_code == OOM_EXIT_CODE else ""
 
 
 def remove_argv(runtime: str, name: str) -> list[str]:
