@@ -1,0 +1,304 @@
+"""run_plan end to end: with the FakeExecutor (scheduling, retries, cancel) and with
+real processes (environment, logs, timeouts, concurrency)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from flowbatch.compile import Plan, compile_pipeline
+from flowbatch.executors.base import REASON_TIMEOUT
+from flowbatch.executors.fake import FakeExecutor, Outcome
+from flowbatch.executors.local import LocalExecutor
+from flowbatch.model import (
+    DEFAULT_QUEUE,
+    ComputeEnv,
+    Dependency,
+    JobSpec,
+    Pipeline,
+    RetryRule,
+    RetryStrategy,
+    local_compute,
+)
+from flowbatch.run import RunResult, new_job_ids, new_run_id, run_plan
+from flowbatch.state import JobEvent, JobState
+
+pytestmark = pytest.mark.anyio
+S = JobState
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.flushes = 0
+
+    def emit(self, event: JobEvent) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def final(self, name: str, index: int | None = None) -> JobEvent:
+        return [e for e in self.events if e.name == name and e.index == index][-1]
+
+
+def plan_of(tmp: Path, *jobs: JobSpec, ce: ComputeEnv | None = None) -> Plan:
+    return compile_pipeline(
+        Pipeline(
+            path=str(tmp / "p.flow"),
+            params={"who": "world"},
+            computes={"local": ce or local_compute(2, 4096)},
+            queues={"default": DEFAULT_QUEUE},
+            jobs={j.name: j for j in jobs},
+        )
+    )
+
+
+async def go(
+    plan: Plan, tmp: Path, executor: object | None = None, **kw: object
+) -> tuple[RunResult, Sink]:
+    sink = Sink()
+    factory = (
+        (lambda ce: executor) if executor is not None else (lambda ce: LocalExecutor(ce, grace=0.5))
+    )
+    result = await run_plan(
+        plan,
+        run_id=new_run_id(),
+        job_ids=new_job_ids(plan),
+        state_dir=tmp / ".flowbatch",
+        sinks=[sink],
+        executors=factory,  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+    return result, sink
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for a reaper that is not us counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def retry(attempts: int, *rules: RetryRule) -> RetryStrategy:
+    return RetryStrategy(attempts=attempts, rules=rules)
+
+
+async def test_fake_run_walks_every_job_through_the_table(tmp_path: Path) -> None:
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="a", command="x", array_size=3),
+        JobSpec(name="b", command="x", after=(Dependency(job="a"),)),
+    )
+    fake = FakeExecutor()
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "SUCCEEDED" and result.exit_code == 0
+    child = [e.state for e in sink.events if e.name == "a" and e.index == 0]
+    assert child == [S.SUBMITTED, S.RUNNABLE, S.STARTING, S.RUNNING, S.SUCCEEDED]
+    parent = [e.state for e in sink.events if e.name == "a" and e.index is None]
+    assert parent == [S.SUBMITTED, S.PENDING, S.SUCCEEDED]
+    assert fake.attempts[-1].name == "b" and fake.closed and sink.flushes >= 1
+
+
+@pytest.mark.parametrize(
+    ("rules", "exit_code", "attempts"),
+    [
+        ((), 1, 3),  # no rule: retry
+        ((RetryRule(action="exit", on_exit_code="1"),), 1, 1),
+        ((RetryRule(action="retry", on_exit_code="2*"), RetryRule(action="exit")), 25, 3),
+        ((RetryRule(action="retry", on_exit_code="2*"), RetryRule(action="exit")), 1, 1),
+        ((RetryRule(action="exit", on_status_reason="Essential*"),), 1, 1),
+        ((RetryRule(action="retry", on_reason="OutOfMemory*"), RetryRule(action="exit")), 137, 1),
+    ],
+)
+async def test_evaluate_on_exit(
+    tmp_path: Path, rules: tuple[RetryRule, ...], exit_code: int, attempts: int
+) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="j", command="x", retry=retry(3, *rules)))
+    fake = FakeExecutor({"j": [Outcome(exit_code=exit_code)]})
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "FAILED"
+    assert [a.attempt for a in fake.attempts] == list(range(1, attempts + 1))
+    assert sink.final("j").exit_code == exit_code
+
+
+async def test_retry_then_success_and_spot_style_reason(tmp_path: Path) -> None:
+    spot = Outcome(exit_code=None, status_reason="Host EC2 (instance i-1) terminated.")
+    rules = (RetryRule(action="retry", on_status_reason="Host EC2*"), RetryRule(action="exit"))
+    plan = plan_of(tmp_path, JobSpec(name="j", command="x", retry=retry(3, *rules)))
+    fake = FakeExecutor({"j": [spot, Outcome()]})
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "SUCCEEDED" and len(fake.attempts) == 2
+    states = [e.state for e in sink.events if e.name == "j"]
+    assert states.count(S.RUNNABLE) == 2
+
+
+async def test_timeouts_and_terminates_are_never_retried(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="j", command="x", retry=retry(5)))
+    fake = FakeExecutor(
+        {"j": [Outcome(exit_code=137, status_reason=REASON_TIMEOUT, retryable=False)]}
+    )
+    _, sink = await go(plan, tmp_path, fake)
+    assert len(fake.attempts) == 1 and sink.final("j").reason == REASON_TIMEOUT
+
+
+async def test_template_error_fails_the_attempt_with_its_message(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="j", command="echo {{ params.nope }}", retry=retry(3)))
+    result, sink = await go(plan, tmp_path, FakeExecutor())
+    assert result.status == "FAILED"
+    assert "nope" in sink.final("j").reason
+    assert [e.attempt for e in sink.events if e.state is S.STARTING] == [1]
+
+
+@pytest.mark.slow
+async def test_control_cancel_of_a_pending_array(tmp_path: Path) -> None:
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="slow", command="x"),
+        JobSpec(name="arr", command="x", array_size=4, after=(Dependency(job="slow"),)),
+    )
+    ids = new_job_ids(plan)
+    requests = [(ids["arr"], "cancel", "not needed")]
+    fake = FakeExecutor({"slow": [Outcome(duration=0.5)]})
+    sink = Sink()
+    result = await run_plan(
+        plan,
+        run_id="r",
+        job_ids=ids,
+        state_dir=tmp_path,
+        sinks=[sink],
+        executors=lambda ce: fake,
+        control=lambda: [requests.pop()] if requests else [],
+    )
+    assert result.status == "FAILED" and [a.name for a in fake.attempts] == ["slow"]
+    assert sink.final("arr", 3).reason == "not needed"
+
+
+async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="a", command="x", vcpus=1, memory=1500, array_size=20),
+        JobSpec(name="b", command="x", vcpus=2, memory=100, array_size=5),
+        ce=local_compute(3, 4096),
+    )
+    fake = FakeExecutor(lambda a: Outcome(duration=0.001))
+    result, _ = await go(plan, tmp_path, fake)
+    assert result.status == "SUCCEEDED" and len(fake.attempts) == 25
+    assert fake.peak_vcpus <= 3 and fake.peak_memory <= 4096 and fake.peak >= 2
+
+
+# -- real processes ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_real_jobs_get_the_aws_environment_and_log_files(tmp_path: Path) -> None:
+    cmd = 'echo "$AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT ${AWS_BATCH_JOB_ARRAY_INDEX-} '
+    cmd += '$AWS_BATCH_JQ_NAME $AWS_BATCH_CE_NAME $FLOWBATCH_RUN_ID $MINE" {{ params.who }}; pwd'
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="one", command=cmd, env={"MINE": "yes"}),
+        JobSpec(name="arr", command=cmd, array_size=2, env={"MINE": "yes"}),
+    )
+    result, sink = await go(plan, tmp_path)
+    assert result.status == "SUCCEEDED"
+    ev = sink.final("arr", 1)
+    assert ev.log_path is not None and ev.log_path.endswith("arr/1/attempt-1")
+    out = (Path(ev.log_path) / "stdout").read_text().split()
+    assert out == [
+        ev.job_id,
+        "1",
+        "1",
+        "default",
+        "local",
+        ev.run_id,
+        "yes",
+        "world",
+        str(tmp_path),
+    ]
+    one = (Path(sink.final("one").log_path or "") / "stdout").read_text().split()
+    assert one[0] == sink.final("one").job_id and one[2] == "default"
+
+
+@pytest.mark.slow
+async def test_failure_cascade_with_real_exit_codes(tmp_path: Path) -> None:
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="prepare", command="exit 3"),
+        JobSpec(name="use", command="true", after=(Dependency(job="prepare"),)),
+    )
+    result, sink = await go(plan, tmp_path)
+    assert result.exit_code == 1 and sink.final("prepare").exit_code == 3
+    assert sink.final("use").reason == (
+        f"Dependency failed: prepare (job {sink.final('prepare').job_id}) exited with code 3"
+    )
+
+
+@pytest.mark.slow
+async def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
+    # The child ignores SIGTERM and records its pid; nothing may survive.
+    cmd = "sh -c 'trap \"\" TERM; echo $$ > child.pid; while :; do sleep 0.05; done' & wait"
+    plan = plan_of(tmp_path, JobSpec(name="t", command=cmd, timeout=0.5, retry=retry(3)))
+    result, sink = await go(plan, tmp_path)
+    assert result.status == "FAILED"
+    final = sink.final("t")
+    assert final.reason.startswith(REASON_TIMEOUT) and final.attempt == 1
+    pid = int((tmp_path / "child.pid").read_text())
+    # SIGKILL is delivered asynchronously: wait (bounded) for the kernel to finish it.
+    deadline = time.monotonic() + 2
+    while alive(pid) and time.monotonic() < deadline:
+        await anyio.sleep(0.01)
+    assert not alive(pid)
+
+
+@pytest.mark.slow
+async def test_recorded_concurrency_stays_within_vcpus(tmp_path: Path) -> None:
+    cmd = "echo start $(date +%s.%N) >> trace; sleep 0.05; echo end $(date +%s.%N) >> trace"
+    plan = plan_of(
+        tmp_path, JobSpec(name="a", command=cmd, array_size=8), ce=local_compute(2, 4096)
+    )
+    result, _ = await go(plan, tmp_path)
+    assert result.status == "SUCCEEDED"
+    events = sorted(
+        (float(t), 1 if kind == "start" else -1)
+        for kind, t in (line.split() for line in (tmp_path / "trace").read_text().splitlines())
+    )
+    level = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        level += delta
+        peak = max(peak, level)
+    assert 1 <= peak <= 2
+
+
+@pytest.mark.slow
+async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="long", command="sleep 30"))
+    ids = new_job_ids(plan)
+    started = time.monotonic()
+    requests = [(ids["long"], "terminate", "enough")]
+
+    def control() -> list[tuple[str, str, str]]:
+        return [requests.pop()] if requests and time.monotonic() - started > 0.3 else []
+
+    sink = Sink()
+    with anyio.fail_after(10):
+        result = await run_plan(
+            plan,
+            run_id="r",
+            job_ids=ids,
+            state_dir=tmp_path,
+            sinks=[sink],
+            executors=lambda ce: LocalExecutor(ce, grace=0.5),
+            control=control,
+        )
+    assert result.status == "FAILED" and sink.final("long").reason == "enough"
+    assert sink.final("long").state is S.FAILED
