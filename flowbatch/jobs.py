@@ -87,6 +87,8 @@ class JobBuilder:
         for name, block in blocks.items():
             try:
                 specs[name] = self._job(block)
+            except _Skip:
+                pass
             except Invalid as bad:
                 self.errors.add(bad.error)
         self._check_dependencies(blocks, specs)
@@ -177,14 +179,18 @@ class JobBuilder:
         base = self._parent_entries(block, (), "job")
         if base is None:
             raise _Skip()
+        before = len(self.errors.errors)
         entries = self._merge(base, block, "job")
+        misspelt = len(self.errors.errors) > before
         values: dict[str, s.Value] = {}
         for key, entry in entries.items():
             try:
                 values[key] = resolve_params(entry.value, self.params)
             except Invalid as bad:
                 self.errors.add(bad.error)
-        if "command" not in values and "command" not in entries:
+        if "command" not in entries and misspelt:
+            raise _Skip()  # most likely `command` is among the misspelt keys
+        if "command" not in entries:
             raise invalid(
                 f"job `{block.name}` has no `command`",
                 block.name_span,
@@ -224,7 +230,8 @@ class JobBuilder:
             self.errors.error(Kind.SEQUENTIAL, f"`sequential` is set on `{block.name}`, "
                               "which is not an array", values["sequential"].span,
                               hint="add `array = N`, or remove `sequential`")  # fmt: skip
-        if command is not None:
+        # A bad `array` was reported; checking `array.*` in the command would only echo it.
+        if command is not None and not ("array" in values and array_size is None):
             self._check_templates(spec, values["command"] if "command" in values else None)
         if queue is not None:
             self._check_fit(spec, queue, values, block)
@@ -267,7 +274,8 @@ class JobBuilder:
                 elif exc.name and exc.name.startswith("params."):
                     hint = did_you_mean(exc.name.split(".", 1)[1], self.params, "parameter")
                 elif exc.name and exc.name.startswith("Ref::"):
-                    hint = "add it to the job's `parameters`"
+                    known = did_you_mean(exc.name[5:], spec.parameters, "parameter")
+                    hint = f"placeholders are filled from the job's `parameters`; {known}"
                 elif exc.name:
                     hint = "templates can use params.NAME, array.index, array.size, " \
                            "job.name, job.id and job.attempt"  # fmt: skip

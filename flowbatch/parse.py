@@ -279,10 +279,10 @@ def _describe(tok: Token) -> str:
     if tok.type in ("NAME", "BLOCK_KIND", "NUMBER", "SIZE", "DURATION", "TRUE", "FALSE"):
         word = {"BLOCK_KIND": "keyword", "TRUE": "keyword", "FALSE": "keyword"}.get(
             tok.type, TOKEN_WORDS.get(tok.type, "text").split(" ", 1)[-1]
-        )
+        )  # "a name" -> "name `x`"
         return f"{word} `{tok}`"
     if tok.type in ("STRING", "LONG_STRING"):
-        return "a string"
+        return "string"
     word = TOKEN_WORDS.get(tok.type)
     return word if word else f"`{tok}`"
 

@@ -59,7 +59,10 @@ class Context:
     def as_dict(self) -> dict[str, object]:
         return {
             "params": _Namespace("params", self.params),
-            "array": _Namespace("array", {"index": self.index, "size": self.size}),
+            # A single job has no `array.*`: using it there is an undefined name.
+            "array": _Namespace(
+                "array", {} if self.index is None else {"index": self.index, "size": self.size}
+            ),
             "job": _Namespace(
                 "job", {"name": self.job_name, "id": self.job_id, "attempt": self.attempt}
             ),
@@ -126,7 +129,7 @@ def substitute_refs(text: str, parameters: Mapping[str, str], *, shell: bool) ->
     def repl(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in parameters:
-            raise TemplateError(f"unresolved placeholder `Ref::{name}`", name=name)
+            raise TemplateError(f"unresolved placeholder `Ref::{name}`", name=f"Ref::{name}")
         value = parameters[name]
         return shlex.quote(value) if shell else value
 

@@ -2,29 +2,50 @@
 stderr and chooses exit codes (0 ok, 1 a job failed, 2 bad input or usage, 130
 interrupted).
 
-Each group of commands lives in its own module and is registered here. Heavy modules
-(anyio, sqlite3, networkx) are imported inside the commands that need them, so that
-`flowbatch validate` starts fast.
+Each group of commands lives in its own module, imported only when one of its commands
+runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
 
 Imports: anything in flowbatch; click.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from flowbatch.cli import front, graph, inspect, reports, running
+# command name -> the module that defines it (in its COMMANDS list)
+COMMAND_MODULES = {
+    "validate": "front",
+    "graph": "graph",
+    "run": "running",
+    "cancel": "running",
+    "terminate": "running",
+    "jobs": "inspect",
+    "describe": "inspect",
+    "logs": "inspect",
+    "runs": "inspect",
+    "plan": "reports",
+    "report": "reports",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMAND_MODULES if self.get_command(ctx, name))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"flowbatch.cli.{module_name}")
+        return next((c for c in module.COMMANDS if c.name == name), None)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="flowbatch")
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
-
-
-for _module in (front, graph, running, inspect, reports):
-    for _command in _module.COMMANDS:
-        app.add_command(_command)
 
 
 def main() -> None:
