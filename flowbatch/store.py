@@ -1,0 +1,355 @@
+"""The job store: runs, jobs and every state change, in SQLite at `<state_dir>/jobs.db`.
+
+The store is an event sink: `emit` only buffers, `flush` writes the buffer in one short
+transaction with `executemany`, so a run of 10,000 children costs a handful of
+transactions, a reader (`flowbatch jobs`) never waits long, and a writer killed at any
+point (kill -9) leaves the last committed flush behind. A state change is applied to a
+job only if the transition table allows it (`state.can`); one it does not allow is
+kept in the events table with `applied = 0` and listed in `Store.rejected`.
+
+Jobs read back shaped like AWS Batch's DescribeJobs (see `store_views`).
+
+Imports: model, state, store_schema, store_views; sqlite3.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from flowbatch import store_rows as rows
+from flowbatch import store_views as views
+from flowbatch.model import Pipeline
+from flowbatch.state import JobEvent, JobState
+from flowbatch.store_schema import StoreError, connect
+
+__all__ = ["DB_NAME", "Store", "StoreError"]
+
+DB_NAME: Final = "jobs.db"
+_DAY: Final = 86_400.0
+_CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
+
+
+_UPSERT_JOB: Final = """
+INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
+                  status_reason, started_at, stopped_at, attempt, exit_code, compute,
+                  host, log_path, external_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id) DO UPDATE SET
+    status = excluded.status,
+    status_reason = excluded.status_reason,
+    started_at = COALESCE(jobs.started_at, excluded.started_at),
+    stopped_at = COALESCE(excluded.stopped_at, jobs.stopped_at),
+    attempt = MAX(jobs.attempt, excluded.attempt),
+    exit_code = COALESCE(excluded.exit_code, jobs.exit_code),
+    compute = COALESCE(excluded.compute, jobs.compute),
+    host = COALESCE(excluded.host, jobs.host),
+    log_path = COALESCE(excluded.log_path, jobs.log_path),
+    external_id = COALESCE(excluded.external_id, jobs.external_id)
+"""
+
+_UPSERT_ATTEMPT: Final = """
+INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
+                      reason, status_reason, log_path, compute, host, external_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    started_at = COALESCE(excluded.started_at, attempts.started_at),
+    stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
+    exit_code = COALESCE(excluded.exit_code, attempts.exit_code),
+    reason = COALESCE(excluded.reason, attempts.reason),
+    status_reason = COALESCE(excluded.status_reason, attempts.status_reason),
+    log_path = COALESCE(excluded.log_path, attempts.log_path),
+    compute = COALESCE(excluded.compute, attempts.compute),
+    host = COALESCE(excluded.host, attempts.host),
+    external_id = COALESCE(excluded.external_id, attempts.external_id)
+"""
+
+_INSERT_EVENT: Final = """
+INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code, applied)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+class Store:
+    """The job database of one state directory. Not shared between threads at once."""
+
+    def __init__(self, conn: sqlite3.Connection, db_path: Path) -> None:
+        self._conn = conn
+        self.path = db_path
+        self._buffer: list[JobEvent] = []
+        # The last applied state of every job this writer has touched, and which ids
+        # are array parents: legality checks then need no query per event.
+        self._states: dict[str, JobState | None] = {}
+        self._parents: set[str] = set()
+        self.rejected: list[tuple[JobEvent, str]] = []
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, state_dir: Path, *, create: bool = True) -> Store:
+        """The store in `state_dir`, created (directory and database) unless `create`
+        is False, in which case a missing database raises StoreError."""
+        state_dir = Path(state_dir)
+        db_path = state_dir / DB_NAME
+        if not create and not db_path.exists():
+            raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(connect(db_path, shown_as=str(db_path)), db_path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------------------------
+    def begin_run(
+        self,
+        run_id: str,
+        pipeline: Pipeline,
+        job_ids: Mapping[str, str],
+        *,
+        created_at: float,
+    ) -> None:
+        """Record a run and one row per job (array parents, not children) with its
+        static facts. Every job of `pipeline.jobs` needs an id in `job_ids`."""
+        missing = sorted(set(pipeline.jobs) - set(job_ids))
+        if missing:
+            raise StoreError(f"no job id for {', '.join(missing)} in run {run_id}")
+        static = [
+            rows.static_row(run_id, spec, job_ids, created_at) for spec in pipeline.jobs.values()
+        ]
+        params = json.dumps(dict(pipeline.params), sort_keys=True)
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, pipeline.path, params, created_at, os.getpid(), socket.gethostname()),
+            )
+            self._conn.executemany(
+                f"INSERT INTO jobs ({', '.join(rows.STATIC_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
+                static,
+            )
+        for spec in pipeline.jobs.values():
+            job_id = job_ids[spec.name]
+            self._states[job_id] = None
+            if spec.is_array:
+                self._parents.add(job_id)
+
+    def emit(self, event: JobEvent) -> None:
+        """Buffer one state change; `flush` writes it."""
+        self._buffer.append(event)
+
+    def flush(self) -> None:
+        """Write every buffered event in one transaction. Illegal state changes are
+        recorded as not applied and appended to `rejected`. On a database error the
+        events stay buffered and StoreError is raised."""
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        self._load_states(_ids_and_parents(batch))
+        states = dict(self._states)  # becomes the cache only once the write commits
+        folded = rows.fold(batch, states, self._parents)
+        try:
+            with self._write():
+                self._conn.executemany(_INSERT_EVENT, folded.events)
+                self._conn.executemany(_UPSERT_JOB, folded.jobs.values())
+                self._conn.executemany(_UPSERT_ATTEMPT, folded.attempts.values())
+        except sqlite3.Error as exc:
+            self._buffer[:0] = batch
+            raise StoreError(f"cannot write to `{self.path}`: {exc}") from None
+        self._states = states
+        self.rejected.extend(folded.rejected)
+
+    def end_run(self, run_id: str, status: str, *, ended_at: float) -> None:
+        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+        if status not in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
+            raise ValueError(f"unknown run status {status!r}")
+        self.flush()
+        with self._write():
+            self._conn.execute(
+                "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?",
+                (status, ended_at, run_id),
+            )
+
+    # -- control requests from other processes ---------------------------------------
+    def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> None:
+        """Ask the run that owns `job_id` to cancel or terminate it; StoreError if no
+        such job exists."""
+        if action not in ("cancel", "terminate"):
+            raise ValueError(f"unknown action {action!r}")
+        row = self._conn.execute("SELECT run_id FROM jobs WHERE job_id = ?", (job_id,))
+        found = row.fetchone()
+        if found is None:
+            raise self.unknown_job(job_id)
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO requests (run_id, job_id, action, reason, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (found[0], job_id, action, reason, time.time()),
+            )
+
+    def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
+        """The run's open requests as (job_id, action, reason), oldest first; each is
+        returned by exactly one call."""
+        with self._write():
+            rows = self._conn.execute(
+                "SELECT seq, job_id, action, reason FROM requests"
+                " WHERE run_id = ? AND taken = 0 ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+            if rows:
+                self._conn.executemany(
+                    "UPDATE requests SET taken = 1 WHERE seq = ?", [(r[0],) for r in rows]
+                )
+        return [(r[1], r[2], r[3]) for r in rows]
+
+    # -- reading --------------------------------------------------------------------------
+    def describe(self, job_id: str) -> dict[str, Any]:
+        """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
+        suggestion where one exists) for an unknown id."""
+        found = views.describe(self._conn, job_id)
+        if found is None:
+            raise self.unknown_job(job_id)
+        return found
+
+    def jobs(
+        self,
+        *,
+        run_id: str | None = None,
+        queue: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        parent: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Job summaries in submission order: top-level jobs, or with `parent` the
+        children of that array job by index."""
+        return views.summaries(
+            self._conn, run_id=run_id, queue=queue, status=status, name=name, parent=parent
+        )
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Every recorded state change of one job, in the order reported."""
+        return views.events(self._conn, job_id)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with counts of its top-level jobs by state."""
+        return views.runs(self._conn)
+
+    def latest_run(self, pipeline: str | None = None) -> str | None:
+        """The newest run of `pipeline` (a path as given to begin_run), or of any."""
+        if pipeline is None:
+            row = self._conn.execute(
+                "SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT run_id FROM runs WHERE pipeline = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (pipeline,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def unknown_job(self, job_id: str) -> StoreError:
+        """The error for an id that is not in the store, with a near id if one exists."""
+        hint = self.suggest(job_id)
+        message = f"no job with id `{job_id}` in `{self.path}`"
+        return StoreError(message + (f"; did you mean `{hint}`?" if hint else ""))
+
+    def suggest(self, text: str) -> str | None:
+        """A job id close to `text`: a unique id it is a prefix of, the id of a job so
+        named in the latest run, or a near spelling among recent ids."""
+        rows = self._conn.execute(
+            "SELECT job_id FROM jobs WHERE job_id >= ? AND job_id < ? LIMIT 2",
+            (text, text + "\U0010ffff"),
+        ).fetchall()
+        if len(rows) == 1:
+            return str(rows[0][0])
+        latest = self.latest_run()
+        if latest is not None:
+            row = self._conn.execute(
+                "SELECT job_id FROM jobs WHERE run_id = ? AND name = ? AND parent_id IS NULL",
+                (latest, text),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+        recent = [
+            str(r[0])
+            for r in self._conn.execute(
+                "SELECT job_id FROM jobs WHERE parent_id IS NULL ORDER BY seq DESC LIMIT 2000"
+            )
+        ]
+        close = difflib.get_close_matches(text, recent, n=1, cutoff=0.8)
+        return close[0] if close else None
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def prune(self, older_than_days: float = 7) -> int:
+        """Delete runs that ended (or, never ended, began) more than `older_than_days`
+        ago, with their jobs, attempts, events and requests; returns how many runs."""
+        return len(self.prune_runs(older_than_days))
+
+    def prune_runs(self, older_than_days: float = 7, *, now: float | None = None) -> list[str]:
+        """Like `prune`, returning the ids of the deleted runs (so that the CLI can
+        remove their log directories)."""
+        cutoff = (time.time() if now is None else now) - older_than_days * _DAY
+        with self._write():
+            old = [
+                str(r[0])
+                for r in self._conn.execute(
+                    "SELECT run_id FROM runs WHERE COALESCE(ended_at, created_at) < ?",
+                    (cutoff,),
+                )
+            ]
+            for table in ("events", "attempts", "requests", "jobs", "runs"):
+                self._conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in old])
+        return old
+
+    # -- internals ------------------------------------------------------------------------
+    def _write(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def _load_states(self, job_ids: Iterable[str]) -> None:
+        """Fill the state cache for ids this writer has not seen (another Store wrote
+        them, or a child not yet created, which stays absent)."""
+        unknown = list(dict.fromkeys(j for j in job_ids if j not in self._states))
+        for start in range(0, len(unknown), _CHUNK):
+            chunk = unknown[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for job_id, status, size in self._conn.execute(
+                f"SELECT job_id, status, array_size FROM jobs WHERE job_id IN ({marks})",
+                chunk,
+            ):
+                self._states[job_id] = None if status is None else JobState(status)
+                if size is not None:
+                    self._parents.add(job_id)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the write lock is taken
+    up front so that two writers never deadlock upgrading a read lock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _ids_and_parents(batch: Iterable[JobEvent]) -> Iterable[str]:
+    for ev in batch:
+        yield ev.job_id
+        if ev.index is not None:
+            yield ev.job_id.rpartition(":")[0]

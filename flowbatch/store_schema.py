@@ -1,0 +1,191 @@
+"""The job database's schema, its versions and how a database is opened.
+
+`PRAGMA user_version` is the schema version; `MIGRATIONS[i]` takes a database from
+version i to i + 1. A database written by a newer flowbatch is refused rather than
+guessed at (ninja's `# ninja log v7` with `kOldestSupportedVersion`). Nothing is ever
+pickled: states are `JobState.value` strings, maps are JSON text.
+
+Imports: nothing from flowbatch; sqlite3.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+
+class StoreError(Exception):
+    """A problem with the job database, worded for the user (newer schema, unknown id)."""
+
+
+# How long a writer or reader waits for another process's transaction. Write
+# transactions are one flush each (milliseconds), so this only matters under a storm.
+BUSY_TIMEOUT_SECONDS: Final = 30.0
+
+_V1: Final = """
+CREATE TABLE runs (
+    run_id     TEXT PRIMARY KEY,
+    pipeline   TEXT NOT NULL,
+    params     TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    ended_at   REAL,
+    status     TEXT,
+    pid        INTEGER,
+    hostname   TEXT
+);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, created_at);
+
+-- Indexes are few on purpose: every one costs each flush; pruning, the only reader by
+-- run of events and attempts, is rare and may scan.
+
+-- One row per single job, array parent and array child. Children carry only what
+-- changes; their static facts are their parent's.
+CREATE TABLE jobs (
+    seq            INTEGER PRIMARY KEY,
+    job_id         TEXT NOT NULL UNIQUE,
+    run_id         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    parent_id      TEXT,
+    array_index    INTEGER,
+    array_size     INTEGER,
+    sequential     INTEGER NOT NULL DEFAULT 0,
+    queue          TEXT,
+    command        TEXT,
+    image          TEXT,
+    vcpus          REAL,
+    memory         INTEGER,
+    gpus           INTEGER,
+    timeout        REAL,
+    retry_attempts INTEGER,
+    environment    TEXT,
+    parameters     TEXT,
+    tags           TEXT,
+    depends_on     TEXT,
+    status         TEXT,
+    status_reason  TEXT NOT NULL DEFAULT '',
+    created_at     REAL,
+    started_at     REAL,
+    stopped_at     REAL,
+    attempt        INTEGER NOT NULL DEFAULT 0,
+    exit_code      INTEGER,
+    compute        TEXT,
+    host           TEXT,
+    log_path       TEXT,
+    external_id    TEXT
+);
+CREATE INDEX jobs_by_parent ON jobs (parent_id, status);
+
+CREATE TABLE attempts (
+    job_id        TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    run_id        TEXT NOT NULL,
+    started_at    REAL,
+    stopped_at    REAL,
+    exit_code     INTEGER,
+    reason        TEXT,
+    status_reason TEXT,
+    log_path      TEXT,
+    compute       TEXT,
+    host          TEXT,
+    external_id   TEXT,
+    PRIMARY KEY (job_id, attempt)
+) WITHOUT ROWID;
+
+-- Every state change as reported, in order; `applied` is 0 for a change the
+-- transition table does not allow (kept for diagnosis, never applied to the job).
+CREATE TABLE events (
+    seq       INTEGER PRIMARY KEY,
+    run_id    TEXT NOT NULL,
+    job_id    TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    time      REAL NOT NULL,
+    reason    TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    exit_code INTEGER,
+    applied   INTEGER NOT NULL
+);
+CREATE INDEX events_by_job ON events (job_id, seq);
+
+CREATE TABLE requests (
+    seq        INTEGER PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    taken      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX requests_open ON requests (run_id, taken);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def connect(db_path: Path, *, shown_as: str) -> sqlite3.Connection:
+    """An open connection to `db_path`, created and migrated to SCHEMA_VERSION.
+
+    `shown_as` is how messages name the file. Raises StoreError for a database from a
+    newer flowbatch or a file that is not a job database.
+    """
+    conn = sqlite3.connect(
+        db_path,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+        check_same_thread=False,
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts on a crash; a killed process loses at most
+        # its open transaction.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        _migrate(conn, shown_as)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"job database `{shown_as}` cannot be read: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _refuse_newer(version: int, shown_as: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"job database `{shown_as}` is schema v{version}; "
+            f"this flowbatch reads up to v{SCHEMA_VERSION}"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, shown_as: str) -> None:
+    version = _version(conn)
+    _refuse_newer(version, shown_as)
+    if version == SCHEMA_VERSION:
+        return
+    # Another process may be migrating the same file: take the write lock first and
+    # read the version again under it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn)
+        _refuse_newer(version, shown_as)
+        for script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our open transaction; run statement by statement so
+    # a migration is all or nothing.
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

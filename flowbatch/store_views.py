@@ -1,0 +1,274 @@
+"""Reading the job database back, shaped like AWS Batch's DescribeJobs and ListJobs.
+
+Times leave here as epoch milliseconds (AWS); a job with no recorded state yet reads
+as SUBMITTED. Array children store only what changes, so their static facts (queue,
+command, resources) are read from their parent. Counts of children per state come
+from one GROUP BY, never from loading the children.
+
+Imports: state; sqlite3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from typing import Any, Final
+
+from flowbatch.state import JobState
+
+_STATES: Final = tuple(s.value for s in JobState)
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    return cur
+
+
+def _status(row: sqlite3.Row) -> str:
+    return str(row["status"] or JobState.SUBMITTED.value)
+
+
+def _command(text: str | None) -> str | list[str] | None:
+    # An argv job's command is stored as a JSON list; a shell command as its text.
+    if text is not None and text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return text
+
+
+def status_summary(
+    conn: sqlite3.Connection, parent_id: str, size: int, parent_status: str
+) -> dict[str, int]:
+    """Children of `parent_id` per state. Children the runner has not created yet are
+    counted as PENDING, or as FAILED once the parent failed (they never will run)."""
+    counts = dict.fromkeys(_STATES, 0)
+    seen = 0
+    for status, n in conn.execute(
+        "SELECT COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
+        " WHERE parent_id = ? GROUP BY status",
+        (parent_id,),
+    ):
+        counts[status] += n
+        seen += n
+    missing = "FAILED" if parent_status == "FAILED" else "PENDING"
+    counts[missing] += max(size - seen, 0)
+    return counts
+
+
+def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+    """One job as an entry of DescribeJobs' `jobs`, or None if there is none."""
+    cur = _cursor(conn)
+    row = cur.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    static = row
+    if row["parent_id"] is not None:
+        static = cur.execute("SELECT * FROM jobs WHERE job_id = ?", (row["parent_id"],)).fetchone()
+    attempts = cur.execute(
+        "SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)
+    ).fetchall()
+    status = _status(row)
+    environment = json.loads(static["environment"] or "{}")
+    resources = [
+        {"type": "VCPU", "value": _number(static["vcpus"])},
+        {"type": "MEMORY", "value": str(static["memory"])},
+    ]
+    if static["gpus"]:
+        resources.append({"type": "GPU", "value": str(static["gpus"])})
+    last = attempts[-1] if attempts else None
+    job: dict[str, Any] = {
+        "jobId": row["job_id"],
+        "jobName": row["name"],
+        "runId": row["run_id"],
+        "status": status,
+        "statusReason": row["status_reason"],
+        "createdAt": _ms(row["created_at"]),
+        "startedAt": _ms(row["started_at"]),
+        "stoppedAt": _ms(row["stopped_at"]),
+        "jobQueue": static["queue"],
+        "computeEnvironment": row["compute"],
+        "attempts": [_attempt(a) for a in attempts],
+        "dependsOn": _depends_on(row, static),
+        "parameters": json.loads(static["parameters"] or "{}"),
+        "tags": json.loads(static["tags"] or "{}"),
+        "retryStrategy": {"attempts": static["retry_attempts"]},
+        "container": {
+            "command": _command(static["command"]),
+            "image": static["image"],
+            "vcpus": static["vcpus"],
+            "memory": static["memory"],
+            "resourceRequirements": resources,
+            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            "exitCode": row["exit_code"],
+            "reason": None if last is None else last["reason"],
+            "logStreamName": row["log_path"],
+        },
+    }
+    if static["timeout"] is not None:
+        job["timeout"] = {"attemptDurationSeconds": static["timeout"]}
+    if row["array_size"] is not None:
+        summary = status_summary(conn, job_id, row["array_size"], status)
+        job["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
+    elif row["array_index"] is not None:
+        job["arrayProperties"] = {"index": row["array_index"]}
+    return job
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _attempt(a: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "container": {
+            "exitCode": a["exit_code"],
+            "reason": a["reason"],
+            "logStreamName": a["log_path"],
+        },
+        "startedAt": _ms(a["started_at"]),
+        "stoppedAt": _ms(a["stopped_at"]),
+        "statusReason": a["status_reason"],
+        "computeEnvironment": a["compute"],
+        "host": a["host"],
+    }
+
+
+def _depends_on(row: sqlite3.Row, static: sqlite3.Row) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = json.loads(static["depends_on"] or "[]")
+    index = row["array_index"]
+    if index is None:
+        return deps
+    # A child waits for what AWS shows on it: its N_TO_N partner and, in a sequential
+    # array, the child before it. Whole-job dependencies belong to the parent.
+    out: list[dict[str, Any]] = []
+    for dep in deps:
+        if dep.get("type") == "N_TO_N":
+            out.append({"jobId": f"{dep['jobId']}:{index}"})
+        elif dep.get("type") == "SEQUENTIAL" and index > 0:
+            out.append({"jobId": f"{row['parent_id']}:{index - 1}"})
+    return out
+
+
+def summaries(
+    conn: sqlite3.Connection,
+    *,
+    run_id: str | None,
+    queue: str | None,
+    status: str | None,
+    name: str | None,
+    parent: str | None,
+) -> list[dict[str, Any]]:
+    """ListJobs-like summaries: top-level jobs in submission order, or the children of
+    `parent` by index. Array parents carry their statusSummary."""
+    where: list[str] = []
+    args: list[object] = []
+    if parent is None:
+        where.append("j.parent_id IS NULL")
+    else:
+        where.append("j.parent_id = ?")
+        args.append(parent)
+    for column, value in (("j.run_id", run_id), ("s.queue", queue), ("j.name", name)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if status is not None:
+        where.append("COALESCE(j.status, 'SUBMITTED') = ?")
+        args.append(status.upper())
+    order = "j.array_index" if parent is not None else "j.seq"
+    rows = (
+        _cursor(conn)
+        .execute(
+            "SELECT j.*, s.queue AS job_queue FROM jobs j"
+            " JOIN jobs s ON s.job_id = COALESCE(j.parent_id, j.job_id)"
+            f" WHERE {' AND '.join(where)} ORDER BY {order}",
+            args,
+        )
+        .fetchall()
+    )
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {
+            "jobId": row["job_id"],
+            "jobName": row["name"],
+            "runId": row["run_id"],
+            "jobQueue": row["job_queue"],
+            "status": _status(row),
+            "statusReason": row["status_reason"],
+            "createdAt": _ms(row["created_at"]),
+            "startedAt": _ms(row["started_at"]),
+            "stoppedAt": _ms(row["stopped_at"]),
+            "attempts": row["attempt"],
+            "container": {"exitCode": row["exit_code"]},
+        }
+        if row["array_size"] is not None:
+            summary = status_summary(conn, row["job_id"], row["array_size"], _status(row))
+            item["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
+        elif row["array_index"] is not None:
+            item["arrayProperties"] = {"index": row["array_index"]}
+        out.append(item)
+    return out
+
+
+def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    rows = _cursor(conn).execute("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))
+    return [
+        {
+            "status": r["state"],
+            "time": _ms(r["time"]),
+            "statusReason": r["reason"],
+            "attempt": r["attempt"],
+            "exitCode": r["exit_code"],
+            "applied": bool(r["applied"]),
+        }
+        for r in rows
+    ]
+
+
+def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every run, newest first. A run that never ended reads RUNNING while its writer
+    process is alive on this host and INCOMPLETE once it is gone (killed, crashed)."""
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, status, n in conn.execute(
+        "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
+        " WHERE parent_id IS NULL GROUP BY run_id, status"
+    ):
+        per_run = counts.setdefault(run_id, {})
+        per_run[status] = per_run.get(status, 0) + n
+    out = []
+    for r in _cursor(conn).execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"):
+        status = r["status"] or ("RUNNING" if _alive(r["pid"], r["hostname"]) else "INCOMPLETE")
+        out.append(
+            {
+                "runId": r["run_id"],
+                "pipeline": r["pipeline"],
+                "params": json.loads(r["params"]),
+                "createdAt": _ms(r["created_at"]),
+                "endedAt": _ms(r["ended_at"]),
+                "status": status,
+                "counts": dict(sorted(counts.get(r["run_id"], {}).items())),
+            }
+        )
+    return out
+
+
+def _alive(pid: int | None, hostname: str | None) -> bool:
+    if pid is None or hostname != socket.gethostname():
+        return hostname is not None and hostname != socket.gethostname()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
