@@ -27,6 +27,7 @@ from flowbatch.executors.slurm_parse import (
     parse_squeue,
     result_of,
     result_of_gone,
+    scancel_ids,
     time_limit_minutes,
 )
 from flowbatch.executors.slurm_script import batch_script, output_pattern
@@ -54,6 +55,11 @@ def test_parse_indices_reads_step_throttle_and_brackets() -> None:
     assert parse_indices("[0-6:2]%4") == frozenset({0, 2, 4, 6})
     with pytest.raises(ValueError):
         parse_indices("1-x")
+
+
+def test_scancel_ids_collapse_array_tasks() -> None:
+    keys = [f"12_{i}" for i in (5, 0, 1, 2)] + ["7", "13_4", "7"]
+    assert scancel_ids(keys) == ["7", "12_[0-2,5]", "13_[4]"]
 
 
 def test_wait_status_becomes_shell_exit_code() -> None:

@@ -54,6 +54,7 @@ from flowbatch.executors.slurm_parse import (
     parse_squeue,
     result_of,
     result_of_gone,
+    scancel_ids,
     slurm_key,
 )
 from flowbatch.executors.slurm_script import (
@@ -108,6 +109,7 @@ class SlurmExecutor:
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._watches: dict[str, _Watch] = {}
         self._polling = False
+        self._last_poll = float("-inf")
         self._arrivals = 0
         self._cancel_keys: list[str] = []
         self._cancel_done: anyio.Event | None = None
@@ -298,6 +300,8 @@ class SlurmExecutor:
                 return
 
     async def _poll_until(self, watch: _Watch, timeout: float | None) -> None:
+        # A new poller keeps the pace of the one before it: one squeue per interval.
+        await anyio.sleep(max(0.0, self._last_poll + self.poll_interval - anyio.current_time()))
         while watch.result is None:
             await self._poll()
             if watch.result is not None:
@@ -316,6 +320,7 @@ class SlurmExecutor:
         watching = [w for w in self._watches.values() if w.result is None]
         if not watching:
             return
+        self._last_poll = anyio.current_time()
         ids = sorted({w.key.split("_", 1)[0] for w in watching})
         argv = ["squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT, f"--jobs={','.join(ids)}"]
         rc, out, err = await self._command(argv)
@@ -368,8 +373,9 @@ class SlurmExecutor:
                 await anyio.sleep(self.coalesce_seconds)
                 keys, self._cancel_keys = self._cancel_keys, []
                 self._cancel_done = None
-                for i in range(0, len(keys), SCANCEL_CHUNK):
-                    await self._command(["scancel", *keys[i : i + SCANCEL_CHUNK]])
+                ids = scancel_ids(keys)
+                for i in range(0, len(ids), SCANCEL_CHUNK):
+                    await self._command(["scancel", *ids[i : i + SCANCEL_CHUNK]])
             finally:
                 if self._cancel_done is done:
                     self._cancel_done = None

@@ -75,6 +75,22 @@ def slurm_key(slurm_id: str, index: int | None) -> str:
     return f"{slurm_id}_{index}" if index is not None else slurm_id
 
 
+def scancel_ids(keys: Iterable[str]) -> list[str]:
+    """scancel arguments for these jobs, with the tasks of one array as `A_[ranges]`
+    (so that terminating 10,000 children is one short argument, not 10,000)."""
+    singles: list[str] = []
+    tasks: dict[str, list[int]] = {}
+    for key in keys:
+        base, _, task = key.partition("_")
+        if task.isdigit():
+            tasks.setdefault(base, []).append(int(task))
+        else:
+            singles.append(key)
+    return sorted(set(singles)) + [
+        f"{base}_[{format_indices(indices)}]" for base, indices in sorted(tasks.items())
+    ]
+
+
 def format_indices(indices: Iterable[int]) -> str:
     """`--array` syntax for a set of indices, with runs collapsed: [0,1,2,5] -> "0-2,5"."""
     ordered = sorted(set(indices))
