@@ -1,7 +1,226 @@
-"""CLI commands: running."""
+"""CLI commands: `run` (a pipeline on its compute environments) and `cancel` /
+`terminate` (AWS CancelJob / TerminateJob, from another terminal, through the store's
+request table).
+
+`run` is the composition root of a run: load -> Store -> run_plan with the store and a
+progress sink -> end_run. The runner never imports the store; the store's
+`take_requests` reaches it as the `control` callback.
+
+Imports: front, run, store, report (if present), diagnostics, cli.common; click, anyio.
+"""
 
 from __future__ import annotations
 
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
 import click
 
-COMMANDS: list[click.Command] = []
+from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.diagnostics import FlowError
+from flowbatch.state import JobEvent, JobState
+
+EXIT_INTERRUPTED = 130
+
+
+class _Lines:
+    """Plain progress lines (used until flowbatch.report exists): one per job or array
+    that ends, and one per failed array child."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self._stream = stream
+        self._total = total
+        self._done = 0
+        self._lines: list[str] = []
+
+    def emit(self, event: JobEvent) -> None:
+        if not event.state.done:
+            return
+        label = event.name if event.index is None else f"{event.name}[{event.index}]"
+        if event.index is None:
+            self._done += 1
+        elif event.state is JobState.SUCCEEDED:
+            return
+        line = f"[{self._done}/{self._total}] {label} {event.state.value}"
+        if event.reason and event.state is JobState.FAILED:
+            line += f": {event.reason}"
+        self._lines.append(line)
+
+    def flush(self) -> None:
+        if self._lines:
+            self._stream.write("\n".join(self._lines) + "\n")
+            self._stream.flush()
+            self._lines.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise click.BadParameter(f"expected OLD=NEW, got `{item}`", param_hint="'--compute'")
+        out[old] = new
+    return out
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@params_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where jobs.db and logs go (default: .flowbatch beside FILE).",
+)
+@click.option("--max-vcpus", type=click.IntRange(min=1), help="Cap local compute environments.")
+@click.option(
+    "--compute",
+    "overrides",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Run the queues' compute environment OLD on NEW instead (repeatable).",
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    file: Path,
+    params: tuple[str, ...],
+    state_dir: Path | None,
+    max_vcpus: int | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
+    2 for invalid input, 130 when interrupted."""
+    import anyio
+
+    from flowbatch.front import load
+    from flowbatch.run import new_job_ids, new_run_id, run_plan
+    from flowbatch.store import Store, StoreError
+
+    try:
+        plan = load(file, parse_params(params))
+    except FlowError as err:
+        print_errors(err)
+        ctx.exit(2)
+    except OSError as err:
+        click.echo(f"error: cannot read `{file}`: {err.strerror}", err=True)
+        ctx.exit(2)
+    compute_overrides = _split_overrides(overrides)
+    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    try:
+        store = Store.open(state)
+    except StoreError as err:
+        click.echo(f"error: {err}", err=True)
+        ctx.exit(2)
+    try:
+        store.prune()
+        run_id = new_run_id()
+        job_ids = new_job_ids(plan)
+        store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
+        reporter = _reporter(len(plan))
+        click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
+        try:
+            result = anyio.run(
+                functools.partial(
+                    run_plan,
+                    plan,
+                    run_id=run_id,
+                    job_ids=job_ids,
+                    state_dir=state,
+                    sinks=[store, reporter],
+                    control=lambda: store.take_requests(run_id),
+                    compute_overrides=compute_overrides,
+                    max_vcpus=max_vcpus,
+                    handle_signals=True,
+                )
+            )
+        except ValueError as err:  # an override naming an unknown compute environment
+            click.echo(f"error: {err}", err=True)
+            store.end_run(run_id, "FAILED", ended_at=time.time())
+            ctx.exit(2)
+        except KeyboardInterrupt:  # before the runner's signal handling was in place
+            store.end_run(run_id, "INTERRUPTED", ended_at=time.time())
+            ctx.exit(EXIT_INTERRUPTED)
+        reporter.close()
+        store.end_run(run_id, result.status, ended_at=time.time())
+    finally:
+        store.close()
+    if result.stalled:
+        click.echo(
+            "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "
+            + ", ".join(result.stalled),
+            err=True,
+        )
+    if result.status == "INTERRUPTED":
+        click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
+    elif result.failed:
+        click.echo(f"run {run_id} failed: {', '.join(result.failed)}", err=True)
+    else:
+        click.echo(f"run {run_id} succeeded", err=True)
+    ctx.exit(result.exit_code)
+
+
+def _reporter(total: int) -> _Lines:
+    try:
+        from flowbatch import report  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return _Lines(sys.stderr, total)
+    tty = sys.stderr.isatty()
+    made: _Lines = report.Reporter(sys.stderr, tty=tty, color=tty, total=total)
+    return made
+
+
+def _control(action: str) -> click.Command:
+    @click.command(action)
+    @click.argument("job_id")
+    @click.option("--reason", default=None, help="The status reason to record.")
+    @click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".flowbatch"),
+        show_default=True,
+    )
+    @click.pass_context
+    def command(ctx: click.Context, job_id: str, reason: str | None, state_dir: Path) -> None:
+        from flowbatch.store import Store, StoreError
+
+        try:
+            store = Store.open(state_dir, create=False)
+        except StoreError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(2)
+        try:
+            status = store.describe(job_id)["status"]
+            if status in ("SUCCEEDED", "FAILED"):
+                click.echo(f"error: job {job_id} already {status}", err=True)
+                ctx.exit(1)
+            if action == "cancel" and status in ("STARTING", "RUNNING"):
+                click.echo(
+                    f"error: job {job_id} is {status}: cancel only stops jobs that have not "
+                    f"started; use `flowbatch terminate {job_id}`",
+                    err=True,
+                )
+                ctx.exit(1)
+            default = "Job cancelled" if action == "cancel" else "Job terminated"
+            store.request(job_id, action, reason or f"{default} by user")  # type: ignore[arg-type]
+        except StoreError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(2)
+        finally:
+            store.close()
+        click.echo(f"{action} requested for job {job_id}", err=True)
+
+    command.__doc__ = (
+        "Cancel JOB_ID if it has not started (AWS CancelJob)."
+        if action == "cancel"
+        else "Terminate JOB_ID, killing it if it runs (AWS TerminateJob)."
+    )
+    return command
+
+
+COMMANDS: list[click.Command] = [run_command, _control("cancel"), _control("terminate")]
