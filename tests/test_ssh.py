@@ -318,3 +318,81 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+PIPELINE = """
+compute remote {
+  type        = "ssh"
+  known_hosts = "KNOWN_HOSTS"
+  identity    = "IDENTITY"
+  hosts       = [
+    { address = "127.0.0.1", port = PORT, user = "fbtest", vcpus = 2, memory = 2GiB, name = "h1" },
+  ]
+}
+
+queue q {
+  compute = [remote]
+}
+
+job split {
+  queue   = q
+  array   = 3
+  command = "echo part $AWS_BATCH_JOB_ARRAY_INDEX > part.$AWS_BATCH_JOB_ARRAY_INDEX"
+}
+
+job square {
+  queue   = q
+  array   = 3
+  after   = [n_to_n(split)]
+  command = "i=$AWS_BATCH_JOB_ARRAY_INDEX; echo $(cat part.$i) squared $((i * i)) > sq.$i"
+}
+
+job gather {
+  queue   = q
+  after   = [square]
+  command = "cat sq.0 sq.1 sq.2 > all.txt; echo gathered"
+}
+"""
+
+
+async def _run_pipeline(directory: Path, text: str, overrides: dict[str, str]) -> Any:
+    from flowbatch.front import load_text
+    from flowbatch.run import new_job_ids, new_run_id, run_plan
+
+    path = directory / "fan.flow"
+    path.write_text(text)
+    plan = load_text(text, str(path), {})
+    with anyio.fail_after(WAIT * 3):
+        return await run_plan(
+            plan,
+            run_id=new_run_id(),
+            job_ids=new_job_ids(plan),
+            state_dir=directory / ".flowbatch",
+            compute_overrides=overrides,
+        )
+
+
+@pytest.mark.slow
+async def test_pipeline_on_ssh_gives_the_same_outputs_as_local(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    """An array, an N_TO_N array and a fan-in: the same files over ssh as locally."""
+    text = (
+        PIPELINE.replace("KNOWN_HOSTS", str(sshd.known_hosts))
+        .replace("IDENTITY", str(sshd.client_key))
+        .replace("PORT", str(sshd.port))
+    )
+    remote_dir, local_dir = shared_dir / "remote", shared_dir / "local"
+    for d in (remote_dir, local_dir):
+        d.mkdir()
+        d.chmod(0o777)
+    remote = await _run_pipeline(remote_dir, text, {})
+    local = await _run_pipeline(local_dir, text, {"remote": "local"})
+    assert remote.status == local.status == "SUCCEEDED", (remote, local)
+    outputs = ["all.txt", "sq.0", "sq.1", "sq.2", "part.0", "part.1", "part.2"]
+    for name in outputs:
+        assert (remote_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
+    assert (remote_dir / "all.txt").read_text().splitlines()[2] == "part 2 squared 4"
+    assert (remote_dir / "all.txt").stat().st_uid != (local_dir / "all.txt").stat().st_uid
+    logs = list((remote_dir / ".flowbatch" / "logs").glob("*/gather/attempt-1/stdout"))
+    assert [p.read_text() for p in logs] == ["gathered\n"]

@@ -157,8 +157,9 @@ class SshExecutor:
         identity = ce.options.get("identity")
         self._ce = ce
         self._grace = grace
-        self._known_hosts = Path(str(known_hosts))
-        self._identity = Path(str(identity)) if identity else None
+        # analyze makes relative paths relative to the pipeline file; `~` is the user's.
+        self._known_hosts = Path(str(known_hosts)).expanduser()
+        self._identity = Path(str(identity)).expanduser() if identity else None
         self._hosts: dict[str, Host] = {h.name: h for h in ce.hosts}
         max_sessions = int(str(ce.options.get("max_sessions", DEFAULT_MAX_SESSIONS)))
         self._per_link = max(1, max_sessions - 1)
