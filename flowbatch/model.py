@@ -201,3 +201,27 @@ def local_compute(vcpus: int, memory: int) -> ComputeEnv:
 
 
 DEFAULT_QUEUE = Queue(name="default", priority=1, compute=("local",))
+
+
+def dump(pipeline: Pipeline) -> str:
+    """A stable, readable text of the whole model (for golden tests and debugging):
+    JSON with sorted keys, spans left out, enums as their values."""
+    import dataclasses
+    import json
+
+    def plain(value: object) -> object:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {
+                f.name: plain(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if f.name != "span"
+            }
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps(plain(pipeline), indent=2, sort_keys=True) + "\n"
