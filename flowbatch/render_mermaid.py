@@ -24,6 +24,7 @@ from flowbatch.render import (
     by_queue,
     edges,
     heading,
+    made_from,
     queue_text,
     resources,
     state_line,
@@ -93,7 +94,8 @@ def to_mermaid(
 
 def _node(plan: Plan, name: str, node_id: str, states: Mapping[str, StateView] | None) -> str:
     spec = plan.job(name)
-    lines = [f"<b>{text(heading(spec))}</b>", text(what(spec)), text(resources(spec))]
+    head = f"<b>{text(heading(spec))}</b>" + text(" " + made_from(spec)).rstrip()
+    lines = [head, text(what(spec)), text(resources(spec))]
     if states is not None:
         view = states.get(name)
         lines.append(text(state_line(view)) if view is not None else "not in this run")
