@@ -73,7 +73,7 @@ def _parser() -> Lark:
         "flowbatch",
         "flow.lark",
         parser="lalr",
-        propagate_positions=True,
+        propagate_positions=False,  # spans are built from tokens (see _Build)
         maybe_placeholders=False,
         transformer=_Build(),
         cache=False,
