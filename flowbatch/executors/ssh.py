@@ -242,7 +242,13 @@ class SshExecutor:
         try:
             async with self._lock(host):
                 conn = await self._open(spec)
-                self._links.setdefault(host, []).append(_Link(conn))
+                # Idle connections may be half-dead ones the host's loss left behind;
+                # the fresh one replaces them, so repeated checks never pile up links.
+                links = self._links.setdefault(host, [])
+                for idle in [ln for ln in links if ln.jobs == 0]:
+                    links.remove(idle)
+                    idle.conn.close()
+                links.append(_Link(conn))
         except SshError:
             return False
         return True
