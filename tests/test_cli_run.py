@@ -1,0 +1,155 @@
+"""`flowbatch run`, `cancel` and `terminate` as a user runs them: real subprocesses,
+a second process for control, SIGINT and kill -9 mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flowbatch.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def start(tmp: Path, text: str, *extra: str) -> subprocess.Popen[str]:
+    (tmp / "p.flow").write_text(text)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowbatch", "run", str(tmp / "p.flow"), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(cond: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def running_pids(tmp: Path) -> list[int]:
+    return [int(p.read_text()) for p in tmp.glob("pid-*") if p.read_text().strip()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stored_running(tmp: Path) -> bool:
+    store = Store.open(tmp / ".flowbatch")
+    try:
+        return any(
+            j.get("arrayProperties", {}).get("statusSummary", {}).get("RUNNING", 0) > 0
+            for j in store.jobs()
+        )
+    finally:
+        store.close()
+
+
+SLEEPERS = 'job s {\n  command = "echo $$ > pid-$AWS_BATCH_JOB_ARRAY_INDEX; exec sleep 60"\n'
+SLEEPERS += '  array = 4\n}\njob after {\n  command = "true"\n  after = [s]\n}\n'
+
+
+def test_exit_codes_and_failure_reason(tmp_path: Path) -> None:
+    proc = start(
+        tmp_path,
+        'job a {\n  command = "exit 3"\n}\njob b {\n  command = "true"\n  after = [a]\n}\n',
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "Dependency failed: a (job " in err and "exited with code 3" in err
+    bad = start(tmp_path, "job {\n")
+    bad.communicate(timeout=60)
+    assert bad.returncode == 2
+
+
+def test_sigint_terminates_jobs_and_leaves_a_consistent_store(tmp_path: Path) -> None:
+    proc = start(tmp_path, SLEEPERS)
+    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
+    pids = running_pids(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=5)
+    store = Store.open(tmp_path / ".flowbatch")
+    try:
+        run = store.runs()[0]
+        assert run["status"] == "INTERRUPTED"
+        for job in store.jobs(run_id=run["runId"]):
+            assert store.describe(job["jobId"])["status"] == "FAILED"
+    finally:
+        store.close()
+
+
+def test_terminate_from_another_process(tmp_path: Path) -> None:
+    proc = start(tmp_path, SLEEPERS)
+    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
+    store = Store.open(tmp_path / ".flowbatch")
+    try:
+        parent = next(j for j in store.jobs() if j["jobName"] == "s")["jobId"]
+    finally:
+        store.close()
+    cancel = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowbatch",
+            "cancel",
+            f"{parent}:0",
+            "--state-dir",
+            str(tmp_path / ".flowbatch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cancel.returncode == 1 and "terminate" in cancel.stderr
+    term = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowbatch",
+            "terminate",
+            parent,
+            "--reason",
+            "enough",
+            "--state-dir",
+            str(tmp_path / ".flowbatch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert term.returncode == 0, term.stderr
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "enough" in err
+    assert not any(alive(p) for p in running_pids(tmp_path))
+
+
+def test_kill_9_leaves_a_store_that_describes_every_job(tmp_path: Path) -> None:
+    proc = start(tmp_path, SLEEPERS)
+    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
+    wait_for(lambda: stored_running(tmp_path))  # a flush recorded the running children
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    store = Store.open(tmp_path / ".flowbatch")
+    try:
+        jobs = store.jobs()
+        assert {j["jobName"] for j in jobs} >= {"s", "after"}
+        for job in jobs:
+            assert store.describe(job["jobId"])["jobName"] == job["jobName"]
+    finally:
+        store.close()
