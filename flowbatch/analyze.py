@@ -194,7 +194,7 @@ def _params(
                     hint=f"give a value like its default here, e.g. -p {name}={_example(param)}",
                     param=name,
                 )
-                continue
+                converted = value  # keep the default, so later checks don't echo this one
             value = converted
         values[name] = value
     for name in overrides:

@@ -191,3 +191,8 @@ def test_ssh_and_slurm_compute_environments() -> None:
 def test_ssh_without_known_hosts_is_refused() -> None:
     err = error_of('compute farm {\n  type = "ssh"\n  hosts = ["a@b"]\n}\n')
     assert err.kind is Kind.MISSING_ATTRIBUTE and "never trusted silently" in (err.hint or "")
+
+
+def test_a_bad_override_is_reported_once() -> None:
+    err = error_of('param n = 4\njob a {\n  command = "x"\n  array = params.n\n}\n', n="four")
+    assert err.kind is Kind.PARAM_TYPE and len(err.errors) == 1

@@ -34,10 +34,15 @@ def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
             continue
         arrays = sum(1 for name in plan.jobs() if plan.job(name).is_array)
         click.echo(
-            f"{path}: ok ({len(plan)} jobs, {arrays} arrays, {plan.process_count()} processes)",
+            f"{path}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
+            f"{_count(plan.process_count(), 'process', 'processes')})",
             err=True,
         )
     sys.exit(2 if failed else 0)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 COMMANDS: list[click.Command] = [validate]
