@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import Process
+from engine_helpers import engine_unavailable
 
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.container import (
@@ -30,7 +31,6 @@ from flowbatch.executors.container import (
     remove_container,
 )
 from flowbatch.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
-from tests.engine_helpers import engine_unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -274,12 +274,16 @@ def test_no_network_inside_unless_asked(podman: str, tmp_path: Path) -> None:
     assert sorted(online.stdout.split()) == sorted(os.listdir("/sys/class/net"))
 
 
-# Reads the memory cgroup's count of OOM kills after the hog died: cgroup v1 keeps it in
-# memory.oom_control, v2 in memory.events.
+# The hog runs in a subshell whose oom_score_adj is 1000 (raising it needs no privilege),
+# so that the OOM killer takes the hog (and `head`, which can trigger a second OOM while
+# the hog's memory is being freed) but never the outer shell, which then reads the memory
+# cgroup's count of OOM kills: cgroup v1 keeps it in memory.oom_control, v2 in
+# memory.events. Only builtins run after the kill, so the shell allocates nothing.
 OOM_HOG = (
-    "head -c 100m /dev/zero | tail > /dev/null; rc=$?; "
-    "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null"
-    " | grep '^oom_kill '; exit $rc"
+    "f=/sys/fs/cgroup/memory/memory.oom_control; [ -e $f ] || f=/sys/fs/cgroup/memory.events; "
+    "(echo 1000 > /proc/self/oom_score_adj && head -c 100m /dev/zero | tail > /dev/null); "
+    'rc=$?; while read -r k v; do [ "$k" = oom_kill ] && echo "oom_kill $v"; done < $f; '
+    "exit $rc"
 )
 
 
