@@ -11,6 +11,7 @@ Imports: syntax, model, values, jobs, diagnostics.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,11 +46,11 @@ from flowbatch.values import (
 COMPUTE_KEYS = {
     "type", "vcpus", "memory", "gpus", "placement", "managed", "spot", "bid_percentage",
     "interruption_rate", "runtime", "network",
-    "hosts", "known_hosts", "identity",  # ssh
+    "hosts", "known_hosts", "identity", "max_sessions",  # ssh
     "partition", "max_vcpus", "account", "qos", "poll_interval",  # slurm
 }  # fmt: skip
 _ONLY_FOR = {
-    "hosts": "ssh", "known_hosts": "ssh", "identity": "ssh",
+    "hosts": "ssh", "known_hosts": "ssh", "identity": "ssh", "max_sessions": "ssh",
     "partition": "slurm", "max_vcpus": "slurm", "account": "slurm", "qos": "slurm",
     "poll_interval": "slurm",
 }  # fmt: skip
@@ -312,6 +313,11 @@ def _compute(
     for key in ("runtime", "known_hosts", "identity", "partition", "account", "qos"):
         if key in values:
             options[key] = expect_str(values[key], key)
+    for key in ("known_hosts", "identity"):  # paths are relative to the file that names them
+        if key in options:
+            options[key] = _relative_to(block.span.path, str(options[key]))
+    if "max_sessions" in values:
+        options["max_sessions"] = expect_int(values["max_sessions"], "max_sessions", minimum=2)
     if "network" in values:
         options["network"] = expect_bool(values["network"], "network")
     if "poll_interval" in values:
@@ -352,6 +358,12 @@ def _compute(
         hosts=hosts,
         span=block.name_span,
     )
+
+
+def _relative_to(flow_path: str, path: str) -> str:
+    if path.startswith("~") or posixpath.isabs(path):
+        return path
+    return posixpath.normpath(posixpath.join(posixpath.dirname(flow_path), path))
 
 
 def _hosts(
