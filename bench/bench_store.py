@@ -50,7 +50,7 @@ def events(run_id: str, parent: str, children: int) -> list[JobEvent]:
     return out
 
 
-def once(children: int, batch: int) -> tuple[float, float, int]:
+def once(children: int, batch: int) -> tuple[float, float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp))
         run_id = "20260101-000000-beef"

@@ -1,7 +1,275 @@
-"""CLI commands: inspect."""
+"""CLI commands: jobs, describe, logs, runs — looking at what ran, from the job store.
+
+They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, default
+`.flowbatch` here) and work while a run is writing to it. Data goes to stdout (tables,
+JSON with sorted keys, log text); errors go to stderr with exit code 2, and an unknown
+job id comes with the nearest known one.
+
+Imports: store, cli; click.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
 import click
 
-COMMANDS: list[click.Command] = []
+from flowbatch.store import Store, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FOLLOW_POLL_SECONDS = 0.2
+_REASON_WIDTH = 60
+_DONE = ("SUCCEEDED", "FAILED")
+
+
+def state_dir_option(func: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".flowbatch"),
+        show_default=True,
+        help="Where the job database and logs are.",
+    )(func)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@contextmanager
+def _opened(state_dir: Path) -> Iterator[Store]:
+    try:
+        store = Store.open(state_dir, create=False)
+    except StoreError as err:
+        _fail(str(err))
+    try:
+        yield store
+    except StoreError as err:
+        _fail(str(err))
+    finally:
+        store.close()
+
+
+# -- formatting -------------------------------------------------------------------------
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def duration(start_ms: int | None, stop_ms: int | None, now: float | None = None) -> str:
+    """`1h02m`, `3m05s`, `42s`; from start to stop, or to now while still going."""
+    start = _seconds(start_ms)
+    if start is None:
+        return "-"
+    stop = _seconds(stop_ms)
+    end = stop if stop is not None else (time.time() if now is None else now)
+    total = max(int(end - start), 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int = _REASON_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _label(job: dict[str, Any]) -> str:
+    index = job.get("arrayProperties", {}).get("index")
+    return job["jobName"] if index is None else f"{job['jobName']}[{index}]"
+
+
+def _status(job: dict[str, Any]) -> str:
+    summary = job.get("arrayProperties", {}).get("statusSummary")
+    if summary is None:
+        return str(job["status"])
+    size = job["arrayProperties"]["size"]
+    return f"{job['status']} ({summary['SUCCEEDED']}/{size} succeeded)"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items()) or "-"
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, sort_keys=True, indent=2))
+
+
+# -- commands ----------------------------------------------------------------------------
+@click.command()
+@click.option("--run", "run_id", metavar="RUN_ID", help="A run (default: the latest).")
+@click.option("--queue", help="Only jobs of this job queue.")
+@click.option("--status", help="Only jobs in this state (SUCCEEDED, FAILED, RUNNING, ...).")
+@click.option("--name", help="Only jobs of this name.")
+@click.option("--children", metavar="ARRAY_JOB_ID", help="List the children of an array job.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@state_dir_option
+def jobs(
+    run_id: str | None,
+    queue: str | None,
+    status: str | None,
+    name: str | None,
+    children: str | None,
+    as_json: bool,
+    state_dir: Path,
+) -> None:
+    """List jobs: of the latest run, or of --run, or the children of an array job."""
+    with _opened(state_dir) as store:
+        if children is not None:
+            parent = store.describe(children)
+            if "size" not in parent.get("arrayProperties", {}):
+                _fail(f"job `{children}` ({parent['jobName']}) is not an array job")
+        elif run_id is None:
+            run_id = store.latest_run()
+            if run_id is None:
+                _fail(f"no runs recorded in `{store.path}`")
+        elif not any(r["runId"] == run_id for r in store.runs()):
+            _fail(f"no run `{run_id}` in `{store.path}`")
+        found = store.jobs(run_id=run_id, queue=queue, status=status, name=name, parent=children)
+    if as_json:
+        _print_json({"jobSummaryList": found})
+        return
+    rows = [
+        [
+            job["jobId"],
+            _label(job),
+            _status(job),
+            str(job["attempts"]),
+            "-" if job["container"]["exitCode"] is None else str(job["container"]["exitCode"]),
+            duration(job["startedAt"], job["stoppedAt"]),
+            _clip(job["statusReason"]),
+        ]
+        for job in found
+    ]
+    header = ["JOB ID", "NAME", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "REASON"]
+    click.echo(table(header, rows))
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@state_dir_option
+def describe(job_ids: tuple[str, ...], state_dir: Path) -> None:
+    """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON."""
+    with _opened(state_dir) as store:
+        described = [store.describe(job_id) for job_id in job_ids]
+    _print_json({"jobs": described})
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: latest).")
+@click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
+@click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job is done.")
+@state_dir_option
+def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path) -> None:
+    """Print the output of one attempt of a job (or array child)."""
+    with _opened(state_dir) as store:
+        job = store.describe(job_id)
+        if "size" in job.get("arrayProperties", {}):
+            size = job["arrayProperties"]["size"]
+            _fail(
+                f"job `{job_id}` ({job['jobName']}) is an array job; its logs are its "
+                f"children's: `{job_id}:0` to `{job_id}:{size - 1}`"
+            )
+        tried = len(job["attempts"])
+        if attempt is not None and attempt > tried:
+            _fail(f"job `{job_id}` has {tried} attempt(s); there is no attempt {attempt}")
+        if tried == 0 and not follow:
+            _fail(f"job `{job_id}` ({_label(job)}) has not started yet: it is {job['status']}")
+        number = attempt or max(tried, 1)
+        path = _log_file(state_dir, job, number, which)
+        if not follow:
+            if not path.exists():
+                _fail(f"no {which} log for attempt {number} of `{job_id}` at `{path}`")
+            click.echo(path.read_bytes(), nl=False)
+            return
+        _follow(store, job_id, number, lambda: _log_file(state_dir, job, number, which))
+
+
+def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> Path:
+    """The attempt's log, where the store recorded it or where the runner puts it."""
+    recorded = None
+    if 0 < number <= len(job["attempts"]):
+        recorded = job["attempts"][number - 1]["container"]["logStreamName"]
+    if recorded:
+        directory = Path(recorded)
+        if not directory.is_absolute() and not directory.exists():
+            directory = state_dir.parent / directory
+    else:
+        directory = state_dir / "logs" / job["runId"] / job["jobName"]
+        index = job.get("arrayProperties", {}).get("index")
+        if index is not None:
+            directory /= str(index)
+        directory /= f"attempt-{number}"
+    return directory / which
+
+
+def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -> None:
+    """Print the log as it grows until the attempt has ended (the job is done or has
+    moved on to a later attempt); then print what is left and return."""
+    offset = 0
+    while True:
+        job = store.describe(job_id)
+        ended = job["status"] in _DONE or len(job["attempts"]) > number
+        path = where()
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            if chunk:
+                offset += len(chunk)
+                click.echo(chunk, nl=False)
+        if ended:
+            return
+        time.sleep(_FOLLOW_POLL_SECONDS)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@state_dir_option
+def runs(as_json: bool, state_dir: Path) -> None:
+    """List runs, newest first, with their jobs counted by state."""
+    with _opened(state_dir) as store:
+        found = store.runs()
+    if as_json:
+        _print_json({"runs": found})
+        return
+    rows = [
+        [
+            run["runId"],
+            run["pipeline"],
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["createdAt"] / 1000)),
+            # a run whose writer died has no end: its duration is unknown
+            duration(run["createdAt"], run["endedAt"])
+            if run["endedAt"] is not None or run["status"] == "RUNNING"
+            else "-",
+            run["status"],
+            _counts(run["counts"]),
+        ]
+        for run in found
+    ]
+    header = ["RUN ID", "PIPELINE", "STARTED", "DURATION", "STATUS", "JOBS"]
+    click.echo(table(header, rows))
+
+
+COMMANDS: list[click.Command] = [jobs, describe, logs, runs]
