@@ -166,12 +166,18 @@ class Reporter:
         return self._counts[_S.FAILED] + sum(n for _, n, _ in self._unrun.values())
 
     @property
+    def total(self) -> int:
+        """The run's units; never fewer than have been seen (a caller that counted
+        array jobs as one must not make `[7/3 done]`)."""
+        return max(self._total, len(self._units) + sum(n for _, n, _ in self._unrun.values()))
+
+    @property
     def running(self) -> int:
         return self._counts[_S.STARTING] + self._counts[_S.RUNNING]
 
     def status_line(self) -> str:
         """The live line: counts, the running jobs, the elapsed time."""
-        counts = f"[{self.done}/{self._total} done, {self.running} running"
+        counts = f"[{self.done}/{self.total} done, {self.running} running"
         failed = f"{self.failed} failed"
         if self._color and self.failed:
             failed = _RED + failed + _RESET
@@ -200,9 +206,9 @@ class Reporter:
             if n:
                 parts.append(f"{n} {state.value.lower()}")
         seen = len(self._units) + sum(n for _, n, _ in self._unrun.values())
-        if self._total > seen:
-            parts.append(f"{self._total - seen} not started")
-        head = f"{self.done}/{self._total} done: {', '.join(parts) or 'nothing ran'}"
+        if self.total > seen:
+            parts.append(f"{self.total - seen} not started")
+        head = f"{self.done}/{self.total} done: {', '.join(parts) or 'nothing ran'}"
         lines = [f"{head} in {_elapsed(self._clock() - self._start)}"]
         failures = [
             (self._labels[j], self._reasons.get(j, ""))

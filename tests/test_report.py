@@ -225,3 +225,11 @@ def test_color_wanted(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert color_wanted(stream) is expected
+
+
+def test_the_total_is_never_below_what_was_seen() -> None:
+    out = io.StringIO()
+    rep, _clock = reporter(out, tty=False, total=1)
+    rep.emit(ev("align", S.SUCCEEDED, 1, index=0, attempt=1))
+    rep.emit(ev("align", S.SUCCEEDED, 1, index=1, attempt=1))
+    assert rep.summary()[0] == "2/2 done: 2 succeeded in 00:00"
