@@ -88,6 +88,9 @@ class Store:
         # are array parents: legality checks then need no query per event.
         self._states: dict[str, JobState | None] = {}
         self._parents: set[str] = set()
+        # Parents of runs begun here: their children are created by this writer only,
+        # so a child missing from the cache is new and needs no lookup.
+        self._own_parents: set[str] = set()
         self.rejected: list[tuple[JobEvent, str]] = []
 
     # -- opening ------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Store:
             self._states[job_id] = None
             if spec.is_array:
                 self._parents.add(job_id)
+                self._own_parents.add(job_id)
 
     def emit(self, event: JobEvent) -> None:
         """Buffer one state change; `flush` writes it."""
@@ -157,7 +161,7 @@ class Store:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        self._load_states(_ids_and_parents(batch))
+        self._load_states(self._ids_to_look_up(batch))
         states = dict(self._states)  # becomes the cache only once the write commits
         folded = rows.fold(batch, states, self._parents)
         try:
@@ -318,6 +322,19 @@ class Store:
     def _write(self) -> _Transaction:
         return _Transaction(self._conn)
 
+    def _ids_to_look_up(self, batch: Iterable[JobEvent]) -> Iterable[str]:
+        states, own = self._states, self._own_parents
+        for ev in batch:
+            if ev.job_id in states:
+                continue
+            if ev.index is None:
+                yield ev.job_id
+                continue
+            parent = ev.job_id.rpartition(":")[0]
+            if parent not in own:
+                yield ev.job_id
+                yield parent
+
     def _load_states(self, job_ids: Iterable[str]) -> None:
         """Fill the state cache for ids this writer has not seen (another Store wrote
         them, or a child not yet created, which stays absent)."""
@@ -346,10 +363,3 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
-def _ids_and_parents(batch: Iterable[JobEvent]) -> Iterable[str]:
-    for ev in batch:
-        yield ev.job_id
-        if ev.index is not None:
-            yield ev.job_id.rpartition(":")[0]
