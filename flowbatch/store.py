@@ -28,7 +28,7 @@ from flowbatch import store_rows as rows
 from flowbatch import store_views as views
 from flowbatch.model import Pipeline
 from flowbatch.state import JobEvent, JobState
-from flowbatch.store_schema import StoreError, connect
+from flowbatch.store_schema import BUSY_TIMEOUT_SECONDS, StoreError, connect
 
 __all__ = ["DB_NAME", "Store", "StoreError"]
 
@@ -95,15 +95,18 @@ class Store:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    def open(cls, state_dir: Path, *, create: bool = True) -> Store:
+    def open(
+        cls, state_dir: Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+    ) -> Store:
         """The store in `state_dir`, created (directory and database) unless `create`
-        is False, in which case a missing database raises StoreError."""
+        is False, in which case a missing database raises StoreError. A write waits up
+        to `busy_timeout` seconds for another process's, then raises StoreError."""
         state_dir = Path(state_dir)
         db_path = state_dir / DB_NAME
         if not create and not db_path.exists():
             raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
         state_dir.mkdir(parents=True, exist_ok=True)
-        return cls(connect(db_path, shown_as=str(db_path)), db_path)
+        return cls(connect(db_path, shown_as=str(db_path), busy_timeout=busy_timeout), db_path)
 
     def close(self) -> None:
         self._conn.close()
@@ -169,9 +172,9 @@ class Store:
                 self._conn.executemany(_INSERT_EVENT, folded.events)
                 self._conn.executemany(_UPSERT_JOB, folded.jobs.values())
                 self._conn.executemany(_UPSERT_ATTEMPT, folded.attempts.values())
-        except sqlite3.Error as exc:
-            self._buffer[:0] = batch
-            raise StoreError(f"cannot write to `{self.path}`: {exc}") from None
+        except StoreError:
+            self._buffer[:0] = batch  # nothing was written: try again at the next flush
+            raise
         self._states = states
         self.rejected.extend(folded.rejected)
 
@@ -206,16 +209,18 @@ class Store:
     def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
         """The run's open requests as (job_id, action, reason), oldest first; each is
         returned by exactly one call."""
+        query = (
+            "SELECT seq, job_id, action, reason FROM requests"
+            " WHERE run_id = ? AND taken = 0 ORDER BY seq"
+        )
+        # Polled every fraction of a second: look without the write lock first.
+        if self._conn.execute(query, (run_id,)).fetchone() is None:
+            return []
         with self._write():
-            rows = self._conn.execute(
-                "SELECT seq, job_id, action, reason FROM requests"
-                " WHERE run_id = ? AND taken = 0 ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            if rows:
-                self._conn.executemany(
-                    "UPDATE requests SET taken = 1 WHERE seq = ?", [(r[0],) for r in rows]
-                )
+            rows = self._conn.execute(query, (run_id,)).fetchall()
+            self._conn.executemany(
+                "UPDATE requests SET taken = 1 WHERE seq = ?", [(r[0],) for r in rows]
+            )
         return [(r[1], r[2], r[3]) for r in rows]
 
     # -- reading --------------------------------------------------------------------------
@@ -320,7 +325,7 @@ class Store:
 
     # -- internals ------------------------------------------------------------------------
     def _write(self) -> _Transaction:
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self.path)
 
     def _ids_to_look_up(self, batch: Iterable[JobEvent]) -> Iterable[str]:
         states, own = self._states, self._own_parents
@@ -353,13 +358,27 @@ class Store:
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the write lock is taken
-    up front so that two writers never deadlock upgrading a read lock."""
+    up front so that two writers never deadlock upgrading a read lock. SQLite's errors
+    (a lock held too long, a full disk) leave as StoreError."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
+        self._path = path
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                exc = err
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None

@@ -123,15 +123,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
-def connect(db_path: Path, *, shown_as: str) -> sqlite3.Connection:
+def connect(
+    db_path: Path, *, shown_as: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+) -> sqlite3.Connection:
     """An open connection to `db_path`, created and migrated to SCHEMA_VERSION.
 
-    `shown_as` is how messages name the file. Raises StoreError for a database from a
+    `shown_as` is how messages name the file; `busy_timeout` is how long to wait for
+    another process's write transaction. Raises StoreError for a database from a
     newer flowbatch or a file that is not a job database.
     """
     conn = sqlite3.connect(
         db_path,
-        timeout=BUSY_TIMEOUT_SECONDS,
+        timeout=busy_timeout,
         isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
         check_same_thread=False,
     )

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,19 +88,18 @@ def integrity(db: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-_OPEN: list[Store] = []
+@pytest.fixture
+def opened() -> Iterator[Callable[..., Store]]:
+    """Store.open, with every store it opened closed at the end of the test."""
+    stores: list[Store] = []
 
+    def open_store(state_dir: Path, **kw: Any) -> Store:
+        stores.append(Store.open(state_dir, **kw))
+        return stores[-1]
 
-def request_close(store: Store) -> Store:
-    _OPEN.append(store)
-    return store
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
+    yield open_store
+    for s in stores:
+        s.close()
 
 
 def run_single(store: Store, job_id: str = "id-prep") -> list[JobState]:
@@ -275,12 +275,13 @@ def test_an_illegal_change_is_recorded_but_not_applied(store: Store) -> None:
     ]
 
 
-def test_a_second_store_continues_from_the_recorded_states(store: Store, tmp_path: Path) -> None:
+def test_a_second_store_continues_from_the_recorded_states(
+    store: Store, tmp_path: Path, opened: Callable[..., Store]
+) -> None:
     store.emit(ev("id-prep", S.SUBMITTED, 0))
     store.emit(ev("id-align", S.SUBMITTED, 0))
     store.flush()
-    other = Store.open(tmp_path / ".flowbatch")
-    request_close(other)
+    other = opened(tmp_path / ".flowbatch")
     other.emit(ev("id-prep", S.SUBMITTED, 1))  # already SUBMITTED: no edge
     other.emit(ev("id-prep", S.PENDING, 2))
     other.emit(ev("id-align:1", S.PENDING, 2))  # its parent is known from the database
@@ -308,8 +309,8 @@ def test_jobs_lists_summaries_with_filters(store: Store) -> None:
     assert all(c["jobQueue"] == "default" for c in children)
 
 
-def test_runs_newest_first_with_counts(tmp_path: Path) -> None:
-    s = request_close(Store.open(tmp_path))
+def test_runs_newest_first_with_counts(tmp_path: Path, opened: Callable[..., Store]) -> None:
+    s = opened(tmp_path)
     s.begin_run("r1", pipeline("a.flow"), {n: f"r1-{n}" for n in IDS}, created_at=T0)
     s.begin_run("r2", pipeline("b.flow"), {n: f"r2-{n}" for n in IDS}, created_at=T0 + 60)
     s.emit(JobEvent(run_id="r1", job_id="r1-prep", name="prep", index=None,
@@ -324,8 +325,10 @@ def test_runs_newest_first_with_counts(tmp_path: Path) -> None:
     assert s.latest_run("c.flow") is None
 
 
-def test_prune_removes_runs_older_than_the_limit(tmp_path: Path) -> None:
-    s = request_close(Store.open(tmp_path))
+def test_prune_removes_runs_older_than_the_limit(
+    tmp_path: Path, opened: Callable[..., Store]
+) -> None:
+    s = opened(tmp_path)
     now = time.time()
     s.begin_run("old", pipeline(), {n: f"old-{n}" for n in IDS}, created_at=now - 9 * 86400)
     s.emit(JobEvent(run_id="old", job_id="old-prep", name="prep", index=None,
@@ -360,6 +363,32 @@ def test_a_request_for_an_unknown_job_names_a_near_id(store: Store) -> None:
     assert "did you mean `id-prep`?" in str(err.value)
     assert store.suggest("align") == "id-align"  # a job name in the latest run
     assert store.suggest("zzzzzz") is None
+
+
+def test_a_flush_that_cannot_write_keeps_its_events_for_the_next(
+    tmp_path: Path, opened: Callable[..., Store]
+) -> None:
+    s = opened(tmp_path, busy_timeout=0.01)
+    s.begin_run(RUN, pipeline(), IDS, created_at=T0)
+    s.emit(ev("id-prep", S.SUBMITTED, 0))
+    s.emit(ev("id-prep", S.RUNNABLE, 1))
+    with closing(sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StoreError, match=r"cannot write to .*database is locked"):
+            s.flush()
+        s.emit(ev("id-prep", S.STARTING, 2, attempt=1))
+        blocker.execute("ROLLBACK")
+    s.flush()
+    assert [e["status"] for e in s.events("id-prep")] == ["SUBMITTED", "RUNNABLE", "STARTING"]
+    assert s.describe("id-prep")["status"] == "STARTING" and s.rejected == []
+
+
+def test_take_requests_sees_requests_made_by_another_store(
+    store: Store, tmp_path: Path, opened: Callable[..., Store]
+) -> None:
+    assert store.take_requests(RUN) == []
+    opened(tmp_path / ".flowbatch").request("id-steps", "terminate", "by user")
+    assert store.take_requests(RUN) == [("id-steps", "terminate", "by user")]
 
 
 _WRITER = textwrap.dedent(
