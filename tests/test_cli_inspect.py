@@ -106,6 +106,13 @@ def test_jobs_filters_and_prints_json(state_dir: Path) -> None:
     assert [j["jobId"] for j in json.loads(old.stdout)["jobSummaryList"]] == ["old-prep"]
 
 
+def test_jobs_refuses_a_state_that_does_not_exist(state_dir: Path) -> None:
+    result = run(state_dir, "jobs", "--status", "DONE")
+    assert result.exit_code == 2
+    assert "Invalid value for '--status': 'DONE' is not one of" in result.stderr
+    assert "'succeeded'" in result.stderr.lower()
+
+
 def test_jobs_of_an_unknown_run_or_array_is_an_error(state_dir: Path) -> None:
     result = run(state_dir, "jobs", "--run", "nope")
     assert result.exit_code == 2

@@ -5,7 +5,7 @@ They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, defa
 JSON with sorted keys, log text); errors go to stderr with exit code 2, and an unknown
 job id comes with the nearest known one.
 
-Imports: store, cli; click.
+Imports: store, state; click.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,7 +119,11 @@ def _print_json(value: object) -> None:
 @click.command()
 @click.option("--run", "run_id", metavar="RUN_ID", help="A run (default: the latest).")
 @click.option("--queue", help="Only jobs of this job queue.")
-@click.option("--status", help="Only jobs in this state (SUCCEEDED, FAILED, RUNNING, ...).")
+@click.option(
+    "--status",
+    type=click.Choice([state.value for state in JobState], case_sensitive=False),
+    help="Only jobs in this state.",
+)
 @click.option("--name", help="Only jobs of this name.")
 @click.option("--children", metavar="ARRAY_JOB_ID", help="List the children of an array job.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
