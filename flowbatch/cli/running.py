@@ -6,7 +6,7 @@ request table).
 progress sink -> end_run. The runner never imports the store; the store's
 `take_requests` reaches it as the `control` callback.
 
-Imports: front, run, store, report (if present), diagnostics, cli.common; click, anyio.
+Imports: front, run, store, report, compile (types), state, diagnostics, cli.common; click, anyio.
 """
 
 from __future__ import annotations
@@ -15,48 +15,26 @@ import functools
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
 from flowbatch.cli.common import params_option, parse_params, print_errors
 from flowbatch.diagnostics import FlowError
-from flowbatch.state import JobEvent, JobState
+from flowbatch.state import JobEvent
+
+if TYPE_CHECKING:
+    from flowbatch.compile import Plan
 
 EXIT_INTERRUPTED = 130
 
 
-class _Lines:
-    """Plain progress lines (used until flowbatch.report exists): one per job or array
-    that ends, and one per failed array child."""
+class _Progress(Protocol):
+    """What the CLI needs of a progress sink (report.Reporter is one)."""
 
-    def __init__(self, stream: TextIO, total: int) -> None:
-        self._stream = stream
-        self._total = total
-        self._done = 0
-        self._lines: list[str] = []
-
-    def emit(self, event: JobEvent) -> None:
-        if not event.state.done:
-            return
-        label = event.name if event.index is None else f"{event.name}[{event.index}]"
-        if event.index is None:
-            self._done += 1
-        elif event.state is JobState.SUCCEEDED:
-            return
-        line = f"[{self._done}/{self._total}] {label} {event.state.value}"
-        if event.reason and event.state is JobState.FAILED:
-            line += f": {event.reason}"
-        self._lines.append(line)
-
-    def flush(self) -> None:
-        if self._lines:
-            self._stream.write("\n".join(self._lines) + "\n")
-            self._stream.flush()
-            self._lines.clear()
-
-    def close(self) -> None:
-        self.flush()
+    def emit(self, event: JobEvent) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
@@ -122,7 +100,7 @@ def run_command(
         run_id = new_run_id()
         job_ids = new_job_ids(plan)
         store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
-        reporter = _reporter(len(plan))
+        reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
         try:
             result = anyio.run(
@@ -165,14 +143,22 @@ def run_command(
     ctx.exit(result.exit_code)
 
 
-def _reporter(total: int) -> _Lines:
-    try:
-        from flowbatch import report  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return _Lines(sys.stderr, total)
-    tty = sys.stderr.isatty()
-    made: _Lines = report.Reporter(sys.stderr, tty=tty, color=tty, total=total)
-    return made
+def _reporter(plan: Plan) -> _Progress:
+    # Imported here, as the other commands' modules are, so `flowbatch --help` stays quick.
+    from flowbatch.report import Reporter, color_wanted
+
+    arrays = {
+        name: spec.array_size
+        for name, spec in plan.pipeline.jobs.items()
+        if spec.array_size is not None
+    }
+    return Reporter(
+        sys.stderr,
+        tty=sys.stderr.isatty(),
+        color=color_wanted(sys.stderr),
+        total=plan.process_count(),
+        arrays=arrays,
+    )
 
 
 def _control(action: str) -> click.Command:

@@ -114,7 +114,9 @@ class LocalExecutor:
             if ended:
                 _kill_group(proc.pid, signal.SIGKILL)  # leftovers of the job's tree
                 code = _exit_code(proc.wait())
-                return ExecResult(exit_code=code, host=attempt.host)
+                return ExecResult(
+                    exit_code=code, reason=_container_reason(container, code), host=attempt.host
+                )
             await self._stop(proc, pidfd, container)
             code = _exit_code(proc.wait())
             if spot_at is not None and (limit is None or spot_at < limit):
@@ -180,6 +182,16 @@ def _kill_group(pgid: int, sig: int) -> None:
 def _exit_code(returncode: int) -> int:
     """A shell's view of the status: 128 + N for death by signal N (137 = SIGKILL)."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _container_reason(container: tuple[str, str] | None, code: int) -> str:
+    """AWS's container.reason for an attempt that ran in a container (for example the
+    OOM killer's 137), so `on_reason = "OutOfMemoryError*"` rules match as on AWS."""
+    if container is None:
+        return ""
+    from flowbatch.executors.container import exit_reason
+
+    return exit_reason(code)
 
 
 def _seconds(limit: float | None) -> str:

@@ -51,6 +51,7 @@ from flowbatch.executors.container import (
     ContainerError,
     container_argv,
     container_name,
+    exit_reason,
     remove_argv,
 )
 from flowbatch.model import ComputeEnv, Host
@@ -449,4 +450,6 @@ class _RemoteAttempt:
             # No exit status and no signal: the channel closed because the link died.
             self.executor._drop(self.host, self.link)
             return self.executor._lost(self.host)
-        return ExecResult(exit_code=code, host=self.host.name)
+        # A container's 137 is its memory limit (AWS's container.reason), as in local.py.
+        reason = exit_reason(code) if self.attempt.image is not None else ""
+        return ExecResult(exit_code=code, reason=reason, host=self.host.name)
