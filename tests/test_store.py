@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import flowbatch
 from flowbatch.model import (
@@ -27,7 +29,7 @@ from flowbatch.model import (
     Pipeline,
     local_compute,
 )
-from flowbatch.state import JobEvent, JobState
+from flowbatch.state import Event, JobEvent, JobState, advance, can
 from flowbatch.store import Store, StoreError
 from flowbatch.store_schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -480,3 +482,42 @@ def test_a_writer_killed_mid_flush_leaves_a_readable_store(tmp_path: Path) -> No
     assert s.runs()[0]["status"] == "INCOMPLETE"
     s.close()
     assert integrity(tmp_path / "sd" / "jobs.db") == "ok"
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(list(JobState)), st.booleans(), st.booleans()), max_size=25
+    )
+)
+def test_only_changes_the_transition_table_allows_are_applied(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[JobState, bool, bool]]
+) -> None:
+    """Whatever the states reported and wherever flushes (and a new writer) fall, the
+    job ends in the state reached by applying exactly the legal changes, in order."""
+    sd = tmp_path_factory.mktemp("prop")
+    writer = Store.open(sd)
+    writer.begin_run(RUN, pipeline(), IDS, created_at=T0)
+    expected: JobState | None = None
+    applied = []
+    for n, (new, flush, reopen) in enumerate(steps):
+        writer.emit(ev("id-prep", new, n))
+        ok = expected is None or any(
+            can(expected, e) and advance(expected, e) is new for e in Event
+        )
+        applied.append(ok)
+        if ok:
+            expected = new
+        if flush:
+            writer.flush()
+        if reopen:
+            writer.flush()
+            writer.close()
+            writer = Store.open(sd)
+    writer.flush()
+    assert writer.describe("id-prep")["status"] == (expected or JobState.SUBMITTED).value
+    assert [e["applied"] for e in writer.events("id-prep")] == applied
+    writer.close()
