@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class Plan:
     """A pipeline ready to run: read-only, with the DAG's order precomputed."""
 
-    __slots__ = ("_critical", "_deps", "_dependents", "_order", "pipeline")
+    __slots__ = ("_critical", "_dependents", "_deps", "_order", "pipeline")
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -96,11 +96,11 @@ class Plan:
         """How many processes the pipeline stands for (array children counted)."""
         return sum(spec.size for spec in self.pipeline.jobs.values())
 
-    def digraph(self) -> nx.DiGraph:  # type: ignore[type-arg]
+    def digraph(self) -> nx.DiGraph:
         """A new networkx DiGraph of the plan: nodes carry `spec`, edges carry `deps`."""
         import networkx as nx
 
-        graph: nx.DiGraph = nx.DiGraph()  # type: ignore[type-arg]
+        graph: nx.DiGraph = nx.DiGraph()
         for name in self._order:
             graph.add_node(name, spec=self.job(name))
         for name in self._order:

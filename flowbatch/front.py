@@ -9,14 +9,16 @@ Imports: parse, analyze, compile, syntax, diagnostics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from flowbatch import syntax as s
-from flowbatch.analyze import Machine, analyze
+import flowbatch.syntax as s
+from flowbatch.analyze import analyze
 from flowbatch.compile import Plan, compile_pipeline
+from flowbatch.computes import Machine
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.parse import parse
 
@@ -31,9 +33,7 @@ def load(path: str | Path, params: Mapping[str, str] | None = None) -> Plan:
     try:
         text = _read(path)
     except OSError as exc:
-        raise FlowError(
-            Kind.IMPORT, f"cannot read `{path}`: {exc.strerror or exc}", None
-        ) from None
+        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {exc.strerror or exc}", None) from None
     return load_text(text, path, params, read=_read)
 
 
@@ -60,10 +60,8 @@ def this_machine() -> Machine:
     except AttributeError:  # not Linux
         vcpus = os.cpu_count() or 1
     memory = 4096
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (ValueError, OSError, AttributeError):
-        pass
     return Machine(vcpus=vcpus, memory=int(memory))
 
 

@@ -8,33 +8,29 @@ Imports: syntax, model, values, template, diagnostics.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TypeVar
 
-from flowbatch import syntax as s
-from flowbatch import template
+import flowbatch.syntax as s
+import flowbatch.template as template
+from flowbatch.dependencies import check_dependencies, parse_after
 from flowbatch.diagnostics import FlowError, Kind, Span, did_you_mean
 from flowbatch.model import (
     MAX_ARRAY_SIZE,
-    MAX_ATTEMPTS,
-    MAX_DEPENDENCIES,
-    MAX_RETRY_RULES,
     MIN_ARRAY_SIZE,
     ComputeEnv,
-    Dependency,
-    DepKind,
     JobSpec,
     ParamValue,
     Queue,
-    RetryRule,
     RetryStrategy,
     frozen_map,
 )
+from flowbatch.retries import retry_strategy
 from flowbatch.values import (
+    Collector,
     Invalid,
     expect_bool,
     expect_duration,
     expect_int,
-    expect_list,
     expect_map,
     expect_name,
     expect_number,
@@ -46,19 +42,27 @@ from flowbatch.values import (
     resolve_params,
 )
 
-if TYPE_CHECKING:
-    from flowbatch.analyze import Collector
-
 SHARED_KEYS = {
-    "command", "image", "vcpus", "memory", "gpus", "timeout", "retry", "env", "parameters",
-    "queue", "priority", "share", "tags", "inputs", "outputs", "workdir",
-}  # fmt: skip
+    "command",
+    "image",
+    "vcpus",
+    "memory",
+    "gpus",
+    "timeout",
+    "retry",
+    "env",
+    "parameters",
+    "queue",
+    "priority",
+    "share",
+    "tags",
+    "inputs",
+    "outputs",
+    "workdir",
+}
 JOB_ONLY_KEYS = {"array", "sequential", "after"}
 # Maps that a child definition or job merges key by key instead of replacing.
 MERGED_KEYS = {"retry", "env", "tags", "parameters"}
-RETRY_KEYS = {"attempts", "evaluate_on_exit", "backoff"}
-RULE_KEYS = {"on_exit_code", "on_status_reason", "on_reason", "action"}
-_PATTERN_MAX = 512
 
 _T = TypeVar("_T")
 
@@ -91,7 +95,7 @@ class JobBuilder:
                 pass
             except Invalid as bad:
                 self.errors.add(bad.error)
-        self._check_dependencies(blocks, specs)
+        check_dependencies(blocks, specs, self.errors)
         return specs
 
     # -- inheritance ---------------------------------------------------------------
@@ -105,8 +109,7 @@ class JobBuilder:
             loop = (*chain[chain.index(name) :], name)
             self.errors.error(
                 Kind.CYCLE,
-                "definitions extend each other in a cycle: "
-                + " -> ".join(f"`{n}`" for n in loop),
+                "definitions extend each other in a cycle: " + " -> ".join(f"`{n}`" for n in loop),
                 block.parent_span or block.name_span,
                 hint="a definition cannot extend itself, directly or through others",
                 cycle=loop,
@@ -135,9 +138,7 @@ class JobBuilder:
             return None
         return self._definition(block.parent, parent, chain)
 
-    def _merge(
-        self, base: Mapping[str, s.Entry], block: s.Block, what: str
-    ) -> dict[str, s.Entry]:
+    def _merge(self, base: Mapping[str, s.Entry], block: s.Block, what: str) -> dict[str, s.Entry]:
         allowed = SHARED_KEYS | JOB_ONLY_KEYS if what == "job" else SHARED_KEYS
         merged = dict(base)
         seen: set[str] = set()
@@ -156,8 +157,9 @@ class JobBuilder:
                 )
                 continue
             if entry.key in seen:
-                self.errors.error(Kind.DUPLICATE, f"attribute `{entry.key}` is set twice",
-                                  entry.key_span)  # fmt: skip
+                self.errors.error(
+                    Kind.DUPLICATE, f"attribute `{entry.key}` is set twice", entry.key_span
+                )
                 continue
             seen.add(entry.key)
             old = merged.get(entry.key)
@@ -210,7 +212,7 @@ class JobBuilder:
             memory=fields.get("memory", expect_size) or 1024,
             gpus=fields.get("gpus", expect_int) or 0,
             timeout=fields.get("timeout", expect_duration),
-            retry=fields.get("retry", _retry) or RetryStrategy(),
+            retry=fields.get("retry", retry_strategy) or RetryStrategy(),
             env=frozen_map(fields.get("env", _env)),
             parameters=frozen_map(fields.get("parameters", expect_str_map)),
             queue=queue.name if queue else "default",
@@ -221,18 +223,21 @@ class JobBuilder:
             outputs=fields.get("outputs", expect_str_list) or (),
             array_size=array_size,
             sequential=bool(fields.get("sequential", expect_bool)),
-            after=fields.get("after", _after) or (),
+            after=fields.get("after", parse_after) or (),
             definition=block.parent,
             workdir=fields.get("workdir", expect_str) or ".",
             span=block.name_span,
         )
         if spec.sequential and spec.array_size is None:
-            self.errors.error(Kind.SEQUENTIAL, f"`sequential` is set on `{block.name}`, "
-                              "which is not an array", values["sequential"].span,
-                              hint="add `array = N`, or remove `sequential`")  # fmt: skip
+            self.errors.error(
+                Kind.SEQUENTIAL,
+                f"`sequential` is set on `{block.name}`, which is not an array",
+                values["sequential"].span,
+                hint="add `array = N`, or remove `sequential`",
+            )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
-            self._check_templates(spec, values["command"] if "command" in values else None)
+            self._check_templates(spec, values.get("command"))
         if queue is not None:
             self._check_fit(spec, queue, values, block)
         return spec
@@ -246,8 +251,12 @@ class JobBuilder:
             self.errors.add(bad.error)
             return None
         if name not in self.queues:
-            self.errors.error(Kind.UNKNOWN_NAME, f"unknown queue `{name}`", span,
-                              hint=did_you_mean(name, self.queues, "queue"))  # fmt: skip
+            self.errors.error(
+                Kind.UNKNOWN_NAME,
+                f"unknown queue `{name}`",
+                span,
+                hint=did_you_mean(name, self.queues, "queue"),
+            )
             return None
         return self.queues[name]
 
@@ -260,13 +269,17 @@ class JobBuilder:
             size=spec.array_size,
         )
         spans: list[Span | None] = (
-            [value.span] if isinstance(value, s.Str) else
-            [i.span for i in value.items] if isinstance(value, s.List) else [spec.span]
-        )  # fmt: skip
+            [value.span]
+            if isinstance(value, s.Str)
+            else [i.span for i in value.items]
+            if isinstance(value, s.List)
+            else [spec.span]
+        )
         for part, span in zip(parts, spans, strict=False):
             try:
-                template.check(part, ctx, shell=isinstance(spec.command, str),
-                               parameters=spec.parameters)  # fmt: skip
+                template.check(
+                    part, ctx, shell=isinstance(spec.command, str), parameters=spec.parameters
+                )
             except template.TemplateError as exc:
                 hint = None
                 if exc.name and exc.name.startswith("array.") and not spec.is_array:
@@ -277,10 +290,16 @@ class JobBuilder:
                     known = did_you_mean(exc.name[5:], spec.parameters, "parameter")
                     hint = f"placeholders are filled from the job's `parameters`; {known}"
                 elif exc.name:
-                    hint = "templates can use params.NAME, array.index, array.size, " \
-                           "job.name, job.id and job.attempt"  # fmt: skip
-                self.errors.error(Kind.TEMPLATE, f"template error: {exc.message}",
-                                  _narrow(span, exc.name), hint=hint)  # fmt: skip
+                    hint = (
+                        "templates can use params.NAME, array.index, array.size, "
+                        "job.name, job.id and job.attempt"
+                    )
+                self.errors.error(
+                    Kind.TEMPLATE,
+                    f"template error: {exc.message}",
+                    _narrow(span, exc.name),
+                    hint=hint,
+                )
 
     def _check_fit(
         self, spec: JobSpec, queue: Queue, values: Mapping[str, s.Value], block: s.Block
@@ -288,73 +307,30 @@ class JobBuilder:
         envs = [self.computes[c] for c in queue.compute if c in self.computes]
         for env in envs:
             for host in env.hosts:
-                if (spec.vcpus <= host.vcpus and spec.memory <= host.memory
-                        and spec.gpus <= host.gpus):  # fmt: skip
+                if (
+                    spec.vcpus <= host.vcpus
+                    and spec.memory <= host.memory
+                    and spec.gpus <= host.gpus
+                ):
                     return
         if not envs:
             return
         need = f"{spec.vcpus:g} vCPU, {spec.memory} MiB, {spec.gpus} GPU"
         have = "; ".join(
-            f"{env.name}: " + ", ".join(
-                f"{h.vcpus} vCPU {h.memory} MiB {h.gpus} GPU" for h in env.hosts
-            ) for env in envs
-        )  # fmt: skip
+            f"{env.name}: "
+            + ", ".join(f"{h.vcpus} vCPU {h.memory} MiB {h.gpus} GPU" for h in env.hosts)
+            for env in envs
+        )
         key = next((k for k in ("vcpus", "memory", "gpus") if k in values), None)
         span = values[key].span if key else block.name_span
         self.errors.error(
             Kind.UNSCHEDULABLE,
-            f"job `{spec.name}` needs {need}, more than any host of queue "
-            f"`{queue.name}` has",
+            f"job `{spec.name}` needs {need}, more than any host of queue `{queue.name}` has",
             span,
             hint=f"it would stay RUNNABLE forever; capacity per host: {have}",
         )
 
     # -- dependencies ----------------------------------------------------------------
-    def _check_dependencies(
-        self, blocks: Mapping[str, s.Block], specs: Mapping[str, JobSpec]
-    ) -> None:
-        for name, spec in specs.items():
-            if len(spec.after) > MAX_DEPENDENCIES:
-                extra = spec.after[MAX_DEPENDENCIES]
-                self.errors.error(Kind.TOO_MANY_DEPS,
-                                  f"job `{name}` has {len(spec.after)} dependencies; "
-                                  f"AWS Batch allows at most {MAX_DEPENDENCIES}",
-                                  extra.span, hint="wait for an array, or add a fan-in job")  # fmt: skip
-            for dep in spec.after:
-                self._check_dependency(spec, dep, blocks, specs)
-
-    def _check_dependency(
-        self, spec: JobSpec, dep: Dependency, blocks: Mapping[str, s.Block],
-        specs: Mapping[str, JobSpec],
-    ) -> None:  # fmt: skip
-        target = specs.get(dep.job)
-        if target is None:
-            if dep.job not in blocks:  # a job that failed to build was reported already
-                self.errors.error(Kind.UNKNOWN_NAME, f"unknown job `{dep.job}` in `after`",
-                                  dep.span, hint=did_you_mean(dep.job, blocks, "job"))  # fmt: skip
-            return
-        if dep.kind is DepKind.ELEMENT:
-            assert dep.index is not None
-            if target.array_size is None:
-                self.errors.error(Kind.ARRAY_INDEX, f"`{dep}`: `{dep.job}` is not an array job",
-                                  dep.span, hint=f"wait for the whole job: after = [{dep.job}]")  # fmt: skip
-            elif not 0 <= dep.index < target.array_size:
-                self.errors.error(Kind.ARRAY_INDEX,
-                                  f"`{dep}` is out of range: `{dep.job}` has "
-                                  f"{target.array_size} children",
-                                  dep.span, hint=f"indexes run from 0 to {target.array_size - 1}")  # fmt: skip
-        elif dep.kind is DepKind.N_TO_N:
-            if target.array_size is None or spec.array_size is None:
-                which = spec.name if spec.array_size is None else dep.job
-                self.errors.error(Kind.N_TO_N, f"`n_to_n({dep.job})` needs two arrays, "
-                                  f"but `{which}` is not an array job", dep.span,
-                                  hint="n_to_n makes child i wait for child i: both jobs "
-                                  "need `array` of the same size")  # fmt: skip
-            elif target.array_size != spec.array_size:
-                self.errors.error(Kind.N_TO_N, f"`n_to_n({dep.job})` joins arrays of different "
-                                  f"sizes: `{spec.name}` has {spec.array_size} children, "
-                                  f"`{dep.job}` has {target.array_size}", dep.span,
-                                  hint="give both the same `array` size (a shared param helps)")  # fmt: skip
 
 
 class _Skip(Invalid):
@@ -397,8 +373,11 @@ def _command(value: s.Value, key: str) -> str | tuple[str, ...]:
         return value.value
     if isinstance(value, s.List) and value.items:
         return tuple(expect_str(item, key) for item in value.items)
-    raise invalid(f"`command` must be a string or a list of strings, not {s.describe(value)}",
-                  value.span, hint='command = "echo hello" or command = ["echo", "hello"]')  # fmt: skip
+    raise invalid(
+        f"`command` must be a string or a list of strings, not {s.describe(value)}",
+        value.span,
+        hint='command = "echo hello" or command = ["echo", "hello"]',
+    )
 
 
 def _vcpus(value: s.Value, key: str) -> float:
@@ -409,9 +388,12 @@ def _vcpus(value: s.Value, key: str) -> float:
 def _array_size(value: s.Value, key: str) -> int:
     size = expect_int(value, key, minimum=-(2**31))
     if not MIN_ARRAY_SIZE <= size <= MAX_ARRAY_SIZE:
-        raise invalid(f"array size {size} is outside {MIN_ARRAY_SIZE}..{MAX_ARRAY_SIZE}",
-                      value.span, hint="AWS Batch arrays have 2 to 10,000 children; "
-                      "a single job needs no `array`", kind=Kind.ARRAY_SIZE)  # fmt: skip
+        raise invalid(
+            f"array size {size} is outside {MIN_ARRAY_SIZE}..{MAX_ARRAY_SIZE}",
+            value.span,
+            hint="AWS Batch arrays have 2 to 10,000 children; a single job needs no `array`",
+            kind=Kind.ARRAY_SIZE,
+        )
     return size
 
 
@@ -419,91 +401,10 @@ def _env(value: s.Value, key: str) -> dict[str, str]:
     env = expect_str_map(value, key)
     for entry in expect_map(value, key).entries:
         if entry.key.startswith("AWS_BATCH"):
-            raise invalid(f"`{entry.key}` is reserved", entry.key_span, kind=Kind.RESERVED,
-                          hint="flowbatch sets AWS_BATCH_* variables for every job itself")  # fmt: skip
+            raise invalid(
+                f"`{entry.key}` is reserved",
+                entry.key_span,
+                kind=Kind.RESERVED,
+                hint="flowbatch sets AWS_BATCH_* variables for every job itself",
+            )
     return env
-
-
-def _after(value: s.Value, key: str) -> tuple[Dependency, ...]:
-    deps: list[Dependency] = []
-    for item in expect_list(value, key):
-        if isinstance(item, s.Ref) and len(item.parts) == 1:
-            deps.append(Dependency(job=item.parts[0], span=item.span))
-        elif isinstance(item, s.Index):
-            deps.append(Dependency(job=item.name, kind=DepKind.ELEMENT, index=item.index,
-                                   span=item.span))  # fmt: skip
-        elif isinstance(item, s.Call) and item.func == "n_to_n":
-            target, _ = expect_name(item.arg, "n_to_n")
-            deps.append(Dependency(job=target, kind=DepKind.N_TO_N, span=item.arg.span))
-        elif isinstance(item, s.Call):
-            raise invalid(f"unknown dependency type `{item.func}(...)`", item.func_span,
-                          hint=did_you_mean(item.func, ["n_to_n"], "dependency type"),
-                          kind=Kind.UNKNOWN_NAME)  # fmt: skip
-        else:
-            raise invalid(f"a dependency is a job name, `job[i]` or `n_to_n(job)`, not "
-                          f"{s.describe(item)}", item.span)  # fmt: skip
-    return tuple(deps)
-
-
-def _retry(value: s.Value, key: str) -> RetryStrategy:
-    entries = {e.key: e for e in expect_map(value, key).entries}
-    for name, entry in entries.items():
-        if name not in RETRY_KEYS:
-            raise invalid(f"unknown retry attribute `{name}`", entry.key_span,
-                          hint=did_you_mean(name, RETRY_KEYS, "attribute"),
-                          kind=Kind.UNKNOWN_ATTRIBUTE)  # fmt: skip
-    attempts = 1
-    if "attempts" in entries:
-        attempts = expect_int(entries["attempts"].value, "attempts", minimum=-(2**31))
-        if not 1 <= attempts <= MAX_ATTEMPTS:
-            raise invalid(f"`attempts` must be 1 to {MAX_ATTEMPTS}, not {attempts}",
-                          entries["attempts"].value.span, kind=Kind.RETRY,
-                          hint="AWS Batch allows 1 to 10 attempts")  # fmt: skip
-    rules: tuple[RetryRule, ...] = ()
-    if "evaluate_on_exit" in entries:
-        items = expect_list(entries["evaluate_on_exit"].value, "evaluate_on_exit")
-        if len(items) > MAX_RETRY_RULES:
-            raise invalid(f"{len(items)} `evaluate_on_exit` rules; AWS Batch allows at most "
-                          f"{MAX_RETRY_RULES}", items[MAX_RETRY_RULES].span, kind=Kind.RETRY)  # fmt: skip
-        rules = tuple(_rule(item) for item in items)
-    backoff = None
-    if "backoff" in entries:
-        backoff = expect_duration(entries["backoff"].value, "backoff")
-    return RetryStrategy(attempts=attempts, rules=rules, backoff=backoff)
-
-
-def _rule(item: s.Value) -> RetryRule:
-    entries = {e.key: e for e in expect_map(item, "evaluate_on_exit").entries}
-    for name, entry in entries.items():
-        if name not in RULE_KEYS:
-            raise invalid(f"unknown rule attribute `{name}`", entry.key_span, kind=Kind.RETRY,
-                          hint=did_you_mean(name, RULE_KEYS, "attribute"))  # fmt: skip
-    if "action" not in entries:
-        raise invalid("a retry rule needs an `action`", item.span, kind=Kind.RETRY,
-                      hint='action = "retry" or action = "exit"')  # fmt: skip
-    action = expect_str(entries["action"].value, "action").lower()
-    if action not in ("retry", "exit"):
-        raise invalid(f"unknown action `{action}`", entries["action"].value.span,
-                      kind=Kind.RETRY, hint='action is "retry" or "exit"')  # fmt: skip
-    patterns: dict[str, str] = {}
-    for name in ("on_exit_code", "on_status_reason", "on_reason"):
-        if name not in entries:
-            continue
-        raw = entries[name].value
-        text = str(raw.value) if isinstance(raw, s.Number) else expect_str(raw, name)
-        _check_pattern(name, text, raw.span)
-        patterns[name] = text
-    verdict: Literal["retry", "exit"] = "retry" if action == "retry" else "exit"
-    return RetryRule(action=verdict, **patterns)
-
-
-def _check_pattern(name: str, text: str, span: Span) -> None:
-    if len(text) > _PATTERN_MAX:
-        raise invalid(f"`{name}` is longer than {_PATTERN_MAX} characters", span, kind=Kind.RETRY)
-    body = text[:-1] if text.endswith("*") else text
-    if "*" in body:
-        raise invalid(f"`{name}`: `*` may only end a pattern", span, kind=Kind.RETRY,
-                      hint="patterns match exactly, or by prefix when they end in `*`")  # fmt: skip
-    if name == "on_exit_code" and body and not body.isdigit():
-        raise invalid(f"`on_exit_code` must be digits, optionally ending in `*`, not `{text}`",
-                      span, kind=Kind.RETRY, hint='for example: on_exit_code = "137"')  # fmt: skip

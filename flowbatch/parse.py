@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
-from typing import Any
+from typing import Any, cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from flowbatch import syntax as s
+import flowbatch.syntax as s
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
 
 TOKEN_WORDS = {
@@ -57,7 +57,7 @@ def parse(text: str, path: str) -> s.File:
     parser = _parser()
     _building.append(source)
     try:
-        statements = parser.parse(text + "\n")
+        statements = cast(list[s.Statement], parser.parse(text + "\n"))
     except _Bad as bad:
         raise bad.error(source) from None
     except UnexpectedInput as exc:
@@ -102,9 +102,6 @@ def _token_span(tok: Token, source: Source | None = None) -> Span:
     return Span(src, tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 1)
 
 
-
-
-
 def _name(tok: Token) -> str:
     if len(tok) > _MAX_NAME:
         raise _Bad(f"name is {len(tok)} characters long; at most {_MAX_NAME} are allowed", tok)
@@ -119,9 +116,7 @@ def _unescape(tok: Token) -> str:
     def repl(m: re.Match[str]) -> str:
         ch = m.group(1)
         if ch not in _ESCAPES:
-            raise _Bad(
-                f"unknown escape `\\{ch}` in string", tok, hint='use \\n, \\t, \\" or \\\\'
-            )
+            raise _Bad(f"unknown escape `\\{ch}` in string", tok, hint='use \\n, \\t, \\" or \\\\')
         return _ESCAPES[ch]
 
     return re.sub(r"\\(.)", repl, body)
@@ -189,7 +184,7 @@ class _Build(Transformer[Token, Any]):
         return s.Entry(_join(key_span, body.span), _key(key), key_span, body)
 
     @v_args(inline=False)
-    def list(self, children: list[Any]) -> s.List:
+    def listing(self, children: list[Any]) -> s.List:
         items: tuple[s.Value, ...] = children[1] if len(children) == 3 else ()
         return s.List(_join(_token_span(children[0]), _token_span(children[-1])), items)
 
@@ -251,7 +246,7 @@ def _key(tok: Token) -> str:
 def _translate(exc: UnexpectedInput, source: Source) -> FlowError:
     line = getattr(exc, "line", -1)
     col = getattr(exc, "column", -1)
-    if isinstance(exc, UnexpectedToken) and exc.token.type == "$END" or isinstance(
+    if (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or isinstance(
         exc, UnexpectedEOF
     ):
         return _at_end(source)
@@ -283,8 +278,8 @@ def _describe(tok: Token) -> str:
         return f"{word} `{tok}`"
     if tok.type in ("STRING", "LONG_STRING"):
         return "string"
-    word = TOKEN_WORDS.get(tok.type)
-    return word if word else f"`{tok}`"
+    known = TOKEN_WORDS.get(tok.type)
+    return known if known else f"`{tok}`"
 
 
 def _expected_words(expected: set[str] | frozenset[str]) -> str:
@@ -307,8 +302,7 @@ def _hint(tok: Token, expected: set[str] | frozenset[str], source: Source) -> st
         return "attributes are written `name = value`, one per line"
     if tok.type == "NAME" and "BLOCK_KIND" in expected:
         return (
-            "a file holds `import`, `param`, `compute`, `queue`, `definition` and `job` "
-            "statements"
+            "a file holds `import`, `param`, `compute`, `queue`, `definition` and `job` statements"
         )
     if tok.type in ("NAME", "STRING", "NUMBER") and "_NL" in expected:
         return "put each attribute on its own line, or separate list items with `,`"

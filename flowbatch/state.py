@@ -75,6 +75,17 @@ TRANSITIONS: Final[Mapping[tuple[JobState, Event], JobState]] = MappingProxyType
 # Array parents: SUBMITTED -> PENDING (children exist) -> SUCCEEDED | FAILED.
 ARRAY_STATES: Final = (S.SUBMITTED, S.PENDING, S.SUCCEEDED, S.FAILED)
 
+ARRAY_TRANSITIONS: Final[Mapping[tuple[JobState, Event], JobState]] = MappingProxyType(
+    {
+        (S.SUBMITTED, E.HAS_DEPS): S.PENDING,
+        (S.PENDING, E.EXITED_OK): S.SUCCEEDED,  # every child succeeded
+        (S.PENDING, E.EXITED_FINAL): S.FAILED,  # every child is done, one or more failed
+        (S.PENDING, E.DEP_FAILED): S.FAILED,
+        (S.PENDING, E.CANCEL): S.FAILED,
+        (S.PENDING, E.TERMINATE): S.FAILED,
+    }
+)
+
 
 class IllegalTransition(Exception):
     def __init__(self, state: JobState, event: Event) -> None:
@@ -87,6 +98,14 @@ def advance(state: JobState, event: Event) -> JobState:
     """The state after `event`; raises IllegalTransition when the table has no such edge."""
     try:
         return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+def advance_parent(state: JobState, event: Event) -> JobState:
+    """An array parent's state after `event` (`ARRAY_TRANSITIONS`); raises IllegalTransition."""
+    try:
+        return ARRAY_TRANSITIONS[(state, event)]
     except KeyError:
         raise IllegalTransition(state, event) from None
 

@@ -184,16 +184,13 @@ def _environment(shell: bool) -> jinja2.Environment:
 
     jinja2 = _jinja()
 
-    class _Strict(jinja2.StrictUndefined):
-        pass
-
     def finalize(value: Any) -> str:
         if isinstance(value, Raw) or not shell:
             return str(value)
         return shlex.quote(str(value))
 
     env = ImmutableSandboxedEnvironment(
-        undefined=_Strict,
+        undefined=jinja2.StrictUndefined,
         finalize=finalize,
         autoescape=False,
         keep_trailing_newline=True,

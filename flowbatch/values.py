@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from flowbatch import syntax as s
+import flowbatch.syntax as s
 from flowbatch.diagnostics import FlowError, Kind, Span, did_you_mean
 from flowbatch.model import ParamValue
 
@@ -25,7 +25,24 @@ class Invalid(Exception):
         self.error = error
 
 
-def invalid(message: str, span: Span, hint: str | None = None, kind: Kind = Kind.BAD_VALUE) -> Invalid:
+class Collector:
+    """The errors found so far; `check` runs one step and records its Invalid."""
+
+    def __init__(self) -> None:
+        self.errors: list[FlowError] = []
+
+    def add(self, error: FlowError) -> None:
+        self.errors.append(error)
+
+    def error(
+        self, kind: Kind, message: str, span: Span | None, hint: str | None = None, **detail: object
+    ) -> None:
+        self.errors.append(FlowError(kind, message, span, hint=hint, detail=detail))
+
+
+def invalid(
+    message: str, span: Span, hint: str | None = None, kind: Kind = Kind.BAD_VALUE
+) -> Invalid:
     return Invalid(FlowError(kind, message, span, hint=hint))
 
 
@@ -188,7 +205,6 @@ def param_value(value: s.Value) -> tuple[ParamValue, str]:
     if isinstance(value, s.Duration):
         return value.seconds, "duration"
     raise invalid(
-        f"a parameter must be a string, number, boolean, size or duration, not "
-        f"{s.describe(value)}",
+        f"a parameter must be a string, number, boolean, size or duration, not {s.describe(value)}",
         value.span,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowbatch import FlowError, Kind, load_text
-from flowbatch.analyze import Machine
+from flowbatch.computes import Machine
 from flowbatch.model import DepKind
 from flowbatch.template import Context, render_command
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowbatch import FlowError, load_text
-from flowbatch.analyze import Machine
+from flowbatch.computes import Machine
 
 PIPELINES = sorted((Path(__file__).parent.parent / "pipelines").glob("*.flow"))
 SEEDS = [p.read_text() for p in PIPELINES] + [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowbatch import load_text
-from flowbatch.analyze import Machine
+from flowbatch.computes import Machine
 from flowbatch.model import dump
 
 PARSE = Path(__file__).parent / "golden" / "parse"
