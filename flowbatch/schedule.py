@@ -3,8 +3,9 @@ ready, running and done, and where the next attempts go (ninja's Plan).
 
 It knows nothing of processes, time or anyio: the runner (run.py) tells it what
 happened (`started`, `ended`, `cancel`) and asks it what to start (`place`). Every state
-change goes through `state.advance()` (array parents through `_advance_parent`, their
-smaller lifecycle) and is appended to `changes`, which the runner drains into JobEvents.
+change goes through `state.advance()` (array parents through `state.advance_parent()`,
+their smaller lifecycle) and is appended to `changes`, which the runner drains into
+JobEvents.
 
 Arrays stay one node. A child exists only from the moment it becomes runnable (or
 fails): an array whose children have no per-child dependencies is a cursor in its
@@ -16,59 +17,41 @@ job's `priority`, the longest critical path, submission order, array index. A jo
 does not fit lets smaller ones behind it start (backfill) until it has been passed
 over `BACKFILL_LIMIT` times; then its queue's compute environments are reserved for it.
 
-Imports: compile, model, placement, state.
+Which jobs wait on which, and how failures cascade, is `cascade.Cascade`, which the
+Frontier extends with queues, ordering and placement.
+
+Imports: cascade, compile, model, placement, state.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flowbatch.cascade import (
+    CHILD_FAILED,
+    CHILD_LIVE,
+    CHILD_NEW,
+    CHILD_OK,
+    Cascade,
+    Change,
+    Node,
+    Task,
+)
 from flowbatch.compile import Plan
 from flowbatch.model import DepKind, JobSpec
 from flowbatch.placement import Pools
-from flowbatch.state import Event, IllegalTransition, JobState, advance
+from flowbatch.state import Event, JobState, advance, advance_parent
+
+__all__ = ["BACKFILL_LIMIT", "SCAN_LIMIT", "Change", "Frontier", "Placement"]
 
 S = JobState
 
 BACKFILL_LIMIT = 8  # times a waiting job may be passed over before room is reserved
 SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps place() cheap)
 
-# Child status bytes in an array's table.
-_NEW, _LIVE, _OK, _FAILED = 0, 1, 2, 3
-
-_PARENT: Mapping[tuple[JobState, Event], JobState] = {
-    (S.SUBMITTED, Event.HAS_DEPS): S.PENDING,
-    (S.PENDING, Event.EXITED_OK): S.SUCCEEDED,
-    (S.PENDING, Event.EXITED_FINAL): S.FAILED,
-    (S.PENDING, Event.DEP_FAILED): S.FAILED,
-    (S.PENDING, Event.CANCEL): S.FAILED,
-    (S.PENDING, Event.TERMINATE): S.FAILED,
-}
-
-
-def _advance_parent(state: JobState, event: Event) -> JobState:
-    """Array parents' lifecycle: SUBMITTED -> PENDING -> SUCCEEDED | FAILED."""
-    try:
-        return _PARENT[(state, event)]
-    except KeyError:
-        raise IllegalTransition(state, event) from None
-
-
 Key = tuple[str, int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One state change, for the runner to turn into a JobEvent."""
-
-    name: str
-    index: int | None
-    state: JobState
-    reason: str
-    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,62 +63,7 @@ class Placement:
     host: str
 
 
-class _Task:
-    """A single job or one array child that exists."""
-
-    __slots__ = ("attempt", "compute", "host", "reason", "state")
-
-    def __init__(self, state: JobState) -> None:
-        self.state = state
-        self.attempt = 0
-        self.reason = ""
-        self.compute = ""
-        self.host = ""
-
-
-class _Node:
-    __slots__ = (
-        "child_need",
-        "child_ready",
-        "children",
-        "crit",
-        "cursor",
-        "failed",
-        "name",
-        "ok",
-        "per_child",
-        "pos",
-        "root",
-        "size",
-        "spec",
-        "state",
-        "status",
-        "task",
-        "waiting",
-    )
-
-    def __init__(self, spec: JobSpec, pos: int, crit: int) -> None:
-        self.name = spec.name
-        self.spec = spec
-        self.pos = pos
-        self.crit = crit
-        self.size = spec.array_size
-        self.state = S.SUBMITTED
-        self.waiting = 0  # whole-job and element dependencies not yet succeeded
-        self.root = ""  # why this job (or its first failed child) failed, for dependents
-        self.task: _Task | None = None  # single jobs only
-        # Arrays only:
-        self.per_child = 0  # per-child conditions (n_to_n deps, +1 if sequential)
-        self.status = bytearray(self.size or 0)
-        self.children: dict[int, _Task] = {}  # live children only
-        self.cursor = -1  # >= 0: children from here on are released in index order
-        self.child_need: dict[int, int] = {}  # index -> per-child conditions still unmet
-        self.child_ready: list[int] = []  # per-child conditions met, job-level not yet
-        self.ok = 0
-        self.failed = 0
-
-
-class Frontier:
+class Frontier(Cascade):
     """What is ready, running and done in one run. See the module docstring."""
 
     def __init__(
@@ -148,9 +76,8 @@ class Frontier:
     ) -> None:
         """`queue_computes` maps each queue to its compute environments after overrides
         (default: as the plan says); `pools` is the capacity to place on."""
+        super().__init__(job_ids)
         self.plan = plan
-        self.changes: list[Change] = []
-        self._ids = job_ids
         self.pools = pools if pools is not None else Pools(plan.computes)
         self._queue_ces = dict(queue_computes or {q.name: q.compute for q in plan.queues.values()})
         self._queue_order = sorted(plan.queues.values(), key=lambda q: (-q.priority, q.name))
@@ -158,16 +85,10 @@ class Frontier:
             q: [] for q in plan.queues
         }
         self._skips: dict[Key, int] = {}
-        self._nodes: dict[str, _Node] = {}
-        self._whole: dict[str, list[str]] = {}
-        self._element: dict[tuple[str, int], list[str]] = {}
-        self._n2n: dict[str, list[str]] = {}
-        self._work: deque[tuple[bool, str, int | None, str]] = deque()
-        self._open = 0  # jobs (nodes) not yet done
         self.unplaceable: list[str] = []  # jobs failed because no host could ever hold them
         for pos, name in enumerate(plan.pipeline.jobs):
             spec = plan.job(name)
-            node = _Node(spec, pos, plan.critical_path(name))
+            node = Node(spec, pos, plan.critical_path(name))
             self._nodes[name] = node
             self._whole[name] = []
             self._n2n[name] = []
@@ -200,11 +121,11 @@ class Frontier:
         if index is None:
             return node.task.state if node.task is not None else node.state
         st = node.status[index]
-        if st == _OK:
+        if st == CHILD_OK:
             return S.SUCCEEDED
-        if st == _FAILED:
+        if st == CHILD_FAILED:
             return S.FAILED
-        if st == _LIVE:
+        if st == CHILD_LIVE:
             return node.children[index].state
         return S.PENDING if node.state is not S.SUBMITTED else S.SUBMITTED
 
@@ -227,14 +148,14 @@ class Frontier:
         )
 
     # -- submission ------------------------------------------------------------------------
-    def _submit(self, node: _Node) -> None:
+    def _submit(self, node: Node) -> None:
         spec = node.spec
         ces = self._queue_ces.get(spec.queue, ())
         if not self.pools.could_ever_fit(ces, spec.vcpus, spec.memory, spec.gpus):
             self.unplaceable.append(node.name)
         has_deps = node.waiting > 0
         if node.size is None:
-            task = node.task = _Task(S.SUBMITTED)
+            task = node.task = Task(S.SUBMITTED)
             self._emit(node.name, None, S.SUBMITTED, "", 0)
             event = Event.HAS_DEPS if has_deps else Event.NO_DEPS
             task.state = advance(task.state, event)
@@ -243,14 +164,14 @@ class Frontier:
                 self._release(node)
             return
         self._emit(node.name, None, S.SUBMITTED, "", 0)
-        node.state = _advance_parent(node.state, Event.HAS_DEPS)
+        node.state = advance_parent(node.state, Event.HAS_DEPS)
         self._emit(node.name, None, node.state, "", 0)
         if node.per_child == 1 and node.spec.sequential:
             node.child_ready.append(0)  # child 0 of a plain sequential array waits for no one
         if not has_deps:
             self._release(node)
 
-    def _release(self, node: _Node) -> None:
+    def _release(self, node: Node) -> None:
         """The job-level dependencies of `node` succeeded: its work may start."""
         if node.name in self.unplaceable:
             spec = node.spec
@@ -275,27 +196,13 @@ class Frontier:
                 self._make_runnable(node, i)
             node.child_ready.clear()
 
-    def _make_runnable(self, node: _Node, index: int) -> None:
-        if node.status[index] != _NEW:
+    def _make_runnable(self, node: Node, index: int) -> None:
+        if node.status[index] != CHILD_NEW:
             return
         self._create_child(node, index, S.RUNNABLE)
         self._push(node, index, retried=False)
 
-    def _create_child(self, node: _Node, index: int, target: JobState) -> _Task:
-        """Bring child `index` into existence and walk it to RUNNABLE (or PENDING)."""
-        task = _Task(S.SUBMITTED)
-        node.status[index] = _LIVE
-        node.children[index] = task
-        self._emit(node.name, index, S.SUBMITTED, "", 0)
-        has_deps = bool(node.spec.after) or (node.spec.sequential and index > 0)
-        task.state = advance(task.state, Event.HAS_DEPS if has_deps else Event.NO_DEPS)
-        self._emit(node.name, index, task.state, "", 0)
-        if target is S.RUNNABLE and task.state is S.PENDING:
-            task.state = advance(task.state, Event.DEPS_SUCCEEDED)
-            self._emit(node.name, index, task.state, "", 0)
-        return task
-
-    def _push(self, node: _Node, index: int | None, *, retried: bool) -> None:
+    def _push(self, node: Node, index: int | None, *, retried: bool) -> None:
         entry = (
             0 if retried else 1,
             -node.spec.priority,
@@ -355,10 +262,10 @@ class Frontier:
                 heapq.heappush(heap, entry)
         return out
 
-    def _live_entry(self, node: _Node, index: int | None) -> bool:
+    def _live_entry(self, node: Node, index: int | None) -> bool:
         if index is None:
             return node.task is not None and node.task.state is S.RUNNABLE
-        if node.cursor >= 0 and index == node.cursor and node.status[index] == _NEW:
+        if node.cursor >= 0 and index == node.cursor and node.status[index] == CHILD_NEW:
             return True
         task = node.children.get(index)
         return task is not None and task.state is S.RUNNABLE
@@ -370,11 +277,11 @@ class Frontier:
                 return ce, host
         return None
 
-    def _start(self, node: _Node, index: int | None, ce: str, host: str) -> Placement:
+    def _start(self, node: Node, index: int | None, ce: str, host: str) -> Placement:
         if index is None:
             task = node.task
             assert task is not None
-        elif node.status[index] == _NEW:
+        elif node.status[index] == CHILD_NEW:
             task = self._create_child(node, index, S.RUNNABLE)
         else:
             task = node.children[index]
@@ -456,7 +363,7 @@ class Frontier:
         to_kill: list[tuple[str, int | None]] = []
         if node.size is None or index is not None:
             task = self._task_or_none(name, index)
-            if task is None and index is not None and node.status[index] == _NEW:
+            if task is None and index is not None and node.status[index] == CHILD_NEW:
                 self._fail_child(node, index, reason, self._root_of(name, index, reason), event)
             elif task is not None and task.state in (S.STARTING, S.RUNNING):
                 if terminate:
@@ -490,151 +397,7 @@ class Frontier:
                         task.reason = reason
                         self._emit(node.name, i, task.state, reason, task.attempt)
                 if not node.state.done:
-                    node.state = _advance_parent(node.state, Event.TERMINATE)
+                    node.state = advance_parent(node.state, Event.TERMINATE)
                     node.root = reason
                     self._emit(node.name, None, node.state, reason, 0)
         self._open = 0
-
-    # -- the cascade ------------------------------------------------------------------------
-    def _root_of(self, name: str, index: int | None, reason: str) -> str:
-        label = name if index is None else f"{name}[{index}]"
-        job_id = self._ids.get(name, "?")
-        if index is not None:
-            job_id = f"{job_id}:{index}"
-        return f"{label} (job {job_id}) {reason[0].lower()}{reason[1:]}" if reason else label
-
-    def _drain_work(self) -> None:
-        # An explicit worklist, not recursion: a failure at the head of a 1,000-job
-        # chain would otherwise nest 1,000 calls deep.
-        work = self._work
-        while work:
-            ok, name, index, root = work.popleft()
-            node = self._nodes[name]
-            if index is None:
-                if node.size is None:
-                    node.root = root
-                    self._job_done(node, ok, root)
-                continue
-            node.status[index] = _OK if ok else _FAILED
-            node.children.pop(index, None)
-            if ok:
-                node.ok += 1
-                for dep in self._n2n[name]:
-                    self._child_condition_met(self._nodes[dep], index)
-                if node.spec.sequential and index + 1 < (node.size or 0):
-                    self._child_condition_met(node, index + 1)
-                for dep in self._element.get((name, index), ()):
-                    self._dep_met(self._nodes[dep])
-            else:
-                node.failed += 1
-                if not node.root:
-                    node.root = root
-                for dep in self._n2n[name]:
-                    self._fail_child(self._nodes[dep], index, _dep_reason(root), root)
-                if node.spec.sequential and index + 1 < (node.size or 0):
-                    self._fail_child(node, index + 1, _dep_reason(root), root)
-                for dep in self._element.get((name, index), ()):
-                    self._fail_node(self._nodes[dep], _dep_reason(root), Event.DEP_FAILED, root)
-            if node.ok + node.failed == node.size and not node.state.done:
-                success = node.failed == 0
-                node.state = _advance_parent(
-                    node.state, Event.EXITED_OK if success else Event.EXITED_FINAL
-                )
-                reason = "" if success else f"{node.failed} of {node.size} children failed"
-                self._emit(name, None, node.state, reason, 0)
-                self._job_done(node, success, node.root)
-
-    def _job_done(self, node: _Node, ok: bool, root: str) -> None:
-        self._open -= 1
-        for dep in self._whole[node.name]:
-            if ok:
-                self._dep_met(self._nodes[dep])
-            else:
-                self._fail_node(self._nodes[dep], _dep_reason(root), Event.DEP_FAILED, root)
-
-    def _dep_met(self, node: _Node) -> None:
-        node.waiting -= 1
-        if node.waiting == 0 and not self._node_failed(node):
-            self._release(node)
-
-    def _child_condition_met(self, node: _Node, index: int) -> None:
-        if node.status[index] != _NEW:
-            return
-        first = node.per_child - (1 if node.spec.sequential and index == 0 else 0)
-        need = node.child_need.pop(index, first) - 1
-        if need > 0:
-            node.child_need[index] = need
-        elif node.waiting == 0 and not self._node_failed(node):
-            self._make_runnable(node, index)
-        else:
-            node.child_ready.append(index)
-
-    def _node_failed(self, node: _Node) -> bool:
-        if node.size is None:
-            return node.task is not None and node.task.state.done
-        return node.state.done
-
-    def _fail_node(self, node: _Node, reason: str, event: Event | None, root: str = "") -> None:
-        """`node` will never run: fail it (a single job) or every child not yet done."""
-        root = root or reason
-        if node.size is None:
-            task = node.task
-            assert task is not None
-            if task.state.done:
-                return
-            task.state = advance(task.state, event or _never_ran(task.state))
-            task.reason = reason
-            self._emit(node.name, None, task.state, reason, task.attempt)
-            self._work.append((False, node.name, None, root))
-            return
-        node.cursor = -1
-        node.child_ready.clear()
-        for i in range(node.size):
-            if node.status[i] == _NEW:
-                self._fail_child(node, i, reason, root, event)
-            elif node.status[i] == _LIVE and node.children[i].state in (S.PENDING, S.RUNNABLE):
-                task = node.children[i]
-                task.state = advance(task.state, event or _never_ran(task.state))
-                task.reason = reason
-                self._emit(node.name, i, task.state, reason, task.attempt)
-                self._work.append((False, node.name, i, root))
-
-    def _fail_child(
-        self, node: _Node, index: int, reason: str, root: str, event: Event | None = None
-    ) -> None:
-        if node.status[index] != _NEW:
-            task = node.children.get(index)
-            if task is None or task.state not in (S.PENDING, S.RUNNABLE):
-                return
-        else:
-            task = self._create_child(node, index, S.PENDING)
-            node.child_need.pop(index, None)
-        task.state = advance(task.state, event or _never_ran(task.state))
-        task.reason = reason
-        self._emit(node.name, index, task.state, reason, task.attempt)
-        self._work.append((False, node.name, index, root))
-
-    # -- helpers ------------------------------------------------------------------------
-    def _task(self, name: str, index: int | None) -> _Task:
-        task = self._task_or_none(name, index)
-        if task is None:
-            raise KeyError(f"{name}[{index}] has not started")
-        return task
-
-    def _task_or_none(self, name: str, index: int | None) -> _Task | None:
-        node = self._nodes[name]
-        return node.task if index is None else node.children.get(index)
-
-    def _emit(
-        self, name: str, index: int | None, state: JobState, reason: str, attempt: int
-    ) -> None:
-        self.changes.append(Change(name, index, state, reason, attempt))
-
-
-def _never_ran(state: JobState) -> Event:
-    # The only edges from RUNNABLE to FAILED are CancelJob and TerminateJob.
-    return Event.DEP_FAILED if state is S.PENDING else Event.CANCEL
-
-
-def _dep_reason(root: str) -> str:
-    return f"Dependency failed: {root}"
