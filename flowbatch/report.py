@@ -99,6 +99,7 @@ class Reporter:
         self._width = width
         self._interval = interval
         self._last_draw: float | None = None
+        self._drawn_second = -1
         self._dirty = False
         self._status_shown = False
         self._pending: list[str] = []  # lines to write at the next flush or draw
@@ -134,8 +135,10 @@ class Reporter:
 
     def flush(self) -> None:
         if self._tty:
-            if self._dirty or self._pending:
-                self._draw(self._clock())
+            now = self._clock()
+            # Redraw when something changed, or when the elapsed time shown would.
+            if self._dirty or self._pending or int(now - self._start) != self._drawn_second:
+                self._draw(now)
         elif self._pending:
             self._stream.write("".join(line + "\n" for line in self._pending))
             self._pending.clear()
@@ -292,6 +295,7 @@ class Reporter:
         self._stream.write(_CLEAR_LINE + self.status_line())
         self._status_shown = True
         self._last_draw = now
+        self._drawn_second = int(now - self._start)
         self._dirty = False
 
 

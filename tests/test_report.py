@@ -233,3 +233,17 @@ def test_the_total_is_never_below_what_was_seen() -> None:
     rep.emit(ev("align", S.SUCCEEDED, 1, index=0, attempt=1))
     rep.emit(ev("align", S.SUCCEEDED, 1, index=1, attempt=1))
     assert rep.summary()[0] == "2/2 done: 2 succeeded in 00:00"
+
+
+def test_on_a_terminal_flush_redraws_only_when_the_line_would_change() -> None:
+    out = io.StringIO()
+    rep, clock = reporter(out, tty=True)
+    rep.emit(ev("prep", S.RUNNING, 0, attempt=1))
+    rep.flush()
+    drawn = out.getvalue()
+    clock.now += 0.5
+    rep.flush()
+    assert out.getvalue() == drawn  # same counts, same second: nothing written
+    clock.now += 0.6
+    rep.flush()
+    assert out.getvalue()[len(drawn) :] == "\r\x1b[K[0/3 done, 1 running, 0 failed] prep 00:01"
