@@ -1,0 +1,237 @@
+"""LocalExecutor against real processes: exit codes and log files, environment and
+working directory, stopping whole process trees (timeout, cancellation), Spot
+interruptions, container exit reasons and output that never passes through flowbatch."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+
+from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, REASON_TIMEOUT, Attempt, ExecResult
+from flowbatch.executors.container import REASON_OOM
+from flowbatch.executors.local import LocalExecutor
+from flowbatch.model import ComputeEnv, local_compute
+
+pytestmark = pytest.mark.anyio
+
+GRACE = 0.2  # seconds between SIGTERM and SIGKILL in these tests
+WAIT_LIMIT = 10.0  # bound on waiting for a condition a job brings about
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _attempt(
+    tmp_path: Path,
+    command: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
+    timeout: float | None = None,
+    compute: ComputeEnv | None = None,
+    image: str | None = None,
+) -> Attempt:
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
+    return Attempt(
+        run_id="20240101-000000-abcd",
+        job_id="job-1",
+        name="job",
+        index=None,
+        attempt=1,
+        command=command,
+        env=dict(env) if env is not None else {"PATH": os.environ["PATH"]},
+        workdir=workdir or tmp_path,
+        vcpus=1,
+        memory=256,
+        gpus=0,
+        timeout=timeout,
+        image=image,
+        log_dir=log_dir,
+        compute=compute or local_compute(2, 4096),
+    )
+
+
+async def _run(executor: LocalExecutor, attempt: Attempt) -> tuple[ExecResult, int]:
+    """Run `attempt` to its end; returns the result and the pid reported at start."""
+    results: list[ExecResult] = []
+
+    async def body(*, task_status: TaskStatus[str]) -> None:
+        results.append(await executor.run(attempt, task_status=task_status))
+
+    async with anyio.create_task_group() as tg:
+        pid = await tg.start(body)
+    return results[0], int(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie awaiting its reaper counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _wait_for(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(WAIT_LIMIT):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+def _read_pid(path: Path) -> int | None:
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text.endswith("\n") else None
+
+
+# A job whose leader waits on a child that ignores SIGTERM; the child writes its pid.
+_STUBBORN = "sh -c 'trap \"\" TERM; echo $$ > child.pid; exec sleep 60' & wait"
+
+
+@pytest.fixture
+async def executor() -> AsyncIterator[LocalExecutor]:
+    made = LocalExecutor(local_compute(2, 4096), grace=GRACE)
+    yield made
+    await made.aclose()
+
+
+async def test_exit_code_and_output_files(tmp_path: Path, executor: LocalExecutor) -> None:
+    attempt = _attempt(tmp_path, "echo out; echo err >&2; exit 3")
+    result, pid = await _run(executor, attempt)
+    assert result.exit_code == 3 and not result.ok
+    assert result.status_reason == REASON_ESSENTIAL_EXITED and result.reason == ""
+    assert pid > 0
+    assert (attempt.log_dir / "stdout").read_text() == "out\n"
+    assert (attempt.log_dir / "stderr").read_text() == "err\n"
+
+
+async def test_env_is_exactly_the_attempts_and_workdir_is_used(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    env = {"PATH": os.environ["PATH"], "GREETING": "hello world"}
+    attempt = _attempt(
+        tmp_path, 'printf "%s|%s|%s" "$GREETING" "${HOME-unset}" "$(pwd)"', env=env, workdir=workdir
+    )
+    result, _ = await _run(executor, attempt)
+    assert result.exit_code == 0 and result.ok
+    assert (attempt.log_dir / "stdout").read_text() == f"hello world|unset|{workdir}"
+
+
+@pytest.mark.slow
+async def test_timeout_kills_the_tree_including_a_child_ignoring_sigterm(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    attempt = _attempt(tmp_path, _STUBBORN, timeout=1.5)
+    result, leader = await _run(executor, attempt)
+    child = _read_pid(tmp_path / "child.pid")
+    assert child is not None, "the child never started"
+    assert result.status_reason == f"{REASON_TIMEOUT} (1.5s)"
+    assert result.retryable is False
+    assert not _alive(leader)  # reaped by the executor
+    # SIGKILL was sent; its delivery to a reparented child is asynchronous.
+    await _wait_for(lambda: not _alive(child))
+
+
+async def test_cancelling_the_awaiting_task_terminates_the_group(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    attempt = _attempt(tmp_path, _STUBBORN)
+    results: list[ExecResult] = []
+    pidfile = tmp_path / "child.pid"
+
+    async def body(*, task_status: TaskStatus[str]) -> None:
+        results.append(await executor.run(attempt, task_status=task_status))
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            leader = int(await tg.start(body))
+            await _wait_for(lambda: _read_pid(pidfile) is not None)
+            found = _read_pid(pidfile)
+            assert found is not None and _alive(found) and _alive(leader)
+            child: int = found
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert results == []  # cancellation propagates; there is no result
+    assert not _alive(leader)  # reaped by the executor
+    # SIGKILL was sent; its delivery to a reparented child is asynchronous.
+    await _wait_for(lambda: not _alive(child))
+
+
+@pytest.mark.slow
+async def test_spot_interruption_gives_aws_reason_and_is_retryable(tmp_path: Path) -> None:
+    spot = ComputeEnv(name="spot", vcpus=2, memory=4096, spot=True, interruption_rate=1.0, hosts=())
+    executor = LocalExecutor(spot, grace=GRACE, rng=random.Random(7))
+    attempt = _attempt(tmp_path, "exec sleep 60", compute=spot)
+    try:
+        result, leader = await _run(executor, attempt)
+    finally:
+        await executor.aclose()
+    assert re.fullmatch(r"Host EC2 \(instance i-[0-9a-f]{17}\) terminated\.", result.status_reason)
+    assert result.retryable is True
+    assert result.exit_code == 143  # SIGTERM, which sleep does not ignore
+    assert not _alive(leader)
+
+
+async def test_fifty_megabytes_of_output_go_to_the_file_not_memory(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    size = 50 * 1024 * 1024
+    attempt = _attempt(tmp_path, f"head -c {size} /dev/zero")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    result, _ = await _run(executor, attempt)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.exit_code == 0
+    assert (attempt.log_dir / "stdout").stat().st_size == size
+    assert grown < 10 * 1024, f"the runner grew by {grown} KiB"
+
+
+async def test_container_attempt_gets_the_oom_reason_for_137(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    # A stand-in runtime that ends as the OOM killer would make podman end.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "podman"
+    fake.write_text("#!/bin/sh\nexit 137\n")
+    fake.chmod(0o755)
+    compute = ComputeEnv(
+        name="local",
+        vcpus=2,
+        memory=4096,
+        options=MappingProxyType({"runtime": "podman"}),
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
+    result, _ = await _run(executor, attempt)
+    assert result.exit_code == 137
+    assert result.reason == REASON_OOM
+
+
+async def test_container_attempt_exiting_normally_has_no_reason(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "podman"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    compute = ComputeEnv(
+        name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
+    result, _ = await _run(executor, attempt)
+    assert result.exit_code == 1 and result.reason == ""
