@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from flowbatch.model import DepKind, JobSpec
-from flowbatch.state import ARRAY_STATES, Event, JobEvent, JobState, advance, can
+from flowbatch.state import ARRAY_STATES, ARRAY_TRANSITIONS, Event, JobEvent, JobState, advance, can
 
 _S = JobState
 JOB_MOVES: Final = frozenset(
     (state, advance(state, event)) for state in JobState for event in Event if can(state, event)
 )
-# Array parents: SUBMITTED -> PENDING -> SUCCEEDED | FAILED; a cancel fails them early.
+# Array parents have their own, smaller table.
 PARENT_MOVES: Final = frozenset(
-    {(_S.SUBMITTED, _S.PENDING), (_S.SUBMITTED, _S.FAILED), (_S.PENDING, _S.SUCCEEDED),
-     (_S.PENDING, _S.FAILED)}
-)  # fmt: skip
+    (state, after) for (state, _event), after in ARRAY_TRANSITIONS.items()
+)
 _RUNNING: Final = _S.RUNNING
 _ACTIVE: Final = frozenset({_S.STARTING, _S.RUNNING})
 _DONE: Final = frozenset({_S.SUCCEEDED, _S.FAILED})

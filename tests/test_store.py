@@ -227,6 +227,7 @@ def test_status_summary_counts_children_per_state(store: Store) -> None:
 
 def test_children_of_a_failed_array_that_never_ran_count_as_failed(store: Store) -> None:
     store.emit(ev("id-align", S.SUBMITTED, 0))
+    store.emit(ev("id-align", S.PENDING, 0))
     store.emit(ev("id-align", S.FAILED, 1, reason="Dependent Job failed: prep"))
     store.flush()
     job = store.describe("id-align")
@@ -265,6 +266,8 @@ def test_an_illegal_change_is_recorded_but_not_applied(store: Store) -> None:
     store.emit(ev("id-prep", S.RUNNABLE, 1))
     store.emit(ev("id-prep", S.SUCCEEDED, 2))  # RUNNABLE -> SUCCEEDED has no edge
     store.emit(ev("id-align", S.RUNNING, 2))  # not a state of an array parent
+    store.emit(ev("id-thumbs", S.SUBMITTED, 2))
+    store.emit(ev("id-thumbs", S.SUCCEEDED, 3))  # a parent succeeds only from PENDING
     store.emit(ev("nobody", S.RUNNING, 2))
     store.flush()
     assert store.describe("id-prep")["status"] == "RUNNABLE"
@@ -273,6 +276,7 @@ def test_an_illegal_change_is_recorded_but_not_applied(store: Store) -> None:
     assert reasons == [
         "no transition from RUNNABLE to SUCCEEDED",
         "an array job has no state RUNNING",
+        "no transition from SUBMITTED to SUCCEEDED",
         "unknown job",
     ]
 
