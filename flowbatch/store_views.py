@@ -110,7 +110,8 @@ def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
             "memory": static["memory"],
             "resourceRequirements": resources,
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
-            "exitCode": row["exit_code"],
+            # the latest attempt's: a job being retried has no exit code yet
+            "exitCode": row["exit_code"] if last is None else last["exit_code"],
             "reason": None if last is None else last["reason"],
             "logStreamName": row["log_path"],
         },
@@ -189,7 +190,11 @@ def summaries(
     rows = (
         _cursor(conn)
         .execute(
-            "SELECT j.*, s.queue AS job_queue FROM jobs j"
+            "SELECT j.*, s.queue AS job_queue,"
+            " COALESCE((SELECT a.exit_code FROM attempts a"
+            "           WHERE a.job_id = j.job_id AND a.attempt = j.attempt),"
+            "          CASE WHEN j.attempt = 0 THEN j.exit_code END) AS last_exit_code"
+            " FROM jobs j"
             " JOIN jobs s ON s.job_id = COALESCE(j.parent_id, j.job_id)"
             f" WHERE {' AND '.join(where)} ORDER BY {order}",
             args,
@@ -209,7 +214,7 @@ def summaries(
             "startedAt": _ms(row["started_at"]),
             "stoppedAt": _ms(row["stopped_at"]),
             "attempts": row["attempt"],
-            "container": {"exitCode": row["exit_code"]},
+            "container": {"exitCode": row["last_exit_code"]},
         }
         if row["array_size"] is not None:
             summary = status_summary(conn, row["job_id"], row["array_size"], _status(row))

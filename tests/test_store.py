@@ -204,6 +204,26 @@ def test_describe_is_shaped_like_describe_jobs(store: Store) -> None:
     json.dumps(job)  # every value is plain JSON
 
 
+def test_a_job_being_retried_shows_no_exit_code_until_its_attempt_ends(store: Store) -> None:
+    for e in (
+        ev("id-prep", S.RUNNABLE, 0),
+        ev("id-prep", S.STARTING, 1, attempt=1),
+        ev("id-prep", S.RUNNING, 1, attempt=1),
+        ev("id-prep", S.RUNNABLE, 2, attempt=1, exit_code=137),
+        ev("id-prep", S.STARTING, 3, attempt=2),
+    ):
+        store.emit(e)
+    store.flush()
+    assert store.describe("id-prep")["container"]["exitCode"] is None
+    assert store.describe("id-prep")["attempts"][0]["container"]["exitCode"] == 137
+    assert store.jobs(name="prep")[0]["container"]["exitCode"] is None
+    store.emit(ev("id-prep", S.RUNNING, 4, attempt=2))
+    store.emit(ev("id-prep", S.FAILED, 5, attempt=2, exit_code=2))
+    store.flush()
+    assert store.describe("id-prep")["container"]["exitCode"] == 2
+    assert store.jobs(name="prep")[0]["container"]["exitCode"] == 2
+
+
 def test_a_job_with_no_event_yet_reads_submitted(store: Store) -> None:
     assert store.describe("id-prep")["status"] == "SUBMITTED"
     assert store.describe("id-align")["dependsOn"] == [{"jobId": "id-prep"}]
