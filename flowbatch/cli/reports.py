@@ -1,7 +1,167 @@
-"""CLI commands: reports."""
+"""CLI commands: reports on recorded runs.
+
+`flowbatch report RUN_ID` writes one self-contained HTML page about a run: the graph
+coloured by each job's final state, a timeline of attempts per compute slot, the jobs
+and the failed jobs' log tails. The store is read here and handed to report_data as
+plain data; the pipeline file recorded with the run is loaded again to draw the graph,
+and only if it still describes the jobs the run recorded.
+
+Imports: store, front, render, render_dot, report_data, report_html, diagnostics; click.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
 import click
 
-COMMANDS: list[click.Command] = []
+if TYPE_CHECKING:
+    from flowbatch.compile import Plan
+    from flowbatch.report_data import Describe, RunReport
+    from flowbatch.store import Store
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.command("report")
+@click.argument("run_id", metavar="RUN_ID")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("report.html"), show_default=True,
+              help="The HTML file to write.")  # fmt: skip
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".flowbatch"), show_default=True,
+              help="Where the job database and logs are.")  # fmt: skip
+def report(run_id: str, output: Path, state_dir: Path) -> None:
+    """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
+    from flowbatch.report_html import report_html
+    from flowbatch.store import StoreError
+
+    started = time.perf_counter()
+    try:
+        found = build_report(state_dir, run_id)
+    except StoreError as err:
+        _fail(str(err))
+    page = report_html(found)
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot write `{output}`: {err.strerror or err}")
+    took = time.perf_counter() - started
+    click.echo(
+        f"wrote {output} ({len(page.encode()) / 1024:,.0f} KiB) for run {found.run_id}"
+        f" in {took:.1f} s",
+        err=True,
+    )
+    if found.graph_svg is None:
+        click.echo(f"note: no graph: {found.graph_note}", err=True)
+
+
+def build_report(state_dir: Path, run_id: str) -> RunReport:
+    """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir`;
+    StoreError for a missing database or run."""
+    from flowbatch.report_data import collect
+    from flowbatch.store import Store
+
+    store = Store.open(state_dir, create=False)
+    try:
+        run = _find_run(store, run_id)
+        jobs = store.jobs(run_id=str(run["runId"]))
+        svg, note = graph_of(run, jobs, store.describe)
+        return collect(
+            run,
+            jobs,
+            children=lambda job_id, status: store.jobs(parent=job_id, status=status),
+            describe=store.describe,
+            log_root=state_dir.parent,
+            graph_svg=svg,
+            graph_note=note,
+        )
+    finally:
+        store.close()
+
+
+def _find_run(store: Store, run_id: str) -> dict[str, Any]:
+    from flowbatch.store import StoreError
+
+    runs = store.runs()
+    if run_id == "latest":
+        if not runs:
+            raise StoreError(f"no runs recorded in `{store.path}`")
+        return runs[0]
+    for run in runs:
+        if run["runId"] == run_id:
+            return run
+    shown = ", ".join(str(r["runId"]) for r in runs[:5]) + (", ..." if len(runs) > 5 else "")
+    raise StoreError(
+        f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
+    )
+
+
+def graph_of(
+    run: Mapping[str, Any],
+    jobs: Sequence[Mapping[str, Any]],
+    describe: Describe,
+) -> tuple[str | None, str]:
+    """The run's pipeline drawn as inline SVG coloured by each job's final state, or
+    None and why not: the file is gone or no longer loads, it changed since the run
+    (other jobs, commands or array sizes), or Graphviz failed."""
+    from flowbatch.diagnostics import FlowError
+    from flowbatch.front import load
+    from flowbatch.render import RenderError, StateView, dot_to_image
+    from flowbatch.render_dot import to_dot
+    from flowbatch.report_html import graph_for_html
+
+    path = str(run.get("pipeline") or "")
+    params = {str(k): str(v) for k, v in (run.get("params") or {}).items()}
+    if not path or not Path(path).is_file():
+        return None, f"the pipeline file `{path}` is gone"
+    try:
+        plan = load(path, params)
+    except FlowError as err:
+        return None, f"the pipeline file `{path}` no longer loads ({err.message})"
+    changed = _changes(plan, jobs, describe)
+    if changed:
+        return None, f"the pipeline file `{path}` changed since the run ({changed})"
+    states = {}
+    for job in jobs:
+        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+        counts = {str(k): int(v) for k, v in summary.items()}
+        states[str(job["jobName"])] = StateView(str(job["status"]), counts)
+    try:
+        svg = dot_to_image(to_dot(plan, states=states, run=str(run["runId"])), "svg")
+    except RenderError as err:
+        return None, str(err)
+    return graph_for_html(svg), ""
+
+
+def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) -> str:
+    """'' when `plan` has the jobs the run recorded with the same commands and array
+    sizes; else a short account of the first differences."""
+    recorded = {str(j["jobName"]): j for j in jobs}
+    names = set(plan.jobs())
+    if names != set(recorded):
+        added, gone = sorted(names - set(recorded)), sorted(set(recorded) - names)
+        parts = []
+        if added:
+            parts.append("new jobs: " + ", ".join(added[:5]))
+        if gone:
+            parts.append("jobs no longer there: " + ", ".join(gone[:5]))
+        return "; ".join(parts)
+    differ = []
+    for name in sorted(names):
+        spec = plan.job(name)
+        found = describe(str(recorded[name]["jobId"]))
+        command = spec.command if isinstance(spec.command, str) else list(spec.command)
+        size = (found.get("arrayProperties") or {}).get("size")
+        if (found.get("container") or {}).get("command") != command or size != spec.array_size:
+            differ.append(name)
+    return ("jobs defined differently: " + ", ".join(differ[:5])) if differ else ""
+
+
+COMMANDS: list[click.Command] = [report]
