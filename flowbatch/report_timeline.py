@@ -40,6 +40,8 @@ LANE_HEIGHT: Final = 16
 LANE_GAP: Final = 3
 AXIS_HEIGHT: Final = 22
 MIN_BAR: Final = 1.0  # px: a bar narrower than this would not show at all
+MIN_LOUD_BAR: Final = 2.5  # px: failures must be seen at any zoom
+_LOUD: Final = frozenset({"FAILED", "RETRIED"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ def timeline_svg(bars: Sequence[AttemptBar], *, end: float | None = None) -> str
     out = [
         f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}"'
         f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
+        ' shape-rendering="crispEdges"'
         f' aria-label="timeline of {len(bars)} attempts on {len(lanes)} slots">'
     ]
     # Stripes first, then the grid over them, then the bars over both.
@@ -115,8 +118,10 @@ def timeline_svg(bars: Sequence[AttemptBar], *, end: float | None = None) -> str
             f'<text class="lane-label" x="{LABEL_WIDTH - 6}" y="{y + LANE_HEIGHT - 4}"'
             f' text-anchor="end">{escape(_clip(lane.title, 26))}</text>'
         )
-        for group in _merge(lane.bars, t1, scale):
-            out.append(_bar(group, t0, t1, scale, y))
+        groups = _merge(lane.bars, t1, scale)
+        # Failures last, so that a thin one is never hidden under a long success.
+        groups.sort(key=lambda g: g[0].state in _LOUD)
+        out.extend(_bar(group, t0, t1, scale, y) for group in groups)
     out.append("</svg>")
     return "".join(out)
 
@@ -145,7 +150,7 @@ def _bar(group: list[AttemptBar], t0: float, t1: float, scale: float, y: int) ->
     start = first.start
     stop = _stop(last, t1)
     x = LABEL_WIDTH + (start - t0) * scale
-    w = max((stop - start) * scale, MIN_BAR)
+    w = max((stop - start) * scale, MIN_LOUD_BAR if first.state in _LOUD else MIN_BAR)
     colour = BAR_COLOURS.get(first.state, "#999999")
     if len(group) == 1:
         code = "" if first.exit_code is None else f", exit code {first.exit_code}"
