@@ -83,6 +83,9 @@ class JobBuilder:
         self.computes = computes
         self.errors = errors
         self._merged: dict[str, dict[str, s.Entry] | None] = {}
+        # Whether a template renders depends on its text and on which names exist, not
+        # on the job: 10,000 jobs from one definition cost one render, not 10,000.
+        self._verdicts: dict[tuple[object, ...], template.TemplateError | None] = {}
 
     def build(self, blocks: Mapping[str, s.Block]) -> dict[str, JobSpec]:
         for name, block in self.definitions.items():
@@ -276,11 +279,8 @@ class JobBuilder:
             else [spec.span]
         )
         for part, span in zip(parts, spans, strict=False):
-            try:
-                template.check(
-                    part, ctx, shell=isinstance(spec.command, str), parameters=spec.parameters
-                )
-            except template.TemplateError as exc:
+            exc = self._verdict(part, ctx, isinstance(spec.command, str), spec.parameters)
+            if exc is not None:
                 hint = None
                 if exc.name and exc.name.startswith("array.") and not spec.is_array:
                     hint = f"`{spec.name}` is not an array job; `array.*` exists in arrays only"
@@ -300,6 +300,18 @@ class JobBuilder:
                     _narrow(span, exc.name),
                     hint=hint,
                 )
+
+    def _verdict(
+        self, text: str, ctx: template.Context, shell: bool, parameters: Mapping[str, str]
+    ) -> template.TemplateError | None:
+        key = (text, shell, ctx.index is not None, tuple(parameters.items()))
+        if key not in self._verdicts:
+            try:
+                template.check(text, ctx, shell=shell, parameters=parameters)
+                self._verdicts[key] = None
+            except template.TemplateError as exc:
+                self._verdicts[key] = exc
+        return self._verdicts[key]
 
     def _check_fit(
         self, spec: JobSpec, queue: Queue, values: Mapping[str, s.Value], block: s.Block

@@ -16,10 +16,11 @@ import textwrap
 from typing import Any, cast
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 import flowbatch.syntax as s
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
+from flowbatch.lexer import FlowLexer, LexError
 
 TOKEN_WORDS = {
     "NAME": "a name",
@@ -60,6 +61,8 @@ def parse(text: str, path: str) -> s.File:
         statements = cast(list[s.Statement], parser.parse(text + "\n"))
     except _Bad as bad:
         raise bad.error(source) from None
+    except LexError as exc:
+        raise _bad_character(source, exc.line, exc.column) from None
     except UnexpectedInput as exc:
         raise _translate(exc, source) from None
     finally:
@@ -75,6 +78,7 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=False,  # spans are built from tokens (see _Build)
         maybe_placeholders=False,
+        lexer=FlowLexer,
         transformer=_Build(),
         cache=False,
     )
@@ -252,8 +256,6 @@ def _translate(exc: UnexpectedInput, source: Source) -> FlowError:
         return _at_end(source)
     if line is None or line < 1:
         return _at_end(source)
-    if isinstance(exc, UnexpectedCharacters):
-        return _bad_character(exc, source, line, col)
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     span = Span(source, line, col, tok.end_line or line, tok.end_column or col + 1)
@@ -322,7 +324,7 @@ def _at_end(source: Source) -> FlowError:
     return FlowError(Kind.SYNTAX, "unexpected end of file", span, hint=hint)
 
 
-def _bad_character(exc: UnexpectedCharacters, source: Source, line: int, col: int) -> FlowError:
+def _bad_character(source: Source, line: int, col: int) -> FlowError:
     text = source.line(line)
     ch = text[col - 1] if 0 < col <= len(text) else ""
     span = Span(source, line, col, line, col + 1)

@@ -1,6 +1,8 @@
 """The surface tree: what the user wrote, every part with its span.
 
 `parse` builds it; `analyze` reads it. Nothing here knows what an attribute means.
+The nodes are read-only by convention, not frozen: a frozen dataclass pays for
+`object.__setattr__` on every field, and a pipeline of 10,000 jobs has ~100,000 nodes.
 
 Imports: diagnostics.
 """
@@ -13,51 +15,51 @@ from dataclasses import dataclass, field
 from flowbatch.diagnostics import Source, Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Node:
     span: Span = field(repr=False, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Str(Node):
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Number(Node):
     value: int | float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Size(Node):
     mib: float  # sizes are stored in MiB, as AWS does
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duration(Node):
     seconds: float
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bool(Node):
     value: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class List(Node):
     items: tuple[Value, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry(Node):
     key: str
     key_span: Span = field(repr=False, compare=False)
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Map(Node):
     """A `{ ... }` body: a block's attributes or a map value (the same thing)."""
 
@@ -70,7 +72,7 @@ class Map(Node):
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ref(Node):
     """A bare or dotted name: `frames`, `params.frames`."""
 
@@ -81,7 +83,7 @@ class Ref(Node):
         return ".".join(self.parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Index(Node):
     """`frames[7]`: one element of an array job."""
 
@@ -90,7 +92,7 @@ class Index(Node):
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call(Node):
     """`n_to_n(frames)`."""
 
@@ -102,20 +104,20 @@ class Call(Node):
 Value = Str | Number | Size | Duration | Bool | List | Map | Ref | Index | Call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Import(Node):
     path: str
     path_span: Span = field(repr=False, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Param(Node):
     name: str
     name_span: Span = field(repr=False, compare=False)
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Block(Node):
     """`compute|queue|definition|job NAME [: PARENT] { ... }`."""
 
@@ -130,7 +132,7 @@ class Block(Node):
 Statement = Import | Param | Block
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class File:
     source: Source
     statements: tuple[Statement, ...]

@@ -114,41 +114,9 @@ def render_command(
 
 def check(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str]) -> None:
     """Compile and render `text` once with a representative context, so that syntax
-    errors and undefined names are found before anything runs; raises TemplateError.
-
-    Whether a template renders depends on its text, on which names exist (not on the
-    job's name or id), so the verdict is cached: 10,000 jobs from one definition cost
-    one render, not 10,000."""
-    if not uses_jinja(text) and "Ref::" not in text:
-        return
-    key = (text, shell, ctx.index is not None, tuple(sorted(parameters.items())))
-    params = tuple(sorted((k, repr(v)) for k, v in ctx.params.items()))
-    verdict = _checked(key, params, ctx)
-    if verdict is not None:
-        raise verdict
-
-
-def _checked(
-    key: tuple[str, bool, bool, tuple[tuple[str, str], ...]],
-    params: tuple[tuple[str, str], ...],
-    ctx: Context,
-) -> TemplateError | None:
-    cached = _verdicts.get((key, params))
-    if cached is not None or (key, params) in _verdicts:
-        return cached
-    text, shell, _, parameters = key
-    try:
-        render(text, ctx, shell=shell, parameters=dict(parameters))
-        verdict = None
-    except TemplateError as exc:
-        verdict = exc
-    if len(_verdicts) > 4096:
-        _verdicts.clear()
-    _verdicts[(key, params)] = verdict
-    return verdict
-
-
-_verdicts: dict[object, TemplateError | None] = {}
+    errors and undefined names are found before anything runs; raises TemplateError."""
+    if uses_jinja(text) or "Ref::" in text:
+        render(text, ctx, shell=shell, parameters=parameters)
 
 
 def unresolved_refs(text: str, parameters: Mapping[str, str]) -> list[str]:
