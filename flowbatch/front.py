@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import flowbatch.syntax as s
@@ -25,16 +25,33 @@ from flowbatch.parse import parse
 Reader = Callable[[str], str]
 
 
-def load(path: str | Path, params: Mapping[str, str] | None = None) -> Plan:
+def load(
+    path: str | Path,
+    params: Mapping[str, str] | None = None,
+    *,
+    computes: Sequence[str | Path] = (),
+) -> Plan:
     """The Plan of the pipeline in `path`; raises FlowError with every problem found.
     `params` are `-p NAME=VALUE` overrides as strings, converted to each param's type.
+    `computes` are more files to import, as if the pipeline imported them: how a user
+    brings their cluster's compute environments to a pipeline without editing it.
     An unreadable file is a FlowError(Kind.IMPORT) too."""
     path = str(path)
     try:
         text = _read(path)
     except OSError as exc:
         raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {exc.strerror or exc}", None) from None
+    if computes:
+        # Spelled as import statements so they get the same checks and messages;
+        # the paths are made relative to the pipeline, as imports are.
+        base = os.path.dirname(path) or "."
+        lines = [f'import "{_json_escape(os.path.relpath(p, base))}"' for p in map(str, computes)]
+        text = text + "\n" + "\n".join(lines) + "\n"
     return load_text(text, path, params, read=_read)
+
+
+def _json_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def load_text(

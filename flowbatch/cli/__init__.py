@@ -25,7 +25,7 @@ COMMAND_MODULES = {
     "describe": "inspect",
     "logs": "inspect",
     "runs": "inspect",
-    "plan": "reports",
+    "plan": "planning",
     "report": "reports",
 }
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import click
 
 from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.diagnostics import FlowError
 from flowbatch.state import JobEvent
 
@@ -63,6 +64,26 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
     metavar="OLD=NEW",
     help="Run the queues' compute environment OLD on NEW instead (repeatable).",
 )
+@click.option(
+    "--computes",
+    "compute_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="A .flow file of compute environments to add, e.g. your cluster's (repeatable).",
+)
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JUnit XML report of the run here (one test case per job).",
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    help="Forget finished runs (and their logs) older than this.",
+)
 @click.pass_context
 def run_command(
     ctx: click.Context,
@@ -71,6 +92,9 @@ def run_command(
     state_dir: Path | None,
     max_vcpus: int | None,
     overrides: tuple[str, ...],
+    compute_files: tuple[Path, ...],
+    junit: Path | None,
+    keep_days: float,
 ) -> None:
     """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
     2 for invalid input, 130 when interrupted."""
@@ -81,7 +105,7 @@ def run_command(
     from flowbatch.store import Store, StoreError
 
     try:
-        plan = load(file, parse_params(params))
+        plan = load(file, parse_params(params), computes=compute_files)
     except FlowError as err:
         print_errors(err)
         ctx.exit(2)
@@ -96,7 +120,7 @@ def run_command(
         click.echo(f"error: {err}", err=True)
         ctx.exit(2)
     try:
-        store.prune()
+        prune(store, state, keep_days)
         run_id = new_run_id()
         job_ids = new_job_ids(plan)
         store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
@@ -126,6 +150,7 @@ def run_command(
             ctx.exit(EXIT_INTERRUPTED)
         reporter.close()
         store.end_run(run_id, result.status, ended_at=time.time())
+        write_reports(store, plan, run_id, result.status, junit=junit)
     finally:
         store.close()
     if result.stalled:
