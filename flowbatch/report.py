@@ -36,6 +36,15 @@ _MAX_FAILED_LISTED: Final = 20
 _MAX_RUNNING_NAMES: Final = 3
 
 
+def _worth_a_line(ev: JobEvent) -> bool:
+    """In a plain log (CI), a line for each attempt that starts and each job that ends,
+    and for a retry; SUBMITTED, PENDING, RUNNABLE and STARTING would triple a 10,000-child
+    array's log without telling a reader anything the next line does not."""
+    if ev.state in (_S.RUNNING, _S.SUCCEEDED, _S.FAILED):
+        return True
+    return ev.state is _S.RUNNABLE and ev.attempt > 0
+
+
 def color_wanted(stream: TextIO) -> bool:
     """Whether to color output to `stream`: a terminal, not TERM=dumb, NO_COLOR unset."""
     if os.environ.get("NO_COLOR", "") != "" or os.environ.get("TERM") == "dumb":
@@ -130,7 +139,7 @@ class Reporter:
             now = self._clock()
             if self._last_draw is None or now - self._last_draw >= self._interval:
                 self._draw(now)
-        else:
+        elif _worth_a_line(event):
             self._pending.append(self._line(event))
 
     def flush(self) -> None:
