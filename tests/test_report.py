@@ -94,7 +94,8 @@ def test_off_a_terminal_each_start_end_and_retry_is_one_plain_line() -> None:
         "12:00:01 RUNNING   prep attempt 1",
         "12:00:03 SUCCEEDED prep attempt 1",
         "12:00:04 RUNNING   align[0] attempt 1",
-        "12:00:05 RUNNABLE  align[0] attempt 1 failed, will retry: exit code 137 (OutOfMemoryError)",
+        "12:00:05 RUNNABLE  align[0] attempt 1 failed, will retry: "
+        "exit code 137 (OutOfMemoryError)",
         "12:00:06 RUNNING   align[0] attempt 2",
         "12:00:06 RUNNING   align[1] attempt 1",
         "12:00:07 FAILED    align[0] attempt 2: exit code 1 (Essential container in task exited)",
