@@ -1,0 +1,233 @@
+"""One shipped example pipeline, end to end through `flowbatch run`, on every engine.
+
+pipelines/post_trade.flow has an array (`trades`), N_TO_N chains (`enrich`, `pnl`) and a
+fan-in (`report` waits for every `pnl` child). Its queues run on `local`; the SLURM and
+SSH runs bring a compute environment from tests/engines/ with `--computes` and move the
+queues onto it with `--compute local=NAME`, without editing the pipeline. Each run works
+in a fresh copy of pipelines/ and must write the same bytes under out/ as the local run,
+with every job and array child SUCCEEDED in the store on the intended environment.
+
+The copies sit in a mode-777 directory directly under the system temp dir: the SSH jobs
+run as the user `fbtest`, who cannot traverse pytest's mode-700 tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import ssh_fixtures
+from engine_helpers import engine_unavailable
+from ssh_fixtures import SshServer
+
+from flowbatch.front import load
+from flowbatch.store import Store
+
+sshd = ssh_fixtures.sshd
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINES = REPO / "pipelines"
+ENGINES = Path(__file__).resolve().parent / "engines"
+PIPELINE = "post_trade.flow"
+# Bounds on real waits: a whole run, and a job reaching a state.
+RUN_TIMEOUT = 300.0
+WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished `flowbatch run`: its pipeline copy, state dir and process result."""
+
+    work: Path
+    state: Path
+    proc: subprocess.CompletedProcess[str]
+
+    @property
+    def pipeline(self) -> Path:
+        return self.work / PIPELINE
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    """A directory every user may enter and write in; removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix="flowbatch-e2e-"))
+    os.chmod(root, 0o777)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_copy(scratch: Path, name: str) -> Path:
+    """pipelines/ copied without earlier outputs or state, writable by every user."""
+    work = scratch / name
+    shutil.copytree(
+        PIPELINES, work, ignore=shutil.ignore_patterns("out", ".flowbatch", "__pycache__")
+    )
+    for path in [work, *work.rglob("*")]:
+        mode = path.stat().st_mode
+        extra = 0o777 if path.is_dir() else 0o666 | (0o111 if mode & stat.S_IXUSR else 0)
+        path.chmod(stat.S_IMODE(mode) | extra)
+    return work
+
+
+def _flowbatch_run(work: Path, *extra: str) -> Run:
+    state = work.parent / f"{work.name}-state"
+    argv = [sys.executable, "-m", "flowbatch", "run", str(work / PIPELINE)]
+    proc = subprocess.run(
+        [*argv, "--state-dir", str(state), *extra],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    return Run(work=work, state=state, proc=proc)
+
+
+def _outputs(work: Path) -> dict[str, bytes]:
+    out = work / "out"
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _expected_processes(pipeline: Path) -> set[str]:
+    """Every single job and array child the pipeline declares, as `name` / `name[i]`."""
+    jobs = load(pipeline).pipeline.jobs
+    names: set[str] = set()
+    for name, spec in jobs.items():
+        if spec.array_size is None:
+            names.add(name)
+        else:
+            names.update(f"{name}[{i}]" for i in range(spec.array_size))
+    return names
+
+
+def _final_states(run: Run) -> dict[str, tuple[str, str | None]]:
+    """(status, compute environment) of every single job and array child of the latest run."""
+    store = Store.open(run.state)
+    try:
+        run_id = store.latest_run(str(run.pipeline))
+        assert run_id is not None, "the run left no record in the store"
+        found: dict[str, tuple[str, str | None]] = {}
+        for job in store.jobs(run_id=run_id):
+            children = store.jobs(parent=job["jobId"])
+            if not children:
+                found[job["jobName"]] = (job["status"], _compute_of(store, job["jobId"]))
+            for child in children:
+                index = child["jobId"].rpartition(":")[2]
+                key = f"{job['jobName']}[{index}]"
+                found[key] = (child["status"], _compute_of(store, child["jobId"]))
+        return found
+    finally:
+        store.close()
+
+
+def _compute_of(store: Store, job_id: str) -> str | None:
+    value = store.describe(job_id).get("computeEnvironment")
+    return str(value) if value is not None else None
+
+
+def _assert_all_succeeded_on(run: Run, compute: str) -> None:
+    assert run.proc.returncode == 0, run.proc.stderr[-3000:]
+    states = _final_states(run)
+    assert set(states) == _expected_processes(run.pipeline)
+    wrong = {name: got for name, got in states.items() if got != ("SUCCEEDED", compute)}
+    assert not wrong, wrong
+
+
+@pytest.fixture(scope="module")
+def local_run(scratch: Path) -> tuple[Run, dict[str, bytes]]:
+    """The reference: the pipeline as shipped, on this machine."""
+    run = _flowbatch_run(_fresh_copy(scratch, "local"))
+    _assert_all_succeeded_on(run, "local")
+    outputs = _outputs(run.work)
+    return run, outputs
+
+
+@pytest.mark.slow
+def test_local_run_writes_every_declared_output(local_run: tuple[Run, dict[str, bytes]]) -> None:
+    """The reference must not be vacuous: every output pattern of every job matched."""
+    run, outputs = local_run
+    patterns = [p for spec in load(run.pipeline).pipeline.jobs.values() for p in spec.outputs]
+    assert patterns
+    missing = [p for p in patterns if not list(run.work.glob(p))]
+    assert not missing, missing
+    assert all(outputs.values()), [name for name, data in outputs.items() if not data]
+
+
+# -- SLURM ----------------------------------------------------------------------------
+
+
+def _slurm_computes(tmp_path: Path) -> Path:
+    """tests/engines/slurm.flow, on FLOWBATCH_TEST_SLURM_PARTITION when that is set."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        engine_unavailable("slurm", "sinfo or sbatch is not on PATH")
+    probe = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if probe.returncode != 0 or not probe.stdout.strip():
+        engine_unavailable("slurm", f"sinfo failed: {probe.stderr.strip()}")
+    shipped = ENGINES / "slurm.flow"
+    partition = os.environ.get("FLOWBATCH_TEST_SLURM_PARTITION") or "debug"
+    if partition == "debug":
+        return shipped
+    text = shipped.read_text()
+    assert 'partition     = "debug"' in text
+    path = tmp_path / "slurm.flow"
+    path.write_text(text.replace('partition     = "debug"', f'partition     = "{partition}"'))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_post_trade_on_slurm_writes_the_same_bytes_as_local(
+    local_run: tuple[Run, dict[str, bytes]], scratch: Path, tmp_path: Path
+) -> None:
+    computes = _slurm_computes(tmp_path)
+    work = _fresh_copy(scratch, "slurm")
+    run = _flowbatch_run(work, "--computes", str(computes), "--compute", "local=cluster")
+    _assert_all_succeeded_on(run, "cluster")
+    assert _outputs(work) == local_run[1]
+
+
+# -- SSH ------------------------------------------------------------------------------
+
+
+def _ssh_computes(server: SshServer, directory: Path) -> Path:
+    """A compute environment `remote` on the test sshd (its port and keys change per session)."""
+    path = directory / "ssh.flow"
+    path.write_text(
+        f"""# The test sshd of this session, for `--computes`.
+compute remote {{
+  type        = "ssh"
+  known_hosts = "{server.known_hosts}"
+  identity    = "{server.client_key}"
+  hosts       = [
+    {{ address = "127.0.0.1", port = {server.port}, user = "{server.user}",
+       vcpus = 2, memory = 2GiB, name = "h1" }},
+  ]
+}}
+"""
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.ssh
+def test_post_trade_over_ssh_writes_the_same_bytes_as_local(
+    local_run: tuple[Run, dict[str, bytes]], sshd: SshServer, scratch: Path, tmp_path: Path
+) -> None:
+    computes = _ssh_computes(sshd, tmp_path)
+    work = _fresh_copy(scratch, "ssh")
+    run = _flowbatch_run(work, "--computes", str(computes), "--compute", "local=remote")
+    _assert_all_succeeded_on(run, "remote")
+    assert _outputs(work) == local_run[1]
+    # Written by the remote user, so the jobs really ran through sshd.
+    fbtest = pwd.getpwnam(sshd.user).pw_uid
+    assert {p.stat().st_uid for p in (work / "out").rglob("*") if p.is_file()} == {fbtest}
