@@ -28,6 +28,7 @@ S = JobState
 
 # Child status bytes in an array's table.
 CHILD_NEW, CHILD_LIVE, CHILD_OK, CHILD_FAILED = 0, 1, 2, 3
+_REUSED_TO_OK = bytes([CHILD_NEW, CHILD_OK]) + bytes(254)  # a reuse mask as status bytes
 
 Key = tuple[str, int | None]
 
@@ -133,6 +134,33 @@ class Cascade:
             task.state = advance(task.state, Event.DEPS_SUCCEEDED)
             self._emit(node.name, index, task.state, "", 0)
         return task
+
+    # -- reuse (`run --resume`) --------------------------------------------------------------
+    def _mark_reused(self, node: Node, mask: bytes | None) -> None:
+        """Before submission: an array's reused children (mask byte 1) are done already,
+        in its status table only, so that nothing ever makes them runnable."""
+        if mask is not None and node.size is not None:
+            node.status[:] = mask.translate(_REUSED_TO_OK)
+
+    def _submit_reused(self, node: Node, reason: str) -> None:
+        """Report the reused single job or array children of `node` as SUCCEEDED (through
+        Event.REUSED) and let their dependents go: they cost no record."""
+        if node.size is None:
+            task = node.task = Task(S.SUBMITTED)
+            self._emit(node.name, None, S.SUBMITTED, "", 0)
+            task.state = advance(task.state, Event.REUSED)
+            task.reason = reason
+            self._emit(node.name, None, task.state, reason, 0)
+            self._work.append((True, node.name, None, ""))
+            return
+        ok = advance(S.SUBMITTED, Event.REUSED)
+        status = node.status
+        index = status.find(CHILD_OK)
+        while index >= 0:
+            self._emit(node.name, index, S.SUBMITTED, "", 0)
+            self._emit(node.name, index, ok, reason, 0)
+            self._work.append((True, node.name, index, ""))
+            index = status.find(CHILD_OK, index + 1)
 
     # -- the cascade ------------------------------------------------------------------------
     def _root_of(self, name: str, index: int | None, reason: str) -> str:

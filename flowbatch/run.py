@@ -8,19 +8,16 @@ tasks report straight to the runner, which applies the report to the Frontier an
 turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding stays in
 `schedule`; rendering commands, environments and log directories happens here.
 
-Imports: compile, schedule, placement, state, model, template, executors.base (and
+Imports: compile, run_setup, schedule, placement, state, model, template, executors.base (and
 `flowbatch.executors.make_executor` lazily, as the default factory); anyio.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
-import secrets
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +27,21 @@ import anyio
 
 from flowbatch.compile import Plan
 from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, Attempt, ExecResult, Executor
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.model import ComputeEnv
 from flowbatch.placement import Pools
+from flowbatch.run_setup import limit_vcpus, new_job_ids, new_run_id, with_host
 from flowbatch.schedule import Frontier, Placement
 from flowbatch.state import JobEvent, JobState
 from flowbatch.template import Context, TemplateError, render_command
+
+__all__ = ["EventSink", "RunResult", "limit_vcpus", "new_job_ids", "new_run_id", "run_plan"]
 
 FLUSH_INTERVAL = 0.2  # seconds between sink flushes while events flow (the contract)
 HOST_CHECK_INTERVAL = 3.0  # seconds between checks of a lost host
 
 Control = Callable[[], Iterable[tuple[str, str, str]]]
 ExecutorFactory = Callable[[ComputeEnv], Executor]
+Fingerprint = Callable[[str, int | None], str]  # e.g. fingerprint.Fingerprints(plan).of
 
 
 class EventSink(Protocol):
@@ -63,28 +64,6 @@ class RunResult:
         return {"SUCCEEDED": 0, "FAILED": 1}.get(self.status, 130)
 
 
-def new_run_id(now: float | None = None) -> str:
-    """`YYYYMMDD-HHMMSS-xxxx`: UTC time and 4 random hex digits."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(2)}"
-
-
-def new_job_ids(plan: Plan) -> dict[str, str]:
-    """A fresh job id (a uuid4 string, as AWS) for every job of the plan."""
-    return {name: str(uuid.uuid4()) for name in plan.topo_order()}
-
-
-def limit_vcpus(computes: Mapping[str, ComputeEnv], max_vcpus: int) -> dict[str, ComputeEnv]:
-    """`--max-vcpus N`: local compute environments capped at N vCPUs."""
-    out: dict[str, ComputeEnv] = {}
-    for name, ce in computes.items():
-        if ce.type == "local" and ce.vcpus > max_vcpus:
-            hosts = tuple(dataclasses.replace(h, vcpus=min(h.vcpus, max_vcpus)) for h in ce.hosts)
-            ce = dataclasses.replace(ce, vcpus=max_vcpus, hosts=hosts)
-        out[name] = ce
-    return out
-
-
 async def run_plan(
     plan: Plan,
     *,
@@ -99,6 +78,9 @@ async def run_plan(
     max_vcpus: int | None = None,
     handle_signals: bool = False,
     rng: random.Random | None = None,
+    fingerprint: Fingerprint | None = None,
+    reuse: Mapping[str, bytes | None] | None = None,
+    reuse_reason: str = "",
 ) -> RunResult:
     """Run every job of `plan` to the end and report each state change to `sinks`.
 
@@ -108,6 +90,9 @@ async def run_plan(
     `compute_overrides` maps a compute environment name to the one to use instead
     (`--compute local=cluster`); `handle_signals` turns SIGINT/SIGTERM into a clean
     interruption (jobs terminated, sinks flushed, status INTERRUPTED).
+    `fingerprint(name, index)` is asked when an attempt starts and goes on its
+    SUCCEEDED event; `reuse` (jobs: None, arrays: a mask, 1 = reused) succeed at once
+    with `reuse_reason` (`run --resume`, see `flowbatch.resume`).
     Raises ValueError for an override naming an unknown compute environment.
     """
     if executors is None:
@@ -126,6 +111,8 @@ async def run_plan(
         overrides=compute_overrides or {},
         max_vcpus=max_vcpus,
         rng=rng or random.Random(),
+        fingerprint=fingerprint,
+        reuse=(reuse or {}, reuse_reason),
     )
     return await runner.run(handle_signals)
 
@@ -137,6 +124,7 @@ class _Live:
     result: ExecResult | None = None
     scope: anyio.CancelScope | None = None
     terminate: str | None = None  # the reason of a TerminateJob
+    fingerprint: str | None = None  # taken as it started: the inputs it read
 
 
 class _Started:
@@ -167,6 +155,8 @@ class _Runner:
         overrides: Mapping[str, str],
         max_vcpus: int | None,
         rng: random.Random,
+        fingerprint: Fingerprint | None,
+        reuse: tuple[Mapping[str, bytes | None], str],
     ) -> None:
         computes: Mapping[str, ComputeEnv] = plan.computes
         if max_vcpus is not None:
@@ -174,7 +164,7 @@ class _Runner:
         for old, new in overrides.items():
             if new not in computes:
                 raise ValueError(f"--compute {old}={new}: no compute environment `{new}`")
-        self.computes = {n: _with_host(ce) for n, ce in computes.items()}
+        self.computes = {n: with_host(ce) for n, ce in computes.items()}
         queue_ces = {
             q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()
         }
@@ -188,8 +178,14 @@ class _Runner:
         self.clock = clock
         self.control = control
         self.rng = rng
+        self.fingerprint = fingerprint
         self.frontier = Frontier(
-            plan, job_ids=job_ids, queue_computes=queue_ces, pools=Pools(self.computes)
+            plan,
+            job_ids=job_ids,
+            queue_computes=queue_ces,
+            pools=Pools(self.computes),
+            reuse=reuse[0],
+            reuse_reason=reuse[1],
         )
         self.executors: dict[str, Executor] = {}
         self.live: dict[tuple[str, int | None], _Live] = {}
@@ -252,6 +248,8 @@ class _Runner:
         live = self.live[key]
         try:
             live.attempt = self._attempt(p)
+            if self.fingerprint is not None:
+                live.fingerprint = self.fingerprint(p.name, p.index)
         except TemplateError as exc:
             self._drain()
             self._finish(
@@ -404,6 +402,14 @@ class _Runner:
             if c.index is not None:
                 job_id = f"{job_id}:{c.index}"
             live = self.live.get((c.name, c.index)) if c.attempt else None
+            fingerprint = None
+            if (
+                c.state is JobState.SUCCEEDED
+                and self.fingerprint is not None
+                and (c.index is not None or not self.plan.job(c.name).is_array)
+            ):
+                # A reused job's is the same as last time's (that is why it is reused).
+                fingerprint = live.fingerprint if live else self.fingerprint(c.name, c.index)
             if live is None or live.attempt is None:
                 event = JobEvent(
                     run_id=self.run_id,
@@ -414,6 +420,7 @@ class _Runner:
                     time=now,
                     reason=c.reason,
                     attempt=c.attempt,
+                    fingerprint=fingerprint,
                 )
             else:
                 a, result = live.attempt, live.result
@@ -432,6 +439,7 @@ class _Runner:
                     compute=a.compute.name,
                     host=a.host,
                     external_id=live.external_id,
+                    fingerprint=fingerprint,
                 )
             for sink in sinks:
                 sink.emit(event)
@@ -487,10 +495,3 @@ class _Runner:
                 assert self._tg is not None
                 self._tg.cancel_scope.cancel()
                 return
-
-
-def _with_host(ce: ComputeEnv) -> ComputeEnv:
-    if ce.hosts:
-        return ce
-    host = Host(name=ce.name, vcpus=ce.vcpus, memory=ce.memory, gpus=ce.gpus)
-    return dataclasses.replace(ce, hosts=(host,))

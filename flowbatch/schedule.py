@@ -73,9 +73,13 @@ class Frontier(Cascade):
         job_ids: Mapping[str, str],
         queue_computes: Mapping[str, tuple[str, ...]] | None = None,
         pools: Pools | None = None,
+        reuse: Mapping[str, bytes | None] | None = None,
+        reuse_reason: str = "",
     ) -> None:
         """`queue_computes` maps each queue to its compute environments after overrides
-        (default: as the plan says); `pools` is the capacity to place on."""
+        (default: as the plan says); `pools` is the capacity to place on. `reuse` names
+        the jobs (None) and array children (a mask, 1 = reused) that succeed at once
+        with `reuse_reason` (`run --resume`)."""
         super().__init__(job_ids)
         self.plan = plan
         self.pools = pools if pools is not None else Pools(plan.computes)
@@ -107,8 +111,17 @@ class Frontier(Cascade):
                     node.per_child += 1
             if node.spec.sequential:
                 node.per_child += 1
+        reuse = reuse or {}
+        for name, mask in reuse.items():
+            self._mark_reused(self._nodes[name], mask)
         for name in plan.topo_order():
-            self._submit(self._nodes[name])
+            node = self._nodes[name]
+            if node.size is None and name in reuse:
+                self._submit_reused(node, reuse_reason)
+                continue
+            self._submit(node)
+            if name in reuse:
+                self._submit_reused(node, reuse_reason)
         self._drain_work()
 
     # -- queries -------------------------------------------------------------------------
@@ -189,8 +202,10 @@ class Frontier(Cascade):
                 self._emit(node.name, None, task.state, "", 0)
             self._push(node, None, retried=False)
         elif node.per_child == 0:
-            node.cursor = 0
-            self._push(node, 0, retried=False)
+            # Children from the first not reused on are released in index order.
+            node.cursor = node.status.find(CHILD_NEW)
+            if node.cursor >= 0:
+                self._push(node, node.cursor, retried=False)
         else:
             for i in node.child_ready:
                 self._make_runnable(node, i)
@@ -251,8 +266,8 @@ class Frontier(Cascade):
                 out.append(self._start(node, index, *where))
                 placed_here += 1
                 if node.cursor >= 0 and index == node.cursor:
-                    node.cursor += 1
-                    if node.cursor < (node.size or 0):
+                    node.cursor = node.status.find(CHILD_NEW, index + 1)
+                    if node.cursor >= 0:
                         self._push(node, node.cursor, retried=False)
             if placed_here:
                 for entry in skipped:

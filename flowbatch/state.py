@@ -42,6 +42,7 @@ class Event(enum.Enum):
     EXITED_FINAL = "exited-final"  # the attempt failed and the job is done
     CANCEL = "cancel"  # AWS CancelJob: only jobs not yet STARTING
     TERMINATE = "terminate"  # AWS TerminateJob: any job not yet done
+    REUSED = "reused"  # `run --resume`: it succeeded in an earlier run and nothing changed
 
 
 S = JobState
@@ -69,6 +70,7 @@ TRANSITIONS: Final[Mapping[tuple[JobState, Event], JobState]] = MappingProxyType
         (S.RUNNABLE, E.TERMINATE): S.FAILED,
         (S.STARTING, E.TERMINATE): S.FAILED,
         (S.RUNNING, E.TERMINATE): S.FAILED,
+        (S.SUBMITTED, E.REUSED): S.SUCCEEDED,
     }
 )
 
@@ -136,3 +138,4 @@ class JobEvent:
     compute: str | None = None
     host: str | None = None
     external_id: str | None = None  # pid, SLURM job id, container id
+    fingerprint: str | None = None  # what a success was made of (`flowbatch.fingerprint`)

@@ -40,8 +40,8 @@ _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 _UPSERT_JOB: Final = """
 INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
                   status_reason, started_at, stopped_at, attempt, exit_code, compute,
-                  host, log_path, external_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  host, log_path, external_id, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id) DO UPDATE SET
     status = excluded.status,
     status_reason = excluded.status_reason,
@@ -52,7 +52,8 @@ ON CONFLICT (job_id) DO UPDATE SET
     compute = COALESCE(excluded.compute, jobs.compute),
     host = COALESCE(excluded.host, jobs.host),
     log_path = COALESCE(excluded.log_path, jobs.log_path),
-    external_id = COALESCE(excluded.external_id, jobs.external_id)
+    external_id = COALESCE(excluded.external_id, jobs.external_id),
+    fingerprint = COALESCE(excluded.fingerprint, jobs.fingerprint)
 """
 
 _UPSERT_ATTEMPT: Final = """
@@ -268,6 +269,35 @@ class Store:
                 (pipeline,),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def records(self, run_id: str) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+        """What `run_id` left of each job, for `run --resume`: job name -> {None for a
+        single job, or each array child's index that has a row -> (status,
+        fingerprint)}. A child the run never created has no entry."""
+        out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+        arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+        for job_id, name, status, fingerprint, size in self._conn.execute(
+            "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
+            " WHERE run_id = ? AND parent_id IS NULL",
+            (run_id,),
+        ):
+            if size is None:
+                out[name] = {None: (status or "SUBMITTED", fingerprint)}
+            else:
+                out[name] = arrays[job_id] = {}
+        parents = list(arrays)
+        # By parent, through the (parent_id, status) index: a run's children are found
+        # without scanning the other runs' rows.
+        for start in range(0, len(parents), _CHUNK):
+            chunk = parents[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for parent, index, status, fingerprint in self._conn.execute(
+                "SELECT parent_id, array_index, status, fingerprint FROM jobs"
+                f" WHERE parent_id IN ({marks})",
+                chunk,
+            ):
+                arrays[parent][index] = (status or "SUBMITTED", fingerprint)
+        return out
 
     def unknown_job(self, job_id: str) -> StoreError:
         """The error for an id that is not in the store, with a near id if one exists."""

@@ -39,7 +39,7 @@ STATIC_COLUMNS: Final = (
 # Positions in a folded job row (the order of the upsert's VALUES).
 (_J_ID, _J_RUN, _J_NAME, _J_PARENT, _J_INDEX, _J_CREATED, _J_STATUS, _J_REASON,
  _J_STARTED, _J_STOPPED, _J_ATTEMPT, _J_EXIT, _J_COMPUTE, _J_HOST, _J_LOG,
- _J_EXT) = range(16)  # fmt: skip
+ _J_EXT, _J_FP) = range(17)  # fmt: skip
 # Positions in a folded attempt row.
 (_A_ID, _A_N, _A_RUN, _A_STARTED, _A_STOPPED, _A_EXIT, _A_REASON, _A_STATUS_REASON,
  _A_LOG, _A_COMPUTE, _A_HOST, _A_EXT) = range(12)  # fmt: skip
@@ -123,7 +123,7 @@ def fold(
         if row is None:
             parent = job_id.rpartition(":")[0] if ev.index is not None else None
             row = [job_id, ev.run_id, ev.name, parent, ev.index, ev.time, None, "", None,
-                   None, 0, None, None, None, None, None]  # fmt: skip
+                   None, 0, None, None, None, None, None, None]  # fmt: skip
             jobs[job_id] = row
         row[_J_STATUS] = new._value_
         row[_J_REASON] = ev.reason
@@ -143,6 +143,8 @@ def fold(
             row[_J_LOG] = ev.log_path
         if ev.external_id is not None:
             row[_J_EXT] = ev.external_id
+        if ev.fingerprint is not None:
+            row[_J_FP] = ev.fingerprint
         if ev.attempt > 0 and job_id not in parents:
             _fold_attempt(attempts, ev, previous)
     return out

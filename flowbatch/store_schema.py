@@ -119,7 +119,14 @@ CREATE TABLE requests (
 CREATE INDEX requests_open ON requests (run_id, taken);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# v2 (resume): what each success was made of, and the top-level jobs of a run found
+# without a scan. The index is partial so that the children's inserts never pay for it.
+_V2: Final = """
+ALTER TABLE jobs ADD COLUMN fingerprint TEXT;
+CREATE INDEX jobs_by_run ON jobs (run_id) WHERE parent_id IS NULL;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
