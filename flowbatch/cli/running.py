@@ -6,7 +6,8 @@ request table).
 progress sink -> end_run. The runner never imports the store; the store's
 `take_requests` reaches it as the `control` callback.
 
-Imports: front, run, store, report, compile (types), state, diagnostics, cli.common; click, anyio.
+Imports: front, run, store, report, fingerprint, compile (types), state, diagnostics,
+cli.common, cli.planning; click, anyio.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
     help="Write a JUnit XML report of the run here (one test case per job).",
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse what succeeded in the latest run and has not changed (see `flowbatch plan`).",
+)
+@click.option(
     "--keep-days",
     type=click.FloatRange(min=0),
     default=7.0,
@@ -94,12 +100,15 @@ def run_command(
     overrides: tuple[str, ...],
     compute_files: tuple[Path, ...],
     junit: Path | None,
+    resume: bool,
     keep_days: float,
 ) -> None:
     """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
     2 for invalid input, 130 when interrupted."""
     import anyio
 
+    from flowbatch.cli.planning import resume_decision
+    from flowbatch.fingerprint import Fingerprints
     from flowbatch.front import load
     from flowbatch.run import new_job_ids, new_run_id, run_plan
     from flowbatch.store import Store, StoreError
@@ -121,11 +130,16 @@ def run_command(
         ctx.exit(2)
     try:
         prune(store, state, keep_days)
+        decision = resume_decision(store, plan, resume=resume)
         run_id = new_run_id()
         job_ids = new_job_ids(plan)
         store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
+        if resume:
+            done = decision.as_json()["summary"]["processesReused"]
+            since = decision.previous_run or "none"
+            click.echo(f"resume from run {since}: {done} processes reused", err=True)
         try:
             result = anyio.run(
                 functools.partial(
@@ -139,6 +153,9 @@ def run_command(
                     compute_overrides=compute_overrides,
                     max_vcpus=max_vcpus,
                     handle_signals=True,
+                    fingerprint=Fingerprints(plan).of,
+                    reuse=decision.reuse(),
+                    reuse_reason=decision.reason,
                 )
             )
         except ValueError as err:  # an override naming an unknown compute environment

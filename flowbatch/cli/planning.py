@@ -1,0 +1,140 @@
+"""CLI command: plan — what `flowbatch run` would run and why, job by job, without
+running anything (with `--resume`, against the latest run of the same pipeline).
+
+Also home of `resume_decision`, which `run --resume` shares so that the two never
+disagree.
+
+Imports: front, store, fingerprint, resume, compile (types), diagnostics, cli.common; click.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.diagnostics import FlowError
+
+if TYPE_CHECKING:
+    from flowbatch.compile import Plan
+    from flowbatch.resume import Decision, JobPlan
+    from flowbatch.store import Store
+
+
+def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
+    """What would run (and why) if `plan` ran now, with `resume` against its latest run."""
+    from flowbatch.fingerprint import Fingerprints
+    from flowbatch.resume import decide
+
+    if not resume:
+        return decide(plan, None, None, None, resume=False)
+    previous = store.latest_run(plan.path)
+    records = None if previous is None else store.records(previous)
+    return decide(plan, Fingerprints(plan), previous, records)
+
+
+@click.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@params_option
+@click.option("--resume", is_flag=True, help="Plan as `flowbatch run --resume` would run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (sorted keys).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where jobs.db is (default: .flowbatch beside FILE).",
+)
+@click.pass_context
+def plan_command(
+    ctx: click.Context,
+    file: Path,
+    params: tuple[str, ...],
+    resume: bool,
+    as_json: bool,
+    state_dir: Path | None,
+) -> None:
+    """Show what `flowbatch run FILE` would run and why, without running anything."""
+    from flowbatch.front import load
+    from flowbatch.store import Store, StoreError
+
+    try:
+        plan = load(file, parse_params(params))
+    except FlowError as err:
+        print_errors(err)
+        ctx.exit(2)
+    except OSError as err:
+        click.echo(f"error: cannot read `{file}`: {err.strerror}", err=True)
+        ctx.exit(2)
+    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    store: Store | None = None
+    if resume and (state / "jobs.db").exists():
+        try:
+            store = Store.open(state, create=False)
+        except StoreError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(2)
+    try:
+        if store is None:
+            from flowbatch.resume import decide
+
+            # Nothing has run here: everything is new, whatever --resume says.
+            decision = decide(plan, None, None, None, resume=resume)
+        else:
+            decision = resume_decision(store, plan, resume=True)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(decision.as_json(), indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(render_text(decision)))
+
+
+def render_text(decision: Decision) -> list[str]:
+    """The plan as lines for a terminal: a header, one line per job, a total."""
+    if not decision.resume:
+        head = f"{decision.pipeline}: without --resume every job runs (new)"
+    elif decision.previous_run is None:
+        head = f"{decision.pipeline}: no previous run, every job runs (new)"
+    else:
+        head = f"{decision.pipeline}: resuming from run {decision.previous_run}"
+    jobs = list(decision.jobs.values())
+    labels = [j.name if j.size is None else f"{j.name}[{j.size}]" for j in jobs]
+    width = max((len(label) for label in labels), default=0)
+    lines = [head]
+    for label, job in zip(labels, jobs, strict=True):
+        lines.append(f"  {label:<{width}}  {_action(job):<9}  {_why(job)}")
+    summary = decision.as_json()["summary"]
+    lines.append(
+        f"{summary['jobsRun']} of {summary['jobs']} jobs run; "
+        f"{summary['processesRun']} of {summary['processes']} processes run, "
+        f"{summary['processesReused']} reused"
+    )
+    return lines
+
+
+def _action(job: JobPlan) -> str:
+    if job.reused:
+        return "reuse"
+    if job.size is None or job.reruns == job.size:
+        return "run"
+    return f"run {job.reruns}"
+
+
+def _why(job: JobPlan) -> str:
+    if job.size is None:
+        return job.reason
+    parts = []
+    for reason, n in job.counts.items():
+        shown = job.examples.get(reason, [])
+        if reason == "unchanged" or n == job.size:
+            parts.append(f"{reason} {n}" if n != job.size else reason)
+            continue
+        more = ", ..." if n > len(shown) else ""
+        parts.append(f"{reason} {n} ({', '.join(map(str, shown))}{more})")
+    return "; ".join(parts)
+
+
+COMMANDS: list[click.Command] = [plan_command]
