@@ -164,7 +164,8 @@ def _decide_job(
         if dep.kind is DepKind.N_TO_N and isinstance(up, bytearray):
             per_child.append(up)
         elif isinstance(up, bytearray):
-            upstream |= bool(up[dep.index]) if dep.kind is DepKind.ELEMENT else any(up)
+            element = dep.kind is DepKind.ELEMENT and dep.index is not None
+            upstream |= bool(up[dep.index or 0]) if element else any(up)
         else:
             upstream |= up
     inputs = fps.inputs(name)
@@ -212,6 +213,6 @@ def _decide_job(
         shown = examples.setdefault(why, [])
         if len(shown) < EXAMPLES:
             shown.append(i)
-    ordered = {r: counts[r] for r in REASONS if r in counts}
+    ordered: dict[str, int] = {r: counts[r] for r in REASONS if r in counts}
     main = next((r for r in ordered if r != UNCHANGED), UNCHANGED)
     return JobPlan(name, size, main, ordered, {r: examples[r] for r in ordered}, mask)
