@@ -88,6 +88,7 @@ class SshServer:
     wrong_known_hosts: Path  # the right address with another host's key
     config: Path
     log: Path
+    keys_dir: Path | None = None  # this session's authorized_keys, removed at the end
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -137,7 +138,7 @@ def make_server(root: Path) -> SshServer:
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
         engine_unavailable("sshd", f"{SSHD} or ssh-keygen is missing")
     try:
-        account = pwd.getpwnam(USER)
+        pwd.getpwnam(USER)
     except KeyError:
         engine_unavailable("sshd", f"the test user `{USER}` does not exist")
     if os.geteuid() != 0:
@@ -150,13 +151,15 @@ def make_server(root: Path) -> SshServer:
     other_key = _keygen(root / "other_host_key")
     client_pub = _keygen(root / "client_key")
 
-    ssh_dir = Path(account.pw_dir) / ".ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    authorized = ssh_dir / "authorized_keys"
+    # Each session authorizes its own key in its own file, so that two test sessions
+    # at once (two developers, or CI and a developer) do not replace each other's key
+    # in ~fbtest/.ssh. Under /run, not /tmp: StrictModes refuses a path below a
+    # world-writable directory.
+    keys_dir = Path(tempfile.mkdtemp(prefix="flowbatch-sshd-", dir="/run"))
+    os.chmod(keys_dir, 0o755)
+    authorized = keys_dir / "authorized_keys"
     authorized.write_text(client_pub + "\n")
-    for path, mode in ((ssh_dir, 0o700), (authorized, 0o600)):
-        os.chown(path, account.pw_uid, account.pw_gid)
-        os.chmod(path, mode)
+    os.chmod(authorized, 0o644)
 
     (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key}\n")
     (root / "known_hosts_wrong").write_text(f"[127.0.0.1]:{port} {other_key}\n")
@@ -172,7 +175,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 AllowUsers {USER}
 UsePAM no
-AuthorizedKeysFile .ssh/authorized_keys
+AuthorizedKeysFile {authorized}
 MaxStartups 50:30:100
 MaxSessions 100
 LogLevel INFO
@@ -187,6 +190,7 @@ LogLevel INFO
         wrong_known_hosts=root / "known_hosts_wrong",
         config=config,
         log=root / "sshd.log",
+        keys_dir=keys_dir,
     )
 
 
@@ -202,6 +206,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         yield server
     finally:
         server.stop()
+        if server.keys_dir is not None:
+            shutil.rmtree(server.keys_dir, ignore_errors=True)
 
 
 @pytest.fixture
