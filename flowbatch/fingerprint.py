@@ -56,7 +56,7 @@ class Fingerprints:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self._dir = Path(plan.path).absolute().parent
-        self._static: dict[str, str] = {}  # job -> digest of image, env, parameters
+        self._static: dict[object, str] = {}  # image, env, parameters -> their digest
         self._renders: dict[tuple[object, ...], str] = {}
         self._per_job: dict[str, tuple[str | tuple[str, ...], bool, bool, str]] = {}
         self._inputs: dict[str, str] = {}
@@ -65,6 +65,17 @@ class Fingerprints:
     def of(self, name: str, index: int | None = None) -> str:
         """The fingerprint of job `name` (array child `index`)."""
         return f"{self.command(name, index)}.{self.inputs(name)}"
+
+    def children(self, name: str) -> list[str]:
+        """The fingerprint of every child of array `name`, by index: one render per
+        child only when the command names `array`."""
+        spec = self.plan.job(name)
+        size = spec.array_size or 0
+        inputs = self.inputs(name)
+        facts = self._per_job.get(name) or self._job_facts(name)
+        if not facts[1]:
+            return [f"{self.command(name, 0)}.{inputs}"] * size
+        return [f"{self.command(name, i)}.{inputs}" for i in range(size)]
 
     def command(self, name: str, index: int | None = None) -> str:
         """The digest of what `name` (child `index`) runs: command, image, env, parameters."""
@@ -89,14 +100,16 @@ class Fingerprints:
         return facts
 
     def _static_digest(self, spec: JobSpec) -> str:
-        digest = self._static.get(spec.name)
+        # Keyed by the facts themselves: 10,000 jobs of one definition hash them once.
+        key = (spec.image, tuple(spec.env.items()), tuple(spec.parameters.items()))
+        digest = self._static.get(key)
         if digest is None:
             facts = {
                 "image": spec.image,
                 "env": dict(spec.env),
                 "parameters": dict(spec.parameters),
             }
-            digest = self._static[spec.name] = _digest(json.dumps(facts, sort_keys=True))
+            digest = self._static[key] = _digest(json.dumps(facts, sort_keys=True))
         return digest
 
     def _render(self, name: str, index: int | None, static: str) -> str:
@@ -150,6 +163,8 @@ class Fingerprints:
     def outputs_missing(self, name: str) -> list[str]:
         """The `outputs` globs of job `name` that match no file now."""
         spec = self.plan.job(name)
+        if not spec.outputs:
+            return []
         root = self.workdir(spec)
         return [p for p in spec.outputs if not glob.glob(p, root_dir=root, recursive=True)]
 

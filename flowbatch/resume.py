@@ -168,23 +168,20 @@ def _decide_job(
             upstream |= bool(up[dep.index or 0]) if element else any(up)
         else:
             upstream |= up
-    inputs = fps.inputs(name)
     outputs_gone: bool | None = None  # looked at only when it could matter
 
-    def reason(index: int | None, record: tuple[str, str | None] | None) -> str:
+    def reason(record: tuple[str, str | None] | None, expected: str) -> str:
         nonlocal outputs_gone
         if record is None:
             return NEW
         status, stored = record
         if status != "SUCCEEDED":
             return FAILED
-        parts = split(stored)
-        if parts is None:
-            return NEW  # recorded before fingerprints existed
-        if parts[0] != fps.command(name, index):
-            return COMMAND
-        if parts[1] != inputs:
-            return INPUT
+        if stored != expected:
+            parts = split(stored)
+            if parts is None:
+                return NEW  # recorded before fingerprints existed
+            return COMMAND if parts[0] != expected.partition(".")[0] else INPUT
         if outputs_gone is None:
             outputs_gone = bool(fps.outputs_missing(name))
         if outputs_gone:
@@ -192,7 +189,7 @@ def _decide_job(
         return UPSTREAM if upstream else UNCHANGED
 
     if size is None:
-        why = reason(None, None if previous is None else previous.get(None))
+        why = reason(None if previous is None else previous.get(None), fps.of(name))
         return JobPlan(name, None, why, {why: 1})
     if previous is None:
         return _all(name, size, NEW)
@@ -201,8 +198,9 @@ def _decide_job(
     mask = bytearray(size)
     sequential = spec.sequential
     get = previous.get
+    expected = fps.children(name)
     for i in range(size):
-        why = reason(i, get(i))
+        why = reason(get(i), expected[i])
         if why == UNCHANGED and (
             any(up[i] for up in per_child) or (sequential and i and not mask[i - 1])
         ):

@@ -256,8 +256,17 @@ class Store:
         """Every run, newest first, with counts of its top-level jobs by state."""
         return views.runs(self._conn)
 
-    def latest_run(self, pipeline: str | None = None) -> str | None:
-        """The newest run of `pipeline` (a path as given to begin_run), or of any."""
+    def latest_run(self, pipeline: str | None = None, *, aliases: Iterable[str] = ()) -> str | None:
+        """The newest run of `pipeline` (a path as given to begin_run) or of any of its
+        `aliases` (the same file spelled otherwise), or of any pipeline."""
+        names = list(dict.fromkeys([*([] if pipeline is None else [pipeline]), *aliases]))
+        if len(names) > 1:
+            row = self._conn.execute(
+                f"SELECT run_id FROM runs WHERE pipeline IN ({', '.join('?' * len(names))})"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                names,
+            ).fetchone()
+            return None if row is None else str(row[0])
         if pipeline is None:
             row = self._conn.execute(
                 "SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1"

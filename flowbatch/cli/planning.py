@@ -10,6 +10,7 @@ Imports: front, store, fingerprint, resume, compile (types), diagnostics, cli.co
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,9 @@ def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
 
     if not resume:
         return decide(plan, None, None, None, resume=False)
-    previous = store.latest_run(plan.path)
+    # The same file, however it was spelled on the command line last time.
+    spellings = (os.path.abspath(plan.path), os.path.realpath(plan.path))
+    previous = store.latest_run(plan.path, aliases=spellings)
     records = None if previous is None else store.records(previous)
     return decide(plan, Fingerprints(plan), previous, records)
 
