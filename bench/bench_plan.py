@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_front import big_pipeline  # noqa: E402
+from bench_front import big_pipeline
 
-from flowbatch.fingerprint import Fingerprints  # noqa: E402
-from flowbatch.front import load  # noqa: E402
-from flowbatch.resume import decide  # noqa: E402
-from flowbatch.run import new_job_ids, new_run_id  # noqa: E402
-from flowbatch.state import JobEvent, JobState  # noqa: E402
-from flowbatch.store import Store  # noqa: E402
+from flowbatch.fingerprint import Fingerprints
+from flowbatch.front import load
+from flowbatch.resume import decide
+from flowbatch.run import new_job_ids, new_run_id
+from flowbatch.state import JobEvent, JobState
+from flowbatch.store import Store
 
 
 def populate(path: Path, state: Path) -> float:
@@ -98,13 +98,15 @@ def main() -> None:
         state = Path(tmp, "state")
         print(f"populate the store (100,000 SUCCEEDED children): {populate(path, state):.1f} s")
         fb = [sys.executable, "-m", "flowbatch"]
+        where = ["--state-dir", str(state)]
         rows = [
             ("validate (the parsing floor)", timed([*fb, "validate", str(path)], args.repeat)),
             ("plan (no --resume)", timed([*fb, "plan", str(path)], args.repeat)),
-            ("plan --resume", timed([*fb, "plan", "--resume", str(path), "--state-dir",
-                                     str(state)], args.repeat)),  # fmt: skip
-            ("plan --resume --json", timed([*fb, "plan", "--resume", "--json", str(path),
-                                            "--state-dir", str(state)], args.repeat)),  # fmt: skip
+            ("plan --resume", timed([*fb, "plan", "--resume", str(path), *where], args.repeat)),
+            (
+                "plan --resume --json",
+                timed([*fb, "plan", "--resume", "--json", str(path), *where], args.repeat),
+            ),
         ]
         rows += phases(path, state)
     print(f"{'workload (100,000 processes)':40} {'best s':>8}")
