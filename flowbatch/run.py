@@ -235,7 +235,9 @@ class _Runner:
         for p in placements:
             self._launch(p)
         self._drain()
-        if self.live or self.held:
+        # A lost host may come back (`_check_hosts` dispatches again when it does): a run
+        # waits for it, as AWS leaves such jobs RUNNABLE, rather than ending as stalled.
+        if self.live or self.held or self.lost:
             return
         if not self.frontier.done:
             # Nothing runs and nothing can be placed: what is left waits in a disabled

@@ -278,11 +278,6 @@ def _hold_attempts(state: Path, pipeline: Path) -> list[dict[str, object]]:
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py _Runner._dispatch ends the run as stalled while a host is lost "
-    "instead of waiting for check_host (fix: also return early when self.lost)",
-)
 @pytest.mark.slow
 @pytest.mark.ssh
 def test_a_host_lost_mid_run_is_retried_when_it_comes_back(

@@ -178,8 +178,8 @@ def run_command(
         )
     if result.status == "INTERRUPTED":
         click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
-    elif result.failed:
-        click.echo(f"run {run_id} failed: {', '.join(result.failed)}", err=True)
+    elif result.failed or result.stalled:
+        click.echo(f"run {run_id} failed: {', '.join(result.failed or result.stalled)}", err=True)
     else:
         click.echo(f"run {run_id} succeeded", err=True)
     ctx.exit(result.exit_code)
