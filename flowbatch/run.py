@@ -436,6 +436,7 @@ class _Runner:
                     reason=c.reason,
                     attempt=c.attempt,
                     exit_code=None if result is None else result.exit_code,
+                    peak_memory=None if result is None else result.peak_memory,
                     attempt_reason="" if result is None else result.reason,
                     log_path=str(a.log_dir),
                     compute=a.compute.name,

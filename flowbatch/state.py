@@ -138,4 +138,5 @@ class JobEvent:
     compute: str | None = None
     host: str | None = None
     external_id: str | None = None  # pid, SLURM job id, container id
+    peak_memory: int | None = None  # MiB, the attempt's largest resident set, where known
     fingerprint: str | None = None  # what a success was made of (`flowbatch.fingerprint`)

@@ -58,8 +58,9 @@ ON CONFLICT (job_id) DO UPDATE SET
 
 _UPSERT_ATTEMPT: Final = """
 INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
-                      reason, status_reason, log_path, compute, host, external_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      reason, status_reason, log_path, compute, host, external_id,
+                      peak_memory)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     started_at = COALESCE(excluded.started_at, attempts.started_at),
     stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
@@ -69,7 +70,8 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
     log_path = COALESCE(excluded.log_path, attempts.log_path),
     compute = COALESCE(excluded.compute, attempts.compute),
     host = COALESCE(excluded.host, attempts.host),
-    external_id = COALESCE(excluded.external_id, attempts.external_id)
+    external_id = COALESCE(excluded.external_id, attempts.external_id),
+    peak_memory = COALESCE(excluded.peak_memory, attempts.peak_memory)
 """
 
 _INSERT_EVENT: Final = """

@@ -42,7 +42,7 @@ STATIC_COLUMNS: Final = (
  _J_EXT, _J_FP) = range(17)  # fmt: skip
 # Positions in a folded attempt row.
 (_A_ID, _A_N, _A_RUN, _A_STARTED, _A_STOPPED, _A_EXIT, _A_REASON, _A_STATUS_REASON,
- _A_LOG, _A_COMPUTE, _A_HOST, _A_EXT) = range(12)  # fmt: skip
+ _A_LOG, _A_COMPUTE, _A_HOST, _A_EXT, _A_PEAK) = range(13)  # fmt: skip
 
 
 def static_row(
@@ -157,7 +157,7 @@ def _fold_attempt(
     row = attempts.get(key)
     if row is None:
         row = [ev.job_id, ev.attempt, ev.run_id, None, None, None, None, None, None, None,
-               None, None]  # fmt: skip
+               None, None, None]  # fmt: skip
         attempts[key] = row
     if ev.log_path is not None:
         row[_A_LOG] = ev.log_path
@@ -175,6 +175,7 @@ def _fold_attempt(
         row[_A_EXIT] = ev.exit_code
         row[_A_REASON] = ev.attempt_reason
         row[_A_STATUS_REASON] = ev.reason
+        row[_A_PEAK] = ev.peak_memory
 
 
 def illegal(

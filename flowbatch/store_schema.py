@@ -126,7 +126,12 @@ ALTER TABLE jobs ADD COLUMN fingerprint TEXT;
 CREATE INDEX jobs_by_run ON jobs (run_id) WHERE parent_id IS NULL;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+# v3: each attempt's peak memory (MiB), where the executor can measure it.
+_V3: Final = """
+ALTER TABLE attempts ADD COLUMN peak_memory INTEGER;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

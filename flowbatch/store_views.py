@@ -136,6 +136,7 @@ def _attempt(a: sqlite3.Row) -> dict[str, Any]:
             "exitCode": a["exit_code"],
             "reason": a["reason"],
             "logStreamName": a["log_path"],
+            "peakMemory": a["peak_memory"],  # MiB; beyond AWS, which has no such field
         },
         "startedAt": _ms(a["started_at"]),
         "stoppedAt": _ms(a["stopped_at"]),

@@ -235,3 +235,18 @@ async def test_container_attempt_exiting_normally_has_no_reason(
     attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 1 and result.reason == ""
+
+
+async def test_peak_memory_is_measured_per_attempt(tmp_path: Path, executor: LocalExecutor) -> None:
+    # A child of the shell touches 120 MiB; a bare `true` stays tiny. Both are measured
+    # by the kernel (wait4's ru_maxrss), so the bounds are loose but cannot both hold
+    # unless the executor reports the attempt's own peak.
+    hog = _attempt(
+        tmp_path,
+        'python3 -c "b = bytearray(120 * 2**20); b[::4096] = b\\"x\\" * len(b[::4096])"',
+    )
+    hog_result, _ = await _run(executor, hog)
+    small_result, _ = await _run(executor, _attempt(tmp_path, "true"))
+    assert hog_result.ok and small_result.ok
+    assert hog_result.peak_memory is not None and hog_result.peak_memory >= 120
+    assert small_result.peak_memory is not None and small_result.peak_memory < 60

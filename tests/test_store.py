@@ -120,6 +120,7 @@ def run_single(store: Store, job_id: str = "id-prep") -> list[JobState]:
             exit_code=137,
             attempt_reason="OutOfMemoryError",
             reason="Essential container in task exited",
+            peak_memory=511,
         ),
         ev(job_id, S.STARTING, 6, attempt=2, log_path=log2, compute="local"),
         ev(job_id, S.RUNNING, 7, attempt=2),
@@ -194,7 +195,9 @@ def test_describe_is_shaped_like_describe_jobs(store: Store) -> None:
         "exitCode": 137,
         "reason": "OutOfMemoryError",
         "logStreamName": "/logs/prep/attempt-1",
+        "peakMemory": 511,
     }
+    assert second["container"]["peakMemory"] is None  # not measured: shown as unknown
     assert first["startedAt"] == round((T0 + 3) * 1000)
     assert first["stoppedAt"] == round((T0 + 5) * 1000)
     assert first["statusReason"] == "Essential container in task exited"

@@ -113,24 +113,29 @@ class LocalExecutor:
                 ended = True
             if ended:
                 _kill_group(proc.pid, signal.SIGKILL)  # leftovers of the job's tree
-                code = _exit_code(proc.wait())
+                code, peak = _reap(proc)
                 return ExecResult(
-                    exit_code=code, reason=_container_reason(container, code), host=attempt.host
+                    exit_code=code,
+                    reason=_container_reason(container, code),
+                    host=attempt.host,
+                    peak_memory=peak,
                 )
             await self._stop(proc, pidfd, container)
-            code = _exit_code(proc.wait())
+            code, peak = _reap(proc)
             if spot_at is not None and (limit is None or spot_at < limit):
                 instance = f"i-{self._rng.getrandbits(68):017x}"
                 return ExecResult(
                     exit_code=code,
                     status_reason=REASON_SPOT.format(instance=instance),
                     host=attempt.host,
+                    peak_memory=peak,
                 )
             return ExecResult(
                 exit_code=code,
                 status_reason=f"{REASON_TIMEOUT} ({_seconds(limit)})",
                 retryable=False,
                 host=attempt.host,
+                peak_memory=peak,
             )
         finally:
             if proc.returncode is None:  # cancelled: cancel/terminate or the run interrupted
@@ -177,6 +182,21 @@ class LocalExecutor:
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, int | None]:
+    """The exit code of a process that has ended, and its peak memory in MiB.
+
+    `os.wait4` reaps it and returns its resource usage: ru_maxrss is the largest
+    resident set of the process and of the descendants it waited for (KiB on Linux),
+    which is the job's peak for a shell and the commands it runs. Popen is told the
+    return code so it does not try to reap the process again."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped already (by Popen, in a cancelled attempt)
+        return _exit_code(proc.wait()), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return _exit_code(proc.returncode), max(1, -(-usage.ru_maxrss // 1024))
 
 
 def _exit_code(returncode: int) -> int:
