@@ -283,6 +283,8 @@ class Reporter:
             text += f" attempt {ev.attempt}"
         if ev.state is _S.FAILED:
             text += f": {_why(ev)}"
+        elif ev.state is _S.SUCCEEDED and ev.reason:  # e.g. reused by --resume
+            text += f" ({ev.reason})"
         elif ev.state is _S.RUNNABLE and ev.attempt:
             text += f" failed, will retry: {_why(ev)}"
         return text

@@ -265,10 +265,7 @@ class Frontier(Cascade):
                 heapq.heappop(heap)
                 out.append(self._start(node, index, *where))
                 placed_here += 1
-                if node.cursor >= 0 and index == node.cursor:
-                    node.cursor = node.status.find(CHILD_NEW, index + 1)
-                    if node.cursor >= 0:
-                        self._push(node, node.cursor, retried=False)
+                self._advance_cursor(node, index)
             if placed_here:
                 for entry in skipped:
                     key = (entry[5], None if entry[4] < 0 else entry[4])
@@ -276,6 +273,14 @@ class Frontier(Cascade):
             for entry in skipped:
                 heapq.heappush(heap, entry)
         return out
+
+    def _advance_cursor(self, node: Node, index: int | None) -> None:
+        """Child `index` leaves the cursor (placed, or cancelled before it was): release
+        the next child not yet made, so the array goes on."""
+        if index is not None and node.cursor >= 0 and index == node.cursor:
+            node.cursor = node.status.find(CHILD_NEW, index + 1)
+            if node.cursor >= 0:
+                self._push(node, node.cursor, retried=False)
 
     def _live_entry(self, node: Node, index: int | None) -> bool:
         if index is None:
@@ -380,6 +385,7 @@ class Frontier(Cascade):
             task = self._task_or_none(name, index)
             if task is None and index is not None and node.status[index] == CHILD_NEW:
                 self._fail_child(node, index, reason, self._root_of(name, index, reason), event)
+                self._advance_cursor(node, index)
             elif task is not None and task.state in (S.STARTING, S.RUNNING):
                 if terminate:
                     to_kill.append((name, index))
