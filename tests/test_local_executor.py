@@ -238,15 +238,16 @@ async def test_container_attempt_exiting_normally_has_no_reason(
 
 
 async def test_peak_memory_is_measured_per_attempt(tmp_path: Path, executor: LocalExecutor) -> None:
-    # A child of the shell touches 120 MiB; a bare `true` stays tiny. Both are measured
-    # by the kernel (wait4's ru_maxrss), so the bounds are loose but cannot both hold
-    # unless the executor reports the attempt's own peak.
+    # A child of the shell touches 400 MiB, more than this test process holds, so the
+    # kernel's figure is the job's own. A bare `true` is below what the kernel folds in
+    # from the parent at exec time, so it is reported as unknown rather than as the
+    # parent's size.
     hog = _attempt(
         tmp_path,
-        'python3 -c "b = bytearray(120 * 2**20); b[::4096] = b\\"x\\" * len(b[::4096])"',
+        'python3 -c "b = bytearray(400 * 2**20); b[::4096] = b\\"x\\" * len(b[::4096])"',
     )
     hog_result, _ = await _run(executor, hog)
     small_result, _ = await _run(executor, _attempt(tmp_path, "true"))
     assert hog_result.ok and small_result.ok
-    assert hog_result.peak_memory is not None and hog_result.peak_memory >= 120
-    assert small_result.peak_memory is not None and small_result.peak_memory < 60
+    assert hog_result.peak_memory is not None and 400 <= hog_result.peak_memory < 600
+    assert small_result.peak_memory is None

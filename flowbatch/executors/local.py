@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
 import signal
 import subprocess
 from pathlib import Path
@@ -185,18 +186,22 @@ def _kill_group(pgid: int, sig: int) -> None:
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, int | None]:
-    """The exit code of a process that has ended, and its peak memory in MiB.
+    """The exit code of a process that has ended, and its peak memory in MiB if known.
 
-    `os.wait4` reaps it and returns its resource usage: ru_maxrss is the largest
-    resident set of the process and of the descendants it waited for (KiB on Linux),
-    which is the job's peak for a shell and the commands it runs. Popen is told the
-    return code so it does not try to reap the process again."""
+    `os.wait4` reaps it and returns its resource usage. Its ru_maxrss is the largest
+    resident set of the process and of the descendants it waited for, but Linux also
+    folds in the memory the child had before its exec, which is this process's own
+    (fork and vfork alike). A figure no larger than flowbatch's own peak therefore says
+    nothing about the job and is reported as unknown; a larger one is the job's.
+    Popen is told the return code so that it does not try to reap the process again."""
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except ChildProcessError:  # reaped already (by Popen, in a cancelled attempt)
         return _exit_code(proc.wait()), None
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return _exit_code(proc.returncode), max(1, -(-usage.ru_maxrss // 1024))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = usage.ru_maxrss if usage.ru_maxrss > own else None
+    return _exit_code(proc.returncode), None if peak is None else -(-peak // 1024)
 
 
 def _exit_code(returncode: int) -> int:
