@@ -115,18 +115,18 @@ def collect(
     gives one job's attempts. Relative log paths are read from under `log_root`."""
     rows: list[JobRow] = []
     bars: list[AttemptBar] = []
-    peaks_seen = False
     for job in jobs:
         if (job.get("arrayProperties") or {}).get("size") is not None:
-            row, seen = _array_row(job, children, describe, log_root, bars)
+            row, _ = _array_row(job, children, describe, log_root, bars)
         else:
-            row, seen = _single_row(job, describe, log_root, bars)
+            row, _ = _single_row(job, describe, log_root, bars)
         rows.append(row)
-        peaks_seen = peaks_seen or seen
     missing = []
-    if not peaks_seen:
+    if not all(row.peak_memory is not None for row in rows):
         missing.append(
-            "peak memory: no attempt record carries it (the executors do not report it yet)"
+            "peak memory — : not known. The local executor measures a job only when it "
+            "uses more memory than flowbatch itself (the kernel folds the runner's own "
+            "size into smaller figures); the ssh and slurm executors do not measure it"
         )
     return RunReport(
         run_id=str(run["runId"]),
