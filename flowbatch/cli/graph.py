@@ -16,26 +16,15 @@ from typing import Any, NoReturn
 
 import click
 
+from flowbatch.cli.common import params_option, parse_params, print_errors
 from flowbatch.compile import Plan
 from flowbatch.diagnostics import FlowError
-from flowbatch.diagnostics import render as render_error
 from flowbatch.front import load
 from flowbatch.render import RenderError, StateView, dot_to_image, to_json
 from flowbatch.render_dot import to_dot
 from flowbatch.render_mermaid import to_mermaid
 
 FORMATS = {".dot": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid", ".json": "json"}
-
-
-def parse_params(values: tuple[str, ...]) -> dict[str, str]:
-    """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
-    params: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="'-p'")
-        params[name.strip()] = value
-    return params
 
 
 def run_states(state_dir: Path, run_id: str, pipeline: str) -> tuple[str, dict[str, StateView]]:
@@ -74,8 +63,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @click.command("graph")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Override a pipeline parameter (repeatable).")  # fmt: skip
+@params_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write .dot, .svg, .png (Graphviz), .mmd (Mermaid) or .json.")  # fmt: skip
 @click.option("--group-by-queue", is_flag=True, help="Draw each queue's jobs in a box.")
@@ -102,7 +90,8 @@ def graph(
     try:
         plan = load(file, parse_params(params))
     except FlowError as err:
-        _fail(render_error(err), 2)
+        print_errors(err)
+        raise SystemExit(2) from None
     states: dict[str, StateView] | None = None
     if run_id is not None:
         from flowbatch.store import StoreError
