@@ -11,7 +11,8 @@ Imports: syntax, model, values, jobs, diagnostics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -21,7 +22,6 @@ from flowbatch.diagnostics import FlowError, Kind, did_you_mean
 from flowbatch.jobs import JobBuilder
 from flowbatch.model import (
     DEFAULT_QUEUE,
-    ComputeEnv,
     ParamValue,
     Pipeline,
     Queue,
@@ -56,7 +56,10 @@ def analyze(
     blocks = _collect(files, errors)
     params = _params(blocks.params, overrides or {}, errors)
     computes = build_computes(blocks.computes, params, machine, errors)
-    queues = _queues(blocks.queues, computes, params, errors)
+    # A compute environment that failed to build was reported; naming it is not a second
+    # mistake, so queues look names up among everything declared.
+    known = {*computes, *blocks.computes}
+    queues = _queues(blocks.queues, known, params, errors)
     builder = JobBuilder(
         params=params,
         definitions=blocks.definitions,
@@ -184,13 +187,13 @@ def _example(param: s.Param) -> str:
 
 
 def _convert_override(text: str, type_name: str) -> ParamValue | None:
-    import math
-
+    """`-p` text as the parameter's type, or None when it is not one."""
     try:
         if type_name == "int":
             return int(text)
         if type_name == "float":
-            return float(text)
+            value = float(text)
+            return value if math.isfinite(value) else None  # nan, inf, 1e999
     except ValueError:
         return None
     if type_name == "bool":
@@ -205,7 +208,7 @@ def _convert_override(text: str, type_name: str) -> ParamValue | None:
 
 def _queues(
     blocks: Mapping[str, s.Block],
-    computes: Mapping[str, ComputeEnv],
+    computes: Collection[str],
     params: Mapping[str, ParamValue],
     errors: Collector,
 ) -> dict[str, Queue]:
@@ -227,7 +230,7 @@ def _queues(
 def _queue(
     block: s.Block,
     values: Mapping[str, s.Value],
-    computes: Mapping[str, ComputeEnv],
+    computes: Collection[str],
     errors: Collector,
 ) -> Queue:
     compute: tuple[str, ...] = ("local",)

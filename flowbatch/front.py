@@ -39,8 +39,8 @@ def load(
     path = str(path)
     try:
         text = _read(path)
-    except OSError as exc:
-        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {exc.strerror or exc}", None) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {_why(exc)}", None) from None
     if computes:
         # Spelled as import statements so they get the same checks and messages;
         # the paths are made relative to the pipeline, as imports are.
@@ -118,8 +118,8 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
             continue
         try:
             text = read(target)
-        except OSError as exc:
-            errors.append(_unreadable(statement.path_span, target, exc.strerror or str(exc)))
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(_unreadable(statement.path_span, target, _why(exc)))
             continue
         imported = parse(text, target)
         out.append(imported)
@@ -130,6 +130,12 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
     if errors:
         raise FlowError.many(errors)
     return out
+
+
+def _why(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"
+    return exc.strerror or str(exc)
 
 
 def _unreadable(span: Span, target: str, why: str) -> FlowError:

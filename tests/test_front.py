@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from flowbatch import FlowError, Kind, load_text
+from flowbatch import FlowError, Kind, load, load_text
 from flowbatch.computes import Machine
 from flowbatch.model import DepKind
 from flowbatch.template import Context, render_command
@@ -196,3 +198,28 @@ def test_ssh_without_known_hosts_is_refused() -> None:
 def test_a_bad_override_is_reported_once() -> None:
     err = error_of('param n = 4\njob a {\n  command = "x"\n  array = params.n\n}\n', n="four")
     assert err.kind is Kind.PARAM_TYPE and len(err.errors) == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_a_float_parameter_must_be_finite(value: str) -> None:
+    err = error_of('param alpha = 0.5\njob a {\n  command = "x"\n}\n', alpha=value)
+    assert err.kind is Kind.PARAM_TYPE
+
+
+def test_a_broken_compute_environment_is_reported_once() -> None:
+    err = error_of(
+        'compute far {\n  type = "ssh"\n  hosts = ["u@h"]\n}\n'
+        'queue q {\n  compute = [far]\n}\njob a {\n  command = "x"\n  queue = q\n}\n'
+    )
+    assert [e.kind for e in err.errors] == [Kind.MISSING_ATTRIBUTE]
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bin.flow"
+    bad.write_bytes(b"\xff\xfejob")
+    main = tmp_path / "main.flow"
+    main.write_text('import "bin.flow"\njob a {\n  command = "x"\n}\n')
+    for path in (bad, main):
+        with pytest.raises(FlowError) as info:
+            load(path)
+        assert info.value.kind is Kind.IMPORT and "not UTF-8" in info.value.message
