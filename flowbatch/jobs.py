@@ -8,6 +8,7 @@ Imports: syntax, model, values, template, diagnostics.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TypeVar
 
 import flowbatch.syntax as s
@@ -279,7 +280,15 @@ class JobBuilder:
             else [spec.span]
         )
         for part, span in zip(parts, spans, strict=False):
-            exc = self._verdict(part, ctx, isinstance(spec.command, str), spec.parameters)
+            shell = isinstance(spec.command, str)
+            exc = self._verdict(part, ctx, shell, spec.parameters)
+            where = ""
+            if exc is None and spec.array_size:
+                # The last child too: an index used to pick from a list or a range fails
+                # at the end, not at 0, and finding that at run time costs the run.
+                last = replace(ctx, index=spec.array_size - 1)
+                exc = self._verdict(part, last, shell, spec.parameters)
+                where = f" (for the last child, array.index = {spec.array_size - 1})"
             if exc is not None:
                 hint = None
                 if exc.name and exc.name.startswith("array.") and not spec.is_array:
@@ -296,7 +305,7 @@ class JobBuilder:
                     )
                 self.errors.error(
                     Kind.TEMPLATE,
-                    f"template error: {exc.message}",
+                    f"template error{where}: {exc.message}",
                     _narrow(span, exc.name),
                     hint=hint,
                 )
@@ -304,7 +313,7 @@ class JobBuilder:
     def _verdict(
         self, text: str, ctx: template.Context, shell: bool, parameters: Mapping[str, str]
     ) -> template.TemplateError | None:
-        key = (text, shell, ctx.index is not None, tuple(parameters.items()))
+        key = (text, shell, ctx.index, ctx.size, tuple(parameters.items()))
         if key not in self._verdicts:
             try:
                 template.check(text, ctx, shell=shell, parameters=parameters)

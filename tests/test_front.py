@@ -223,3 +223,13 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(FlowError) as info:
             load(path)
         assert info.value.kind is Kind.IMPORT and "not UTF-8" in info.value.message
+
+
+def test_an_array_template_is_checked_for_its_last_child_too() -> None:
+    err = error_of(
+        'param names = "a b"\n'
+        'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n'
+    )
+    assert err.kind is Kind.TEMPLATE and "array.index = 2" in err.message
+    plan_of('param names = "a b c"\n'
+            'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n')  # fmt: skip
