@@ -231,5 +231,5 @@ def test_an_array_template_is_checked_for_its_last_child_too() -> None:
         'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n'
     )
     assert err.kind is Kind.TEMPLATE and "array.index = 2" in err.message
-    plan_of('param names = "a b c"\n'
-            'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n')  # fmt: skip
+    job = 'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n'
+    assert plan_of('param names = "a b c"\n' + job).job("t").array_size == 3
