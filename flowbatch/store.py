@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -35,6 +36,8 @@ __all__ = ["DB_NAME", "Store", "StoreError"]
 DB_NAME: Final = "jobs.db"
 _DAY: Final = 86_400.0
 _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
+# `PARENT:i`, an array child's id; a negative index is matched to be refused by name.
+_CHILD_ID: Final = re.compile(r"(.+):(-?[0-9]+)")
 
 
 _UPSERT_JOB: Final = """
@@ -195,18 +198,25 @@ class Store:
     # -- control requests from other processes ---------------------------------------
     def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> None:
         """Ask the run that owns `job_id` to cancel or terminate it; StoreError if no
-        such job exists."""
+        such job exists. An array child the runner has not created yet exists (as on
+        AWS): the request goes to its parent's run."""
         if action not in ("cancel", "terminate"):
             raise ValueError(f"unknown action {action!r}")
         row = self._conn.execute("SELECT run_id FROM jobs WHERE job_id = ?", (job_id,))
         found = row.fetchone()
-        if found is None:
-            raise self.unknown_job(job_id)
+        if found is not None:
+            run_id = str(found[0])
+        else:
+            child = self._array_child(job_id)
+            if child is None:
+                raise self.unknown_job(job_id)
+            parent_id, index, run_id = child
+            job_id = f"{parent_id}:{index}"
         with self._write():
             self._conn.execute(
                 "INSERT INTO requests (run_id, job_id, action, reason, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (found[0], job_id, action, reason, time.time()),
+                (run_id, job_id, action, reason, time.time()),
             )
 
     def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
@@ -229,8 +239,13 @@ class Store:
     # -- reading --------------------------------------------------------------------------
     def describe(self, job_id: str) -> dict[str, Any]:
         """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
-        suggestion where one exists) for an unknown id."""
+        suggestion where one exists) for an unknown id. Every child of an array job can
+        be described, created by the runner or not (see `views.describe_child`)."""
         found = views.describe(self._conn, job_id)
+        if found is None:
+            child = self._array_child(job_id)
+            if child is not None:
+                found = views.describe_child(self._conn, child[0], child[1])
         if found is None:
             raise self.unknown_job(job_id)
         return found
@@ -367,6 +382,32 @@ class Store:
     # -- internals ------------------------------------------------------------------------
     def _write(self) -> _Transaction:
         return _Transaction(self._conn, self.path)
+
+    def _array_child(self, job_id: str) -> tuple[str, int, str] | None:
+        """(parent id, index, run id) for a `PARENT:i` naming a child of an array job in
+        the store, whether the runner has created it or not; None when `job_id` has not
+        that shape or PARENT is not in the store. StoreError when PARENT is no array
+        job or `i` is outside it."""
+        match = _CHILD_ID.fullmatch(job_id)
+        if match is None:
+            return None
+        parent_id, index = match[1], int(match[2])
+        row = self._conn.execute(
+            "SELECT name, array_size, run_id FROM jobs WHERE job_id = ?", (parent_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        name, size, run_id = row
+        if size is None:
+            raise StoreError(
+                f"no job with id `{job_id}`: job `{parent_id}` ({name}) is not an array job"
+            )
+        if not 0 <= index < size:
+            children = "1 child: 0" if size == 1 else f"{size} children: 0..{size - 1}"
+            raise StoreError(
+                f"no job with id `{job_id}`: array job `{parent_id}` ({name}) has {children}"
+            )
+        return parent_id, index, str(run_id)
 
     def _ids_to_look_up(self, batch: Iterable[JobEvent]) -> Iterable[str]:
         states, own = self._states, self._own_parents

@@ -3,7 +3,8 @@
 Times leave here as epoch milliseconds (AWS); a job with no recorded state yet reads
 as SUBMITTED. Array children store only what changes, so their static facts (queue,
 command, resources) are read from their parent. Counts of children per state come
-from one GROUP BY, never from loading the children.
+from one GROUP BY, never from loading the children. A child the runner has not created
+yet has no row but can still be described (`describe_child`), as on AWS.
 
 Imports: state; sqlite3.
 """
@@ -14,11 +15,18 @@ import json
 import os
 import socket
 import sqlite3
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 
 from flowbatch.state import JobState
 
 _STATES: Final = tuple(s.value for s in JobState)
+
+
+class _Row(Protocol):
+    """A jobs row: an sqlite3.Row, or a dict standing for a child not created yet."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -31,7 +39,7 @@ def _cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
     return cur
 
 
-def _status(row: sqlite3.Row) -> str:
+def _status(row: _Row) -> str:
     return str(row["status"] or JobState.SUBMITTED.value)
 
 
@@ -78,6 +86,46 @@ def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     attempts = cur.execute(
         "SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)
     ).fetchall()
+    return _job(conn, row, static, attempts)
+
+
+def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict[str, Any] | None:
+    """Child `index` of the array job `parent_id` as DescribeJobs shows it, whether the
+    runner has created it or not (on AWS every child exists from submission); None if
+    there is no such parent. The caller checks that `index` is within the array.
+
+    A child not created yet reads as `status_summary` counts it: FAILED with its
+    parent's reason once the parent failed (it never will run), PENDING otherwise."""
+    job_id = f"{parent_id}:{index}"
+    found = describe(conn, job_id)  # created since the caller looked, or already there
+    if found is not None:
+        return found
+    parent = _cursor(conn).execute("SELECT * FROM jobs WHERE job_id = ?", (parent_id,)).fetchone()
+    if parent is None:
+        return None
+    failed = _status(parent) == JobState.FAILED.value
+    row = {
+        "job_id": job_id,
+        "name": parent["name"],
+        "run_id": parent["run_id"],
+        "parent_id": parent_id,
+        "array_index": index,
+        "array_size": None,
+        "status": JobState.FAILED.value if failed else JobState.PENDING.value,
+        "status_reason": parent["status_reason"] if failed else "",
+        "created_at": parent["created_at"],  # submitted with its parent, as on AWS
+        "started_at": None,
+        "stopped_at": parent["stopped_at"] if failed else None,
+        "compute": None,
+        "exit_code": None,
+        "log_path": None,
+    }
+    return _job(conn, row, parent, [])
+
+
+def _job(
+    conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_Row]
+) -> dict[str, Any]:
     status = _status(row)
     environment = json.loads(static["environment"] or "{}")
     resources = [
@@ -119,7 +167,7 @@ def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     if static["timeout"] is not None:
         job["timeout"] = {"attemptDurationSeconds": static["timeout"]}
     if row["array_size"] is not None:
-        summary = status_summary(conn, job_id, row["array_size"], status)
+        summary = status_summary(conn, row["job_id"], row["array_size"], status)
         job["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
     elif row["array_index"] is not None:
         job["arrayProperties"] = {"index": row["array_index"]}
@@ -130,7 +178,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _attempt(a: sqlite3.Row) -> dict[str, Any]:
+def _attempt(a: _Row) -> dict[str, Any]:
     return {
         "container": {
             "exitCode": a["exit_code"],
@@ -146,7 +194,7 @@ def _attempt(a: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _depends_on(row: sqlite3.Row, static: sqlite3.Row) -> list[dict[str, Any]]:
+def _depends_on(row: _Row, static: _Row) -> list[dict[str, Any]]:
     deps: list[dict[str, Any]] = json.loads(static["depends_on"] or "[]")
     index = row["array_index"]
     if index is None:

@@ -199,6 +199,12 @@ def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: 
         tried = len(job["attempts"])
         if attempt is not None and attempt > tried:
             _fail(f"job `{job_id}` has {tried} attempt(s); there is no attempt {attempt}")
+        if tried == 0 and job["status"] in _DONE:
+            # e.g. a child cancelled, or failed with its array, before it was released
+            _fail(
+                f"job `{job_id}` ({_label(job)}) never ran: it {job['status']}"
+                + (f": {job['statusReason']}" if job["statusReason"] else "")
+            )
         if tried == 0 and not follow:
             _fail(f"job `{job_id}` ({_label(job)}) has not started yet: it is {job['status']}")
         number = attempt or max(tried, 1)
