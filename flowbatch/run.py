@@ -2,7 +2,8 @@
 (ninja's Builder).
 
 One task group per run; one task per running attempt, plus a ticker (flushes sinks,
-polls cancel/terminate requests, checks lost hosts) and, when asked, a signal watcher.
+polls cancel/terminate requests, checks lost hosts) and, when asked, a signal watcher
+that outlives the cleanup (a second signal kills the jobs without their grace period).
 Everything runs on one event loop thread, so the Frontier has one writer: attempt
 tasks report straight to the runner, which applies the report to the Frontier and
 turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding stays in
@@ -14,22 +15,40 @@ Imports: compile, run_setup, schedule, placement, state, model, template, execut
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
 from flowbatch.compile import Plan
-from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, Attempt, ExecResult, Executor
+from flowbatch.executors.base import (
+    REASON_ESSENTIAL_EXITED,
+    Attempt,
+    ExecResult,
+    Executor,
+    Hurriable,
+)
 from flowbatch.model import ComputeEnv
 from flowbatch.placement import Pools
-from flowbatch.run_setup import limit_vcpus, new_job_ids, new_run_id, with_host
+from flowbatch.run_setup import (
+    RunResult,
+    Started,
+    attempt_env,
+    backoff,
+    limit_vcpus,
+    make_log_dir,
+    new_job_ids,
+    new_run_id,
+    override_errors,
+    with_host,
+)
 from flowbatch.schedule import Frontier, Placement
 from flowbatch.state import JobEvent, JobState
 from flowbatch.template import Context, TemplateError, render_command
@@ -48,20 +67,6 @@ class EventSink(Protocol):
     def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
 
     def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
-
-
-@dataclass(slots=True)
-class RunResult:
-    """How a run ended: status "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
-
-    status: str
-    failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
-    stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
-    signal: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return {"SUCCEEDED": 0, "FAILED": 1}.get(self.status, 130)
 
 
 async def run_plan(
@@ -127,19 +132,6 @@ class _Live:
     fingerprint: str | None = None  # taken as it started: the inputs it read
 
 
-class _Started:
-    """The `task_status` handed to executors: RUNNING as soon as the attempt starts."""
-
-    __slots__ = ("_key", "_runner")
-
-    def __init__(self, runner: _Runner, key: tuple[str, int | None]) -> None:
-        self._runner = runner
-        self._key = key
-
-    def started(self, value: Any = None) -> None:
-        self._runner._on_started(self._key, None if value is None else str(value))
-
-
 class _Runner:
     def __init__(
         self,
@@ -161,9 +153,8 @@ class _Runner:
         computes: Mapping[str, ComputeEnv] = plan.computes
         if max_vcpus is not None:
             computes = limit_vcpus(computes, max_vcpus)
-        for old, new in overrides.items():
-            if new not in computes:
-                raise ValueError(f"--compute {old}={new}: no compute environment `{new}`")
+        if errors := override_errors(computes, overrides):
+            raise ValueError(errors[0])
         self.computes = {n: with_host(ce) for n, ce in computes.items()}
         queue_ces = {
             q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()
@@ -202,12 +193,24 @@ class _Runner:
 
     # -- the run ------------------------------------------------------------------------
     async def run(self, handle_signals: bool) -> RunResult:
+        if not handle_signals:
+            return await self._run()
+        # The receiver stays open until the run has recorded everything, so a second
+        # signal during the cleanup reaches `_on_signal` instead of Python's handler.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals, signals)
+                try:
+                    result = await self._run()
+                finally:
+                    tg.cancel_scope.cancel()
+        return result
+
+    async def _run(self) -> RunResult:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._ticker)
-                if handle_signals:
-                    tg.start_soon(self._watch_signals)
                 self._dispatch()
                 await self.finished.wait()
                 tg.cancel_scope.cancel()
@@ -227,17 +230,22 @@ class _Runner:
         return RunResult(status, sorted(self.failed), list(self.stalled))
 
     def _dispatch(self) -> None:
-        placements = self.frontier.place()
-        # Register every placement before launching any: a launch that fails at once
-        # (a template error) re-enters _dispatch, which must see the others as live.
-        for p in placements:
-            self.live[(p.name, p.index)] = _Live()
-        for p in placements:
-            self._launch(p)
+        # A loop, not recursion: an attempt that fails as it is launched (its command
+        # does not render) is recorded here and frees its place for the next, which may
+        # fail too; with thousands of children, recursing would overflow the stack.
+        while placements := self.frontier.place():
+            # Register every placement before launching any, so each is live while
+            # another's failure at launch is recorded.
+            for p in placements:
+                self.live[(p.name, p.index)] = _Live()
+            for p in placements:
+                failure = self._launch(p)
+                if failure is not None:
+                    self._record((p.name, p.index), failure)
         self._drain()
-        # A lost host may come back (`_check_hosts` dispatches again when it does): a run
-        # waits for it, as AWS leaves such jobs RUNNABLE, rather than ending as stalled.
-        if self.live or self.held or self.lost:
+        # A lost host may come back (`_check_hosts` dispatches again when it does): while
+        # jobs are left, a run waits for it, as AWS leaves such jobs RUNNABLE.
+        if self.live or self.held or (self.lost and not self.frontier.done):
             return
         if not self.frontier.done:
             # Nothing runs and nothing can be placed: what is left waits in a disabled
@@ -245,7 +253,8 @@ class _Runner:
             self.stalled = self.frontier.runnable_waiting() or ["(unplaceable)"]
         self.finished.set()
 
-    def _launch(self, p: Placement) -> None:
+    def _launch(self, p: Placement) -> ExecResult | None:
+        """Start an attempt's task; the result of an attempt that cannot start."""
         key = (p.name, p.index)
         live = self.live[key]
         try:
@@ -253,13 +262,13 @@ class _Runner:
             if self.fingerprint is not None:
                 live.fingerprint = self.fingerprint(p.name, p.index)
         except TemplateError as exc:
-            self._drain()
-            self._finish(
-                key, ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
-            )
-            return
+            return ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
+        except OSError as exc:  # the log directory: a full or read-only disk
+            reason = f"cannot create the attempt's log directory: {exc.strerror or exc}"
+            return ExecResult(exit_code=None, status_reason=reason, retryable=False)
         assert self._tg is not None
         self._tg.start_soon(self._run_attempt, key, live)
+        return None
 
     def _attempt(self, p: Placement) -> Attempt:
         spec = self.plan.job(p.name)
@@ -273,20 +282,8 @@ class _Runner:
             size=spec.array_size,
         )
         command = render_command(spec.command, ctx, spec.parameters)
-        env = self.base_env.copy()
-        env.update(spec.env)
-        env["AWS_BATCH_JOB_ID"] = job_id
-        env["AWS_BATCH_JOB_ATTEMPT"] = str(p.attempt)
-        if p.index is not None:
-            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(p.index)
-        env["AWS_BATCH_JQ_NAME"] = spec.queue
-        env["AWS_BATCH_CE_NAME"] = p.compute
-        env["FLOWBATCH_RUN_ID"] = self.run_id
-        log_dir = self.log_root / p.name
-        if p.index is not None:
-            log_dir = log_dir / str(p.index)
-        log_dir = log_dir / f"attempt-{p.attempt}"
-        os.makedirs(log_dir, exist_ok=True)
+        env = attempt_env(self.base_env, spec, job_id, p.index, p.attempt, p.compute, self.run_id)
+        log_dir = make_log_dir(self.log_root, p.name, p.index, p.attempt)
         return Attempt(
             run_id=self.run_id,
             job_id=job_id,
@@ -315,7 +312,9 @@ class _Runner:
             live.scope = scope
             if live.terminate is None:
                 try:
-                    result = await executor.run(attempt, task_status=_Started(self, key))
+                    result = await executor.run(
+                        attempt, task_status=Started(functools.partial(self._on_started, key))
+                    )
                 except Exception as exc:  # an executor bug must not take the run down
                     result = ExecResult(
                         exit_code=None, status_reason=f"executor error: {exc}", retryable=False
@@ -328,15 +327,21 @@ class _Runner:
             executor = self.executors[ce.name] = self.factory(ce)
         return executor
 
-    def _on_started(self, key: tuple[str, int | None], external_id: str | None) -> None:
+    def _on_started(self, key: tuple[str, int | None], external_id: object) -> None:
         live = self.live.get(key)
         if live is None or live.external_id is not None:
             return
-        live.external_id = external_id or ""
+        live.external_id = "" if external_id is None else str(external_id)
         self.frontier.started(*key)
         self._drain()
 
     def _finish(self, key: tuple[str, int | None], result: ExecResult | None) -> None:
+        if self._record(key, result):
+            self._dispatch()
+
+    def _record(self, key: tuple[str, int | None], result: ExecResult | None) -> bool:
+        """Apply how an attempt ended to the Frontier (a retry waits out its backoff);
+        False for an attempt cancelled with the whole run, which is left as it is."""
         live = self.live[key]
         live.result = result
         name, index = key
@@ -348,7 +353,7 @@ class _Runner:
         if live.terminate is not None and (result is None or not result.ok):
             self.frontier.ended(name, index, ok=False, reason=live.terminate, terminated=True)
         elif result is None:
-            return  # cancelled with the whole run: the interruption records it
+            return False  # cancelled with the whole run: the interruption records it
         elif result.ok:
             self.frontier.ended(name, index, ok=True)
         else:
@@ -370,20 +375,14 @@ class _Runner:
             if retry:
                 self.held += 1
                 assert self._tg is not None
-                self._tg.start_soon(self._requeue, key, self._backoff(name, number))
+                self._tg.start_soon(
+                    self._requeue, key, backoff(retry_strategy.backoff, number, self.rng)
+                )
         if self.frontier.state(name, index) is JobState.FAILED:
             self.failed.add(name)
         self._drain()
         del self.live[key]
-        self._dispatch()
-
-    def _backoff(self, name: str, attempt: int) -> float:
-        """Seconds before the next attempt: `backoff`, doubled for each attempt after
-        the first, with +-20% jitter so that retries of many children spread out."""
-        base = self.plan.job(name).retry.backoff
-        if not base:
-            return 0.0
-        return float(base * 2 ** (attempt - 1) * self.rng.uniform(0.8, 1.2))
+        return True
 
     async def _requeue(self, key: tuple[str, int | None], delay: float) -> None:
         if delay > 0:
@@ -412,38 +411,26 @@ class _Runner:
             ):
                 # A reused job's is the same as last time's (that is why it is reused).
                 fingerprint = live.fingerprint if live else self.fingerprint(c.name, c.index)
-            if live is None or live.attempt is None:
-                event = JobEvent(
-                    run_id=self.run_id,
-                    job_id=job_id,
-                    name=c.name,
-                    index=c.index,
-                    state=c.state,
-                    time=now,
-                    reason=c.reason,
-                    attempt=c.attempt,
-                    fingerprint=fingerprint,
-                )
-            else:
-                a, result = live.attempt, live.result
-                event = JobEvent(
-                    run_id=self.run_id,
-                    job_id=job_id,
-                    name=c.name,
-                    index=c.index,
-                    state=c.state,
-                    time=now,
-                    reason=c.reason,
-                    attempt=c.attempt,
-                    exit_code=None if result is None else result.exit_code,
-                    peak_memory=None if result is None else result.peak_memory,
-                    attempt_reason="" if result is None else result.reason,
-                    log_path=str(a.log_dir),
-                    compute=a.compute.name,
-                    host=a.host,
-                    external_id=live.external_id,
-                    fingerprint=fingerprint,
-                )
+            a = live.attempt if live is not None else None
+            result = live.result if live is not None and a is not None else None
+            event = JobEvent(
+                run_id=self.run_id,
+                job_id=job_id,
+                name=c.name,
+                index=c.index,
+                state=c.state,
+                time=now,
+                reason=c.reason,
+                attempt=c.attempt,
+                exit_code=None if result is None else result.exit_code,
+                peak_memory=None if result is None else result.peak_memory,
+                attempt_reason="" if result is None else result.reason,
+                log_path=None if a is None else str(a.log_dir),
+                compute=None if a is None else a.compute.name,
+                host=None if a is None else a.host,
+                external_id=None if a is None or live is None else live.external_id,
+                fingerprint=fingerprint,
+            )
             for sink in sinks:
                 sink.emit(event)
             if c.state is JobState.FAILED and c.index is None:
@@ -491,10 +478,15 @@ class _Runner:
                 self.frontier.restore_host(ce_name, host)
         self._dispatch()
 
-    async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
+    async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
+        """The first SIGINT/SIGTERM stops the run (jobs get their grace period); a
+        second one cuts the grace periods short: the jobs are killed now."""
+        async for signum in signals:
+            if self.signal is None and not self.finished.is_set():
                 self.signal = signal.Signals(signum).name
-                assert self._tg is not None
-                self._tg.cancel_scope.cancel()
-                return
+                if self._tg is not None:
+                    self._tg.cancel_scope.cancel()
+            else:
+                for executor in self.executors.values():
+                    if isinstance(executor, Hurriable):
+                        executor.hurry()

@@ -1,19 +1,26 @@
 """What a run is set up with before it starts: its run id, its job ids, and the
-capacity of its compute environments (`--max-vcpus`, one host for a host-less one).
+capacity of its compute environments (`--max-vcpus`, one host for a host-less one,
+`--compute OLD=NEW` checked), and what each attempt is set up with (its environment and
+log directory).
 
-Imports: compile, model.
+Imports: compile, model, diagnostics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import random
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from flowbatch.compile import Plan
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.diagnostics import did_you_mean
+from flowbatch.model import ComputeEnv, Host, JobSpec
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -44,3 +51,83 @@ def with_host(ce: ComputeEnv) -> ComputeEnv:
         return ce
     host = Host(name=ce.name, vcpus=ce.vcpus, memory=ce.memory, gpus=ce.gpus)
     return dataclasses.replace(ce, hosts=(host,))
+
+
+def attempt_env(
+    base: Mapping[str, str],
+    spec: JobSpec,
+    job_id: str,
+    index: int | None,
+    attempt: int,
+    compute: str,
+    run_id: str,
+) -> dict[str, str]:
+    """An attempt's environment: `base` (flowbatch's own), the job's `env`, and the
+    variables AWS Batch sets (AWS_BATCH_JOB_ID, ..._ATTEMPT, ..._ARRAY_INDEX, ...)."""
+    env = dict(base)
+    env.update(spec.env)
+    env["AWS_BATCH_JOB_ID"] = job_id
+    env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt)
+    if index is not None:
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+    env["AWS_BATCH_JQ_NAME"] = spec.queue
+    env["AWS_BATCH_CE_NAME"] = compute
+    env["FLOWBATCH_RUN_ID"] = run_id
+    return env
+
+
+def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
+    """Create and return `log_root/name[/index]/attempt-N`. Raises OSError."""
+    log_dir = log_root / name
+    if index is not None:
+        log_dir = log_dir / str(index)
+    log_dir = log_dir / f"attempt-{attempt}"
+    os.makedirs(log_dir, exist_ok=True)
+    return log_dir
+
+
+def override_errors(computes: Mapping[str, ComputeEnv], overrides: Mapping[str, str]) -> list[str]:
+    """What is wrong with `--compute OLD=NEW` overrides: each name must be a compute
+    environment of the plan (`computes`). Empty when they are all right."""
+    errors: list[str] = []
+    for old, new in overrides.items():
+        for name in (old, new):
+            if name not in computes:
+                hint = did_you_mean(name, computes, "compute environment")
+                errors.append(f"--compute {old}={new}: no compute environment `{name}`; {hint}")
+    return errors
+
+
+def backoff(base: float | None, attempt: int, rng: random.Random) -> float:
+    """Seconds before the attempt after `attempt`: `base`, doubled for each attempt
+    after the first, with +-20% jitter so that retries of many children spread out."""
+    if not base:
+        return 0.0
+    return float(base * 2 ** (attempt - 1) * rng.uniform(0.8, 1.2))
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: status "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+
+    status: str
+    failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
+    stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
+    signal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"SUCCEEDED": 0, "FAILED": 1}.get(self.status, 130)
+
+
+class Started:
+    """The `task_status` the runner hands to an executor: `started(external_id)` calls
+    `on_started(external_id)`, which makes the attempt RUNNING."""
+
+    __slots__ = ("_on_started",)
+
+    def __init__(self, on_started: Callable[[object], None]) -> None:
+        self._on_started = on_started
+
+    def started(self, value: object = None) -> None:
+        self._on_started(value)

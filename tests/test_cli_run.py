@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import alive, wait_for
 
 from flowbatch.store import Store
 
@@ -28,24 +28,8 @@ def start(tmp: Path, text: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(cond: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def running_pids(tmp: Path) -> list[int]:
     return [int(p.read_text()) for p in tmp.glob("pid-*") if p.read_text().strip()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stored_running(tmp: Path) -> bool:

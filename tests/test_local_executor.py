@@ -8,13 +8,14 @@ import os
 import random
 import re
 import resource
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 import anyio
 import pytest
 from anyio.abc import TaskStatus
+from proc_helpers import alive, wait_until
 
 from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import REASON_OOM
@@ -75,21 +76,6 @@ async def _run(executor: LocalExecutor, attempt: Attempt) -> tuple[ExecResult, i
     return results[0], int(pid)
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie awaiting its reaper counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def _wait_for(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(WAIT_LIMIT):
-        while not condition():
-            await anyio.sleep(0.01)
-
-
 def _read_pid(path: Path) -> int | None:
     text = path.read_text() if path.exists() else ""
     return int(text) if text.endswith("\n") else None
@@ -138,11 +124,11 @@ async def test_timeout_kills_the_tree_including_a_child_ignoring_sigterm(
     result, leader = await _run(executor, attempt)
     child = _read_pid(tmp_path / "child.pid")
     assert child is not None, "the child never started"
-    assert result.status_reason == f"{REASON_TIMEOUT} (1.5s)"
+    assert result.status_reason == REASON_TIMEOUT and "1.5s" in result.reason
     assert result.retryable is False
-    assert not _alive(leader)  # reaped by the executor
+    assert not alive(leader)  # reaped by the executor
     # SIGKILL was sent; its delivery to a reparented child is asynchronous.
-    await _wait_for(lambda: not _alive(child))
+    await wait_until(lambda: not alive(child), WAIT_LIMIT)
 
 
 async def test_cancelling_the_awaiting_task_terminates_the_group(
@@ -158,16 +144,16 @@ async def test_cancelling_the_awaiting_task_terminates_the_group(
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             leader = int(await tg.start(body))
-            await _wait_for(lambda: _read_pid(pidfile) is not None)
+            await wait_until(lambda: _read_pid(pidfile) is not None, WAIT_LIMIT)
             found = _read_pid(pidfile)
-            assert found is not None and _alive(found) and _alive(leader)
+            assert found is not None and alive(found) and alive(leader)
             child: int = found
             scope.cancel()
     assert scope.cancelled_caught
     assert results == []  # cancellation propagates; there is no result
-    assert not _alive(leader)  # reaped by the executor
+    assert not alive(leader)  # reaped by the executor
     # SIGKILL was sent; its delivery to a reparented child is asynchronous.
-    await _wait_for(lambda: not _alive(child))
+    await wait_until(lambda: not alive(child), WAIT_LIMIT)
 
 
 @pytest.mark.slow
@@ -182,7 +168,7 @@ async def test_spot_interruption_gives_aws_reason_and_is_retryable(tmp_path: Pat
     assert re.fullmatch(r"Host EC2 \(instance i-[0-9a-f]{17}\) terminated\.", result.status_reason)
     assert result.retryable is True
     assert result.exit_code == 143  # SIGTERM, which sleep does not ignore
-    assert not _alive(leader)
+    assert not alive(leader)
 
 
 async def test_fifty_megabytes_of_output_go_to_the_file_not_memory(

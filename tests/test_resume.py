@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import wait_for
 
 from flowbatch.store import Store
 
@@ -28,14 +28,6 @@ def run(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def started(tmp: Path) -> list[str]:
     log = tmp / "log"
     return log.read_text().split() if log.exists() else []
-
-
-def wait_for(cond: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 CHAIN = """

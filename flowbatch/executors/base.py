@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
 
@@ -27,13 +27,16 @@ from flowbatch.model import ComputeEnv
 # AWS Batch's status reasons, so that `evaluate_on_exit` rules written for AWS match here.
 REASON_ESSENTIAL_EXITED = "Essential container in task exited"
 REASON_TIMEOUT = "Job attempt duration exceeded timeout"
-REASON_SPOT = "Host EC2 (instance {instance}) terminated."
+# A host that went away. AWS reports a Spot reclaim and a lost instance with this one
+# text; the two names say which event an executor means (a lost host also sets
+# `ExecResult.host_lost`, so the scheduler stops placing jobs on it).
 REASON_HOST_LOST = "Host EC2 (instance {instance}) terminated."
-REASON_CANCELLED = "Job cancelled"
-REASON_TERMINATED = "Job terminated"
+REASON_SPOT = REASON_HOST_LOST
+REASON_CANCELLED = "Job cancelled"  # CancelJob's default reason (the CLI adds "by user")
+REASON_TERMINATED = "Job terminated"  # TerminateJob's
 
-# How long a job gets between SIGTERM and SIGKILL (trio and AWS both use 5 s... AWS's
-# ECS default stopTimeout is 30 s; flowbatch keeps runs snappy and uses trio's).
+# How long a job gets between SIGTERM and SIGKILL: 5 s, as trio's default, to keep
+# interrupted runs snappy (AWS ECS's default stopTimeout is 30 s).
 GRACE_SECONDS = 5.0
 
 
@@ -103,4 +106,14 @@ class Executor(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and helpers. Running attempts have already ended."""
+        ...
+
+
+@runtime_checkable
+class Hurriable(Protocol):
+    """An executor that can cut grace periods short (optional; the local one can)."""
+
+    def hurry(self) -> None:
+        """Kill what is being stopped now, without waiting out the grace period, and
+        give attempts stopped from now on no grace period either (a second Ctrl-C)."""
         ...

@@ -7,9 +7,9 @@ costs flowbatch nothing. The end of the process is awaited through a pidfd (one
 descriptor, no helper thread, no SIGCHLD handler).
 
 Stopping (timeout, Spot interruption, cancellation): SIGTERM to the group, up to
-`grace` seconds for the leader to exit, then SIGKILL to the group, so a child that
-ignores SIGTERM dies too. When the leader exits by itself, what is left of its group is
-killed as well, as when an AWS container's main process ends.
+`grace` seconds for the leader to exit (`hurry()` cuts it short), then SIGKILL to the
+group, so a child that ignores SIGTERM dies too. When the leader exits by itself, what
+is left of its group is killed as well, as when an AWS container's main process ends.
 
 Imports: model, executors.base, executors.container (lazily); anyio.
 """
@@ -54,6 +54,7 @@ class LocalExecutor:
         self.grace = grace
         self._rng = rng or random.Random()
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._graces: set[anyio.CancelScope] = set()  # grace periods being waited out
 
     async def run(self, attempt: Attempt, *, task_status: TaskStatus[str]) -> ExecResult:
         container: tuple[str, str] | None = None
@@ -63,9 +64,15 @@ class LocalExecutor:
             return ExecResult(
                 exit_code=None, status_reason=f"CannotStartContainerError: {exc}", retryable=False
             )
-        out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
         try:
-            err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o644)
+            out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
+        except OSError as exc:  # a full or read-only disk: no retry will do better
+            return _log_failure(exc)
+        try:
+            try:
+                err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o644)
+            except OSError as exc:
+                return _log_failure(exc)
             try:
                 proc = subprocess.Popen(
                     argv,
@@ -133,7 +140,8 @@ class LocalExecutor:
                 )
             return ExecResult(
                 exit_code=code,
-                status_reason=f"{REASON_TIMEOUT} ({_seconds(limit)})",
+                status_reason=REASON_TIMEOUT,
+                reason=f"Timeout of {_seconds(limit)} reached",
                 retryable=False,
                 host=attempt.host,
                 peak_memory=peak,
@@ -149,8 +157,12 @@ class LocalExecutor:
     ) -> None:
         with anyio.CancelScope(shield=True):
             _kill_group(proc.pid, signal.SIGTERM)
-            with anyio.move_on_after(self.grace):
-                await anyio.wait_readable(pidfd)
+            with anyio.move_on_after(self.grace) as grace:
+                self._graces.add(grace)
+                try:
+                    await anyio.wait_readable(pidfd)
+                finally:
+                    self._graces.discard(grace)
             # The group id lives as long as the (unreaped) leader, so this reaches
             # children that ignored SIGTERM even when the leader has exited.
             _kill_group(proc.pid, signal.SIGKILL)
@@ -170,6 +182,12 @@ class LocalExecutor:
         runtime = choose_runtime(attempt.compute)
         name = container_name(attempt)
         return container_argv(attempt, runtime=runtime, name=name), (runtime, name)
+
+    def hurry(self) -> None:
+        """Cut every grace period short: jobs being stopped get SIGKILL now."""
+        self.grace = 0.0
+        for grace in list(self._graces):
+            grace.cancel()
 
     async def check_host(self, host: str) -> bool:
         return True
@@ -217,6 +235,11 @@ def _container_reason(container: tuple[str, str] | None, code: int) -> str:
     from flowbatch.executors.container import exit_reason
 
     return exit_reason(code)
+
+
+def _log_failure(exc: OSError) -> ExecResult:
+    reason = f"cannot open the attempt's log: {exc.strerror or exc}: {exc.filename}"
+    return ExecResult(exit_code=None, status_reason=reason, retryable=False)
 
 
 def _seconds(limit: float | None) -> str:

@@ -1,0 +1,118 @@
+"""The runner under faults: attempts that cannot start (a command that does not render
+for some children, a log directory that cannot be created) and lost hosts that never
+come back. Each run must end, with every job recorded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from flowbatch.compile import Plan, compile_pipeline
+from flowbatch.executors.base import Attempt
+from flowbatch.executors.fake import FakeExecutor, Outcome
+from flowbatch.model import ComputeEnv, JobSpec, Pipeline, Queue, RetryStrategy, local_compute
+from flowbatch.run import RunResult, new_job_ids, run_plan
+from flowbatch.state import JobEvent, JobState
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.final: dict[tuple[str, int | None], JobEvent] = {}
+
+    def emit(self, event: JobEvent) -> None:
+        self.final[(event.name, event.index)] = event
+
+    def flush(self) -> None:
+        pass
+
+
+def plan_of(tmp: Path, *jobs: JobSpec, queue: Queue | None = None, **computes: int) -> Plan:
+    ces = {"local": local_compute(2, 4096)}
+    for name, vcpus in computes.items():
+        ces[name] = ComputeEnv(name=name, type="local", vcpus=vcpus, memory=4096)
+    q = queue or Queue(name="default", compute=("local",))
+    return compile_pipeline(
+        Pipeline(
+            path=str(tmp / "p.flow"),
+            params={"names": "a b"},
+            computes=ces,
+            queues={q.name: q},
+            jobs={j.name: j for j in jobs},
+        )
+    )
+
+
+async def go(plan: Plan, tmp: Path, fake: FakeExecutor) -> tuple[RunResult, Sink]:
+    sink = Sink()
+    with anyio.fail_after(60):
+        result = await run_plan(
+            plan,
+            run_id="r",
+            job_ids=new_job_ids(plan),
+            state_dir=tmp / ".flowbatch",
+            sinks=[sink],
+            executors=lambda ce: fake,
+        )
+    return result, sink
+
+
+@pytest.mark.slow
+async def test_thousands_of_children_failing_to_render_end_the_run(tmp_path: Path) -> None:
+    # Children 0 and 1 render; every later one fails at launch. Recording each of those
+    # failures used to recurse into the next placement: a RecursionError at ~1000.
+    size = 3000
+    command = "echo {{ params.names.split()[array.index] }}"
+    plan = plan_of(tmp_path, JobSpec(name="fan", command=command, array_size=size))
+    fake = FakeExecutor()
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "FAILED" and result.failed == ["fan"]
+    children = {i: sink.final[("fan", i)] for i in range(size)}
+    assert [children[i].state for i in (0, 1)] == [JobState.SUCCEEDED] * 2
+    failed = [i for i, e in children.items() if e.state is JobState.FAILED]
+    assert failed == list(range(2, size))
+    assert "2" in children[2].reason  # the template error names what went wrong
+    assert sorted(a.index for a in fake.attempts if a.index is not None) == [0, 1]
+    assert sink.final[("fan", None)].state is JobState.FAILED
+
+
+async def test_a_log_directory_that_cannot_be_created_fails_the_attempt(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="j", command="true", retry=RetryStrategy(attempts=3)))
+    # A file where the state directory's `logs` directory must go.
+    (tmp_path / ".flowbatch").mkdir()
+    (tmp_path / ".flowbatch" / "logs").write_text("not a directory")
+    fake = FakeExecutor()
+    result, sink = await go(plan, tmp_path, fake)
+    final = sink.final[("j", None)]
+    assert result.status == "FAILED" and final.state is JobState.FAILED
+    assert "log directory" in final.reason and os.strerror(20) in final.reason  # ENOTDIR
+    assert final.attempt == 1 and fake.attempts == []  # not retried, never started
+
+
+async def test_a_run_ends_when_a_lost_host_is_no_longer_needed(tmp_path: Path) -> None:
+    queue = Queue(name="default", compute=("local", "b"))
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="j", command="x", retry=RetryStrategy(attempts=2)),
+        queue=queue,
+        b=2,
+    )
+
+    def script(attempt: Attempt) -> Outcome:
+        compute = attempt.compute.name
+        return Outcome(exit_code=None, host_lost=True) if compute == "local" else Outcome()
+
+    fake = FakeExecutor(script, hosts_back=False)
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "SUCCEEDED"
+    assert [a.compute.name for a in fake.attempts] == ["local", "b"]
+    assert sink.final[("j", None)].state is JobState.SUCCEEDED
