@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from proc_helpers import alive, wait_for
 
-from flowbatch.store import Store
+from flowbatch.cli import app
+from flowbatch.executors.base import GRACE_SECONDS
+from flowbatch.store import DB_NAME, Store
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +142,59 @@ def test_kill_9_leaves_a_store_that_describes_every_job(tmp_path: Path) -> None:
             assert store.describe(job["jobId"])["jobName"] == job["jobName"]
     finally:
         store.close()
+
+
+STUBBORN = "job stubborn {\n  command = \"trap '' TERM; echo $$ > job.pid; exec sleep 30\"\n}\n"
+
+
+def test_a_second_sigint_kills_jobs_that_ignore_sigterm(tmp_path: Path) -> None:
+    proc = start(tmp_path, STUBBORN)
+    pid_file = tmp_path / "job.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"))
+    pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the scenario: a user presses Ctrl-C again during the grace period
+    assert alive(pid)  # it ignores SIGTERM: the first signal leaves it its grace period
+    proc.send_signal(signal.SIGINT)
+    # Without the second signal flowbatch would wait out the whole grace period first.
+    _, err = proc.communicate(timeout=GRACE_SECONDS * 0.8)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    wait_for(lambda: not alive(pid), timeout=5)
+    store = Store.open(tmp_path / ".flowbatch")
+    try:
+        run = store.runs()[0]
+        assert run["status"] == "INTERRUPTED"
+        job = store.describe(store.jobs(run_id=run["runId"])[0]["jobId"])
+        assert job["status"] == "FAILED" and "SIGINT" in job["statusReason"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("override", "unknown"), [("local=lcoal", "lcoal"), ("lcoal=local", "lcoal")]
+)
+def test_a_compute_override_naming_no_environment_records_nothing(
+    tmp_path: Path, override: str, unknown: str
+) -> None:
+    (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.flow"), "--compute", override])
+    assert result.exit_code == 2
+    assert f"no compute environment `{unknown}`" in result.output
+    assert "did you mean `local`?" in result.output
+    assert not (tmp_path / ".flowbatch").exists()  # no run became "latest"
+
+
+def test_a_locked_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
+    Store.open(tmp_path / ".flowbatch").close()
+    holder = sqlite3.connect(tmp_path / ".flowbatch" / DB_NAME, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        args = ["run", str(tmp_path / "p.flow"), "--busy-timeout", "0.05"]
+        result = CliRunner().invoke(app, args)
+    finally:
+        holder.close()
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "error:" in result.output and "locked" in result.output
