@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from flowbatch.model import JobSpec
 from flowbatch.state import Event, JobState, advance, advance_parent
 
+# AWS's status reason prefix for a job that never ran because a dependency failed
+# (`junit` tells such jobs apart by it).
+DEPENDENCY_FAILED = "Dependency failed"
+
 S = JobState
 
 # Child status bytes in an array's table.
@@ -304,4 +308,4 @@ def _never_ran(state: JobState) -> Event:
 
 
 def _dep_reason(root: str) -> str:
-    return f"Dependency failed: {root}"
+    return f"{DEPENDENCY_FAILED}: {root}"

@@ -12,7 +12,7 @@ The module takes plain data: the job summaries of `Store.jobs`, and callbacks fo
 children of an array and for a job's log tail (`log_tail_via` builds one from
 `Store.describe`), so it never reads the store itself.
 
-Imports: stdlib only (xml.etree.ElementTree).
+Imports: cascade (the "Dependency failed" reason prefix); stdlib (xml.etree.ElementTree).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+
+from flowbatch.cascade import DEPENDENCY_FAILED
 
 __all__ = [
     "ChildrenOf",
@@ -42,7 +44,6 @@ ChildrenOf = Callable[[str, "str | None"], Sequence[Mapping[str, Any]]]
 
 LISTED_CHILDREN: Final = 50  # failed children named in one array's failure text
 TAILED_CHILDREN: Final = 3  # of those, how many carry their log tail
-_DEPENDENCY_FAILED: Final = "Dependency failed"
 # Characters XML 1.0 cannot hold at all (ElementTree would write them and produce a
 # file no parser reads): logs carry ANSI escapes and the odd NUL.
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -70,7 +71,7 @@ def duration_seconds(job: Mapping[str, Any]) -> float | None:
 def never_ran(job: Mapping[str, Any]) -> bool:
     """A job that failed because something it waits for failed (AWS's reason text)."""
     return job.get("status") == "FAILED" and str(job.get("statusReason") or "").startswith(
-        _DEPENDENCY_FAILED
+        DEPENDENCY_FAILED
     )
 
 
