@@ -22,11 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flowbatch.model import JobSpec
-from flowbatch.state import Event, JobState, advance, advance_parent
+from flowbatch.state import DEPENDENCY_FAILED, Event, JobState, advance, advance_parent
 
 # AWS's status reason prefix for a job that never ran because a dependency failed
 # (`junit` tells such jobs apart by it).
-DEPENDENCY_FAILED = "Dependency failed"
 
 S = JobState
 

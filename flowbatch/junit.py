@@ -17,7 +17,6 @@ Imports: cascade (the "Dependency failed" reason prefix); stdlib (xml.etree.Elem
 
 from __future__ import annotations
 
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from flowbatch.cascade import DEPENDENCY_FAILED
+from flowbatch.jobview import duration_seconds, exit_code, label, never_ran, tail_of
 
 __all__ = [
     "ChildrenOf",
@@ -54,32 +53,6 @@ def clean(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def label(job: Mapping[str, Any]) -> str:
-    """`name`, or `name[index]` for an array child."""
-    index = (job.get("arrayProperties") or {}).get("index")
-    return str(job["jobName"]) if index is None else f"{job['jobName']}[{index}]"
-
-
-def duration_seconds(job: Mapping[str, Any]) -> float | None:
-    """Seconds from the job's start to its stop, or None if it has not both."""
-    started, stopped = job.get("startedAt"), job.get("stoppedAt")
-    if started is None or stopped is None:
-        return None
-    return max(float(stopped) - float(started), 0.0) / 1000
-
-
-def never_ran(job: Mapping[str, Any]) -> bool:
-    """A job that failed because something it waits for failed (AWS's reason text)."""
-    return job.get("status") == "FAILED" and str(job.get("statusReason") or "").startswith(
-        DEPENDENCY_FAILED
-    )
-
-
-def exit_code(job: Mapping[str, Any]) -> int | None:
-    code = (job.get("container") or {}).get("exitCode")
-    return None if code is None else int(code)
-
-
 def failure_message(job: Mapping[str, Any]) -> str:
     """`exit code 3: Essential container in task exited`, or the reason alone."""
     reason = str(job.get("statusReason") or "").strip()
@@ -90,24 +63,6 @@ def failure_message(job: Mapping[str, Any]) -> str:
 
 
 # -- logs ----------------------------------------------------------------------------------
-
-
-def tail_of(path: Path | str, lines: int = 30, *, max_bytes: int = 64 * 1024) -> str:
-    """The last `lines` lines of a file, reading at most `max_bytes` from its end (a
-    log may be gigabytes); '' for a missing file."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = max(size - max_bytes, 0)
-            f.seek(start)
-            data = f.read()
-    except OSError:
-        return ""
-    found = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and found:
-        found = found[1:]  # began mid-line: that line's start was not read
-    kept = found[-lines:] if lines > 0 else []
-    return "\n".join(kept)
 
 
 def log_tail_via(

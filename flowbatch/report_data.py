@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from flowbatch.junit import ChildrenOf, exit_code, label, never_ran, tail_of
+from flowbatch.jobview import exit_code, label, never_ran, tail_of
+from flowbatch.junit import ChildrenOf
 
 __all__ = [
     "AttemptBar",

@@ -74,6 +74,10 @@ TRANSITIONS: Final[Mapping[tuple[JobState, Event], JobState]] = MappingProxyType
     }
 )
 
+# The status reason of a job that never ran because something it waits for failed
+# starts with this, then names the root cause (AWS says "Dependent job failed").
+DEPENDENCY_FAILED: Final = "Dependency failed"
+
 # Array parents: SUBMITTED -> PENDING (children exist) -> SUCCEEDED | FAILED.
 ARRAY_STATES: Final = (S.SUBMITTED, S.PENDING, S.SUCCEEDED, S.FAILED)
 

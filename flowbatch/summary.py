@@ -18,7 +18,8 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from flowbatch.compile import Plan
-from flowbatch.junit import ChildrenOf, duration_seconds, exit_code, label, never_ran
+from flowbatch.jobview import duration_seconds, exit_code, label, never_ran
+from flowbatch.junit import ChildrenOf
 from flowbatch.render import STATES, StateView
 from flowbatch.render_mermaid import to_mermaid
 

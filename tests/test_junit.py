@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from junitparser import Failure, JUnitXml, Skipped, TestSuite
 
-from flowbatch.junit import duration_seconds, junit_xml, log_tail_via, tail_of
+from flowbatch.jobview import duration_seconds, tail_of
+from flowbatch.junit import junit_xml, log_tail_via
 from flowbatch.store import Store
 
 PIPELINE = """\

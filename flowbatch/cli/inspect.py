@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from flowbatch.jobview import label
 from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
 
@@ -94,11 +95,6 @@ def _clip(text: str, width: int = _REASON_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _label(job: dict[str, Any]) -> str:
-    index = job.get("arrayProperties", {}).get("index")
-    return job["jobName"] if index is None else f"{job['jobName']}[{index}]"
-
-
 def _status(job: dict[str, Any]) -> str:
     summary = job.get("arrayProperties", {}).get("statusSummary")
     if summary is None:
@@ -156,7 +152,7 @@ def jobs(
     rows = [
         [
             job["jobId"],
-            _label(job),
+            label(job),
             _status(job),
             str(job["attempts"]),
             "-" if job["container"]["exitCode"] is None else str(job["container"]["exitCode"]),
@@ -202,11 +198,11 @@ def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: 
         if tried == 0 and job["status"] in _DONE:
             # e.g. a child cancelled, or failed with its array, before it was released
             _fail(
-                f"job `{job_id}` ({_label(job)}) never ran: it {job['status']}"
+                f"job `{job_id}` ({label(job)}) never ran: it {job['status']}"
                 + (f": {job['statusReason']}" if job["statusReason"] else "")
             )
         if tried == 0 and not follow:
-            _fail(f"job `{job_id}` ({_label(job)}) has not started yet: it is {job['status']}")
+            _fail(f"job `{job_id}` ({label(job)}) has not started yet: it is {job['status']}")
         number = attempt or max(tried, 1)
         path = _log_file(state_dir, job, number, which)
         if not follow:
