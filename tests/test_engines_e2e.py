@@ -332,3 +332,54 @@ def _kill_left_behind(pid_file: Path) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
+
+
+# -- containers on SLURM ----------------------------------------------------------------
+
+CONTAINERS = """\
+job hello {
+  image   = "localhost/flowbatch-busybox:test"
+  command = "hostname > from-container.txt"
+  memory  = 128MiB
+}
+job hog {
+  image   = "localhost/flowbatch-busybox:test"
+  command = "head -c 300m /dev/zero | tail > /dev/null"
+  memory  = 64MiB
+  retry {
+    attempts = 2
+    evaluate_on_exit = [{ on_reason = "OutOfMemoryError*", action = "retry" }]
+  }
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.podman
+def test_containers_run_on_slurm_and_an_oom_kill_is_retried(tmp_path: Path) -> None:
+    """`image` works on a SLURM environment as on local: the job runs inside the
+    container, and a memory-limit kill carries AWS's OutOfMemoryError reason, which a
+    retry rule written for AWS matches."""
+    computes = _slurm_computes(tmp_path)
+    if shutil.which("podman") is None:
+        engine_unavailable("podman", "podman is not on PATH")
+    (tmp_path / "c.flow").write_text(CONTAINERS)
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowbatch", "run", "c.flow", "--state-dir", str(state),
+         "--computes", str(computes), "--compute", "local=cluster"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # the hog fails for good after its retry
+    # The container's hostname is its id, not this machine's name.
+    assert (tmp_path / "from-container.txt").read_text().strip() != os.uname().nodename
+    with Store.open(state, create=False) as store:
+        run_id = store.latest_run()
+        assert run_id is not None
+        jobs = {j["jobName"]: store.describe(j["jobId"]) for j in store.jobs(run_id=run_id)}
+    assert jobs["hello"]["status"] == "SUCCEEDED"
+    assert jobs["hello"]["attempts"][0]["computeEnvironment"] == "cluster"
+    hog = jobs["hog"]["attempts"]
+    assert [a["container"]["exitCode"] for a in hog] == [137, 137]
+    assert all(a["container"]["reason"].startswith("OutOfMemoryError") for a in hog)

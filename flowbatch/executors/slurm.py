@@ -39,6 +39,7 @@ executors.container; anyio.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ class SlurmExecutor:
             result = await self._wait(watch, attempt.timeout)
             if result is not None:
                 live = False
-                return result
+                return _with_container_reason(result, attempt)
             # flowbatch's own, exact timeout
             await self._scancel(key)
             live = False
@@ -402,3 +403,13 @@ def _read_exit_file(log_dir: Path) -> str | None:
         return (log_dir / EXIT_FILE).read_text()
     except OSError:
         return None
+
+
+def _with_container_reason(result: ExecResult, attempt: Attempt) -> ExecResult:
+    """A container's exit gets AWS's container.reason (an OOM kill exits 137), as on the
+    local and ssh executors, so that `on_reason = "OutOfMemoryError*"` rules match."""
+    if attempt.image is None or result.reason or result.exit_code is None:
+        return result
+    from flowbatch.executors.container import exit_reason
+
+    return dataclasses.replace(result, reason=exit_reason(result.exit_code))
