@@ -134,6 +134,7 @@ def jobs(
     state_dir: Path,
 ) -> None:
     """List jobs: of the latest run, or of --run, or the children of an array job."""
+    parent: dict[str, Any] | None = None
     with _opened(state_dir) as store:
         if children is not None:
             parent = store.describe(children)
@@ -163,6 +164,15 @@ def jobs(
     ]
     header = ["JOB ID", "NAME", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "REASON"]
     click.echo(table(header, rows))
+    if parent is not None and not (queue or status or name):
+        # Children exist in the store once the runner releases them; on AWS all exist from
+        # submission, so say how many are still to come rather than hide them.
+        unlisted = parent["arrayProperties"]["size"] - len(found)
+        if unlisted > 0:
+            click.echo(
+                f"... and {unlisted} more not started yet "
+                f"(`flowbatch describe {children}:INDEX` shows any of them)"
+            )
 
 
 @click.command()
