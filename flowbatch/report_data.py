@@ -125,9 +125,10 @@ def collect(
     missing = []
     if not all(row.peak_memory is not None for row in rows):
         missing.append(
-            "peak memory — : not known. The local executor measures a job only when it "
-            "uses more memory than flowbatch itself (the kernel folds the runner's own "
-            "size into smaller figures); the ssh and slurm executors do not measure it"
+            "peak memory shown as — is not known: the local executor can measure a job "
+            "only when it uses more memory than flowbatch itself (the kernel folds the "
+            "runner's own size into smaller figures), and the ssh and slurm executors do "
+            "not measure it"
         )
     return RunReport(
         run_id=str(run["runId"]),
