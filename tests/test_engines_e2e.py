@@ -383,3 +383,39 @@ def test_containers_run_on_slurm_and_an_oom_kill_is_retried(tmp_path: Path) -> N
     hog = jobs["hog"]["attempts"]
     assert [a["container"]["exitCode"] for a in hog] == [137, 137]
     assert all(a["container"]["reason"].startswith("OutOfMemoryError") for a in hog)
+
+
+# -- containers over SSH -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.ssh
+@pytest.mark.podman
+def test_containers_run_on_an_ssh_host(sshd: SshServer, scratch: Path, tmp_path: Path) -> None:
+    """`image` on an ssh compute environment: the host's podman (rootless, as the ssh
+    user) runs the job, with the working directory mounted and the job's env passed."""
+    probe = subprocess.run(
+        ["runuser", "-u", sshd.user, "--", "podman", "--log-level=error", "image", "exists",
+         "localhost/flowbatch-busybox:test"],
+        cwd="/", capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        engine_unavailable("podman", f"no image for {sshd.user} ({probe.stderr.strip()})")
+    work = scratch / "ssh-containers"
+    work.mkdir(mode=0o777)
+    work.chmod(0o777)
+    (work / "c.flow").write_text(
+        'job hello {\n  image = "localhost/flowbatch-busybox:test"\n'
+        '  command = "echo $GREETING from $(hostname) > from-container.txt"\n'
+        '  env = { GREETING = "hi" }\n}\n'
+    )
+    computes = _ssh_computes(sshd, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowbatch", "run", "c.flow", "--state-dir",
+         str(tmp_path / "state"), "--computes", str(computes), "--compute", "local=remote"],
+        cwd=work, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    greeting, _, host = (work / "from-container.txt").read_text().split()
+    assert greeting == "hi" and host != os.uname().nodename  # a container's own hostname
+    assert (work / "from-container.txt").stat().st_uid == pwd.getpwnam(sshd.user).pw_uid

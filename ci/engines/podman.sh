@@ -74,4 +74,25 @@ if ! "${P[@]}" image exists "$IMAGE"; then
 fi
 
 "${P[@]}" run --rm --pull=never --network=none --init "$IMAGE" true
+
+# The SSH test user runs containers too (jobs with `image` on an ssh compute environment):
+# rootless podman keeps its own image store, so load the image there as well. On this
+# kernel's cgroup v1, rootless podman ignores --cpus/--memory (it says so).
+if id fbtest >/dev/null 2>&1; then
+  grep -q '^fbtest:' /etc/subuid || usermod --add-subuids 100000-165535 fbtest
+  grep -q '^fbtest:' /etc/subgid || usermod --add-subgids 100000-165535 fbtest
+  as_fbtest() { runuser -u fbtest -- env XDG_RUNTIME_DIR=/tmp/podman-run-fbtest "$@"; }
+  install -d -m 700 -o fbtest -g fbtest /tmp/podman-run-fbtest
+  if ! as_fbtest podman --log-level=error image exists "$IMAGE"; then
+    TAR=$(mktemp /tmp/flowbatch-image.XXXXXX.tar)
+    rm -f "$TAR"  # podman save refuses to overwrite an archive
+    "${P[@]}" save -q -o "$TAR" "$IMAGE"
+    chmod 644 "$TAR"
+    (cd / && as_fbtest podman --log-level=error load -q -i "$TAR" >/dev/null)
+    rm -f "$TAR"
+  fi
+  (cd / && as_fbtest podman --log-level=error run --rm --pull=never --network=none --init \
+    "$IMAGE" true)
+  echo "rootless podman ready for fbtest"
+fi
 echo "podman ready: $("${P[@]}" --version), image $IMAGE"
