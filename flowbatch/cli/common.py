@@ -1,4 +1,5 @@
-"""What every CLI command shares: `-p NAME=VALUE` options and printing FlowErrors.
+"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline, and
+printing FlowErrors.
 
 Imports: diagnostics; click.
 """
@@ -7,11 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from flowbatch.diagnostics import FlowError, render
+
+if TYPE_CHECKING:
+    from flowbatch.compile import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +42,19 @@ def parse_params(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="'-p'")
         params[name.strip()] = value
     return params
+
+
+def load_plan(
+    ctx: click.Context, file: str | Path, params: tuple[str, ...], **options: Any
+) -> Plan:
+    """The Plan of FILE with `-p` overrides, or its errors on stderr and exit 2."""
+    from flowbatch.front import load
+
+    try:
+        return load(file, parse_params(params), **options)
+    except FlowError as err:
+        print_errors(err)
+        ctx.exit(2)
 
 
 def print_errors(err: FlowError) -> None:

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import params_option, parse_params, print_errors
-from flowbatch.diagnostics import FlowError
+from flowbatch.cli.common import load_plan, params_option
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -59,17 +58,9 @@ def plan_command(
     state_dir: Path | None,
 ) -> None:
     """Show what `flowbatch run FILE` would run and why, without running anything."""
-    from flowbatch.front import load
     from flowbatch.store import Store, StoreError
 
-    try:
-        plan = load(file, parse_params(params))
-    except FlowError as err:
-        print_errors(err)
-        ctx.exit(2)
-    except OSError as err:
-        click.echo(f"error: cannot read `{file}`: {err.strerror}", err=True)
-        ctx.exit(2)
+    plan = load_plan(ctx, file, params)
     state = state_dir if state_dir is not None else file.parent / ".flowbatch"
     store: Store | None = None
     if resume and (state / "jobs.db").exists():

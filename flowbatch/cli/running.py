@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.cli.common import load_plan, params_option
 from flowbatch.cli.outputs import prune, write_reports
-from flowbatch.diagnostics import FlowError
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.state import JobEvent
 
@@ -112,19 +111,11 @@ def run_command(
 
     from flowbatch.cli.planning import resume_decision
     from flowbatch.fingerprint import Fingerprints
-    from flowbatch.front import load
     from flowbatch.run import new_job_ids, new_run_id, run_plan
     from flowbatch.run_setup import override_errors
     from flowbatch.store import Store, StoreError
 
-    try:
-        plan = load(file, parse_params(params), computes=compute_files)
-    except FlowError as err:
-        print_errors(err)
-        ctx.exit(2)
-    except OSError as err:
-        click.echo(f"error: cannot read `{file}`: {err.strerror}", err=True)
-        ctx.exit(2)
+    plan = load_plan(ctx, file, params, computes=compute_files)
     compute_overrides = _split_overrides(overrides)
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
