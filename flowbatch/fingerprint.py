@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flowbatch.compile import Plan
 from flowbatch.model import JobSpec
-from flowbatch.template import Context, TemplateError, render_command
+from flowbatch.template import Context, TemplateError, render, render_command
 
 __all__ = ["Fingerprints", "split"]
 
@@ -59,23 +59,27 @@ class Fingerprints:
         self._static: dict[object, str] = {}  # image, env, parameters -> their digest
         self._renders: dict[tuple[object, ...], str] = {}
         self._per_job: dict[str, tuple[str | tuple[str, ...], bool, bool, str]] = {}
-        self._inputs: dict[str, str] = {}
+        self._inputs: dict[tuple[str, int | None], str] = {}
         self._files: dict[str, str] = {}
 
     def of(self, name: str, index: int | None = None) -> str:
         """The fingerprint of job `name` (array child `index`)."""
-        return f"{self.command(name, index)}.{self.inputs(name)}"
+        return f"{self.command(name, index)}.{self.inputs(name, index)}"
 
     def children(self, name: str) -> list[str]:
         """The fingerprint of every child of array `name`, by index: one render per
         child only when the command names `array`."""
         spec = self.plan.job(name)
         size = spec.array_size or 0
-        inputs = self.inputs(name)
         facts = self._per_job.get(name) or self._job_facts(name)
+        if templated(spec.inputs):
+            inputs = [self.inputs(name, i) for i in range(size)]
+        else:
+            inputs = [self.inputs(name)] * size
         if not facts[1]:
-            return [f"{self.command(name, 0)}.{inputs}"] * size
-        return [f"{self.command(name, i)}.{inputs}" for i in range(size)]
+            command = self.command(name, 0)
+            return [f"{command}.{digest}" for digest in inputs]
+        return [f"{self.command(name, i)}.{inputs[i]}" for i in range(size)]
 
     def command(self, name: str, index: int | None = None) -> str:
         """The digest of what `name` (child `index`) runs: command, image, env, parameters."""
@@ -122,22 +126,37 @@ class Fingerprints:
             rendered = f"!template error: {exc.message}"
         return _digest(json.dumps([static, rendered]))
 
-    def inputs(self, name: str) -> str:
-        """The digest of the files job `name` declares as `inputs`, read now (once)."""
-        digest = self._inputs.get(name)
+    def inputs(self, name: str, index: int | None = None) -> str:
+        """The digest of the files job `name` (child `index`) declares as `inputs`, read
+        now (once). Patterns that are templates (`{{ array.index }}`) are rendered for
+        the child, so each child's digest covers its own files only."""
+        spec = self.plan.job(name)
+        key = (name, index if templated(spec.inputs) else None)
+        digest = self._inputs.get(key)
         if digest is None:
-            spec = self.plan.job(name)
-            digest = _EMPTY if not spec.inputs else self._hash_inputs(spec)
-            self._inputs[name] = digest
+            patterns = self.patterns(name, spec.inputs, key[1])
+            digest = _EMPTY if not patterns else self._hash_inputs(spec, patterns)
+            self._inputs[key] = digest
         return digest
+
+    def patterns(self, name: str, patterns: tuple[str, ...], index: int | None) -> tuple[str, ...]:
+        """`inputs` or `outputs` as paths for child `index`: templates rendered."""
+        if not templated(patterns):
+            return patterns
+        spec = self.plan.job(name)
+        ctx = Context(params=self.plan.params, job_name=name, index=index, size=spec.array_size)
+        try:
+            return tuple(render(p, ctx, shell=False, parameters=spec.parameters) for p in patterns)
+        except TemplateError as exc:
+            return (f"!template error: {exc.message}",)
 
     def workdir(self, spec: JobSpec) -> Path:
         return self._dir / spec.workdir
 
-    def _hash_inputs(self, spec: JobSpec) -> str:
+    def _hash_inputs(self, spec: JobSpec, patterns: tuple[str, ...]) -> str:
         root = self.workdir(spec)
         lines: list[str] = []
-        for pattern in spec.inputs:
+        for pattern in patterns:
             matches = sorted(_files(root, pattern))
             if not matches:
                 lines.append(f"{pattern}\0(none)")
@@ -160,13 +179,19 @@ class Fingerprints:
             self._files[key] = digest
         return digest
 
-    def outputs_missing(self, name: str) -> list[str]:
-        """The `outputs` globs of job `name` that match no file now."""
+    def outputs_missing(self, name: str, index: int | None = None) -> list[str]:
+        """The `outputs` globs of job `name` (child `index`) that match no file now."""
         spec = self.plan.job(name)
         if not spec.outputs:
             return []
         root = self.workdir(spec)
-        return [p for p in spec.outputs if not glob.glob(p, root_dir=root, recursive=True)]
+        patterns = self.patterns(name, spec.outputs, index)
+        return [p for p in patterns if not glob.glob(p, root_dir=root, recursive=True)]
+
+
+def templated(patterns: tuple[str, ...]) -> bool:
+    """Whether `inputs` or `outputs` patterns use templates (and so differ per child)."""
+    return any("{{" in p or "{%" in p for p in patterns)
 
 
 def _files(root: Path, pattern: str) -> list[str]:

@@ -241,7 +241,14 @@ class JobBuilder:
             )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
-            self._check_templates(spec, values.get("command"))
+            parts = (spec.command,) if isinstance(spec.command, str) else spec.command
+            shell = isinstance(spec.command, str)
+            self._check_templates(spec, parts, values.get("command"), shell=shell)
+            # Paths may be templates too (one file per child): rendered, never quoted.
+            for key in ("inputs", "outputs"):
+                paths = getattr(spec, key)
+                if any("{{" in p or "{%" in p for p in paths):
+                    self._check_templates(spec, paths, values.get(key), shell=False)
         if queue is not None:
             self._check_fit(spec, queue, values, block)
         return spec
@@ -264,8 +271,9 @@ class JobBuilder:
             return None
         return self.queues[name]
 
-    def _check_templates(self, spec: JobSpec, value: s.Value | None) -> None:
-        parts = (spec.command,) if isinstance(spec.command, str) else spec.command
+    def _check_templates(
+        self, spec: JobSpec, parts: tuple[str, ...], value: s.Value | None, *, shell: bool
+    ) -> None:
         ctx = template.Context(
             params=self.params,
             job_name=spec.name,
@@ -280,7 +288,6 @@ class JobBuilder:
             else [spec.span]
         )
         for part, span in zip(parts, spans, strict=False):
-            shell = isinstance(spec.command, str)
             exc = self._verdict(part, ctx, shell, spec.parameters)
             where = ""
             if exc is None and spec.array_size:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from flowbatch.compile import Plan
-from flowbatch.fingerprint import Fingerprints, split
+from flowbatch.fingerprint import Fingerprints, split, templated
 from flowbatch.model import DepKind
 
 NEW: Final = "new"
@@ -168,10 +168,12 @@ def _decide_job(
             upstream |= bool(up[dep.index or 0]) if element else any(up)
         else:
             upstream |= up
-    outputs_gone: bool | None = None  # looked at only when it could matter
+    outputs_gone: dict[int | None, bool] = {}  # looked at only when it could matter
+    # Templated outputs name each child's own files; plain globs are the job's, looked
+    # at once for all of its children.
+    per_child_outputs = templated(spec.outputs)
 
-    def reason(record: tuple[str, str | None] | None, expected: str) -> str:
-        nonlocal outputs_gone
+    def reason(record: tuple[str, str | None] | None, expected: str, index: int | None) -> str:
         if record is None:
             return NEW
         status, stored = record
@@ -182,14 +184,15 @@ def _decide_job(
             if parts is None:
                 return NEW  # recorded before fingerprints existed
             return COMMAND if parts[0] != expected.partition(".")[0] else INPUT
-        if outputs_gone is None:
-            outputs_gone = bool(fps.outputs_missing(name))
-        if outputs_gone:
+        where = index if per_child_outputs else None
+        if where not in outputs_gone:
+            outputs_gone[where] = bool(fps.outputs_missing(name, where))
+        if outputs_gone[where]:
             return OUTPUT
         return UPSTREAM if upstream else UNCHANGED
 
     if size is None:
-        why = reason(None if previous is None else previous.get(None), fps.of(name))
+        why = reason(None if previous is None else previous.get(None), fps.of(name), None)
         return JobPlan(name, None, why, {why: 1})
     if previous is None:
         return _all(name, size, NEW)
@@ -200,7 +203,7 @@ def _decide_job(
     get = previous.get
     expected = fps.children(name)
     for i in range(size):
-        why = reason(get(i), expected[i])
+        why = reason(get(i), expected[i], i)
         if why == UNCHANGED and (
             any(up[i] for up in per_child) or (sequential and i and not mask[i - 1])
         ):

@@ -233,3 +233,13 @@ def test_an_array_template_is_checked_for_its_last_child_too() -> None:
     assert err.kind is Kind.TEMPLATE and "array.index = 2" in err.message
     job = 'job t {\n  command = "echo {{ params.names.split()[array.index] }}"\n  array = 3\n}\n'
     assert plan_of('param names = "a b c"\n' + job).job("t").array_size == 3
+
+
+def test_inputs_and_outputs_may_be_templates_and_are_checked() -> None:
+    plan = plan_of(
+        'job t {\n  command = "x"\n  array = 3\n'
+        '  inputs = ["in/{{ array.index }}.txt"]\n  outputs = ["out/{{ array.index }}"]\n}\n'
+    )
+    assert plan.job("t").inputs == ("in/{{ array.index }}.txt",)  # rendered per child
+    err = error_of('job t {\n  command = "x"\n  array = 3\n  inputs = ["in/{{ array.idx }}"]\n}\n')
+    assert err.kind is Kind.TEMPLATE and err.span is not None and err.span.line == 4
