@@ -198,3 +198,41 @@ def test_a_locked_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "error:" in result.output and "locked" in result.output
+
+
+def test_two_runs_on_one_state_dir_at_once_both_work(tmp_path: Path) -> None:
+    # Two pipelines, one state directory, run at the same time: both succeed and the
+    # store holds both runs whole (WAL, short write transactions, busy timeouts).
+    state = tmp_path / "state"
+    procs = []
+    for name in ("one", "two"):
+        work = tmp_path / name
+        work.mkdir()
+        (work / "p.flow").write_text(
+            'job fan {\n  command = "echo {{ array.index }} > out-{{ array.index }}"\n'
+            '  array = 60\n}\njob done {\n  command = "true"\n  after = [fan]\n}\n'
+        )
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "flowbatch", "run", str(work / "p.flow"),
+             "--state-dir", str(state)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with Store.open(state, create=False) as store:
+        runs = store.runs()
+        assert [r["status"] for r in runs] == ["SUCCEEDED", "SUCCEEDED"]
+        for run in runs:
+            jobs = store.jobs(run_id=run["runId"])
+            assert {j["jobName"]: j["status"] for j in jobs} == {
+                "fan": "SUCCEEDED", "done": "SUCCEEDED"
+            }  # fmt: skip
+            fan = next(j for j in jobs if j["jobName"] == "fan")
+            assert fan["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 60
+    assert (state / DB_NAME).exists()
+    conn = sqlite3.connect(state / DB_NAME)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
