@@ -8,12 +8,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from run_helpers import RecordingSink
 
 from flowbatch.compile import compile_pipeline
 from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
 from flowbatch.run import new_job_ids, run_plan
-from flowbatch.state import JobEvent, JobState
+from flowbatch.state import JobState
 
 pytestmark = pytest.mark.anyio
 
@@ -21,17 +22,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-
-    def emit(self, event: JobEvent) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("victim", [1, 3, 5])
@@ -48,7 +38,7 @@ async def test_cancelling_a_child_not_yet_released(tmp_path: Path, victim: int) 
     ids = new_job_ids(plan)
     requests = [(f"{ids['arr']}:{victim}", "cancel", "not this one")]
     fake = FakeExecutor(lambda attempt: Outcome(duration=0.3))
-    sink = Sink()
+    sink = RecordingSink()
     with anyio.fail_after(20):  # a stalled run fails here instead of hanging the suite
         result = await run_plan(
             plan,

@@ -3,8 +3,6 @@ store) read by junitparser, as a CI system reads it; escaping of what jobs print
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 from junitparser import Failure, JUnitXml, Skipped, TestSuite
+from run_helpers import run_for_real
 
 from flowbatch.jobview import duration_seconds, tail_of
 from flowbatch.junit import junit_xml, log_tail_via
@@ -53,19 +52,7 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    where = tmp_path_factory.mktemp("junit")
-    (where / "p.flow").write_text(PIPELINE)
-    done = subprocess.run(
-        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1, done.stderr
-    store = Store.open(where / "state", create=False)
-    run_id = store.latest_run()
-    assert run_id is not None
+    store, run_id = run_for_real(tmp_path_factory.mktemp("junit"), PIPELINE, exit_code=1)
     yield Ran(run_id, store.jobs(run_id=run_id), store)
     store.close()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from proc_helpers import alive, wait_until
+from run_helpers import RecordingSink
 
 from flowbatch.compile import Plan, compile_pipeline
 from flowbatch.executors.base import REASON_TIMEOUT
@@ -24,7 +25,7 @@ from flowbatch.model import (
     local_compute,
 )
 from flowbatch.run import RunResult, new_job_ids, new_run_id, run_plan
-from flowbatch.state import JobEvent, JobState
+from flowbatch.state import JobState
 
 pytestmark = pytest.mark.anyio
 S = JobState
@@ -33,21 +34,6 @@ S = JobState
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-        self.flushes = 0
-
-    def emit(self, event: JobEvent) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        self.flushes += 1
-
-    def final(self, name: str, index: int | None = None) -> JobEvent:
-        return [e for e in self.events if e.name == name and e.index == index][-1]
 
 
 def plan_of(tmp: Path, *jobs: JobSpec, ce: ComputeEnv | None = None) -> Plan:
@@ -64,8 +50,8 @@ def plan_of(tmp: Path, *jobs: JobSpec, ce: ComputeEnv | None = None) -> Plan:
 
 async def go(
     plan: Plan, tmp: Path, executor: object | None = None, **kw: object
-) -> tuple[RunResult, Sink]:
-    sink = Sink()
+) -> tuple[RunResult, RecordingSink]:
+    sink = RecordingSink()
     factory = (
         (lambda ce: executor) if executor is not None else (lambda ce: LocalExecutor(ce, grace=0.5))
     )
@@ -161,7 +147,7 @@ async def test_control_cancel_of_a_pending_array(tmp_path: Path) -> None:
     ids = new_job_ids(plan)
     requests = [(ids["arr"], "cancel", "not needed")]
     fake = FakeExecutor({"slow": [Outcome(duration=0.5)]})
-    sink = Sink()
+    sink = RecordingSink()
     result = await run_plan(
         plan,
         run_id="r",
@@ -273,7 +259,7 @@ async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, JobSpec(name="long", command="sleep 30"))
     ids = new_job_ids(plan)
     requests = [(ids["long"], "terminate", "enough")]
-    sink = Sink()
+    sink = RecordingSink()
 
     def control() -> list[tuple[str, str, str]]:
         running = any(e.name == "long" and e.state is S.RUNNING for e in sink.events)

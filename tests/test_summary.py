@@ -3,14 +3,13 @@ subprocess, read back from the store) parsed as Markdown with markdown-it-py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from run_helpers import run_for_real
 
 from flowbatch.compile import Plan
 from flowbatch.front import load, load_text
@@ -51,18 +50,7 @@ class Ran:
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
     where = tmp_path_factory.mktemp("summary")
-    (where / "p.flow").write_text(PIPELINE)
-    done = subprocess.run(
-        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1, done.stderr
-    store = Store.open(where / "state", create=False)
-    run_id = store.latest_run()
-    assert run_id is not None
+    store, run_id = run_for_real(where, PIPELINE, exit_code=1)
     yield Ran(load(where / "p.flow", {}), run_id, store)
     store.close()
 
