@@ -1,28 +1,28 @@
-"""The lexer of the .flow language: one master regular expression, fed to lark's LALR
-parser in place of lark's own lexer.
+"""The lexer of the .flow language: one master regular expression, scanned by `re` in C.
 
 Why not lark's lexer: it tries each terminal's pattern in turn at every position and
 costs about three times as much per token as one compiled alternation; on a pipeline of
-10,000 jobs that was a second of `flowbatch validate`. The token names are the grammar's
-own, so `grammar/flow.lark` stays the one description of the language (its terminal
-definitions document the same shapes and are what lark's own lexer would use).
+10,000 jobs that was a second of `flowbatch validate`. Tokens are plain tuples rather
+than lark's `Token` (a str subclass with eight attributes to set): a tuple is built in
+one step, and the parser only ever reads a token's kind. The kinds are the grammar's
+terminal names, so `grammar/flow.lark` stays the one description of the language (its
+terminal definitions document the same shapes and are what lark's own lexer would use).
 
 Context is what lark's contextual lexer gave for free and is kept here by two rules:
 a statement keyword (`import`, `param`, `compute`, `queue`, `definition`, `job`) is one
 only where a statement starts (top level, after a newline), so `queue = gpu` inside a
 block is an attribute; and `true`/`false` are values only where a value starts.
 
-Imports: lark (this module and parse are the only ones that may).
+Imports: nothing of flowbatch's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
-from lark import Token
-from lark.lexer import Lexer
+# kind, text, line, column, end line, end column (lines and columns from 1, end exclusive)
+Token = tuple[str, str, int, int, int, int]
 
 
 class LexError(Exception):
@@ -34,17 +34,21 @@ class LexError(Exception):
         self.column = column
 
 
+# The commonest tokens come first: `re` tries the alternatives in order. LONG_STRING
+# must come before STRING (`"""` starts with the empty string `""`).
 _MASTER = re.compile(
     r"""
-    (?P<LONG_STRING>\"\"\"(?:.|\n)*?\"\"\")
+    (?P<NAME>[A-Za-z][A-Za-z0-9_\-]*)
+  | (?P<WS>[\t \f]+)
+  | (?P<PUNCT>[{}\[\]()=:,.])
+  | (?P<_NL>(?:(?:\#[^\n]*)?\r?\n[\t ]*)+)
+  | (?P<LONG_STRING>\"\"\"(?:.|\n)*?\"\"\")
   | (?P<STRING>"(?:[^"\\\n]|\\.)*")
   | (?P<SIZE>\d+(?:\.\d+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
   | (?P<DURATION>(?:\d+[dhms])+(?![A-Za-z0-9_]))
   | (?P<NUMBER>\d+(?:\.\d+)?(?![A-Za-z_]))
-  | (?P<NAME>[A-Za-z][A-Za-z0-9_\-]*)
-  | (?P<_NL>(?:(?:\#[^\n]*)?\r?\n[\t ]*)+)
-  | (?P<WS>[\t \f]+|\\[\t ]*\r?\n)
-  | (?P<PUNCT>[{}\[\]()=:,.])
+  | (?P<CONTINUATION>\\[\t ]*\r?\n)
+  | (?P<ERROR>[\s\S])
     """,
     re.VERBOSE,
 )
@@ -60,6 +64,8 @@ _PUNCT = {
     ",": "COMMA",
     ".": "DOT",
 }
+_OPENS = {"LBRACE", "LSQB", "LPAR"}
+_CLOSES = {"RBRACE", "RSQB", "RPAR"}
 _STATEMENT = {
     "import": "IMPORT",
     "param": "PARAM",
@@ -70,65 +76,45 @@ _STATEMENT = {
 }
 _VALUE_STARTS = {"EQUAL", "LSQB", "COMMA", "LPAR"}
 _BOOLEANS = {"true": "TRUE", "false": "FALSE"}
-new_str = str.__new__
 
 
 def tokens(text: str) -> Iterator[Token]:
-    """The tokens of `text`, with lark's positions; raises LexError."""
-    match = _MASTER.match
-    pos, line, line_start, end = 0, 1, 0, len(text)
-    depth = 0  # brackets and braces open
-    brackets: list[str] = []
+    """The tokens of `text`; raises LexError at a character that starts none."""
+    line, line_start = 1, 0
+    brackets: list[str] = []  # the kinds of the brackets and braces open, innermost last
     previous = "_NL"
-    while pos < end:
-        m = match(text, pos)
-        if m is None:
-            raise LexError(line, pos - line_start + 1)
+    for m in _MASTER.finditer(text):
         kind = m.lastgroup
-        value = m.group()
-        column = pos - line_start + 1
-        start_line = line
-        newlines = value.count("\n")
-        if newlines:
-            line += newlines
-            line_start = pos + value.rindex("\n") + 1
-        new_pos = m.end()
         if kind == "WS":
-            pos = new_pos
             continue
-        if kind == "PUNCT":
-            kind = _PUNCT[value]
-            if value in "{[(":
-                depth += 1
-                brackets.append(value)
-            elif value in "}])" and brackets:
-                depth -= 1
-                brackets.pop()
-        elif kind == "NAME":
-            if depth == 0 and previous == "_NL" and value in _STATEMENT:
+        value = m.group()
+        pos = m.start()
+        column = pos - line_start + 1
+        if kind == "NAME":
+            if not brackets and previous == "_NL" and value in _STATEMENT:
                 kind = _STATEMENT[value]
             elif value in _BOOLEANS and (
-                previous in _VALUE_STARTS or (previous == "_NL" and brackets[-1:] == ["["])
+                previous in _VALUE_STARTS or (previous == "_NL" and brackets[-1:] == ["LSQB"])
             ):
                 kind = _BOOLEANS[value]
+        elif kind == "PUNCT":
+            kind = _PUNCT[value]
+            if kind in _OPENS:
+                brackets.append(kind)
+            elif kind in _CLOSES and brackets:
+                brackets.pop()
+        elif kind in ("_NL", "LONG_STRING", "CONTINUATION"):  # the tokens that span lines
+            start_line = line
+            line += value.count("\n")
+            if line != start_line:
+                line_start = pos + value.rindex("\n") + 1
+            if kind == "CONTINUATION":
+                continue
+            yield kind, value, start_line, column, line, m.end() - line_start + 1
+            previous = kind
+            continue
+        elif kind == "ERROR":
+            raise LexError(line, column)
         assert kind is not None
-        # Token(...) goes through lark's argument-compatibility shim, which costs more
-        # than the rest of the lexer; the slots are set directly instead.
-        tok = new_str(Token, value)
-        tok.type, tok.value, tok.start_pos = kind, value, pos
-        tok.line, tok.column = start_line, column
-        tok.end_line, tok.end_column, tok.end_pos = line, new_pos - line_start + 1, new_pos
-        yield tok
+        yield kind, value, line, column, line, column + len(value)
         previous = kind
-        pos = new_pos
-
-
-class FlowLexer(Lexer):
-    """Plugs `tokens` into lark (lark passes its lexer configuration, unused here)."""
-
-    def __init__(self, lexer_conf: Any) -> None:
-        pass
-
-    def lex(self, text: Any, parser_state: Any = None) -> Iterator[Token]:
-        # lark hands a custom lexer the text itself, not a LexerState
-        return tokens(text if isinstance(text, str) else text.text)

@@ -1,11 +1,16 @@
 """Text to `syntax.File`: the only module that imports lark.
 
-The grammar (`grammar/flow.lark`, installed as `flowbatch/flow.lark`) is loaded from
-the installed package. Lark's errors are translated here, at the boundary: token
-names become words, common mistakes get a hint, and a raw lark message never reaches
-a user.
+Lark compiles the grammar (`grammar/flow.lark`, installed as `flowbatch/flow.lark`) to
+LALR(1) tables; `_drive` runs them over the lexer's tokens and builds syntax nodes as it
+reduces. Why not `Lark.parse`: its loop and its tree-builder and transformer layers
+cost three function calls per reduction, over 1 s of validating 100,000 jobs; this loop
+is the same algorithm on the same tables with one call per reduction, about four times
+faster. `tests/test_parse_tables.py` checks that it accepts exactly what lark does.
 
-Imports: syntax, diagnostics; lark.
+Errors are put into words here, at the boundary: token names become words, common
+mistakes get a hint, and nothing of lark's reaches a user.
+
+Imports: syntax, diagnostics, lexer; lark.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import os
 import re
 import sys
 import textwrap
-from typing import Any, cast
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark
+from lark.grammar import Rule
+from lark.parsers.lalr_analysis import Shift
 
 import flowbatch.syntax as s
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.lexer import FlowLexer, LexError
+from flowbatch.lexer import LexError, Token, tokens
 
 TOKEN_WORDS = {
     "NAME": "a name",
@@ -57,33 +64,118 @@ _MAX_NAME = 128
 def parse(text: str, path: str) -> s.File:
     """The surface tree of `text`; raises FlowError(Kind.SYNTAX) pointing at the problem."""
     source = Source(path, text)
-    parser = _parser()
-    _building.append(source)
     try:
-        statements = cast(list[s.Statement], parser.parse(text + "\n"))
+        statements = _drive(_tables(), tokens(text + "\n"), _Build(source))
     except _Bad as bad:
         raise bad.error(source) from None
     except LexError as exc:
         raise _bad_character(source, exc.line, exc.column) from None
-    except UnexpectedInput as exc:
-        raise _translate(exc, source) from None
-    finally:
-        _building.pop()
+    except _Unexpected as exc:
+        raise _translate(exc.token, exc.expected, source) from None
     return s.File(source, tuple(statements))
 
 
+# -- the LALR(1) loop ----------------------------------------------------------------------
+
+
+class _Reduce(NamedTuple):
+    size: int  # how many values the rule pops
+    method: str | None  # the _Build method that makes its value; None passes its one child on
+    origin: str  # the rule's name, to look up the state to go to
+
+
+class _Tables(NamedTuple):
+    # per state, per token kind: the state to shift to, or the rule to reduce by
+    actions: list[dict[str, int | _Reduce]]
+    start: int
+    end: int
+    methods: tuple[str, ...]  # every _Build method the rules name
+
+
+class _Unexpected(Exception):
+    def __init__(self, token: Token, expected: set[str]) -> None:
+        super().__init__(token[0])
+        self.token, self.expected = token, expected
+
+
+def _drive(tables: _Tables, stream: Iterable[Token], build: _Build) -> list[s.Statement]:
+    actions, end = tables.actions, tables.end
+    methods: dict[str | None, Callable[[list[Any]], Any]] = {
+        name: getattr(build, name) for name in tables.methods
+    }
+    states = [tables.start]
+    values: list[Any] = []
+    for token in _ended(stream):
+        kind = token[0]
+        while True:
+            try:
+                action = actions[states[-1]][kind]
+            except KeyError:
+                expected = {k for k in actions[states[-1]] if k.isupper()}
+                raise _Unexpected(token, expected) from None
+            if action.__class__ is int:
+                states.append(action)
+                values.append(token)
+                break
+            size, method, origin = action  # type: ignore[misc]
+            if size:
+                children = values[-size:]
+                del states[-size:]
+                del values[-size:]
+            else:
+                children = []
+            values.append(methods[method](children) if method else children[0])
+            states.append(actions[states[-1]][origin])  # type: ignore[arg-type]
+            if kind == "$END" and states[-1] == end:
+                result: list[s.Statement] = values[-1]
+                return result
+    raise AssertionError("the token stream always ends with $END")
+
+
+def _ended(stream: Iterable[Token]) -> Iterable[Token]:
+    yield from stream
+    yield ("$END", "", 0, 0, 0, 0)
+
+
 @functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    return Lark.open_from_package(
+def _tables() -> _Tables:
+    lark = Lark.open_from_package(
         "flowbatch",
         "flow.lark",
         parser="lalr",
-        propagate_positions=False,  # spans are built from tokens (see _Build)
+        lexer="basic",  # never run: the tokens come from flowbatch.lexer
         maybe_placeholders=False,
-        lexer=FlowLexer,
-        transformer=_Build(),
         cache=_cache_path(),
     )
+    table = lark.parser.parser.parser.parse_table
+    actions: list[dict[str, int | _Reduce]] = [{} for _ in range(len(table.states))]
+    methods: set[str] = set()
+    for state, row in table.states.items():
+        for kind, (action, arg) in row.items():
+            if action is Shift:
+                actions[state][kind] = arg
+            else:
+                method = _method(arg)
+                if method is not None:
+                    methods.add(method)
+                actions[state][kind] = _Reduce(len(arg.expansion), method, arg.origin.name)
+    return _Tables(
+        actions, table.start_states["start"], table.end_states["start"], tuple(sorted(methods))
+    )
+
+
+def _method(rule: Rule) -> str | None:
+    """The `_Build` method that makes the value of `rule`, from its children."""
+    name = rule.origin.name
+    if rule.alias:  # `value`'s alternatives: string, number, call, ...
+        return str(rule.alias)
+    if name.startswith("__") and "_star_" in name:  # lark's expansion of `(...)*`
+        return "star"
+    if name in ("_sep", "_lsep"):
+        return "separator"
+    if rule.options.expand1 and len(rule.expansion) == 1:  # `?key: NAME | STRING`
+        return None
+    return str(name)
 
 
 def _cache_path() -> str | bool:
@@ -101,6 +193,9 @@ def _cache_path() -> str | bool:
     return os.path.join(directory, f"grammar-py{major}{minor}.lark-cache")
 
 
+# -- building syntax nodes -----------------------------------------------------------------
+
+
 class _Bad(Exception):
     """A lexically valid token with an invalid value (an over-long name, a bad escape)."""
 
@@ -109,30 +204,161 @@ class _Bad(Exception):
         self.message, self.token, self.hint = message, token, hint
 
     def error(self, source: Source) -> FlowError:
-        span = _token_span(self.token, source)
-        return FlowError(Kind.SYNTAX, self.message, span, hint=self.hint)
+        _, _, line, col, end_line, end_col = self.token
+        return FlowError(
+            Kind.SYNTAX, self.message, Span(source, line, col, end_line, end_col), hint=self.hint
+        )
 
 
-# Spans need the Source, which lark's inline transformer (built once, cached) cannot be
-# handed per call: `parse` pushes it here for the duration of one parse.
-_building: list[Source] = []
+class _Build:
+    """One method per grammar rule, named after it (or after its alias), given the rule's
+    children: tokens, the values of the rules below, and None for separators. A rule
+    with optional parts has one expansion per combination, so a method finds its parts
+    by kind (tokens are tuples, lists come from `entries`, `items` and `(...)*`), not
+    by position alone."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def span(self, tok: Token) -> Span:
+        return Span(self.source, tok[2], tok[3], tok[4], tok[5])
+
+    def join(self, first: Token, last: Token) -> Span:
+        return Span(self.source, first[2], first[3], last[4], last[5])
+
+    def start(self, c: list[Any]) -> list[s.Statement]:
+        statements: list[s.Statement] = []
+        for item in c:
+            if item.__class__ is list:
+                statements.extend(item)
+            elif item.__class__ is not tuple:  # not a newline
+                statements.append(item)
+        return statements
+
+    def star(self, c: list[Any]) -> list[Any]:
+        """`(sep item)*`, left-recursive: [sep, item] or [list, sep, item]."""
+        if len(c) == 2:
+            return [c[1]]
+        c[0].append(c[2])
+        result: list[Any] = c[0]
+        return result
+
+    def separator(self, c: list[Any]) -> None:
+        return None
+
+    def import_stmt(self, c: list[Any]) -> s.Import:
+        span = self.span(c[1])
+        return s.Import(span, _unescape(c[1]), span)
+
+    def param_stmt(self, c: list[Any]) -> s.Param:
+        _, name, _, value = c
+        name_span = self.span(name)
+        return s.Param(_join(name_span, value.span), _name(name), name_span, value)
+
+    def block_stmt(self, c: list[Any]) -> s.Block:
+        kind, name, body = c[0], c[1], c[-1]
+        parent: Token | None = c[2] if len(c) == 4 else None
+        return s.Block(
+            _join(self.span(kind), body.span),
+            kind[1],
+            _name(name),
+            self.span(name),
+            _name(parent) if parent is not None else None,
+            self.span(parent) if parent is not None else None,
+            body,
+        )
+
+    def parent(self, c: list[Any]) -> Token:
+        name: Token = c[1]
+        return name
+
+    def body(self, c: list[Any]) -> s.Map:
+        entries = c[-2] if c[-2].__class__ is list else ()
+        return s.Map(self.join(c[0], c[-1]), tuple(entries))
+
+    def entries(self, c: list[Any]) -> list[s.Entry]:
+        if len(c) > 1 and c[1].__class__ is list:
+            return [c[0], *c[1]]
+        return [c[0]]
+
+    items = entries
+
+    def assign(self, c: list[Any]) -> s.Entry:
+        key, _, value = c
+        key_span = self.span(key)
+        return s.Entry(_join(key_span, value.span), _key(key), key_span, value)
+
+    def nested(self, c: list[Any]) -> s.Entry:
+        key, body = c
+        key_span = self.span(key)
+        return s.Entry(_join(key_span, body.span), _key(key), key_span, body)
+
+    def listing(self, c: list[Any]) -> s.List:
+        items = c[-2] if c[-2].__class__ is list else ()
+        return s.List(self.join(c[0], c[-1]), tuple(items))
+
+    def string(self, c: list[Any]) -> s.Str:
+        return s.Str(self.span(c[0]), _unescape(c[0]))
+
+    def long_string(self, c: list[Any]) -> s.Str:
+        body = c[0][1][3:-3]
+        if body.startswith("\n"):
+            body = body[1:]
+        return s.Str(self.span(c[0]), textwrap.dedent(body))
+
+    def number(self, c: list[Any]) -> s.Number:
+        text = c[0][1]
+        value: int | float = float(text) if "." in text else int(text)
+        return s.Number(self.span(c[0]), value)
+
+    def size(self, c: list[Any]) -> s.Size:
+        mib = s.size_mib(c[0][1])
+        assert mib is not None  # the lexer's SIZE guarantees the shape
+        return s.Size(self.span(c[0]), mib, c[0][1])
+
+    def duration(self, c: list[Any]) -> s.Duration:
+        seconds = s.duration_seconds(c[0][1])
+        assert seconds is not None  # the lexer's DURATION guarantees the shape
+        return s.Duration(self.span(c[0]), seconds, c[0][1])
+
+    def true(self, c: list[Any]) -> s.Bool:
+        return s.Bool(self.span(c[0]), True)
+
+    def false(self, c: list[Any]) -> s.Bool:
+        return s.Bool(self.span(c[0]), False)
+
+    def dotted(self, c: list[Any]) -> s.Ref:
+        names: list[Token] = [c[0], *c[1]] if len(c) == 2 else c
+        return s.Ref(self.join(names[0], names[-1]), tuple(_name(n) for n in names))
+
+    def index(self, c: list[Any]) -> s.Index:
+        name, _, number, close = c
+        return s.Index(self.join(name, close), _name(name), self.span(name), int(number[1]))
+
+    def call(self, c: list[Any]) -> s.Call:
+        func, _, arg, close = c
+        return s.Call(self.join(func, close), _name(func), self.span(func), arg)
 
 
-def _token_span(tok: Token, source: Source | None = None) -> Span:
-    src = source or _building[-1]
-    return Span(src, tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 1)
+def _join(start: Span, end: Span) -> Span:
+    return Span(start.source, start.line, start.col, end.end_line, end.end_col)
 
 
 def _name(tok: Token) -> str:
-    if len(tok) > _MAX_NAME:
-        raise _Bad(f"name is {len(tok)} characters long; at most {_MAX_NAME} are allowed", tok)
-    return str(tok)
+    text = tok[1]
+    if len(text) > _MAX_NAME:
+        raise _Bad(f"name is {len(text)} characters long; at most {_MAX_NAME} are allowed", tok)
+    return text
+
+
+def _key(tok: Token) -> str:
+    return _unescape(tok) if tok[0] == "STRING" else _name(tok)
 
 
 def _unescape(tok: Token) -> str:
-    body = tok[1:-1]
+    body = tok[1][1:-1]
     if "\\" not in body:
-        return str(body)
+        return body
 
     def repl(m: re.Match[str]) -> str:
         ch = m.group(1)
@@ -143,165 +369,40 @@ def _unescape(tok: Token) -> str:
     return re.sub(r"\\(.)", repl, body)
 
 
-def _join(start: Span, end: Span) -> Span:
-    return Span(start.source, start.line, start.col, end.end_line, end.end_col)
+# -- syntax errors, in words -------------------------------------------------------------
 
 
-def _span_of(item: Token | s.Node) -> Span:
-    return _token_span(item) if isinstance(item, Token) else item.span
-
-
-@v_args(inline=True)
-class _Build(Transformer[Token, Any]):
-    """Builds syntax nodes while lark parses (no intermediate tree). Lark's inline
-    transformer gets no rule positions, so each node's span is joined from its first
-    and last child (braces and brackets are named terminals for that reason)."""
-
-    @v_args(inline=False)
-    def start(self, children: list[s.Statement]) -> list[s.Statement]:
-        return children
-
-    def import_stmt(self, path: Token) -> s.Import:
-        span = _token_span(path)
-        return s.Import(span, _unescape(path), span)
-
-    def param_stmt(self, name: Token, value: s.Value) -> s.Param:
-        name_span = _token_span(name)
-        return s.Param(_join(name_span, value.span), _name(name), name_span, value)
-
-    @v_args(inline=False)
-    def block_stmt(self, children: list[Any]) -> s.Block:
-        kind, name = children[0], children[1]
-        parent: Token | None = children[2] if len(children) == 4 else None
-        body: s.Map = children[-1]
-        return s.Block(
-            _join(_token_span(kind), body.span),
-            str(kind),
-            _name(name),
-            _token_span(name),
-            _name(parent) if parent is not None else None,
-            _token_span(parent) if parent is not None else None,
-            body,
-        )
-
-    def parent(self, name: Token) -> Token:
-        return name
-
-    @v_args(inline=False)
-    def body(self, children: list[Any]) -> s.Map:
-        entries: tuple[s.Entry, ...] = children[1] if len(children) == 3 else ()
-        return s.Map(_join(_token_span(children[0]), _token_span(children[-1])), entries)
-
-    @v_args(inline=False)
-    def entries(self, children: list[s.Entry]) -> tuple[s.Entry, ...]:
-        return tuple(children)
-
-    def assign(self, key: Token, value: s.Value) -> s.Entry:
-        key_span = _token_span(key)
-        return s.Entry(_join(key_span, value.span), _key(key), key_span, value)
-
-    def nested(self, key: Token, body: s.Map) -> s.Entry:
-        key_span = _token_span(key)
-        return s.Entry(_join(key_span, body.span), _key(key), key_span, body)
-
-    @v_args(inline=False)
-    def listing(self, children: list[Any]) -> s.List:
-        items: tuple[s.Value, ...] = children[1] if len(children) == 3 else ()
-        return s.List(_join(_token_span(children[0]), _token_span(children[-1])), items)
-
-    @v_args(inline=False)
-    def items(self, children: list[s.Value]) -> tuple[s.Value, ...]:
-        return tuple(children)
-
-    def string(self, tok: Token) -> s.Str:
-        return s.Str(_token_span(tok), _unescape(tok))
-
-    def long_string(self, tok: Token) -> s.Str:
-        body = tok[3:-3]
-        if body.startswith("\n"):
-            body = body[1:]
-        return s.Str(_token_span(tok), textwrap.dedent(body))
-
-    def number(self, tok: Token) -> s.Number:
-        value: int | float = float(tok) if "." in tok else int(tok)
-        return s.Number(_token_span(tok), value)
-
-    def size(self, tok: Token) -> s.Size:
-        mib = s.size_mib(tok)
-        assert mib is not None  # the grammar's SIZE guarantees the shape
-        return s.Size(_token_span(tok), mib, str(tok))
-
-    def duration(self, tok: Token) -> s.Duration:
-        seconds = s.duration_seconds(tok)
-        assert seconds is not None  # the grammar's DURATION guarantees the shape
-        return s.Duration(_token_span(tok), seconds, str(tok))
-
-    def true(self, tok: Token) -> s.Bool:
-        return s.Bool(_token_span(tok), True)
-
-    def false(self, tok: Token) -> s.Bool:
-        return s.Bool(_token_span(tok), False)
-
-    @v_args(inline=False)
-    def dotted(self, names: list[Token]) -> s.Ref:
-        span = _join(_token_span(names[0]), _token_span(names[-1]))
-        return s.Ref(span, tuple(_name(n) for n in names))
-
-    def index(self, name: Token, number: Token, close: Token) -> s.Index:
-        name_span = _token_span(name)
-        span = _join(name_span, _token_span(close))
-        return s.Index(span, _name(name), name_span, int(number))
-
-    def call(self, func: Token, arg: s.Value, close: Token) -> s.Call:
-        func_span = _token_span(func)
-        return s.Call(_join(func_span, _token_span(close)), _name(func), func_span, arg)
-
-
-def _key(tok: Token) -> str:
-    return _unescape(tok) if tok.type == "STRING" else _name(tok)
-
-
-# -- lark errors, in words ---------------------------------------------------------------
-
-
-def _translate(exc: UnexpectedInput, source: Source) -> FlowError:
-    line = getattr(exc, "line", -1)
-    col = getattr(exc, "column", -1)
-    if (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or isinstance(
-        exc, UnexpectedEOF
-    ):
+def _translate(tok: Token, expected_kinds: set[str], source: Source) -> FlowError:
+    kind, _, line, col, end_line, end_col = tok
+    if kind == "$END":
         return _at_end(source)
-    if line is None or line < 1:
-        return _at_end(source)
-    assert isinstance(exc, UnexpectedToken)
-    tok = exc.token
-    span = Span(source, line, col, tok.end_line or line, tok.end_column or col + 1)
-    if tok.type == "_NL":  # underline the end of the line, not the newline itself
+    span = Span(source, line, col, end_line, end_col)
+    if kind == "_NL":  # underline the end of the line, not the newline itself
         width = len(source.line(line))
         span = Span(source, line, max(1, col), line, max(col, width) + 1)
-    expected = _expected_words(exc.expected)
-    got = _describe(tok)
-    message = f"unexpected {got}"
+    expected = _expected_words(expected_kinds)
+    message = f"unexpected {_describe(tok)}"
     if expected:
         message += f"; expected {expected}"
-    return FlowError(Kind.SYNTAX, message, span, hint=_hint(tok, exc.expected, source))
+    return FlowError(Kind.SYNTAX, message, span, hint=_hint(kind, expected_kinds))
 
 
 def _describe(tok: Token) -> str:
-    if tok.type == "_NL":
+    kind, text = tok[0], tok[1]
+    if kind == "_NL":
         return "end of line"
-    if tok.type in ("NAME", "BLOCK_KIND", "NUMBER", "SIZE", "DURATION", "TRUE", "FALSE"):
+    if kind in ("NAME", "BLOCK_KIND", "NUMBER", "SIZE", "DURATION", "TRUE", "FALSE"):
         word = {"BLOCK_KIND": "keyword", "TRUE": "keyword", "FALSE": "keyword"}.get(
-            tok.type, TOKEN_WORDS.get(tok.type, "text").split(" ", 1)[-1]
+            kind, TOKEN_WORDS.get(kind, "text").split(" ", 1)[-1]
         )  # "a name" -> "name `x`"
-        return f"{word} `{tok}`"
-    if tok.type in ("STRING", "LONG_STRING"):
+        return f"{word} `{text}`"
+    if kind in ("STRING", "LONG_STRING"):
         return "string"
-    known = TOKEN_WORDS.get(tok.type)
-    return known if known else f"`{tok}`"
+    known = TOKEN_WORDS.get(kind)
+    return known if known else f"`{text}`"
 
 
-def _expected_words(expected: set[str] | frozenset[str]) -> str:
+def _expected_words(expected: set[str]) -> str:
     if "BLOCK_KIND" in expected:
         return "a statement (`import`, `param`, `compute`, `queue`, `definition` or `job`)"
     words = sorted({TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected if t != "_NL"})
@@ -314,18 +415,18 @@ def _expected_words(expected: set[str] | frozenset[str]) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _hint(tok: Token, expected: set[str] | frozenset[str], source: Source) -> str | None:
-    if "EQUAL" in expected and tok.type != "EQUAL":
-        if tok.type == "COLON":
+def _hint(kind: str, expected: set[str]) -> str | None:
+    if "EQUAL" in expected and kind != "EQUAL":
+        if kind == "COLON":
             return "attributes are written `name = value`, not `name: value`"
         return "attributes are written `name = value`, one per line"
-    if tok.type == "NAME" and "BLOCK_KIND" in expected:
+    if kind == "NAME" and "BLOCK_KIND" in expected:
         return (
             "a file holds `import`, `param`, `compute`, `queue`, `definition` and `job` statements"
         )
-    if tok.type in ("NAME", "STRING", "NUMBER") and "_NL" in expected:
+    if kind in ("NAME", "STRING", "NUMBER") and "_NL" in expected:
         return "put each attribute on its own line, or separate list items with `,`"
-    if tok.type == "RBRACE":
+    if kind == "RBRACE":
         return "a value is missing before `}`"
     return None
 
