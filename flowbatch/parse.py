@@ -1,33 +1,21 @@
-"""Text to `syntax.File`: the only module that imports lark.
+"""Text to `syntax.File`: the lexer's tokens, run through the grammar's LALR(1) tables
+(`flowbatch.lalr`), with a syntax node built at each reduction (`_Build`).
 
-Lark compiles the grammar (`grammar/flow.lark`, installed as `flowbatch/flow.lark`) to
-LALR(1) tables; `_drive` runs them over the lexer's tokens and builds syntax nodes as it
-reduces. Why not `Lark.parse`: its loop and its tree-builder and transformer layers
-cost three function calls per reduction, over 1 s of validating 100,000 jobs; this loop
-is the same algorithm on the same tables with one call per reduction, about four times
-faster. `tests/test_parse_tables.py` checks that it accepts exactly what lark does.
+Errors are put into words here: token names become words, common mistakes get a hint,
+and nothing of lark's reaches a user.
 
-Errors are put into words here, at the boundary: token names become words, common
-mistakes get a hint, and nothing of lark's reaches a user.
-
-Imports: syntax, diagnostics, lexer; lark.
+Imports: syntax, diagnostics, lexer, lalr.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import sys
 import textwrap
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
-
-from lark import Lark
-from lark.grammar import Rule
-from lark.parsers.lalr_analysis import Shift
+from typing import Any
 
 import flowbatch.syntax as s
+from flowbatch import lalr
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.lexer import LexError, Token, tokens
 
@@ -65,132 +53,19 @@ def parse(text: str, path: str) -> s.File:
     """The surface tree of `text`; raises FlowError(Kind.SYNTAX) pointing at the problem."""
     source = Source(path, text)
     try:
-        statements = _drive(_tables(), tokens(text + "\n"), _Build(source))
+        statements: list[s.Statement] = lalr.drive(_tables(), tokens(text + "\n"), _Build(source))
     except _Bad as bad:
         raise bad.error(source) from None
     except LexError as exc:
         raise _bad_character(source, exc.line, exc.column) from None
-    except _Unexpected as exc:
+    except lalr.Unexpected as exc:
         raise _translate(exc.token, exc.expected, source) from None
     return s.File(source, tuple(statements))
 
 
-# -- the LALR(1) loop ----------------------------------------------------------------------
-
-
-class _Reduce(NamedTuple):
-    size: int  # how many values the rule pops
-    method: str | None  # the _Build method that makes its value; None passes its one child on
-    origin: str  # the rule's name, to look up the state to go to
-
-
-class _Tables(NamedTuple):
-    # per state, per token kind: the state to shift to, or the rule to reduce by
-    actions: list[dict[str, int | _Reduce]]
-    start: int
-    end: int
-    methods: tuple[str, ...]  # every _Build method the rules name
-
-
-class _Unexpected(Exception):
-    def __init__(self, token: Token, expected: set[str]) -> None:
-        super().__init__(token[0])
-        self.token, self.expected = token, expected
-
-
-def _drive(tables: _Tables, stream: Iterable[Token], build: _Build) -> list[s.Statement]:
-    actions, end = tables.actions, tables.end
-    methods: dict[str | None, Callable[[list[Any]], Any]] = {
-        name: getattr(build, name) for name in tables.methods
-    }
-    states = [tables.start]
-    values: list[Any] = []
-    for token in _ended(stream):
-        kind = token[0]
-        while True:
-            try:
-                action = actions[states[-1]][kind]
-            except KeyError:
-                expected = {k for k in actions[states[-1]] if k.isupper()}
-                raise _Unexpected(token, expected) from None
-            if action.__class__ is int:
-                states.append(action)
-                values.append(token)
-                break
-            size, method, origin = action  # type: ignore[misc]
-            if size:
-                children = values[-size:]
-                del states[-size:]
-                del values[-size:]
-            else:
-                children = []
-            values.append(methods[method](children) if method else children[0])
-            states.append(actions[states[-1]][origin])  # type: ignore[arg-type]
-            if kind == "$END" and states[-1] == end:
-                result: list[s.Statement] = values[-1]
-                return result
-    raise AssertionError("the token stream always ends with $END")
-
-
-def _ended(stream: Iterable[Token]) -> Iterable[Token]:
-    yield from stream
-    yield ("$END", "", 0, 0, 0, 0)
-
-
 @functools.lru_cache(maxsize=1)
-def _tables() -> _Tables:
-    lark = Lark.open_from_package(
-        "flowbatch",
-        "flow.lark",
-        parser="lalr",
-        lexer="basic",  # never run: the tokens come from flowbatch.lexer
-        maybe_placeholders=False,
-        cache=_cache_path(),
-    )
-    table = lark.parser.parser.parser.parse_table
-    actions: list[dict[str, int | _Reduce]] = [{} for _ in range(len(table.states))]
-    methods: set[str] = set()
-    for state, row in table.states.items():
-        for kind, (action, arg) in row.items():
-            if action is Shift:
-                actions[state][kind] = arg
-            else:
-                method = _method(arg)
-                if method is not None:
-                    methods.add(method)
-                actions[state][kind] = _Reduce(len(arg.expansion), method, arg.origin.name)
-    return _Tables(
-        actions, table.start_states["start"], table.end_states["start"], tuple(sorted(methods))
-    )
-
-
-def _method(rule: Rule) -> str | None:
-    """The `_Build` method that makes the value of `rule`, from its children."""
-    name = rule.origin.name
-    if rule.alias:  # `value`'s alternatives: string, number, call, ...
-        return str(rule.alias)
-    if name.startswith("__") and "_star_" in name:  # lark's expansion of `(...)*`
-        return "star"
-    if name in ("_sep", "_lsep"):
-        return "separator"
-    if rule.options.expand1 and len(rule.expansion) == 1:  # `?key: NAME | STRING`
-        return None
-    return str(name)
-
-
-def _cache_path() -> str | bool:
-    """Where lark keeps the grammar's LALR tables between runs: building them costs about
-    50 ms of every start, loading them 8. Lark checks the grammar's hash before using the
-    file. It is a pickle, so it lives in this user's own cache directory, not in /tmp,
-    where another user could plant one."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "flowbatch")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError:
-        return False
-    major, minor = sys.version_info[:2]
-    return os.path.join(directory, f"grammar-py{major}{minor}.lark-cache")
+def _tables() -> lalr.Linked:
+    return lalr.link(lalr.load("flowbatch", "flow.lark"), _Build)
 
 
 # -- building syntax nodes -----------------------------------------------------------------

@@ -105,6 +105,7 @@ def our_verdict(text: str) -> tuple[int, int] | None:
         assert error.kind is Kind.SYNTAX
         if error.message == "unexpected end of file":
             return (-1, -1)
+        assert error.span is not None
         return (error.span.line, error.span.col)
     return None
 

@@ -1,0 +1,81 @@
+"""The grammar's LALR tables: built by lark once, then read from the user's cache as
+JSON, so that a start with warm tables never imports lark; a damaged cache is rebuilt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from flowbatch import lalr
+
+GRAMMAR = resources.files("flowbatch").joinpath("flow.lark").read_text(encoding="utf-8")
+
+
+def canonical(tables: lalr.Tables) -> list[list[tuple[str, lalr.Reduce | int]]]:
+    """The tables with states numbered in the order a walk from the start reaches them:
+    lark numbers states differently from one build to the next."""
+    number = {tables.start: 0}
+    order = [tables.start]
+    for state in order:
+        for _, action in sorted(tables.actions[state].items()):
+            if isinstance(action, int) and action not in number:
+                number[action] = len(order)
+                order.append(action)
+    return [
+        sorted(
+            (kind, action if isinstance(action, lalr.Reduce) else number[action])
+            for kind, action in tables.actions[state].items()
+        )
+        for state in order
+    ] + [[("end", number[tables.end])]]
+
+
+def test_canonical_tables_tell_grammars_apart() -> None:
+    other = GRAMMAR.replace('parent: ":" NAME', 'parent: "<" NAME')
+    assert canonical(lalr.build(GRAMMAR)) == canonical(lalr.build(GRAMMAR))
+    assert canonical(lalr.build(other)) != canonical(lalr.build(GRAMMAR))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "flowbatch"
+
+
+def test_tables_are_cached_as_json_and_read_back_equal(cache: Path) -> None:
+    built = lalr.load("flowbatch", "flow.lark")
+    (file,) = cache.glob("grammar-*.json")
+    assert json.loads(file.read_text())["format"].startswith("flowbatch-lalr-")
+    assert lalr.load("flowbatch", "flow.lark") == built
+    assert canonical(built) == canonical(lalr.build(GRAMMAR))
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_damaged_cache_is_rebuilt(cache: Path) -> None:
+    lalr.load("flowbatch", "flow.lark")
+    (file,) = cache.glob("grammar-*.json")
+    file.write_text('{"format": "flowbatch-lalr-1", "actions": [')
+    assert canonical(lalr.load("flowbatch", "flow.lark")) == canonical(lalr.build(GRAMMAR))
+    assert json.loads(file.read_text())["actions"]  # written whole again
+
+
+def test_a_warm_start_never_imports_lark(tmp_path: Path) -> None:
+    code = (
+        "import sys, flowbatch.parse as p; "
+        "p.parse('job a {\\n  command = \"x\"\\n}\\n', 'x.flow'); "
+        "print('lark' in sys.modules)"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert runs == ["True", "False"]  # the first start builds the tables with lark
