@@ -8,7 +8,6 @@ Imports: syntax, model, values, template, diagnostics.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TypeVar
 
 import flowbatch.syntax as s
@@ -243,12 +242,18 @@ class JobBuilder:
         if command is not None and not ("array" in values and array_size is None):
             parts = (spec.command,) if isinstance(spec.command, str) else spec.command
             shell = isinstance(spec.command, str)
-            self._check_templates(spec, parts, values.get("command"), shell=shell)
+            inherited = block.body.get("command") is None
+            self._check_templates(
+                spec, parts, values.get("command"), shell=shell, inherited=inherited
+            )
             # Paths may be templates too (one file per child): rendered, never quoted.
             for key in ("inputs", "outputs"):
                 paths = getattr(spec, key)
                 if any("{{" in p or "{%" in p for p in paths):
-                    self._check_templates(spec, paths, values.get(key), shell=False)
+                    inherited = block.body.get(key) is None
+                    self._check_templates(
+                        spec, paths, values.get(key), shell=False, inherited=inherited
+                    )
         if queue is not None:
             self._check_fit(spec, queue, values, block)
         return spec
@@ -272,14 +277,15 @@ class JobBuilder:
         return self.queues[name]
 
     def _check_templates(
-        self, spec: JobSpec, parts: tuple[str, ...], value: s.Value | None, *, shell: bool
+        self,
+        spec: JobSpec,
+        parts: tuple[str, ...],
+        value: s.Value | None,
+        *,
+        shell: bool,
+        inherited: bool,
     ) -> None:
-        ctx = template.Context(
-            params=self.params,
-            job_name=spec.name,
-            index=0 if spec.is_array else None,
-            size=spec.array_size,
-        )
+        """`inherited`: the templates are a definition's, so the error says which job."""
         spans: list[Span | None] = (
             [value.span]
             if isinstance(value, s.Str)
@@ -287,14 +293,14 @@ class JobBuilder:
             if isinstance(value, s.List)
             else [spec.span]
         )
+        first = 0 if spec.is_array else None
         for part, span in zip(parts, spans, strict=False):
-            exc = self._verdict(part, ctx, shell, spec.parameters)
+            exc = self._verdict(part, spec, first, shell)
             where = ""
             if exc is None and spec.array_size:
                 # The last child too: an index used to pick from a list or a range fails
                 # at the end, not at 0, and finding that at run time costs the run.
-                last = replace(ctx, index=spec.array_size - 1)
-                exc = self._verdict(part, last, shell, spec.parameters)
+                exc = self._verdict(part, spec, spec.array_size - 1, shell)
                 where = f" (for the last child, array.index = {spec.array_size - 1})"
             if exc is not None:
                 hint = None
@@ -312,18 +318,24 @@ class JobBuilder:
                     )
                 self.errors.error(
                     Kind.TEMPLATE,
-                    f"template error{where}: {exc.message}",
+                    f"template error{f' in job `{spec.name}`' if inherited else ''}{where}: "
+                    f"{exc.message}",
                     _narrow(span, exc.name),
                     hint=hint,
                 )
 
     def _verdict(
-        self, text: str, ctx: template.Context, shell: bool, parameters: Mapping[str, str]
+        self, text: str, spec: JobSpec, index: int | None, shell: bool
     ) -> template.TemplateError | None:
-        key = (text, shell, ctx.index, ctx.size, tuple(parameters.items()))
+        # The job's name matters only to a template that mentions `job`.
+        name = spec.name if "job" in text else ""
+        key = (text, shell, index, spec.array_size, name, tuple(spec.parameters.items()))
         if key not in self._verdicts:
+            ctx = template.Context(
+                params=self.params, job_name=spec.name, index=index, size=spec.array_size
+            )
             try:
-                template.check(text, ctx, shell=shell, parameters=parameters)
+                template.check(text, ctx, shell=shell, parameters=spec.parameters)
                 self._verdicts[key] = None
             except template.TemplateError as exc:
                 self._verdicts[key] = exc

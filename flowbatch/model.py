@@ -30,7 +30,12 @@ MAX_RETRY_RULES = 5
 
 def frozen_map(items: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """A read-only copy of a str->str mapping, sorted by key so that output is stable."""
-    return MappingProxyType(dict(sorted((items or {}).items())))
+    if not items:
+        return _EMPTY  # most jobs have no env, tags or parameters: one shared, read-only
+    return MappingProxyType(dict(sorted(items.items())))
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class DepKind(enum.Enum):

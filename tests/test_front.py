@@ -235,6 +235,16 @@ def test_an_array_template_is_checked_for_its_last_child_too() -> None:
     assert plan_of('param names = "a b c"\n' + job).job("t").array_size == 3
 
 
+def test_a_shared_template_is_checked_for_each_job_that_uses_it() -> None:
+    # Verdicts are cached per template text; a template that reads the job's name must
+    # still be checked for every job, and the error says which job, not only where.
+    shared = 'definition d {\n  command = "echo {{ job.name[6] }}"\n}\n'
+    err = error_of(shared + "job longername: d {}\njob short: d {}\n")
+    assert err.kind is Kind.TEMPLATE and "in job `short`" in err.message
+    assert err.span is not None and err.span.line == 2
+    assert len(plan_of(shared + "job longername: d {}\njob longest: d {}\n")) == 2
+
+
 def test_inputs_and_outputs_may_be_templates_and_are_checked() -> None:
     plan = plan_of(
         'job t {\n  command = "x"\n  array = 3\n'
