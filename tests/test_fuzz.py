@@ -33,6 +33,23 @@ PIECES = st.text(CHARS, max_size=6) | st.sampled_from(
 )
 
 
+def mutate(seed: str, cuts: list[tuple[int, int, str]]) -> str:
+    text = seed
+    for at, width, insert in cuts:
+        at %= len(text) + 1
+        text = text[:at] + insert + text[at + width :]
+    return text
+
+
+# A seed pipeline with up to four cuts, each replacing some characters by a piece.
+MUTANTS = st.builds(
+    mutate,
+    st.sampled_from(SEEDS),
+    st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 40), PIECES), min_size=1, max_size=4),
+)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 def check(text: str) -> None:
     try:
         load_text(text, "fuzz.flow", read=lambda p: "", machine=MACHINE)
@@ -42,32 +59,17 @@ def check(text: str) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(st.text(CHARS, max_size=200))
 def test_random_text_raises_only_flow_errors(text: str) -> None:
     check(text)
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    seed=st.sampled_from(SEEDS),
-    cuts=st.lists(
-        st.tuples(st.integers(0, 5000), st.integers(0, 40), PIECES), min_size=1, max_size=4
-    ),
-)
-def test_mutated_pipelines_raise_only_flow_errors(
-    seed: str, cuts: list[tuple[int, int, str]]
-) -> None:
-    check(mutate(seed, cuts))
-
-
-def mutate(seed: str, cuts: list[tuple[int, int, str]]) -> str:
-    text = seed
-    for at, width, insert in cuts:
-        at %= len(text) + 1
-        text = text[:at] + insert + text[at + width :]
-    return text
+@FUZZ
+@given(MUTANTS)
+def test_mutated_pipelines_raise_only_flow_errors(text: str) -> None:
+    check(text)
 
 
 class _TupleLexer(Lexer):
@@ -137,21 +139,14 @@ def test_parser_agrees_with_lark_on_the_examples(seed: str) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    seed=st.sampled_from(SEEDS),
-    cuts=st.lists(
-        st.tuples(st.integers(0, 5000), st.integers(0, 40), PIECES), min_size=1, max_size=4
-    ),
-)
-def test_parser_accepts_exactly_what_lark_accepts(
-    seed: str, cuts: list[tuple[int, int, str]]
-) -> None:
-    agree(mutate(seed, cuts))
+@FUZZ
+@given(MUTANTS)
+def test_parser_accepts_exactly_what_lark_accepts(text: str) -> None:
+    agree(text)
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(st.text(CHARS, max_size=200))
 def test_parser_agrees_with_lark_on_random_text(text: str) -> None:
     agree(text)
