@@ -225,7 +225,10 @@ def podman() -> str:
 
 def run(podman: str, attempt: Attempt) -> subprocess.CompletedProcess[str]:
     argv = container_argv(attempt, runtime=podman, name=container_name(attempt))
-    return subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    # In the test's own directory: conmon may drop an `oom` file where it runs (conmon#504).
+    return subprocess.run(
+        argv, cwd=attempt.workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
 
 
 def container_exists(podman: str, name: str) -> bool:
@@ -431,6 +434,9 @@ def test_pipeline_runs_in_containers_and_retries_oom_kills(podman: str, tmp_path
     assert [a["container"]["exitCode"] for a in hog["attempts"]] == [137, 137, 137]
     assert never["status"] == "FAILED" and never["attempts"] == []
     assert not (tmp_path / "never.txt").exists()
+    # conmon before 2.1.13 drops an `oom` file where the runtime runs (conmon#504): that
+    # is the attempt's own directory, never the pipeline's.
+    assert not (tmp_path / "oom").exists()
 
 
 @pytest.mark.slow

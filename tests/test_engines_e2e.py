@@ -388,6 +388,7 @@ def test_containers_run_on_slurm_and_an_oom_kill_is_retried(tmp_path: Path) -> N
     hog = jobs["hog"]["attempts"]
     assert [a["container"]["exitCode"] for a in hog] == [137, 137]
     assert all(a["container"]["reason"].startswith("OutOfMemoryError") for a in hog)
+    assert not (tmp_path / "oom").exists()  # conmon#504: the runtime ran elsewhere
 
 
 # -- containers over SSH -----------------------------------------------------------------

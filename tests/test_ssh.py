@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,23 @@ def test_remote_command_quotes_workdir_and_arguments() -> None:
     line = remote_command(att, ["printf", "%s", "x; rm -rf ~"])
     assert line.startswith("cd -- '/tmp/a b' && exec setsid -w /bin/sh -c ")
     assert line.endswith("sh printf %s 'x; rm -rf ~'")
+
+
+def test_a_container_runtime_runs_in_a_scratch_directory_removed_after(tmp_path: Path) -> None:
+    # conmon before 2.1.13 drops an `oom` file where it runs (conmon#504). The remote
+    # line runs in a real shell here; the "runtime" notes where it ran and drops one.
+    ce = ComputeEnv(name="r", type="ssh", vcpus=1, memory=1, options={"known_hosts": "k"})
+    att = replace(attempt(ce, tmp_path, "true"), image="busybox")
+    where = tmp_path / "where"
+    runtime = ["/bin/sh", "-c", f"pwd > {where}; touch oom; exit 3"]
+    done = subprocess.run(
+        ["/bin/sh", "-c", remote_command(att, runtime)], capture_output=True, text=True
+    )
+    assert done.returncode == 3  # the runtime's exit code is the job's
+    assert done.stdout.splitlines()[0].isdigit()  # the wrapper's pid comes first, as ever
+    scratch = Path(where.read_text().strip())
+    assert scratch != tmp_path and not scratch.exists()  # ran elsewhere, and cleaned up
+    assert not (tmp_path / "oom").exists()
 
 
 def test_executor_refuses_an_environment_without_known_hosts() -> None:

@@ -79,7 +79,11 @@ class LocalExecutor:
                     stdin=self._devnull,
                     stdout=out,
                     stderr=err,
-                    cwd=attempt.workdir,
+                    # A container's runtime gets the attempt's own directory: conmon
+                    # before 2.1.13 drops an `oom` file where it runs (conmon#504), which
+                    # must not land among the user's files. The container itself is
+                    # told its working directory by `-w`.
+                    cwd=attempt.log_dir if container is not None else attempt.workdir,
                     env=dict(attempt.env),
                     start_new_session=True,
                 )

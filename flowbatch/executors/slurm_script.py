@@ -93,6 +93,8 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         if redirect:
             out.append('exec >"$fb_dir/stdout" 2>"$fb_dir/stderr"')
         out.append(f"cd {shlex.quote(str(a.workdir))} || exit 1")
+        if a.image is not None:  # the runtime runs in the attempt's own directory (conmon#504)
+            out.append('cd "$fb_dir" || exit 1')
         out += _exports({k: v for k, v in env.items() if k not in common})
         out.append(command_line(a, argv_for))
         return out

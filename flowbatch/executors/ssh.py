@@ -69,6 +69,14 @@ DEFAULT_MAX_SESSIONS = 10  # OpenSSH's MaxSessions default
 # `trap :` (not `trap ''`) so the wrapper outlives a TERM to the group and reports the
 # job's 143, while the job itself still gets the default action (caught traps reset on exec).
 _WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; "$@"; exit $?'
+# conmon before 2.1.13 drops an `oom` file in the directory it runs in (conmon#504):
+# a container's runtime runs in a scratch directory, removed once it ends, so that the
+# file never lands among the user's files. The container's own directory is set by -w.
+_SCRATCH_WRAPPER = (
+    'trap : TERM INT HUP; printf "%s\\n" "$$"; '
+    'fb_scratch=$(mktemp -d) && cd "$fb_scratch" || exit 125; '
+    '"$@"; fb_rc=$?; cd / && rm -rf "$fb_scratch"; exit $fb_rc'
+)
 
 
 class SshError(Exception):
@@ -90,8 +98,10 @@ class _Link:
 
 
 def remote_command(attempt: Attempt, argv: list[str]) -> str:
-    """The shell line that runs `argv` in the attempt's workdir under the pid wrapper."""
-    wrapped = ["setsid", "-w", "/bin/sh", "-c", _WRAPPER, "sh", *argv]
+    """The shell line that runs `argv` in the attempt's workdir under the pid wrapper
+    (a container's runtime in a scratch directory of its own, see _SCRATCH_WRAPPER)."""
+    wrapper = _WRAPPER if attempt.image is None else _SCRATCH_WRAPPER
+    wrapped = ["setsid", "-w", "/bin/sh", "-c", wrapper, "sh", *argv]
     return f"cd -- {shlex.quote(str(attempt.workdir))} && exec {shlex.join(wrapped)}"
 
 
