@@ -98,20 +98,24 @@ class Decision:
                 item["reasons"] = dict(job.counts)
                 item["children"] = {r: list(ix) for r, ix in job.examples.items()}
             jobs.append(item)
-        processes = sum(j.size or 1 for j in self.jobs.values())
-        run = sum(j.reruns for j in self.jobs.values())
         return {
             "pipeline": self.pipeline,
             "resume": self.resume,
             "previousRun": self.previous_run,
             "jobs": jobs,
-            "summary": {
-                "jobs": len(self.jobs),
-                "jobsRun": sum(1 for j in self.jobs.values() if not j.reused),
-                "processes": processes,
-                "processesRun": run,
-                "processesReused": processes - run,
-            },
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> dict[str, int]:
+        """How many jobs and processes there are, and how many of them run."""
+        reruns = [j.reruns for j in self.jobs.values()]
+        processes = sum(j.size or 1 for j in self.jobs.values())
+        return {
+            "jobs": len(self.jobs),
+            "jobsRun": sum(1 for n in reruns if n),
+            "processes": processes,
+            "processesRun": sum(reruns),
+            "processesReused": processes - sum(reruns),
         }
 
 
@@ -202,11 +206,13 @@ def _decide_job(
     sequential = spec.sequential
     get = previous.get
     expected = fps.children(name)
+    # The children whose own N_TO_N dependency's child reruns, all upstreams in one mask.
+    upstream_child = bytearray(size)
+    for up in per_child:
+        upstream_child = bytearray(a | b for a, b in zip(upstream_child, up, strict=True))
     for i in range(size):
         why = reason(get(i), expected[i], i)
-        if why == UNCHANGED and (
-            any(up[i] for up in per_child) or (sequential and i and not mask[i - 1])
-        ):
+        if why == UNCHANGED and (upstream_child[i] or (sequential and i and not mask[i - 1])):
             why = UPSTREAM
         if why == UNCHANGED:
             mask[i] = 1

@@ -100,7 +100,7 @@ def render_text(decision: Decision) -> list[str]:
     lines = [head]
     for label, job in zip(labels, jobs, strict=True):
         lines.append(f"  {label:<{width}}  {_action(job):<9}  {_why(job)}")
-    summary = decision.as_json()["summary"]
+    summary = decision.summary()
     lines.append(
         f"{summary['jobsRun']} of {summary['jobs']} jobs run; "
         f"{summary['processesRun']} of {summary['processes']} processes run, "
