@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import compress, islice
 from typing import Any, Final
 
 from flowbatch.compile import Plan
@@ -177,6 +178,12 @@ def _decide_job(
     # at once for all of its children.
     per_child_outputs = templated(spec.outputs)
 
+    def outputs_missing(index: int | None = None) -> bool:
+        where = index if per_child_outputs else None
+        if where not in outputs_gone:
+            outputs_gone[where] = bool(fps.outputs_missing(name, where))
+        return outputs_gone[where]
+
     def reason(record: tuple[str, str | None] | None, expected: str, index: int | None) -> str:
         if record is None:
             return NEW
@@ -188,10 +195,7 @@ def _decide_job(
             if parts is None:
                 return NEW  # recorded before fingerprints existed
             return COMMAND if parts[0] != expected.partition(".")[0] else INPUT
-        where = index if per_child_outputs else None
-        if where not in outputs_gone:
-            outputs_gone[where] = bool(fps.outputs_missing(name, where))
-        if outputs_gone[where]:
+        if outputs_missing(index):
             return OUTPUT
         return UPSTREAM if upstream else UNCHANGED
 
@@ -210,16 +214,40 @@ def _decide_job(
     upstream_child = bytearray(size)
     for up in per_child:
         upstream_child = bytearray(a | b for a, b in zip(upstream_child, up, strict=True))
+    # The common case first, inline: a child that succeeded as it would run now, with
+    # nothing upstream rerunning and the job's outputs present. It is only counted here;
+    # its examples are taken from the mask afterwards.
+    clean = not upstream and not per_child_outputs
+    gone: bool | None = None  # the job's outputs missing, looked at once
     for i in range(size):
-        why = reason(get(i), expected[i], i)
+        record = get(i)
+        if (
+            clean
+            and record is not None
+            and record[1] == expected[i]
+            and record[0] == "SUCCEEDED"
+            and not upstream_child[i]
+            and not (sequential and i and not mask[i - 1])
+        ):
+            if gone is None:
+                gone = outputs_missing()
+            if not gone:
+                mask[i] = 1
+                continue
+        why = reason(record, expected[i], i)
         if why == UNCHANGED and (upstream_child[i] or (sequential and i and not mask[i - 1])):
             why = UPSTREAM
         if why == UNCHANGED:
             mask[i] = 1
+            continue
         counts[why] = counts.get(why, 0) + 1
         shown = examples.setdefault(why, [])
         if len(shown) < EXAMPLES:
             shown.append(i)
+    reused = mask.count(1)
+    if reused:
+        counts[UNCHANGED] = reused
+        examples[UNCHANGED] = list(islice(compress(range(size), mask), EXAMPLES))
     ordered: dict[str, int] = {r: counts[r] for r in REASONS if r in counts}
     main = next((r for r in ordered if r != UNCHANGED), UNCHANGED)
     return JobPlan(name, size, main, ordered, {r: examples[r] for r in ordered}, mask)
