@@ -154,9 +154,25 @@ def test_sequential_and_n_to_n_propagate_child_by_child(tmp_path: Path) -> None:
     s, t, u = (decision.jobs[n] for n in "stu")
     assert list(s.mask or b"") == [1, 1, 1, 0, 0, 0]  # 3 failed, 4 and 5 follow it
     assert s.counts == {FAILED: 1, UPSTREAM: 2, UNCHANGED: 3}
+    assert s.examples == {FAILED: [3], UPSTREAM: [4, 5], UNCHANGED: [0, 1, 2]}
     assert list(t.mask or b"") == [1, 1, 1, 0, 0, 0]
     assert u.reason == UNCHANGED  # it waits for s[1] only
     assert decision.reuse() == {"s": bytes(s.mask or b""), "t": bytes(t.mask or b""), "u": None}
+
+
+def test_an_array_whose_plain_output_is_gone_reruns_every_child(tmp_path: Path) -> None:
+    flow = 'job w {\n  command = "echo {{ array.index }} >> w.out"\n  array = 12\n'
+    plan = _plan(tmp_path, flow + '  outputs = ["w.out"]\n}\n')
+    fps = Fingerprints(plan)
+    records: dict[str, dict[int | None, tuple[str, str | None]]] = {
+        "w": {i: ("SUCCEEDED", fps.of("w", i)) for i in range(12)}
+    }
+    (tmp_path / "w.out").touch()
+    w = decide(plan, fps, "r1", records).jobs["w"]
+    assert w.counts == {UNCHANGED: 12} and w.examples == {UNCHANGED: list(range(10))}
+    (tmp_path / "w.out").unlink()
+    w = decide(plan, Fingerprints(plan), "r1", records).jobs["w"]
+    assert w.counts == {OUTPUT: 12} and not any(w.mask or b"")
 
 
 def test_a_command_using_the_index_is_fingerprinted_per_child(tmp_path: Path) -> None:
