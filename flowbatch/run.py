@@ -35,6 +35,7 @@ from flowbatch.executors.base import (
     Executor,
     Hurriable,
 )
+from flowbatch.hosts import DEFAULT_TIMEOUT, LostHosts
 from flowbatch.model import ComputeEnv
 from flowbatch.placement import Pools
 from flowbatch.run_setup import (
@@ -46,8 +47,7 @@ from flowbatch.run_setup import (
     make_log_dir,
     new_job_ids,
     new_run_id,
-    override_errors,
-    with_host,
+    placement_inputs,
 )
 from flowbatch.schedule import Frontier, Placement
 from flowbatch.state import JobEvent, JobState
@@ -86,6 +86,7 @@ async def run_plan(
     fingerprint: Fingerprint | None = None,
     reuse: Mapping[str, bytes | None] | None = None,
     reuse_reason: str = "",
+    host_timeout: float | None = DEFAULT_TIMEOUT,
 ) -> RunResult:
     """Run every job of `plan` to the end and report each state change to `sinks`.
 
@@ -97,7 +98,9 @@ async def run_plan(
     interruption (jobs terminated, sinks flushed, status INTERRUPTED).
     `fingerprint(name, index)` is asked when an attempt starts and goes on its
     SUCCEEDED event; `reuse` (jobs: None, arrays: a mask, 1 = reused) succeed at once
-    with `reuse_reason` (`run --resume`, see `flowbatch.resume`).
+    with `reuse_reason` (`run --resume`, see `flowbatch.resume`). When only lost hosts
+    could take the work left, the run gives up on them after `host_timeout` seconds
+    (None: never; see `flowbatch.hosts`).
     Raises ValueError for an override naming an unknown compute environment.
     """
     if executors is None:
@@ -118,6 +121,7 @@ async def run_plan(
         rng=rng or random.Random(),
         fingerprint=fingerprint,
         reuse=(reuse or {}, reuse_reason),
+        lost=LostHosts(host_timeout),
     )
     return await runner.run(handle_signals)
 
@@ -149,16 +153,9 @@ class _Runner:
         rng: random.Random,
         fingerprint: Fingerprint | None,
         reuse: tuple[Mapping[str, bytes | None], str],
+        lost: LostHosts,
     ) -> None:
-        computes: Mapping[str, ComputeEnv] = plan.computes
-        if max_vcpus is not None:
-            computes = limit_vcpus(computes, max_vcpus)
-        if errors := override_errors(computes, overrides):
-            raise ValueError(errors[0])
-        self.computes = {n: with_host(ce) for n, ce in computes.items()}
-        queue_ces = {
-            q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()
-        }
+        self.computes, queue_ces = placement_inputs(plan, overrides, max_vcpus)
         self.plan = plan
         self.run_id = run_id
         self.ids = job_ids
@@ -187,7 +184,7 @@ class _Runner:
         self.signal: str | None = None
         self.base_env = dict(os.environ)
         self.pipeline_dir = Path(plan.path).absolute().parent
-        self.lost: set[tuple[str, str]] = set()
+        self.lost = lost
         self._tg: anyio.abc.TaskGroup | None = None
         self._dirty = False
 
@@ -348,7 +345,7 @@ class _Runner:
         attempt = live.attempt
         if result is not None and result.host_lost and attempt is not None:
             place = (attempt.compute.name, attempt.host or attempt.compute.name)
-            self.lost.add(place)
+            self.lost.lose(*place, self.clock())
             self.frontier.lose_host(*place)
         if live.terminate is not None and (result is None or not result.ok):
             self.frontier.ended(name, index, ok=False, reason=live.terminate, terminated=True)
@@ -471,11 +468,15 @@ class _Runner:
         self._dispatch()
 
     async def _check_hosts(self) -> None:
-        for ce_name, host in sorted(self.lost):
+        for ce_name, host in list(self.lost):
             executor = self._executor(self.computes[ce_name])
             if await executor.check_host(host):
-                self.lost.discard((ce_name, host))
+                self.lost.back(ce_name, host)
                 self.frontier.restore_host(ce_name, host)
+        # Only lost hosts could take what is left, and they stayed away too long.
+        if not self.live and not self.held and self.lost.given_up(self.clock()):
+            self.frontier.fail_all(self.lost.reason())
+            self._drain()
         self._dispatch()
 
     async def _watch_signals(self, signals: AsyncIterator[int]) -> None:

@@ -76,6 +76,21 @@ def attempt_env(
     return env
 
 
+def placement_inputs(
+    plan: Plan, overrides: Mapping[str, str], max_vcpus: int | None
+) -> tuple[dict[str, ComputeEnv], dict[str, tuple[str, ...]]]:
+    """The compute environments a run places jobs on (capped by `--max-vcpus`, each with
+    its hosts), and each queue's environments after `--compute OLD=NEW` overrides.
+    Raises ValueError for an override naming an unknown environment."""
+    computes: Mapping[str, ComputeEnv] = plan.computes
+    if max_vcpus is not None:
+        computes = limit_vcpus(computes, max_vcpus)
+    if errors := override_errors(computes, overrides):
+        raise ValueError(errors[0])
+    queues = {q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()}
+    return {n: with_host(ce) for n, ce in computes.items()}, queues
+
+
 def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
     """Create and return `log_root/name[/index]/attempt-N`. Raises OSError."""
     log_dir = log_root / name

@@ -402,7 +402,8 @@ class Frontier(Cascade):
         return to_kill
 
     def fail_all(self, reason: str) -> None:
-        """The run is over (interrupted): fail every job and created child not yet done."""
+        """The run is over (interrupted, or its hosts are gone): fail every job and
+        created child not yet done."""
         for node in self._nodes.values():
             if node.size is None:
                 task = node.task

@@ -329,6 +329,49 @@ def test_a_host_lost_mid_run_is_retried_when_it_comes_back(
     assert (work / "done.txt").read_text() == "recovered\n"
 
 
+@pytest.mark.slow
+@pytest.mark.ssh
+def test_a_run_gives_up_on_a_host_that_does_not_come_back(
+    sshd: SshServer, scratch: Path, tmp_path: Path
+) -> None:
+    """The host stays away: after `--host-timeout` what is left fails with a reason that
+    names the host, and the run exits 1 instead of waiting for ever."""
+    work = scratch / "host-gone"
+    work.mkdir(mode=0o777)
+    work.chmod(0o777)
+    pipeline = work / "hold.flow"
+    pipeline.write_text(HOST_LOST_PIPELINE)
+    state = work / ".flowbatch"
+    computes = _ssh_computes(sshd, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbatch", "run", str(pipeline), "--state-dir", str(state),
+         "--computes", str(computes), "--compute", "local=remote", "--host-timeout", "2s"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for("the first attempt to start remotely", (work / "pid.1").exists, proc)
+        try:
+            sshd.stop()
+            _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            sshd.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _kill_left_behind(work / "pid.1")
+    assert proc.returncode == 1, stderr[-3000:]
+    with Store.open(state, create=False) as store:
+        run_id = store.latest_run(str(pipeline))
+        assert run_id is not None
+        jobs = {j["jobName"]: store.describe(j["jobId"]) for j in store.jobs(run_id=run_id)}
+    hold, after = jobs["hold"], jobs["after_hold"]
+    assert hold["status"] == "FAILED" and after["status"] == "FAILED"
+    assert hold["statusReason"] == "Host lost: no host came back within 2s (h1 of `remote`)"
+    assert [a["statusReason"] for a in hold["attempts"]] == ["Host EC2 (instance h1) terminated."]
+    assert not (work / "done.txt").exists()
+
+
 def _kill_left_behind(pid_file: Path) -> None:
     """The "terminated host" leaves its job running (sshd.stop spares users' processes)."""
     try:

@@ -1,19 +1,29 @@
 """The runner under faults: attempts that cannot start (a command that does not render
 for some children, a log directory that cannot be created) and lost hosts that never
-come back. Each run must end, with every job recorded."""
+come back. Each run must end, with every job recorded (unless told to wait for ever)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+import flowbatch.run as run_module
 from flowbatch.compile import Plan, compile_pipeline
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.fake import FakeExecutor, Outcome
-from flowbatch.model import ComputeEnv, JobSpec, Pipeline, Queue, RetryStrategy, local_compute
+from flowbatch.model import (
+    ComputeEnv,
+    Dependency,
+    JobSpec,
+    Pipeline,
+    Queue,
+    RetryStrategy,
+    local_compute,
+)
 from flowbatch.run import RunResult, new_job_ids, run_plan
 from flowbatch.state import JobEvent, JobState
 
@@ -52,7 +62,7 @@ def plan_of(tmp: Path, *jobs: JobSpec, queue: Queue | None = None, **computes: i
     )
 
 
-async def go(plan: Plan, tmp: Path, fake: FakeExecutor) -> tuple[RunResult, Sink]:
+async def go(plan: Plan, tmp: Path, fake: FakeExecutor, **options: Any) -> tuple[RunResult, Sink]:
     sink = Sink()
     with anyio.fail_after(60):
         result = await run_plan(
@@ -62,6 +72,7 @@ async def go(plan: Plan, tmp: Path, fake: FakeExecutor) -> tuple[RunResult, Sink
             state_dir=tmp / ".flowbatch",
             sinks=[sink],
             executors=lambda ce: fake,
+            **options,
         )
     return result, sink
 
@@ -116,3 +127,46 @@ async def test_a_run_ends_when_a_lost_host_is_no_longer_needed(tmp_path: Path) -
     assert result.status == "SUCCEEDED"
     assert [a.compute.name for a in fake.attempts] == ["local", "b"]
     assert sink.final[("j", None)].state is JobState.SUCCEEDED
+
+
+HOST_GONE = JobSpec(name="j", command="x", retry=RetryStrategy(attempts=2))
+
+
+def _always_lost(attempt: Attempt) -> Outcome:
+    return Outcome(exit_code=None, host_lost=True)
+
+
+async def test_a_run_gives_up_on_hosts_gone_longer_than_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)  # every tick
+    after = JobSpec(name="k", command="x", after=(Dependency(job="j"),))
+    plan = plan_of(tmp_path, HOST_GONE, after)
+    fake = FakeExecutor(_always_lost, hosts_back=False)
+    result, sink = await go(plan, tmp_path, fake, host_timeout=0.0)
+    assert result.status == "FAILED" and result.failed == ["j", "k"]
+    j, k = sink.final[("j", None)], sink.final[("k", None)]
+    assert j.state is JobState.FAILED and k.state is JobState.FAILED
+    assert j.reason == "Host lost: no host came back within 0s (localhost of `local`)"
+    assert len(fake.attempts) == 1 and fake.host_checks  # asked, then gave up
+
+
+async def test_without_a_host_timeout_a_run_waits_for_its_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
+    plan = plan_of(tmp_path, HOST_GONE)
+    fake = FakeExecutor(_always_lost, hosts_back=False)
+    ended = anyio.Event()
+
+    async def run() -> None:
+        await go(plan, tmp_path, fake, host_timeout=None)
+        ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(30):
+            while len(fake.host_checks) < 5:  # a real condition: the runner keeps asking
+                await anyio.sleep(0.05)
+        assert not ended.is_set()
+        tg.cancel_scope.cancel()

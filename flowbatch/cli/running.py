@@ -24,6 +24,7 @@ from flowbatch.cli.common import load_plan, params_option
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.state import JobEvent
+from flowbatch.syntax import duration_seconds
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -47,6 +48,22 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected OLD=NEW, got `{item}`", param_hint="'--compute'")
         out[old] = new
     return out
+
+
+def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    """A duration (`10m`, `90s`, or seconds) or `never`."""
+    text = value.strip()
+    if text == "never":
+        return None
+    seconds = duration_seconds(text)
+    if seconds is None:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 10m, 90s) or `never`")
+    return seconds
 
 
 @click.command("run")
@@ -90,6 +107,15 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Forget finished runs (and their logs) older than this.",
 )
+@click.option(
+    "--host-timeout",
+    metavar="DURATION",
+    callback=_host_timeout,
+    default="10m",
+    show_default=True,
+    help="Give up on lost hosts (e.g. SSH) after this long when nothing else can run the "
+    "jobs left; they fail. `never` waits, as AWS does.",
+)
 @click.option("--busy-timeout", type=click.FloatRange(min=0), hidden=True)
 @click.pass_context
 def run_command(
@@ -103,6 +129,7 @@ def run_command(
     junit: Path | None,
     resume: bool,
     keep_days: float,
+    host_timeout: float | None,
     busy_timeout: float | None,
 ) -> None:
     """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
@@ -145,7 +172,7 @@ def run_command(
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
         if resume:
-            done = decision.as_json()["summary"]["processesReused"]
+            done = decision.summary()["processesReused"]
             since = decision.previous_run or "none"
             click.echo(f"resume from run {since}: {done} processes reused", err=True)
         try:
@@ -164,6 +191,7 @@ def run_command(
                     fingerprint=Fingerprints(plan).of,
                     reuse=decision.reuse(),
                     reuse_reason=decision.reason,
+                    host_timeout=host_timeout,
                 )
             )
         except ValueError as err:  # an override naming an unknown compute environment
