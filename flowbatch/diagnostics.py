@@ -25,8 +25,12 @@ class Source:
 
     def line(self, number: int) -> str:
         """The text of line `number` (from 1), without its newline; '' past the end."""
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        # Lines end at "\n" only, as the lexer counts them: str.splitlines would also
+        # end one at a form feed or a lone "\r" and quote the wrong line.
+        lines = self.text.split("\n")
+        if not 0 < number <= len(lines):
+            return ""
+        return lines[number - 1].removesuffix("\r")
 
 
 class Span(NamedTuple):

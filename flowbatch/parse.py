@@ -47,6 +47,8 @@ TOKEN_WORDS = {
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
+_MAX_DIGITS = 15
+_TOO_LONG = re.compile(rf"\d{{{_MAX_DIGITS + 1},}}")
 
 
 def parse(text: str, path: str) -> s.File:
@@ -182,18 +184,20 @@ class _Build:
         return s.Str(self.span(c[0]), textwrap.dedent(body))
 
     def number(self, c: list[Any]) -> s.Number:
-        text = c[0][1]
+        text = _digits(c[0])
         value: int | float = float(text) if "." in text else int(text)
         return s.Number(self.span(c[0]), value)
 
     def size(self, c: list[Any]) -> s.Size:
-        mib = s.size_mib(c[0][1])
-        assert mib is not None  # the lexer's SIZE guarantees the shape
+        mib = s.size_mib(_digits(c[0]))
+        if mib is None:  # the lexer's SIZE guarantees the shape: it is the magnitude
+            raise _Bad(f"size `{c[0][1]}` is too large", c[0])
         return s.Size(self.span(c[0]), mib, c[0][1])
 
     def duration(self, c: list[Any]) -> s.Duration:
-        seconds = s.duration_seconds(c[0][1])
-        assert seconds is not None  # the lexer's DURATION guarantees the shape
+        seconds = s.duration_seconds(_digits(c[0]))
+        if seconds is None:  # the lexer's DURATION guarantees the shape: it is the magnitude
+            raise _Bad(f"duration `{c[0][1]}` is too long", c[0])
         return s.Duration(self.span(c[0]), seconds, c[0][1])
 
     def true(self, c: list[Any]) -> s.Bool:
@@ -208,7 +212,11 @@ class _Build:
 
     def index(self, c: list[Any]) -> s.Index:
         name, _, number, close = c
-        return s.Index(self.join(name, close), _name(name), self.span(name), int(number[1]))
+        if "." in number[1]:
+            hint = f"write `{name[1]}[N]`, N a whole number from 0"
+            raise _Bad("an array index is a whole number", number, hint=hint)
+        index = int(_digits(number))
+        return s.Index(self.join(name, close), _name(name), self.span(name), index)
 
     def call(self, c: list[Any]) -> s.Call:
         func, _, arg, close = c
@@ -223,6 +231,17 @@ def _name(tok: Token) -> str:
     text = tok[1]
     if len(text) > _MAX_NAME:
         raise _Bad(f"name is {len(text)} characters long; at most {_MAX_NAME} are allowed", tok)
+    return text
+
+
+def _digits(tok: Token) -> str:
+    """The text of a number, size or duration, refused when a run of digits is too long
+    for any count, size or duration (and before Python's int and float fail on it)."""
+    text = tok[1]
+    if len(text) > _MAX_DIGITS and _TOO_LONG.search(text):
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        hint = f"numbers have at most {_MAX_DIGITS} digits"
+        raise _Bad(f"`{shown}` is too large", tok, hint=hint)
     return text
 
 
@@ -307,7 +326,7 @@ def _hint(kind: str, expected: set[str]) -> str | None:
 
 
 def _at_end(source: Source) -> FlowError:
-    lines = source.text.rstrip("\n").splitlines() or [""]
+    lines = [line.removesuffix("\r") for line in source.text.rstrip("\r\n").split("\n")]
     line = len(lines)
     opened = source.text.count("{") - source.text.count("}")
     hint = "a `{` is not closed" if opened > 0 else None

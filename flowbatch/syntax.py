@@ -173,15 +173,23 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)(KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
 _DURATION = re.compile(r"(?:\d+[dhms])+")
 
 
+# No size or duration comes near this; past it float() overflows to inf or raises.
+_LIMIT = 1e15
+
+
 def size_mib(text: str) -> float | None:
-    """`2GiB` -> 2048.0 (MiB); None if `text` is not a size."""
+    """`2GiB` -> 2048.0 (MiB); None if `text` is not a size (or an absurdly large one)."""
     m = _SIZE.fullmatch(text.strip())
-    return float(m.group(1)) * SIZE_UNITS[m.group(2)] if m else None
+    if not m:
+        return None
+    mib = float(m.group(1)) * SIZE_UNITS[m.group(2)]
+    return mib if mib < _LIMIT else None
 
 
 def duration_seconds(text: str) -> float | None:
-    """`1h30m` -> 5400.0; None if `text` is not a duration."""
+    """`1h30m` -> 5400.0; None if `text` is not a duration (or an absurdly long one)."""
     text = text.strip()
     if not _DURATION.fullmatch(text):
         return None
-    return float(sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"(\d+)([dhms])", text)))
+    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"(\d+)([dhms])", text))
+    return float(seconds) if seconds < _LIMIT else None

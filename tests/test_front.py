@@ -253,3 +253,27 @@ def test_inputs_and_outputs_may_be_templates_and_are_checked() -> None:
     assert plan.job("t").inputs == ("in/{{ array.index }}.txt",)  # rendered per child
     err = error_of('job t {\n  command = "x"\n  array = 3\n  inputs = ["in/{{ array.idx }}"]\n}\n')
     assert err.kind is Kind.TEMPLATE and err.span is not None and err.span.line == 4
+
+
+def test_lines_are_counted_at_newlines_only() -> None:
+    # A form feed is whitespace to the lexer; str.splitlines would end a line there and
+    # quote the wrong one.
+    err = error_of("job a {\n  x = 1 \f\n  y = 2 3\n}\n")
+    assert err.span is not None and (err.span.line, err.span.col) == (3, 9)
+    assert "3 |   y = 2 3" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "override"),
+    [
+        ("param m = 1GiB\n", "9" * 400 + "GiB"),
+        ("param d = 1h\n", "9" * 400 + "h"),
+        ("param n = 1\n", "9" * 5000),
+        ("param d = 999999999999999h\n", None),
+    ],
+)
+def test_absurdly_large_values_are_errors_not_crashes(text: str, override: str | None) -> None:
+    name = text.split()[1]
+    params = {name: override} if override is not None else {}
+    err = error_of(text, **params)
+    assert err.kind in (Kind.SYNTAX, Kind.PARAM_TYPE), err

@@ -206,6 +206,31 @@ async def test_container_attempt_gets_the_oom_reason_for_137(
     assert result.reason == REASON_OOM
 
 
+@pytest.mark.parametrize("image", [None, "busybox"])
+async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
+    tmp_path: Path, executor: LocalExecutor, image: str | None
+) -> None:
+    # The runtime itself runs in the attempt's own directory (conmon#504), so the job's
+    # directory is checked first: the same reason with or without a container.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    runtime = bin_dir / "podman"
+    runtime.write_text("#!/bin/sh\ntouch ran\nexit 125\n")
+    runtime.chmod(0o755)
+    compute = ComputeEnv(
+        name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    gone = tmp_path / "gone"
+    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image=image, workdir=gone)
+    # It never starts, so it is awaited directly: there is no pid to report.
+    result = await executor.run(attempt, task_status=anyio.TASK_STATUS_IGNORED)
+    assert result.exit_code is None
+    assert result.status_reason.endswith(f"No such file or directory: {gone}")
+    assert result.status_reason.startswith("CannotStartContainerError")
+    assert not (attempt.log_dir / "ran").exists()
+
+
 async def test_container_attempt_exiting_normally_has_no_reason(
     tmp_path: Path, executor: LocalExecutor
 ) -> None:

@@ -17,6 +17,7 @@ Imports: model, executors.base, executors.container (lazily); anyio.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import resource
@@ -63,6 +64,14 @@ class LocalExecutor:
         except Exception as exc:  # ContainerError: no runtime, bad runtime name
             return ExecResult(
                 exit_code=None, status_reason=f"CannotStartContainerError: {exc}", retryable=False
+            )
+        if container is not None and not os.path.isdir(attempt.workdir):
+            # The runtime starts elsewhere (see Popen below), so it is not the one to find
+            # out: the job's directory is checked here, as `cwd=` checks it otherwise.
+            return ExecResult(
+                exit_code=None,
+                status_reason="CannotStartContainerError: "
+                f"{os.strerror(errno.ENOENT)}: {attempt.workdir}",
             )
         try:
             out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
