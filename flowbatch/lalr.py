@@ -119,20 +119,36 @@ def link(tables: Tables, builder: type) -> Linked:
     return Linked(actions, tables.start, tables.end)
 
 
-def load(package: str, resource: str) -> Tables:
-    """The tables of the grammar `resource` in `package`, from the cache if it has them."""
+def load(package: str, resource: str, builder: type) -> Tables:
+    """The tables of the grammar `resource` in `package`, from the cache if it has them
+    whole and every rule they name is a method of `builder`; built and cached if not.
+
+    The cache file is named after the grammar and this module's own source (which
+    names the rules), so another grammar or another flowbatch never reads it; inside,
+    a digest of the tables catches a file damaged after it was written."""
     grammar = resources.files(package).joinpath(resource).read_text(encoding="utf-8")
-    digest = hashlib.sha256(f"{_FORMAT}\n{grammar}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{_FORMAT}\n{grammar}\n{_own_source()}".encode()).hexdigest()[:20]
     directory = _cache_dir()
-    path = directory / f"grammar-{digest}.json" if directory else None
+    path = directory / f"grammar-{key}.json" if directory else None
     if path is not None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            return _decode(path.read_text(encoding="utf-8"))
+        try:
+            tables = _decode(path.read_text(encoding="utf-8"))
+            link(tables, builder)  # every rule it names exists
+            return tables
+        except (OSError, ValueError, LookupError, TypeError, AttributeError):
+            pass  # missing or damaged: built again, and the file replaced
     tables = build(grammar)
     if path is not None:
         with contextlib.suppress(OSError):
-            _write(path, json.dumps(_encode(tables)))
+            _write(path, _encode(tables))
     return tables
+
+
+def _own_source() -> str:
+    try:
+        return Path(__file__).read_text(encoding="utf-8")
+    except OSError:  # no source beside the bytecode: the format alone keys the cache
+        return ""
 
 
 def build(grammar: str) -> Tables:
@@ -169,9 +185,8 @@ def _rule_name(rule: Any) -> str | None:
     return name
 
 
-def _encode(tables: Tables) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
+def _encode(tables: Tables) -> str:
+    body = {
         "start": tables.start,
         "end": tables.end,
         "actions": [
@@ -179,17 +194,38 @@ def _encode(tables: Tables) -> dict[str, Any]:
             for row in tables.actions
         ],
     }
+    text = json.dumps(body, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f'{{"format": "{_FORMAT}", "sha256": "{digest}", "tables": {text}}}'
 
 
 def _decode(text: str) -> Tables:
+    """Raises ValueError, LookupError or TypeError for anything but whole tables."""
     data = json.loads(text)
     if data["format"] != _FORMAT:
         raise ValueError("another format")
-    actions: list[dict[str, int | Reduce]] = [
-        {k: a if isinstance(a, int) else Reduce(int(a[0]), a[1], str(a[2])) for k, a in row.items()}
-        for row in data["actions"]
-    ]
-    return Tables(actions, int(data["start"]), int(data["end"]))
+    body = data["tables"]
+    if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() != data["sha256"]:
+        raise ValueError("damaged")
+    rows = body["actions"]
+    start, end = int(body["start"]), int(body["end"])
+    actions: list[dict[str, int | Reduce]] = []
+    for row in rows:
+        decoded: dict[str, int | Reduce] = {}
+        for kind, a in row.items():
+            if isinstance(a, int):
+                if not 0 <= a < len(rows):
+                    raise ValueError("no such state")
+                decoded[str(kind)] = a
+            else:
+                size, rule, origin = a
+                decoded[str(kind)] = Reduce(
+                    int(size), None if rule is None else str(rule), str(origin)
+                )
+        actions.append(decoded)
+    if not (0 <= start < len(rows) and 0 <= end < len(rows)):
+        raise ValueError("no such state")
+    return Tables(actions, start, end)
 
 
 def _cache_dir() -> Path | None:

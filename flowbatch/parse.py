@@ -67,7 +67,7 @@ def parse(text: str, path: str) -> s.File:
 
 @functools.lru_cache(maxsize=1)
 def _tables() -> lalr.Linked:
-    return lalr.link(lalr.load("flowbatch", "flow.lark"), _Build)
+    return lalr.link(lalr.load("flowbatch", "flow.lark", _Build), _Build)
 
 
 # -- building syntax nodes -----------------------------------------------------------------

@@ -3,16 +3,20 @@ JSON, so that a start with warm tables never imports lark; a damaged cache is re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowbatch import lalr
+from flowbatch.parse import _Build
 
 GRAMMAR = resources.files("flowbatch").joinpath("flow.lark").read_text(encoding="utf-8")
 
@@ -49,20 +53,55 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_tables_are_cached_as_json_and_read_back_equal(cache: Path) -> None:
-    built = lalr.load("flowbatch", "flow.lark")
+    built = lalr.load("flowbatch", "flow.lark", _Build)
     (file,) = cache.glob("grammar-*.json")
     assert json.loads(file.read_text())["format"].startswith("flowbatch-lalr-")
-    assert lalr.load("flowbatch", "flow.lark") == built
+    assert lalr.load("flowbatch", "flow.lark", _Build) == built
     assert canonical(built) == canonical(lalr.build(GRAMMAR))
     assert cache.stat().st_mode & 0o777 == 0o700
 
 
-def test_a_damaged_cache_is_rebuilt(cache: Path) -> None:
-    lalr.load("flowbatch", "flow.lark")
+def _resealed(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its digest made to match its tables again."""
+    text = json.dumps(data["tables"], sort_keys=True)
+    return {**data, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _truncated(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _edited(text: str) -> str:
+    data = json.loads(text)
+    data["tables"]["start"] = 10**6
+    return json.dumps(data)
+
+
+def _unknown_rule(text: str) -> str:
+    data = json.loads(text)
+    for row in data["tables"]["actions"]:
+        for action in row.values():
+            if isinstance(action, list) and action[1]:
+                action[1] = "no_such_rule"
+    return json.dumps(_resealed(data))
+
+
+def _wrong_shape(text: str) -> str:
+    data = json.loads(text)
+    data["tables"]["actions"] = {"0": {}}
+    return json.dumps(_resealed(data))
+
+
+@pytest.mark.parametrize("damage", [_truncated, _edited, _unknown_rule, _wrong_shape])
+def test_a_damaged_cache_is_rebuilt(cache: Path, damage: Callable[[str], str]) -> None:
+    lalr.load("flowbatch", "flow.lark", _Build)
     (file,) = cache.glob("grammar-*.json")
-    file.write_text('{"format": "flowbatch-lalr-1", "actions": [')
-    assert canonical(lalr.load("flowbatch", "flow.lark")) == canonical(lalr.build(GRAMMAR))
-    assert json.loads(file.read_text())["actions"]  # written whole again
+    whole = file.read_text()
+    file.write_text(damage(whole))
+    tables = lalr.load("flowbatch", "flow.lark", _Build)
+    assert canonical(tables) == canonical(lalr.build(GRAMMAR))
+    assert file.read_text() != damage(whole)  # replaced by a whole file
+    assert lalr.load("flowbatch", "flow.lark", _Build) == tables  # which is read back
 
 
 def test_a_warm_start_never_imports_lark(tmp_path: Path) -> None:
