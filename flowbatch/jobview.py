@@ -15,6 +15,14 @@ from typing import Any
 from flowbatch.state import DEPENDENCY_FAILED
 
 
+def clip(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis ("" below 2)."""
+    text = " ".join(text.split())
+    if width <= 1:
+        return ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def label(job: Mapping[str, Any]) -> str:
     """`name`, or `name[index]` for an array child."""
     index = (job.get("arrayProperties") or {}).get("index")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
+from flowbatch.jobview import clip
 from flowbatch.render import STATE_LOOK
 from flowbatch.report_data import AttemptBar
 
@@ -116,7 +117,7 @@ def timeline_svg(bars: Sequence[AttemptBar], *, end: float | None = None) -> str
         y = AXIS_HEIGHT + row * (LANE_HEIGHT + LANE_GAP)
         out.append(
             f'<text class="lane-label" x="{LABEL_WIDTH - 6}" y="{y + LANE_HEIGHT - 4}"'
-            f' text-anchor="end">{escape(_clip(lane.title, 26))}</text>'
+            f' text-anchor="end">{escape(clip(lane.title, 26))}</text>'
         )
         groups = _merge(lane.bars, t1, scale)
         # Failures last, so that a thin one is never hidden under a long success.
@@ -169,7 +170,7 @@ def _bar(group: list[AttemptBar], t0: float, t1: float, scale: float, y: int) ->
         # A name inside a wide bar saves a hover; clipped to what fits.
         text = (
             f'<text class="bar-label" x="{x + 3:.1f}" y="{y + LANE_HEIGHT - 4}">'
-            f"{escape(_clip(first.label if len(group) == 1 else first.name, int(w / 6.5)))}</text>"
+            f"{escape(clip(first.label if len(group) == 1 else first.name, int(w / 6.5)))}</text>"
         )
     return (
         f'<g class="bar {first.state.lower()}"><title>{escape(tip)}</title>'
@@ -223,9 +224,3 @@ def _seconds(value: float) -> str:
 
 def _clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def _clip(text: str, width: int) -> str:
-    if width <= 1:
-        return ""
-    return text if len(text) <= width else text[: width - 1] + "…"

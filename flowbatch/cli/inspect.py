@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from flowbatch.jobview import label
+from flowbatch.jobview import clip, label
 from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
 
@@ -90,11 +90,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _clip(text: str, width: int = _REASON_WIDTH) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _status(job: dict[str, Any]) -> str:
     summary = job.get("arrayProperties", {}).get("statusSummary")
     if summary is None:
@@ -158,7 +153,7 @@ def jobs(
             str(job["attempts"]),
             "-" if job["container"]["exitCode"] is None else str(job["container"]["exitCode"]),
             duration(job["startedAt"], job["stoppedAt"]),
-            _clip(job["statusReason"]),
+            clip(job["statusReason"], _REASON_WIDTH),
         ]
         for job in found
     ]
