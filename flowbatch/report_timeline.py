@@ -10,7 +10,7 @@ same job and outcome closer together than one pixel are drawn as one bar (its ti
 says how many attempts it holds), so the size grows with the drawing's width and the
 number of lanes, not with the number of attempts.
 
-Imports: report_data, render (state colours); stdlib.
+Imports: report_data, render (state colours), jobview; stdlib.
 """
 
 from __future__ import annotations
