@@ -3,9 +3,10 @@ imports lark.
 
 Lark compiles `flow.lark` (installed inside the package) to LALR(1) tables. Building
 them takes about 50 ms and importing lark another 60, so the tables are kept as JSON in
-the user's cache directory, under the grammar's hash: an edited grammar gets new tables,
-and a start that finds its tables never imports lark. JSON rather than lark's own cache
-because that one is a pickle, which runs code when loaded.
+the user's cache directory, under a hash of the grammar (and of this module, which names
+the rules): an edited grammar gets new tables, and a start that finds its tables never
+imports lark. JSON rather than lark's own cache, because that one is a pickle, which
+runs code when loaded.
 
 Why not `Lark.parse`: its loop and its tree-builder and transformer layers cost three
 function calls per reduction, over a second of validating 100,000 jobs; `drive` is the
@@ -22,7 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 from itertools import chain
 from pathlib import Path
@@ -47,13 +48,11 @@ class Tables(NamedTuple):
     end: int
 
 
-Make = Callable[[Any, list[Any]], Any]
-
-
 class Linked(NamedTuple):
     """Tables whose rules are the functions that build their values."""
 
-    actions: list[dict[str, Any]]  # int, or (size, Make | None, origin)
+    # int, or (size, the builder's function for the rule or None, origin)
+    actions: list[dict[str, Any]]
     start: int
     end: int
 
