@@ -134,7 +134,7 @@ def load(package: str, resource: str, builder: type) -> Tables:
             tables = _decode(path.read_text(encoding="utf-8"))
             link(tables, builder)  # every rule it names exists
             return tables
-        except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError):
             pass  # missing or damaged: built again, and the file replaced
     tables = build(grammar)
     if path is not None:

@@ -48,7 +48,9 @@ TOKEN_WORDS = {
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
 _MAX_DIGITS = 15
-_TOO_LONG = re.compile(rf"\d{{{_MAX_DIGITS + 1},}}")
+_MAX_TEXT = 100
+# A whole part (not a fraction) with more than _MAX_DIGITS significant digits.
+_TOO_LARGE = re.compile(rf"(?<![\d.])0*[1-9]\d{{{_MAX_DIGITS},}}")
 
 
 def parse(text: str, path: str) -> s.File:
@@ -195,7 +197,7 @@ class _Build:
         return s.Size(self.span(c[0]), mib, c[0][1])
 
     def duration(self, c: list[Any]) -> s.Duration:
-        seconds = s.duration_seconds(_digits(c[0]))
+        seconds = s.duration_seconds(_digits(c[0], "too long"))
         if seconds is None:  # the lexer's DURATION guarantees the shape: it is the magnitude
             raise _Bad(f"duration `{c[0][1]}` is too long", c[0])
         return s.Duration(self.span(c[0]), seconds, c[0][1])
@@ -234,14 +236,16 @@ def _name(tok: Token) -> str:
     return text
 
 
-def _digits(tok: Token) -> str:
-    """The text of a number, size or duration, refused when a run of digits is too long
-    for any count, size or duration (and before Python's int and float fail on it)."""
+def _digits(tok: Token, too_large: str = "too large") -> str:
+    """The text of a number, size or duration, refused when a whole part has more than
+    _MAX_DIGITS significant digits (no count, size or duration comes near) or the text
+    is absurdly long (Python's int() refuses 4,300 digits, leading zeros included)."""
     text = tok[1]
-    if len(text) > _MAX_DIGITS and _TOO_LONG.search(text):
+    if len(text) > _MAX_DIGITS and (len(text) > _MAX_TEXT or _TOO_LARGE.search(text)):
         shown = text if len(text) <= 20 else text[:20] + "…"
-        hint = f"numbers have at most {_MAX_DIGITS} digits"
-        raise _Bad(f"`{shown}` is too large", tok, hint=hint)
+        hint = f"whole numbers have at most {_MAX_DIGITS} digits"
+        why = "too long" if len(text) > _MAX_TEXT else too_large
+        raise _Bad(f"`{shown}` is {why}", tok, hint=hint)
     return text
 
 

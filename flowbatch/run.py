@@ -241,8 +241,8 @@ class _Runner:
                     self._record((p.name, p.index), failure)
         self._drain()
         # A lost host may come back (`_check_hosts` dispatches again when it does): while
-        # jobs are left, a run waits for it, as AWS leaves such jobs RUNNABLE.
-        if self.live or self.held or (self.lost and not self.frontier.done):
+        # work is ready for it, a run waits, as AWS leaves such jobs RUNNABLE.
+        if self.live or self.held or (self.lost and self.frontier.runnable_enabled()):
             return
         if not self.frontier.done:
             # Nothing runs and nothing can be placed: what is left waits in a disabled
@@ -473,11 +473,12 @@ class _Runner:
             if await executor.check_host(host):
                 self.lost.back(ce_name, host)
                 self.frontier.restore_host(ce_name, host)
+        self._dispatch()  # the hosts back take work first
         # Only lost hosts could take what is left, and they stayed away too long.
-        if not self.live and not self.held and self.lost.given_up(self.clock()):
+        idle = not self.finished.is_set() and not self.live and not self.held
+        if idle and self.lost.given_up(self.clock()):
             self.frontier.fail_all(self.lost.reason())
-            self._drain()
-        self._dispatch()
+            self._dispatch()
 
     async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
         """The first SIGINT/SIGTERM stops the run (jobs get their grace period); a

@@ -149,6 +149,16 @@ class Frontier(Cascade):
         task = node.children.get(index)
         return task.reason if task is not None else node.root
 
+    def runnable_enabled(self) -> bool:
+        """Whether work is ready to run in an enabled queue: what a run with lost hosts
+        waits for them to take (work in a disabled queue waits for no host)."""
+        return any(
+            self._live_entry(self._nodes[entry[5]], None if entry[4] < 0 else entry[4])
+            for q in self._queue_order
+            if q.state != "disabled"
+            for entry in self._heaps[q.name]
+        )
+
     def runnable_waiting(self) -> list[str]:
         """Jobs with runnable work in a disabled queue (they stay RUNNABLE, as on AWS)."""
         return sorted(
@@ -231,6 +241,8 @@ class Frontier(Cascade):
     # -- placing ------------------------------------------------------------------------
     def place(self) -> list[Placement]:
         """Attempts to start now, each already moved to STARTING with its room taken."""
+        if self._open == 0:
+            return []  # every job is done (or was failed with the run)
         out: list[Placement] = []
         reserved: set[str] = set()
         for queue in self._queue_order:
@@ -422,4 +434,9 @@ class Frontier(Cascade):
                     node.state = advance_parent(node.state, Event.TERMINATE)
                     node.root = reason
                     self._emit(node.name, None, node.state, reason, 0)
+                # Children not made yet stay unmade: nothing is released after this.
+                node.cursor = -1
+                node.child_ready.clear()
+        for heap in self._heaps.values():
+            heap.clear()
         self._open = 0

@@ -11,6 +11,7 @@ Imports: nothing from flowbatch; sqlite3.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Final
 
@@ -151,11 +152,7 @@ def connect(
         check_same_thread=False,
     )
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL never corrupts on a crash; a killed process loses at most
-        # its open transaction.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _migrate(conn, shown_as)
+        _set_up(conn, shown_as, deadline=time.monotonic() + busy_timeout)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"job database `{shown_as}` cannot be read: {exc}") from None
@@ -163,6 +160,25 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _set_up(conn: sqlite3.Connection, shown_as: str, *, deadline: float) -> None:
+    """WAL mode, then the schema. Two processes that open a new state directory at once
+    can be told "database is locked" at once, without SQLite's busy handler (seen
+    under load: the busy timeout covers waiting for a lock, not every way of losing a
+    race for one), so a locked database is tried again until the busy timeout is up."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL never corrupts on a crash; a killed process loses at
+            # most its open transaction.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            _migrate(conn, shown_as)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)  # back off as SQLite's own busy handler does
 
 
 def _version(conn: sqlite3.Connection) -> int:

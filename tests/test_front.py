@@ -277,3 +277,11 @@ def test_absurdly_large_values_are_errors_not_crashes(text: str, override: str |
     params = {name: override} if override is not None else {}
     err = error_of(text, **params)
     assert err.kind in (Kind.SYNTAX, Kind.PARAM_TYPE), err
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1.00000000000000000001", 1.0), ("0000000000000000001", 1), ("1.12345678901234567GiB", 1151)],
+)
+def test_long_fractions_and_leading_zeros_are_not_too_large(value: str, expected: float) -> None:
+    assert plan_of(f"param x = {value}\n").params["x"] == expected  # sizes: MiB, rounded up

@@ -92,7 +92,13 @@ def _wrong_shape(text: str) -> str:
     return json.dumps(_resealed(data))
 
 
-@pytest.mark.parametrize("damage", [_truncated, _edited, _unknown_rule, _wrong_shape])
+def _deeply_nested(text: str) -> str:
+    return "[" * 200_000  # json.loads raises RecursionError, not ValueError
+
+
+@pytest.mark.parametrize(
+    "damage", [_truncated, _edited, _unknown_rule, _wrong_shape, _deeply_nested]
+)
 def test_a_damaged_cache_is_rebuilt(cache: Path, damage: Callable[[str], str]) -> None:
     lalr.load("flowbatch", "flow.lark", _Build)
     (file,) = cache.glob("grammar-*.json")

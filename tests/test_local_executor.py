@@ -4,6 +4,7 @@ interruptions, container exit reasons and output that never passes through flowb
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -207,8 +208,9 @@ async def test_container_attempt_gets_the_oom_reason_for_137(
 
 
 @pytest.mark.parametrize("image", [None, "busybox"])
+@pytest.mark.parametrize("gone", ["missing", "a file"])
 async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
-    tmp_path: Path, executor: LocalExecutor, image: str | None
+    tmp_path: Path, executor: LocalExecutor, image: str | None, gone: str
 ) -> None:
     # The runtime itself runs in the attempt's own directory (conmon#504), so the job's
     # directory is checked first: the same reason with or without a container.
@@ -221,12 +223,15 @@ async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
         name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
     )
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    gone = tmp_path / "gone"
-    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image=image, workdir=gone)
+    workdir = tmp_path / "gone"
+    if gone == "a file":
+        workdir.write_text("not a directory")
+    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image=image, workdir=workdir)
     # It never starts, so it is awaited directly: there is no pid to report.
     result = await executor.run(attempt, task_status=anyio.TASK_STATUS_IGNORED)
     assert result.exit_code is None
-    assert result.status_reason.endswith(f"No such file or directory: {gone}")
+    why = os.strerror(errno.ENOENT if gone == "missing" else errno.ENOTDIR)
+    assert result.status_reason.endswith(f"{why}: {workdir}")
     assert result.status_reason.startswith("CannotStartContainerError")
     assert not (attempt.log_dir / "ran").exists()
 

@@ -18,13 +18,17 @@ from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.model import (
     ComputeEnv,
     Dependency,
+    Host,
     JobSpec,
     Pipeline,
     Queue,
     RetryStrategy,
     local_compute,
 )
+from flowbatch.placement import Pools
 from flowbatch.run import RunResult, new_job_ids, run_plan
+from flowbatch.run_setup import with_host
+from flowbatch.schedule import Frontier
 from flowbatch.state import JobEvent, JobState
 
 pytestmark = pytest.mark.anyio
@@ -170,3 +174,81 @@ async def test_without_a_host_timeout_a_run_waits_for_its_hosts(
                 await anyio.sleep(0.05)
         assert not ended.is_set()
         tg.cancel_scope.cancel()
+
+
+class _OnlyH2Back(FakeExecutor):
+    async def check_host(self, host: str) -> bool:
+        self.host_checks.append(host)
+        return host == "h2"
+
+
+def _two_hosts(tmp: Path, *jobs: JobSpec, disabled: JobSpec | None = None) -> Plan:
+    hosts = tuple(Host(name=h, vcpus=1, memory=4096) for h in ("h1", "h2"))
+    remote = ComputeEnv(name="remote", type="ssh", vcpus=2, memory=8192, hosts=hosts)
+    queues = {"default": Queue(name="default", compute=("remote",))}
+    if disabled is not None:
+        queues["off"] = Queue(name="off", compute=("remote",), state="disabled")
+    return compile_pipeline(
+        Pipeline(
+            path=str(tmp / "p.flow"),
+            params={},
+            computes={"local": local_compute(2, 4096), "remote": remote},
+            queues=queues,
+            jobs={j.name: j for j in (*jobs, *([disabled] if disabled else []))},
+        )
+    )
+
+
+async def test_a_host_back_takes_the_work_even_as_the_timeout_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both hosts are lost; at the first check (timeout 0: already passed) h2 answers.
+    # It must get the retries before the run gives up on h1.
+    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
+    jobs = [JobSpec(name=n, command="x", retry=RetryStrategy(attempts=2)) for n in ("j1", "j2")]
+    plan = _two_hosts(tmp_path, *jobs)
+
+    def script(attempt: Attempt) -> Outcome:
+        return Outcome(exit_code=None, host_lost=True) if attempt.attempt == 1 else Outcome()
+
+    fake = _OnlyH2Back(script)
+    result, sink = await go(plan, tmp_path, fake, host_timeout=0.0)
+    assert result.status == "SUCCEEDED", sink.final
+    assert sorted((a.name, a.attempt, a.host) for a in fake.attempts if a.attempt == 2) == [
+        ("j1", 2, "h2"),
+        ("j2", 2, "h2"),
+    ]
+
+
+async def test_work_in_a_disabled_queue_waits_for_no_lost_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # j1 loses h1 and is retried on h2; j2 sits in a disabled queue. The run ends as
+    # soon as j1 is done, j2 left RUNNABLE (as with no host lost), not failed for h1.
+    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
+    j1 = JobSpec(name="j1", command="x", retry=RetryStrategy(attempts=2))
+    j2 = JobSpec(name="j2", command="x", queue="off")
+    plan = _two_hosts(tmp_path, j1, disabled=j2)
+
+    def script(attempt: Attempt) -> Outcome:
+        lost = attempt.attempt == 1 and attempt.host == "h1"
+        return Outcome(exit_code=None, host_lost=True) if lost else Outcome()
+
+    fake = FakeExecutor(script, hosts_back=False)
+    result, sink = await go(plan, tmp_path, fake, host_timeout=None)
+    assert result.status == "FAILED" and result.stalled == ["j2"]
+    assert sink.final[("j1", None)].state is JobState.SUCCEEDED
+    assert sink.final[("j2", None)].state is JobState.RUNNABLE
+
+
+def test_nothing_is_placed_once_the_run_has_failed_everything(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="arr", command="x", array_size=4))
+    frontier = Frontier(
+        plan,
+        job_ids=new_job_ids(plan),
+        queue_computes={"default": ("local",)},
+        pools=Pools({"local": with_host(plan.computes["local"])}),
+    )
+    frontier.fail_all("Host lost")
+    assert frontier.done and frontier.place() == []
+    assert frontier.state("arr") is JobState.FAILED

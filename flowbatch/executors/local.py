@@ -68,10 +68,10 @@ class LocalExecutor:
         if container is not None and not os.path.isdir(attempt.workdir):
             # The runtime starts elsewhere (see Popen below), so it is not the one to find
             # out: the job's directory is checked here, as `cwd=` checks it otherwise.
+            code = errno.ENOTDIR if os.path.exists(attempt.workdir) else errno.ENOENT
             return ExecResult(
                 exit_code=None,
-                status_reason="CannotStartContainerError: "
-                f"{os.strerror(errno.ENOENT)}: {attempt.workdir}",
+                status_reason=f"CannotStartContainerError: {os.strerror(code)}: {attempt.workdir}",
             )
         try:
             out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
