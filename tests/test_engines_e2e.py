@@ -261,6 +261,16 @@ job after_hold {
 '''
 
 
+def _hold_pipeline(work: Path) -> tuple[Path, Path, Path]:
+    """`work` (writable by the ssh user, who runs the jobs there), the pipeline in it,
+    and its state directory."""
+    work.mkdir(mode=0o777)
+    work.chmod(0o777)
+    pipeline = work / "hold.flow"
+    pipeline.write_text(HOST_LOST_PIPELINE)
+    return work, pipeline, work / ".flowbatch"
+
+
 def _wait_for(what: str, condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + WAIT
     while not condition():
@@ -290,12 +300,7 @@ def test_a_host_lost_mid_run_is_retried_when_it_comes_back(
 ) -> None:
     """sshd dies under a running job: the attempt fails as AWS's host termination, the
     host takes no work until it answers again, then the retry and its dependent run."""
-    work = scratch / "host-lost"
-    work.mkdir(mode=0o777)
-    work.chmod(0o777)
-    pipeline = work / "hold.flow"
-    pipeline.write_text(HOST_LOST_PIPELINE)
-    state = work / ".flowbatch"
+    work, pipeline, state = _hold_pipeline(scratch / "host-lost")
     computes = _ssh_computes(sshd, tmp_path)
     argv = [sys.executable, "-m", "flowbatch", "run", str(pipeline), "--state-dir", str(state)]
     proc = subprocess.Popen(
@@ -336,12 +341,7 @@ def test_a_run_gives_up_on_a_host_that_does_not_come_back(
 ) -> None:
     """The host stays away: after `--host-timeout` what is left fails with a reason that
     names the host, and the run exits 1 instead of waiting for ever."""
-    work = scratch / "host-gone"
-    work.mkdir(mode=0o777)
-    work.chmod(0o777)
-    pipeline = work / "hold.flow"
-    pipeline.write_text(HOST_LOST_PIPELINE)
-    state = work / ".flowbatch"
+    work, pipeline, state = _hold_pipeline(scratch / "host-gone")
     computes = _ssh_computes(sshd, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowbatch", "run", str(pipeline), "--state-dir", str(state),

@@ -185,22 +185,25 @@ async def test_fifty_megabytes_of_output_go_to_the_file_not_memory(
     assert grown < 10 * 1024, f"the runner grew by {grown} KiB"
 
 
+def _stand_in_podman(tmp_path: Path, script: str) -> tuple[ComputeEnv, dict[str, str]]:
+    """A compute environment whose container runtime is `podman` on PATH, which is a
+    shell script running `script`; and the env that puts it first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    podman = bin_dir / "podman"
+    podman.write_text(f"#!/bin/sh\n{script}\n")
+    podman.chmod(0o755)
+    compute = ComputeEnv(
+        name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
+    )
+    return compute, {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
 async def test_container_attempt_gets_the_oom_reason_for_137(
     tmp_path: Path, executor: LocalExecutor
 ) -> None:
     # A stand-in runtime that ends as the OOM killer would make podman end.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "podman"
-    fake.write_text("#!/bin/sh\nexit 137\n")
-    fake.chmod(0o755)
-    compute = ComputeEnv(
-        name="local",
-        vcpus=2,
-        memory=4096,
-        options=MappingProxyType({"runtime": "podman"}),
-    )
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    compute, env = _stand_in_podman(tmp_path, "exit 137")
     attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 137
@@ -214,15 +217,7 @@ async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
 ) -> None:
     # The runtime itself runs in the attempt's own directory (conmon#504), so the job's
     # directory is checked first: the same reason with or without a container.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    runtime = bin_dir / "podman"
-    runtime.write_text("#!/bin/sh\ntouch ran\nexit 125\n")
-    runtime.chmod(0o755)
-    compute = ComputeEnv(
-        name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
-    )
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    compute, env = _stand_in_podman(tmp_path, "touch ran\nexit 125")
     workdir = tmp_path / "gone"
     if gone == "a file":
         workdir.write_text("not a directory")
@@ -239,15 +234,7 @@ async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
 async def test_container_attempt_exiting_normally_has_no_reason(
     tmp_path: Path, executor: LocalExecutor
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "podman"
-    fake.write_text("#!/bin/sh\nexit 1\n")
-    fake.chmod(0o755)
-    compute = ComputeEnv(
-        name="local", vcpus=2, memory=4096, options=MappingProxyType({"runtime": "podman"})
-    )
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    compute, env = _stand_in_podman(tmp_path, "exit 1")
     attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 1 and result.reason == ""
