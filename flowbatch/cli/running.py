@@ -113,8 +113,8 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
     callback=_host_timeout,
     default="10m",
     show_default=True,
-    help="Give up on lost hosts (e.g. SSH) after this long when nothing else can run the "
-    "jobs left; they fail. `never` waits, as AWS does.",
+    help="When only lost hosts (e.g. SSH) could run the jobs left, fail them once the host "
+    "lost last has been gone this long. `never` waits, as AWS does.",
 )
 @click.option("--busy-timeout", type=click.FloatRange(min=0), hidden=True)
 @click.pass_context
