@@ -29,7 +29,7 @@ import functools
 import re
 import shlex
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -620,7 +620,7 @@ def _weight(value: object, limit: int = MAX_VALUE) -> int:
     if isinstance(value, int):
         return value.bit_length() // 3 + 1
     if isinstance(value, range):
-        return 8 * len(value)
+        return 20
     total = 0
     todo: list[object] = [value]
     while todo and total <= limit:
@@ -632,6 +632,10 @@ def _weight(value: object, limit: int = MAX_VALUE) -> int:
         elif isinstance(item, list | tuple | set | frozenset):
             total += 2 + 2 * len(item)
             todo += item
+        elif isinstance(item, KeysView | ValuesView | ItemsView):
+            todo.append(list(item))
+        elif type(item).__name__ == "Namespace":  # jinja's namespace(): its repr shows all
+            todo.append(getattr(item, "_Namespace__attrs", {}))
         else:
             total += _weight(item, limit - total)
     return total

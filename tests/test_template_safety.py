@@ -206,6 +206,9 @@ HOSTILE = [
     "{% endfor %}",
     "{% set ns = namespace(s='a') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
     "{% endfor %}",
+    "{% set ns = namespace(s='x' * 1000000) %}{{ [ns] * 50000 }}",
+    "{% set d = {'a': 'x' * 1000000} %}{{ [d.items()] * 50000 }}",
+    "{% set ns = namespace(x=3) %}{% for i in range(99) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
     "{{ lipsum(10**9) }}",
     "{{ 'abc'.translate({97: 'x' * 1000000}) }}",
     "{{ 'a'.expandtabs(10**9) }}",
