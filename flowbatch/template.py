@@ -322,6 +322,10 @@ _QUOTES_HINT = (
     'after it (`"$HOME/"{{ params.dir }}"/out"`); a value written `| raw` is inserted '
     "as it is, and quoting it is then up to you"
 )
+_REF_QUOTES_HINT = (
+    "placeholders are shell-quoted for you: end the quotes before `Ref::...` and reopen "
+    'them after it (`"--name="Ref::name`)'
+)
 _HINTS = {
     _SQ: _QUOTES_HINT,
     _DQ: _QUOTES_HINT,
@@ -519,6 +523,8 @@ def misplaced(text: str) -> tuple[Misplaced, ...]:
             why, hint = "right after `$`", "remove the `$`, or put the value in a variable"
         elif where is not None:
             why, hint = _WHERE[where], _HINTS[where]
+            if where in (_SQ, _DQ) and text.startswith("Ref::", start):
+                hint = _REF_QUOTES_HINT
         else:
             why = ""
         if why and not raw and not _PLAIN.fullmatch(text, start, end):
@@ -591,11 +597,10 @@ _BUDGET: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budg
 
 
 def _budget() -> _Budget:
+    # Outside a render (Jinja folding a constant filter call while it compiles), a check
+    # gets a budget of its own: each check still holds, and nothing outlives the call.
     budget = _BUDGET.get(None)
-    if budget is None:  # a hook called outside a render: give it a budget of its own
-        budget = _Budget()
-        _BUDGET.set(budget)
-    return budget
+    return _Budget() if budget is None else budget
 
 
 _SIZED: tuple[type, ...] = (list, tuple, set, frozenset, dict, range)

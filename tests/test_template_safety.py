@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_helpers import run_for_real
 
 from flowbatch import FlowError, Kind, load
 from flowbatch.template import Context, TemplateError, misplaced, render
@@ -272,3 +273,23 @@ def test_a_nul_in_a_rendered_value_is_an_error() -> None:
     ctx = Context(params={"x": "a\0b"}, job_name="j")
     with pytest.raises(TemplateError, match="NUL"):
         render("echo {{ params.x }}", ctx, shell=True, parameters={})
+
+
+RUN_TIME_FLOW = """\
+job a {
+  command = "echo {{ 'a' * (job.id | length * 100000) }}"
+}
+"""
+
+
+@pytest.mark.slow
+def test_over_budget_at_run_time_fails_the_attempt_with_the_reason(tmp_path: Path) -> None:
+    # validate renders `job.id` as a 6-character stand-in (600,000 characters: within
+    # the budget); the run's id is a 36-character uuid, so only the run's render fails.
+    store, run_id = run_for_real(tmp_path, RUN_TIME_FLOW, exit_code=1)
+    try:
+        (job,) = store.jobs(run_id=run_id)
+        assert job["status"] == "FAILED", job
+        assert "template makes a value of more than" in job["statusReason"]
+    finally:
+        store.close()
