@@ -86,6 +86,7 @@ class JobBuilder:
         # Whether a template renders depends on its text and on which names exist, not
         # on the job: 10,000 jobs from one definition cost one render, not 10,000.
         self._verdicts: dict[tuple[object, ...], template.TemplateError | None] = {}
+        self._misplaced: set[tuple[Span | None, int]] = set()
 
     def build(self, blocks: Mapping[str, s.Block]) -> dict[str, JobSpec]:
         for name, block in self.definitions.items():
@@ -295,6 +296,8 @@ class JobBuilder:
         )
         first = 0 if spec.is_array else None
         for part, span in zip(parts, spans, strict=False):
+            if shell:
+                self._check_quoting(part, span)
             exc = self._verdict(part, spec, first, shell)
             where = ""
             if exc is None and spec.array_size:
@@ -303,7 +306,7 @@ class JobBuilder:
                 exc = self._verdict(part, spec, spec.array_size - 1, shell)
                 where = f" (for the last child, array.index = {spec.array_size - 1})"
             if exc is not None:
-                hint = None
+                hint = exc.hint
                 if exc.name and exc.name.startswith("array.") and not spec.is_array:
                     hint = f"`{spec.name}` is not an array job; `array.*` exists in arrays only"
                 elif exc.name and exc.name.startswith("params."):
@@ -316,13 +319,35 @@ class JobBuilder:
                         "templates can use params.NAME, array.index, array.size, "
                         "job.name, job.id and job.attempt"
                     )
+                at = (
+                    _narrow(span, exc.name)
+                    if exc.offset is None
+                    else _at(span, part, exc.offset, exc.length)
+                )
                 self.errors.error(
                     Kind.TEMPLATE,
                     f"template error{f' in job `{spec.name}`' if inherited else ''}{where}: "
                     f"{exc.message}",
-                    _narrow(span, exc.name),
+                    at,
                     hint=hint,
                 )
+
+    def _check_quoting(self, text: str, span: Span | None) -> None:
+        """A value the author put inside shell quotes (or backticks, a comment, a
+        here-document) would be shell text once quoted: an error, once per place."""
+        for bad in template.misplaced(text):
+            at = _at(span, text, bad.offset, bad.length)
+            key = (at, bad.offset)
+            if key in self._misplaced:
+                continue  # a definition's command, inherited by many jobs
+            self._misplaced.add(key)
+            self.errors.error(
+                Kind.TEMPLATE,
+                f"template error: `{_short(bad.text)}` is {bad.where}, where shell "
+                "quoting cannot keep its value from being run as shell text",
+                at,
+                hint=bad.hint,
+            )
 
     def _verdict(
         self, text: str, spec: JobSpec, index: int | None, shell: bool
@@ -406,6 +431,38 @@ def _narrow(span: Span | None, name: str | None) -> Span | None:
     if start < 0:
         return span
     return Span(span.source, span.line, start + 1, span.line, start + 1 + len(name))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _at(span: Span | None, text: str, offset: int, length: int) -> Span | None:
+    """The span of `text[offset:offset + length]`, where `text` is the value of the
+    string at `span`; `span` itself when the piece cannot be found in the source (an
+    escape sequence before it on its line, say)."""
+    if span is None:
+        return None
+    line_start = text.rfind("\n", 0, offset) + 1
+    piece = text[offset : offset + max(length, 1)].split("\n", 1)[0]
+    if not piece:
+        return span
+    nth = text.count(piece, line_start, offset)
+    line_no = span.line + text.count("\n", 0, offset)
+    opening = span.source.line(span.line)[span.col - 1 :]
+    if opening.startswith('"""') and not opening[3:].strip():
+        line_no += 1  # a long string's first line starts after its `"""`
+    if line_no > span.end_line:
+        return span
+    source = span.source.line(line_no)
+    col = source.find(piece, span.col - 1 if line_no == span.line else 0)
+    for _ in range(nth):
+        if col < 0:
+            break
+        col = source.find(piece, col + 1)
+    if col < 0:
+        return span
+    return Span(span.source, line_no, col + 1, line_no, col + 1 + len(piece))
 
 
 def _command(value: s.Value, key: str) -> str | tuple[str, ...]:

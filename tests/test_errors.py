@@ -42,6 +42,8 @@ EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "template_syntax": (Kind.TEMPLATE, 2, 13, 1),
     "template_not_array": (Kind.TEMPLATE, 2, 30, 1),
     "ref_unresolved": (Kind.TEMPLATE, 2, 24, 1),
+    "template_quoted": (Kind.TEMPLATE, 3, 26, 1),
+    "template_budget": (Kind.TEMPLATE, 2, 13, 1),
     "attribute_type": (Kind.BAD_VALUE, 5, 13, 1),
     "reserved_env": (Kind.RESERVED, 3, 15, 1),
     "several_errors": (Kind.UNKNOWN_NAME, 3, 14, 3),
