@@ -39,6 +39,8 @@ from flowbatch.values import (
 )
 
 QUEUE_KEYS = {"priority", "compute", "state"}
+# `definition a: b` chains longer than this are an error: merging walks them recursively.
+MAX_DEFINITION_DEPTH = 100
 
 
 def analyze(
@@ -60,6 +62,8 @@ def analyze(
     # mistake, so queues look names up among everything declared.
     known = {*computes, *blocks.computes}
     queues = _queues(blocks.queues, known, params, errors)
+    if _definitions_too_deep(blocks.definitions, errors):
+        raise FlowError.many(errors.errors)
     builder = JobBuilder(
         params=params,
         definitions=blocks.definitions,
@@ -133,6 +137,38 @@ def _add_unique(
         )
         return
     table[name] = node  # type: ignore[assignment]
+
+
+def _definitions_too_deep(definitions: Mapping[str, s.Block], errors: Collector) -> bool:
+    """Report each definition that extends a chain past MAX_DEFINITION_DEPTH. Walked
+    without recursion, each definition once; cycles and unknown parents are left to
+    the job builder, which reports them."""
+    depth: dict[str, int] = {}
+    found = False
+    for name in definitions:
+        path: list[s.Block] = []
+        on_path: set[str] = set()
+        current: str | None = name
+        while current is not None and current not in depth and current not in on_path:
+            block = definitions.get(current)
+            if block is None:
+                break
+            on_path.add(current)
+            path.append(block)
+            current = block.parent
+        level = depth.get(current, 0) if current is not None and current not in on_path else 0
+        for block in reversed(path):
+            level += 1
+            depth[block.name] = level
+            if level == MAX_DEFINITION_DEPTH + 1:
+                found = True
+                errors.error(
+                    Kind.TOO_DEEP,
+                    f"definitions extend each other more than {MAX_DEFINITION_DEPTH} deep",
+                    block.parent_span or block.name_span,
+                    hint=f"a chain of `definition a: b` is at most {MAX_DEFINITION_DEPTH} long",
+                )
+    return found
 
 
 def _params(

@@ -206,6 +206,9 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
             continue
         if target in seen:
             continue
+        if len(chain) > MAX_IMPORT_DEPTH:
+            errors.append(_too_deep(statement.path_span, (*chain, target)))
+            break
         seen.add(target)
         if read is None:
             errors.append(_unreadable(statement.path_span, target, "no files can be read here"))
@@ -228,6 +231,20 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
     if errors:
         raise FlowError.many(errors)
     return out
+
+
+def _too_deep(span: Span, chain: tuple[str, ...]) -> FlowError:
+    shown = [f"`{p}`" for p in chain]
+    if len(shown) > 5:
+        shown = [*shown[:2], "...", *shown[-2:]]
+    return FlowError(
+        Kind.TOO_DEEP,
+        f"imports nested more than {MAX_IMPORT_DEPTH} deep: " + " -> ".join(shown),
+        span,
+        hint=f"a chain of imports is at most {MAX_IMPORT_DEPTH} files long; "
+        "import the files you need from fewer levels",
+        detail={"chain": chain},
+    )
 
 
 def _why(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import flowbatch.syntax as s
 from flowbatch import lalr
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.lexer import LexError, Token, tokens
+from flowbatch.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
 
 TOKEN_WORDS = {
     "NAME": "a name",
@@ -62,6 +62,13 @@ def parse(text: str, path: str) -> s.File:
         raise bad.error(source) from None
     except LexError as exc:
         raise _bad_character(source, exc.line, exc.column) from None
+    except TooDeep as exc:
+        raise FlowError(
+            Kind.TOO_DEEP,
+            f"nested more than {MAX_NESTING} deep",
+            Span(source, exc.line, exc.column, exc.line, exc.column + 1),
+            hint=f"lists and maps may be nested at most {MAX_NESTING} deep",
+        ) from None
     except lalr.Unexpected as exc:
         raise _translate(exc.token, exc.expected, source) from None
     return s.File(source, tuple(statements))

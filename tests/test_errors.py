@@ -46,6 +46,7 @@ EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "reserved_env": (Kind.RESERVED, 3, 15, 1),
     "several_errors": (Kind.UNKNOWN_NAME, 3, 14, 3),
     "import_missing": (Kind.IMPORT, 1, 8, 1),
+    "nested_too_deep": (Kind.TOO_DEEP, 3, 604, 1),
 }
 
 

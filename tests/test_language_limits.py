@@ -1,0 +1,140 @@
+"""Inputs at and past the language's limits are located errors, never tracebacks:
+nesting, import chains and definition chains too deep."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from flowbatch import FlowError, Kind, load_text
+from flowbatch.analyze import MAX_DEFINITION_DEPTH
+from flowbatch.computes import Machine
+from flowbatch.front import MAX_IMPORT_DEPTH
+from flowbatch.lexer import MAX_NESTING
+
+MACHINE = Machine(vcpus=4, memory=8192)
+JOB = 'job a {\n  command = "x"\n}\n'
+
+
+def error_of(text: str, read: object = None, **params: str) -> FlowError:
+    with pytest.raises(FlowError) as info:
+        load_text(text, "t.flow", params, read=read, machine=MACHINE)  # type: ignore[arg-type]
+    return info.value
+
+
+# -- nesting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, 500, 5000])
+@pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ("{ k = ", "}")])
+def test_nesting_past_the_limit_is_an_error_at_the_bracket(
+    depth: int, opener: str, closer: str
+) -> None:
+    # The job's own `{` is the first level: the tags' value reaches the limit at the
+    # (MAX_NESTING - 1)th opener inside it.
+    value = opener * depth + '"v"' * (opener != "[") + closer * depth
+    err = error_of(f'job a {{\n  command = "x"\n  tags = {value}\n}}\n')
+    assert err.kind is Kind.TOO_DEEP and err.message == f"nested more than {MAX_NESTING} deep"
+    col = len("  tags = ") + len(opener) * (MAX_NESTING - 1) + 1
+    assert err.span is not None and (err.span.line, err.span.col, err.span.end_col) == (
+        3,
+        col,
+        col + 1,
+    )
+
+
+def test_nesting_up_to_the_limit_is_fine() -> None:
+    depth = MAX_NESTING - 1  # with the job's own `{`, exactly MAX_NESTING deep
+    value = "{ k = " * depth + '"v"' + "}" * depth
+    err = error_of(f'job a {{\n  command = "x"\n  tags = {value}\n}}\n')
+    # Not a depth error: `tags` wants strings, and says so at the first nested map.
+    assert err.kind is Kind.BAD_VALUE and err.span is not None and err.span.line == 3
+
+
+def test_a_param_nested_too_deep_is_an_error_not_a_recursion_error() -> None:
+    err = error_of("param p = " + "[" * 2000 + "]" * 2000 + "\n" + JOB)
+    assert err.kind is Kind.TOO_DEEP and err.span is not None and err.span.col == 11 + 100
+
+
+def test_deep_nesting_does_not_depend_on_the_recursion_limit() -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)  # as if loaded from deep inside a caller
+    try:
+        value = "{ k = " * (MAX_NESTING - 1) + '"v"' + "}" * (MAX_NESTING - 1)
+        err = error_of(f'job a {{\n  command = "x"\n  tags = {value}\n}}\n')
+    finally:
+        sys.setrecursionlimit(limit)
+    assert err.kind is Kind.BAD_VALUE
+
+
+# -- import chains -------------------------------------------------------------------------
+
+
+def _chain(length: int) -> dict[str, str]:
+    files = {f"f{i}.flow": f'import "f{i + 1}.flow"\n' for i in range(length)}
+    files[f"f{length}.flow"] = 'definition d {\n  command = "x"\n}\n'
+    return files
+
+
+@pytest.mark.parametrize("length", [MAX_IMPORT_DEPTH + 1, 1200])
+def test_an_import_chain_too_long_is_an_error_at_the_import_past_the_limit(length: int) -> None:
+    files = _chain(length)
+    err = error_of('import "f0.flow"\njob a: d {}\n', read=files.__getitem__)
+    assert err.kind is Kind.TOO_DEEP
+    assert err.message.startswith(f"imports nested more than {MAX_IMPORT_DEPTH} deep: ")
+    # t.flow imports f0 (depth 1) ... f99 imports f100 (depth 101): the import in f99.
+    last = f"f{MAX_IMPORT_DEPTH - 1}.flow"
+    assert (
+        err.span is not None
+        and err.span.path == last
+        and (err.span.line, err.span.col)
+        == (
+            1,
+            8,
+        )
+    )
+    assert err.detail["chain"][0] == "t.flow" and len(err.detail["chain"]) == MAX_IMPORT_DEPTH + 2
+    assert "..." in err.message and len(str(err).splitlines()[0]) < 200
+
+
+def test_an_import_chain_at_the_limit_loads() -> None:
+    files = _chain(MAX_IMPORT_DEPTH - 1)  # t.flow + f0 .. f99: 100 imports deep
+    plan = load_text('import "f0.flow"\njob a: d {}\n', "t.flow", read=files.__getitem__)
+    assert len(plan) == 1
+
+
+# -- definition chains ---------------------------------------------------------------------
+
+
+def _definitions(count: int, reverse: bool) -> str:
+    blocks = ['definition d0 {\n  command = "x"\n}\n'] + [
+        f"definition d{i}: d{i - 1} {{}}\n" for i in range(1, count)
+    ]
+    if reverse:  # the last one first: the builder meets the longest chain at once
+        blocks.reverse()
+    return "".join(blocks)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("count", [MAX_DEFINITION_DEPTH + 1, 3000])
+def test_a_definition_chain_too_long_is_an_error(count: int, reverse: bool) -> None:
+    text = _definitions(count, reverse) + f"job a: d{count - 1} {{}}\n"
+    err = error_of(text)
+    assert err.kind is Kind.TOO_DEEP and len(err.errors) == 1
+    assert err.message == f"definitions extend each other more than {MAX_DEFINITION_DEPTH} deep"
+    # At `d100: d99`, the definition that makes the chain one too long.
+    line = text.splitlines().index(
+        f"definition d{MAX_DEFINITION_DEPTH}: d{MAX_DEFINITION_DEPTH - 1} {{}}"
+    )
+    assert err.span is not None and (err.span.line, err.span.col) == (line + 1, 18)
+
+
+def test_a_definition_chain_at_the_limit_loads() -> None:
+    text = _definitions(MAX_DEFINITION_DEPTH, reverse=True) + "job a: d99 {}\n"
+    assert load_text(text, "t.flow", machine=MACHINE).job("a").command == "x"
+
+
+def test_a_definition_cycle_is_still_reported_as_a_cycle() -> None:
+    err = error_of("definition a: b {}\ndefinition b: a {}\njob j: a {}\n")
+    assert err.kind is Kind.CYCLE
