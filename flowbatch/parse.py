@@ -56,8 +56,9 @@ _TOO_LARGE = re.compile(rf"(?<![\d.])0*[1-9]\d{{{_MAX_DIGITS},}}")
 def parse(text: str, path: str) -> s.File:
     """The surface tree of `text`; raises FlowError(Kind.SYNTAX) pointing at the problem."""
     source = Source(path, text)
+    build = _Build(source)
     try:
-        statements: list[s.Statement] = lalr.drive(_tables(), tokens(text + "\n"), _Build(source))
+        statements: list[s.Statement] = lalr.drive(_tables(), tokens(text + "\n"), build)
     except _Bad as bad:
         raise bad.error(source) from None
     except LexError as exc:
@@ -71,7 +72,30 @@ def parse(text: str, path: str) -> s.File:
         ) from None
     except lalr.Unexpected as exc:
         raise _translate(exc.token, exc.expected, source) from None
+    if build.repeated:
+        raise FlowError.many([e for m, what in build.repeated for e in _repeated_keys(m, what)])
     return s.File(source, tuple(statements))
+
+
+def _repeated_keys(value: s.Map, what: str) -> list[FlowError]:
+    """An error at each key set again in the same block or map, naming the first."""
+    first: dict[str, s.Entry] = {}
+    errors = []
+    for entry in value.entries:
+        earlier = first.setdefault(entry.key, entry)
+        if earlier is not entry:
+            where = earlier.key_span
+            errors.append(
+                FlowError(
+                    Kind.DUPLICATE,
+                    f"{what} `{entry.key}` is set twice",
+                    entry.key_span,
+                    hint=f"first set on line {where.line}, column {where.col}; "
+                    f"a {'block' if what == 'attribute' else 'map'} sets each key once",
+                    detail={"key": entry.key, "first": where},
+                )
+            )
+    return errors
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,6 +129,9 @@ class _Build:
 
     def __init__(self, source: Source) -> None:
         self.source = source
+        # Blocks and maps that set a key twice, and what their keys are called;
+        # reported once the whole file is parsed, every one of them.
+        self.repeated: list[tuple[s.Map, str]] = []
 
     def span(self, tok: Token) -> Span:
         return Span(self.source, tok[2], tok[3], tok[4], tok[5])
@@ -143,6 +170,8 @@ class _Build:
 
     def block_stmt(self, c: list[Any]) -> s.Block:
         kind, name, body = c[0], c[1], c[-1]
+        if self.repeated and self.repeated[-1][0] is body:  # reduced just before
+            self.repeated[-1] = (body, "attribute")
         parent: Token | None = c[2] if len(c) == 4 else None
         return s.Block(
             _join(self.span(kind), body.span),
@@ -160,7 +189,10 @@ class _Build:
 
     def body(self, c: list[Any]) -> s.Map:
         entries = c[-2] if c[-2].__class__ is list else ()
-        return s.Map(self.join(c[0], c[-1]), tuple(entries))
+        value = s.Map(self.join(c[0], c[-1]), tuple(entries))
+        if len(entries) > 1 and len({e.key for e in entries}) < len(entries):
+            self.repeated.append((value, "key"))
+        return value
 
     def entries(self, c: list[Any]) -> list[s.Entry]:
         if len(c) > 1 and c[1].__class__ is list:

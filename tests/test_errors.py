@@ -47,6 +47,7 @@ EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "several_errors": (Kind.UNKNOWN_NAME, 3, 14, 3),
     "import_missing": (Kind.IMPORT, 1, 8, 1),
     "nested_too_deep": (Kind.TOO_DEEP, 3, 604, 1),
+    "duplicate_key": (Kind.DUPLICATE, 6, 5, 2),
 }
 
 

@@ -138,3 +138,52 @@ def test_a_definition_chain_at_the_limit_loads() -> None:
 def test_a_definition_cycle_is_still_reported_as_a_cycle() -> None:
     err = error_of("definition a: b {}\ndefinition b: a {}\njob j: a {}\n")
     assert err.kind is Kind.CYCLE
+
+
+# -- duplicate keys ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "what", "second", "first"),
+    [
+        ('  env = { A = "1", A = "2" }\n', "key `A`", (3, 20), (3, 11)),
+        ('  env = { A = "1", "A" = "2" }\n', "key `A`", (3, 20), (3, 11)),
+        ("  retry {\n    attempts = 2\n    attempts = 3\n  }\n", "key `attempts`", (5, 5), (4, 5)),
+        ("  retry = { evaluate_on_exit = [{ action = \"exit\", action = \"retry\" }] }\n",
+         "key `action`", (3, 52), (3, 35)),
+        ('  parameters = { x = "1" }\n  parameters = { y = "2" }\n', "attribute `parameters`",
+         (4, 3), (3, 3)),
+    ],
+)  # fmt: skip
+def test_a_key_set_twice_is_an_error_at_the_second_naming_the_first(
+    body: str, what: str, second: tuple[int, int], first: tuple[int, int]
+) -> None:
+    err = error_of(f'job a {{\n  command = "x"\n{body}}}\n')
+    assert err.kind is Kind.DUPLICATE and err.message == f"{what} is set twice"
+    assert err.span is not None and (err.span.line, err.span.col) == second
+    assert (err.detail["first"].line, err.detail["first"].col) == first
+    assert err.hint is not None and err.hint.startswith(
+        f"first set on line {first[0]}, column {first[1]}"
+    )
+
+
+def test_every_key_set_twice_is_reported() -> None:
+    err = error_of(
+        'compute c {\n  vcpus = 1\n  vcpus = 2\n}\njob a {\n  command = "x"\n'
+        '  tags = { t = "1", t = "2", t = "3" }\n}\n'
+    )
+    assert [(e.kind, e.span.line, e.span.col) for e in err.errors if e.span] == [
+        (Kind.DUPLICATE, 3, 3),
+        (Kind.DUPLICATE, 7, 21),
+        (Kind.DUPLICATE, 7, 30),
+    ]
+
+
+def test_the_same_key_in_different_maps_is_fine() -> None:
+    plan = load_text(
+        'definition d {\n  command = "x"\n  env = { A = "1" }\n}\n'
+        'job a: d {\n  env = { A = "2" }\n  tags = { A = "3" }\n}\n',
+        "t.flow",
+        machine=MACHINE,
+    )
+    assert plan.job("a").env["A"] == "2"
