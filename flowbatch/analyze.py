@@ -11,7 +11,6 @@ Imports: syntax, model, values, jobs, diagnostics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -34,6 +33,7 @@ from flowbatch.values import (
     expect_name,
     expect_str,
     invalid,
+    override_value,
     param_value,
     resolve_params,
 )
@@ -182,14 +182,18 @@ def _params(
             errors.add(bad.error)
             continue
         if name in overrides:
-            converted = _convert_override(overrides[name], type_name)
+            converted = override_value(overrides[name], type_name)
             if converted is None:
+                hint = f"give a value like its default here, e.g. -p {name}={_example(param)}"
+                if type_name in _WRITTEN_AS_IN_FILES:
+                    hint += "; numbers are written as in a .flow file: digits with an optional"
+                    hint += " `.` fraction, no sign, exponent, `_` or spaces"
                 errors.error(
                     Kind.PARAM_TYPE,
-                    f"`-p {name}={overrides[name]}`: "
+                    f"`-p {name}={_shown(overrides[name])}`: "
                     f"parameter `{name}` is {_TYPE_WORDS[type_name]}",
                     param.value.span,
-                    hint=f"give a value like its default here, e.g. -p {name}={_example(param)}",
+                    hint=hint,
                     param=name,
                 )
                 converted = value  # keep the default, so later checks don't echo this one
@@ -217,29 +221,19 @@ _TYPE_WORDS = {
 }
 
 
+_WRITTEN_AS_IN_FILES = {"int", "float", "size", "duration"}
+
+
+def _shown(text: str) -> str:
+    """A `-p` value as an error quotes it: control characters made visible, and cut
+    short when long (a value of 5,000 digits is not worth repeating)."""
+    visible = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:41])
+    return visible[:40] + "…" if len(text) > 40 else visible
+
+
 def _example(param: s.Param) -> str:
     line = param.span.source.line(param.value.span.line)
     return line[param.value.span.col - 1 : param.value.span.end_col - 1].strip('"')
-
-
-def _convert_override(text: str, type_name: str) -> ParamValue | None:
-    """`-p` text as the parameter's type, or None when it is not one."""
-    try:
-        if type_name == "int":
-            return int(text)
-        if type_name == "float":
-            value = float(text)
-            return value if math.isfinite(value) else None  # nan, inf, 1e999
-    except ValueError:
-        return None
-    if type_name == "bool":
-        return {"true": True, "false": False}.get(text.lower())
-    if type_name == "size":
-        mib = s.size_mib(text)
-        return math.ceil(mib) if mib is not None else None
-    if type_name == "duration":
-        return s.duration_seconds(text)
-    return text
 
 
 def _queues(

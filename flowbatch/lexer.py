@@ -60,9 +60,9 @@ _MASTER = re.compile(
   | (?P<_NL>(?:(?:\#[^\n]*)?\r?\n[\t ]*)+)
   | (?P<LONG_STRING>\"\"\"(?:.|\n)*?\"\"\")
   | (?P<STRING>"(?:[^"\\\n]|\\.)*")
-  | (?P<SIZE>\d+(?:\.\d+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
-  | (?P<DURATION>(?:\d+[dhms])+(?![A-Za-z0-9_]))
-  | (?P<NUMBER>\d+(?:\.\d+)?(?![A-Za-z_]))
+  | (?P<SIZE>[0-9]+(?:\.[0-9]+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
+  | (?P<DURATION>(?:[0-9]+[dhms])+(?![A-Za-z0-9_]))
+  | (?P<NUMBER>[0-9]+(?:\.[0-9]+)?(?![A-Za-z_]))
   | (?P<CONTINUATION>\\[\t ]*\r?\n)
   | (?P<ERROR>[\s\S])
     """,

@@ -47,10 +47,6 @@ TOKEN_WORDS = {
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
-_MAX_DIGITS = 15
-_MAX_TEXT = 100
-# A whole part (not a fraction) with more than _MAX_DIGITS significant digits.
-_TOO_LARGE = re.compile(rf"(?<![\d.])0*[1-9]\d{{{_MAX_DIGITS},}}")
 
 
 def parse(text: str, path: str) -> s.File:
@@ -276,14 +272,13 @@ def _name(tok: Token) -> str:
 
 
 def _digits(tok: Token, too_large: str = "too large") -> str:
-    """The text of a number, size or duration, refused when a whole part has more than
-    _MAX_DIGITS significant digits (no count, size or duration comes near) or the text
-    is absurdly long (Python's int() refuses 4,300 digits, leading zeros included)."""
+    """The text of a number, size or duration, refused as `syntax.digits_problem` says."""
     text = tok[1]
-    if len(text) > _MAX_DIGITS and (len(text) > _MAX_TEXT or _TOO_LARGE.search(text)):
+    problem = s.digits_problem(text)
+    if problem is not None:
         shown = text if len(text) <= 20 else text[:20] + "…"
-        hint = f"whole numbers have at most {_MAX_DIGITS} digits"
-        why = "too long" if len(text) > _MAX_TEXT else too_large
+        hint = f"whole numbers have at most {s.MAX_DIGITS} digits"
+        why = too_large if problem == "too large" else problem
         raise _Bad(f"`{shown}` is {why}", tok, hint=hint)
     return text
 

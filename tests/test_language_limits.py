@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
+import flowbatch.syntax as s
 from flowbatch import FlowError, Kind, load_text
 from flowbatch.analyze import MAX_DEFINITION_DEPTH
 from flowbatch.computes import Machine
 from flowbatch.front import MAX_IMPORT_DEPTH
 from flowbatch.lexer import MAX_NESTING
+from flowbatch.parse import parse
 
 MACHINE = Machine(vcpus=4, memory=8192)
 JOB = 'job a {\n  command = "x"\n}\n'
@@ -187,3 +189,76 @@ def test_the_same_key_in_different_maps_is_fine() -> None:
         machine=MACHINE,
     )
     assert plan.job("a").env["A"] == "2"
+
+
+# -- `-p` numbers are the language's numbers -----------------------------------------------
+
+NUMBER_CANDIDATES = [
+    "0", "7", "0012", "12.5", "0.25", "1.00000000000000000001", "999999999999999",
+    "1234567890123456", "9" * 5000, "1_000", "0x10", "0o7", "0b1", "1e5", "1e400", "1E5",
+    "nan", "NaN", "inf", "-inf", "+5", "-5", ".5", "1.", "1..2", "", "٣", "١٢", "５",
+    "1 000", "12abc", "1h", "2GiB", "true",
+]  # fmt: skip
+
+
+def _in_a_file(text: str, default: str) -> object:
+    """What `param n = TEXT` gives when TEXT replaces a default like `default`, or None
+    when the file does not load or TEXT is not of the default's type."""
+    try:
+        plan = load_text(f"param n = {text}\n", "t.flow", machine=MACHINE)
+        (param,) = parse(f"param n = {text}\n", "t.flow").statements
+    except FlowError:
+        return None
+    assert isinstance(param, s.Param)
+    if not isinstance(param.value, s.Number):  # a size, a duration, a boolean
+        return None
+    value = plan.params["n"]
+    if "." in default:
+        return float(value)
+    return value if isinstance(value, int) else None
+
+
+@pytest.mark.parametrize("default", ["4", "0.5"])
+@pytest.mark.parametrize("text", NUMBER_CANDIDATES)
+def test_p_takes_exactly_the_numbers_a_file_takes(text: str, default: str) -> None:
+    expected = _in_a_file(text, default)
+    try:
+        plan = load_text(f"param n = {default}\n", "t.flow", {"n": text}, machine=MACHINE)
+    except FlowError as err:
+        assert expected is None, f"-p n={text[:20]} refused but a file takes it"
+        assert err.kind is Kind.PARAM_TYPE and err.span is not None and err.span.line == 1
+        assert len(err.message) < 120 and "numbers are written as in a .flow file" in (
+            err.hint or ""
+        )
+        return
+    assert plan.params["n"] == expected and type(plan.params["n"]) is type(expected)
+
+
+@pytest.mark.parametrize("text", [" 5", "5 ", "\t5", "5\n"])
+def test_p_takes_no_spaces_around_a_number(text: str) -> None:
+    err = error_of("param n = 4\n", n=text)
+    assert err.kind is Kind.PARAM_TYPE
+
+
+@pytest.mark.parametrize(
+    ("default", "text", "ok"),
+    [
+        ("1GiB", "2GiB", 2048), ("1GiB", " 2GiB", None), ("1GiB", "١GiB", None),
+        ("1GiB", "9" * 20 + "MiB", None), ("1h", "1h30m", 5400.0), ("1h", " 1h", None),
+        ("1h", "٣h", None), ("1h", "9" * 5000 + "s", None),
+    ],
+)  # fmt: skip
+def test_p_sizes_and_durations_are_written_as_in_a_file(
+    default: str, text: str, ok: float | None
+) -> None:
+    if ok is None:
+        assert error_of(f"param n = {default}\n", n=text).kind is Kind.PARAM_TYPE
+    else:
+        plan = load_text(f"param n = {default}\n", "t.flow", {"n": text}, machine=MACHINE)
+        assert plan.params["n"] == ok
+
+
+def test_a_p_value_is_quoted_short_and_visible() -> None:
+    err = error_of("param n = 4\n", n="\x1b[31m" + "9" * 100)
+    assert "\x1b" not in err.message and "\\x1b[31m" in err.message
+    assert err.message.startswith("`-p n=\\x1b[31m999") and "…`" in err.message
