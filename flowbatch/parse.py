@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
-from typing import Any
+from typing import Any, NamedTuple
 
 import flowbatch.syntax as s
 from flowbatch import lalr
@@ -306,6 +306,9 @@ def _unescape(tok: Token) -> str:
 
 def _translate(tok: Token, expected_kinds: set[str], source: Source) -> FlowError:
     kind, _, line, col, end_line, end_col = tok
+    unclosed = _unclosed(tok, source)
+    if unclosed is not None:
+        return unclosed
     if kind == "$END":
         return _at_end(source)
     span = Span(source, line, col, end_line, end_col)
@@ -360,6 +363,110 @@ def _hint(kind: str, expected: set[str]) -> str | None:
         return "put each attribute on its own line, or separate list items with `,`"
     if kind == "RBRACE":
         return "a value is missing before `}`"
+    return None
+
+
+class _Open(NamedTuple):
+    """A bracket still open at the point of an error."""
+
+    kind: str  # LBRACE, LSQB or LPAR
+    line: int
+    col: int
+    label: str | None  # what it opens: "job `a`", "`retry`", "`after`"
+    indent: int  # the indentation of the line it is on
+
+
+_CLOSING = {"LBRACE": "}", "LSQB": "]", "LPAR": ")"}
+_OPENING = {"LBRACE": "{", "LSQB": "[", "LPAR": "("}
+_STATEMENT_WORDS = {"import", "param", "compute", "queue", "definition", "job"}
+
+
+def _unclosed(tok: Token, source: Source) -> FlowError | None:
+    """An error at the bracket that was never closed, when that is what went wrong:
+    the file ended inside it, or a line inside it starts a new statement at its own
+    indentation or less (`job b {` after a `job a {` that lacks its `}`), or, inside a
+    list, an `=` starts an attribute. None when the error is something else."""
+    kind, _, line, col, _, _ = tok
+    at_end = kind == "$END"
+    stack, suspect = _open_before(source, None if at_end else (line, col))
+    if not stack:
+        return None
+    inner = stack[-1]
+    if at_end:
+        why = "the file ends before it is closed"
+    elif inner.line == line:
+        return None
+    elif inner.kind == "LSQB" and kind == "EQUAL":
+        why = f"line {line} sets an attribute before it is closed"
+    else:
+        text = source.line(line)
+        words = text.split(None, 1)
+        indent = len(text) - len(text.lstrip())
+        if not words or words[0] not in _STATEMENT_WORDS or indent > inner.indent:
+            return None
+        why = f"line {line} starts a `{words[0]}` statement before it is closed"
+    # A `}` indented less than the line of the `{` it closed was probably meant for an
+    # outer block: the `}` missing is then that inner block's.
+    target = suspect if suspect is not None and inner.kind == "LBRACE" else inner
+    what = f"`{_OPENING[target.kind]}`" + (f" of {target.label}" if target.label else "")
+    closing = _CLOSING[target.kind]
+    return FlowError(
+        Kind.SYNTAX,
+        f"the {what} is never closed",
+        Span(source, target.line, target.col, target.line, target.col + 1),
+        hint=f"{why}; add `{closing}` where it should end",
+    )
+
+
+def _open_before(
+    source: Source, limit: tuple[int, int] | None
+) -> tuple[list[_Open], _Open | None]:
+    """The brackets open before `limit` (line, column; None: the end), innermost last,
+    and the first `{` closed by a `}` indented less than the line the `{` is on, while
+    something is still open. Lexes the text again: this runs only for an error."""
+    stack: list[_Open] = []
+    suspect: _Open | None = None
+    recent: list[Token] = []
+    try:
+        for tok in tokens(source.text + "\n"):
+            kind, _, line, col = tok[0], tok[1], tok[2], tok[3]
+            if limit is not None and (line, col) >= limit:
+                break
+            if kind in _CLOSING:
+                stack.append(_Open(kind, line, col, _label(recent), _indent(source, line)))
+            elif kind in ("RBRACE", "RSQB", "RPAR") and stack:
+                opened = stack.pop()
+                if not stack:
+                    suspect = None  # balanced again: whatever came before was fine
+                elif (
+                    suspect is None
+                    and kind == "RBRACE"
+                    and opened.line != line
+                    and _indent(source, line) < opened.indent
+                ):
+                    suspect = opened
+            recent = [*recent[-3:], tok]
+    except (LexError, TooDeep):
+        pass
+    return stack, suspect
+
+
+def _indent(source: Source, line: int) -> int:
+    text = source.line(line).expandtabs(4)
+    return len(text) - len(text.lstrip())
+
+
+def _label(recent: list[Token]) -> str | None:
+    """What a bracket opens, from the tokens before it on its line."""
+    kinds = [t[0] for t in recent]
+    if kinds[-2:] == ["BLOCK_KIND", "NAME"]:
+        return f"{recent[-2][1]} `{recent[-1][1]}`"
+    if kinds[-4:] == ["BLOCK_KIND", "NAME", "COLON", "NAME"]:
+        return f"{recent[-4][1]} `{recent[-3][1]}`"
+    if kinds[-1:] == ["NAME"] or kinds[-1:] == ["STRING"]:
+        return f"`{recent[-1][1].strip(chr(34))}`"
+    if kinds[-2:] in (["NAME", "EQUAL"], ["STRING", "EQUAL"]):
+        return f"`{recent[-2][1].strip(chr(34))}`"
     return None
 
 

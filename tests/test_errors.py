@@ -14,7 +14,8 @@ ERRORS = Path(__file__).parent / "golden" / "errors"
 # file -> (kind of the first error, its line, its column, how many errors in all)
 EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "syntax_missing_equals": (Kind.SYNTAX, 2, 11, 1),
-    "syntax_unclosed_brace": (Kind.SYNTAX, 2, 25, 1),
+    "syntax_unclosed_brace": (Kind.SYNTAX, 1, 11, 1),
+    "syntax_unclosed_block": (Kind.SYNTAX, 3, 9, 1),
     "syntax_unterminated_string": (Kind.SYNTAX, 2, 13, 1),
     "syntax_bad_unit": (Kind.SYNTAX, 3, 13, 1),
     "syntax_number_too_large": (Kind.SYNTAX, 2, 16, 1),

@@ -262,3 +262,50 @@ def test_a_p_value_is_quoted_short_and_visible() -> None:
     err = error_of("param n = 4\n", n="\x1b[31m" + "9" * 100)
     assert "\x1b" not in err.message and "\\x1b[31m" in err.message
     assert err.message.startswith("`-p n=\\x1b[31m999") and "…`" in err.message
+
+
+# -- an unclosed bracket is reported where it opens ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "message", "why"),
+    [
+        ('job a {\n  command = "x"\n\njob b {\n  command = "y"\n}\n', (1, 7),
+         "the `{` of job `a` is never closed", "line 4 starts a `job` statement"),
+        ('job a {\n  retry {\n    attempts = 2\n}\n\njob b {\n  command = "y"\n}\n', (2, 9),
+         "the `{` of `retry` is never closed", "line 6 starts a `job` statement"),
+        ('job a {\n  command = "x"\n  after = [b, c\n  memory = 1GiB\n}\n', (3, 11),
+         "the `[` of `after` is never closed", "line 4 sets an attribute"),
+        ('job a: d {\n  command = "x"\n', (1, 10),
+         "the `{` of job `a` is never closed", "the file ends"),
+        ('job a {\n  command = "x"\n  env = {\n    A = "1"\n}\n', (3, 9),
+         "the `{` of `env` is never closed", "the file ends"),
+        ('job a {\n  command = "x"\n\nparam p = 1\n', (1, 7),
+         "the `{` of job `a` is never closed", "line 4 starts a `param` statement"),
+        ('job a {\n  command = "x"\n  tags = [{ a = "1" }, {\n}\n', (3, 10),
+         "the `[` of `tags` is never closed", "the file ends"),
+    ],
+)  # fmt: skip
+def test_an_unclosed_bracket_is_reported_where_it_opens(
+    text: str, at: tuple[int, int], message: str, why: str
+) -> None:
+    err = error_of(text)
+    assert err.kind is Kind.SYNTAX and err.message == message
+    assert err.span is not None and (err.span.line, err.span.col, err.span.end_col) == (
+        *at,
+        at[1] + 1,
+    )
+    assert err.hint is not None and err.hint.startswith(why)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'job a {\n  command = "x" y\n}\n',  # an error on the line of the open brace's block
+        'job a {\n  command = "x"\n  job = 1 2\n}\n',  # a keyword word as an attribute
+        'job a {\n  command = "x"\n    job b\n}\n',  # indented deeper than the block
+    ],
+)
+def test_other_errors_inside_a_block_stay_where_they_are(text: str) -> None:
+    err = error_of(text)
+    assert err.kind is Kind.SYNTAX and "never closed" not in err.message
