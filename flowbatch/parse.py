@@ -309,6 +309,18 @@ def _translate(tok: Token, expected_kinds: set[str], source: Source) -> FlowErro
     unclosed = _unclosed(tok, source)
     if unclosed is not None:
         return unclosed
+    # `12 parsecs`, `12 GiB`, `12.5XB` (the lexer takes `12`, then `.`): a number and a
+    # word that is not its unit, around the token that could not come there.
+    text = source.line(line)
+    for m in _NUMBER_AND_WORD.finditer(text):
+        spaced = m.group(2) != ""
+        if (
+            m.start() < col - 1 + len(tok[1])
+            and m.end() > col - 1
+            and text[: m.start()].rstrip().endswith(("=", "[", ",", "("))  # starts a value
+            and (spaced or m.group(3) not in _KNOWN_UNITS)  # not a size or duration
+        ):
+            return _unit_error(source, line, m.start() + 1, m.group(3), m.end() + 1, spaced=spaced)
     if kind == "$END":
         return _at_end(source)
     span = Span(source, line, col, end_line, end_col)
@@ -418,9 +430,7 @@ def _unclosed(tok: Token, source: Source) -> FlowError | None:
     )
 
 
-def _open_before(
-    source: Source, limit: tuple[int, int] | None
-) -> tuple[list[_Open], _Open | None]:
+def _open_before(source: Source, limit: tuple[int, int] | None) -> tuple[list[_Open], _Open | None]:
     """The brackets open before `limit` (line, column; None: the end), innermost last,
     and the first `{` closed by a `}` indented less than the line the `{` is on, while
     something is still open. Lexes the text again: this runs only for an error."""
@@ -492,18 +502,22 @@ def _bad_character(source: Source, line: int, col: int) -> FlowError:
             Span(source, line, col, line, len(text) + 1),
             hint='close it with `"` on the same line, or use """...""" for multi-line text',
         )
-    if ch.isdigit():
-        m = re.match(r"\d+(\.\d+)?([A-Za-z_]\w*)", text[col - 1 :])
+    if ch in _ASCII_DIGITS:
+        # The lexer stops inside `12parsecs` (it takes `1` as a number): from the start.
+        start = col
+        while start > 1 and text[start - 2] in _ASCII_DIGITS:
+            start -= 1
+        m = re.match(r"[0-9]+(?:\.[0-9]+)?([A-Za-z_]\w*)", text[start - 1 :])
         if m:
-            unit = m.group(2)
-            end = col + len(m.group(0))
-            return FlowError(
-                Kind.SYNTAX,
-                f"unknown unit `{unit}`",
-                Span(source, line, col, line, end),
-                hint="sizes: KiB, MiB, GiB, TiB, KB, MB, GB, TB; durations: s, m, h, d "
-                "(e.g. 512MiB, 1h30m)",
-            )
+            end = start + len(m.group(0))
+            return _unit_error(source, line, start, m.group(1), end, spaced=False)
+    if ch.isdigit():
+        return FlowError(
+            Kind.SYNTAX,
+            f"unexpected character `{ch}`",
+            span,
+            hint="numbers are written with the digits 0 to 9",
+        )
     if ch == "'":
         return FlowError(
             Kind.SYNTAX,
@@ -513,3 +527,58 @@ def _bad_character(source: Source, line: int, col: int) -> FlowError:
         )
     shown = repr(ch)[1:-1] if ch else "end of line"
     return FlowError(Kind.SYNTAX, f"unexpected character `{shown}`", span)
+
+
+_ASCII_DIGITS = frozenset("0123456789")
+_KNOWN_UNITS = frozenset({*s.SIZE_UNITS, *s.DURATION_UNITS})
+_NUMBER_AND_WORD = re.compile(r"(?<![\w.])([0-9]+(?:\.[0-9]+)?)([ \t]*)([A-Za-z_][\w]*)")
+# What the attributes that take units take (the others take plain numbers); only for
+# saying so when a unit is wrong. tests/test_language_limits.py checks it against what
+# the attributes accept.
+UNITS_OF = {"memory": "size", "timeout": "duration", "backoff": "duration"}
+_UNIT_WORDS = {
+    "size": "a size: a number with KiB, MiB, GiB, TiB, KB, MB, GB or TB (e.g. 512MiB); "
+    "a plain number is MiB",
+    "duration": "a duration: a number with s, m, h or d, or a sum such as 1h30m; "
+    "a plain number is seconds",
+}
+_ANY_UNIT = "sizes: KiB, MiB, GiB, TiB, KB, MB, GB, TB; durations: s, m, h, d (e.g. 512MiB, 1h30m)"
+_ATTRIBUTE_BEFORE = re.compile(r'(?:^|[{,\s])(?:param\s+)?([A-Za-z][\w-]*|"[^"]*")\s*=\s*$')
+
+
+def _unit_error(
+    source: Source, line: int, col: int, unit: str, end: int, *, spaced: bool
+) -> FlowError:
+    """A number followed by a word that is not one of its units: `12parsecs`, or
+    `12 parsecs` (`spaced`); `col` is where the number starts, `end` where the word
+    ends. Names the attribute and what it takes."""
+    text = source.line(line)
+    number = re.match(r"[0-9.]+", text[col - 1 :])
+    digits = number.group() if number else ""
+    m = _ATTRIBUTE_BEFORE.search(text[: col - 1])
+    key = m.group(1).strip('"') if m else None
+    span = Span(source, line, col, line, end)
+    known = {*s.SIZE_UNITS, *s.DURATION_UNITS}
+    if spaced and unit in known:
+        return FlowError(
+            Kind.SYNTAX,
+            f"a space between `{digits}` and its unit `{unit}`",
+            span,
+            hint=f"write `{digits}{unit}`",
+        )
+    kind = UNITS_OF.get(key or "")
+    what = f"`{key}` takes {_UNIT_WORDS[kind]}" if kind else _ANY_UNIT
+    same = [u for u in sorted(known) if u.lower() == unit.lower()]
+    if same and (kind is None or same[0] in _units(kind)):
+        what = f"did you mean `{digits}{same[0]}`? " + what
+    return FlowError(
+        Kind.SYNTAX,
+        f"unknown unit `{unit}`" + (f" for `{key}`" if key else ""),
+        span,
+        hint=what,
+        detail={"unit": unit, "attribute": key},
+    )
+
+
+def _units(kind: str) -> set[str]:
+    return set(s.SIZE_UNITS) if kind == "size" else set(s.DURATION_UNITS)

@@ -18,6 +18,7 @@ EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "syntax_unclosed_block": (Kind.SYNTAX, 3, 9, 1),
     "syntax_unterminated_string": (Kind.SYNTAX, 2, 13, 1),
     "syntax_bad_unit": (Kind.SYNTAX, 3, 13, 1),
+    "unknown_unit": (Kind.SYNTAX, 3, 13, 1),
     "syntax_number_too_large": (Kind.SYNTAX, 2, 16, 1),
     "syntax_index_not_whole": (Kind.SYNTAX, 8, 21, 1),
     "unknown_job": (Kind.UNKNOWN_NAME, 9, 21, 1),

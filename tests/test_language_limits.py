@@ -13,7 +13,7 @@ from flowbatch.analyze import MAX_DEFINITION_DEPTH
 from flowbatch.computes import Machine
 from flowbatch.front import MAX_IMPORT_DEPTH
 from flowbatch.lexer import MAX_NESTING
-from flowbatch.parse import parse
+from flowbatch.parse import UNITS_OF, parse
 
 MACHINE = Machine(vcpus=4, memory=8192)
 JOB = 'job a {\n  command = "x"\n}\n'
@@ -309,3 +309,59 @@ def test_an_unclosed_bracket_is_reported_where_it_opens(
 def test_other_errors_inside_a_block_stay_where_they_are(text: str) -> None:
     err = error_of(text)
     assert err.kind is Kind.SYNTAX and "never closed" not in err.message
+
+
+# -- a unit the attribute does not take ----------------------------------------------------
+
+SIZE = "`memory` takes a size"
+DURATION = "`timeout` takes a duration"
+
+
+@pytest.mark.parametrize(
+    ("value", "message", "span", "hint"),
+    [
+        ("memory = 12 parsecs", "unknown unit `parsecs` for `memory`", (12, 22), SIZE),
+        ("memory = 12parsecs", "unknown unit `parsecs` for `memory`", (12, 21), SIZE),
+        ("memory = 1.5 parsecs", "unknown unit `parsecs` for `memory`", (12, 23), SIZE),
+        ("memory = 12.5XB", "unknown unit `XB` for `memory`", (12, 18), SIZE),
+        ("memory = 12gib", "unknown unit `gib` for `memory`", (12, 17),
+         "did you mean `12GiB`? `memory` takes a size"),
+        ("timeout = 5 minutes", "unknown unit `minutes` for `timeout`", (13, 22),
+         DURATION),
+        ("timeout = 5min", "unknown unit `min` for `timeout`", (13, 17), DURATION),
+        ("retry { backoff = 2 secs }", "unknown unit `secs` for `backoff`", (21, 27),
+         "`backoff` takes a duration"),
+        ("memory = 12 GiB", "a space between `12` and its unit `GiB`", (12, 18), "write `12GiB`"),
+        ("tags = { a = 5 xs }", "unknown unit `xs` for `a`", (16, 20), "sizes: KiB"),
+    ],
+)  # fmt: skip
+def test_an_unknown_unit_names_the_attribute_and_its_units(
+    value: str, message: str, span: tuple[int, int], hint: str
+) -> None:
+    err = error_of(f'job a {{\n  command = "x"\n  {value}\n}}\n')
+    assert err.kind is Kind.SYNTAX and err.message == message
+    assert err.span is not None and (err.span.line, err.span.col, err.span.end_col) == (3, *span)
+    assert err.hint is not None and err.hint.startswith(hint)
+
+
+def test_a_param_with_an_unknown_unit_lists_every_unit() -> None:
+    err = error_of("param mem = 12 parsecs\n")
+    assert err.message == "unknown unit `parsecs` for `mem`" and (err.hint or "").startswith(
+        "sizes: KiB"
+    )
+
+
+@pytest.mark.parametrize(("key", "kind"), sorted(UNITS_OF.items()))
+def test_the_units_named_are_the_units_taken(key: str, kind: str) -> None:
+    good, bad = ("2GiB", "2h") if kind == "size" else ("2h", "2GiB")
+    body = f"retry {{ {key} = VALUE }}" if key == "backoff" else f"{key} = VALUE"
+    job = f'job a {{\n  command = "x"\n  {body}\n}}\n'
+    assert len(load_text(job.replace("VALUE", good), "t.flow", machine=MACHINE)) == 1
+    assert error_of(job.replace("VALUE", bad)).kind is Kind.BAD_VALUE
+
+
+def test_digits_of_other_scripts_are_not_numbers() -> None:
+    err = error_of('job a {\n  command = "x"\n  array = ٣\n}\n')
+    assert err.message == "unexpected character `٣`" and err.hint == (
+        "numbers are written with the digits 0 to 9"
+    )
