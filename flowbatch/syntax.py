@@ -181,7 +181,7 @@ _TOO_LARGE = re.compile(rf"(?<![0-9.])0*[1-9][0-9]{{{MAX_DIGITS},}}")
 
 
 def digits_problem(text: str) -> str | None:
-    """"too long" or "too large" for the text of a number, size or duration whose whole
+    """ "too long" or "too large" for the text of a number, size or duration whose whole
     part has more than MAX_DIGITS significant digits (no count, size or duration comes
     near) or that is absurdly long (Python's int() refuses 4,300 digits, leading zeros
     included); None when it is fine."""

@@ -13,7 +13,8 @@ from flowbatch.analyze import MAX_DEFINITION_DEPTH
 from flowbatch.computes import Machine
 from flowbatch.front import MAX_IMPORT_DEPTH
 from flowbatch.lexer import MAX_NESTING
-from flowbatch.parse import UNITS_OF, parse
+from flowbatch.parse import parse
+from flowbatch.parse_errors import UNITS_OF
 
 MACHINE = Machine(vcpus=4, memory=8192)
 JOB = 'job a {\n  command = "x"\n}\n'
