@@ -120,7 +120,9 @@ def _read(path: str) -> str:
     before anything is read from it (O_NONBLOCK: opening a FIFO without a writer
     does not wait for one), as is a file past MAX_FILE_BYTES (at most one byte more
     is read to find out: /proc files claim a size of 0) or one that is not text."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY
+    for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):  # POSIX; absent on Windows
+        flags |= getattr(os, name, 0)
     fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
