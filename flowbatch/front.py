@@ -119,7 +119,8 @@ def _read(path: str) -> str:
     """The text of the regular file at `path`. A device, FIFO or directory is refused
     before anything is read from it (O_NONBLOCK: opening a FIFO without a writer
     does not wait for one), as is a file past MAX_FILE_BYTES (at most one byte more
-    is read to find out: /proc files claim a size of 0) or one that is not text."""
+    is read to find out: /proc files claim a size of 0) or not UTF-8. Control
+    characters are `not_text`'s to find, for text from any reader."""
     flags = os.O_RDONLY
     for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):  # POSIX; absent on Windows
         flags |= getattr(os, name, 0)
@@ -163,7 +164,7 @@ def _file_kind(mode: int) -> str:
         return "a device"
     if stat.S_ISSOCK(mode):
         return "a socket"
-    return "not a regular file"
+    return "a special file"
 
 
 # Control characters other than tab, newline, carriage return and form feed (C0, DEL
