@@ -11,7 +11,6 @@ Imports: syntax, model, values, jobs, diagnostics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -34,11 +33,14 @@ from flowbatch.values import (
     expect_name,
     expect_str,
     invalid,
+    override_value,
     param_value,
     resolve_params,
 )
 
 QUEUE_KEYS = {"priority", "compute", "state"}
+# `definition a: b` chains longer than this are an error: merging walks them recursively.
+MAX_DEFINITION_DEPTH = 100
 
 
 def analyze(
@@ -60,6 +62,8 @@ def analyze(
     # mistake, so queues look names up among everything declared.
     known = {*computes, *blocks.computes}
     queues = _queues(blocks.queues, known, params, errors)
+    if _definitions_too_deep(blocks.definitions, errors):
+        raise FlowError.many(errors.errors)
     builder = JobBuilder(
         params=params,
         definitions=blocks.definitions,
@@ -135,6 +139,38 @@ def _add_unique(
     table[name] = node  # type: ignore[assignment]
 
 
+def _definitions_too_deep(definitions: Mapping[str, s.Block], errors: Collector) -> bool:
+    """Report each definition that extends a chain past MAX_DEFINITION_DEPTH. Walked
+    without recursion, each definition once; cycles and unknown parents are left to
+    the job builder, which reports them."""
+    depth: dict[str, int] = {}
+    found = False
+    for name in definitions:
+        path: list[s.Block] = []
+        on_path: set[str] = set()
+        current: str | None = name
+        while current is not None and current not in depth and current not in on_path:
+            block = definitions.get(current)
+            if block is None:
+                break
+            on_path.add(current)
+            path.append(block)
+            current = block.parent
+        level = depth.get(current, 0) if current is not None and current not in on_path else 0
+        for block in reversed(path):
+            level += 1
+            depth[block.name] = level
+            if level == MAX_DEFINITION_DEPTH + 1:
+                found = True
+                errors.error(
+                    Kind.TOO_DEEP,
+                    f"definitions extend each other more than {MAX_DEFINITION_DEPTH} deep",
+                    block.parent_span or block.name_span,
+                    hint=f"a chain of `definition a: b` is at most {MAX_DEFINITION_DEPTH} long",
+                )
+    return found
+
+
 def _params(
     declared: Mapping[str, s.Param], overrides: Mapping[str, str], errors: Collector
 ) -> dict[str, ParamValue]:
@@ -146,14 +182,18 @@ def _params(
             errors.add(bad.error)
             continue
         if name in overrides:
-            converted = _convert_override(overrides[name], type_name)
+            converted = override_value(overrides[name], type_name)
             if converted is None:
+                hint = f"give a value like its default here, e.g. -p {name}={_example(param)}"
+                if type_name in _WRITTEN_AS_IN_FILES:
+                    hint += "; numbers are written as in a .flow file: digits with an optional"
+                    hint += " `.` fraction, no sign, exponent, `_` or spaces"
                 errors.error(
                     Kind.PARAM_TYPE,
-                    f"`-p {name}={overrides[name]}`: "
+                    f"`-p {name}={_shown(overrides[name])}`: "
                     f"parameter `{name}` is {_TYPE_WORDS[type_name]}",
                     param.value.span,
-                    hint=f"give a value like its default here, e.g. -p {name}={_example(param)}",
+                    hint=hint,
                     param=name,
                 )
                 converted = value  # keep the default, so later checks don't echo this one
@@ -181,29 +221,19 @@ _TYPE_WORDS = {
 }
 
 
+_WRITTEN_AS_IN_FILES = {"int", "float", "size", "duration"}
+
+
+def _shown(text: str) -> str:
+    """A `-p` value as an error quotes it: control characters made visible, and cut
+    short when long (a value of 5,000 digits is not worth repeating)."""
+    visible = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:41])
+    return visible[:40] + "…" if len(text) > 40 else visible
+
+
 def _example(param: s.Param) -> str:
     line = param.span.source.line(param.value.span.line)
     return line[param.value.span.col - 1 : param.value.span.end_col - 1].strip('"')
-
-
-def _convert_override(text: str, type_name: str) -> ParamValue | None:
-    """`-p` text as the parameter's type, or None when it is not one."""
-    try:
-        if type_name == "int":
-            return int(text)
-        if type_name == "float":
-            value = float(text)
-            return value if math.isfinite(value) else None  # nan, inf, 1e999
-    except ValueError:
-        return None
-    if type_name == "bool":
-        return {"true": True, "false": False}.get(text.lower())
-    if type_name == "size":
-        mib = s.size_mib(text)
-        return math.ceil(mib) if mib is not None else None
-    if type_name == "duration":
-        return s.duration_seconds(text)
-    return text
 
 
 def _queues(

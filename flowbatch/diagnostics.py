@@ -81,6 +81,7 @@ class Kind(enum.Enum):
     TEMPLATE = "template"
     PARAM_TYPE = "param-type"
     RESERVED = "reserved"
+    TOO_DEEP = "too-deep"  # nesting, import chains or definition chains past their limit
 
 
 class FlowError(Exception):
@@ -166,12 +167,30 @@ def _render_one(err: FlowError) -> str:
     width = max(1, end - col)
     number = str(span.line)
     pad = " " * len(number)
+    shown, caret = _window(text.rstrip(), col)
     out = [
         f"{span.path}:{span.line}:{col}: error: {err.message}",
         f"{pad} |",
-        f"{number} | {text.rstrip()}",
-        f"{pad} | {' ' * (col - 1)}{'^' * width}",
+        f"{number} | {shown}",
+        f"{pad} | {' ' * (caret - 1)}{'^' * max(1, min(width, len(shown) - caret + 2))}",
     ]
     if err.hint:
         out.append(f"{pad} = help: {err.hint}")
     return "\n".join(out)
+
+
+# A quoted line longer than this is cut to a window around the caret: a generated
+# line of thousands of characters would bury the caret (and the message) in noise.
+_MAX_SHOWN = 160
+_BEFORE = 40  # columns kept before the caret
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """The part of `text` to show and the caret's column in it."""
+    if len(text) <= _MAX_SHOWN:
+        return text, col
+    start = max(0, min(col - 1 - _BEFORE, len(text) - _MAX_SHOWN))
+    stop = start + _MAX_SHOWN
+    head = "..." if start > 0 else ""
+    tail = "..." if stop < len(text) else ""
+    return head + text[start:stop] + tail, col - start + len(head)

@@ -13,6 +13,8 @@ import contextlib
 import gc
 import os
 import posixpath
+import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def load(
     path = str(path)
     try:
         text = _read(path)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, NotAPipelineFile) as exc:
         raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {_why(exc)}", None) from None
     if computes:
         # Spelled as import statements so they get the same checks and messages;
@@ -65,6 +67,9 @@ def load_text(
 ) -> Plan:
     """Like `load`, from text; `read(path)` supplies imported files (none by default).
     `machine` sizes the implicit `local` compute environment (this machine's by default)."""
+    problem = not_text(text)
+    if problem is not None:
+        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {problem}", None)
     with _no_cycle_collection():
         main = parse(text, path)
         files = [main, *_imports(main, read, (path,))]
@@ -99,9 +104,84 @@ def this_machine() -> Machine:
     return Machine(vcpus=vcpus, memory=int(memory))
 
 
+# No pipeline comes near this; it keeps a mistaken path from filling memory.
+MAX_FILE_BYTES = 16 * 2**20
+# A chain of imports deeper than this is an error at the import that goes past it.
+MAX_IMPORT_DEPTH = 100
+
+
+class NotAPipelineFile(Exception):
+    """A path that is not a regular file of UTF-8 text within the size limit; the
+    message says why without quoting any of its content."""
+
+
 def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    """The text of the regular file at `path`. A device, FIFO or directory is refused
+    before anything is read from it (O_NONBLOCK: opening a FIFO without a writer
+    does not wait for one), as is a file past MAX_FILE_BYTES (at most one byte more
+    is read to find out: /proc files claim a size of 0) or not UTF-8. Control
+    characters are `not_text`'s to find, for text from any reader."""
+    flags = os.O_RDONLY
+    for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):  # POSIX; absent on Windows
+        flags |= getattr(os, name, 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAPipelineFile(f"it is {_file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise NotAPipelineFile(_too_large())
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 2**20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE_BYTES:
+        raise NotAPipelineFile(_too_large())
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotAPipelineFile(f"it is not UTF-8 text (byte offset {exc.start})") from None
+    return text
+
+
+def _too_large() -> str:
+    return f"it is larger than {MAX_FILE_BYTES // 2**20} MiB"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+# Control characters other than tab, newline, carriage return and form feed (C0, DEL
+# and C1): no pipeline has them, binary files and /proc/*/environ do, and an error
+# quoting a line with them would send them to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+def not_text(text: str) -> str | None:
+    """Why `text` is not the text of a pipeline (a control character, and at which
+    byte offset), or None. Says nothing of what the text holds."""
+    m = _CONTROL.search(text)
+    if m is None:
+        return None
+    what = "a NUL byte" if m.group() == "\x00" else "a control character"
+    offset = len(text[: m.start()].encode("utf-8", "surrogatepass"))
+    return f"it is not text ({what} at byte offset {offset})"
 
 
 def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[s.File]:
@@ -129,14 +209,21 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
             continue
         if target in seen:
             continue
+        if len(chain) > MAX_IMPORT_DEPTH:
+            errors.append(_too_deep(statement.path_span, (*chain, target)))
+            break
         seen.add(target)
         if read is None:
             errors.append(_unreadable(statement.path_span, target, "no files can be read here"))
             continue
         try:
             text = read(target)
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(_unreadable(statement.path_span, target, _why(exc)))
+        except (OSError, UnicodeDecodeError, NotAPipelineFile) as exc:
+            errors.append(_unreadable(statement.path_span, target, _why(exc), _hint(exc)))
+            continue
+        problem = not_text(text)
+        if problem is not None:
+            errors.append(_unreadable(statement.path_span, target, problem, _NOT_A_PIPELINE))
             continue
         imported = parse(text, target)
         out.append(imported)
@@ -149,19 +236,47 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
     return out
 
 
-def _why(exc: OSError | UnicodeDecodeError) -> str:
+def _too_deep(span: Span, chain: tuple[str, ...]) -> FlowError:
+    shown = [f"`{p}`" for p in chain]
+    if len(shown) > 5:
+        shown = [*shown[:2], "...", *shown[-2:]]
+    return FlowError(
+        Kind.TOO_DEEP,
+        f"imports nested more than {MAX_IMPORT_DEPTH} deep: " + " -> ".join(shown),
+        span,
+        hint=f"a chain of imports is at most {MAX_IMPORT_DEPTH} files long; "
+        "import the files you need from fewer levels",
+        detail={"chain": chain},
+    )
+
+
+def _why(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
+    """Why a file could not be read, quoting nothing of its content."""
     if isinstance(exc, UnicodeDecodeError):
-        return f"it is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"
+        return f"it is not UTF-8 text (byte offset {exc.start})"
+    if isinstance(exc, NotAPipelineFile):
+        return str(exc)
     return exc.strerror or str(exc)
 
 
-def _unreadable(span: Span, target: str, why: str) -> FlowError:
-    return FlowError(
-        Kind.IMPORT,
-        f"cannot import `{target}`: {why}",
-        span,
-        hint="import paths are relative to the importing file",
-    )
+_NOT_A_PIPELINE = (
+    f"an import names a `.flow` file: UTF-8 text of at most {MAX_FILE_BYTES // 2**20} MiB"
+)
+
+
+def _hint(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
+    if isinstance(exc, OSError):
+        return "import paths are relative to the importing file"
+    return _NOT_A_PIPELINE
+
+
+def _unreadable(
+    span: Span,
+    target: str,
+    why: str,
+    hint: str = "import paths are relative to the importing file",
+) -> FlowError:
+    return FlowError(Kind.IMPORT, f"cannot import `{target}`: {why}", span, hint=hint)
 
 
 __all__ = ["Machine", "Source", "load", "load_text", "this_machine"]

@@ -34,6 +34,22 @@ class LexError(Exception):
         self.column = column
 
 
+class TooDeep(Exception):
+    """An opening bracket nested more than MAX_NESTING deep, at `line` and `column`.
+
+    Everything after the parser (resolving params, merging maps, error messages) walks
+    values recursively; the bound here keeps those walks far from Python's recursion
+    limit, at the cost of one comparison per opening bracket."""
+
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(f"nested too deep at {line}:{column}")
+        self.line = line
+        self.column = column
+
+
+# Brackets, braces and parentheses open at once; no pipeline needs more than a handful.
+MAX_NESTING = 100
+
 # The commonest tokens come first: `re` tries the alternatives in order. LONG_STRING
 # must come before STRING (`"""` starts with the empty string `""`).
 _MASTER = re.compile(
@@ -44,9 +60,9 @@ _MASTER = re.compile(
   | (?P<_NL>(?:(?:\#[^\n]*)?\r?\n[\t ]*)+)
   | (?P<LONG_STRING>\"\"\"(?:.|\n)*?\"\"\")
   | (?P<STRING>"(?:[^"\\\n]|\\.)*")
-  | (?P<SIZE>\d+(?:\.\d+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
-  | (?P<DURATION>(?:\d+[dhms])+(?![A-Za-z0-9_]))
-  | (?P<NUMBER>\d+(?:\.\d+)?(?![A-Za-z_]))
+  | (?P<SIZE>[0-9]+(?:\.[0-9]+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
+  | (?P<DURATION>(?:[0-9]+[dhms])+(?![A-Za-z0-9_]))
+  | (?P<NUMBER>[0-9]+(?:\.[0-9]+)?(?![A-Za-z_]))
   | (?P<CONTINUATION>\\[\t ]*\r?\n)
   | (?P<ERROR>[\s\S])
     """,
@@ -79,7 +95,8 @@ _BOOLEANS = {"true": "TRUE", "false": "FALSE"}
 
 
 def tokens(text: str) -> Iterator[Token]:
-    """The tokens of `text`; raises LexError at a character that starts none."""
+    """The tokens of `text`; raises LexError at a character that starts none, and
+    TooDeep at a bracket nested more than MAX_NESTING deep."""
     line, line_start = 1, 0
     brackets: list[str] = []  # the kinds of the brackets and braces open, innermost last
     previous = "_NL"
@@ -101,6 +118,8 @@ def tokens(text: str) -> Iterator[Token]:
             kind = _PUNCT[value]
             if kind in _OPENS:
                 brackets.append(kind)
+                if len(brackets) > MAX_NESTING:
+                    raise TooDeep(line, column)
             elif kind in _CLOSES and brackets:
                 brackets.pop()
         elif kind in ("_NL", "LONG_STRING", "CONTINUATION"):  # the tokens that span lines

@@ -1,10 +1,10 @@
 """Text to `syntax.File`: the lexer's tokens, run through the grammar's LALR(1) tables
 (`flowbatch.lalr`), with a syntax node built at each reduction (`_Build`).
 
-Errors are put into words here: token names become words, common mistakes get a hint,
-and nothing of lark's reaches a user.
+Errors are put into words by `parse_errors`: token names become words, common mistakes
+get a hint, and nothing of lark's reaches a user.
 
-Imports: syntax, diagnostics, lexer, lalr.
+Imports: syntax, diagnostics, lexer, lalr, parse_errors.
 """
 
 from __future__ import annotations
@@ -17,54 +17,56 @@ from typing import Any
 import flowbatch.syntax as s
 from flowbatch import lalr
 from flowbatch.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.lexer import LexError, Token, tokens
-
-TOKEN_WORDS = {
-    "NAME": "a name",
-    "STRING": "a string",
-    "LONG_STRING": "a string",
-    "NUMBER": "a number",
-    "SIZE": "a size",
-    "DURATION": "a duration",
-    "BLOCK_KIND": "`compute`, `queue`, `definition` or `job`",
-    "_NL": "end of line",
-    "LBRACE": "`{`",
-    "RBRACE": "`}`",
-    "LSQB": "`[`",
-    "RSQB": "`]`",
-    "LPAR": "`(`",
-    "RPAR": "`)`",
-    "EQUAL": "`=`",
-    "COLON": "`:`",
-    "COMMA": "`,`",
-    "DOT": "`.`",
-    "IMPORT": "`import`",
-    "PARAM": "`param`",
-    "TRUE": "`true`",
-    "FALSE": "`false`",
-    "$END": "end of file",
-}
+from flowbatch.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
+from flowbatch.parse_errors import bad_character, translate
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
-_MAX_DIGITS = 15
-_MAX_TEXT = 100
-# A whole part (not a fraction) with more than _MAX_DIGITS significant digits.
-_TOO_LARGE = re.compile(rf"(?<![\d.])0*[1-9]\d{{{_MAX_DIGITS},}}")
 
 
 def parse(text: str, path: str) -> s.File:
     """The surface tree of `text`; raises FlowError(Kind.SYNTAX) pointing at the problem."""
     source = Source(path, text)
+    build = _Build(source)
     try:
-        statements: list[s.Statement] = lalr.drive(_tables(), tokens(text + "\n"), _Build(source))
+        statements: list[s.Statement] = lalr.drive(_tables(), tokens(text + "\n"), build)
     except _Bad as bad:
         raise bad.error(source) from None
     except LexError as exc:
-        raise _bad_character(source, exc.line, exc.column) from None
+        raise bad_character(source, exc.line, exc.column) from None
+    except TooDeep as exc:
+        raise FlowError(
+            Kind.TOO_DEEP,
+            f"nested more than {MAX_NESTING} deep",
+            Span(source, exc.line, exc.column, exc.line, exc.column + 1),
+            hint=f"lists and maps may be nested at most {MAX_NESTING} deep",
+        ) from None
     except lalr.Unexpected as exc:
-        raise _translate(exc.token, exc.expected, source) from None
+        raise translate(exc.token, exc.expected, source) from None
+    if build.repeated:
+        raise FlowError.many([e for m, what in build.repeated for e in _repeated_keys(m, what)])
     return s.File(source, tuple(statements))
+
+
+def _repeated_keys(value: s.Map, what: str) -> list[FlowError]:
+    """An error at each key set again in the same block or map, naming the first."""
+    first: dict[str, s.Entry] = {}
+    errors = []
+    for entry in value.entries:
+        earlier = first.setdefault(entry.key, entry)
+        if earlier is not entry:
+            where = earlier.key_span
+            errors.append(
+                FlowError(
+                    Kind.DUPLICATE,
+                    f"{what} `{entry.key}` is set twice",
+                    entry.key_span,
+                    hint=f"first set on line {where.line}, column {where.col}; "
+                    f"a {'block' if what == 'attribute' else 'map'} sets each key once",
+                    detail={"key": entry.key, "first": where},
+                )
+            )
+    return errors
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,6 +100,9 @@ class _Build:
 
     def __init__(self, source: Source) -> None:
         self.source = source
+        # Blocks and maps that set a key twice, and what their keys are called;
+        # reported once the whole file is parsed, every one of them.
+        self.repeated: list[tuple[s.Map, str]] = []
 
     def span(self, tok: Token) -> Span:
         return Span(self.source, tok[2], tok[3], tok[4], tok[5])
@@ -136,6 +141,8 @@ class _Build:
 
     def block_stmt(self, c: list[Any]) -> s.Block:
         kind, name, body = c[0], c[1], c[-1]
+        if self.repeated and self.repeated[-1][0] is body:  # reduced just before
+            self.repeated[-1] = (body, "attribute")
         parent: Token | None = c[2] if len(c) == 4 else None
         return s.Block(
             _join(self.span(kind), body.span),
@@ -153,7 +160,10 @@ class _Build:
 
     def body(self, c: list[Any]) -> s.Map:
         entries = c[-2] if c[-2].__class__ is list else ()
-        return s.Map(self.join(c[0], c[-1]), tuple(entries))
+        value = s.Map(self.join(c[0], c[-1]), tuple(entries))
+        if len(entries) > 1 and len({e.key for e in entries}) < len(entries):
+            self.repeated.append((value, "key"))
+        return value
 
     def entries(self, c: list[Any]) -> list[s.Entry]:
         if len(c) > 1 and c[1].__class__ is list:
@@ -237,14 +247,13 @@ def _name(tok: Token) -> str:
 
 
 def _digits(tok: Token, too_large: str = "too large") -> str:
-    """The text of a number, size or duration, refused when a whole part has more than
-    _MAX_DIGITS significant digits (no count, size or duration comes near) or the text
-    is absurdly long (Python's int() refuses 4,300 digits, leading zeros included)."""
+    """The text of a number, size or duration, refused as `syntax.digits_problem` says."""
     text = tok[1]
-    if len(text) > _MAX_DIGITS and (len(text) > _MAX_TEXT or _TOO_LARGE.search(text)):
+    problem = s.digits_problem(text)
+    if problem is not None:
         shown = text if len(text) <= 20 else text[:20] + "…"
-        hint = f"whole numbers have at most {_MAX_DIGITS} digits"
-        why = "too long" if len(text) > _MAX_TEXT else too_large
+        hint = f"whole numbers have at most {s.MAX_DIGITS} digits"
+        why = too_large if problem == "too large" else problem
         raise _Bad(f"`{shown}` is {why}", tok, hint=hint)
     return text
 
@@ -265,110 +274,3 @@ def _unescape(tok: Token) -> str:
         return _ESCAPES[ch]
 
     return re.sub(r"\\(.)", repl, body)
-
-
-# -- syntax errors, in words -------------------------------------------------------------
-
-
-def _translate(tok: Token, expected_kinds: set[str], source: Source) -> FlowError:
-    kind, _, line, col, end_line, end_col = tok
-    if kind == "$END":
-        return _at_end(source)
-    span = Span(source, line, col, end_line, end_col)
-    if kind == "_NL":  # underline the end of the line, not the newline itself
-        width = len(source.line(line))
-        span = Span(source, line, max(1, col), line, max(col, width) + 1)
-    expected = _expected_words(expected_kinds)
-    message = f"unexpected {_describe(tok)}"
-    if expected:
-        message += f"; expected {expected}"
-    return FlowError(Kind.SYNTAX, message, span, hint=_hint(kind, expected_kinds))
-
-
-def _describe(tok: Token) -> str:
-    kind, text = tok[0], tok[1]
-    if kind == "_NL":
-        return "end of line"
-    if kind in ("NAME", "BLOCK_KIND", "NUMBER", "SIZE", "DURATION", "TRUE", "FALSE"):
-        word = {"BLOCK_KIND": "keyword", "TRUE": "keyword", "FALSE": "keyword"}.get(
-            kind, TOKEN_WORDS.get(kind, "text").split(" ", 1)[-1]
-        )  # "a name" -> "name `x`"
-        return f"{word} `{text}`"
-    if kind in ("STRING", "LONG_STRING"):
-        return "string"
-    known = TOKEN_WORDS.get(kind)
-    return known if known else f"`{text}`"
-
-
-def _expected_words(expected: set[str]) -> str:
-    if "BLOCK_KIND" in expected:
-        return "a statement (`import`, `param`, `compute`, `queue`, `definition` or `job`)"
-    words = sorted({TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected if t != "_NL"})
-    if "_NL" in expected:
-        words.append("end of line")
-    if len(words) > 5:
-        return ""
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _hint(kind: str, expected: set[str]) -> str | None:
-    if "EQUAL" in expected and kind != "EQUAL":
-        if kind == "COLON":
-            return "attributes are written `name = value`, not `name: value`"
-        return "attributes are written `name = value`, one per line"
-    if kind == "NAME" and "BLOCK_KIND" in expected:
-        return (
-            "a file holds `import`, `param`, `compute`, `queue`, `definition` and `job` statements"
-        )
-    if kind in ("NAME", "STRING", "NUMBER") and "_NL" in expected:
-        return "put each attribute on its own line, or separate list items with `,`"
-    if kind == "RBRACE":
-        return "a value is missing before `}`"
-    return None
-
-
-def _at_end(source: Source) -> FlowError:
-    lines = [line.removesuffix("\r") for line in source.text.rstrip("\r\n").split("\n")]
-    line = len(lines)
-    opened = source.text.count("{") - source.text.count("}")
-    hint = "a `{` is not closed" if opened > 0 else None
-    if source.text.count("[") > source.text.count("]"):
-        hint = "a `[` is not closed"
-    span = Span(source, line, max(1, len(lines[-1]) + 1), line, len(lines[-1]) + 2)
-    return FlowError(Kind.SYNTAX, "unexpected end of file", span, hint=hint)
-
-
-def _bad_character(source: Source, line: int, col: int) -> FlowError:
-    text = source.line(line)
-    ch = text[col - 1] if 0 < col <= len(text) else ""
-    span = Span(source, line, col, line, col + 1)
-    if ch == '"':
-        return FlowError(
-            Kind.SYNTAX,
-            "unterminated string",
-            Span(source, line, col, line, len(text) + 1),
-            hint='close it with `"` on the same line, or use """...""" for multi-line text',
-        )
-    if ch.isdigit():
-        m = re.match(r"\d+(\.\d+)?([A-Za-z_]\w*)", text[col - 1 :])
-        if m:
-            unit = m.group(2)
-            end = col + len(m.group(0))
-            return FlowError(
-                Kind.SYNTAX,
-                f"unknown unit `{unit}`",
-                Span(source, line, col, line, end),
-                hint="sizes: KiB, MiB, GiB, TiB, KB, MB, GB, TB; durations: s, m, h, d "
-                "(e.g. 512MiB, 1h30m)",
-            )
-    if ch == "'":
-        return FlowError(
-            Kind.SYNTAX,
-            "unexpected character `'`",
-            span,
-            hint='strings are written with double quotes: "..."',
-        )
-    shown = repr(ch)[1:-1] if ch else "end of line"
-    return FlowError(Kind.SYNTAX, f"unexpected character `{shown}`", span)

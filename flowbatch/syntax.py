@@ -169,8 +169,35 @@ SIZE_UNITS = {
     "TB": 1e12 / 2**20,
 }
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)(KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
-_DURATION = re.compile(r"(?:\d+[dhms])+")
+# ASCII digits only, as the lexer takes them (`\d` would take any script's digits).
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
+_DURATION = re.compile(r"(?:[0-9]+[dhms])+")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+MAX_DIGITS = 15
+_MAX_TEXT = 100
+# A whole part (not a fraction) with more than MAX_DIGITS significant digits.
+_TOO_LARGE = re.compile(rf"(?<![0-9.])0*[1-9][0-9]{{{MAX_DIGITS},}}")
+
+
+def digits_problem(text: str) -> str | None:
+    """ "too long" or "too large" for the text of a number, size or duration whose whole
+    part has more than MAX_DIGITS significant digits (no count, size or duration comes
+    near) or that is absurdly long (Python's int() refuses 4,300 digits, leading zeros
+    included); None when it is fine."""
+    if len(text) <= MAX_DIGITS:
+        return None
+    if len(text) > _MAX_TEXT:
+        return "too long"
+    return "too large" if _TOO_LARGE.search(text) else None
+
+
+def number_value(text: str) -> int | float | None:
+    """The value of `text` if it is a number exactly as the language writes one (`12`,
+    `0.5`: no sign, exponent, `_`, spaces, `nan` or `inf`), else None."""
+    if not _NUMBER.fullmatch(text) or digits_problem(text):
+        return None
+    return float(text) if "." in text else int(text)
 
 
 # No size or duration comes near this; past it float() overflows to inf or raises.
@@ -179,8 +206,8 @@ _LIMIT = 1e15
 
 def size_mib(text: str) -> float | None:
     """`2GiB` -> 2048.0 (MiB); None if `text` is not a size (or an absurdly large one)."""
-    m = _SIZE.fullmatch(text.strip())
-    if not m:
+    m = _SIZE.fullmatch(text)
+    if not m or digits_problem(m.group(1)):
         return None
     mib = float(m.group(1)) * SIZE_UNITS[m.group(2)]
     return mib if mib < _LIMIT else None
@@ -188,8 +215,7 @@ def size_mib(text: str) -> float | None:
 
 def duration_seconds(text: str) -> float | None:
     """`1h30m` -> 5400.0; None if `text` is not a duration (or an absurdly long one)."""
-    text = text.strip()
-    if not _DURATION.fullmatch(text):
+    if not _DURATION.fullmatch(text) or digits_problem(text):
         return None
-    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"(\d+)([dhms])", text))
+    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)([dhms])", text))
     return float(seconds) if seconds < _LIMIT else None

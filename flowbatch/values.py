@@ -214,3 +214,24 @@ def param_value(value: s.Value) -> tuple[ParamValue, str]:
         f"a parameter must be a string, number, boolean, size or duration, not {s.describe(value)}",
         value.span,
     )
+
+
+def override_value(text: str, type_name: str) -> ParamValue | None:
+    """`-p NAME=TEXT` as a value of the parameter's type, or None when TEXT is not one.
+    Numbers, sizes and durations are taken exactly as the language writes them (no
+    sign, exponent, `_`, space, `nan` or `inf`, at most 15 digits in a whole part): a
+    value that could not be the param's default cannot override it either. A whole
+    number is also a number (`-p alpha=1` gives 1.0)."""
+    if type_name in ("int", "float"):
+        value = s.number_value(text)
+        if value is None or (type_name == "int" and not isinstance(value, int)):
+            return None
+        return float(value) if type_name == "float" else value
+    if type_name == "bool":
+        return {"true": True, "false": False}.get(text.lower())
+    if type_name == "size":
+        mib = s.size_mib(text)
+        return math.ceil(mib) if mib is not None else None
+    if type_name == "duration":
+        return s.duration_seconds(text)
+    return text

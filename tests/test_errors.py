@@ -14,9 +14,11 @@ ERRORS = Path(__file__).parent / "golden" / "errors"
 # file -> (kind of the first error, its line, its column, how many errors in all)
 EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "syntax_missing_equals": (Kind.SYNTAX, 2, 11, 1),
-    "syntax_unclosed_brace": (Kind.SYNTAX, 2, 25, 1),
+    "syntax_unclosed_brace": (Kind.SYNTAX, 1, 11, 1),
+    "syntax_unclosed_block": (Kind.SYNTAX, 3, 9, 1),
     "syntax_unterminated_string": (Kind.SYNTAX, 2, 13, 1),
     "syntax_bad_unit": (Kind.SYNTAX, 3, 13, 1),
+    "unknown_unit": (Kind.SYNTAX, 3, 13, 1),
     "syntax_number_too_large": (Kind.SYNTAX, 2, 16, 1),
     "syntax_index_not_whole": (Kind.SYNTAX, 8, 21, 1),
     "unknown_job": (Kind.UNKNOWN_NAME, 9, 21, 1),
@@ -48,6 +50,8 @@ EXPECTED: dict[str, tuple[Kind, int, int, int]] = {
     "reserved_env": (Kind.RESERVED, 3, 15, 1),
     "several_errors": (Kind.UNKNOWN_NAME, 3, 14, 3),
     "import_missing": (Kind.IMPORT, 1, 8, 1),
+    "nested_too_deep": (Kind.TOO_DEEP, 3, 604, 1),
+    "duplicate_key": (Kind.DUPLICATE, 6, 5, 2),
 }
 
 

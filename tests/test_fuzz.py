@@ -99,14 +99,27 @@ def lark_verdict(text: str) -> tuple[int, int] | None:
     return None
 
 
+# Where our parser points elsewhere than lark by design: at the bracket that was never
+# closed rather than at the token where that showed.
+UNCLOSED = (-2, -2)
+
+
 def our_verdict(text: str) -> tuple[int, int] | None:
     try:
         parse(text, "fuzz.flow")
     except FlowError as err:
-        (error,) = err.errors
-        assert error.kind is Kind.SYNTAX
+        error = err.errors[0]
+        if error.kind is Kind.DUPLICATE:  # the grammar takes it; the value is refused
+            return (0, 0)
+        assert error.kind is Kind.SYNTAX and len(err.errors) == 1
         if error.message == "unexpected end of file":
             return (-1, -1)
+        if error.message.endswith("is never closed"):
+            return UNCLOSED
+        if error.message.startswith(("unknown unit", "a space between")):
+            # at the number the unit follows, which lark took on its own
+            assert error.span is not None
+            return (error.span.line, -error.span.col)
         assert error.span is not None
         return (error.span.line, error.span.col)
     return None
@@ -118,6 +131,12 @@ def agree(text: str) -> None:
     except LexError:
         return  # not a question for the parser
     got = our_verdict(text)
+    if got == UNCLOSED:
+        assert expected is not None, text  # lark refuses it too, wherever it noticed
+        return
+    if got is not None and got[1] < 0 and got != (-1, -1):  # a unit, from its number on
+        assert expected is not None and expected[0] == got[0] and expected[1] >= -got[1], text
+        return
     if expected is None and got is not None:
         # the grammar accepts it; only a token's value may be refused (a bad escape, a name
         # over 128 characters, a number too large), and that is not a syntax error lark sees
@@ -127,7 +146,14 @@ def agree(text: str) -> None:
     assert got == expected, text
 
 
-VALUE_ERRORS = ("escape", "characters long", "too large", "too long", "whole number")
+VALUE_ERRORS = (
+    "escape",
+    "characters long",
+    "too large",
+    "too long",
+    "whole number",
+    "is set twice",
+)
 
 
 def parse_error(text: str) -> FlowError:
