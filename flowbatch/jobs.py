@@ -179,17 +179,9 @@ class JobBuilder:
                 keep = tuple(e for e in old.value.entries if entry.value.get(e.key) is None)
                 value = s.Map(entry.value.span, keep + entry.value.entries)
                 merged[entry.key] = s.Entry(entry.span, entry.key, entry.key_span, value)
-            elif (
-                entry.key in UNION_KEYS
-                and old is not None
-                and isinstance(old.value, s.List)
-                and isinstance(entry.value, s.List)
-            ):
-                items = old.value.items + entry.value.items
-                union = s.Entry(
-                    entry.span, entry.key, entry.key_span, s.List(entry.value.span, items)
-                )
-                merged[entry.key] = union
+            elif entry.key in UNION_KEYS and old is not None:
+                items = s.List(entry.value.span, _items(old.value) + _items(entry.value))
+                merged[entry.key] = s.Entry(entry.span, entry.key, entry.key_span, items)
             else:
                 merged[entry.key] = entry
         return merged
@@ -420,6 +412,11 @@ class _Fields:
         except Invalid as bad:
             self.errors.add(bad.error)
             return None
+
+
+def _items(value: s.Value) -> tuple[s.Value, ...]:
+    """A list's items; any other value is a list of one (checked when the job is built)."""
+    return value.items if isinstance(value, s.List) else (value,)
 
 
 def _narrow(span: Span | None, name: str | None) -> Span | None:

@@ -6,6 +6,7 @@ Real runs need podman and the image `localhost/flowbatch-busybox:test`, which
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ import anyio
 import pytest
 from anyio.abc import Process
 from engine_helpers import engine_unavailable
+from env_helpers import command_lines_holding
+from proc_helpers import wait_until
 
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.container import (
@@ -33,6 +36,7 @@ from flowbatch.executors.container import (
     remove_argv,
     remove_container,
 )
+from flowbatch.executors.local import LocalExecutor
 from flowbatch.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
 
 pytestmark = pytest.mark.anyio
@@ -309,6 +313,33 @@ def test_environment_reaches_the_job_and_nothing_else(podman: str, tmp_path: Pat
     # Nothing of the runner's: not its variables, not its proxy, not its PATH.
     assert set(seen) == set(env) | IMAGE_ENV
     assert seen["PATH"] != os.environ["PATH"]
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_no_value_is_on_any_command_line_while_the_container_runs(
+    podman: str, tmp_path: Path
+) -> None:
+    # Through the local executor, as a run does: while the job runs, no process of this
+    # machine (podman, conmon, the runtime, the job) shows a value of its environment
+    # in its command line, which every local user can read. The values still arrive.
+    token, pem = "tok-" + os.urandom(8).hex(), "pem-" + os.urandom(8).hex()
+    env = {"TOKEN": token, "PEM": f"{pem}\nline two"}
+    attempt = make_attempt(tmp_path, "env > seen.txt; echo started; sleep 60", env=env)
+    attempt = replace(attempt, host_env=dict(os.environ))
+    attempt.log_dir.mkdir()
+    executor = LocalExecutor(attempt.compute, grace=0.5)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(executor.run, attempt))
+            await wait_until(lambda: b"started" in (attempt.log_dir / "stdout").read_bytes())
+            assert command_lines_holding(token) == []
+            assert command_lines_holding(pem) == []
+            tg.cancel_scope.cancel()
+    finally:
+        await executor.aclose()
+    seen = (tmp_path / "seen.txt").read_text()
+    assert f"TOKEN={token}\n" in seen and f"PEM={pem}\nline two\n" in seen
 
 
 @pytest.mark.slow
