@@ -129,6 +129,7 @@ def test_argv_carries_no_value_of_the_environment(tmp_path: Path) -> None:
         # podman would pass on the runner's HTTP_PROXY (user:password@...); docker has no
         # such flag and passes none.
         assert ("--http-proxy=false" in argv) is (runtime == "podman")
+        assert ("--env-host=false" in argv) is (runtime == "podman")
     text = env_file_text(env)
     assert text == "AWS_BATCH_JOB_ID=j:3\nTOKEN=s3cr3t-value\n"
     by_name = make_attempt(tmp_path, env=env)

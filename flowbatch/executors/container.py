@@ -11,10 +11,12 @@ A container's environment is the attempt's `env` and nothing else of the runner'
 on AWS Batch), and the image keeps its own PATH. No value is ever on the runtime's command
 line, where every local user could read it (`ps`): the values go in an env-file that the
 runtime reads from its stdin (`--env-file /dev/stdin`; `env_file_text`), which each
-executor feeds from a pipe or a here-document, so they never touch a disk either. A
-value no env-file can carry (a line break) is named with `-e NAME` and read by the
-runtime from its own environment (`Attempt.process_env`). podman would also pass on the
-runner's proxy variables (HTTP_PROXY, which may hold a password): `--http-proxy=false`.
+executor feeds from a pipe (`env_pipe`) or a here-document, so no env-file is ever left
+behind, not even by a runner killed mid-job. A value no env-file can carry (a line
+break) is named with `-e NAME` and read by the runtime from its own environment
+(`Attempt.process_env`). podman would also pass on the runner's proxy variables
+(HTTP_PROXY, which may hold a password), or all of them with `env_host = true` in a
+containers.conf: `--http-proxy=false --env-host=false`.
 
 A container sees only the attempt's working directory (mounted at the same path, so
 paths in commands mean the same inside and out), no network unless the compute
@@ -152,7 +154,8 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     if attempt.memory > 0:
         argv += [f"--memory={attempt.memory}m", f"--memory-swap={attempt.memory}m"]
     if runtime == "podman":
-        argv.append("--http-proxy=false")
+        # Explicit, so that a containers.conf saying `env_host = true` changes nothing.
+        argv += ["--env-host=false", "--http-proxy=false"]
     argv += ["-v", _bind(workdir), "-w", str(workdir)]
     argv += ["--env-file", ENV_FILE_STDIN]
     for key, value in sorted(attempt.env.items()):
