@@ -547,3 +547,34 @@ async def test_remove_container_cleans_up_a_container_left_created(
     assert container_exists(podman, name)
     await remove_container(podman, name)
     assert not container_exists(podman, name)
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_a_run_gives_a_container_the_named_host_variables_and_nothing_else(
+    podman: str, tmp_path: Path
+) -> None:
+    # Through `flowbatch run`: the runner's own environment stays out of the container
+    # (it used to arrive whole, PATH included); what the job names arrives.
+    import flowbatch
+
+    token = "hf_" + os.urandom(8).hex()
+    (tmp_path / "p.flow").write_text(
+        f'job boxed {{\n  image = "{IMAGE}"\n  command = "env -0 > seen"\n'
+        '  env = { MODE = "fast" }\n  env_from_host = ["FB_TEST_TOKEN"]\n}\n'
+    )
+    env = dict(os.environ, FB_TEST_TOKEN=token, FB_TEST_RUNNER_ONLY="runner-secret")
+    package_parent = str(Path(flowbatch.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = container_env((tmp_path / "seen").read_text())
+    assert seen["FB_TEST_TOKEN"] == token and seen["MODE"] == "fast"
+    assert "FB_TEST_RUNNER_ONLY" not in seen and seen["PATH"] != os.environ["PATH"]
+    shell = {"PWD", "SHLVL"}  # what the image's /bin/sh, running the command, adds
+    assert {k for k in seen if not k.startswith(("AWS_BATCH_", "FLOWBATCH_"))} == (
+        IMAGE_ENV | shell | {"FB_TEST_TOKEN", "MODE"}
+    )
