@@ -5,8 +5,9 @@ A fingerprint is two digests joined by a dot, `<command>.<inputs>`, kept apart s
 `flowbatch plan` can say which of the two changed:
 
 - command: the rendered command (an array child's with its own index), the image, the
-  environment and the parameters. The command is rendered with the placeholder job id
-  `JOB_ID` and attempt 1: a fresh id every run must not make everything run again.
+  environment, the names (never the values) in `env_from_host` and the parameters. The
+  command is rendered with the placeholder job id `JOB_ID` and attempt 1: a fresh id
+  every run must not make everything run again.
 - inputs: the sha256 of every file the job's `inputs` globs match (relative to its
   working directory), with the names matched and the globs that matched nothing.
 
@@ -105,14 +106,24 @@ class Fingerprints:
 
     def _static_digest(self, spec: JobSpec) -> str:
         # Keyed by the facts themselves: 10,000 jobs of one definition hash them once.
-        key = (spec.image, tuple(spec.env.items()), tuple(spec.parameters.items()))
+        key = (
+            spec.image,
+            tuple(spec.env.items()),
+            tuple(spec.parameters.items()),
+            spec.env_from_host,
+        )
         digest = self._static.get(key)
         if digest is None:
-            facts = {
+            facts: dict[str, object] = {
                 "image": spec.image,
                 "env": dict(spec.env),
                 "parameters": dict(spec.parameters),
             }
+            # By name only: a host variable's value (a token) must never reach the
+            # store, even hashed. Left out when empty, so that no other job's
+            # fingerprint changes.
+            if spec.env_from_host:
+                facts["env_from_host"] = sorted(spec.env_from_host)
             digest = self._static[key] = _digest(json.dumps(facts, sort_keys=True))
         return digest
 

@@ -30,8 +30,9 @@ from flowbatch.values import (
     Invalid,
     expect_bool,
     expect_duration,
+    expect_env,
+    expect_env_names,
     expect_int,
-    expect_map,
     expect_name,
     expect_number,
     expect_size,
@@ -51,6 +52,7 @@ SHARED_KEYS = {
     "timeout",
     "retry",
     "env",
+    "env_from_host",
     "parameters",
     "queue",
     "priority",
@@ -63,6 +65,8 @@ SHARED_KEYS = {
 JOB_ONLY_KEYS = {"array", "sequential", "after"}
 # Maps that a child definition or job merges key by key instead of replacing.
 MERGED_KEYS = {"retry", "env", "tags", "parameters"}
+# Lists that a child definition or job adds to instead of replacing (inherited like `env`).
+UNION_KEYS = {"env_from_host"}
 
 _T = TypeVar("_T")
 
@@ -176,6 +180,9 @@ class JobBuilder:
                 keep = tuple(e for e in old.value.entries if entry.value.get(e.key) is None)
                 value = s.Map(entry.value.span, keep + entry.value.entries)
                 merged[entry.key] = s.Entry(entry.span, entry.key, entry.key_span, value)
+            elif entry.key in UNION_KEYS and old is not None:
+                items = s.List(entry.value.span, _items(old.value) + _items(entry.value))
+                merged[entry.key] = s.Entry(entry.span, entry.key, entry.key_span, items)
             else:
                 merged[entry.key] = entry
         return merged
@@ -217,7 +224,8 @@ class JobBuilder:
             gpus=fields.get("gpus", expect_int) or 0,
             timeout=fields.get("timeout", expect_duration),
             retry=fields.get("retry", retry_strategy) or RetryStrategy(),
-            env=frozen_map(fields.get("env", _env)),
+            env=frozen_map(fields.get("env", expect_env)),
+            env_from_host=fields.get("env_from_host", expect_env_names) or (),
             parameters=frozen_map(fields.get("parameters", expect_str_map)),
             queue=queue.name if queue else "default",
             priority=fields.get("priority", expect_int) or 0,
@@ -238,6 +246,15 @@ class JobBuilder:
                 f"`sequential` is set on `{block.name}`, which is not an array",
                 values["sequential"].span,
                 hint="add `array = N`, or remove `sequential`",
+            )
+        both = [n for n in spec.env_from_host if n in spec.env]
+        if both:
+            self.errors.error(
+                Kind.DUPLICATE,
+                f"`{both[0]}` is in both `env` and `env_from_host` of `{block.name}`",
+                values["env_from_host"].span,
+                hint="keep it in one: `env` gives it a value, `env_from_host` takes "
+                "the value of the runner's environment",
             )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
@@ -422,6 +439,11 @@ class _Fields:
             return None
 
 
+def _items(value: s.Value) -> tuple[s.Value, ...]:
+    """A list's items; any other value is a list of one (checked when the job is built)."""
+    return value.items if isinstance(value, s.List) else (value,)
+
+
 def _narrow(span: Span | None, name: str | None) -> Span | None:
     """The span of `name` inside a one-line string, when it can be found there."""
     if span is None or not name or span.line != span.end_line:
@@ -492,16 +514,3 @@ def _array_size(value: s.Value, key: str) -> int:
             kind=Kind.ARRAY_SIZE,
         )
     return size
-
-
-def _env(value: s.Value, key: str) -> dict[str, str]:
-    env = expect_str_map(value, key)
-    for entry in expect_map(value, key).entries:
-        if entry.key.startswith("AWS_BATCH"):
-            raise invalid(
-                f"`{entry.key}` is reserved",
-                entry.key_span,
-                kind=Kind.RESERVED,
-                hint="flowbatch sets AWS_BATCH_* variables for every job itself",
-            )
-    return env

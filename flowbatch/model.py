@@ -163,6 +163,9 @@ class JobSpec:
     timeout: float | None = None  # seconds, per attempt
     retry: RetryStrategy = RetryStrategy()
     env: Mapping[str, str] = field(default_factory=frozen_map)
+    # Variables of the runner's environment the job gets, by name; their values are read
+    # when the run starts and never stored (see docs/language.md, "Environment").
+    env_from_host: tuple[str, ...] = ()
     parameters: Mapping[str, str] = field(default_factory=frozen_map)
     queue: str = "default"
     priority: int = 0

@@ -45,6 +45,7 @@ from flowbatch.run_setup import (
     backoff,
     limit_vcpus,
     make_log_dir,
+    missing_host_env,
     new_job_ids,
     new_run_id,
     placement_inputs,
@@ -101,7 +102,8 @@ async def run_plan(
     with `reuse_reason` (`run --resume`, see `flowbatch.resume`). When only lost hosts
     could take the work left, the run gives up on them after `host_timeout` seconds
     (None: never; see `flowbatch.hosts`).
-    Raises ValueError for an override naming an unknown compute environment.
+    Raises ValueError for an override naming an unknown compute environment, or an
+    `env_from_host` variable that is not set.
     """
     if executors is None:
         from flowbatch.executors import make_executor
@@ -183,6 +185,7 @@ class _Runner:
         self.failed: set[str] = set()
         self.signal: str | None = None
         self.base_env = dict(os.environ)
+        missing_host_env(plan, self.base_env)
         self.pipeline_dir = Path(plan.path).absolute().parent
         self.lost = lost
         self._tg: anyio.abc.TaskGroup | None = None
@@ -289,6 +292,7 @@ class _Runner:
             attempt=p.attempt,
             command=command,
             env=env,
+            host_env=self.base_env,
             workdir=self.pipeline_dir / spec.workdir,
             vcpus=spec.vcpus,
             memory=spec.memory,

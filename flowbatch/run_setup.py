@@ -54,7 +54,7 @@ def with_host(ce: ComputeEnv) -> ComputeEnv:
 
 
 def attempt_env(
-    base: Mapping[str, str],
+    host_env: Mapping[str, str],
     spec: JobSpec,
     job_id: str,
     index: int | None,
@@ -62,9 +62,14 @@ def attempt_env(
     compute: str,
     run_id: str,
 ) -> dict[str, str]:
-    """An attempt's environment: `base` (flowbatch's own), the job's `env`, and the
-    variables AWS Batch sets (AWS_BATCH_JOB_ID, ..._ATTEMPT, ..._ARRAY_INDEX, ...)."""
-    env = dict(base)
+    """What an attempt's job sees wherever it runs (AWS Batch's container environment):
+    the job's `env`, the variables of the runner's environment (`host_env`) it names in
+    `env_from_host`, and the variables AWS Batch sets (AWS_BATCH_JOB_ID, ..._ATTEMPT,
+    ..._ARRAY_INDEX, ...). Nothing else of `host_env`: a local job without an image
+    inherits the rest from its process (`Attempt.process_env`), a container or another
+    machine never gets it. Names in `env_from_host` are in `host_env` (see
+    `missing_host_env`)."""
+    env = {name: host_env[name] for name in spec.env_from_host if name in host_env}
     env.update(spec.env)
     env["AWS_BATCH_JOB_ID"] = job_id
     env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt)
@@ -74,6 +79,25 @@ def attempt_env(
     env["AWS_BATCH_CE_NAME"] = compute
     env["FLOWBATCH_RUN_ID"] = run_id
     return env
+
+
+def missing_host_env(plan: Plan, host_env: Mapping[str, str]) -> None:
+    """Raise ValueError naming the `env_from_host` variables that `host_env` lacks.
+
+    Checked once, when the run starts (as Snakemake checks `envvars:`), for every job
+    of the plan: finding out when the job is reached, hours into a run, would waste
+    the run."""
+    missing: dict[str, list[str]] = {}
+    for spec in plan.pipeline.jobs.values():
+        for name in spec.env_from_host:
+            if name not in host_env:
+                missing.setdefault(name, []).append(spec.name)
+    if missing:
+        what = "; ".join(
+            f"`{name}` (env_from_host of {', '.join(f'`{j}`' for j in jobs)})"
+            for name, jobs in sorted(missing.items())
+        )
+        raise ValueError(f"not set in this environment: {what}; export it before `flowbatch run`")
 
 
 def placement_inputs(

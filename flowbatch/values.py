@@ -10,6 +10,7 @@ Imports: syntax, diagnostics, model.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 import flowbatch.syntax as s
@@ -235,3 +236,48 @@ def override_value(text: str, type_name: str) -> ParamValue | None:
     if type_name == "duration":
         return s.duration_seconds(text)
     return text
+
+
+# A name every shell can `export` and every container runtime's env-file can carry.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def expect_env(value: s.Value, key: str) -> dict[str, str]:
+    """A job's `env`: a map of strings under names a shell can export, none reserved."""
+    env = expect_str_map(value, key)
+    for entry in expect_map(value, key).entries:
+        _env_name(entry.key, entry.key_span)
+        if "\0" in env[entry.key]:
+            raise invalid(
+                f"the value of `{entry.key}` contains a NUL character",
+                entry.value.span,
+                hint="an environment variable cannot hold a NUL",
+            )
+    return env
+
+
+def expect_env_names(value: s.Value, key: str) -> tuple[str, ...]:
+    """The names of the runner's variables a job gets; duplicates (from definitions
+    adding to each other) are kept once, in the order first given."""
+    names: dict[str, None] = {}
+    items = value.items if isinstance(value, s.List) else (value,)
+    for item, name in zip(items, expect_str_list(value, key), strict=True):
+        _env_name(name, item.span)
+        names.setdefault(name, None)
+    return tuple(names)
+
+
+def _env_name(name: str, span: Span) -> None:
+    if name.startswith(("AWS_BATCH", "FLOWBATCH_")):
+        raise invalid(
+            f"`{name}` is reserved",
+            span,
+            kind=Kind.RESERVED,
+            hint="flowbatch sets AWS_BATCH_* and FLOWBATCH_* variables for every job itself",
+        )
+    if not ENV_NAME.fullmatch(name):
+        raise invalid(
+            f"`{name}` is not a valid environment variable name",
+            span,
+            hint="use letters, digits and `_`, not starting with a digit (e.g. HF_TOKEN)",
+        )

@@ -6,6 +6,7 @@ Real runs need podman and the image `localhost/flowbatch-busybox:test`, which
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ import anyio
 import pytest
 from anyio.abc import Process
 from engine_helpers import engine_unavailable
+from env_helpers import command_lines_holding
+from proc_helpers import wait_until
 
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.container import (
@@ -27,10 +30,13 @@ from flowbatch.executors.container import (
     choose_runtime,
     container_argv,
     container_name,
+    env_file_text,
+    env_pipe,
     exit_reason,
     remove_argv,
     remove_container,
 )
+from flowbatch.executors.local import LocalExecutor
 from flowbatch.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
 
 pytestmark = pytest.mark.anyio
@@ -111,10 +117,32 @@ def test_argv_runs_attached_removed_unpulled_offline_and_limited(tmp_path: Path)
     assert argv[-4:] == [IMAGE, "/bin/sh", "-c", "echo hi"]
 
 
-def test_argv_passes_every_variable(tmp_path: Path) -> None:
-    env = {"AWS_BATCH_JOB_ID": "j:3", "AWS_BATCH_JOB_ARRAY_INDEX": "3", "GREETING": "a b=c"}
-    argv = container_argv(make_attempt(tmp_path, env=env), runtime="podman", name="n")
-    assert sorted(pairs(argv, "-e")) == sorted(f"{k}={v}" for k, v in env.items())
+def test_argv_carries_no_value_of_the_environment(tmp_path: Path) -> None:
+    # Every local user can read a command line (`ps`): the values go in the env-file on
+    # the runtime's stdin; a value an env-file cannot carry is named, never given.
+    env = {"AWS_BATCH_JOB_ID": "j:3", "TOKEN": "s3cr3t-value", "PEM": "line 1\nline 2"}
+    for runtime in ("podman", "docker"):
+        argv = container_argv(make_attempt(tmp_path, env=env), runtime=runtime, name="n")
+        assert pairs(argv, "--env-file") == ["/dev/stdin"]
+        assert pairs(argv, "-e") == ["PEM"]
+        assert not [word for word in argv if "s3cr3t" in word or "line 1" in word]
+        # podman would pass on the runner's HTTP_PROXY (user:password@...); docker has no
+        # such flag and passes none.
+        assert ("--http-proxy=false" in argv) is (runtime == "podman")
+        assert ("--env-host=false" in argv) is (runtime == "podman")
+    text = env_file_text(env)
+    assert text == "AWS_BATCH_JOB_ID=j:3\nTOKEN=s3cr3t-value\n"
+    by_name = make_attempt(tmp_path, env=env)
+    assert by_name.process_env() == {"PEM": "line 1\nline 2"}  # no host env in this attempt
+
+
+def test_env_pipe_holds_the_whole_env_file_even_past_the_default_pipe_size() -> None:
+    env = {f"V{i}": "x" * 1000 for i in range(200)}  # about 200 KiB, beyond 64 KiB
+    fd = env_pipe(env)
+    with os.fdopen(fd, "rb") as pipe:
+        assert pipe.read().decode() == env_file_text(env)
+    with pytest.raises(ContainerError, match="larger than 1024 KiB"):
+        env_file_text({"BIG": "x" * (1024 * 1024)})
 
 
 def test_argv_network_only_when_asked(tmp_path: Path) -> None:
@@ -224,10 +252,18 @@ def podman() -> str:
 
 
 def run(podman: str, attempt: Attempt) -> subprocess.CompletedProcess[str]:
+    """Run the attempt's container as an executor does: the env-file on the runtime's
+    stdin, the runtime in the runner's environment (this test's, under `host_env`)."""
     argv = container_argv(attempt, runtime=podman, name=container_name(attempt))
     # In the test's own directory: conmon may drop an `oom` file where it runs (conmon#504).
     return subprocess.run(
-        argv, cwd=attempt.workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT
+        argv,
+        cwd=attempt.workdir,
+        input=env_file_text(attempt.env),
+        env={**os.environ, **attempt.process_env()},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
     )
 
 
@@ -247,14 +283,64 @@ def test_exit_code_propagates(podman: str, tmp_path: Path) -> None:
     assert done.stderr.endswith("err\n")
 
 
+# What podman and the image give every container by themselves.
+IMAGE_ENV = {"PATH", "TERM", "container", "HOME", "HOSTNAME"}
+
+
+def container_env(stdout: str) -> dict[str, str]:
+    """The environment a container printed with `env -0`."""
+    pairs = (entry.partition("=") for entry in stdout.split("\0") if entry)
+    return {k: v for k, _, v in pairs}
+
+
 @pytest.mark.slow
 @pytest.mark.podman
-def test_environment_reaches_the_job(podman: str, tmp_path: Path) -> None:
-    env = {"AWS_BATCH_JOB_ID": "abc:4", "AWS_BATCH_JOB_ARRAY_INDEX": "4", "SPACED": "a b; c"}
-    done = run(podman, make_attempt(tmp_path, ("env",), env=env))
+def test_environment_reaches_the_job_and_nothing_else(podman: str, tmp_path: Path) -> None:
+    env = {
+        "AWS_BATCH_JOB_ID": "abc:4",
+        "AWS_BATCH_JOB_ARRAY_INDEX": "4",
+        "SPACED": "  a b; c=d $HOME '\"\\ ",
+        "PEM": "-----BEGIN-----\nline two\n",
+        "EMPTY": "",
+    }
+    attempt = make_attempt(tmp_path, ("env", "-0"), env=env)
+    attempt = replace(
+        attempt, host_env={"RUNNER_SECRET": "must-not-leak", "HTTP_PROXY": "http://u:pw@p:1"}
+    )
+    done = run(podman, attempt)
     assert done.returncode == 0, done.stderr
-    lines = set(done.stdout.splitlines())
-    assert {f"{k}={v}" for k, v in env.items()} <= lines
+    seen = container_env(done.stdout)
+    assert {k: seen.get(k) for k in env} == env  # every value exactly, a line break too
+    # Nothing of the runner's: not its variables, not its proxy, not its PATH.
+    assert set(seen) == set(env) | IMAGE_ENV
+    assert seen["PATH"] != os.environ["PATH"]
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_no_value_is_on_any_command_line_while_the_container_runs(
+    podman: str, tmp_path: Path
+) -> None:
+    # Through the local executor, as a run does: while the job runs, no process of this
+    # machine (podman, conmon, the runtime, the job) shows a value of its environment
+    # in its command line, which every local user can read. The values still arrive.
+    token, pem = "tok-" + os.urandom(8).hex(), "pem-" + os.urandom(8).hex()
+    env = {"TOKEN": token, "PEM": f"{pem}\nline two"}
+    attempt = make_attempt(tmp_path, "env > seen.txt; echo started; sleep 60", env=env)
+    attempt = replace(attempt, host_env=dict(os.environ))
+    attempt.log_dir.mkdir()
+    executor = LocalExecutor(attempt.compute, grace=0.5)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(executor.run, attempt))
+            await wait_until(lambda: b"started" in (attempt.log_dir / "stdout").read_bytes())
+            assert command_lines_holding(token) == []
+            assert command_lines_holding(pem) == []
+            tg.cancel_scope.cancel()
+    finally:
+        await executor.aclose()
+    seen = (tmp_path / "seen.txt").read_text()
+    assert f"TOKEN={token}\n" in seen and f"PEM={pem}\nline two\n" in seen
 
 
 @pytest.mark.slow
@@ -328,11 +414,16 @@ def test_memory_hog_is_oom_killed_with_137_and_retried(podman: str, tmp_path: Pa
 async def _start_sleeper(podman: str, tmp_path: Path) -> tuple[Process, str]:
     attempt = make_attempt(tmp_path, "echo started; sleep 60; echo finished")
     name = container_name(attempt)
-    process = await anyio.open_process(
-        container_argv(attempt, runtime=podman, name=name),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    env_file = env_pipe(attempt.env)
+    try:
+        process = await anyio.open_process(
+            container_argv(attempt, runtime=podman, name=name),
+            stdin=env_file,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(env_file)
     assert process.stdout is not None
     with anyio.fail_after(RUN_TIMEOUT):
         first = await process.stdout.receive()
@@ -456,3 +547,34 @@ async def test_remove_container_cleans_up_a_container_left_created(
     assert container_exists(podman, name)
     await remove_container(podman, name)
     assert not container_exists(podman, name)
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_a_run_gives_a_container_the_named_host_variables_and_nothing_else(
+    podman: str, tmp_path: Path
+) -> None:
+    # Through `flowbatch run`: the runner's own environment stays out of the container
+    # (it used to arrive whole, PATH included); what the job names arrives.
+    import flowbatch
+
+    token = "hf_" + os.urandom(8).hex()
+    (tmp_path / "p.flow").write_text(
+        f'job boxed {{\n  image = "{IMAGE}"\n  command = "env -0 > seen"\n'
+        '  env = { MODE = "fast" }\n  env_from_host = ["FB_TEST_TOKEN"]\n}\n'
+    )
+    env = dict(os.environ, FB_TEST_TOKEN=token, FB_TEST_RUNNER_ONLY="runner-secret")
+    package_parent = str(Path(flowbatch.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = container_env((tmp_path / "seen").read_text())
+    assert seen["FB_TEST_TOKEN"] == token and seen["MODE"] == "fast"
+    assert "FB_TEST_RUNNER_ONLY" not in seen and seen["PATH"] != os.environ["PATH"]
+    shell = {"PWD", "SHLVL"}  # what the image's /bin/sh, running the command, adds
+    assert {k for k in seen if not k.startswith(("AWS_BATCH_", "FLOWBATCH_"))} == (
+        IMAGE_ENV | shell | {"FB_TEST_TOKEN", "MODE"}
+    )

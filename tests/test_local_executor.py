@@ -43,6 +43,7 @@ def _attempt(
     timeout: float | None = None,
     compute: ComputeEnv | None = None,
     image: str | None = None,
+    host_env: Mapping[str, str] | None = None,
 ) -> Attempt:
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -62,6 +63,7 @@ def _attempt(
         image=image,
         log_dir=log_dir,
         compute=compute or local_compute(2, 4096),
+        host_env=dict(host_env or {}),
     )
 
 
@@ -187,7 +189,7 @@ async def test_fifty_megabytes_of_output_go_to_the_file_not_memory(
 
 def _stand_in_podman(tmp_path: Path, script: str) -> tuple[ComputeEnv, dict[str, str]]:
     """A compute environment whose container runtime is `podman` on PATH, which is a
-    shell script running `script`; and the env that puts it first on PATH."""
+    shell script running `script`; and the runner's env that puts it first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     podman = bin_dir / "podman"
@@ -204,7 +206,7 @@ async def test_container_attempt_gets_the_oom_reason_for_137(
 ) -> None:
     # A stand-in runtime that ends as the OOM killer would make podman end.
     compute, env = _stand_in_podman(tmp_path, "exit 137")
-    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
+    attempt = _attempt(tmp_path, "true", host_env=env, compute=compute, image="busybox")
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 137
     assert result.reason == REASON_OOM
@@ -221,7 +223,9 @@ async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
     workdir = tmp_path / "gone"
     if gone == "a file":
         workdir.write_text("not a directory")
-    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image=image, workdir=workdir)
+    attempt = _attempt(
+        tmp_path, "true", host_env=env, compute=compute, image=image, workdir=workdir
+    )
     # It never starts, so it is awaited directly: there is no pid to report.
     result = await executor.run(attempt, task_status=anyio.TASK_STATUS_IGNORED)
     assert result.exit_code is None
@@ -235,7 +239,7 @@ async def test_container_attempt_exiting_normally_has_no_reason(
     tmp_path: Path, executor: LocalExecutor
 ) -> None:
     compute, env = _stand_in_podman(tmp_path, "exit 1")
-    attempt = _attempt(tmp_path, "true", env=env, compute=compute, image="busybox")
+    attempt = _attempt(tmp_path, "true", host_env=env, compute=compute, image="busybox")
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 1 and result.reason == ""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 from engine_helpers import engine_unavailable
+from env_helpers import loose_umask, mode
 
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
-from flowbatch.executors.slurm import SlurmExecutor
+from flowbatch.executors.container import env_file_text
+from flowbatch.executors.slurm import SlurmExecutor, _write_files
 from flowbatch.executors.slurm_parse import (
     REASON_OOM,
     REASON_SCANCEL,
@@ -30,7 +33,13 @@ from flowbatch.executors.slurm_parse import (
     scancel_ids,
     time_limit_minutes,
 )
-from flowbatch.executors.slurm_script import batch_script, output_pattern
+from flowbatch.executors.slurm_script import (
+    EXIT_FILE,
+    batch_script,
+    output_pattern,
+    sbatch_argv,
+    script_path,
+)
 from flowbatch.model import ComputeEnv, Host
 
 
@@ -182,6 +191,54 @@ def test_output_pattern_refuses_log_dirs_without_a_common_shape(tmp_path: Path) 
     assert "exec >" in batch_script([a, b], lambda _: None, redirect=True)
 
 
+ENV_VALUES = {
+    "QUOTED": 'it\'s "x" $HOME `id` \\ ; a=b',
+    "LEADING": "  spaced  ",
+    "PEM": "-----BEGIN-----\nline two\n",
+}
+
+
+def test_sbatch_exports_nothing_of_the_runner_and_carries_no_value(tmp_path: Path) -> None:
+    a = _attempt(tmp_path, env=ENV_VALUES)
+    argv = sbatch_argv([a], tmp_path / "s.sh", {}, pattern=None)
+    assert "--export=NONE" in argv  # sbatch's default, ALL, copies the runner's env
+    assert not [w for w in argv if any(v.strip() in w for v in ENV_VALUES.values())]
+    text = batch_script([a], lambda _: None, redirect=False)
+    assert "export SLURM_EXPORT_ENV=ALL" in text  # srun in the job keeps the job's env
+
+
+@pytest.mark.parametrize("index", [None, 1])
+def test_a_container_gets_its_env_file_as_a_here_document(
+    tmp_path: Path, index: int | None
+) -> None:
+    # The script run by a real shell, with a stand-in runtime that keeps its stdin and
+    # its environment: the env-file exactly, and in the runtime's environment only
+    # what an env-file cannot carry (a job's TMPDIR or HOME must not steer podman).
+    a = _attempt(tmp_path, index=index, image="busybox", env=ENV_VALUES)
+    a.log_dir.mkdir(parents=True)
+    runtime = ["/bin/sh", "-c", f"cat > {tmp_path}/file; env -0 > {tmp_path}/env"]
+    text = batch_script([a], lambda _: runtime, redirect=True)
+    env = {"SLURM_ARRAY_TASK_ID": str(index), "PATH": os.environ["PATH"]}
+    done = subprocess.run(["/bin/sh", "-c", text], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "file").read_text() == env_file_text(ENV_VALUES)
+    runtime_env = (tmp_path / "env").read_text().split("\0")
+    assert "PEM=" + ENV_VALUES["PEM"] in runtime_env
+    assert not [e for e in runtime_env if e.startswith(("QUOTED=", "LEADING="))]
+
+
+def test_scripts_and_logs_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    attempts = [_attempt(tmp_path, index=i) for i in range(3)]
+    script = script_path(attempts, "t0k3n")
+    with loose_umask():
+        _write_files(attempts, script, "#!/bin/sh\n")
+    assert mode(script) == 0o600
+    for a in attempts:
+        assert mode(a.log_dir) == mode(a.log_dir.parent) == 0o700
+        assert mode(a.log_dir / "stdout") == mode(a.log_dir / "stderr") == 0o600
+    assert mode(tmp_path / "logs") == mode(tmp_path / "logs" / "job") == 0o700
+
+
 # -- real SLURM ------------------------------------------------------------------------
 
 
@@ -241,17 +298,49 @@ async def test_exit_code_stdout_and_stderr_come_back(slurm: str, tmp_path: Path)
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.anyio
+async def test_the_job_gets_its_env_and_nothing_of_the_runner(
+    slurm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sbatch runs in this process's environment: its default, --export=ALL, would copy
+    # this variable into the job (and into SLURM's records of it).
+    secret = "runner-" + os.urandom(8).hex()
+    monkeypatch.setenv("FB_TEST_RUNNER_SECRET", secret)
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="env -0 > seen", env={"TOKEN": "tok", **ENV_VALUES})
+    with loose_umask():
+        result = (await _run_all(ex, [a]))[None]
+    assert result.exit_code == 0, (a.log_dir / "stderr").read_text()
+    entries = (tmp_path / "seen").read_text().split("\0")
+    seen = dict(e.partition("=")[::2] for e in entries if e)
+    assert "FB_TEST_RUNNER_SECRET" not in seen
+    assert {k: seen.get(k) for k in ENV_VALUES} == ENV_VALUES and seen["TOKEN"] == "tok"
+    assert seen["SLURM_EXPORT_ENV"] == "ALL"
+    # Everything left behind is private, and none of it holds the runner's variable.
+    script = a.log_dir / "slurm-batch.sh"
+    assert mode(script) == 0o600 and secret not in script.read_text()
+    assert mode(a.log_dir) == 0o700
+    for name in ("stdout", "stderr", EXIT_FILE):
+        assert mode(a.log_dir / name) == 0o600, name
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
 async def test_an_array_of_20_is_one_sbatch_call(slurm: str, tmp_path: Path) -> None:
     ex = SlurmExecutor(_compute())
     cmd = 'echo "$AWS_BATCH_JOB_ARRAY_INDEX $AWS_BATCH_JOB_ID"'
     attempts = [_attempt(tmp_path, index=i, command=cmd) for i in range(20)]
+    began = time.monotonic()
     results = await _run_all(ex, attempts)
+    elapsed = time.monotonic() - began
     assert ex.calls["sbatch"] == 1
     assert all(results[i].ok for i in range(20))
     for a in attempts:
         assert (a.log_dir / "stdout").read_text() == f"{a.index} p:{a.index}\n"
-    # one squeue per poll for all 20, never one per child
-    assert ex.calls["squeue"] < 20 * 3
+    # One squeue per poll interval (0.2 s) for all 20, never one per child: how many
+    # intervals that is depends on how fast SLURM starts the tasks (each loads the
+    # user's login environment, --export=NONE).
+    assert ex.calls["squeue"] <= elapsed / 0.2 + 2
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,12 @@ import anyio
 import pytest
 import ssh_fixtures
 from anyio.abc import TaskStatus
+from env_helpers import command_lines_holding, loose_umask, mode
 from ssh_fixtures import SshServer
 
 from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
-from flowbatch.executors.ssh import SshError, SshExecutor, remote_command
+from flowbatch.executors.container import env_file_text
+from flowbatch.executors.ssh import SshError, SshExecutor, env_script, job_argv, remote_command
 from flowbatch.model import ComputeEnv, Host
 
 pytestmark = [pytest.mark.anyio, pytest.mark.ssh]
@@ -52,7 +54,7 @@ def attempt(
     *,
     name: str = "job",
     timeout: float | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Attempt:
     return Attempt(
         run_id="20250101-000000-abcd",
@@ -129,6 +131,75 @@ def test_a_container_runtime_runs_in_a_scratch_directory_removed_after(tmp_path:
     scratch = Path(where.read_text().strip())
     assert scratch != tmp_path and not scratch.exists()  # ran elsewhere, and cleaned up
     assert not (tmp_path / "oom").exists()
+
+
+ENV_VALUES = {
+    "QUOTED": 'it\'s "x" $HOME `id` \\ ; a=b',
+    "LEADING": "  spaced  ",
+    "EMPTY": "",
+    "PEM": "-----BEGIN-----\nline two\n",
+}
+
+
+def test_the_environment_goes_over_stdin_and_reaches_the_job(tmp_path: Path) -> None:
+    # The remote line run in a real shell, the env script on its stdin as the channel
+    # carries it: the job sees every value exactly, and none is on the command line.
+    ce = ComputeEnv(name="r", type="ssh", vcpus=1, memory=1, options={"known_hosts": "k"})
+    att = attempt(ce, tmp_path, ("/bin/sh", "-c", 'env -0 > "$0"', "seen"), env=ENV_VALUES)
+    line = remote_command(att, job_argv(att))
+    assert not [v for v in ENV_VALUES.values() if v.strip() and v in line]
+    done = subprocess.run(["/bin/sh", "-c", line], input=env_script(att).encode())
+    assert done.returncode == 0
+    entries = (tmp_path / "seen").read_text().split("\0")
+    seen = dict(e.partition("=")[::2] for e in entries if e)
+    assert {k: seen.get(k) for k in ENV_VALUES} == ENV_VALUES
+
+
+def test_a_container_runtime_reads_its_env_file_from_stdin(tmp_path: Path) -> None:
+    # For a container, the runtime gets the env-file on its stdin (--env-file
+    # /dev/stdin) and, in its own environment, only what an env-file cannot carry.
+    ce = ComputeEnv(name="r", type="ssh", vcpus=1, memory=1, options={"known_hosts": "k"})
+    att = replace(attempt(ce, tmp_path, "true", env=ENV_VALUES), image="busybox")
+    argv = job_argv(att)
+    assert argv[argv.index("--env-file") + 1] == "/dev/stdin"
+    runtime = ["/bin/sh", "-c", f"cat > {tmp_path}/file; env -0 > {tmp_path}/env"]
+    done = subprocess.run(
+        ["/bin/sh", "-c", remote_command(att, runtime)], input=env_script(att).encode()
+    )
+    assert done.returncode == 0
+    assert (tmp_path / "file").read_text() == env_file_text(ENV_VALUES)
+    runtime_env = (tmp_path / "env").read_text().split("\0")
+    assert "PEM=" + ENV_VALUES["PEM"] in runtime_env
+    assert not [e for e in runtime_env if e.startswith(("QUOTED=", "LEADING=", "EMPTY="))]
+
+
+@pytest.mark.slow
+async def test_no_value_is_on_a_command_line_of_either_side(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    # sshd runs here on loopback: the job's processes, sshd's and the client's are all on
+    # this machine, so /proc shows every command line a user of either side could read.
+    token = "tok-" + os.urandom(8).hex()
+    ex = SshExecutor(compute(sshd))
+    cmd = "env > seen.txt; echo started; sleep 300"
+    att = attempt(ex._ce, shared_dir, cmd, env={"TOKEN": token, **ENV_VALUES})
+    att = replace(att, host_env={"RUNNER_SECRET": "runner-" + token})  # never sent
+    results: dict[str, ExecResult] = {}
+    try:
+        with loose_umask():
+            async with anyio.create_task_group() as tg:
+                await start(tg, ex, att, results)
+                await wait_for(lambda: b"started" in (att.log_dir / "stdout").read_bytes())
+                assert command_lines_holding(token) == []
+                tg.cancel_scope.cancel()
+    finally:
+        await ex.aclose()
+    seen = (shared_dir / "seen.txt").read_text()
+    assert f"TOKEN={token}\n" in seen and "QUOTED=" + ENV_VALUES["QUOTED"] in seen
+    assert "RUNNER_SECRET" not in seen
+    # The logs this side writes are private, whatever the umask.
+    assert mode(att.log_dir) == 0o700
+    assert mode(att.log_dir / "stdout") == mode(att.log_dir / "stderr") == 0o600
 
 
 def test_executor_refuses_an_environment_without_known_hosts() -> None:

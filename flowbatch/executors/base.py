@@ -15,6 +15,7 @@ Imports: model, state; anyio.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,13 @@ REASON_TERMINATED = "Job terminated"  # TerminateJob's
 GRACE_SECONDS = 5.0
 
 
+def env_file_can_carry(value: str) -> bool:
+    """Whether a container runtime's env-file (one `NAME=value` a line) can carry `value`.
+    One that cannot (a line break; a final CR would be dropped) reaches the container by
+    name instead: `-e NAME`, the value in the runtime's own environment."""
+    return "\n" not in value and "\r" not in value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     """Everything an executor needs to run one attempt of one job or array child."""
@@ -50,7 +58,10 @@ class Attempt:
     index: int | None
     attempt: int  # from 1
     command: str | tuple[str, ...]  # rendered: a str runs under /bin/sh -c
-    env: Mapping[str, str]  # the job's env plus AWS_BATCH_* and FLOWBATCH_RUN_ID
+    # What the job sees wherever it runs, as on AWS Batch: the job's `env`, the host
+    # variables it names in `env_from_host`, AWS_BATCH_* and FLOWBATCH_RUN_ID. This,
+    # and only this, crosses into a container or onto another machine.
+    env: Mapping[str, str]
     workdir: Path
     vcpus: float
     memory: int  # MiB
@@ -60,6 +71,23 @@ class Attempt:
     log_dir: Path  # stdout and stderr of this attempt go to log_dir/"stdout", log_dir/"stderr"
     compute: ComputeEnv
     host: str | None = None  # for multi-host environments, the host the scheduler chose
+    # The runner's own environment: what a process flowbatch starts on this machine
+    # starts from (see `process_env`). Never sent to a container or another machine.
+    host_env: Mapping[str, str] = field(default_factory=dict)
+
+    def process_env(self) -> dict[str, str]:
+        """The environment of the local process that runs this attempt.
+
+        A job without an image inherits the runner's environment under its own, as a
+        make or Snakemake rule does. A container's runtime gets the runner's alone (it
+        needs the user's PATH, HOME, XDG_RUNTIME_DIR, ...; the job's variables would
+        change how it runs, a job's TMPDIR or HOME for one): the container itself gets
+        `env` through an env-file (see `executors.container`), but for the rare value
+        an env-file cannot carry, which the runtime passes on by name."""
+        if self.image is None:
+            return {**self.host_env, **self.env}
+        by_name = {k: v for k, v in self.env.items() if not env_file_can_carry(v)}
+        return {**self.host_env, **by_name}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +135,35 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release connections and helpers. Running attempts have already ended."""
         ...
+
+
+def private_dir(path: Path) -> None:
+    """`path` and any missing parent, the new ones made 0700 (mkdir's `parents`
+    would make them with the umask's mode)."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:
+            if not p.is_dir():
+                raise
+        else:
+            p.chmod(0o700)  # mkdir's mode passes through the umask, which may be odd
+
+
+def private_file(path: Path) -> int:
+    """`path` opened for writing, truncated and 0600 (also when it existed already);
+    a symlink is refused, so the file written is the one named."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @runtime_checkable

@@ -7,6 +7,17 @@ so the runtime process's exit status is the job's, its stdout and stderr are the
 and a signal sent to it reaches the job (`--sig-proxy`, with `--init` as PID 1 so that
 a job that installs no handler still dies of SIGTERM, which a bare PID 1 would ignore).
 
+A container's environment is the attempt's `env` and nothing else of the runner's (as
+on AWS Batch), and the image keeps its own PATH. No value is ever on the runtime's command
+line, where every local user could read it (`ps`): the values go in an env-file that the
+runtime reads from its stdin (`--env-file /dev/stdin`; `env_file_text`), which each
+executor feeds from a pipe (`env_pipe`) or a here-document, so no env-file is ever left
+behind, not even by a runner killed mid-job. A value no env-file can carry (a line
+break) is named with `-e NAME` and read by the runtime from its own environment
+(`Attempt.process_env`). podman would also pass on the runner's proxy variables
+(HTTP_PROXY, which may hold a password), or all of them with `env_host = true` in a
+containers.conf: `--http-proxy=false --env-host=false`.
+
 A container sees only the attempt's working directory (mounted at the same path, so
 paths in commands mean the same inside and out), no network unless the compute
 environment says `network = true` (then the host's network), and hard cpu and memory
@@ -19,14 +30,17 @@ Imports: model, executors.base; anyio.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Final
 
 import anyio
 
-from flowbatch.executors.base import Attempt
+from flowbatch.executors.base import Attempt, env_file_can_carry
 from flowbatch.model import ComputeEnv
 
 RUNTIMES: Final = ("podman", "docker")
@@ -40,6 +54,10 @@ LABEL_JOB: Final = "flowbatch.job_id"
 # for AWS (`on_reason = "OutOfMemoryError*"`) match here.
 REASON_OOM: Final = "OutOfMemoryError: Container killed due to memory usage"
 OOM_EXIT_CODE: Final = 137  # 128 + SIGKILL
+
+ENV_FILE_STDIN: Final = "/dev/stdin"
+# A pipe this large holds any environment an exec could: Linux's default pipe-max-size.
+MAX_ENV_BYTES: Final = 1024 * 1024
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 
@@ -103,8 +121,10 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     """The argv that runs `attempt` in `attempt.image` with `runtime`, attached.
 
     `podman run --rm --name NAME --pull=never --network=none|host --init --sig-proxy=true
-    --log-driver=none --cpus=V --memory=Mm --memory-swap=Mm -v WD:WD -w WD -e K=V ...
-    IMAGE /bin/sh -c CMD` (or IMAGE followed by the argv of a tuple command). Images are
+    --log-driver=none --cpus=V --memory=Mm --memory-swap=Mm -v WD:WD -w WD
+    --env-file /dev/stdin [-e NAME ...] IMAGE /bin/sh -c CMD` (or IMAGE followed by the
+    argv of a tuple command); the caller feeds `env_file_text(attempt.env)` to its
+    stdin and runs it with `attempt.process_env()`. Images are
     never pulled: a missing image fails the attempt at once instead of hanging on a
     registry. Raises ContainerError for an attempt without an image, an empty command,
     or a working directory that cannot be mounted.
@@ -133,9 +153,14 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
         argv.append(f"--cpus={attempt.vcpus:g}")
     if attempt.memory > 0:
         argv += [f"--memory={attempt.memory}m", f"--memory-swap={attempt.memory}m"]
+    if runtime == "podman":
+        # Explicit, so that a containers.conf saying `env_host = true` changes nothing.
+        argv += ["--env-host=false", "--http-proxy=false"]
     argv += ["-v", _bind(workdir), "-w", str(workdir)]
+    argv += ["--env-file", ENV_FILE_STDIN]
     for key, value in sorted(attempt.env.items()):
-        argv += ["-e", f"{key}={value}"]
+        if not env_file_can_carry(value):
+            argv += ["-e", key]
     argv.append(attempt.image)
     if isinstance(attempt.command, str):
         argv += ["/bin/sh", "-c", attempt.command]
@@ -144,6 +169,40 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     else:
         raise ContainerError(f"job `{attempt.name}` has an empty command")
     return argv
+
+
+def env_file_text(env: Mapping[str, str]) -> str:
+    """The env-file that gives a container `env`: `NAME=value` lines, the value as it is
+    (podman and docker take everything after the first `=` literally). Values it cannot
+    carry are left out: `container_argv` names them with `-e NAME`. Raises
+    ContainerError for an environment too large to be handed over."""
+    text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()) if env_file_can_carry(v))
+    if len(text.encode()) > MAX_ENV_BYTES:
+        raise ContainerError(
+            f"the job's environment is larger than {MAX_ENV_BYTES // 1024} KiB; "
+            "pass large data in files instead"
+        )
+    return text
+
+
+def env_pipe(env: Mapping[str, str]) -> int:
+    """The read end of a pipe holding `env_file_text(env)`, whole, its write end closed:
+    the stdin of a runtime told `--env-file /dev/stdin`. The pipe is grown to hold the
+    text, so writing it never blocks. The caller closes the descriptor."""
+    data = env_file_text(env).encode()
+    read, write = os.pipe2(os.O_CLOEXEC)
+    try:
+        if len(data) > 65536:  # Linux's default pipe size
+            fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, len(data))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write, view) :]
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    return read
 
 
 def exit_reason(exit_code: int | None) -> str:

@@ -82,10 +82,13 @@ class LocalExecutor:
                 err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o644)
             except OSError as exc:
                 return _log_failure(exc)
+            stdin = self._devnull
             try:
+                if container is not None:  # the container's env-file: see container.py
+                    stdin = _env_pipe(attempt)
                 proc = subprocess.Popen(
                     argv,
-                    stdin=self._devnull,
+                    stdin=stdin,
                     stdout=out,
                     stderr=err,
                     # A container's runtime gets the attempt's own directory: conmon
@@ -93,7 +96,7 @@ class LocalExecutor:
                     # must not land among the user's files. The container itself is
                     # told its working directory by `-w`.
                     cwd=attempt.log_dir if container is not None else attempt.workdir,
-                    env=dict(attempt.env),
+                    env=attempt.process_env(),
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -104,6 +107,8 @@ class LocalExecutor:
                 )
             finally:
                 os.close(err)
+                if stdin != self._devnull:
+                    os.close(stdin)
         finally:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
@@ -248,6 +253,15 @@ def _container_reason(container: tuple[str, str] | None, code: int) -> str:
     from flowbatch.executors.container import exit_reason
 
     return exit_reason(code)
+
+
+def _env_pipe(attempt: Attempt) -> int:
+    from flowbatch.executors.container import ContainerError, env_pipe
+
+    try:
+        return env_pipe(attempt.env)
+    except ContainerError as exc:
+        raise OSError(errno.E2BIG, str(exc)) from exc
 
 
 def _log_failure(exc: OSError) -> ExecResult:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,13 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
+from flowbatch.executors.base import (
+    REASON_TIMEOUT,
+    Attempt,
+    ExecResult,
+    private_dir,
+    private_file,
+)
 from flowbatch.executors.slurm_parse import (
     SQUEUE_FORMAT,
     TERMINAL,
@@ -391,11 +398,17 @@ def _overdue(watch: _Watch, timeout: float | None) -> bool:
 
 
 def _write_files(attempts: Sequence[Attempt], script: Path, text: str) -> None:
+    """The batch script and each attempt's log files, private whatever the umask: the
+    script holds the job's environment, the logs what the job printed. The logs are
+    made here, empty, because SLURM would create them with the job's umask."""
     for a in attempts:
-        a.log_dir.mkdir(parents=True, exist_ok=True)
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(text)
-    script.chmod(0o755)
+        private_dir(a.log_dir)
+        for name in ("stdout", "stderr"):
+            os.close(private_file(a.log_dir / name))
+    private_dir(script.parent)
+    fd = private_file(script)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _read_exit_file(log_dir: Path) -> str | None:

@@ -1,11 +1,17 @@
 """The batch script and sbatch arguments for one submission: a single job, or many
 children of one array job submitted together as one `sbatch --array`.
 
-The script carries the attempt's environment as shell-quoted `export` lines rather
-than `--export=ALL,K=V`, because sbatch splits `--export` on commas and values may hold
-them. For an array, the environment shared by every child is exported once and a `case`
+The job gets the environment SLURM gives `sbatch --export=NONE` (the user's login
+environment on the node, and SLURM's own variables) plus the attempt's `env`; nothing
+of the runner's, which sbatch's default `--export=ALL` would copy into every job. The
+script carries the attempt's `env` as shell-quoted `export` lines (never on sbatch's
+command line, which any user can read, and free of sbatch's splitting of `--export` on
+commas); it is written private (0600, in 0700 directories), as are the logs it leaves.
+For an array, the environment shared by every child is exported once and a `case`
 on `SLURM_ARRAY_TASK_ID` holds what differs (the command, AWS_BATCH_JOB_ID, ...), so a
-10,000-child script stays small enough to write in one go.
+10,000-child script stays small enough to write in one go. A container gets its
+environment as an env-file here-document on its runtime's stdin (see container.py),
+not exported into the runtime's own environment.
 
 The script records the command's exit status in `<log_dir>/slurm-exit-code`, so that a
 job SLURM has already purged (MinJobAge) still has a known ending.
@@ -20,10 +26,12 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flowbatch.executors.base import Attempt
+from flowbatch.executors.base import Attempt, env_file_can_carry
 from flowbatch.executors.slurm_parse import format_indices, time_limit_minutes
 
 EXIT_FILE = "slurm-exit-code"
+# Ends a container's env-file here-document; it has no `=`, so no env-file line can be it.
+ENV_END = "FLOWBATCH_ENV_END"
 
 # Turns an attempt into the argv that runs it (the container engineer's container_argv
 # when `attempt.image` is set); None means run `attempt.command` directly.
@@ -31,10 +39,14 @@ ArgvFor = Callable[[Attempt], Sequence[str] | None]
 
 
 def command_line(attempt: Attempt, argv_for: ArgvFor) -> str:
-    """The shell line that runs the attempt's command in the batch script."""
+    """The shell line(s) that run the attempt's command in the batch script: for a
+    container, its runtime with the env-file as a here-document on its stdin."""
     argv = argv_for(attempt)
     if argv is not None:
-        return shlex.join(argv)
+        from flowbatch.executors.container import env_file_text
+
+        text = env_file_text(attempt.env)
+        return f"{shlex.join(argv)} <<'{ENV_END}'\n{text}{ENV_END}"
     if isinstance(attempt.command, str):
         return shlex.join(["/bin/sh", "-c", attempt.command])
     return shlex.join(attempt.command)
@@ -72,6 +84,14 @@ def script_path(attempts: Sequence[Attempt], token: str) -> Path:
     return common / f"slurm-attempt-{first.attempt}-{token}.sh"
 
 
+def _exported(attempt: Attempt) -> dict[str, str]:
+    """What the script exports: the whole `env` of a job that runs in the script's
+    shell; of a container's, only what its env-file cannot carry (container.py)."""
+    if attempt.image is None:
+        return dict(attempt.env)
+    return {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+
+
 def _exports(env: dict[str, str]) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
 
@@ -84,7 +104,10 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         "#!/bin/sh",
         f"# flowbatch: job {first.name}, attempt {first.attempt}, run {first.run_id}",
     ]
-    envs = [dict(a.env) for a in attempts]
+    # srun in the job passes the job's environment on to its steps; --export=NONE would
+    # otherwise reach them through SLURM_EXPORT_ENV.
+    lines.append("export SLURM_EXPORT_ENV=ALL")
+    envs = [_exported(a) for a in attempts]
     common = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}
     lines += _exports(common)
 
@@ -113,7 +136,7 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         ]
     lines += [
         "fb_rc=$?",
-        f'printf "%s\\n" "$fb_rc" >"$fb_dir/{EXIT_FILE}"',
+        f'(umask 077 && printf "%s\\n" "$fb_rc" >"$fb_dir/{EXIT_FILE}")',
         'exit "$fb_rc"',
         "",
     ]
@@ -132,7 +155,7 @@ def sbatch_argv(
         f"--cpus-per-task={max(1, int(-(-first.vcpus // 1)))}",
         f"--mem={first.memory}",
         f"--chdir={first.workdir}",
-        "--export=ALL",
+        "--export=NONE",
     ]
     for key in ("partition", "account", "qos"):
         if options.get(key):

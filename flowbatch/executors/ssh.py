@@ -8,12 +8,22 @@ concurrent first calls share one connection.
 
 On the host an attempt runs as
 
-    cd WORKDIR && exec setsid -w /bin/sh -c WRAPPER sh env K=V ... /bin/sh -c CMD
+    cd WORKDIR && exec setsid -w /bin/sh -c WRAPPER sh /bin/sh -c CMD
 
 The wrapper is the leader of a fresh session, so its pid is the process group of
 everything the job starts; it prints that pid as the first stdout line (consumed here,
 never logged) and waits for the job, so a job killed by SIGTERM exits 143 as it would
-locally. Timeout and terminate run a small script over a new channel that sends
+locally.
+
+The job's environment never goes on that command line, which any user of the host can
+read (`ps`): the wrapper reads shell text from the channel's stdin and `eval`s it, text
+that flowbatch writes with every value shell-quoted (`env_script`): `export NAME=value`
+lines, or for a container the env-file its runtime reads from stdin, as a
+here-document (see `executors.container`). The job then reads an empty stdin, as it
+would from /dev/null locally. It gets the host's own login environment (what sshd
+gives a command) plus `attempt.env`: nothing of the runner's.
+
+Timeout and terminate run a small script over a new channel that sends
 `kill -TERM -PGID`, waits up to `grace` seconds for the group to empty and then KILLs it.
 
 A connection that drops mid-job fails the attempt with `host_lost=True` and AWS's
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shlex
 import signal
 from dataclasses import dataclass
@@ -46,11 +57,15 @@ from flowbatch.executors.base import (
     REASON_TIMEOUT,
     Attempt,
     ExecResult,
+    env_file_can_carry,
+    private_dir,
+    private_file,
 )
 from flowbatch.executors.container import (
     ContainerError,
     container_argv,
     container_name,
+    env_file_text,
     exit_reason,
     remove_argv,
 )
@@ -68,15 +83,18 @@ DEFAULT_MAX_SESSIONS = 10  # OpenSSH's MaxSessions default
 
 # `trap :` (not `trap ''`) so the wrapper outlives a TERM to the group and reports the
 # job's 143, while the job itself still gets the default action (caught traps reset on exec).
-_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; "$@"; exit $?'
+_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; eval "$(cat)" || exit 125; "$@"; exit $?'
 # conmon before 2.1.13 drops an `oom` file in the directory it runs in (conmon#504):
 # a container's runtime runs in a scratch directory, removed once it ends, so that the
 # file never lands among the user's files. The container's own directory is set by -w.
 _SCRATCH_WRAPPER = (
     'trap : TERM INT HUP; printf "%s\\n" "$$"; '
     'fb_scratch=$(mktemp -d) && cd "$fb_scratch" || exit 125; '
-    '"$@"; fb_rc=$?; cd / && rm -rf "$fb_scratch"; exit $fb_rc'
+    'eval "$(cat)" || exit 125; '
+    '"$@"; fb_rc=$?; cd / && rm -rf "$fb_scratch"; exit "$fb_rc"'
 )
+# Ends the env-file here-document; it has no `=`, so no line of the env-file can be it.
+_ENV_END = "FLOWBATCH_ENV_END"
 
 
 class SshError(Exception):
@@ -106,19 +124,30 @@ def remote_command(attempt: Attempt, argv: list[str]) -> str:
 
 
 def job_argv(attempt: Attempt) -> list[str]:
-    """What to run on the host: the command with its environment, or the container.
-    Raises ContainerError for an image that cannot be run as configured."""
+    """What to run on the host: the command, or the container. Raises ContainerError
+    for an image that cannot be run as configured."""
     if attempt.image is not None:
         return container_argv(
             attempt, runtime=_runtime(attempt.compute), name=container_name(attempt)
         )
-    env = [f"{k}={v}" for k, v in sorted(attempt.env.items())]
-    command = (
-        ["/bin/sh", "-c", attempt.command]
-        if isinstance(attempt.command, str)
-        else list(attempt.command)
-    )
-    return ["env", *env, *command]
+    if isinstance(attempt.command, str):
+        return ["/bin/sh", "-c", attempt.command]
+    return list(attempt.command)
+
+
+def env_script(attempt: Attempt) -> str:
+    """The shell text the wrapper reads from stdin and evals before the job starts:
+    `export` lines for a job without an image; for a container, the env-file (as a
+    here-document made the shell's stdin, which the runtime reads) and `export` lines
+    for the values only the runtime's environment can carry (see container.py).
+    Raises ContainerError for a container environment too large to hand over."""
+    exports = attempt.env
+    lines: list[str] = []
+    if attempt.image is not None:
+        exports = {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+        lines += [f"exec <<'{_ENV_END}'", env_file_text(attempt.env) + _ENV_END]
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(exports.items())] + lines
+    return "\n".join([*lines, ":", ""])
 
 
 def _runtime(compute: ComputeEnv) -> str:
@@ -355,18 +384,21 @@ class _RemoteAttempt:
     async def run(self, task_status: TaskStatus[str]) -> ExecResult:
         try:
             command = remote_command(self.attempt, job_argv(self.attempt))
+            env = env_script(self.attempt).encode()
         except ContainerError as e:
             task_status.started(f"{self.host.name}:")
             return self._failed(str(e))
         started = False
         try:
-            self.attempt.log_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.attempt.log_dir)
             with (
-                (self.attempt.log_dir / "stdout").open("wb") as out,
-                (self.attempt.log_dir / "stderr").open("wb") as err,
+                os.fdopen(private_file(self.attempt.log_dir / "stdout"), "wb") as out,
+                os.fdopen(private_file(self.attempt.log_dir / "stderr"), "wb") as err,
             ):
                 try:
                     self.process = await self.link.conn.create_process(command, encoding=None)
+                    self.process.stdin.write(env)
+                    self.process.stdin.write_eof()
                 except (asyncssh.Error, OSError) as e:
                     task_status.started(f"{self.host.name}:")
                     return self._not_opened(e)

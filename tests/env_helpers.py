@@ -1,0 +1,42 @@
+"""What the environment tests share: a look at every process's command line, which any
+user of the machine can read (`ps`, /proc/PID/cmdline), for a value that must not be
+there; and a umask as loose as a default one for the tests of file modes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def command_lines_holding(value: str) -> list[str]:
+    """The command lines of this machine's processes that contain `value`, except this
+    test process's own (which holds it in memory, never on a command line)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if value.encode() in raw:
+            words = raw.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry}: {words}")
+    return found
+
+
+@contextmanager
+def loose_umask() -> Iterator[None]:
+    """umask 022 for the duration: files made with the default mode would be readable
+    by every user (the umask is per process, and pytest runs one test at a time)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
