@@ -211,7 +211,9 @@ def test_a_missing_database_is_an_error(tmp_path: Path) -> None:
     result = run(tmp_path / "nothing", "runs")
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: no job database at `{tmp_path / 'nothing' / 'jobs.db'}`:"
-        " nothing has run here yet\n"
+        f"error: no job database at `{tmp_path / 'nothing' / 'jobs.db'}` (given by"
+        " --state-dir): nothing has run with this state directory yet. flowbatch keeps its"
+        " state in .flowbatch of the directory `flowbatch run` was started from: run this"
+        " command there, or pass --state-dir DIR or set FLOWBATCH_STATE_DIR=DIR\n"
     )
     assert not (tmp_path / "nothing").exists()

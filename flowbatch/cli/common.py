@@ -1,7 +1,13 @@
-"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline, and
-printing FlowErrors.
+"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline,
+printing FlowErrors, and where the state directory is.
 
-Imports: diagnostics; click.
+One rule for every command, as Nextflow and Snakemake keep theirs: the state directory is
+`--state-dir`, else `$FLOWBATCH_STATE_DIR`, else `.flowbatch` in the current directory
+(the directory a command is run from, never the pipeline file's). `flowbatch run
+pipelines/x.flow` followed by `flowbatch jobs` from the same directory then see the same
+runs; a pipeline's own relative paths (`workdir`) still resolve against its file.
+
+Imports: diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from flowbatch.diagnostics import FlowError, render
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
+    from flowbatch.store import Store
+
+STATE_DIR_ENV = "FLOWBATCH_STATE_DIR"
+DEFAULT_STATE_DIR = ".flowbatch"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +41,50 @@ def params_option(func: F) -> F:
         metavar="NAME=VALUE",
         help="Override a pipeline parameter (repeatable).",
     )(func)
+
+
+def state_dir_option(func: F) -> F:
+    """`--state-dir DIR`, as a Path or None (then `state_dir()` picks the default)."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=f"Where the job database and logs are (default: ${STATE_DIR_ENV}, else "
+        f"{DEFAULT_STATE_DIR} in the current directory).",
+    )(func)
+
+
+def state_dir(option: Path | None) -> Path:
+    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch."""
+    if option is not None:
+        return option
+    from_env = os.environ.get(STATE_DIR_ENV, "")
+    return Path(from_env) if from_env else Path(DEFAULT_STATE_DIR)
+
+
+def _where_from(option: Path | None) -> str:
+    if option is not None:
+        return "given by --state-dir"
+    if os.environ.get(STATE_DIR_ENV, ""):
+        return f"from ${STATE_DIR_ENV}"
+    return f"the default, {DEFAULT_STATE_DIR} in the current directory"
+
+
+def open_existing_store(option: Path | None) -> Store:
+    """The store of an existing state directory; StoreError saying where it looked, why
+    it looked there and how to point elsewhere when there is no job database."""
+    from flowbatch.store import DB_NAME, Store, StoreError
+
+    directory = state_dir(option)
+    if not (directory / DB_NAME).exists():
+        raise StoreError(
+            f"no job database at `{os.path.abspath(directory / DB_NAME)}` "
+            f"({_where_from(option)}): nothing has run with this state directory yet. "
+            f"flowbatch keeps its state in {DEFAULT_STATE_DIR} of the directory `flowbatch "
+            f"run` was started from: run this command there, or pass --state-dir DIR or set "
+            f"{STATE_DIR_ENV}=DIR"
+        )
+    return Store.open(directory, create=False)
 
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:

@@ -1,16 +1,17 @@
 """CLI commands: jobs, describe, logs, runs — looking at what ran, from the job store.
 
-They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, default
-`.flowbatch` here) and work while a run is writing to it. Data goes to stdout (tables,
-JSON with sorted keys, log text); errors go to stderr with exit code 2, and an unknown
-job id comes with the nearest known one.
+They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, else
+$FLOWBATCH_STATE_DIR, else `.flowbatch` here: see cli.common) and work while a run is
+writing to it. Data goes to stdout (tables, JSON with sorted keys, log text); errors go
+to stderr with exit code 2, and an unknown job id comes with the nearest known one.
 
-Imports: store, state; click.
+Imports: store, state, jobview, cli.common; click.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from flowbatch.cli.common import open_existing_store, state_dir_option
+from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.jobview import clip, label
 from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
@@ -31,25 +34,15 @@ _REASON_WIDTH = 60
 _DONE = ("SUCCEEDED", "FAILED")
 
 
-def state_dir_option(func: F) -> F:
-    return click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path(".flowbatch"),
-        show_default=True,
-        help="Where the job database and logs are.",
-    )(func)
-
-
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
 
 
 @contextmanager
-def _opened(state_dir: Path) -> Iterator[Store]:
+def _opened(state_dir: Path | None) -> Iterator[Store]:
     try:
-        store = Store.open(state_dir, create=False)
+        store = open_existing_store(state_dir)
     except StoreError as err:
         _fail(str(err))
     try:
@@ -126,7 +119,7 @@ def jobs(
     name: str | None,
     children: str | None,
     as_json: bool,
-    state_dir: Path,
+    state_dir: Path | None,
 ) -> None:
     """List jobs: of the latest run, or of --run, or the children of an array job."""
     parent: dict[str, Any] | None = None
@@ -173,7 +166,7 @@ def jobs(
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @state_dir_option
-def describe(job_ids: tuple[str, ...], state_dir: Path) -> None:
+def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
     """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON."""
     with _opened(state_dir) as store:
         described = [store.describe(job_id) for job_id in job_ids]
@@ -187,9 +180,12 @@ def describe(job_ids: tuple[str, ...], state_dir: Path) -> None:
 @click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job is done.")
 @state_dir_option
-def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path) -> None:
+def logs(
+    job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path | None
+) -> None:
     """Print the output of one attempt of a job (or array child)."""
     with _opened(state_dir) as store:
+        where = resolve_state_dir(state_dir)
         job = store.describe(job_id)
         if "size" in job.get("arrayProperties", {}):
             size = job["arrayProperties"]["size"]
@@ -209,13 +205,13 @@ def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: 
         if tried == 0 and not follow:
             _fail(f"job `{job_id}` ({label(job)}) has not started yet: it is {job['status']}")
         number = attempt or max(tried, 1)
-        path = _log_file(state_dir, job, number, which)
+        path = _log_file(where, job, number, which)
         if not follow:
             if not path.exists():
                 _fail(f"no {which} log for attempt {number} of `{job_id}` at `{path}`")
             click.echo(path.read_bytes(), nl=False)
             return
-        _follow(store, job_id, number, lambda: _log_file(state_dir, job, number, which))
+        _follow(store, job_id, number, lambda: _log_file(where, job, number, which))
 
 
 def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> Path:
@@ -259,7 +255,7 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @state_dir_option
-def runs(as_json: bool, state_dir: Path) -> None:
+def runs(as_json: bool, state_dir: Path | None) -> None:
     """List runs, newest first, with their jobs counted by state."""
     with _opened(state_dir) as store:
         found = store.runs()
@@ -269,7 +265,7 @@ def runs(as_json: bool, state_dir: Path) -> None:
     rows = [
         [
             run["runId"],
-            run["pipeline"],
+            _shown_path(str(run["pipeline"])),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["createdAt"] / 1000)),
             # a run whose writer died has no end: its duration is unknown
             duration(run["createdAt"], run["endedAt"])
@@ -282,6 +278,17 @@ def runs(as_json: bool, state_dir: Path) -> None:
     ]
     header = ["RUN ID", "PIPELINE", "STARTED", "DURATION", "STATUS", "JOBS"]
     click.echo(table(header, rows))
+
+
+def _shown_path(path: str) -> str:
+    """A recorded (absolute) pipeline path as short as it is unambiguous from here."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith(os.pardir) else relative
 
 
 COMMANDS: list[click.Command] = [jobs, describe, logs, runs]

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option
+from flowbatch.cli.common import load_plan, params_option, state_dir_option
+from flowbatch.cli.common import state_dir as resolve_state_dir
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -43,11 +44,7 @@ def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
 @params_option
 @click.option("--resume", is_flag=True, help="Plan as `flowbatch run --resume` would run.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (sorted keys).")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where jobs.db is (default: .flowbatch beside FILE).",
-)
+@state_dir_option
 @click.pass_context
 def plan_command(
     ctx: click.Context,
@@ -61,7 +58,7 @@ def plan_command(
     from flowbatch.store import Store, StoreError
 
     plan = load_plan(ctx, file, params)
-    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    state = resolve_state_dir(state_dir)
     store: Store | None = None
     if resume and (state / "jobs.db").exists():
         try:

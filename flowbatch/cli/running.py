@@ -12,7 +12,9 @@ diagnostics, executors.base (reasons), cli.common, cli.planning; click, anyio.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option
+from flowbatch.cli.common import load_plan, open_existing_store, params_option, state_dir_option
+from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.state import JobEvent
@@ -69,11 +72,7 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
 @click.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @params_option
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where jobs.db and logs go (default: .flowbatch beside FILE).",
-)
+@state_dir_option
 @click.option("--max-vcpus", type=click.IntRange(min=1), help="Cap local compute environments.")
 @click.option(
     "--compute",
@@ -149,7 +148,7 @@ def run_command(
         for message in errors:
             click.echo(f"error: {message}", err=True)
         ctx.exit(2)
-    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    state = resolve_state_dir(state_dir)
     try:
         store = (
             Store.open(state)
@@ -165,7 +164,9 @@ def run_command(
             decision = resume_decision(store, plan, resume=resume)
             run_id = new_run_id()
             job_ids = new_job_ids(plan)
-            store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
+            # Recorded absolute: `report` and `graph --run` find the file from anywhere.
+            recorded = dataclasses.replace(plan.pipeline, path=os.path.abspath(plan.path))
+            store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         except StoreError as err:  # e.g. another process holds the database locked
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
@@ -243,18 +244,15 @@ def _control(action: str) -> click.Command:
     @click.command(action)
     @click.argument("job_id")
     @click.option("--reason", default=None, help="The status reason to record.")
-    @click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path(".flowbatch"),
-        show_default=True,
-    )
+    @state_dir_option
     @click.pass_context
-    def command(ctx: click.Context, job_id: str, reason: str | None, state_dir: Path) -> None:
-        from flowbatch.store import Store, StoreError
+    def command(
+        ctx: click.Context, job_id: str, reason: str | None, state_dir: Path | None
+    ) -> None:
+        from flowbatch.store import StoreError
 
         try:
-            store = Store.open(state_dir, create=False)
+            store = open_existing_store(state_dir)
         except StoreError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
