@@ -121,6 +121,7 @@ class Reporter:
         self._unrun: dict[str, tuple[str, int, str]] = {}  # failed parent -> (name, n, why)
         self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self._closed = False
+        self._unwritable = False
 
     # -- the sink -------------------------------------------------------------------------
     def emit(self, event: JobEvent) -> None:
@@ -149,9 +150,9 @@ class Reporter:
             if self._dirty or self._pending or int(now - self._start) != self._drawn_second:
                 self._draw(now)
         elif self._pending:
-            self._stream.write("".join(line + "\n" for line in self._pending))
+            self._write("".join(line + "\n" for line in self._pending))
             self._pending.clear()
-        self._stream.flush()
+        self._flush_stream()
 
     def close(self) -> None:
         """Write what is pending, clear the status line, and print the summary."""
@@ -161,11 +162,11 @@ class Reporter:
         if self._tty:
             self._write_pending()
             if self._status_shown:
-                self._stream.write(_CLEAR_LINE)
+                self._write(_CLEAR_LINE)
         else:
             self.flush()
-        self._stream.write("".join(line + "\n" for line in self.summary()))
-        self._stream.flush()
+        self._write("".join(line + "\n" for line in self.summary()))
+        self._flush_stream()
 
     # -- what the counts say ---------------------------------------------------------------
     @property
@@ -235,6 +236,22 @@ class Reporter:
         return lines
 
     # -- internals ------------------------------------------------------------------------
+    def _write(self, text: str) -> None:
+        # Progress is for watching: a reader that went away (EPIPE), a full disk behind
+        # a redirect or a closed stream loses the progress, never the run.
+        if not self._unwritable:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._unwritable = True
+
+    def _flush_stream(self) -> None:
+        if not self._unwritable:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._unwritable = True
+
     def _note_parent(self, parent_id: str, name: str) -> None:
         if parent_id in self._parents:
             return
@@ -296,14 +313,14 @@ class Reporter:
     def _write_pending(self) -> None:
         if self._pending:
             if self._status_shown:
-                self._stream.write(_CLEAR_LINE)
-            self._stream.write("".join(line + "\n" for line in self._pending))
+                self._write(_CLEAR_LINE)
+            self._write("".join(line + "\n" for line in self._pending))
             self._pending.clear()
             self._status_shown = False
 
     def _draw(self, now: float) -> None:
         self._write_pending()
-        self._stream.write(_CLEAR_LINE + self.status_line())
+        self._write(_CLEAR_LINE + self.status_line())
         self._status_shown = True
         self._last_draw = now
         self._drawn_second = int(now - self._start)

@@ -11,6 +11,7 @@ Imports: anything in flowbatch; click.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -49,4 +50,12 @@ def app() -> None:
 
 
 def main() -> None:
-    app(prog_name="flowbatch")
+    try:
+        app(prog_name="flowbatch")
+    except BrokenPipeError:
+        # The reader of our output has gone (`flowbatch jobs | head -1`) in a place click
+        # does not catch it: Python's recipe, /dev/null behind stdout and exit 1, quietly.
+        from flowbatch.cli.common import point_at_devnull
+
+        point_at_devnull(sys.stdout)
+        sys.exit(1)

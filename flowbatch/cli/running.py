@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import load_plan, open_existing_store, params_option, state_dir_option
+from flowbatch.cli.common import (
+    keep_running_when_unread,
+    load_plan,
+    open_existing_store,
+    params_option,
+    state_dir_option,
+)
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
@@ -141,6 +147,8 @@ def run_command(
     from flowbatch.run_setup import override_errors
     from flowbatch.store import Store, StoreError
 
+    # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
+    keep_running_when_unread()
     plan = load_plan(ctx, file, params, computes=compute_files)
     compute_overrides = _split_overrides(overrides)
     # Before the store is touched: a run that cannot start must not become "latest".
