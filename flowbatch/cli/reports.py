@@ -11,6 +11,7 @@ Imports: store, front, render, render_dot, report_data, report_html, diagnostics
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -167,13 +168,26 @@ def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) 
         if gone:
             parts.append("jobs no longer there: " + ", ".join(gone[:5]))
         return "; ".join(parts)
+    from flowbatch.template import Context, TemplateError, render_command
+
     differ = []
     for name in sorted(names):
         spec = plan.job(name)
         found = describe(str(recorded[name]["jobId"]))
-        command = spec.command if isinstance(spec.command, str) else list(spec.command)
+        # describe shows what ran (rendered, as argv); render this file's command alike.
+        command: str | tuple[str, ...] = spec.command
+        if spec.array_size is None:
+            ctx = Context(
+                params=plan.params,
+                job_name=name,
+                job_id=str(found["jobId"]),
+                attempt=max(len(found.get("attempts") or []), 1),
+            )
+            with contextlib.suppress(TemplateError):
+                command = render_command(spec.command, ctx, spec.parameters)
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         size = (found.get("arrayProperties") or {}).get("size")
-        if (found.get("container") or {}).get("command") != command or size != spec.array_size:
+        if (found.get("container") or {}).get("command") != argv or size != spec.array_size:
             differ.append(name)
     return ("jobs defined differently: " + ", ".join(differ[:5])) if differ else ""
 
