@@ -200,3 +200,36 @@ def github_annotation(err: FlowError) -> str:
         return f"::error::{message}"
     path = err.span.path.replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
     return f"::error file={path},line={err.span.line},col={err.span.col}::{message}"
+
+
+def resolve_job_id(store: Store, text: str) -> str:
+    """The job id `text` stands for: an id (or `ID:INDEX` for an array child), the
+    `NAME` or `NAME:INDEX` of a job of the latest run, or a unique prefix of an id
+    (`PREFIX:INDEX` too). A name is taken before a prefix. StoreError for an ambiguous
+    prefix (naming the candidates), else the store's own error for `text` (with its
+    suggestion) when nothing matches."""
+    from flowbatch.store import StoreError
+
+    try:
+        store.describe(text)
+        return text
+    except StoreError as err:
+        not_found = err
+    base, sep, index = text.rpartition(":")
+    if not (sep and index.isdigit()):
+        base, index = text, ""
+    suffix = f":{index}" if index else ""
+    if not base:
+        raise not_found
+    latest = store.latest_run()
+    if latest is not None:
+        named = store.jobs(run_id=latest, name=base)
+        if len(named) == 1:
+            return f"{named[0]['jobId']}{suffix}"
+    found = store.job_ids_starting(base)
+    if len(found) == 1 and found[0] + suffix != text:
+        return f"{found[0]}{suffix}"
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise StoreError(f"`{base}` is the start of several job ids: {shown}; give more of it")
+    raise not_found

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from flowbatch.cli.common import open_existing_store, state_dir_option
+from flowbatch.cli.common import open_existing_store, resolve_job_id, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.jobview import clip, label
 from flowbatch.state import JobState
@@ -125,6 +126,7 @@ def jobs(
     parent: dict[str, Any] | None = None
     with _opened(state_dir) as store:
         if children is not None:
+            children = resolve_job_id(store, children)
             parent = store.describe(children)
             if "size" not in parent.get("arrayProperties", {}):
                 _fail(f"job `{children}` ({parent['jobName']}) is not an array job")
@@ -167,9 +169,12 @@ def jobs(
 @click.argument("job_ids", nargs=-1, required=True)
 @state_dir_option
 def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
-    """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON."""
+    """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON.
+
+    A job is its id, a unique start of it, or the NAME of a job of the latest run;
+    ID:INDEX or NAME:INDEX for a child of an array job."""
     with _opened(state_dir) as store:
-        described = [store.describe(job_id) for job_id in job_ids]
+        described = [store.describe(resolve_job_id(store, job_id)) for job_id in job_ids]
     _print_json({"jobs": described})
 
 
@@ -183,9 +188,14 @@ def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
 def logs(
     job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path | None
 ) -> None:
-    """Print the output of one attempt of a job (or array child)."""
+    """Print the output of one attempt of a job (or array child).
+
+    JOB_ID as for `describe`: an id, a unique start of one, or NAME[:INDEX] in the
+    latest run. A job reused by `run --resume` shows the attempt that made what it
+    reused, however many resumed runs ago."""
     with _opened(state_dir) as store:
         where = resolve_state_dir(state_dir)
+        job_id = resolve_job_id(store, job_id)
         job = store.describe(job_id)
         if "size" in job.get("arrayProperties", {}):
             size = job["arrayProperties"]["size"]
@@ -193,6 +203,15 @@ def logs(
                 f"job `{job_id}` ({job['jobName']}) is an array job; its logs are its "
                 f"children's: `{job_id}:0` to `{job_id}:{size - 1}`"
             )
+        origin = _attempt_that_ran(store, job)
+        if origin is not job:
+            click.echo(
+                f"note: job `{job_id}` ({label(job)}) was reused by `run --resume`; this "
+                f"is the output of job `{origin['jobId']}` of run {origin['runId']}, "
+                "which made it",
+                err=True,
+            )
+            job, job_id = origin, str(origin["jobId"])
         tried = len(job["attempts"])
         if attempt is not None and attempt > tried:
             _fail(f"job `{job_id}` has {tried} attempt(s); there is no attempt {attempt}")
@@ -207,11 +226,52 @@ def logs(
         number = attempt or max(tried, 1)
         path = _log_file(where, job, number, which)
         if not follow:
-            if not path.exists():
+            try:
+                log = path.open("rb")
+            except FileNotFoundError:
                 _fail(f"no {which} log for attempt {number} of `{job_id}` at `{path}`")
-            click.echo(path.read_bytes(), nl=False)
+            with log:
+                _copy(log)
             return
         _follow(store, job_id, number, lambda: _log_file(where, job, number, which))
+
+
+# `Reused from run <id> (unchanged)`: resume.Decision.reason, the reason of a reused job.
+_REUSED = re.compile(r"Reused from run (\S+) ")
+
+
+def _attempt_that_ran(store: Store, job: dict[str, Any]) -> dict[str, Any]:
+    """`job` itself, or for a job (or child) reused by `run --resume` without running,
+    the same job in the run it was reused from, followed through runs that were
+    themselves reuses to the one that ran it. StoreError when that run is gone."""
+    seen: set[str] = set()
+    while not job["attempts"] and job["status"] == "SUCCEEDED":
+        found = _REUSED.match(job["statusReason"] or "")
+        if found is None or found[1] in seen:
+            return job
+        run_id = found[1]
+        seen.add(run_id)
+        index = job.get("arrayProperties", {}).get("index")
+        same = store.jobs(run_id=run_id, name=str(job["jobName"]))
+        if not same:
+            raise StoreError(
+                f"job `{job['jobId']}` ({label(job)}) was reused from run {run_id}, which is "
+                "no longer in the store (forgotten after --keep-days): its logs are gone"
+            )
+        origin_id = str(same[0]["jobId"]) + ("" if index is None else f":{index}")
+        job = store.describe(origin_id)
+    return job
+
+
+_CHUNK = 1 << 20
+
+
+def _copy(source: BinaryIO) -> None:
+    """`source` to stdout a chunk at a time: a log can be far larger than memory."""
+    out = sys.stdout.buffer
+    while chunk := source.read(_CHUNK):
+        out.write(chunk)
+    out.flush()
 
 
 def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> Path:
@@ -243,10 +303,8 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
         if path.exists():
             with path.open("rb") as f:
                 f.seek(offset)
-                chunk = f.read()
-            if chunk:
-                offset += len(chunk)
-                click.echo(chunk, nl=False)
+                _copy(f)
+                offset = f.tell()
         if ended:
             return
         time.sleep(_FOLLOW_POLL_SECONDS)

@@ -27,6 +27,7 @@ from flowbatch.cli.common import (
     load_plan,
     open_existing_store,
     params_option,
+    resolve_job_id,
     state_dir_option,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
@@ -37,6 +38,7 @@ from flowbatch.syntax import duration_seconds
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
+    from flowbatch.store import Store
 
 EXIT_INTERRUPTED = 130
 
@@ -213,6 +215,7 @@ def run_command(
         reporter.close()
         store.end_run(run_id, result.status, ended_at=time.time())
         write_reports(store, plan, run_id, result.status, junit=junit)
+        hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
     if result.stalled:
@@ -225,9 +228,35 @@ def run_command(
         click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
     elif result.failed or result.stalled:
         click.echo(f"run {run_id} failed: {', '.join(result.failed or result.stalled)}", err=True)
+        for hint in hints:
+            click.echo(hint, err=True)
     else:
         click.echo(f"run {run_id} succeeded", err=True)
     ctx.exit(result.exit_code)
+
+
+_MAX_LOG_HINTS = 3
+
+
+def _log_hints(store: Store, run_id: str, state_dir: Path | None) -> list[str]:
+    """How to see why the run failed: `flowbatch logs` of the first jobs (or array
+    children) that failed after running, and how to list every failed job."""
+    import shlex
+
+    where = "" if state_dir is None else f" --state-dir {shlex.quote(str(state_dir))}"
+    commands: list[str] = []
+    for job in store.jobs(run_id=run_id, status="FAILED"):
+        if len(commands) == _MAX_LOG_HINTS:
+            break
+        ran = job
+        if job.get("arrayProperties", {}).get("size") is not None:
+            failed = store.jobs(parent=str(job["jobId"]), status="FAILED")
+            ran = next((c for c in failed if c["attempts"]), job)
+        if ran["attempts"]:  # a job failed by its dependency never ran: no logs
+            commands.append(f"  flowbatch logs {ran['jobId']} --stderr{where}")
+    lines = ["see why:", *commands] if commands else []
+    lines.append(f"every failed job: flowbatch jobs --run {run_id} --status FAILED{where}")
+    return lines
 
 
 def _reporter(plan: Plan) -> _Progress:
@@ -248,8 +277,31 @@ def _reporter(plan: Plan) -> _Progress:
     )
 
 
+_CONTROL_HELP = {
+    "cancel": """Cancel JOB_ID if it has not started (AWS CancelJob).
+
+    A job still SUBMITTED, PENDING or RUNNABLE in a running `flowbatch run` (from
+    another terminal) fails with --reason, and so do the jobs that depend on it. A
+    job that has started is not touched: use `flowbatch terminate`.
+
+    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
+    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
+    done or has started, 2 for an unknown job.""",
+    "terminate": """Terminate JOB_ID, killing it if it runs (AWS TerminateJob).
+
+    A job of a running `flowbatch run` (from another terminal) that has not started
+    fails as with `cancel`; one that runs gets SIGTERM, then SIGKILL after the grace
+    period, and fails with --reason without being retried. Terminating an array job
+    terminates its children.
+
+    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
+    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
+    done, 2 for an unknown job.""",
+}
+
+
 def _control(action: str) -> click.Command:
-    @click.command(action)
+    @click.command(action, help=_CONTROL_HELP[action])
     @click.argument("job_id")
     @click.option("--reason", default=None, help="The status reason to record.")
     @state_dir_option
@@ -265,6 +317,7 @@ def _control(action: str) -> click.Command:
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
         try:
+            job_id = resolve_job_id(store, job_id)
             status = store.describe(job_id)["status"]
             if status in ("SUCCEEDED", "FAILED"):
                 click.echo(f"error: job {job_id} already {status}", err=True)
@@ -285,11 +338,6 @@ def _control(action: str) -> click.Command:
             store.close()
         click.echo(f"{action} requested for job {job_id}", err=True)
 
-    command.__doc__ = (
-        "Cancel JOB_ID if it has not started (AWS CancelJob)."
-        if action == "cancel"
-        else "Terminate JOB_ID, killing it if it runs (AWS TerminateJob)."
-    )
     return command
 
 
