@@ -11,7 +11,10 @@ counted itself, but when it fails before all its children ran, those children co
 as failed. The reporter is an event sink: `emit` only records, `flush` (which the
 runner calls every 0.2 s) writes. Plain ANSI escapes, so importing this is free.
 
-Imports: state.
+Names and reasons are shown through `jobview.visible`: a control character in a
+status reason (a `--reason`, a process's message) is written out, never sent raw.
+
+Imports: state, jobview.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final, TextIO
 
+from flowbatch.jobview import visible
 from flowbatch.state import JobEvent, JobState
 
 __all__ = ["Reporter", "color_wanted"]
@@ -60,7 +64,7 @@ def _elapsed(seconds: float) -> str:
 
 
 def _label(ev: JobEvent) -> str:
-    return ev.name if ev.index is None else f"{ev.name}[{ev.index}]"
+    return visible(ev.name if ev.index is None else f"{ev.name}[{ev.index}]")
 
 
 def _why(ev: JobEvent) -> str:
@@ -72,7 +76,7 @@ def _why(ev: JobEvent) -> str:
     if reasons:
         text = " / ".join(dict.fromkeys(reasons))
         parts.append(f"({text})" if parts else text)
-    return " ".join(parts) or "no reason given"
+    return visible(" ".join(parts)) or "no reason given"
 
 
 class Reporter:
@@ -288,7 +292,8 @@ class Reporter:
         size = self._arrays.get(ev.name, 0)
         never_ran = size - self._children_seen.get(ev.job_id, 0)
         if never_ran > 0:
-            self._unrun[ev.job_id] = (ev.name, never_ran, ev.reason or "array job failed")
+            why = visible(ev.reason) or "array job failed"
+            self._unrun[ev.job_id] = (visible(ev.name), never_ran, why)
             if self._tty:
                 self._pending.append(self._line(ev))
 
@@ -301,7 +306,7 @@ class Reporter:
         if ev.state is _S.FAILED:
             text += f": {_why(ev)}"
         elif ev.state is _S.SUCCEEDED and ev.reason:  # e.g. reused by --resume
-            text += f" ({ev.reason})"
+            text += f" ({visible(ev.reason)})"
         elif ev.state is _S.RUNNABLE and ev.attempt:
             text += f" failed, will retry: {_why(ev)}"
         return text

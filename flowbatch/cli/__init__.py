@@ -47,6 +47,10 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="flowbatch")
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
+    from flowbatch.cli.common import guard_workflow_commands, on_github
+
+    if on_github():
+        guard_workflow_commands()
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar, cast
 
 import click
 
@@ -186,20 +186,126 @@ def load_plan(
 
 def print_errors(err: FlowError) -> None:
     """Every error of `err` on stderr; also as GitHub annotations under GitHub Actions."""
-    click.echo(render(err), err=True)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    from flowbatch.jobview import visible
+
+    click.echo(visible(render(err), keep="\n\t"), err=True)
+    if on_github():
         for one in err.errors:
-            click.echo(github_annotation(one), err=True)
+            workflow_command(github_annotation(one))
 
 
 def github_annotation(err: FlowError) -> str:
-    """`::error file=F,line=L,col=C::message` (GitHub's workflow command syntax)."""
-    message = err.message + (f" ({err.hint})" if err.hint else "")
-    message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """`::error file=F,line=L,col=C::message` (GitHub's workflow command syntax), with
+    the message and the properties escaped as GitHub's toolkit escapes them."""
+    message = escape_data(err.message + (f" ({err.hint})" if err.hint else ""))
     if err.span is None:
         return f"::error::{message}"
-    path = err.span.path.replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+    path = escape_property(err.span.path)
     return f"::error file={path},line={err.span.line},col={err.span.col}::{message}"
+
+
+# -- GitHub Actions: only flowbatch's own workflow commands -------------------------------
+# The runner takes every line of a step's stdout and stderr that starts, after blanks,
+# with `::` as a workflow command (`::add-mask::`, `::stop-commands::`, `::error`...).
+# Under GITHUB_ACTIONS every line flowbatch prints goes through GitHubLines, which lets
+# such a line through only when flowbatch itself wrote it with `workflow_command`.
+
+
+def on_github() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    """A command's message, as @actions/core's escapeData: % CR LF."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A command's property value, as @actions/core's escapeProperty: % CR LF : ,"""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_OWN_COMMANDS: set[str] = set()
+
+
+def workflow_command(line: str, *, err: bool = True) -> None:
+    """Print `line`, a workflow command flowbatch built, as it is (stderr, or stdout)."""
+    _OWN_COMMANDS.add(line)
+    click.echo(line, err=err)
+
+
+def _defused(line: str) -> str:
+    """A line that would start a workflow command, made not to: a backslash before it.
+    The runner trims only blanks before looking for `::`."""
+    if not line.lstrip().startswith("::"):
+        return line
+    if line in _OWN_COMMANDS:
+        _OWN_COMMANDS.discard(line)
+        return line
+    return "\\" + line
+
+
+class GitHubLines(io.TextIOBase):
+    """A text stream that passes lines on once it knows how they start, with `_defused`
+    applied to each. A line written in pieces is held until its start is decided."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending = ""
+        self._mid_line = False  # part of the current line has been passed on
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        self._drain(final=False)
+        return len(text)
+
+    def flush(self) -> None:
+        self._drain(final=True)
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    @property
+    def buffer(self) -> BinaryIO:
+        """The binary stream below, for bytes that are written after `flush`."""
+        self.flush()
+        return self._stream.buffer
+
+    def _drain(self, *, final: bool) -> None:
+        out = []
+        while self._pending:
+            end = self._pending.find("\n")
+            if end < 0:
+                if not self._mid_line:
+                    if not final and self._pending.lstrip() in ("", ":"):
+                        break  # cannot tell yet whether it starts a command
+                    self._pending = _defused(self._pending)
+                out.append(self._pending)
+                self._pending = ""
+                self._mid_line = True
+                break
+            line, self._pending = self._pending[:end], self._pending[end + 1 :]
+            out.append((line if self._mid_line else _defused(line)) + "\n")
+            self._mid_line = False
+        if out:
+            self._stream.write("".join(out))
+
+
+def guard_workflow_commands() -> None:
+    """Under GitHub Actions, send stdout and stderr through GitHubLines."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, GitHubLines):
+            setattr(sys, name, cast(TextIO, GitHubLines(stream)))
 
 
 def resolve_job_id(store: Store, text: str) -> str:

@@ -27,6 +27,7 @@ from flowbatch.cli.common import (
 from flowbatch.compile import Plan
 from flowbatch.diagnostics import FlowError
 from flowbatch.front import load
+from flowbatch.jobview import visible
 from flowbatch.render import RenderError, StateView, dot_to_image, to_json
 from flowbatch.render_dot import to_dot
 from flowbatch.render_mermaid import to_mermaid
@@ -109,11 +110,11 @@ def graph(
         try:
             run_id, states = run_states(state_dir, run_id, plan.path)
         except StoreError as err:
-            _fail(f"error: {err}", 2)
+            _fail(f"error: {visible(str(err))}", 2)
     try:
         data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
     except RenderError as err:
-        _fail(f"error: {err}", 1)
+        _fail(f"error: {visible(str(err))}", 1)
     if output is None:
         click.echo(data.decode(), nl=False)
     else:

@@ -22,9 +22,15 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from flowbatch.cli.common import open_existing_store, resolve_job_id, state_dir_option
+from flowbatch.cli.common import (
+    on_github,
+    open_existing_store,
+    resolve_job_id,
+    state_dir_option,
+    workflow_command,
+)
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import clip, label
+from flowbatch.jobview import clip, label, visible
 from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
 
@@ -36,7 +42,7 @@ _DONE = ("SUCCEEDED", "FAILED")
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {visible(message)}", err=True)
     sys.exit(2)
 
 
@@ -75,7 +81,10 @@ def duration(start_ms: int | None, stop_ms: int | None, now: float | None = None
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    """Left-aligned columns separated by two spaces; the last column is not padded.
+    A control character in a cell (a reason, a name, a path) is written out."""
+    header = [visible(cell) for cell in header]
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
@@ -230,10 +239,36 @@ def logs(
                 log = path.open("rb")
             except FileNotFoundError:
                 _fail(f"no {which} log for attempt {number} of `{job_id}` at `{path}`")
-            with log:
+            with log, _commands_stopped():
                 _copy(log)
             return
-        _follow(store, job_id, number, lambda: _log_file(where, job, number, which))
+        with _commands_stopped():
+            _follow(store, job_id, number, lambda: _log_file(where, job, number, which))
+
+
+@contextmanager
+def _commands_stopped() -> Iterator[None]:
+    """Under GitHub Actions, a job's output is a process's, not flowbatch's: a line of it
+    must not act as a workflow command. GitHub's way: `::stop-commands::TOKEN` before,
+    `::TOKEN::` after, on the same stream (stdout), with a token no output can guess."""
+    if not on_github():
+        yield
+        return
+    import secrets
+
+    token = secrets.token_hex(16)
+    workflow_command(f"::stop-commands::{token}", err=False)
+    _last_byte[0] = b"\n"
+    try:
+        yield
+    finally:
+        if _last_byte[0] != b"\n":
+            sys.stdout.buffer.write(b"\n")  # the resuming command must start a line
+            sys.stdout.buffer.flush()
+        workflow_command(f"::{token}::", err=False)
+
+
+_last_byte = [b"\n"]
 
 
 # `Reused from run <id> (unchanged)`: resume.Decision.reason, the reason of a reused job.
@@ -271,6 +306,7 @@ def _copy(source: BinaryIO) -> None:
     out = sys.stdout.buffer
     while chunk := source.read(_CHUNK):
         out.write(chunk)
+        _last_byte[0] = chunk[-1:]
     out.flush()
 
 

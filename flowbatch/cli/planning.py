@@ -18,6 +18,7 @@ import click
 
 from flowbatch.cli.common import load_plan, params_option, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.jobview import visible
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -64,7 +65,7 @@ def plan_command(
         try:
             store = Store.open(state, create=False)
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
     try:
         if store is None:
@@ -85,6 +86,10 @@ def plan_command(
 
 def render_text(decision: Decision) -> list[str]:
     """The plan as lines for a terminal: a header, one line per job, a total."""
+    return [visible(line) for line in _lines(decision)]
+
+
+def _lines(decision: Decision) -> list[str]:
     if not decision.resume:
         head = f"{decision.pipeline}: without --resume every job runs (new)"
     elif decision.previous_run is None:

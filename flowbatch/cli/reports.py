@@ -22,6 +22,7 @@ import click
 
 from flowbatch.cli.common import open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.jobview import visible
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {visible(message)}", err=True)
     raise SystemExit(code)
 
 

@@ -33,6 +33,7 @@ from flowbatch.cli.common import (
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
+from flowbatch.jobview import visible
 from flowbatch.state import JobEvent
 from flowbatch.syntax import duration_seconds
 
@@ -156,7 +157,7 @@ def run_command(
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
         for message in errors:
-            click.echo(f"error: {message}", err=True)
+            click.echo(f"error: {visible(message)}", err=True)
         ctx.exit(2)
     state = resolve_state_dir(state_dir)
     try:
@@ -166,7 +167,7 @@ def run_command(
             else Store.open(state, busy_timeout=busy_timeout)
         )
     except StoreError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {visible(str(err))}", err=True)
         ctx.exit(2)
     try:
         try:
@@ -178,7 +179,7 @@ def run_command(
             recorded = dataclasses.replace(plan.pipeline, path=os.path.abspath(plan.path))
             store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         except StoreError as err:  # e.g. another process holds the database locked
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
@@ -206,7 +207,7 @@ def run_command(
                 )
             )
         except ValueError as err:  # an override naming an unknown compute environment
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             store.end_run(run_id, "FAILED", ended_at=time.time())
             ctx.exit(2)
         except KeyboardInterrupt:  # before the runner's signal handling was in place
@@ -221,13 +222,14 @@ def run_command(
     if result.stalled:
         click.echo(
             "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "
-            + ", ".join(result.stalled),
+            + visible(", ".join(result.stalled)),
             err=True,
         )
     if result.status == "INTERRUPTED":
         click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
     elif result.failed or result.stalled:
-        click.echo(f"run {run_id} failed: {', '.join(result.failed or result.stalled)}", err=True)
+        failed = visible(", ".join(result.failed or result.stalled))
+        click.echo(f"run {run_id} failed: {failed}", err=True)
         for hint in hints:
             click.echo(hint, err=True)
     else:
@@ -314,7 +316,7 @@ def _control(action: str) -> click.Command:
         try:
             store = open_existing_store(state_dir)
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         try:
             job_id = resolve_job_id(store, job_id)
@@ -332,7 +334,7 @@ def _control(action: str) -> click.Command:
             default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
             store.request(job_id, action, reason or f"{default} by user")  # type: ignore[arg-type]
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         finally:
             store.close()
