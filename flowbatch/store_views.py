@@ -10,20 +10,23 @@ The ARNs AWS would show use the region `local` and the account `000000000000` (t
 placeholder account of AWS's own local tools): `arn:aws:batch:local:000000000000:job/ID`.
 Every job is its own job definition, revision 1, named after the job.
 
-Imports: state, template (lazily: a described job's command as it ran); sqlite3.
+Imports: state, template (a described job's command as it ran); sqlite3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from flowbatch.state import JobState
+from flowbatch.template import Context, TemplateError, render_command
 
 _STATES: Final = tuple(s.value for s in JobState)
 ARN_PREFIX: Final = "arn:aws:batch:local:000000000000"
@@ -91,7 +94,12 @@ def status_summary(
 def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     """One job as an entry of DescribeJobs' `jobs`, or None if there is none."""
     cur = _cursor(conn)
-    row = cur.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    # The run's params come along: a command is shown rendered with them.
+    row = cur.execute(
+        "SELECT j.*, r.params AS run_params FROM jobs j"
+        " LEFT JOIN runs r ON r.run_id = j.run_id WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
     if row is None:
         return None
     static = row
@@ -133,6 +141,10 @@ def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict
         "compute": None,
         "exit_code": None,
         "log_path": None,
+        "run_params": next(
+            iter(conn.execute("SELECT params FROM runs WHERE run_id = ?", (parent["run_id"],))),
+            [None],
+        )[0],
     }
     return _job(conn, row, parent, [])
 
@@ -171,7 +183,7 @@ def _job(
         "tags": json.loads(static["tags"] or "{}"),
         "retryStrategy": {"attempts": static["retry_attempts"]},
         "container": {
-            "command": command_as_run(conn, row, static, len(attempts)),
+            "command": command_as_run(row, static, len(attempts)),
             "image": static["image"],
             "memory": static["memory"],
             "resourceRequirements": resources,
@@ -204,22 +216,17 @@ def _whole(seconds: float) -> int | float:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-def command_as_run(
-    conn: sqlite3.Connection, row: _Row, static: _Row, attempts: int
-) -> list[str] | None:
+def command_as_run(row: _Row, static: _Row, attempts: int) -> list[str] | None:
     """The command as AWS shows it, an argument list: what the job (or child) ran, or
     will run, rendered from what its run recorded (params, parameters, index, attempt);
     a shell command as `/bin/sh -c TEXT`. An array parent never runs itself: it shows
     the command as submitted, as its children's template."""
-    from flowbatch.template import Context, TemplateError, render_command
-
     template = _command(static["command"])
     if template is None:
         return None
     command: str | list[str] | tuple[str, ...] = template
     if row["array_size"] is None:
-        found = conn.execute("SELECT params FROM runs WHERE run_id = ?", (row["run_id"],))
-        params = json.loads((found.fetchone() or ["{}"])[0] or "{}")
+        params = _parsed(row["run_params"] or "{}")
         ctx = Context(
             params=params,
             job_name=str(row["name"]),
@@ -228,13 +235,20 @@ def command_as_run(
             index=row["array_index"],
             size=static["array_size"],
         )
-        parameters = json.loads(static["parameters"] or "{}")
+        parameters = _parsed(static["parameters"] or "{}")
         # A command that does not render never ran (its attempt failed): show the template.
         with contextlib.suppress(TemplateError):
             command = render_command(
                 template if isinstance(template, str) else tuple(template), ctx, parameters
             )
     return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Mapping[str, Any]:
+    # Every child of an array shares its run's params and its parent's parameters:
+    # describing 10,000 of them (a report) parses each once. Read-only by its users.
+    return types.MappingProxyType(json.loads(text))
 
 
 def _stopped_by(conn: sqlite3.Connection, row: _Row, status: str) -> set[str]:
