@@ -85,6 +85,9 @@ def test_a_command_run_elsewhere_says_where_it_looked_and_how_to_point_there(
 ) -> None:
     assert flowbatch(repo, "run", "pipelines/x.flow").returncode == 0
     inside = repo / "pipelines"
+    planned = flowbatch(inside, "plan", "x.flow", "--resume")
+    assert planned.returncode == 0
+    assert f"note: no job database at `{inside / '.flowbatch' / 'jobs.db'}`" in planned.stderr
     for args in (["jobs"], ["runs"], ["report", "latest"], ["terminate", "x"]):
         failed = flowbatch(inside, *args)
         assert failed.returncode == 2, args

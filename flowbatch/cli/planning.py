@@ -61,6 +61,12 @@ def plan_command(
     plan = load_plan(ctx, file, params)
     state = resolve_state_dir(state_dir)
     store: Store | None = None
+    if resume and not (state / "jobs.db").exists():
+        click.echo(
+            f"note: no job database at `{os.path.abspath(state / 'jobs.db')}`: no run to "
+            "resume from there (--state-dir or FLOWBATCH_STATE_DIR point elsewhere)",
+            err=True,
+        )
     if resume and (state / "jobs.db").exists():
         try:
             store = Store.open(state, create=False)
