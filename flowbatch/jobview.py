@@ -8,11 +8,35 @@ Imports: state.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flowbatch.state import DEPENDENCY_FAILED
+
+# C0 and C1 controls (ESC starts a terminal escape sequence, CSI U+009B is one on its
+# own), DEL, and the Unicode marks that reorder or break lines where a reader sees one.
+_INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str, *, keep: str = "") -> str:
+    """`text` with terminal control characters (and line or direction marks) written
+    out, `\\x1b`, `\\n`, `\\u202e`, so that a reason, a param or a name printed to a
+    terminal or a CI log can never move the cursor, recolour, clear or forge a line.
+    Characters in `keep` (e.g. "\\n") pass as they are."""
+
+    def shown(found: re.Match[str]) -> str:
+        ch = found.group()
+        if ch in keep:
+            return ch
+        code = ord(ch)
+        return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+    return _INVISIBLE.sub(shown, text)
 
 
 def clip(text: str, width: int) -> str:

@@ -8,7 +8,7 @@ self-loop. With a run's states, each node gets a `classDef` per state.
 Node ids are `n0, n1, ...` in job-name order: job names may hold `-` and words such as
 `end` that Mermaid's lexer treats specially, so names appear only inside quoted labels.
 
-Imports: render, compile.
+Imports: render, compile, jobview.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flowbatch.compile import Plan
+from flowbatch.jobview import visible
 from flowbatch.render import (
     NOT_IN_RUN,
     STATE_LOOK,
@@ -54,8 +55,10 @@ _ESCAPES = str.maketrans(
 
 
 def text(value: str) -> str:
-    """`value` safe inside a double-quoted Mermaid label (as entity codes)."""
-    return value.translate(_ESCAPES)
+    """`value` safe inside a double-quoted Mermaid label (as entity codes), on one line
+    whatever it holds: a CR or a line separator in a name must not end the Markdown
+    code block the graph sits in (a step summary)."""
+    return visible(value.translate(_ESCAPES))
 
 
 def to_mermaid(
@@ -71,7 +74,8 @@ def to_mermaid(
     StateView) styles nodes by the outcome of run `run` (named in a comment)."""
     names = sorted(plan.jobs())
     ids = {name: f"n{i}" for i, name in enumerate(names)}
-    out = ["flowchart LR", f"  %% {title(plan)}" + (f" · run {run}" if run else "")]
+    comment = visible(title(plan) + (f" · run {run}" if run else ""))
+    out = ["flowchart LR", f"  %% {comment}"]
     if group_by_queue:
         for i, (queue, members) in enumerate(by_queue(plan, names)):
             out.append(f'  subgraph q{i}["{text(queue_text(plan, queue))}"]')

@@ -11,7 +11,10 @@ counted itself, but when it fails before all its children ran, those children co
 as failed. The reporter is an event sink: `emit` only records, `flush` (which the
 runner calls every 0.2 s) writes. Plain ANSI escapes, so importing this is free.
 
-Imports: state.
+Names and reasons are shown through `jobview.visible`: a control character in a
+status reason (a `--reason`, a process's message) is written out, never sent raw.
+
+Imports: state, jobview.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final, TextIO
 
+from flowbatch.jobview import visible
 from flowbatch.state import JobEvent, JobState
 
 __all__ = ["Reporter", "color_wanted"]
@@ -60,7 +64,7 @@ def _elapsed(seconds: float) -> str:
 
 
 def _label(ev: JobEvent) -> str:
-    return ev.name if ev.index is None else f"{ev.name}[{ev.index}]"
+    return visible(ev.name if ev.index is None else f"{ev.name}[{ev.index}]")
 
 
 def _why(ev: JobEvent) -> str:
@@ -72,7 +76,7 @@ def _why(ev: JobEvent) -> str:
     if reasons:
         text = " / ".join(dict.fromkeys(reasons))
         parts.append(f"({text})" if parts else text)
-    return " ".join(parts) or "no reason given"
+    return visible(" ".join(parts)) or "no reason given"
 
 
 class Reporter:
@@ -121,6 +125,7 @@ class Reporter:
         self._unrun: dict[str, tuple[str, int, str]] = {}  # failed parent -> (name, n, why)
         self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self._closed = False
+        self._unwritable = False
 
     # -- the sink -------------------------------------------------------------------------
     def emit(self, event: JobEvent) -> None:
@@ -149,9 +154,9 @@ class Reporter:
             if self._dirty or self._pending or int(now - self._start) != self._drawn_second:
                 self._draw(now)
         elif self._pending:
-            self._stream.write("".join(line + "\n" for line in self._pending))
+            self._write("".join(line + "\n" for line in self._pending))
             self._pending.clear()
-        self._stream.flush()
+        self._flush_stream()
 
     def close(self) -> None:
         """Write what is pending, clear the status line, and print the summary."""
@@ -161,11 +166,11 @@ class Reporter:
         if self._tty:
             self._write_pending()
             if self._status_shown:
-                self._stream.write(_CLEAR_LINE)
+                self._write(_CLEAR_LINE)
         else:
             self.flush()
-        self._stream.write("".join(line + "\n" for line in self.summary()))
-        self._stream.flush()
+        self._write("".join(line + "\n" for line in self.summary()))
+        self._flush_stream()
 
     # -- what the counts say ---------------------------------------------------------------
     @property
@@ -235,6 +240,22 @@ class Reporter:
         return lines
 
     # -- internals ------------------------------------------------------------------------
+    def _write(self, text: str) -> None:
+        # Progress is for watching: a reader that went away (EPIPE), a full disk behind
+        # a redirect or a closed stream loses the progress, never the run.
+        if not self._unwritable:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._unwritable = True
+
+    def _flush_stream(self) -> None:
+        if not self._unwritable:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._unwritable = True
+
     def _note_parent(self, parent_id: str, name: str) -> None:
         if parent_id in self._parents:
             return
@@ -271,7 +292,8 @@ class Reporter:
         size = self._arrays.get(ev.name, 0)
         never_ran = size - self._children_seen.get(ev.job_id, 0)
         if never_ran > 0:
-            self._unrun[ev.job_id] = (ev.name, never_ran, ev.reason or "array job failed")
+            why = visible(ev.reason) or "array job failed"
+            self._unrun[ev.job_id] = (visible(ev.name), never_ran, why)
             if self._tty:
                 self._pending.append(self._line(ev))
 
@@ -284,7 +306,7 @@ class Reporter:
         if ev.state is _S.FAILED:
             text += f": {_why(ev)}"
         elif ev.state is _S.SUCCEEDED and ev.reason:  # e.g. reused by --resume
-            text += f" ({ev.reason})"
+            text += f" ({visible(ev.reason)})"
         elif ev.state is _S.RUNNABLE and ev.attempt:
             text += f" failed, will retry: {_why(ev)}"
         return text
@@ -296,14 +318,14 @@ class Reporter:
     def _write_pending(self) -> None:
         if self._pending:
             if self._status_shown:
-                self._stream.write(_CLEAR_LINE)
-            self._stream.write("".join(line + "\n" for line in self._pending))
+                self._write(_CLEAR_LINE)
+            self._write("".join(line + "\n" for line in self._pending))
             self._pending.clear()
             self._status_shown = False
 
     def _draw(self, now: float) -> None:
         self._write_pending()
-        self._stream.write(_CLEAR_LINE + self.status_line())
+        self._write(_CLEAR_LINE + self.status_line())
         self._status_shown = True
         self._last_draw = now
         self._drawn_second = int(now - self._start)

@@ -325,6 +325,16 @@ class Store:
                 arrays[parent][index] = (status or "SUBMITTED", fingerprint)
         return out
 
+    def job_ids_starting(self, prefix: str, limit: int = 6) -> list[str]:
+        """Ids of top-level jobs (of any run) that start with `prefix`, at most `limit`:
+        the CLI takes a unique prefix for an id."""
+        rows = self._conn.execute(
+            "SELECT job_id FROM jobs WHERE job_id >= ? AND job_id < ? AND parent_id IS NULL"
+            " ORDER BY job_id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def unknown_job(self, job_id: str) -> StoreError:
         """The error for an id that is not in the store, with a near id if one exists."""
         hint = self.suggest(job_id)

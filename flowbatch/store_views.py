@@ -6,21 +6,38 @@ command, resources) are read from their parent. Counts of children per state com
 from one GROUP BY, never from loading the children. A child the runner has not created
 yet has no row but can still be described (`describe_child`), as on AWS.
 
-Imports: state; sqlite3.
+The ARNs AWS would show use the region `local` and the account `000000000000` (the
+placeholder account of AWS's own local tools): `arn:aws:batch:local:000000000000:job/ID`.
+Every job is its own job definition, revision 1, named after the job.
+
+Imports: state, template (a described job's command as it ran); sqlite3.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from flowbatch.state import JobState
+from flowbatch.template import Context, TemplateError, render_command
 
 _STATES: Final = tuple(s.value for s in JobState)
+ARN_PREFIX: Final = "arn:aws:batch:local:000000000000"
+
+
+def job_arn(job_id: str) -> str:
+    return f"{ARN_PREFIX}:job/{job_id}"
+
+
+def job_definition_arn(name: str, revision: int = 1) -> str:
+    return f"{ARN_PREFIX}:job-definition/{name}:{revision}"
 
 
 class _Row(Protocol):
@@ -77,7 +94,12 @@ def status_summary(
 def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     """One job as an entry of DescribeJobs' `jobs`, or None if there is none."""
     cur = _cursor(conn)
-    row = cur.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    # The run's params come along: a command is shown rendered with them.
+    row = cur.execute(
+        "SELECT j.*, r.params AS run_params FROM jobs j"
+        " LEFT JOIN runs r ON r.run_id = j.run_id WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
     if row is None:
         return None
     static = row
@@ -119,6 +141,10 @@ def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict
         "compute": None,
         "exit_code": None,
         "log_path": None,
+        "run_params": next(
+            iter(conn.execute("SELECT params FROM runs WHERE run_id = ?", (parent["run_id"],))),
+            [None],
+        )[0],
     }
     return _job(conn, row, parent, [])
 
@@ -135,9 +161,14 @@ def _job(
     if static["gpus"]:
         resources.append({"type": "GPU", "value": str(static["gpus"])})
     last = attempts[-1] if attempts else None
+    stopped_by = _stopped_by(conn, row, status)
     job: dict[str, Any] = {
+        "jobArn": job_arn(row["job_id"]),
         "jobId": row["job_id"],
         "jobName": row["name"],
+        "jobDefinition": job_definition_arn(row["name"]),
+        "isCancelled": "cancel" in stopped_by,
+        "isTerminated": "terminate" in stopped_by,
         "runId": row["run_id"],
         "status": status,
         "statusReason": row["status_reason"],
@@ -152,9 +183,8 @@ def _job(
         "tags": json.loads(static["tags"] or "{}"),
         "retryStrategy": {"attempts": static["retry_attempts"]},
         "container": {
-            "command": _command(static["command"]),
+            "command": command_as_run(row, static, len(attempts)),
             "image": static["image"],
-            "vcpus": static["vcpus"],
             "memory": static["memory"],
             "resourceRequirements": resources,
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
@@ -164,14 +194,86 @@ def _job(
             "logStreamName": row["log_path"],
         },
     }
+    if float(static["vcpus"]).is_integer():
+        # AWS's field is an integer; a fractional share is in resourceRequirements only.
+        job["container"]["vcpus"] = int(static["vcpus"])
     if static["timeout"] is not None:
-        job["timeout"] = {"attemptDurationSeconds": static["timeout"]}
+        job["timeout"] = {"attemptDurationSeconds": _whole(static["timeout"])}
     if row["array_size"] is not None:
         summary = status_summary(conn, row["job_id"], row["array_size"], status)
-        job["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
+        job["arrayProperties"] = {
+            "size": row["array_size"],
+            "statusSummary": summary,
+            "statusSummaryLastUpdatedAt": _summary_updated_at(conn, row),
+        }
     elif row["array_index"] is not None:
         job["arrayProperties"] = {"index": row["array_index"]}
     return job
+
+
+def _whole(seconds: float) -> int | float:
+    # AWS takes whole seconds; a finer flowbatch timeout is shown as it is, not rounded.
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def command_as_run(row: _Row, static: _Row, attempts: int) -> list[str] | None:
+    """The command as AWS shows it, an argument list: what the job (or child) ran, or
+    will run, rendered from what its run recorded (params, parameters, index, attempt);
+    a shell command as `/bin/sh -c TEXT`. An array parent never runs itself: it shows
+    the command as submitted, as its children's template."""
+    template = _command(static["command"])
+    if template is None:
+        return None
+    command: str | list[str] | tuple[str, ...] = template
+    if row["array_size"] is None:
+        params = _parsed(row["run_params"] or "{}")
+        ctx = Context(
+            params=params,
+            job_name=str(row["name"]),
+            job_id=str(row["job_id"]),
+            attempt=max(attempts, 1),
+            index=row["array_index"],
+            size=static["array_size"],
+        )
+        parameters = _parsed(static["parameters"] or "{}")
+        # A command that does not render never ran (its attempt failed): show the template.
+        with contextlib.suppress(TemplateError):
+            command = render_command(
+                template if isinstance(template, str) else tuple(template), ctx, parameters
+            )
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Mapping[str, Any]:
+    # Every child of an array shares its run's params and its parent's parameters:
+    # describing 10,000 of them (a report) parses each once. Read-only by its users.
+    return types.MappingProxyType(json.loads(text))
+
+
+def _stopped_by(conn: sqlite3.Connection, row: _Row, status: str) -> set[str]:
+    """`cancel` and/or `terminate` when the job failed and a CancelJob or TerminateJob
+    (on it, or on its array parent) was taken by its run."""
+    if status != JobState.FAILED.value:
+        return set()
+    ids = [row["job_id"]] + ([row["parent_id"]] if row["parent_id"] is not None else [])
+    found = conn.execute(
+        f"SELECT DISTINCT action FROM requests WHERE run_id = ? AND taken != 0"
+        f" AND job_id IN ({', '.join('?' * len(ids))})",
+        [row["run_id"], *ids],
+    )
+    return {str(action) for (action,) in found}
+
+
+def _summary_updated_at(conn: sqlite3.Connection, parent: _Row) -> int | None:
+    """When a child of the array last changed state (ms), else when it was submitted."""
+    prefix = f"{parent['job_id']}:"
+    # A range on the events index: children's ids are `PARENT:INDEX`.
+    (latest,) = conn.execute(
+        "SELECT MAX(time) FROM events WHERE job_id >= ? AND job_id < ? AND applied != 0",
+        (prefix, prefix[:-1] + ";"),
+    ).fetchone()
+    return _ms(latest if latest is not None else parent["created_at"])
 
 
 def _number(value: float) -> str:

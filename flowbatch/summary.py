@@ -18,7 +18,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from flowbatch.compile import Plan
-from flowbatch.jobview import duration_seconds, exit_code, label, never_ran
+from flowbatch.jobview import duration_seconds, exit_code, label, never_ran, visible
 from flowbatch.junit import ChildrenOf
 from flowbatch.render import STATES, StateView
 from flowbatch.render_mermaid import to_mermaid
@@ -34,8 +34,8 @@ _CELL: Final = str.maketrans(
 
 
 def cell(text: object) -> str:
-    """`text` safe inside one Markdown table cell."""
-    return str(text).translate(_CELL).strip()
+    """`text` safe inside one Markdown table cell, control characters written out."""
+    return visible(str(text).translate(_CELL).strip())
 
 
 def outcome(jobs: Sequence[Mapping[str, Any]]) -> str:

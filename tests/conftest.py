@@ -69,6 +69,12 @@ def golden(request: pytest.FixtureRequest) -> Golden:
     return Golden(update=bool(request.config.getoption("--update-goldens")))
 
 
+@pytest.fixture(autouse=True)
+def _no_state_dir_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's own FLOWBATCH_STATE_DIR must not send the tests' runs into it.
+    monkeypatch.delenv("FLOWBATCH_STATE_DIR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"

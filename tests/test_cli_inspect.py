@@ -211,7 +211,74 @@ def test_a_missing_database_is_an_error(tmp_path: Path) -> None:
     result = run(tmp_path / "nothing", "runs")
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: no job database at `{tmp_path / 'nothing' / 'jobs.db'}`:"
-        " nothing has run here yet\n"
+        f"error: no job database at `{tmp_path / 'nothing' / 'jobs.db'}` (given by"
+        " --state-dir): nothing has run with this state directory yet. flowbatch keeps its"
+        " state in .flowbatch of the directory `flowbatch run` was started from: run this"
+        " command there, or pass --state-dir DIR or set FLOWBATCH_STATE_DIR=DIR\n"
     )
     assert not (tmp_path / "nothing").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("prep", "id-prep"),  # a name of the latest run, not the older run's old-prep
+        ("align:1", "id-align:1"),
+        ("id-pr", "id-prep"),  # a unique start of an id
+        ("id-al:2", "id-align:2"),
+        ("old-p", "old-prep"),  # a prefix reaches older runs too
+    ],
+)
+def test_a_job_is_its_id_a_unique_start_of_it_or_its_name_in_the_latest_run(
+    state_dir: Path, given: str, meant: str
+) -> None:
+    result = run(state_dir, "describe", given)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["jobs"][0]["jobId"] == meant
+    shown = run(state_dir, "jobs", "--children", "align" if "align" in meant else "id-align")
+    assert shown.exit_code == 0, shown.stderr
+
+
+def test_an_ambiguous_start_of_an_id_names_the_candidates(state_dir: Path) -> None:
+    result = run(state_dir, "logs", "id-")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: `id-` is the start of several job ids: id-align, id-prep, id-steps,"
+        " id-thumbs; give more of it\n"
+    )
+
+
+def test_logs_by_name_prints_the_latest_attempt(state_dir: Path) -> None:
+    result = run(state_dir, "logs", "prep")
+    assert (result.exit_code, result.stdout) == (0, "second try\n")
+
+
+@pytest.mark.slow
+def test_logs_streams_a_log_larger_than_it_may_hold_in_memory(state_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    size = 160 << 20
+    log = state_dir / "logs" / RUN / "prep" / "attempt-2" / "stdout"
+    with log.open("r+b") as f:
+        f.truncate(size)  # sparse: no disk written, all of it still read
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbatch", "logs", "id-prep", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        total = 0
+        while chunk := proc.stdout.read(1 << 20):
+            total += len(chunk)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert (proc.returncode, total) == (0, size)
+    assert usage.ru_maxrss < 100 * 1024  # KiB: far below the 160 MiB it printed

@@ -26,6 +26,7 @@ def start(tmp: Path, text: str, *extra: str) -> subprocess.Popen[str]:
     (tmp / "p.flow").write_text(text)
     return subprocess.Popen(
         [sys.executable, "-m", "flowbatch", "run", str(tmp / "p.flow"), *extra],
+        cwd=tmp,  # the state directory is ./.flowbatch of the directory run from
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -175,8 +176,9 @@ def test_a_second_sigint_kills_jobs_that_ignore_sigterm(tmp_path: Path) -> None:
     ("override", "unknown"), [("local=lcoal", "lcoal"), ("lcoal=local", "lcoal")]
 )
 def test_a_compute_override_naming_no_environment_records_nothing(
-    tmp_path: Path, override: str, unknown: str
+    tmp_path: Path, override: str, unknown: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
     result = CliRunner().invoke(app, ["run", str(tmp_path / "p.flow"), "--compute", override])
     assert result.exit_code == 2
@@ -185,7 +187,10 @@ def test_a_compute_override_naming_no_environment_records_nothing(
     assert not (tmp_path / ".flowbatch").exists()  # no run became "latest"
 
 
-def test_a_locked_database_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+def test_a_locked_database_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
     Store.open(tmp_path / ".flowbatch").close()
     holder = sqlite3.connect(tmp_path / ".flowbatch" / DB_NAME, isolation_level=None)

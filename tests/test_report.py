@@ -245,3 +245,27 @@ def test_on_a_terminal_flush_redraws_only_when_the_line_would_change() -> None:
     clock.now += 0.6
     rep.flush()
     assert out.getvalue()[len(drawn) :] == "\r\x1b[K[0/3 done, 1 running, 0 failed] prep 00:01"
+
+
+class _ReaderGone(io.StringIO):
+    """A stream whose reader has left after `keep` writes: then every write is EPIPE."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def write(self, text: str) -> int:
+        if self.keep <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.keep -= 1
+        return super().write(text)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_a_stream_nobody_reads_any_more_loses_the_progress_not_the_run(tty: bool) -> None:
+    out = _ReaderGone(keep=1)
+    rep, clock = reporter(out, tty=tty)
+    feed(rep, clock)  # emit draws on a terminal: the failure comes from there too
+    rep.flush()
+    rep.close()
+    assert rep.done == 3 and rep.failed == 1  # it kept counting after the reader left

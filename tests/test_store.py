@@ -185,7 +185,7 @@ def test_describe_is_shaped_like_describe_jobs(store: Store) -> None:
     assert job["parameters"] == {"who": "world"} and job["tags"] == {"team": "x"}
     assert job["dependsOn"] == []
     container = job["container"]
-    assert container["command"] == "echo Ref::who"
+    assert container["command"] == ["/bin/sh", "-c", "echo world"]  # as it ran
     assert container["vcpus"] == 2 and container["memory"] == 512
     assert container["environment"] == [{"name": "A", "value": "1"}]
     assert container["exitCode"] == 0
@@ -268,7 +268,8 @@ def test_a_child_reads_its_parents_facts_and_its_own_dependencies(store: Store) 
     child = store.describe("id-thumbs:2")
     assert child["arrayProperties"] == {"index": 2}
     assert child["dependsOn"] == [{"jobId": "id-align:2"}]
-    assert child["container"]["command"] == "thumb" and child["jobQueue"] == "default"
+    assert child["container"]["command"] == ["/bin/sh", "-c", "thumb"]
+    assert child["jobQueue"] == "default"
     assert store.describe("id-thumbs")["dependsOn"] == [{"jobId": "id-align", "type": "N_TO_N"}]
     assert store.describe("id-steps")["dependsOn"] == [{"type": "SEQUENTIAL"}]
     assert store.describe("id-steps:3")["dependsOn"] == [{"jobId": "id-steps:2"}]

@@ -209,6 +209,7 @@ def test_cancelling_a_child_the_runner_has_not_created_from_another_process(
     state_dir = tmp_path / ".flowbatch"
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowbatch", "run", str(flow), "--max-vcpus", "1"],
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,6 +11,7 @@ Imports: anything in flowbatch; click.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -46,7 +47,19 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="flowbatch")
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
+    from flowbatch.cli.common import guard_workflow_commands, on_github
+
+    if on_github():
+        guard_workflow_commands()
 
 
 def main() -> None:
-    app(prog_name="flowbatch")
+    try:
+        app(prog_name="flowbatch")
+    except BrokenPipeError:
+        # The reader of our output has gone (`flowbatch jobs | head -1`) in a place click
+        # does not catch it: Python's recipe, /dev/null behind stdout and exit 1, quietly.
+        from flowbatch.cli.common import point_at_devnull
+
+        point_at_devnull(sys.stdout)
+        sys.exit(1)

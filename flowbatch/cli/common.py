@@ -1,15 +1,24 @@
-"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline, and
-printing FlowErrors.
+"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline,
+printing FlowErrors, and where the state directory is.
 
-Imports: diagnostics; click.
+One rule for every command, as Nextflow and Snakemake keep theirs: the state directory is
+`--state-dir`, else `$FLOWBATCH_STATE_DIR`, else `.flowbatch` in the current directory
+(the directory a command is run from, never the pipeline file's). `flowbatch run
+pipelines/x.flow` followed by `flowbatch jobs` from the same directory then see the same
+runs; a pipeline's own relative paths (`workdir`) still resolve against its file.
+
+Imports: diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar, cast
 
 import click
 
@@ -17,8 +26,82 @@ from flowbatch.diagnostics import FlowError, render
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
+    from flowbatch.store import Store
+
+STATE_DIR_ENV = "FLOWBATCH_STATE_DIR"
+DEFAULT_STATE_DIR = ".flowbatch"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DropWhenClosed(io.TextIOBase):
+    """A text stream that drops what it is given once its reader has gone (a closed pipe,
+    as `flowbatch run p.flow | head -2` leaves) or it cannot be written, instead of
+    raising: a run's progress is for watching, and losing the watcher must not stop the
+    pipeline or change its exit status.
+
+    On the first EPIPE it does what Python's documentation recommends (the SIGPIPE note
+    of the `signal` module): point the descriptor at /dev/null, so that the interpreter's
+    own flush at exit does not fail again with "Exception ignored ... BrokenPipeError"."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self.dropping = False
+
+    def write(self, text: str) -> int:
+        if not self.dropping:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError) as err:
+                self._stop(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.dropping:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError) as err:
+                self._stop(err)
+
+    def isatty(self) -> bool:
+        return not self.dropping and self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    def _stop(self, err: Exception) -> None:
+        self.dropping = True
+        if isinstance(err, OSError) and err.errno == errno.EPIPE:
+            point_at_devnull(self._stream)
+
+
+def point_at_devnull(stream: TextIO) -> None:
+    """Python's recipe for a closed pipe: the stream's descriptor now writes to
+    /dev/null, so whatever is still buffered can be flushed (and lost) without error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def keep_running_when_unread() -> None:
+    """Send this process's stdout and stderr through DropWhenClosed, for a command
+    (`run`) that must carry on whether or not anyone still reads what it prints."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, DropWhenClosed):
+            setattr(sys, name, cast(TextIO, DropWhenClosed(stream)))
 
 
 def params_option(func: F) -> F:
@@ -31,6 +114,50 @@ def params_option(func: F) -> F:
         metavar="NAME=VALUE",
         help="Override a pipeline parameter (repeatable).",
     )(func)
+
+
+def state_dir_option(func: F) -> F:
+    """`--state-dir DIR`, as a Path or None (then `state_dir()` picks the default)."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=f"Where the job database and logs are (default: ${STATE_DIR_ENV}, else "
+        f"{DEFAULT_STATE_DIR} in the current directory).",
+    )(func)
+
+
+def state_dir(option: Path | None) -> Path:
+    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch."""
+    if option is not None:
+        return option
+    from_env = os.environ.get(STATE_DIR_ENV, "")
+    return Path(from_env) if from_env else Path(DEFAULT_STATE_DIR)
+
+
+def _where_from(option: Path | None) -> str:
+    if option is not None:
+        return "given by --state-dir"
+    if os.environ.get(STATE_DIR_ENV, ""):
+        return f"from ${STATE_DIR_ENV}"
+    return f"the default, {DEFAULT_STATE_DIR} in the current directory"
+
+
+def open_existing_store(option: Path | None) -> Store:
+    """The store of an existing state directory; StoreError saying where it looked, why
+    it looked there and how to point elsewhere when there is no job database."""
+    from flowbatch.store import DB_NAME, Store, StoreError
+
+    directory = state_dir(option)
+    if not (directory / DB_NAME).exists():
+        raise StoreError(
+            f"no job database at `{os.path.abspath(directory / DB_NAME)}` "
+            f"({_where_from(option)}): nothing has run with this state directory yet. "
+            f"flowbatch keeps its state in {DEFAULT_STATE_DIR} of the directory `flowbatch "
+            f"run` was started from: run this command there, or pass --state-dir DIR or set "
+            f"{STATE_DIR_ENV}=DIR"
+        )
+    return Store.open(directory, create=False)
 
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -59,17 +186,156 @@ def load_plan(
 
 def print_errors(err: FlowError) -> None:
     """Every error of `err` on stderr; also as GitHub annotations under GitHub Actions."""
-    click.echo(render(err), err=True)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    from flowbatch.jobview import visible
+
+    click.echo(visible(render(err), keep="\n\t"), err=True)
+    if on_github():
         for one in err.errors:
-            click.echo(github_annotation(one), err=True)
+            workflow_command(github_annotation(one))
 
 
 def github_annotation(err: FlowError) -> str:
-    """`::error file=F,line=L,col=C::message` (GitHub's workflow command syntax)."""
-    message = err.message + (f" ({err.hint})" if err.hint else "")
-    message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """`::error file=F,line=L,col=C::message` (GitHub's workflow command syntax), with
+    the message and the properties escaped as GitHub's toolkit escapes them."""
+    message = escape_data(err.message + (f" ({err.hint})" if err.hint else ""))
     if err.span is None:
         return f"::error::{message}"
-    path = err.span.path.replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+    path = escape_property(err.span.path)
     return f"::error file={path},line={err.span.line},col={err.span.col}::{message}"
+
+
+# -- GitHub Actions: only flowbatch's own workflow commands -------------------------------
+# The runner takes every line of a step's stdout and stderr that starts, after blanks,
+# with `::` as a workflow command (`::add-mask::`, `::stop-commands::`, `::error`...).
+# Under GITHUB_ACTIONS every line flowbatch prints goes through GitHubLines, which lets
+# such a line through only when flowbatch itself wrote it with `workflow_command`.
+
+
+def on_github() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    """A command's message, as @actions/core's escapeData: % CR LF."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A command's property value, as @actions/core's escapeProperty: % CR LF : ,"""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_OWN_COMMANDS: set[str] = set()
+
+
+def workflow_command(line: str, *, err: bool = True) -> None:
+    """Print `line`, a workflow command flowbatch built, as it is (stderr, or stdout)."""
+    _OWN_COMMANDS.add(line)
+    click.echo(line, err=err)
+
+
+def _defused(line: str) -> str:
+    """A line that would start a workflow command, made not to: a backslash before it.
+    The runner trims only blanks before looking for `::`."""
+    if not line.lstrip().startswith("::"):
+        return line
+    if line in _OWN_COMMANDS:
+        _OWN_COMMANDS.discard(line)
+        return line
+    return "\\" + line
+
+
+class GitHubLines(io.TextIOBase):
+    """A text stream that passes lines on once it knows how they start, with `_defused`
+    applied to each. A line written in pieces is held until its start is decided."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending = ""
+        self._mid_line = False  # part of the current line has been passed on
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        self._drain(final=False)
+        return len(text)
+
+    def flush(self) -> None:
+        self._drain(final=True)
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    @property
+    def buffer(self) -> BinaryIO:
+        """The binary stream below, for bytes that are written after `flush`."""
+        self.flush()
+        return self._stream.buffer
+
+    def _drain(self, *, final: bool) -> None:
+        out = []
+        while self._pending:
+            end = self._pending.find("\n")
+            if end < 0:
+                if not self._mid_line:
+                    if not final and self._pending.lstrip() in ("", ":"):
+                        break  # cannot tell yet whether it starts a command
+                    self._pending = _defused(self._pending)
+                out.append(self._pending)
+                self._pending = ""
+                self._mid_line = True
+                break
+            line, self._pending = self._pending[:end], self._pending[end + 1 :]
+            out.append((line if self._mid_line else _defused(line)) + "\n")
+            self._mid_line = False
+        if out:
+            self._stream.write("".join(out))
+
+
+def guard_workflow_commands() -> None:
+    """Under GitHub Actions, send stdout and stderr through GitHubLines."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, GitHubLines):
+            setattr(sys, name, cast(TextIO, GitHubLines(stream)))
+
+
+def resolve_job_id(store: Store, text: str) -> str:
+    """The job id `text` stands for: an id (or `ID:INDEX` for an array child), the
+    `NAME` or `NAME:INDEX` of a job of the latest run, or a unique prefix of an id
+    (`PREFIX:INDEX` too). A name is taken before a prefix. StoreError for an ambiguous
+    prefix (naming the candidates), else the store's own error for `text` (with its
+    suggestion) when nothing matches."""
+    from flowbatch.store import StoreError
+
+    try:
+        store.describe(text)
+        return text
+    except StoreError as err:
+        not_found = err
+    base, sep, index = text.rpartition(":")
+    if not (sep and index.isdigit()):
+        base, index = text, ""
+    suffix = f":{index}" if index else ""
+    if not base:
+        raise not_found
+    latest = store.latest_run()
+    if latest is not None:
+        named = store.jobs(run_id=latest, name=base)
+        if len(named) == 1:
+            return f"{named[0]['jobId']}{suffix}"
+    found = store.job_ids_starting(base)
+    if len(found) == 1 and found[0] + suffix != text:
+        return f"{found[0]}{suffix}"
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise StoreError(f"`{base}` is the start of several job ids: {shown}; give more of it")
+    raise not_found

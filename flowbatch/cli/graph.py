@@ -10,16 +10,24 @@ Imports: front, render, render_dot, render_mermaid, diagnostics, store (lazily);
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.cli.common import (
+    open_existing_store,
+    params_option,
+    parse_params,
+    print_errors,
+    state_dir_option,
+)
 from flowbatch.compile import Plan
 from flowbatch.diagnostics import FlowError
 from flowbatch.front import load
+from flowbatch.jobview import visible
 from flowbatch.render import RenderError, StateView, dot_to_image, to_json
 from flowbatch.render_dot import to_dot
 from flowbatch.render_mermaid import to_mermaid
@@ -27,15 +35,19 @@ from flowbatch.render_mermaid import to_mermaid
 FORMATS = {".dot": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid", ".json": "json"}
 
 
-def run_states(state_dir: Path, run_id: str, pipeline: str) -> tuple[str, dict[str, StateView]]:
+def run_states(
+    state_dir: Path | None, run_id: str, pipeline: str
+) -> tuple[str, dict[str, StateView]]:
     """The run's id (resolving `latest`) and each top-level job's state in it, read from
-    the store in `state_dir`; raises StoreError for a missing database or run."""
-    from flowbatch.store import Store, StoreError
+    the store in `state_dir` (None: the default one); raises StoreError for a missing
+    database or run."""
+    from flowbatch.store import StoreError
 
-    store = Store.open(state_dir, create=False)
+    store = open_existing_store(state_dir)
     try:
         if run_id == "latest":
-            found = store.latest_run(pipeline) or store.latest_run()
+            spellings = (os.path.abspath(pipeline), os.path.realpath(pipeline))
+            found = store.latest_run(pipeline, aliases=spellings) or store.latest_run()
             if found is None:
                 raise StoreError(f"no runs recorded in `{store.path}`")
             run_id = found
@@ -69,8 +81,7 @@ def _fail(message: str, code: int) -> NoReturn:
 @click.option("--group-by-queue", is_flag=True, help="Draw each queue's jobs in a box.")
 @click.option("--run", "run_id", metavar="RUN_ID",
               help="Colour jobs by their state in this run (`latest` for the newest).")  # fmt: skip
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where runs are recorded (default: .flowbatch/ beside FILE).")  # fmt: skip
+@state_dir_option
 def graph(
     file: Path,
     params: tuple[str, ...],
@@ -97,13 +108,13 @@ def graph(
         from flowbatch.store import StoreError
 
         try:
-            run_id, states = run_states(state_dir or file.parent / ".flowbatch", run_id, plan.path)
+            run_id, states = run_states(state_dir, run_id, plan.path)
         except StoreError as err:
-            _fail(f"error: {err}", 2)
+            _fail(f"error: {visible(str(err))}", 2)
     try:
         data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
     except RenderError as err:
-        _fail(f"error: {err}", 1)
+        _fail(f"error: {visible(str(err))}", 1)
     if output is None:
         click.echo(data.decode(), nl=False)
     else:

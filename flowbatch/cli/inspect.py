@@ -1,26 +1,36 @@
 """CLI commands: jobs, describe, logs, runs — looking at what ran, from the job store.
 
-They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, default
-`.flowbatch` here) and work while a run is writing to it. Data goes to stdout (tables,
-JSON with sorted keys, log text); errors go to stderr with exit code 2, and an unknown
-job id comes with the nearest known one.
+They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, else
+$FLOWBATCH_STATE_DIR, else `.flowbatch` here: see cli.common) and work while a run is
+writing to it. Data goes to stdout (tables, JSON with sorted keys, log text); errors go
+to stderr with exit code 2, and an unknown job id comes with the nearest known one.
 
-Imports: store, state; click.
+Imports: store, state, jobview, cli.common; click.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from flowbatch.jobview import clip, label
+from flowbatch.cli.common import (
+    on_github,
+    open_existing_store,
+    resolve_job_id,
+    state_dir_option,
+    workflow_command,
+)
+from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.jobview import clip, label, visible
 from flowbatch.state import JobState
 from flowbatch.store import Store, StoreError
 
@@ -31,25 +41,15 @@ _REASON_WIDTH = 60
 _DONE = ("SUCCEEDED", "FAILED")
 
 
-def state_dir_option(func: F) -> F:
-    return click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path(".flowbatch"),
-        show_default=True,
-        help="Where the job database and logs are.",
-    )(func)
-
-
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {visible(message)}", err=True)
     sys.exit(2)
 
 
 @contextmanager
-def _opened(state_dir: Path) -> Iterator[Store]:
+def _opened(state_dir: Path | None) -> Iterator[Store]:
     try:
-        store = Store.open(state_dir, create=False)
+        store = open_existing_store(state_dir)
     except StoreError as err:
         _fail(str(err))
     try:
@@ -81,7 +81,10 @@ def duration(start_ms: int | None, stop_ms: int | None, now: float | None = None
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    """Left-aligned columns separated by two spaces; the last column is not padded.
+    A control character in a cell (a reason, a name, a path) is written out."""
+    header = [visible(cell) for cell in header]
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
@@ -126,12 +129,13 @@ def jobs(
     name: str | None,
     children: str | None,
     as_json: bool,
-    state_dir: Path,
+    state_dir: Path | None,
 ) -> None:
     """List jobs: of the latest run, or of --run, or the children of an array job."""
     parent: dict[str, Any] | None = None
     with _opened(state_dir) as store:
         if children is not None:
+            children = resolve_job_id(store, children)
             parent = store.describe(children)
             if "size" not in parent.get("arrayProperties", {}):
                 _fail(f"job `{children}` ({parent['jobName']}) is not an array job")
@@ -173,10 +177,13 @@ def jobs(
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @state_dir_option
-def describe(job_ids: tuple[str, ...], state_dir: Path) -> None:
-    """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON."""
+def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
+    """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON.
+
+    A job is its id, a unique start of it, or the NAME of a job of the latest run;
+    ID:INDEX or NAME:INDEX for a child of an array job."""
     with _opened(state_dir) as store:
-        described = [store.describe(job_id) for job_id in job_ids]
+        described = [store.describe(resolve_job_id(store, job_id)) for job_id in job_ids]
     _print_json({"jobs": described})
 
 
@@ -187,9 +194,17 @@ def describe(job_ids: tuple[str, ...], state_dir: Path) -> None:
 @click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job is done.")
 @state_dir_option
-def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path) -> None:
-    """Print the output of one attempt of a job (or array child)."""
+def logs(
+    job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path | None
+) -> None:
+    """Print the output of one attempt of a job (or array child).
+
+    JOB_ID as for `describe`: an id, a unique start of one, or NAME[:INDEX] in the
+    latest run. A job reused by `run --resume` shows the attempt that made what it
+    reused, however many resumed runs ago."""
     with _opened(state_dir) as store:
+        where = resolve_state_dir(state_dir)
+        job_id = resolve_job_id(store, job_id)
         job = store.describe(job_id)
         if "size" in job.get("arrayProperties", {}):
             size = job["arrayProperties"]["size"]
@@ -197,6 +212,15 @@ def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: 
                 f"job `{job_id}` ({job['jobName']}) is an array job; its logs are its "
                 f"children's: `{job_id}:0` to `{job_id}:{size - 1}`"
             )
+        origin = _attempt_that_ran(store, job)
+        if origin is not job:
+            click.echo(
+                f"note: job `{job_id}` ({label(job)}) was reused by `run --resume`; this "
+                f"is the output of job `{origin['jobId']}` of run {origin['runId']}, "
+                "which made it",
+                err=True,
+            )
+            job, job_id = origin, str(origin["jobId"])
         tried = len(job["attempts"])
         if attempt is not None and attempt > tried:
             _fail(f"job `{job_id}` has {tried} attempt(s); there is no attempt {attempt}")
@@ -209,13 +233,81 @@ def logs(job_id: str, attempt: int | None, which: str, follow: bool, state_dir: 
         if tried == 0 and not follow:
             _fail(f"job `{job_id}` ({label(job)}) has not started yet: it is {job['status']}")
         number = attempt or max(tried, 1)
-        path = _log_file(state_dir, job, number, which)
+        path = _log_file(where, job, number, which)
         if not follow:
-            if not path.exists():
+            try:
+                log = path.open("rb")
+            except FileNotFoundError:
                 _fail(f"no {which} log for attempt {number} of `{job_id}` at `{path}`")
-            click.echo(path.read_bytes(), nl=False)
+            with log, _commands_stopped():
+                _copy(log)
             return
-        _follow(store, job_id, number, lambda: _log_file(state_dir, job, number, which))
+        with _commands_stopped():
+            _follow(store, job_id, number, lambda: _log_file(where, job, number, which))
+
+
+@contextmanager
+def _commands_stopped() -> Iterator[None]:
+    """Under GitHub Actions, a job's output is a process's, not flowbatch's: a line of it
+    must not act as a workflow command. GitHub's way: `::stop-commands::TOKEN` before,
+    `::TOKEN::` after, on the same stream (stdout), with a token no output can guess."""
+    if not on_github():
+        yield
+        return
+    import secrets
+
+    token = secrets.token_hex(16)
+    workflow_command(f"::stop-commands::{token}", err=False)
+    _last_byte[0] = b"\n"
+    try:
+        yield
+    finally:
+        if _last_byte[0] != b"\n":
+            sys.stdout.buffer.write(b"\n")  # the resuming command must start a line
+            sys.stdout.buffer.flush()
+        workflow_command(f"::{token}::", err=False)
+
+
+_last_byte = [b"\n"]
+
+
+# `Reused from run <id> (unchanged)`: resume.Decision.reason, the reason of a reused job.
+_REUSED = re.compile(r"Reused from run (\S+) ")
+
+
+def _attempt_that_ran(store: Store, job: dict[str, Any]) -> dict[str, Any]:
+    """`job` itself, or for a job (or child) reused by `run --resume` without running,
+    the same job in the run it was reused from, followed through runs that were
+    themselves reuses to the one that ran it. StoreError when that run is gone."""
+    seen: set[str] = set()
+    while not job["attempts"] and job["status"] == "SUCCEEDED":
+        found = _REUSED.match(job["statusReason"] or "")
+        if found is None or found[1] in seen:
+            return job
+        run_id = found[1]
+        seen.add(run_id)
+        index = job.get("arrayProperties", {}).get("index")
+        same = store.jobs(run_id=run_id, name=str(job["jobName"]))
+        if not same:
+            raise StoreError(
+                f"job `{job['jobId']}` ({label(job)}) was reused from run {run_id}, which is "
+                "no longer in the store (forgotten after --keep-days): its logs are gone"
+            )
+        origin_id = str(same[0]["jobId"]) + ("" if index is None else f":{index}")
+        job = store.describe(origin_id)
+    return job
+
+
+_CHUNK = 1 << 20
+
+
+def _copy(source: BinaryIO) -> None:
+    """`source` to stdout a chunk at a time: a log can be far larger than memory."""
+    out = sys.stdout.buffer
+    while chunk := source.read(_CHUNK):
+        out.write(chunk)
+        _last_byte[0] = chunk[-1:]
+    out.flush()
 
 
 def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> Path:
@@ -247,10 +339,8 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
         if path.exists():
             with path.open("rb") as f:
                 f.seek(offset)
-                chunk = f.read()
-            if chunk:
-                offset += len(chunk)
-                click.echo(chunk, nl=False)
+                _copy(f)
+                offset = f.tell()
         if ended:
             return
         time.sleep(_FOLLOW_POLL_SECONDS)
@@ -259,7 +349,7 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @state_dir_option
-def runs(as_json: bool, state_dir: Path) -> None:
+def runs(as_json: bool, state_dir: Path | None) -> None:
     """List runs, newest first, with their jobs counted by state."""
     with _opened(state_dir) as store:
         found = store.runs()
@@ -269,7 +359,7 @@ def runs(as_json: bool, state_dir: Path) -> None:
     rows = [
         [
             run["runId"],
-            run["pipeline"],
+            _shown_path(str(run["pipeline"])),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["createdAt"] / 1000)),
             # a run whose writer died has no end: its duration is unknown
             duration(run["createdAt"], run["endedAt"])
@@ -282,6 +372,17 @@ def runs(as_json: bool, state_dir: Path) -> None:
     ]
     header = ["RUN ID", "PIPELINE", "STARTED", "DURATION", "STATUS", "JOBS"]
     click.echo(table(header, rows))
+
+
+def _shown_path(path: str) -> str:
+    """A recorded (absolute) pipeline path as short as it is unambiguous from here."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith(os.pardir) else relative
 
 
 COMMANDS: list[click.Command] = [jobs, describe, logs, runs]

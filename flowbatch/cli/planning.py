@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option
+from flowbatch.cli.common import load_plan, params_option, state_dir_option
+from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.jobview import visible
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -43,11 +45,7 @@ def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
 @params_option
 @click.option("--resume", is_flag=True, help="Plan as `flowbatch run --resume` would run.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (sorted keys).")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where jobs.db is (default: .flowbatch beside FILE).",
-)
+@state_dir_option
 @click.pass_context
 def plan_command(
     ctx: click.Context,
@@ -61,13 +59,19 @@ def plan_command(
     from flowbatch.store import Store, StoreError
 
     plan = load_plan(ctx, file, params)
-    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    state = resolve_state_dir(state_dir)
     store: Store | None = None
+    if resume and not (state / "jobs.db").exists():
+        click.echo(
+            f"note: no job database at `{os.path.abspath(state / 'jobs.db')}`: no run to "
+            "resume from there (--state-dir or FLOWBATCH_STATE_DIR point elsewhere)",
+            err=True,
+        )
     if resume and (state / "jobs.db").exists():
         try:
             store = Store.open(state, create=False)
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
     try:
         if store is None:
@@ -88,6 +92,10 @@ def plan_command(
 
 def render_text(decision: Decision) -> list[str]:
     """The plan as lines for a terminal: a header, one line per job, a total."""
+    return [visible(line) for line in _lines(decision)]
+
+
+def _lines(decision: Decision) -> list[str]:
     if not decision.resume:
         head = f"{decision.pipeline}: without --resume every job runs (new)"
     elif decision.previous_run is None:

@@ -11,12 +11,18 @@ Imports: store, front, render, render_dot, report_data, report_html, diagnostics
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+from flowbatch.cli.common import open_existing_store, state_dir_option
+from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.jobview import visible
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {visible(message)}", err=True)
     raise SystemExit(code)
 
 
@@ -34,10 +40,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("report.html"), show_default=True,
               help="The HTML file to write.")  # fmt: skip
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path(".flowbatch"), show_default=True,
-              help="Where the job database and logs are.")  # fmt: skip
-def report(run_id: str, output: Path, state_dir: Path) -> None:
+@state_dir_option
+def report(run_id: str, output: Path, state_dir: Path | None) -> None:
     """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
     from flowbatch.report_html import report_html
     from flowbatch.store import StoreError
@@ -62,17 +66,17 @@ def report(run_id: str, output: Path, state_dir: Path) -> None:
         click.echo(f"note: no graph: {found.graph_note}", err=True)
 
 
-def build_report(state_dir: Path, run_id: str) -> RunReport:
-    """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir`;
-    StoreError for a missing database or run."""
+def build_report(state_dir: Path | None, run_id: str) -> RunReport:
+    """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir` (None:
+    the default one); StoreError for a missing database or run."""
     from flowbatch.report_data import collect
-    from flowbatch.store import Store
 
-    store = Store.open(state_dir, create=False)
+    store = open_existing_store(state_dir)
+    state_dir = resolve_state_dir(state_dir)
     try:
         run = _find_run(store, run_id)
         jobs = store.jobs(run_id=str(run["runId"]))
-        svg, note = graph_of(run, jobs, store.describe)
+        svg, note = graph_of(run, jobs, store.describe, launched_in=state_dir.parent)
         return collect(
             run,
             jobs,
@@ -107,10 +111,16 @@ def graph_of(
     run: Mapping[str, Any],
     jobs: Sequence[Mapping[str, Any]],
     describe: Describe,
+    *,
+    launched_in: Path | None = None,
 ) -> tuple[str | None, str]:
     """The run's pipeline drawn as inline SVG coloured by each job's final state, or
     None and why not: the file is gone or no longer loads, it changed since the run
-    (other jobs, commands or array sizes), or Graphviz failed."""
+    (other jobs, commands or array sizes), or Graphviz failed.
+
+    Runs record their file's absolute path; one recorded relative (by an older
+    flowbatch) is looked for from here and from `launched_in`, the directory the state
+    directory sits in (where `flowbatch run` was started by default)."""
     from flowbatch.diagnostics import FlowError
     from flowbatch.front import load
     from flowbatch.render import RenderError, StateView, dot_to_image
@@ -119,8 +129,14 @@ def graph_of(
 
     path = str(run.get("pipeline") or "")
     params = {str(k): str(v) for k, v in (run.get("params") or {}).items()}
-    if not path or not Path(path).is_file():
-        return None, f"the pipeline file `{path}` is gone"
+    candidates = [Path(path)]
+    if path and launched_in is not None and not Path(path).is_absolute():
+        candidates.append(launched_in / path)
+    found = next((c for c in candidates if c.is_file()), None) if path else None
+    if found is None:
+        looked = ", ".join(f"`{os.path.abspath(c)}`" for c in candidates)
+        return None, f"the pipeline file `{path}` is gone (looked for {looked})"
+    path = str(found)
     try:
         plan = load(path, params)
     except FlowError as err:
@@ -153,13 +169,26 @@ def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) 
         if gone:
             parts.append("jobs no longer there: " + ", ".join(gone[:5]))
         return "; ".join(parts)
+    from flowbatch.template import Context, TemplateError, render_command
+
     differ = []
     for name in sorted(names):
         spec = plan.job(name)
         found = describe(str(recorded[name]["jobId"]))
-        command = spec.command if isinstance(spec.command, str) else list(spec.command)
+        # describe shows what ran (rendered, as argv); render this file's command alike.
+        command: str | tuple[str, ...] = spec.command
+        if spec.array_size is None:
+            ctx = Context(
+                params=plan.params,
+                job_name=name,
+                job_id=str(found["jobId"]),
+                attempt=max(len(found.get("attempts") or []), 1),
+            )
+            with contextlib.suppress(TemplateError):
+                command = render_command(spec.command, ctx, spec.parameters)
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         size = (found.get("arrayProperties") or {}).get("size")
-        if (found.get("container") or {}).get("command") != command or size != spec.array_size:
+        if (found.get("container") or {}).get("command") != argv or size != spec.array_size:
             differ.append(name)
     return ("jobs defined differently: " + ", ".join(differ[:5])) if differ else ""
 

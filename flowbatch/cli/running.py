@@ -12,7 +12,9 @@ diagnostics, executors.base (reasons), cli.common, cli.planning; click, anyio.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,14 +22,24 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option
+from flowbatch.cli.common import (
+    keep_running_when_unread,
+    load_plan,
+    open_existing_store,
+    params_option,
+    resolve_job_id,
+    state_dir_option,
+)
+from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
+from flowbatch.jobview import visible
 from flowbatch.state import JobEvent
 from flowbatch.syntax import duration_seconds
 
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
+    from flowbatch.store import Store
 
 EXIT_INTERRUPTED = 130
 
@@ -69,11 +81,7 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
 @click.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @params_option
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where jobs.db and logs go (default: .flowbatch beside FILE).",
-)
+@state_dir_option
 @click.option("--max-vcpus", type=click.IntRange(min=1), help="Cap local compute environments.")
 @click.option(
     "--compute",
@@ -142,14 +150,16 @@ def run_command(
     from flowbatch.run_setup import override_errors
     from flowbatch.store import Store, StoreError
 
+    # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
+    keep_running_when_unread()
     plan = load_plan(ctx, file, params, computes=compute_files)
     compute_overrides = _split_overrides(overrides)
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
         for message in errors:
-            click.echo(f"error: {message}", err=True)
+            click.echo(f"error: {visible(message)}", err=True)
         ctx.exit(2)
-    state = state_dir if state_dir is not None else file.parent / ".flowbatch"
+    state = resolve_state_dir(state_dir)
     try:
         store = (
             Store.open(state)
@@ -157,7 +167,7 @@ def run_command(
             else Store.open(state, busy_timeout=busy_timeout)
         )
     except StoreError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {visible(str(err))}", err=True)
         ctx.exit(2)
     try:
         try:
@@ -165,9 +175,11 @@ def run_command(
             decision = resume_decision(store, plan, resume=resume)
             run_id = new_run_id()
             job_ids = new_job_ids(plan)
-            store.begin_run(run_id, plan.pipeline, job_ids, created_at=time.time())
+            # Recorded absolute: `report` and `graph --run` find the file from anywhere.
+            recorded = dataclasses.replace(plan.pipeline, path=os.path.abspath(plan.path))
+            store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         except StoreError as err:  # e.g. another process holds the database locked
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
@@ -195,7 +207,7 @@ def run_command(
                 )
             )
         except ValueError as err:  # an override naming an unknown compute environment
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             store.end_run(run_id, "FAILED", ended_at=time.time())
             ctx.exit(2)
         except KeyboardInterrupt:  # before the runner's signal handling was in place
@@ -204,21 +216,49 @@ def run_command(
         reporter.close()
         store.end_run(run_id, result.status, ended_at=time.time())
         write_reports(store, plan, run_id, result.status, junit=junit)
+        hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
     if result.stalled:
         click.echo(
             "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "
-            + ", ".join(result.stalled),
+            + visible(", ".join(result.stalled)),
             err=True,
         )
     if result.status == "INTERRUPTED":
         click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
     elif result.failed or result.stalled:
-        click.echo(f"run {run_id} failed: {', '.join(result.failed or result.stalled)}", err=True)
+        failed = visible(", ".join(result.failed or result.stalled))
+        click.echo(f"run {run_id} failed: {failed}", err=True)
+        for hint in hints:
+            click.echo(hint, err=True)
     else:
         click.echo(f"run {run_id} succeeded", err=True)
     ctx.exit(result.exit_code)
+
+
+_MAX_LOG_HINTS = 3
+
+
+def _log_hints(store: Store, run_id: str, state_dir: Path | None) -> list[str]:
+    """How to see why the run failed: `flowbatch logs` of the first jobs (or array
+    children) that failed after running, and how to list every failed job."""
+    import shlex
+
+    where = "" if state_dir is None else f" --state-dir {shlex.quote(str(state_dir))}"
+    commands: list[str] = []
+    for job in store.jobs(run_id=run_id, status="FAILED"):
+        if len(commands) == _MAX_LOG_HINTS:
+            break
+        ran = job
+        if job.get("arrayProperties", {}).get("size") is not None:
+            failed = store.jobs(parent=str(job["jobId"]), status="FAILED")
+            ran = next((c for c in failed if c["attempts"]), job)
+        if ran["attempts"]:  # a job failed by its dependency never ran: no logs
+            commands.append(f"  flowbatch logs {ran['jobId']} --stderr{where}")
+    lines = ["see why:", *commands] if commands else []
+    lines.append(f"every failed job: flowbatch jobs --run {run_id} --status FAILED{where}")
+    return lines
 
 
 def _reporter(plan: Plan) -> _Progress:
@@ -239,26 +279,47 @@ def _reporter(plan: Plan) -> _Progress:
     )
 
 
+_CONTROL_HELP = {
+    "cancel": """Cancel JOB_ID if it has not started (AWS CancelJob).
+
+    A job still SUBMITTED, PENDING or RUNNABLE in a running `flowbatch run` (from
+    another terminal) fails with --reason, and so do the jobs that depend on it. A
+    job that has started is not touched: use `flowbatch terminate`.
+
+    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
+    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
+    done or has started, 2 for an unknown job.""",
+    "terminate": """Terminate JOB_ID, killing it if it runs (AWS TerminateJob).
+
+    A job of a running `flowbatch run` (from another terminal) that has not started
+    fails as with `cancel`; one that runs gets SIGTERM, then SIGKILL after the grace
+    period, and fails with --reason without being retried. Terminating an array job
+    terminates its children.
+
+    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
+    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
+    done, 2 for an unknown job.""",
+}
+
+
 def _control(action: str) -> click.Command:
-    @click.command(action)
+    @click.command(action, help=_CONTROL_HELP[action])
     @click.argument("job_id")
     @click.option("--reason", default=None, help="The status reason to record.")
-    @click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path(".flowbatch"),
-        show_default=True,
-    )
+    @state_dir_option
     @click.pass_context
-    def command(ctx: click.Context, job_id: str, reason: str | None, state_dir: Path) -> None:
-        from flowbatch.store import Store, StoreError
+    def command(
+        ctx: click.Context, job_id: str, reason: str | None, state_dir: Path | None
+    ) -> None:
+        from flowbatch.store import StoreError
 
         try:
-            store = Store.open(state_dir, create=False)
+            store = open_existing_store(state_dir)
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         try:
+            job_id = resolve_job_id(store, job_id)
             status = store.describe(job_id)["status"]
             if status in ("SUCCEEDED", "FAILED"):
                 click.echo(f"error: job {job_id} already {status}", err=True)
@@ -273,17 +334,12 @@ def _control(action: str) -> click.Command:
             default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
             store.request(job_id, action, reason or f"{default} by user")  # type: ignore[arg-type]
         except StoreError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {visible(str(err))}", err=True)
             ctx.exit(2)
         finally:
             store.close()
         click.echo(f"{action} requested for job {job_id}", err=True)
 
-    command.__doc__ = (
-        "Cancel JOB_ID if it has not started (AWS CancelJob)."
-        if action == "cancel"
-        else "Terminate JOB_ID, killing it if it runs (AWS TerminateJob)."
-    )
     return command
 
 
