@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from run_helpers import run_for_real
 
-from flowbatch import FlowError, Kind, load
+from flowbatch import FlowError, load
 from flowbatch.template import Context, TemplateError, misplaced, render
 
 REF_FLOW = """\
