@@ -182,6 +182,7 @@ class _Runner:
         self.stalled: list[str] = []
         self.failed: set[str] = set()
         self.signal: str | None = None
+        self.error: str | None = None  # why the run had to stop (a sink could not record)
         self.base_env = dict(os.environ)
         self.pipeline_dir = Path(plan.path).absolute().parent
         self.lost = lost
@@ -194,7 +195,13 @@ class _Runner:
             return await self._run()
         # The receiver stays open until the run has recorded everything, so a second
         # signal during the cleanup reaches `_on_signal` instead of Python's handler.
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # SIGHUP (the terminal closed, the ssh session dropped) ends a run as SIGTERM does:
+        # Python's default would kill the runner and leave its jobs recorded as running.
+        # Under `nohup` SIGHUP is ignored, and stays so.
+        wanted = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            wanted.append(signal.SIGHUP)
+        with anyio.open_signal_receiver(*wanted) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, signals)
                 try:
@@ -215,14 +222,19 @@ class _Runner:
             with anyio.CancelScope(shield=True):
                 if self.signal is not None:
                     self.frontier.fail_all(f"Run interrupted ({self.signal})")
+                elif self.error is not None:
+                    self.frontier.fail_all(f"Run stopped: {self.error}")
                 self._drain()
-                for sink in self.sinks:
-                    sink.flush()
+                self._flush_sinks()
                 for executor in self.executors.values():
                     with anyio.move_on_after(10):
                         await executor.aclose()
         if self.signal is not None:
-            return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
+            return RunResult(
+                "INTERRUPTED", sorted(self.failed), signal=self.signal, error=self.error
+            )
+        if self.error is not None:
+            return RunResult("FAILED", sorted(self.failed), error=self.error)
         status = "FAILED" if self.failed or self.stalled else "SUCCEEDED"
         return RunResult(status, sorted(self.failed), list(self.stalled))
 
@@ -442,14 +454,38 @@ class _Runner:
             await anyio.sleep(FLUSH_INTERVAL)
             if self._dirty:
                 self._dirty = False
-                for sink in self.sinks:
-                    sink.flush()
+                self._flush_sinks()
             if self.control is not None:
-                for job_id, action, reason in self.control():
+                try:
+                    requests = list(self.control())
+                except Exception as exc:  # the job database: full, read-only, locked too long
+                    self._stop(str(exc))
+                    requests = []
+                for job_id, action, reason in requests:
                     self._request(job_id, action, reason)
+                if requests:
+                    # A request that changed nothing must still be acknowledged by a flush
+                    # (`flowbatch cancel` waits for it).
+                    self._dirty = True
             if self.lost and self.clock() - last_host_check >= HOST_CHECK_INTERVAL:
                 last_host_check = self.clock()
                 await self._check_hosts()
+
+    def _flush_sinks(self) -> None:
+        """Flush every sink. A sink that cannot record (the store's disk is full or
+        read-only) stops the run: jobs whose states cannot be kept must not run on
+        unrecorded. Nothing is raised; `error` says what happened."""
+        for sink in self.sinks:
+            try:
+                sink.flush()
+            except Exception as exc:
+                self._stop(str(exc))
+
+    def _stop(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
 
     def _request(self, job_id: str, action: str, reason: str) -> None:
         parent, _, child = job_id.partition(":")
@@ -481,7 +517,7 @@ class _Runner:
             self._dispatch()
 
     async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
-        """The first SIGINT/SIGTERM stops the run (jobs get their grace period); a
+        """The first SIGINT/SIGTERM/SIGHUP stops the run (jobs get their grace period); a
         second one cuts the grace periods short: the jobs are killed now."""
         async for signum in signals:
             if self.signal is None and not self.finished.is_set():

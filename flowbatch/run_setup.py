@@ -8,8 +8,8 @@ Imports: compile, model, diagnostics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import random
 import secrets
 import time
@@ -97,7 +97,16 @@ def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> 
     if index is not None:
         log_dir = log_dir / str(index)
     log_dir = log_dir / f"attempt-{attempt}"
-    os.makedirs(log_dir, exist_ok=True)
+    # Every directory made here is private (0700) whatever the umask: logs hold what jobs
+    # print, secrets included. os.makedirs gives its mode to the last directory only.
+    missing = []
+    where = log_dir
+    while not where.exists():
+        missing.append(where)
+        where = where.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            directory.mkdir(mode=0o700)
     return log_dir
 
 
@@ -129,6 +138,7 @@ class RunResult:
     failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
     stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
     signal: str | None = None
+    error: str | None = None  # why the run stopped early (a sink could not record)
 
     @property
     def exit_code(self) -> int:

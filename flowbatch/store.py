@@ -14,27 +14,37 @@ Imports: model, state, store_schema, store_views; sqlite3.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import json
 import os
 import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
 from flowbatch import store_rows as rows
 from flowbatch import store_views as views
 from flowbatch.model import Pipeline
+from flowbatch.processes import Process
 from flowbatch.state import JobEvent, JobState
 from flowbatch.store_schema import BUSY_TIMEOUT_SECONDS, StoreError, connect
 
-__all__ = ["DB_NAME", "Store", "StoreError"]
+__all__ = ["DB_NAME", "RUNNER_LOST", "Store", "StoreError"]
 
 DB_NAME: Final = "jobs.db"
+# The status reason of every job a dead runner left unfinished (and of its run).
+RUNNER_LOST: Final = "Runner lost"
+DEFAULT_KEEP_DAYS: Final = 1.0  # AWS keeps a finished job for 24 hours
 _DAY: Final = 86_400.0
+_PRIVATE_DIR: Final = 0o700
+_PRIVATE_FILE: Final = 0o600
+_NOT_DONE: Final = "COALESCE(status, 'SUBMITTED') NOT IN ('SUCCEEDED', 'FAILED')"
 _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 # `PARENT:i`, an array child's id; a negative index is matched to be refused by name.
 _CHILD_ID: Final = re.compile(r"(.+):(-?[0-9]+)")
@@ -83,12 +93,39 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class Store:
-    """The job database of one state directory. Not shared between threads at once."""
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-    def __init__(self, conn: sqlite3.Connection, db_path: Path) -> None:
+
+def _reads(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """SQLite's errors while reading (a corrupted page, a file swapped underneath) leave
+    as StoreError naming the database, never as a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"job database `{self.path}` cannot be read: {exc}") from None
+
+    return wrapper
+
+
+class Store:
+    """The job database of one state directory. Not shared between threads at once.
+
+    `read_only` is True when the database could only be opened for reading (a
+    read-only directory or file system): the reading methods work, writing raises
+    StoreError, and runs whose runner is gone cannot be marked so.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, db_path: Path, *, read_only: bool = False) -> None:
         self._conn = conn
         self.path = db_path
+        self.read_only = read_only
+        # Requests handed to the runner whose effects the next flush records: that flush
+        # marks them applied, so `cancel` can wait for what really happened.
+        self._taken: list[int] = []
         self._buffer: list[JobEvent] = []
         # The last applied state of every job this writer has touched, and which ids
         # are array parents: legality checks then need no query per event.
@@ -105,14 +142,49 @@ class Store:
         cls, state_dir: Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_SECONDS
     ) -> Store:
         """The store in `state_dir`, created (directory and database) unless `create`
-        is False, in which case a missing database raises StoreError. A write waits up
-        to `busy_timeout` seconds for another process's, then raises StoreError."""
+        is False, in which case a missing database raises StoreError and one that
+        cannot be written is opened read-only. A write waits up to `busy_timeout`
+        seconds for another process's, then raises StoreError. What flowbatch creates
+        here is private to its user (0700 directory, 0600 database) whatever the umask.
+
+        Runs of this machine whose runner is gone are marked FAILED on opening (see
+        `settle_lost_runs`)."""
         state_dir = Path(state_dir)
         db_path = state_dir / DB_NAME
+        shown = str(db_path)
+        if db_path.is_dir():
+            raise StoreError(
+                f"`{db_path}` is a directory, not a job database: move it away, or give"
+                " another --state-dir"
+            )
         if not create and not db_path.exists():
             raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return cls(connect(db_path, shown_as=str(db_path), busy_timeout=busy_timeout), db_path)
+        read_only = False
+        try:
+            if create:
+                _private_dirs(state_dir)
+            _private_file(db_path)
+        except OSError as exc:
+            if create or not db_path.is_file():
+                what = "state directory" if create else "job database"
+                where = state_dir if create else db_path
+                raise StoreError(
+                    f"cannot write the {what} `{where}`: {exc.strerror or exc}", read_only=True
+                ) from None
+            read_only = True
+        try:
+            conn = connect(db_path, shown_as=shown, busy_timeout=busy_timeout, read_only=read_only)
+        except StoreError as err:
+            if create or read_only or not err.read_only:
+                raise
+            read_only = True
+            conn = connect(db_path, shown_as=shown, read_only=True)
+        store = cls(conn, db_path, read_only=read_only)
+        if not read_only:
+            # A locked or full database: the next command tries again.
+            with contextlib.suppress(StoreError):
+                store.settle_lost_runs()
+        return store
 
     def close(self) -> None:
         self._conn.close()
@@ -142,11 +214,14 @@ class Store:
         ]
         params = json.dumps(dict(pipeline.params), sort_keys=True)
         with self._write():
+            me = Process.of(os.getpid())
+            kinds = json.dumps({n: ce.type for n, ce in pipeline.computes.items()}, sort_keys=True)
             self._conn.execute(
-                "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, pipeline.path, params, created_at, os.getpid(), socket.gethostname()),
-            )
+                "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname, owner,"
+                " boot_id, computes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, pipeline.path, params, created_at, me.pid, socket.gethostname(),
+                 str(me), _boot_id(), kinds),
+            )  # fmt: skip
             self._conn.executemany(
                 f"INSERT INTO jobs ({', '.join(rows.STATIC_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
@@ -168,6 +243,9 @@ class Store:
         recorded as not applied and appended to `rejected`. On a database error the
         events stay buffered and StoreError is raised."""
         if not self._buffer:
+            if self._taken:
+                with self._write():
+                    self._ack_requests()
             return
         batch, self._buffer = self._buffer, []
         self._load_states(self._ids_to_look_up(batch))
@@ -178,28 +256,151 @@ class Store:
                 self._conn.executemany(_INSERT_EVENT, folded.events)
                 self._conn.executemany(_UPSERT_JOB, folded.jobs.values())
                 self._conn.executemany(_UPSERT_ATTEMPT, folded.attempts.values())
+                self._ack_requests()
         except StoreError:
             self._buffer[:0] = batch  # nothing was written: try again at the next flush
             raise
         self._states = states
         self.rejected.extend(folded.rejected)
 
-    def end_run(self, run_id: str, status: str, *, ended_at: float) -> None:
-        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+    def end_run(self, run_id: str, status: str, *, ended_at: float, reason: str = "") -> None:
+        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED", and why (`reason`,
+        e.g. that the job database could not be written). With a reason, a buffer that
+        cannot be written (a full disk) still leaves a true record where the smallest
+        write fits: the run ended, its unfinished jobs FAILED with `reason`. StoreError
+        when not even that could be written."""
         if status not in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
             raise ValueError(f"unknown run status {status!r}")
-        self.flush()
+        try:
+            self.flush()
+        except StoreError:
+            if not reason:
+                raise
+            self._buffer.clear()  # lost: what is recorded instead says so
         with self._write():
             self._conn.execute(
-                "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?",
-                (status, ended_at, run_id),
+                "UPDATE runs SET status = ?, ended_at = ?, reason = ? WHERE run_id = ?",
+                (status, ended_at, reason, run_id),
+            )
+            if reason:
+                # run_plan returns once every attempt has ended: none is left running
+                self._fail_unfinished(run_id, reason, ended_at, attempts_ended=True)
+
+    # -- runs whose runner is gone -------------------------------------------------------
+    @_reads
+    def settle_lost_runs(self, *, now: float | None = None) -> list[str]:
+        """Mark every run of this machine whose runner is gone (killed, crashed, the
+        machine restarted) FAILED, its unfinished jobs FAILED with a RUNNER_LOST reason;
+        return their ids. Attempts that were running keep no stop time: whether their
+        processes still run is not known (`stray_attempts`). A run on another machine
+        is left alone: from here it cannot be told whether its runner is alive."""
+        lost = [
+            (str(run_id), pid, host)
+            for run_id, pid, host, owner, boot in self._conn.execute(
+                "SELECT run_id, pid, hostname, owner, boot_id FROM runs WHERE status IS NULL"
+            )
+            if owner_state(pid, host, owner, boot) == "gone"
+        ]
+        when = time.time() if now is None else now
+        settled = []
+        for run_id, pid, host in lost:
+            reason = (
+                f"{RUNNER_LOST}: `flowbatch run` (pid {pid} on {host}) ended without"
+                " finishing the run"
+            )
+            with self._write():
+                done = self._conn.execute(
+                    "UPDATE runs SET status = 'FAILED', ended_at = ?, reason = ?"
+                    " WHERE run_id = ? AND status IS NULL",
+                    (when, reason, run_id),
+                )
+                if done.rowcount:  # else another command settled it first
+                    self._fail_unfinished(run_id, reason, when, attempts_ended=False)
+                    settled.append(run_id)
+        return settled
+
+    def _fail_unfinished(
+        self, run_id: str, reason: str, when: float, *, attempts_ended: bool
+    ) -> None:
+        """In an open write transaction: every job of `run_id` not done becomes FAILED
+        with `reason`, as TerminateJob would make it, with an event that says so. Its
+        open attempts get `reason`, and a stop time only if they are known to have
+        `attempts_ended`."""
+        self._conn.execute(
+            "INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code,"
+            " applied) SELECT run_id, job_id, 'FAILED', ?, ?, attempt, NULL, 1 FROM jobs"
+            f" WHERE run_id = ? AND {_NOT_DONE}",
+            (when, reason, run_id),
+        )
+        self._conn.execute(
+            "UPDATE attempts SET status_reason = ?, stopped_at = ?"
+            " WHERE run_id = ? AND stopped_at IS NULL",
+            (reason, when if attempts_ended else None, run_id),
+        )
+        self._conn.execute(
+            "UPDATE jobs SET status = 'FAILED', status_reason = ?, stopped_at = ?"
+            f" WHERE run_id = ? AND {_NOT_DONE}",
+            (reason, when, run_id),
+        )
+        self._states.clear()  # rows changed under the cache
+
+    @_reads
+    def stray_attempts(
+        self, job_id: str | None = None, *, run_id: str | None = None
+    ) -> list[Stray]:
+        """Attempts of an ended run that have no stop time: their runner was lost while
+        they ran, so their processes may still run. Of one job (an array job: of its
+        children) or of one run."""
+        query = (
+            "SELECT a.job_id, a.attempt, a.compute, a.host, a.external_id, r.run_id,"
+            " r.hostname, r.boot_id, r.computes FROM attempts a JOIN runs r USING (run_id)"
+            " WHERE a.stopped_at IS NULL AND r.status IS NOT NULL"
+        )
+        args: list[object] = []
+        if run_id is not None:
+            query += " AND a.run_id = ?"
+            args.append(run_id)
+        if job_id is not None:
+            query += (
+                " AND (a.job_id = ? OR a.job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?))"
+            )
+            args += [job_id, job_id]
+        out = []
+        for jid, n, compute, host, ext, rid, run_host, boot, computes in self._conn.execute(
+            query + " ORDER BY a.job_id, a.attempt", args
+        ):
+            kinds = json.loads(computes or "{}")
+            out.append(
+                Stray(
+                    job_id=str(jid),
+                    attempt=int(n),
+                    run_id=str(rid),
+                    compute=compute,
+                    kind=kinds.get(compute),
+                    host=host,
+                    external_id=ext,
+                    here=run_host == socket.gethostname(),
+                    same_boot=boot is None or boot == _boot_id(),
+                )
+            )
+        return out
+
+    def stopped(self, stray: Stray, reason: str, *, now: float | None = None) -> None:
+        """Record that a stray attempt's process is gone (stopped, or found dead)."""
+        with self._write():
+            self._conn.execute(
+                "UPDATE attempts SET stopped_at = ?, reason = COALESCE(NULLIF(reason, ''), ?)"
+                " WHERE job_id = ? AND attempt = ? AND stopped_at IS NULL",
+                (time.time() if now is None else now, reason, stray.job_id, stray.attempt),
             )
 
     # -- control requests from other processes ---------------------------------------
-    def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> None:
-        """Ask the run that owns `job_id` to cancel or terminate it; StoreError if no
-        such job exists. An array child the runner has not created yet exists (as on
-        AWS): the request goes to its parent's run."""
+    @_reads
+    def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> int:
+        """Ask the run that owns `job_id` to cancel or terminate it and return the
+        request's number (see `request_state`); StoreError if no such job exists. An
+        array child the runner has not created yet exists (as on AWS): the request
+        goes to its parent's run."""
         if action not in ("cancel", "terminate"):
             raise ValueError(f"unknown action {action!r}")
         row = self._conn.execute("SELECT run_id FROM jobs WHERE job_id = ?", (job_id,))
@@ -213,12 +414,34 @@ class Store:
             parent_id, index, run_id = child
             job_id = f"{parent_id}:{index}"
         with self._write():
-            self._conn.execute(
+            cur = self._conn.execute(
                 "INSERT INTO requests (run_id, job_id, action, reason, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (run_id, job_id, action, reason, time.time()),
             )
+        return int(cur.lastrowid or 0)
 
+    @_reads
+    def request_state(self, seq: int) -> Literal["open", "taken", "applied"]:
+        """Where request `seq` is: not yet seen by its runner, taken, or applied (what
+        it changed is recorded)."""
+        row = self._conn.execute("SELECT taken FROM requests WHERE seq = ?", (seq,)).fetchone()
+        taken = 0 if row is None else int(row[0])
+        return "applied" if taken >= 2 else "taken" if taken else "open"
+
+    @_reads
+    def run_of(self, run_id: str) -> dict[str, Any] | None:
+        """One run as `runs` shows it, or None."""
+        return next((r for r in views.runs(self._conn, owner_state, run_id) if r), None)
+
+    def _ack_requests(self) -> None:
+        # Inside the flush's transaction: the request is applied once its effects are.
+        self._conn.executemany(
+            "UPDATE requests SET taken = 2 WHERE seq = ?", [(seq,) for seq in self._taken]
+        )
+        self._taken = []
+
+    @_reads
     def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
         """The run's open requests as (job_id, action, reason), oldest first; each is
         returned by exactly one call."""
@@ -234,9 +457,11 @@ class Store:
             self._conn.executemany(
                 "UPDATE requests SET taken = 1 WHERE seq = ?", [(r[0],) for r in rows]
             )
+        self._taken += [int(r[0]) for r in rows]
         return [(r[1], r[2], r[3]) for r in rows]
 
     # -- reading --------------------------------------------------------------------------
+    @_reads
     def describe(self, job_id: str) -> dict[str, Any]:
         """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
         suggestion where one exists) for an unknown id. Every child of an array job can
@@ -250,6 +475,7 @@ class Store:
             raise self.unknown_job(job_id)
         return found
 
+    @_reads
     def jobs(
         self,
         *,
@@ -265,14 +491,17 @@ class Store:
             self._conn, run_id=run_id, queue=queue, status=status, name=name, parent=parent
         )
 
+    @_reads
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every recorded state change of one job, in the order reported."""
         return views.events(self._conn, job_id)
 
+    @_reads
     def runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, with counts of its top-level jobs by state."""
-        return views.runs(self._conn)
+        return views.runs(self._conn, owner_state)
 
+    @_reads
     def latest_run(self, pipeline: str | None = None, *, aliases: Iterable[str] = ()) -> str | None:
         """The newest run of `pipeline` (a path as given to begin_run) or of any of its
         `aliases` (the same file spelled otherwise), or of any pipeline."""
@@ -296,6 +525,7 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    @_reads
     def records(self, run_id: str) -> dict[str, dict[int | None, tuple[str, str | None]]]:
         """What `run_id` left of each job, for `run --resume`: job name -> {None for a
         single job, or each array child's index that has a row -> (status,
@@ -331,6 +561,7 @@ class Store:
         message = f"no job with id `{job_id}` in `{self.path}`"
         return StoreError(message + (f"; did you mean `{hint}`?" if hint else ""))
 
+    @_reads
     def suggest(self, text: str) -> str | None:
         """A job id close to `text`: a unique id it is a prefix of, the id of a job so
         named in the latest run, or a near spelling among recent ids."""
@@ -358,12 +589,17 @@ class Store:
         return close[0] if close else None
 
     # -- housekeeping ---------------------------------------------------------------------
-    def prune(self, older_than_days: float = 7) -> int:
-        """Delete runs that ended (or, never ended, began) more than `older_than_days`
-        ago, with their jobs, attempts, events and requests; returns how many runs."""
+    def prune(self, older_than_days: float = DEFAULT_KEEP_DAYS) -> int:
+        """Delete runs that ended more than `older_than_days` ago, with their jobs,
+        attempts, events and requests; returns how many runs. A run that has not ended
+        is kept (its runner may be alive, perhaps on another machine), and so is one
+        whose attempts may still run (`stray_attempts`): their ids are what stops them."""
         return len(self.prune_runs(older_than_days))
 
-    def prune_runs(self, older_than_days: float = 7, *, now: float | None = None) -> list[str]:
+    @_reads
+    def prune_runs(
+        self, older_than_days: float = DEFAULT_KEEP_DAYS, *, now: float | None = None
+    ) -> list[str]:
         """Like `prune`, returning the ids of the deleted runs (so that the CLI can
         remove their log directories)."""
         cutoff = (time.time() if now is None else now) - older_than_days * _DAY
@@ -371,7 +607,8 @@ class Store:
             old = [
                 str(r[0])
                 for r in self._conn.execute(
-                    "SELECT run_id FROM runs WHERE COALESCE(ended_at, created_at) < ?",
+                    "SELECT run_id FROM runs WHERE ended_at < ? AND NOT EXISTS (SELECT 1"
+                    " FROM attempts a WHERE a.run_id = runs.run_id AND a.stopped_at IS NULL)",
                     (cutoff,),
                 )
             ]
@@ -464,3 +701,84 @@ class _Transaction:
             self._conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Stray:
+    """An attempt whose runner was lost while it ran (`Store.stray_attempts`)."""
+
+    job_id: str
+    attempt: int
+    run_id: str
+    compute: str | None
+    kind: str | None  # the compute environment's type (local, slurm, ssh), if recorded
+    host: str | None
+    external_id: str | None  # local: `pid@starttime` of its group leader; SLURM: job id
+    here: bool  # its run's runner was on this machine
+    same_boot: bool  # ... and the machine has not restarted since
+
+
+def owner_state(
+    pid: int | None, hostname: str | None, owner: str | None, boot: str | None
+) -> Literal["alive", "gone", "elsewhere", "unknown"]:
+    """Whether the runner of an unfinished run is alive, judged from this machine: its
+    `pid@starttime` (`owner`; runs from before v4 have only the pid, and a live process
+    with that pid is taken for it) on the same machine and boot. A runner on another
+    machine cannot be judged from here."""
+    if hostname != socket.gethostname():
+        return "elsewhere"
+    if boot is not None and boot != _boot_id():
+        return "gone"
+    proc = Process.parse(owner) if owner else None
+    if proc is None:
+        if pid is None:
+            return "unknown"
+        proc = Process(int(pid), None)
+    return "alive" if proc.alive() else "gone"
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _private_dirs(path: Path) -> None:
+    """Create `path` and any missing parent 0700, whatever the umask (mkdir's mode is
+    masked by it, and only ever narrowed)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=_PRIVATE_DIR)
+        except FileExistsError:
+            continue  # made by another process meanwhile
+
+
+def _private_file(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite uses 0644 less the
+    umask, and gives its -wal, -shm and -journal files the database's mode), or
+    narrow an existing one of this user that others can read. OSError if the file
+    cannot be opened for writing."""
+    fd = os.open(db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_FILE)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.fchmod(fd, _PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = db_path.with_name(db_path.name + suffix)
+        try:
+            st = side.stat()
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                side.chmod(_PRIVATE_FILE)
+        except OSError:
+            continue

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Final
 
 
 class StoreError(Exception):
-    """A problem with the job database, worded for the user (newer schema, unknown id)."""
+    """A problem with the job database, worded for the user (newer schema, unknown id).
+    `read_only` is True when the database or its directory cannot be written."""
+
+    def __init__(self, message: str, *, read_only: bool = False) -> None:
+        super().__init__(message)
+        self.read_only = read_only
 
 
 # How long a writer or reader waits for another process's transaction. Write
@@ -132,34 +138,88 @@ _V3: Final = """
 ALTER TABLE attempts ADD COLUMN peak_memory INTEGER;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# v4: who owns a run, so that a run whose runner died is found out instead of reading
+# RUNNING for ever: `owner` is the runner as `pid@starttime` (flowbatch.processes),
+# `boot_id` the kernel's boot id (a pid and start time repeat across reboots), and
+# `reason` says why a run ended as it did (runner lost, job database not writable), and
+# `computes` maps its compute environments to their types, so that an attempt left
+# running by a lost runner can be stopped by what it is (a process group, a SLURM job).
+_V4: Final = """
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN boot_id TEXT;
+ALTER TABLE runs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN computes TEXT;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 def connect(
-    db_path: Path, *, shown_as: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+    db_path: Path,
+    *,
+    shown_as: str,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    read_only: bool = False,
 ) -> sqlite3.Connection:
     """An open connection to `db_path`, created and migrated to SCHEMA_VERSION.
 
     `shown_as` is how messages name the file; `busy_timeout` is how long to wait for
-    another process's write transaction. Raises StoreError for a database from a
-    newer flowbatch or a file that is not a job database.
+    another process's write transaction. With `read_only` the file is only read
+    (`mode=ro`, or `immutable` where even the WAL's shared memory cannot be made, as
+    in a read-only directory with no writer) and must already be at SCHEMA_VERSION.
+    Raises StoreError for a database from a newer flowbatch, a file that is not a job
+    database, or one that cannot be opened.
     """
-    conn = sqlite3.connect(
-        db_path,
-        timeout=busy_timeout,
-        isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
-        check_same_thread=False,
-    )
+    if read_only:
+        return _connect_read_only(db_path, shown_as)
+    try:
+        conn = sqlite3.connect(
+            db_path,
+            timeout=busy_timeout,
+            isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"job database `{shown_as}` cannot be opened: {exc}") from None
     try:
         _set_up(conn, shown_as, deadline=time.monotonic() + busy_timeout)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"job database `{shown_as}` cannot be read: {exc}") from None
+        # SQLITE_READONLY, or SQLITE_CANTOPEN for the WAL files of a read-only directory
+        read_only = getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 14)
+        message = f"job database `{shown_as}` cannot be read: {exc}"
+        raise StoreError(message, read_only=read_only) from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _connect_read_only(db_path: Path, shown_as: str) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(db_path.absolute()))
+    last: sqlite3.Error | None = None
+    # `mode=ro` sees a live writer's WAL; `immutable` needs no -shm file (a read-only
+    # directory whose last writer closed cleanly has none and none can be made).
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(
+            f"{uri}?{flags}", uri=True, isolation_level=None, check_same_thread=False
+        )
+        try:
+            version = _version(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            last = exc
+            continue
+        _refuse_newer(version, shown_as)
+        if version < SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"job database `{shown_as}` is schema v{version} and cannot be upgraded "
+                f"to v{SCHEMA_VERSION}: it is read-only here"
+            )
+        return conn
+    raise StoreError(f"job database `{shown_as}` cannot be read: {last}")
 
 
 def _set_up(conn: sqlite3.Connection, shown_as: str, *, deadline: float) -> None:

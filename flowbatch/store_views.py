@@ -12,15 +12,14 @@ Imports: state; sqlite3.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from flowbatch.state import JobState
 
 _STATES: Final = tuple(s.value for s in JobState)
+_LOST: Final = "Runner lost"  # store.RUNNER_LOST
 
 
 class _Row(Protocol):
@@ -289,19 +288,41 @@ def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every run, newest first. A run that never ended reads RUNNING while its writer
-    process is alive on this host and INCOMPLETE once it is gone (killed, crashed)."""
+OwnerState = Callable[[Any, Any, Any, Any], str]  # (pid, hostname, owner, boot_id) -> state
+
+
+def runs(
+    conn: sqlite3.Connection, owner_state: OwnerState, run_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every run (or `run_id`), newest first. A run that never ended reads RUNNING while
+    its runner is alive, UNKNOWN when its runner is on another machine (nothing here
+    can tell), and INCOMPLETE once its runner is gone (`Store.settle_lost_runs`
+    records that as FAILED where the database can be written). `owner_state` judges
+    a runner (`store.owner_state`)."""
     counts: dict[str, dict[str, int]] = {}
-    for run_id, status, n in conn.execute(
+    where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
+    for rid, status, n in conn.execute(
         "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
-        " WHERE parent_id IS NULL GROUP BY run_id, status"
+        f" WHERE parent_id IS NULL{where.replace('WHERE', 'AND')} GROUP BY run_id, status",
+        args,
     ):
-        per_run = counts.setdefault(run_id, {})
+        per_run = counts.setdefault(rid, {})
         per_run[status] = per_run.get(status, 0) + n
     out = []
-    for r in _cursor(conn).execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"):
-        status = r["status"] or ("RUNNING" if _alive(r["pid"], r["hostname"]) else "INCOMPLETE")
+    for r in _cursor(conn).execute(
+        f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC", args
+    ):
+        status, reason = r["status"], r["reason"]
+        if status is None:
+            state = owner_state(r["pid"], r["hostname"], r["owner"], r["boot_id"])
+            status = {"alive": "RUNNING", "elsewhere": "UNKNOWN"}.get(state, "INCOMPLETE")
+            if state == "elsewhere":
+                reason = (
+                    f"its runner is on {r['hostname']}: whether it still runs can only be"
+                    " told there"
+                )
+            elif status == "INCOMPLETE":
+                reason = f"{_LOST}: its runner (pid {r['pid']}) is gone"
         out.append(
             {
                 "runId": r["run_id"],
@@ -310,19 +331,8 @@ def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "createdAt": _ms(r["created_at"]),
                 "endedAt": _ms(r["ended_at"]),
                 "status": status,
+                "statusReason": reason,
                 "counts": dict(sorted(counts.get(r["run_id"], {}).items())),
             }
         )
     return out
-
-
-def _alive(pid: int | None, hostname: str | None) -> bool:
-    if pid is None or hostname != socket.gethostname():
-        return hostname is not None and hostname != socket.gethostname()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
