@@ -42,6 +42,10 @@ DB_NAME: Final = "jobs.db"
 RUNNER_LOST: Final = "Runner lost"
 DEFAULT_KEEP_DAYS: Final = 1.0  # AWS keeps a finished job for 24 hours
 _DAY: Final = 86_400.0
+# Space set aside in the state directory while a run writes, given back when a write
+# fails for want of it, so that a full disk still leaves a true record of the run's end.
+RESERVE_NAME: Final = "reserve"
+_RESERVE_BYTES: Final = 1 << 20
 _PRIVATE_DIR: Final = 0o700
 _PRIVATE_FILE: Final = 0o600
 _NOT_DONE: Final = "COALESCE(status, 'SUBMITTED') NOT IN ('SUCCEEDED', 'FAILED')"
@@ -227,6 +231,7 @@ class Store:
                 f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
                 static,
             )
+        self._make_reserve()
         for spec in pipeline.jobs.values():
             job_id = job_ids[spec.name]
             self._states[job_id] = None
@@ -276,7 +281,13 @@ class Store:
         except StoreError:
             if not reason:
                 raise
-            self._buffer.clear()  # lost: what is recorded instead says so
+            if not self._release_reserve():
+                self._buffer.clear()
+            else:
+                try:
+                    self.flush()
+                except StoreError:
+                    self._buffer.clear()  # lost: what is recorded instead says so
         with self._write():
             self._conn.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, reason = ? WHERE run_id = ?",
@@ -285,6 +296,28 @@ class Store:
             if reason:
                 # run_plan returns once every attempt has ended: none is left running
                 self._fail_unfinished(run_id, reason, ended_at, attempts_ended=True)
+
+    def _release_reserve(self) -> bool:
+        try:
+            os.unlink(self.path.parent / RESERVE_NAME)
+        except OSError:
+            return False
+        return True
+
+    def _make_reserve(self) -> None:
+        """Set `_RESERVE_BYTES` aside (really allocated, not a sparse file); best effort."""
+        where = self.path.parent / RESERVE_NAME
+        try:
+            fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_FILE)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, _RESERVE_BYTES)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(where)  # no room even for this: nothing is set aside
+        finally:
+            os.close(fd)
 
     # -- runs whose runner is gone -------------------------------------------------------
     @_reads

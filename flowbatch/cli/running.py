@@ -208,8 +208,17 @@ def run_command(
         reporter.close()
         reason = "" if result.error is None else f"Run stopped: {result.error}"
         try:
-            store.end_run(run_id, result.status, ended_at=time.time(), reason=reason)
-            write_reports(store, plan, run_id, result.status, junit=junit)
+            try:
+                store.end_run(run_id, result.status, ended_at=time.time(), reason=reason)
+            except StoreError as err:
+                if reason:
+                    raise
+                # The last flush failed (a full disk): record that, as small as it gets.
+                result.error = str(err)
+                reason = f"Run stopped: {err}"
+                store.end_run(run_id, "FAILED", ended_at=time.time(), reason=reason)
+            if result.error is None:
+                write_reports(store, plan, run_id, result.status, junit=junit)
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
