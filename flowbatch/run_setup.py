@@ -3,7 +3,7 @@ capacity of its compute environments (`--max-vcpus`, one host for a host-less on
 `--compute OLD=NEW` checked), and what each attempt is set up with (its environment and
 log directory).
 
-Imports: compile, model, diagnostics.
+Imports: compile, model, state, diagnostics.
 """
 
 from __future__ import annotations
@@ -14,13 +14,27 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flowbatch.compile import Plan
 from flowbatch.diagnostics import did_you_mean
 from flowbatch.model import ComputeEnv, Host, JobSpec
+from flowbatch.state import JobEvent
+
+Control = Callable[[], Iterable[tuple[str, str, str]]]  # (job id, action, reason) requests
+Fingerprint = Callable[[str, int | None], str]  # e.g. fingerprint.Fingerprints(plan).of
+
+
+class EventSink(Protocol):
+    """Where a run reports its state changes (the store, the progress display). A sink
+    whose `flush` raises stops the run (`RunResult.error`)."""
+
+    def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
+
+    def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
 
 
 def new_run_id(now: float | None = None) -> str:

@@ -9,110 +9,51 @@ kept in the events table with `applied = 0` and listed in `Store.rejected`.
 
 Jobs read back shaped like AWS Batch's DescribeJobs (see `store_views`).
 
-Imports: model, state, store_schema, store_views; sqlite3.
+A run records its runner; a writer that opens the store settles the runs of this machine
+whose runner is gone (`store_lost`).
+
+Imports: model, state, processes, store_lost, store_schema, store_views, store_rows;
+sqlite3.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import functools
 import json
 import os
 import re
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
+from typing import Any, Final, Literal
 
+from flowbatch import store_lost as lost
 from flowbatch import store_rows as rows
 from flowbatch import store_views as views
 from flowbatch.model import Pipeline
 from flowbatch.processes import Process
 from flowbatch.state import JobEvent, JobState
-from flowbatch.store_schema import BUSY_TIMEOUT_SECONDS, StoreError, connect
+from flowbatch.store_lost import RUNNER_LOST
+from flowbatch.store_schema import (
+    BUSY_TIMEOUT_SECONDS,
+    StoreError,
+    Transaction,
+    open_database,
+    reads,
+)
 
 __all__ = ["DB_NAME", "RUNNER_LOST", "Store", "StoreError"]
 
 DB_NAME: Final = "jobs.db"
-# The status reason of every job a dead runner left unfinished (and of its run).
-RUNNER_LOST: Final = "Runner lost"
 DEFAULT_KEEP_DAYS: Final = 1.0  # AWS keeps a finished job for 24 hours
 _DAY: Final = 86_400.0
-# Space set aside in the state directory while a run writes, given back when a write
-# fails for want of it, so that a full disk still leaves a true record of the run's end.
-RESERVE_NAME: Final = "reserve"
-_RESERVE_BYTES: Final = 1 << 20
-_PRIVATE_DIR: Final = 0o700
-_PRIVATE_FILE: Final = 0o600
-_NOT_DONE: Final = "COALESCE(status, 'SUBMITTED') NOT IN ('SUCCEEDED', 'FAILED')"
+
 _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 # `PARENT:i`, an array child's id; a negative index is matched to be refused by name.
 _CHILD_ID: Final = re.compile(r"(.+):(-?[0-9]+)")
-
-
-_UPSERT_JOB: Final = """
-INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
-                  status_reason, started_at, stopped_at, attempt, exit_code, compute,
-                  host, log_path, external_id, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id) DO UPDATE SET
-    status = excluded.status,
-    status_reason = excluded.status_reason,
-    started_at = COALESCE(jobs.started_at, excluded.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, jobs.stopped_at),
-    attempt = MAX(jobs.attempt, excluded.attempt),
-    exit_code = COALESCE(excluded.exit_code, jobs.exit_code),
-    compute = COALESCE(excluded.compute, jobs.compute),
-    host = COALESCE(excluded.host, jobs.host),
-    log_path = COALESCE(excluded.log_path, jobs.log_path),
-    external_id = COALESCE(excluded.external_id, jobs.external_id),
-    fingerprint = COALESCE(excluded.fingerprint, jobs.fingerprint)
-"""
-
-_UPSERT_ATTEMPT: Final = """
-INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
-                      reason, status_reason, log_path, compute, host, external_id,
-                      peak_memory)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    started_at = COALESCE(excluded.started_at, attempts.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
-    exit_code = COALESCE(excluded.exit_code, attempts.exit_code),
-    reason = COALESCE(excluded.reason, attempts.reason),
-    status_reason = COALESCE(excluded.status_reason, attempts.status_reason),
-    log_path = COALESCE(excluded.log_path, attempts.log_path),
-    compute = COALESCE(excluded.compute, attempts.compute),
-    host = COALESCE(excluded.host, attempts.host),
-    external_id = COALESCE(excluded.external_id, attempts.external_id),
-    peak_memory = COALESCE(excluded.peak_memory, attempts.peak_memory)
-"""
-
-_INSERT_EVENT: Final = """
-INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code, applied)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _reads(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
-    """SQLite's errors while reading (a corrupted page, a file swapped underneath) leave
-    as StoreError naming the database, never as a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreError(f"job database `{self.path}` cannot be read: {exc}") from None
-
-    return wrapper
 
 
 class Store:
@@ -153,36 +94,8 @@ class Store:
 
         Runs of this machine whose runner is gone are marked FAILED on opening (see
         `settle_lost_runs`)."""
-        state_dir = Path(state_dir)
-        db_path = state_dir / DB_NAME
-        shown = str(db_path)
-        if db_path.is_dir():
-            raise StoreError(
-                f"`{db_path}` is a directory, not a job database: move it away, or give"
-                " another --state-dir"
-            )
-        if not create and not db_path.exists():
-            raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
-        read_only = False
-        try:
-            if create:
-                _private_dirs(state_dir)
-            _private_file(db_path)
-        except OSError as exc:
-            if create or not db_path.is_file():
-                what = "state directory" if create else "job database"
-                where = state_dir if create else db_path
-                raise StoreError(
-                    f"cannot write the {what} `{where}`: {exc.strerror or exc}", read_only=True
-                ) from None
-            read_only = True
-        try:
-            conn = connect(db_path, shown_as=shown, busy_timeout=busy_timeout, read_only=read_only)
-        except StoreError as err:
-            if create or read_only or not err.read_only:
-                raise
-            read_only = True
-            conn = connect(db_path, shown_as=shown, read_only=True)
+        db_path = Path(state_dir) / DB_NAME
+        conn, read_only = open_database(db_path, create=create, busy_timeout=busy_timeout)
         store = cls(conn, db_path, read_only=read_only)
         if not read_only:
             # A locked or full database: the next command tries again.
@@ -224,14 +137,14 @@ class Store:
                 "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname, owner,"
                 " boot_id, computes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, pipeline.path, params, created_at, me.pid, socket.gethostname(),
-                 str(me), _boot_id(), kinds),
+                 str(me), lost.boot_id(), kinds),
             )  # fmt: skip
             self._conn.executemany(
                 f"INSERT INTO jobs ({', '.join(rows.STATIC_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
                 static,
             )
-        self._make_reserve()
+        lost.make_reserve(self.path.parent)
         for spec in pipeline.jobs.values():
             job_id = job_ids[spec.name]
             self._states[job_id] = None
@@ -258,9 +171,9 @@ class Store:
         folded = rows.fold(batch, states, self._parents)
         try:
             with self._write():
-                self._conn.executemany(_INSERT_EVENT, folded.events)
-                self._conn.executemany(_UPSERT_JOB, folded.jobs.values())
-                self._conn.executemany(_UPSERT_ATTEMPT, folded.attempts.values())
+                self._conn.executemany(rows.INSERT_EVENT, folded.events)
+                self._conn.executemany(rows.UPSERT_JOB, folded.jobs.values())
+                self._conn.executemany(rows.UPSERT_ATTEMPT, folded.attempts.values())
                 self._ack_requests()
         except StoreError:
             self._buffer[:0] = batch  # nothing was written: try again at the next flush
@@ -281,7 +194,7 @@ class Store:
         except StoreError:
             if not reason:
                 raise
-            if not self._release_reserve():
+            if not lost.release_reserve(self.path.parent):
                 self._buffer.clear()
             else:
                 try:
@@ -295,140 +208,39 @@ class Store:
             )
             if reason:
                 # run_plan returns once every attempt has ended: none is left running
-                self._fail_unfinished(run_id, reason, ended_at, attempts_ended=True)
+                lost.fail_unfinished(self._conn, run_id, reason, ended_at, attempts_ended=True)
+        self._states.clear()
 
-    def _release_reserve(self) -> bool:
-        try:
-            os.unlink(self.path.parent / RESERVE_NAME)
-        except OSError:
-            return False
-        return True
-
-    def _make_reserve(self) -> None:
-        """Set `_RESERVE_BYTES` aside (really allocated, not a sparse file); best effort."""
-        where = self.path.parent / RESERVE_NAME
-        try:
-            fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_FILE)
-        except OSError:
-            return
-        try:
-            os.posix_fallocate(fd, 0, _RESERVE_BYTES)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(where)  # no room even for this: nothing is set aside
-        finally:
-            os.close(fd)
-
-    # -- runs whose runner is gone -------------------------------------------------------
-    @_reads
+    # -- runs whose runner is gone (see `store_lost`) -------------------------------------
+    @reads
     def settle_lost_runs(self, *, now: float | None = None) -> list[str]:
         """Mark every run of this machine whose runner is gone (killed, crashed, the
         machine restarted) FAILED, its unfinished jobs FAILED with a RUNNER_LOST reason;
-        return their ids. Attempts that were running keep no stop time: whether their
-        processes still run is not known (`stray_attempts`). A run on another machine
-        is left alone: from here it cannot be told whether its runner is alive."""
-        lost = [
-            (str(run_id), pid, host)
-            for run_id, pid, host, owner, boot in self._conn.execute(
-                "SELECT run_id, pid, hostname, owner, boot_id FROM runs WHERE status IS NULL"
-            )
-            if owner_state(pid, host, owner, boot) == "gone"
-        ]
+        return their ids. A run on another machine is left alone."""
         when = time.time() if now is None else now
         settled = []
-        for run_id, pid, host in lost:
-            reason = (
-                f"{RUNNER_LOST}: `flowbatch run` (pid {pid} on {host}) ended without"
-                " finishing the run"
-            )
+        for run_id, reason in lost.lost_runs(self._conn):
             with self._write():
-                done = self._conn.execute(
-                    "UPDATE runs SET status = 'FAILED', ended_at = ?, reason = ?"
-                    " WHERE run_id = ? AND status IS NULL",
-                    (when, reason, run_id),
-                )
-                if done.rowcount:  # else another command settled it first
-                    self._fail_unfinished(run_id, reason, when, attempts_ended=False)
+                if lost.settle(self._conn, run_id, reason, when):
                     settled.append(run_id)
+            self._states.clear()  # rows changed under the cache
         return settled
 
-    def _fail_unfinished(
-        self, run_id: str, reason: str, when: float, *, attempts_ended: bool
-    ) -> None:
-        """In an open write transaction: every job of `run_id` not done becomes FAILED
-        with `reason`, as TerminateJob would make it, with an event that says so. Its
-        open attempts get `reason`, and a stop time only if they are known to have
-        `attempts_ended`."""
-        self._conn.execute(
-            "INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code,"
-            " applied) SELECT run_id, job_id, 'FAILED', ?, ?, attempt, NULL, 1 FROM jobs"
-            f" WHERE run_id = ? AND {_NOT_DONE}",
-            (when, reason, run_id),
-        )
-        self._conn.execute(
-            "UPDATE attempts SET status_reason = ?, stopped_at = ?"
-            " WHERE run_id = ? AND stopped_at IS NULL",
-            (reason, when if attempts_ended else None, run_id),
-        )
-        self._conn.execute(
-            "UPDATE jobs SET status = 'FAILED', status_reason = ?, stopped_at = ?"
-            f" WHERE run_id = ? AND {_NOT_DONE}",
-            (reason, when, run_id),
-        )
-        self._states.clear()  # rows changed under the cache
-
-    @_reads
+    @reads
     def stray_attempts(
         self, job_id: str | None = None, *, run_id: str | None = None
-    ) -> list[Stray]:
-        """Attempts of an ended run that have no stop time: their runner was lost while
-        they ran, so their processes may still run. Of one job (an array job: of its
-        children) or of one run."""
-        query = (
-            "SELECT a.job_id, a.attempt, a.compute, a.host, a.external_id, r.run_id,"
-            " r.hostname, r.boot_id, r.computes FROM attempts a JOIN runs r USING (run_id)"
-            " WHERE a.stopped_at IS NULL AND r.status IS NOT NULL"
-        )
-        args: list[object] = []
-        if run_id is not None:
-            query += " AND a.run_id = ?"
-            args.append(run_id)
-        if job_id is not None:
-            query += (
-                " AND (a.job_id = ? OR a.job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?))"
-            )
-            args += [job_id, job_id]
-        out = []
-        for jid, n, compute, host, ext, rid, run_host, boot, computes in self._conn.execute(
-            query + " ORDER BY a.job_id, a.attempt", args
-        ):
-            kinds = json.loads(computes or "{}")
-            out.append(
-                Stray(
-                    job_id=str(jid),
-                    attempt=int(n),
-                    run_id=str(rid),
-                    compute=compute,
-                    kind=kinds.get(compute),
-                    host=host,
-                    external_id=ext,
-                    here=run_host == socket.gethostname(),
-                    same_boot=boot is None or boot == _boot_id(),
-                )
-            )
-        return out
+    ) -> list[lost.Stray]:
+        """Attempts a lost runner left that may still run: of one job (an array job:
+        of its children), of one run, or all."""
+        return lost.stray_attempts(self._conn, job_id, run_id)
 
-    def stopped(self, stray: Stray, reason: str, *, now: float | None = None) -> None:
+    def stopped(self, stray: lost.Stray, reason: str, *, now: float | None = None) -> None:
         """Record that a stray attempt's process is gone (stopped, or found dead)."""
         with self._write():
-            self._conn.execute(
-                "UPDATE attempts SET stopped_at = ?, reason = COALESCE(NULLIF(reason, ''), ?)"
-                " WHERE job_id = ? AND attempt = ? AND stopped_at IS NULL",
-                (time.time() if now is None else now, reason, stray.job_id, stray.attempt),
-            )
+            lost.mark_stopped(self._conn, stray, reason, time.time() if now is None else now)
 
     # -- control requests from other processes ---------------------------------------
-    @_reads
+    @reads
     def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> int:
         """Ask the run that owns `job_id` to cancel or terminate it and return the
         request's number (see `request_state`); StoreError if no such job exists. An
@@ -454,7 +266,7 @@ class Store:
             )
         return int(cur.lastrowid or 0)
 
-    @_reads
+    @reads
     def request_state(self, seq: int) -> Literal["open", "taken", "applied"]:
         """Where request `seq` is: not yet seen by its runner, taken, or applied (what
         it changed is recorded)."""
@@ -462,10 +274,10 @@ class Store:
         taken = 0 if row is None else int(row[0])
         return "applied" if taken >= 2 else "taken" if taken else "open"
 
-    @_reads
+    @reads
     def run_of(self, run_id: str) -> dict[str, Any] | None:
         """One run as `runs` shows it, or None."""
-        return next((r for r in views.runs(self._conn, owner_state, run_id) if r), None)
+        return next((r for r in views.runs(self._conn, lost.owner_state, run_id) if r), None)
 
     def _ack_requests(self) -> None:
         # Inside the flush's transaction: the request is applied once its effects are.
@@ -474,7 +286,7 @@ class Store:
         )
         self._taken = []
 
-    @_reads
+    @reads
     def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
         """The run's open requests as (job_id, action, reason), oldest first; each is
         returned by exactly one call."""
@@ -494,7 +306,7 @@ class Store:
         return [(r[1], r[2], r[3]) for r in rows]
 
     # -- reading --------------------------------------------------------------------------
-    @_reads
+    @reads
     def describe(self, job_id: str) -> dict[str, Any]:
         """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
         suggestion where one exists) for an unknown id. Every child of an array job can
@@ -508,7 +320,7 @@ class Store:
             raise self.unknown_job(job_id)
         return found
 
-    @_reads
+    @reads
     def jobs(
         self,
         *,
@@ -524,17 +336,17 @@ class Store:
             self._conn, run_id=run_id, queue=queue, status=status, name=name, parent=parent
         )
 
-    @_reads
+    @reads
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every recorded state change of one job, in the order reported."""
         return views.events(self._conn, job_id)
 
-    @_reads
+    @reads
     def runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, with counts of its top-level jobs by state."""
-        return views.runs(self._conn, owner_state)
+        return views.runs(self._conn, lost.owner_state)
 
-    @_reads
+    @reads
     def latest_run(self, pipeline: str | None = None, *, aliases: Iterable[str] = ()) -> str | None:
         """The newest run of `pipeline` (a path as given to begin_run) or of any of its
         `aliases` (the same file spelled otherwise), or of any pipeline."""
@@ -558,35 +370,10 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    @_reads
+    @reads
     def records(self, run_id: str) -> dict[str, dict[int | None, tuple[str, str | None]]]:
-        """What `run_id` left of each job, for `run --resume`: job name -> {None for a
-        single job, or each array child's index that has a row -> (status,
-        fingerprint)}. A child the run never created has no entry."""
-        out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
-        arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
-        for job_id, name, status, fingerprint, size in self._conn.execute(
-            "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
-            " WHERE run_id = ? AND parent_id IS NULL",
-            (run_id,),
-        ):
-            if size is None:
-                out[name] = {None: (status or "SUBMITTED", fingerprint)}
-            else:
-                out[name] = arrays[job_id] = {}
-        parents = list(arrays)
-        # By parent, through the (parent_id, status) index: a run's children are found
-        # without scanning the other runs' rows.
-        for start in range(0, len(parents), _CHUNK):
-            chunk = parents[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for parent, index, status, fingerprint in self._conn.execute(
-                "SELECT parent_id, array_index, status, fingerprint FROM jobs"
-                f" WHERE parent_id IN ({marks})",
-                chunk,
-            ):
-                arrays[parent][index] = (status or "SUBMITTED", fingerprint)
-        return out
+        """What `run_id` left of each job, for `run --resume` (`views.records`)."""
+        return views.records(self._conn, run_id)
 
     def unknown_job(self, job_id: str) -> StoreError:
         """The error for an id that is not in the store, with a near id if one exists."""
@@ -594,7 +381,7 @@ class Store:
         message = f"no job with id `{job_id}` in `{self.path}`"
         return StoreError(message + (f"; did you mean `{hint}`?" if hint else ""))
 
-    @_reads
+    @reads
     def suggest(self, text: str) -> str | None:
         """A job id close to `text`: a unique id it is a prefix of, the id of a job so
         named in the latest run, or a near spelling among recent ids."""
@@ -629,7 +416,7 @@ class Store:
         whose attempts may still run (`stray_attempts`): their ids are what stops them."""
         return len(self.prune_runs(older_than_days))
 
-    @_reads
+    @reads
     def prune_runs(
         self, older_than_days: float = DEFAULT_KEEP_DAYS, *, now: float | None = None
     ) -> list[str]:
@@ -650,8 +437,8 @@ class Store:
         return old
 
     # -- internals ------------------------------------------------------------------------
-    def _write(self) -> _Transaction:
-        return _Transaction(self._conn, self.path)
+    def _write(self) -> Transaction:
+        return Transaction(self._conn, self.path)
 
     def _array_child(self, job_id: str) -> tuple[str, int, str] | None:
         """(parent id, index, run id) for a `PARENT:i` naming a child of an array job in
@@ -706,112 +493,3 @@ class Store:
                 self._states[job_id] = None if status is None else JobState(status)
                 if size is not None:
                     self._parents.add(job_id)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the write lock is taken
-    up front so that two writers never deadlock upgrading a read lock. SQLite's errors
-    (a lock held too long, a full disk) leave as StoreError."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except sqlite3.Error as err:
-                exc = err
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Stray:
-    """An attempt whose runner was lost while it ran (`Store.stray_attempts`)."""
-
-    job_id: str
-    attempt: int
-    run_id: str
-    compute: str | None
-    kind: str | None  # the compute environment's type (local, slurm, ssh), if recorded
-    host: str | None
-    external_id: str | None  # local: `pid@starttime` of its group leader; SLURM: job id
-    here: bool  # its run's runner was on this machine
-    same_boot: bool  # ... and the machine has not restarted since
-
-
-def owner_state(
-    pid: int | None, hostname: str | None, owner: str | None, boot: str | None
-) -> Literal["alive", "gone", "elsewhere", "unknown"]:
-    """Whether the runner of an unfinished run is alive, judged from this machine: its
-    `pid@starttime` (`owner`; runs from before v4 have only the pid, and a live process
-    with that pid is taken for it) on the same machine and boot. A runner on another
-    machine cannot be judged from here."""
-    if hostname != socket.gethostname():
-        return "elsewhere"
-    if boot is not None and boot != _boot_id():
-        return "gone"
-    proc = Process.parse(owner) if owner else None
-    if proc is None:
-        if pid is None:
-            return "unknown"
-        proc = Process(int(pid), None)
-    return "alive" if proc.alive() else "gone"
-
-
-@functools.cache
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
-
-
-def _private_dirs(path: Path) -> None:
-    """Create `path` and any missing parent 0700, whatever the umask (mkdir's mode is
-    masked by it, and only ever narrowed)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for p in reversed(missing):
-        try:
-            p.mkdir(mode=_PRIVATE_DIR)
-        except FileExistsError:
-            continue  # made by another process meanwhile
-
-
-def _private_file(db_path: Path) -> None:
-    """Create the database file 0600 before SQLite does (SQLite uses 0644 less the
-    umask, and gives its -wal, -shm and -journal files the database's mode), or
-    narrow an existing one of this user that others can read. OSError if the file
-    cannot be opened for writing."""
-    fd = os.open(db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_FILE)
-    try:
-        st = os.fstat(fd)
-        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
-            os.fchmod(fd, _PRIVATE_FILE)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm", "-journal"):
-        side = db_path.with_name(db_path.name + suffix)
-        try:
-            st = side.stat()
-            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
-                side.chmod(_PRIVATE_FILE)
-        except OSError:
-            continue

@@ -10,11 +10,14 @@ Imports: nothing from flowbatch; sqlite3.
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 
 class StoreError(Exception):
@@ -155,6 +158,69 @@ MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_S = TypeVar("_S", bound="_HasPath")
+
+
+class _HasPath(Protocol):
+    path: Path
+
+
+def reads(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """A method of a store (anything with `.path`) whose SQLite errors while reading (a
+    corrupted page, a file swapped underneath) leave as StoreError naming the database,
+    never as a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"job database `{self.path}` cannot be read: {exc}") from None
+
+    return wrapper
+
+
+def open_database(
+    db_path: Path, *, create: bool, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+) -> tuple[sqlite3.Connection, bool]:
+    """The job database at `db_path` and whether it is read-only: created (with its
+    directory) unless `create` is False, in which case a missing database raises
+    StoreError and one that cannot be written is opened read-only. What is created is
+    private to its user (0700 directory, 0600 database) whatever the umask."""
+    state_dir = db_path.parent
+    shown = str(db_path)
+    if db_path.is_dir():
+        raise StoreError(
+            f"`{db_path}` is a directory, not a job database: move it away, or give"
+            " another --state-dir"
+        )
+    if not create and not db_path.exists():
+        raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
+    read_only = False
+    try:
+        if create:
+            private_dirs(state_dir)
+        private_file(db_path)
+    except OSError as exc:
+        if create or not db_path.is_file():
+            what = "state directory" if create else "job database"
+            where = state_dir if create else db_path
+            raise StoreError(
+                f"cannot write the {what} `{where}`: {exc.strerror or exc}", read_only=True
+            ) from None
+        read_only = True
+    try:
+        conn = connect(db_path, shown_as=shown, busy_timeout=busy_timeout, read_only=read_only)
+    except StoreError as err:
+        if create or read_only or not err.read_only:
+            raise
+        read_only = True
+        conn = connect(db_path, shown_as=shown, read_only=True)
+    return conn, read_only
+
+
 def connect(
     db_path: Path,
     *,
@@ -280,3 +346,69 @@ def _statements(script: str) -> list[str]:
     # a migration is all or nothing.
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def private_dirs(path: Path) -> None:
+    """Create `path` and any missing parent 0700, whatever the umask (mkdir's mode is
+    masked by it, and only ever narrowed)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made by another process meanwhile
+
+
+def private_file(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite uses 0644 less the
+    umask, and gives its -wal, -shm and -journal files the database's mode), or
+    narrow an existing one of this user that others can read. OSError if the file
+    cannot be opened for writing."""
+    fd = os.open(db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = db_path.with_name(db_path.name + suffix)
+        try:
+            st = side.stat()
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                side.chmod(0o600)
+        except OSError:
+            continue
+
+
+class Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the write lock is taken
+    up front so that two writers never deadlock upgrading a read lock. SQLite's errors
+    (a lock held too long, a full disk) leave as StoreError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                exc = err
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None

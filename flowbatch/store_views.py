@@ -20,6 +20,7 @@ from flowbatch.state import JobState
 
 _STATES: Final = tuple(s.value for s in JobState)
 _LOST: Final = "Runner lost"  # store.RUNNER_LOST
+_CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 
 
 class _Row(Protocol):
@@ -286,6 +287,38 @@ def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def records(
+    conn: sqlite3.Connection, run_id: str
+) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+    """What `run_id` left of each job, for `run --resume`: job name -> {None for a
+    single job, or each array child's index that has a row -> (status,
+    fingerprint)}. A child the run never created has no entry."""
+    out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    for job_id, name, status, fingerprint, size in conn.execute(
+        "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
+        " WHERE run_id = ? AND parent_id IS NULL",
+        (run_id,),
+    ):
+        if size is None:
+            out[name] = {None: (status or "SUBMITTED", fingerprint)}
+        else:
+            out[name] = arrays[job_id] = {}
+    parents = list(arrays)
+    # By parent, through the (parent_id, status) index: a run's children are found
+    # without scanning the other runs' rows.
+    for start in range(0, len(parents), _CHUNK):
+        chunk = parents[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for parent, index, status, fingerprint in conn.execute(
+            "SELECT parent_id, array_index, status, fingerprint FROM jobs"
+            f" WHERE parent_id IN ({marks})",
+            chunk,
+        ):
+            arrays[parent][index] = (status or "SUBMITTED", fingerprint)
+    return out
 
 
 OwnerState = Callable[[Any, Any, Any, Any], str]  # (pid, hostname, owner, boot_id) -> state

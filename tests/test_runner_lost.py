@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from proc_helpers import Spawner, wait_for
 
 from flowbatch.cli import app
-from flowbatch.cli.running import _act
+from flowbatch.cli.control import _act
 from flowbatch.processes import Process
 from flowbatch.state import JobEvent, JobState
 from flowbatch.store import DB_NAME, RUNNER_LOST, Store

@@ -222,6 +222,7 @@ def test_cancelling_a_child_the_runner_has_not_created_from_another_process(
     assert '"status": "PENDING"' in described.stdout  # not created yet: one at a time
     cancel = _flowbatch("cancel", victim, "--reason", "not this one", "--state-dir", str(state_dir))
     assert cancel.returncode == 0, cancel.stderr
+    assert f"job {victim} cancelled" in cancel.stderr  # what happened, not "requested"
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     with Store.open(state_dir, create=False) as s:
