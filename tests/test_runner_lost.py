@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from engine_helpers import engine_unavailable
 from proc_helpers import Spawner, wait_for
 
 from flowbatch.cli import app
@@ -315,3 +317,37 @@ def test_issue_9_cancel_says_what_happened(
         reader.close()
         store.close()
     assert got[0] == code and said in got[1], got
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_terminate_scancels_the_slurm_job_a_lost_runner_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("sbatch") is None:
+        engine_unavailable("slurm", "sbatch is not on PATH")
+    partition = os.environ.get("FLOWBATCH_TEST_SLURM_PARTITION", "")
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--chdir", "/tmp", "-o", "/dev/null",
+         *(["-p", partition] if partition else []), "--wrap", "sleep 120"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if submitted.returncode != 0:
+        engine_unavailable("slurm", f"sbatch failed: {submitted.stderr.strip()}")
+    slurm_id = submitted.stdout.strip().split(";")[0]
+    try:
+        monkeypatch.chdir(tmp_path)
+        state = first_run(tmp_path)
+        job_id = lose(state, slurm_id)
+        conn = sqlite3.connect(state / DB_NAME, isolation_level=None)
+        try:
+            conn.execute("""UPDATE runs SET computes = '{"local": "slurm"}'""")
+        finally:
+            conn.close()
+        refused = resume(tmp_path)
+        assert refused.exit_code == 2 and f"slurm `local`, {slurm_id}" in refused.output
+        term = cli("terminate", job_id)
+        assert term.exit_code == 0 and f"SLURM job {slurm_id} cancelled" in term.output
+        assert resume(tmp_path).exit_code == 0
+    finally:
+        subprocess.run(["scancel", slurm_id], capture_output=True, timeout=60)

@@ -251,17 +251,35 @@ def _where(stray: Stray) -> str:
 
 
 def _stray_alive(stray: Stray) -> bool:
-    """Whether an attempt left by a lost runner may still run. Only a local process of
-    this machine and boot, recorded as `pid@starttime`, can be known to be gone; a pid
-    recorded without its start time is alive if any process has that pid."""
+    """Whether an attempt left by a lost runner may still run. A local process of this
+    machine and boot recorded as `pid@starttime` is known gone once it is not that
+    process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
+    longer knows it or shows it done. Anything else may still run."""
     from flowbatch.processes import Process
 
+    if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
+        return _slurm_alive(stray.external_id)
     if stray.kind != "local" or not stray.here:
         return True
     if not stray.same_boot:
         return False
     proc = Process.parse(stray.external_id or "")
     return proc is None or proc.alive()
+
+
+_SLURM_ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED")
+
+
+def _slurm_alive(job_id: str) -> bool:
+    try:
+        found = subprocess.run(
+            ["squeue", "-h", "-o", "%T", "-j", job_id], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # cannot tell
+    if found.returncode != 0:
+        return "invalid job id" not in found.stderr.lower()  # forgotten by SLURM: done
+    return any(state.strip() in _SLURM_ACTIVE for state in found.stdout.splitlines())
 
 
 CONTROL_COMMANDS: list[click.Command] = [_control("cancel"), _control("terminate")]
