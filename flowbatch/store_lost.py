@@ -1,11 +1,12 @@
 """Runs whose runner is gone: judging a runner from here, settling what it left, and the
 attempts it may have left running.
 
-A run records its runner as `pid@starttime` (`flowbatch.processes`) with the machine
-and its boot id. A runner of this machine and boot that is no longer that process is
-gone: its run and unfinished jobs become FAILED (RUNNER_LOST), as TerminateJob would
-make them, and the attempts that were running keep no stop time until something sees
-them stop (`Stray`). A runner on another machine is never judged.
+A run records its runner as `pid@starttime` (`flowbatch.processes`) with the machine,
+its boot id and pid namespace. A runner of this machine, boot and namespace that is no
+longer that process is gone: its run and unfinished jobs become FAILED (RUNNER_LOST), as
+TerminateJob would make them, and the attempts that were running keep no stop time until
+something sees them stop (`Stray`). A runner on another machine or in another pid
+namespace (a container sharing the state directory) is never judged.
 
 A pid and start time were preferred to a lock held for the run's life: they live in
 the database itself, read the same from every command and name the runner in the
@@ -57,13 +58,15 @@ class Stray:
 def owner_state(
     pid: int | None, hostname: str | None, owner: str | None, boot: str | None
 ) -> Literal["alive", "gone", "elsewhere", "unknown"]:
-    """Whether the runner of an unfinished run is alive, judged from this machine: its
+    """Whether the runner of an unfinished run is alive, judged from here: its
     `pid@starttime` (`owner`; runs from before schema v4 have only the pid, and a live
-    process with that pid is taken for it) on the same machine and boot. A runner on
-    another machine cannot be judged from here."""
-    if hostname != socket.gethostname():
+    process with that pid is taken for it) on the same machine, boot and pid namespace
+    (`boot`, as `boot_id` gives it). A runner on another machine, or in another pid
+    namespace (a container), cannot be judged from here."""
+    where = _compare(boot)
+    if hostname != socket.gethostname() or where == "elsewhere":
         return "elsewhere"
-    if boot is not None and boot != boot_id():
+    if where == "rebooted":
         return "gone"
     proc = Process.parse(owner) if owner else None
     if proc is None:
@@ -75,12 +78,31 @@ def owner_state(
 
 @functools.cache
 def boot_id() -> str | None:
-    """This boot of this machine (a pid and start time repeat across reboots)."""
+    """This boot of this machine and the pid namespace seen from here, as `BOOT
+    pid:[INODE]`: pids and start times repeat across reboots and mean nothing in
+    another namespace."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip() or None
+            boot = f.read().strip()
     except OSError:
         return None
+    try:
+        return f"{boot} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return boot or None
+
+
+def _compare(recorded: str | None) -> Literal["same", "rebooted", "elsewhere"]:
+    here = boot_id()
+    if recorded is None or here is None:
+        return "same"  # not recorded (or no /proc): the pid is all there is
+    boot, _, namespace = recorded.partition(" ")
+    here_boot, _, here_namespace = here.partition(" ")
+    if boot != here_boot:
+        return "rebooted"
+    if namespace and here_namespace and namespace != here_namespace:
+        return "elsewhere"
+    return "same"
 
 
 def lost_runs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -164,8 +186,8 @@ def stray_attempts(conn: sqlite3.Connection, job_id: str | None, run_id: str | N
                 kind=json.loads(computes or "{}").get(compute),
                 host=host,
                 external_id=ext,
-                here=run_host == socket.gethostname(),
-                same_boot=boot is None or boot == boot_id(),
+                here=run_host == socket.gethostname() and _compare(boot) != "elsewhere",
+                same_boot=_compare(boot) != "rebooted",
             )
         )
     return out

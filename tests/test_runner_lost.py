@@ -241,6 +241,20 @@ def test_a_run_whose_machine_restarted_is_lost(
     assert resume(tmp_path).exit_code == 0  # its local attempts died with the machine
 
 
+def test_a_run_in_another_pid_namespace_is_not_guessed_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A runner in a container sharing the state directory (and the hostname): its pid
+    # means nothing here.
+    monkeypatch.chdir(tmp_path)
+    state = first_run(tmp_path)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    lose(state, "1@1", boot=f"{boot} pid:[1]")
+    runs = json.loads(cli("runs", "--json").output)["runs"]
+    assert runs[0]["status"] == "UNKNOWN"
+    assert {s for s, _ in statuses(state).values()} == {"RUNNING"}
+
+
 def test_a_run_on_another_machine_is_not_guessed_at(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
