@@ -235,6 +235,7 @@ def test_issue_9_a_full_disk_mid_run_is_one_error_and_a_true_record(tmpfs: Path)
     assert not (tmpfs / "never").exists()
 
 
+@pytest.mark.slow
 def test_issue_9_a_store_that_fails_mid_run_stops_it_with_one_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
