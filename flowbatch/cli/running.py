@@ -216,13 +216,16 @@ def run_command(
                 result.error = str(err)
                 reason = f"Run stopped: {err}"
                 store.end_run(run_id, "FAILED", ended_at=time.time(), reason=reason)
-            if result.error is None:
-                write_reports(store, plan, run_id, result.status, junit=junit)
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
             click.echo(f"error: run {run_id} could not be recorded: {err}", err=True)
             ctx.exit(1)
+        status = "FAILED" if result.error else result.status
+        try:  # what was recorded can be read back, a full disk or not
+            write_reports(store, plan, run_id, status, junit=junit)
+        except StoreError as err:
+            click.echo(f"warning: no reports: {err}", err=True)
     finally:
         store.close()
     if result.error is not None:
