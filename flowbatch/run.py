@@ -2,15 +2,15 @@
 (ninja's Builder).
 
 One task group per run; one task per running attempt, plus a ticker (flushes sinks,
-polls cancel/terminate requests, checks lost hosts) and, when asked, a signal watcher
-that outlives the cleanup (a second signal kills the jobs without their grace period).
-Everything runs on one event loop thread, so the Frontier has one writer: attempt
-tasks report straight to the runner, which applies the report to the Frontier and
-turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding stays in
-`schedule`; rendering commands, environments and log directories happens here.
+polls cancel/terminate requests, checks lost hosts) and, when asked, signal handling
+(`run_signals`). A sink that cannot record (a full disk) stops the run as a signal does
+(`RunResult.error`). Everything runs on one event loop thread, so the Frontier has one
+writer: attempt tasks report straight to the runner, which applies the report to the
+Frontier and turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding
+stays in `schedule`; rendering commands, environments and log directories happens here.
 
-Imports: compile, run_setup, schedule, placement, state, model, template, executors.base (and
-`flowbatch.executors.make_executor` lazily, as the default factory); anyio.
+Imports: compile, run_setup, run_signals, schedule, placement, state, model, template,
+executors.base (`executors.make_executor` lazily, the default factory); anyio.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from __future__ import annotations
 import functools
 import os
 import random
-import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 
@@ -39,6 +37,9 @@ from flowbatch.hosts import DEFAULT_TIMEOUT, LostHosts
 from flowbatch.model import ComputeEnv
 from flowbatch.placement import Pools
 from flowbatch.run_setup import (
+    Control,
+    EventSink,
+    Fingerprint,
     RunResult,
     Started,
     attempt_env,
@@ -50,6 +51,7 @@ from flowbatch.run_setup import (
     new_run_id,
     placement_inputs,
 )
+from flowbatch.run_signals import with_signals
 from flowbatch.schedule import Frontier, Placement
 from flowbatch.state import JobEvent, JobState
 from flowbatch.template import Context, TemplateError, render_command
@@ -59,15 +61,7 @@ __all__ = ["EventSink", "RunResult", "limit_vcpus", "new_job_ids", "new_run_id",
 FLUSH_INTERVAL = 0.2  # seconds between sink flushes while events flow (the contract)
 HOST_CHECK_INTERVAL = 3.0  # seconds between checks of a lost host
 
-Control = Callable[[], Iterable[tuple[str, str, str]]]
 ExecutorFactory = Callable[[ComputeEnv], Executor]
-Fingerprint = Callable[[str, int | None], str]  # e.g. fingerprint.Fingerprints(plan).of
-
-
-class EventSink(Protocol):
-    def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
-
-    def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
 
 
 async def run_plan(
@@ -92,16 +86,17 @@ async def run_plan(
     """Run every job of `plan` to the end and report each state change to `sinks`.
 
     `executors` makes the executor of a compute environment (default
-    `flowbatch.executors.make_executor`); `control()` returns pending
-    (job_id, "cancel"|"terminate", reason) requests and is polled every 0.2 s;
+    `flowbatch.executors.make_executor`); `control()` returns pending (job_id,
+    "cancel"|"terminate", reason) requests and is polled every 0.2 s;
     `compute_overrides` maps a compute environment name to the one to use instead
-    (`--compute local=cluster`); `handle_signals` turns SIGINT/SIGTERM into a clean
-    interruption (jobs terminated, sinks flushed, status INTERRUPTED).
-    `fingerprint(name, index)` is asked when an attempt starts and goes on its
-    SUCCEEDED event; `reuse` (jobs: None, arrays: a mask, 1 = reused) succeed at once
-    with `reuse_reason` (`run --resume`, see `flowbatch.resume`). When only lost hosts
-    could take the work left, the run gives up on them after `host_timeout` seconds
-    (None: never; see `flowbatch.hosts`).
+    (`--compute local=cluster`); `handle_signals` turns SIGINT/SIGTERM/SIGHUP into a
+    clean interruption (jobs terminated, sinks flushed, status INTERRUPTED); a sink or
+    `control` that raises stops the run (FAILED, `error` says why). `fingerprint(name,
+    index)` is asked when an attempt starts and goes on its SUCCEEDED event; `reuse`
+    (jobs: None, arrays: a mask, 1 = reused) succeed at once with `reuse_reason` (`run
+    --resume`, see `flowbatch.resume`). When only lost hosts could take the work left,
+    the run gives up on them after `host_timeout` seconds (None: never; see
+    `flowbatch.hosts`).
     Raises ValueError for an override naming an unknown compute environment, or an
     `env_from_host` variable that is not set.
     """
@@ -184,6 +179,7 @@ class _Runner:
         self.stalled: list[str] = []
         self.failed: set[str] = set()
         self.signal: str | None = None
+        self.error: str | None = None  # why the run had to stop (a sink could not record)
         self.base_env = dict(os.environ)
         missing_host_env(plan, self.base_env)
         self.pipeline_dir = Path(plan.path).absolute().parent
@@ -193,18 +189,7 @@ class _Runner:
 
     # -- the run ------------------------------------------------------------------------
     async def run(self, handle_signals: bool) -> RunResult:
-        if not handle_signals:
-            return await self._run()
-        # The receiver stays open until the run has recorded everything, so a second
-        # signal during the cleanup reaches `_on_signal` instead of Python's handler.
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_signals, signals)
-                try:
-                    result = await self._run()
-                finally:
-                    tg.cancel_scope.cancel()
-        return result
+        return await (with_signals(self._run, self) if handle_signals else self._run())
 
     async def _run(self) -> RunResult:
         try:
@@ -218,16 +203,17 @@ class _Runner:
             with anyio.CancelScope(shield=True):
                 if self.signal is not None:
                     self.frontier.fail_all(f"Run interrupted ({self.signal})")
+                elif self.error is not None:
+                    self.frontier.fail_all(f"Run stopped: {self.error}")
                 self._drain()
-                for sink in self.sinks:
-                    sink.flush()
+                self._flush_sinks()
                 for executor in self.executors.values():
                     with anyio.move_on_after(10):
                         await executor.aclose()
         if self.signal is not None:
             return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
-        status = "FAILED" if self.failed or self.stalled else "SUCCEEDED"
-        return RunResult(status, sorted(self.failed), list(self.stalled))
+        status = "FAILED" if self.failed or self.stalled or self.error else "SUCCEEDED"
+        return RunResult(status, sorted(self.failed), list(self.stalled), error=self.error)
 
     def _dispatch(self) -> None:
         # A loop, not recursion: an attempt that fails as it is launched (its command
@@ -446,14 +432,33 @@ class _Runner:
             await anyio.sleep(FLUSH_INTERVAL)
             if self._dirty:
                 self._dirty = False
-                for sink in self.sinks:
-                    sink.flush()
+                self._flush_sinks()
             if self.control is not None:
-                for job_id, action, reason in self.control():
+                try:
+                    requests = list(self.control())
+                except Exception as exc:  # the job database: full, read-only, locked too long
+                    self._stop(str(exc))
+                    requests = []
+                for job_id, action, reason in requests:
                     self._request(job_id, action, reason)
+                    self._dirty = True  # a flush acknowledges it (`flowbatch cancel` waits)
             if self.lost and self.clock() - last_host_check >= HOST_CHECK_INTERVAL:
                 last_host_check = self.clock()
                 await self._check_hosts()
+
+    def _flush_sinks(self) -> None:
+        """Flush every sink; one that cannot record (a full disk) stops the run."""
+        for sink in self.sinks:
+            try:
+                sink.flush()
+            except Exception as exc:
+                self._stop(str(exc))
+
+    def _stop(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
 
     def _request(self, job_id: str, action: str, reason: str) -> None:
         parent, _, child = job_id.partition(":")
@@ -484,15 +489,16 @@ class _Runner:
             self.frontier.fail_all(self.lost.reason())
             self._dispatch()
 
-    async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
-        """The first SIGINT/SIGTERM stops the run (jobs get their grace period); a
-        second one cuts the grace periods short: the jobs are killed now."""
-        async for signum in signals:
-            if self.signal is None and not self.finished.is_set():
-                self.signal = signal.Signals(signum).name
-                if self._tg is not None:
-                    self._tg.cancel_scope.cancel()
-            else:
-                for executor in self.executors.values():
-                    if isinstance(executor, Hurriable):
-                        executor.hurry()
+    def interrupt(self, name: str) -> bool:
+        """The first signal stops the run (see `run_signals`); False for a later one."""
+        if self.signal is not None or self.finished.is_set():
+            return False
+        self.signal = name
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        return True
+
+    def hurry(self) -> None:
+        for executor in self.executors.values():
+            if isinstance(executor, Hurriable):
+                executor.hurry()

@@ -3,24 +3,38 @@ capacity of its compute environments (`--max-vcpus`, one host for a host-less on
 `--compute OLD=NEW` checked), and what each attempt is set up with (its environment and
 log directory).
 
-Imports: compile, model, diagnostics.
+Imports: compile, model, state, diagnostics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flowbatch.compile import Plan
 from flowbatch.diagnostics import did_you_mean
 from flowbatch.model import ComputeEnv, Host, JobSpec
+from flowbatch.state import JobEvent
+
+Control = Callable[[], Iterable[tuple[str, str, str]]]  # (job id, action, reason) requests
+Fingerprint = Callable[[str, int | None], str]  # e.g. fingerprint.Fingerprints(plan).of
+
+
+class EventSink(Protocol):
+    """Where a run reports its state changes (the store, the progress display). A sink
+    whose `flush` raises stops the run (`RunResult.error`)."""
+
+    def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
+
+    def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -121,7 +135,16 @@ def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> 
     if index is not None:
         log_dir = log_dir / str(index)
     log_dir = log_dir / f"attempt-{attempt}"
-    os.makedirs(log_dir, exist_ok=True)
+    # Every directory made here is private (0700) whatever the umask: logs hold what jobs
+    # print, secrets included. os.makedirs gives its mode to the last directory only.
+    missing = []
+    where = log_dir
+    while not where.exists():
+        missing.append(where)
+        where = where.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            directory.mkdir(mode=0o700)
     return log_dir
 
 
@@ -153,6 +176,7 @@ class RunResult:
     failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
     stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
     signal: str | None = None
+    error: str | None = None  # why the run stopped early (a sink could not record)
 
     @property
     def exit_code(self) -> int:

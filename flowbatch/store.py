@@ -9,11 +9,16 @@ kept in the events table with `applied = 0` and listed in `Store.rejected`.
 
 Jobs read back shaped like AWS Batch's DescribeJobs (see `store_views`).
 
-Imports: model, state, store_schema, store_views; sqlite3.
+A run records its runner; a writer that opens the store settles the runs of this machine
+whose runner is gone (`store_lost`).
+
+Imports: model, state, processes, store_lost, store_schema, store_views, store_rows;
+sqlite3.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -25,70 +30,47 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from flowbatch import store_lost as lost
 from flowbatch import store_rows as rows
 from flowbatch import store_views as views
 from flowbatch.model import Pipeline
+from flowbatch.processes import Process
 from flowbatch.state import JobEvent, JobState
-from flowbatch.store_schema import BUSY_TIMEOUT_SECONDS, StoreError, connect
+from flowbatch.store_lost import RUNNER_LOST
+from flowbatch.store_schema import (
+    BUSY_TIMEOUT_SECONDS,
+    StoreError,
+    Transaction,
+    open_database,
+    reads,
+)
 
-__all__ = ["DB_NAME", "Store", "StoreError"]
+__all__ = ["DB_NAME", "RUNNER_LOST", "Store", "StoreError"]
 
 DB_NAME: Final = "jobs.db"
+DEFAULT_KEEP_DAYS: Final = 1.0  # AWS keeps a finished job for 24 hours
 _DAY: Final = 86_400.0
+
 _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 # `PARENT:i`, an array child's id; a negative index is matched to be refused by name.
 _CHILD_ID: Final = re.compile(r"(.+):(-?[0-9]+)")
 
 
-_UPSERT_JOB: Final = """
-INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
-                  status_reason, started_at, stopped_at, attempt, exit_code, compute,
-                  host, log_path, external_id, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id) DO UPDATE SET
-    status = excluded.status,
-    status_reason = excluded.status_reason,
-    started_at = COALESCE(jobs.started_at, excluded.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, jobs.stopped_at),
-    attempt = MAX(jobs.attempt, excluded.attempt),
-    exit_code = COALESCE(excluded.exit_code, jobs.exit_code),
-    compute = COALESCE(excluded.compute, jobs.compute),
-    host = COALESCE(excluded.host, jobs.host),
-    log_path = COALESCE(excluded.log_path, jobs.log_path),
-    external_id = COALESCE(excluded.external_id, jobs.external_id),
-    fingerprint = COALESCE(excluded.fingerprint, jobs.fingerprint)
-"""
-
-_UPSERT_ATTEMPT: Final = """
-INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
-                      reason, status_reason, log_path, compute, host, external_id,
-                      peak_memory)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    started_at = COALESCE(excluded.started_at, attempts.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
-    exit_code = COALESCE(excluded.exit_code, attempts.exit_code),
-    reason = COALESCE(excluded.reason, attempts.reason),
-    status_reason = COALESCE(excluded.status_reason, attempts.status_reason),
-    log_path = COALESCE(excluded.log_path, attempts.log_path),
-    compute = COALESCE(excluded.compute, attempts.compute),
-    host = COALESCE(excluded.host, attempts.host),
-    external_id = COALESCE(excluded.external_id, attempts.external_id),
-    peak_memory = COALESCE(excluded.peak_memory, attempts.peak_memory)
-"""
-
-_INSERT_EVENT: Final = """
-INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code, applied)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-
 class Store:
-    """The job database of one state directory. Not shared between threads at once."""
+    """The job database of one state directory. Not shared between threads at once.
 
-    def __init__(self, conn: sqlite3.Connection, db_path: Path) -> None:
+    `read_only` is True when the database could only be opened for reading (a
+    read-only directory or file system): the reading methods work, writing raises
+    StoreError, and runs whose runner is gone cannot be marked so.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, db_path: Path, *, read_only: bool = False) -> None:
         self._conn = conn
         self.path = db_path
+        self.read_only = read_only
+        # Requests handed to the runner whose effects the next flush records: that flush
+        # marks them applied, so `cancel` can wait for what really happened.
+        self._taken: list[int] = []
         self._buffer: list[JobEvent] = []
         # The last applied state of every job this writer has touched, and which ids
         # are array parents: legality checks then need no query per event.
@@ -105,14 +87,21 @@ class Store:
         cls, state_dir: Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_SECONDS
     ) -> Store:
         """The store in `state_dir`, created (directory and database) unless `create`
-        is False, in which case a missing database raises StoreError. A write waits up
-        to `busy_timeout` seconds for another process's, then raises StoreError."""
-        state_dir = Path(state_dir)
-        db_path = state_dir / DB_NAME
-        if not create and not db_path.exists():
-            raise StoreError(f"no job database at `{db_path}`: nothing has run here yet")
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return cls(connect(db_path, shown_as=str(db_path), busy_timeout=busy_timeout), db_path)
+        is False, in which case a missing database raises StoreError and one that
+        cannot be written is opened read-only. A write waits up to `busy_timeout`
+        seconds for another process's, then raises StoreError. What flowbatch creates
+        here is private to its user (0700 directory, 0600 database) whatever the umask.
+
+        Runs of this machine whose runner is gone are marked FAILED on opening (see
+        `settle_lost_runs`)."""
+        db_path = Path(state_dir) / DB_NAME
+        conn, read_only = open_database(db_path, create=create, busy_timeout=busy_timeout)
+        store = cls(conn, db_path, read_only=read_only)
+        if not read_only:
+            # A locked or full database: the next command tries again.
+            with contextlib.suppress(StoreError):
+                store.settle_lost_runs()
+        return store
 
     def close(self) -> None:
         self._conn.close()
@@ -142,16 +131,20 @@ class Store:
         ]
         params = json.dumps(dict(pipeline.params), sort_keys=True)
         with self._write():
+            me = Process.of(os.getpid())
+            kinds = json.dumps({n: ce.type for n, ce in pipeline.computes.items()}, sort_keys=True)
             self._conn.execute(
-                "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, pipeline.path, params, created_at, os.getpid(), socket.gethostname()),
-            )
+                "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname, owner,"
+                " boot_id, computes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, pipeline.path, params, created_at, me.pid, socket.gethostname(),
+                 str(me), lost.boot_id(), kinds),
+            )  # fmt: skip
             self._conn.executemany(
                 f"INSERT INTO jobs ({', '.join(rows.STATIC_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
                 static,
             )
+        lost.make_reserve(self.path.parent)
         for spec in pipeline.jobs.values():
             job_id = job_ids[spec.name]
             self._states[job_id] = None
@@ -168,6 +161,9 @@ class Store:
         recorded as not applied and appended to `rejected`. On a database error the
         events stay buffered and StoreError is raised."""
         if not self._buffer:
+            if self._taken:
+                with self._write():
+                    self._ack_requests()
             return
         batch, self._buffer = self._buffer, []
         self._load_states(self._ids_to_look_up(batch))
@@ -175,31 +171,81 @@ class Store:
         folded = rows.fold(batch, states, self._parents)
         try:
             with self._write():
-                self._conn.executemany(_INSERT_EVENT, folded.events)
-                self._conn.executemany(_UPSERT_JOB, folded.jobs.values())
-                self._conn.executemany(_UPSERT_ATTEMPT, folded.attempts.values())
+                self._conn.executemany(rows.INSERT_EVENT, folded.events)
+                self._conn.executemany(rows.UPSERT_JOB, folded.jobs.values())
+                self._conn.executemany(rows.UPSERT_ATTEMPT, folded.attempts.values())
+                self._ack_requests()
         except StoreError:
             self._buffer[:0] = batch  # nothing was written: try again at the next flush
             raise
         self._states = states
         self.rejected.extend(folded.rejected)
 
-    def end_run(self, run_id: str, status: str, *, ended_at: float) -> None:
-        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+    def end_run(self, run_id: str, status: str, *, ended_at: float, reason: str = "") -> None:
+        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED", and why (`reason`,
+        e.g. that the job database could not be written). With a reason, a buffer that
+        cannot be written (a full disk) still leaves a true record where the smallest
+        write fits: the run ended, its unfinished jobs FAILED with `reason`. StoreError
+        when not even that could be written."""
         if status not in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
             raise ValueError(f"unknown run status {status!r}")
-        self.flush()
+        try:
+            self.flush()
+        except StoreError:
+            if not reason:
+                raise
+            if not lost.release_reserve(self.path.parent):
+                self._buffer.clear()
+            else:
+                try:
+                    self.flush()
+                except StoreError:
+                    self._buffer.clear()  # lost: what is recorded instead says so
         with self._write():
             self._conn.execute(
-                "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?",
-                (status, ended_at, run_id),
+                "UPDATE runs SET status = ?, ended_at = ?, reason = ? WHERE run_id = ?",
+                (status, ended_at, reason, run_id),
             )
+            if reason:
+                # run_plan returns once every attempt has ended: none is left running
+                lost.fail_unfinished(self._conn, run_id, reason, ended_at, attempts_ended=True)
+        self._states.clear()
+
+    # -- runs whose runner is gone (see `store_lost`) -------------------------------------
+    @reads
+    def settle_lost_runs(self, *, now: float | None = None) -> list[str]:
+        """Mark every run of this machine whose runner is gone (killed, crashed, the
+        machine restarted) FAILED, its unfinished jobs FAILED with a RUNNER_LOST reason;
+        return their ids. A run on another machine is left alone."""
+        when = time.time() if now is None else now
+        settled = []
+        for run_id, reason in lost.lost_runs(self._conn):
+            with self._write():
+                if lost.settle(self._conn, run_id, reason, when):
+                    settled.append(run_id)
+            self._states.clear()  # rows changed under the cache
+        return settled
+
+    @reads
+    def stray_attempts(
+        self, job_id: str | None = None, *, run_id: str | None = None
+    ) -> list[lost.Stray]:
+        """Attempts a lost runner left that may still run: of one job (an array job:
+        of its children), of one run, or all."""
+        return lost.stray_attempts(self._conn, job_id, run_id)
+
+    def stopped(self, stray: lost.Stray, reason: str, *, now: float | None = None) -> None:
+        """Record that a stray attempt's process is gone (stopped, or found dead)."""
+        with self._write():
+            lost.mark_stopped(self._conn, stray, reason, time.time() if now is None else now)
 
     # -- control requests from other processes ---------------------------------------
-    def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> None:
-        """Ask the run that owns `job_id` to cancel or terminate it; StoreError if no
-        such job exists. An array child the runner has not created yet exists (as on
-        AWS): the request goes to its parent's run."""
+    @reads
+    def request(self, job_id: str, action: Literal["cancel", "terminate"], reason: str) -> int:
+        """Ask the run that owns `job_id` to cancel or terminate it and return the
+        request's number (see `request_state`); StoreError if no such job exists. An
+        array child the runner has not created yet exists (as on AWS): the request
+        goes to its parent's run."""
         if action not in ("cancel", "terminate"):
             raise ValueError(f"unknown action {action!r}")
         row = self._conn.execute("SELECT run_id FROM jobs WHERE job_id = ?", (job_id,))
@@ -213,12 +259,34 @@ class Store:
             parent_id, index, run_id = child
             job_id = f"{parent_id}:{index}"
         with self._write():
-            self._conn.execute(
+            cur = self._conn.execute(
                 "INSERT INTO requests (run_id, job_id, action, reason, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (run_id, job_id, action, reason, time.time()),
             )
+        return int(cur.lastrowid or 0)
 
+    @reads
+    def request_state(self, seq: int) -> Literal["open", "taken", "applied"]:
+        """Where request `seq` is: not yet seen by its runner, taken, or applied (what
+        it changed is recorded)."""
+        row = self._conn.execute("SELECT taken FROM requests WHERE seq = ?", (seq,)).fetchone()
+        taken = 0 if row is None else int(row[0])
+        return "applied" if taken >= 2 else "taken" if taken else "open"
+
+    @reads
+    def run_of(self, run_id: str) -> dict[str, Any] | None:
+        """One run as `runs` shows it, or None."""
+        return next((r for r in views.runs(self._conn, lost.owner_state, run_id) if r), None)
+
+    def _ack_requests(self) -> None:
+        # Inside the flush's transaction: the request is applied once its effects are.
+        self._conn.executemany(
+            "UPDATE requests SET taken = 2 WHERE seq = ?", [(seq,) for seq in self._taken]
+        )
+        self._taken = []
+
+    @reads
     def take_requests(self, run_id: str) -> list[tuple[str, str, str]]:
         """The run's open requests as (job_id, action, reason), oldest first; each is
         returned by exactly one call."""
@@ -234,9 +302,11 @@ class Store:
             self._conn.executemany(
                 "UPDATE requests SET taken = 1 WHERE seq = ?", [(r[0],) for r in rows]
             )
+        self._taken += [int(r[0]) for r in rows]
         return [(r[1], r[2], r[3]) for r in rows]
 
     # -- reading --------------------------------------------------------------------------
+    @reads
     def describe(self, job_id: str) -> dict[str, Any]:
         """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
         suggestion where one exists) for an unknown id. Every child of an array job can
@@ -250,6 +320,7 @@ class Store:
             raise self.unknown_job(job_id)
         return found
 
+    @reads
     def jobs(
         self,
         *,
@@ -265,14 +336,17 @@ class Store:
             self._conn, run_id=run_id, queue=queue, status=status, name=name, parent=parent
         )
 
+    @reads
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every recorded state change of one job, in the order reported."""
         return views.events(self._conn, job_id)
 
+    @reads
     def runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, with counts of its top-level jobs by state."""
-        return views.runs(self._conn)
+        return views.runs(self._conn, lost.owner_state)
 
+    @reads
     def latest_run(self, pipeline: str | None = None, *, aliases: Iterable[str] = ()) -> str | None:
         """The newest run of `pipeline` (a path as given to begin_run) or of any of its
         `aliases` (the same file spelled otherwise), or of any pipeline."""
@@ -296,34 +370,10 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    @reads
     def records(self, run_id: str) -> dict[str, dict[int | None, tuple[str, str | None]]]:
-        """What `run_id` left of each job, for `run --resume`: job name -> {None for a
-        single job, or each array child's index that has a row -> (status,
-        fingerprint)}. A child the run never created has no entry."""
-        out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
-        arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
-        for job_id, name, status, fingerprint, size in self._conn.execute(
-            "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
-            " WHERE run_id = ? AND parent_id IS NULL",
-            (run_id,),
-        ):
-            if size is None:
-                out[name] = {None: (status or "SUBMITTED", fingerprint)}
-            else:
-                out[name] = arrays[job_id] = {}
-        parents = list(arrays)
-        # By parent, through the (parent_id, status) index: a run's children are found
-        # without scanning the other runs' rows.
-        for start in range(0, len(parents), _CHUNK):
-            chunk = parents[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for parent, index, status, fingerprint in self._conn.execute(
-                "SELECT parent_id, array_index, status, fingerprint FROM jobs"
-                f" WHERE parent_id IN ({marks})",
-                chunk,
-            ):
-                arrays[parent][index] = (status or "SUBMITTED", fingerprint)
-        return out
+        """What `run_id` left of each job, for `run --resume` (`views.records`)."""
+        return views.records(self._conn, run_id)
 
     def job_ids_starting(self, prefix: str, limit: int = 6) -> list[str]:
         """Ids of top-level jobs (of any run) that start with `prefix`, at most `limit`:
@@ -341,6 +391,7 @@ class Store:
         message = f"no job with id `{job_id}` in `{self.path}`"
         return StoreError(message + (f"; did you mean `{hint}`?" if hint else ""))
 
+    @reads
     def suggest(self, text: str) -> str | None:
         """A job id close to `text`: a unique id it is a prefix of, the id of a job so
         named in the latest run, or a near spelling among recent ids."""
@@ -368,12 +419,17 @@ class Store:
         return close[0] if close else None
 
     # -- housekeeping ---------------------------------------------------------------------
-    def prune(self, older_than_days: float = 7) -> int:
-        """Delete runs that ended (or, never ended, began) more than `older_than_days`
-        ago, with their jobs, attempts, events and requests; returns how many runs."""
+    def prune(self, older_than_days: float = DEFAULT_KEEP_DAYS) -> int:
+        """Delete runs that ended more than `older_than_days` ago, with their jobs,
+        attempts, events and requests; returns how many runs. A run that has not ended
+        is kept (its runner may be alive, perhaps on another machine), and so is one
+        whose attempts may still run (`stray_attempts`): their ids are what stops them."""
         return len(self.prune_runs(older_than_days))
 
-    def prune_runs(self, older_than_days: float = 7, *, now: float | None = None) -> list[str]:
+    @reads
+    def prune_runs(
+        self, older_than_days: float = DEFAULT_KEEP_DAYS, *, now: float | None = None
+    ) -> list[str]:
         """Like `prune`, returning the ids of the deleted runs (so that the CLI can
         remove their log directories)."""
         cutoff = (time.time() if now is None else now) - older_than_days * _DAY
@@ -381,7 +437,8 @@ class Store:
             old = [
                 str(r[0])
                 for r in self._conn.execute(
-                    "SELECT run_id FROM runs WHERE COALESCE(ended_at, created_at) < ?",
+                    "SELECT run_id FROM runs WHERE ended_at < ? AND NOT EXISTS (SELECT 1"
+                    " FROM attempts a WHERE a.run_id = runs.run_id AND a.stopped_at IS NULL)",
                     (cutoff,),
                 )
             ]
@@ -390,8 +447,8 @@ class Store:
         return old
 
     # -- internals ------------------------------------------------------------------------
-    def _write(self) -> _Transaction:
-        return _Transaction(self._conn, self.path)
+    def _write(self) -> Transaction:
+        return Transaction(self._conn, self.path)
 
     def _array_child(self, job_id: str) -> tuple[str, int, str] | None:
         """(parent id, index, run id) for a `PARENT:i` naming a child of an array job in
@@ -446,31 +503,3 @@ class Store:
                 self._states[job_id] = None if status is None else JobState(status)
                 if size is not None:
                     self._parents.add(job_id)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the write lock is taken
-    up front so that two writers never deadlock upgrading a read lock. SQLite's errors
-    (a lock held too long, a full disk) leave as StoreError."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except sqlite3.Error as err:
-                exc = err
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot write to `{self._path}`: {exc}") from None

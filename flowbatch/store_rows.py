@@ -30,6 +30,48 @@ _RUNNING: Final = _S.RUNNING
 _ACTIVE: Final = frozenset({_S.STARTING, _S.RUNNING})
 _DONE: Final = frozenset({_S.SUCCEEDED, _S.FAILED})
 
+UPSERT_JOB: Final = """
+INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
+                  status_reason, started_at, stopped_at, attempt, exit_code, compute,
+                  host, log_path, external_id, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id) DO UPDATE SET
+    status = excluded.status,
+    status_reason = excluded.status_reason,
+    started_at = COALESCE(jobs.started_at, excluded.started_at),
+    stopped_at = COALESCE(excluded.stopped_at, jobs.stopped_at),
+    attempt = MAX(jobs.attempt, excluded.attempt),
+    exit_code = COALESCE(excluded.exit_code, jobs.exit_code),
+    compute = COALESCE(excluded.compute, jobs.compute),
+    host = COALESCE(excluded.host, jobs.host),
+    log_path = COALESCE(excluded.log_path, jobs.log_path),
+    external_id = COALESCE(excluded.external_id, jobs.external_id),
+    fingerprint = COALESCE(excluded.fingerprint, jobs.fingerprint)
+"""
+
+UPSERT_ATTEMPT: Final = """
+INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
+                      reason, status_reason, log_path, compute, host, external_id,
+                      peak_memory)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    started_at = COALESCE(excluded.started_at, attempts.started_at),
+    stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
+    exit_code = COALESCE(excluded.exit_code, attempts.exit_code),
+    reason = COALESCE(excluded.reason, attempts.reason),
+    status_reason = COALESCE(excluded.status_reason, attempts.status_reason),
+    log_path = COALESCE(excluded.log_path, attempts.log_path),
+    compute = COALESCE(excluded.compute, attempts.compute),
+    host = COALESCE(excluded.host, attempts.host),
+    external_id = COALESCE(excluded.external_id, attempts.external_id),
+    peak_memory = COALESCE(excluded.peak_memory, attempts.peak_memory)
+"""
+
+INSERT_EVENT: Final = """
+INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code, applied)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
 STATIC_COLUMNS: Final = (
     "job_id", "run_id", "name", "array_size", "sequential", "queue", "command", "image",
     "vcpus", "memory", "gpus", "timeout", "retry_attempts", "environment", "parameters",

@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import socket
 import sqlite3
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from flowbatch.state import JobState
@@ -38,6 +36,10 @@ def job_arn(job_id: str) -> str:
 
 def job_definition_arn(name: str, revision: int = 1) -> str:
     return f"{ARN_PREFIX}:job-definition/{name}:{revision}"
+
+
+_LOST: Final = "Runner lost"  # store.RUNNER_LOST
+_CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 
 
 class _Row(Protocol):
@@ -391,19 +393,73 @@ def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every run, newest first. A run that never ended reads RUNNING while its writer
-    process is alive on this host and INCOMPLETE once it is gone (killed, crashed)."""
-    counts: dict[str, dict[str, int]] = {}
-    for run_id, status, n in conn.execute(
-        "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
-        " WHERE parent_id IS NULL GROUP BY run_id, status"
+def records(
+    conn: sqlite3.Connection, run_id: str
+) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+    """What `run_id` left of each job, for `run --resume`: job name -> {None for a
+    single job, or each array child's index that has a row -> (status,
+    fingerprint)}. A child the run never created has no entry."""
+    out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    for job_id, name, status, fingerprint, size in conn.execute(
+        "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
+        " WHERE run_id = ? AND parent_id IS NULL",
+        (run_id,),
     ):
-        per_run = counts.setdefault(run_id, {})
+        if size is None:
+            out[name] = {None: (status or "SUBMITTED", fingerprint)}
+        else:
+            out[name] = arrays[job_id] = {}
+    parents = list(arrays)
+    # By parent, through the (parent_id, status) index: a run's children are found
+    # without scanning the other runs' rows.
+    for start in range(0, len(parents), _CHUNK):
+        chunk = parents[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for parent, index, status, fingerprint in conn.execute(
+            "SELECT parent_id, array_index, status, fingerprint FROM jobs"
+            f" WHERE parent_id IN ({marks})",
+            chunk,
+        ):
+            arrays[parent][index] = (status or "SUBMITTED", fingerprint)
+    return out
+
+
+OwnerState = Callable[[Any, Any, Any, Any], str]  # (pid, hostname, owner, boot_id) -> state
+
+
+def runs(
+    conn: sqlite3.Connection, owner_state: OwnerState, run_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every run (or `run_id`), newest first. A run that never ended reads RUNNING while
+    its runner is alive, UNKNOWN when its runner is on another machine (nothing here
+    can tell), and INCOMPLETE once its runner is gone (`Store.settle_lost_runs`
+    records that as FAILED where the database can be written). `owner_state` judges
+    a runner (`store.owner_state`)."""
+    counts: dict[str, dict[str, int]] = {}
+    where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
+    for rid, status, n in conn.execute(
+        "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
+        f" WHERE parent_id IS NULL{where.replace('WHERE', 'AND')} GROUP BY run_id, status",
+        args,
+    ):
+        per_run = counts.setdefault(rid, {})
         per_run[status] = per_run.get(status, 0) + n
     out = []
-    for r in _cursor(conn).execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"):
-        status = r["status"] or ("RUNNING" if _alive(r["pid"], r["hostname"]) else "INCOMPLETE")
+    for r in _cursor(conn).execute(
+        f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC", args
+    ):
+        status, reason = r["status"], r["reason"]
+        if status is None:
+            state = owner_state(r["pid"], r["hostname"], r["owner"], r["boot_id"])
+            status = {"alive": "RUNNING", "elsewhere": "UNKNOWN"}.get(state, "INCOMPLETE")
+            if state == "elsewhere":
+                reason = (
+                    f"its runner is on {r['hostname']}: whether it still runs can only be"
+                    " told there"
+                )
+            elif status == "INCOMPLETE":
+                reason = f"{_LOST}: its runner (pid {r['pid']}) is gone"
         out.append(
             {
                 "runId": r["run_id"],
@@ -412,19 +468,8 @@ def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "createdAt": _ms(r["created_at"]),
                 "endedAt": _ms(r["ended_at"]),
                 "status": status,
+                "statusReason": reason,
                 "counts": dict(sorted(counts.get(r["run_id"], {}).items())),
             }
         )
     return out
-
-
-def _alive(pid: int | None, hostname: str | None) -> bool:
-    if pid is None or hostname != socket.gethostname():
-        return hostname is not None and hostname != socket.gethostname()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -5,15 +5,18 @@ backend (asyncio).
 Test modules import helpers that live beside them as top-level modules
 (`from engine_helpers import engine_unavailable`): pytest puts tests/ on sys.path, and
 the repository root is deliberately not on it in CI, so `import flowbatch` finds the
-installed wheel.
+installed wheel. Every test that starts a process does it through the `spawn` fixture
+(or stops it in a `finally` of its own), so that none outlives its test.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proc_helpers import Spawner
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -78,3 +81,14 @@ def _no_state_dir_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    """`spawn(argv, **popen_options)` starts a process in a session of its own; it and
+    all it started are stopped in teardown, whatever the test did."""
+    spawner = Spawner()
+    try:
+        yield spawner
+    finally:
+        spawner.stop_all()

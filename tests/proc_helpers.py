@@ -1,18 +1,25 @@
-"""Helpers for tests that watch real processes: whether a pid lives, and bounded waits
-for a condition (blocking, for tests driving a subprocess; async, for anyio tests).
+"""Helpers for tests that watch real processes: whether a pid lives, bounded waits for
+a condition (blocking, for tests driving a subprocess; async, for anyio tests), and
+`Spawner`, behind conftest's `spawn` fixture: every process a test starts is stopped in
+teardown, with whatever it started, whatever happens in the test.
 
 `from proc_helpers import alive, wait_for`: pytest puts tests/ on sys.path (conftest).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-__all__ = ["alive", "wait_for", "wait_until"]
+__all__ = ["Spawner", "alive", "descendants", "run_to_end", "wait_for", "wait_until"]
 
 
 def alive(pid: int) -> bool:
@@ -39,3 +46,78 @@ async def wait_until(cond: Callable[[], object], timeout: float = 30.0) -> None:
     with anyio.fail_after(timeout):
         while not cond():
             await anyio.sleep(0.01)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, found through their parent pids (a job in a
+    session of its own is still its runner's child)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class Spawner:
+    """Starts processes (each in a session of its own) and stops every one of them,
+    and everything they started, in `stop_all`: SIGTERM first (a `flowbatch run` then
+    stops its jobs and records them), SIGKILL to whatever is left after `grace`."""
+
+    def __init__(self, grace: float = 15.0) -> None:
+        self.grace = grace
+        self.procs: list[subprocess.Popen[Any]] = []
+
+    def __call__(self, argv: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+        options.setdefault("start_new_session", True)
+        proc = subprocess.Popen(list(argv), **options)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                continue
+            below = descendants(proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.grace)
+            for pid in [proc.pid, *below, *descendants(proc.pid)]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=10)  # reap it and close its pipes
+
+
+def run_to_end(
+    argv: Sequence[str], *, timeout: float = 120.0, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(argv, capture_output=True, text=True)`, except that a process
+    that overruns `timeout` is stopped with everything it started (subprocess.run
+    kills only the process itself: a `flowbatch run`'s jobs would live on), then
+    AssertionError."""
+    spawner = Spawner(grace=5.0)
+    try:
+        proc = spawner(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{list(argv)} did not end within {timeout} s") from None
+        return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+    finally:
+        spawner.stop_all()

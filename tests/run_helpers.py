@@ -3,9 +3,10 @@ runner reports, and a real `flowbatch run` whose store is then opened for readin
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from proc_helpers import run_to_end
 
 from flowbatch.state import JobEvent
 from flowbatch.store import Store
@@ -33,10 +34,9 @@ def run_for_real(where: Path, pipeline: str, *, exit_code: int) -> tuple[Store, 
     """Run `pipeline` with `python -m flowbatch run` in `where`; check its exit code and
     return its store (open: the caller closes it) and the run's id."""
     (where / "p.flow").write_text(pipeline)
-    done = subprocess.run(
-        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"],
-        cwd=where, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = run_to_end(
+        [sys.executable, "-m", "flowbatch", "run", "p.flow", "--state-dir", "state"], cwd=where
+    )
     assert done.returncode == exit_code, done.stderr
     store = Store.open(where / "state", create=False)
     run_id = store.latest_run()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from junitparser import Failure, JUnitXml
+from proc_helpers import run_to_end
 
 PIPELINE = """\
 job ok {
@@ -30,9 +30,9 @@ def test_a_failing_run_writes_junit_and_a_step_summary(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("# before\n")
     env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
-    done = subprocess.run(
+    done = run_to_end(
         [sys.executable, "-m", "flowbatch", "run", "p.flow", "--junit", "out/junit.xml"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
 

@@ -13,24 +13,33 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from proc_helpers import alive, wait_for
+from proc_helpers import Spawner, alive, wait_for
 
 from flowbatch.cli import app
 from flowbatch.executors.base import GRACE_SECONDS
+from flowbatch.processes import Process
 from flowbatch.store import DB_NAME, Store
 
 pytestmark = pytest.mark.slow
 
 
-def start(tmp: Path, text: str, *extra: str) -> subprocess.Popen[str]:
+def start(spawn: Spawner, tmp: Path, text: str, *extra: str) -> subprocess.Popen[str]:
     (tmp / "p.flow").write_text(text)
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "flowbatch", "run", str(tmp / "p.flow"), *extra],
         cwd=tmp,  # the state directory is ./.flowbatch of the directory run from
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+    )
+
+
+def flowbatch(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowbatch", *args, "--state-dir", str(tmp / ".flowbatch")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -38,42 +47,59 @@ def running_pids(tmp: Path) -> list[int]:
     return [int(p.read_text()) for p in tmp.glob("pid-*") if p.read_text().strip()]
 
 
-def stored_running(tmp: Path) -> bool:
-    store = Store.open(tmp / ".flowbatch")
+def stored_children(tmp: Path, name: str = "s") -> list[dict[str, object]]:
+    """The children of array job `name` as the store has them (none before it exists)."""
+    if not (tmp / ".flowbatch" / DB_NAME).exists():
+        return []
+    with Store.open(tmp / ".flowbatch", create=False) as store:
+        parent = next((j for j in store.jobs() if j["jobName"] == name), None)
+        return [] if parent is None else store.jobs(parent=parent["jobId"])
+
+
+def stored_running(tmp: Path, at_least: int = 1) -> bool:
+    return sum(c["status"] == "RUNNING" for c in stored_children(tmp)) >= at_least
+
+
+def leaders(tmp: Path) -> list[Process]:
+    """The recorded process-group leader (`pid@starttime`) of every attempt."""
+    conn = sqlite3.connect(tmp / ".flowbatch" / DB_NAME)
     try:
-        return any(
-            j.get("arrayProperties", {}).get("statusSummary", {}).get("RUNNING", 0) > 0
-            for j in store.jobs()
-        )
+        ids = [str(r[0]) for r in conn.execute("SELECT external_id FROM attempts")]
     finally:
-        store.close()
+        conn.close()
+    found = [Process.parse(i) for i in ids]
+    assert all(p is not None and p.ticks is not None for p in found), ids
+    return [p for p in found if p is not None]
 
 
 SLEEPERS = 'job s {\n  command = "echo $$ > pid-$AWS_BATCH_JOB_ARRAY_INDEX; exec sleep 60"\n'
 SLEEPERS += '  array = 4\n}\njob after {\n  command = "true"\n  after = [s]\n}\n'
 
 
-def test_exit_codes_and_failure_reason(tmp_path: Path) -> None:
+def test_exit_codes_and_failure_reason(tmp_path: Path, spawn: Spawner) -> None:
     proc = start(
+        spawn,
         tmp_path,
         'job a {\n  command = "exit 3"\n}\njob b {\n  command = "true"\n  after = [a]\n}\n',
     )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "Dependency failed: a (job " in err and "exited with code 3" in err
-    bad = start(tmp_path, "job {\n")
+    bad = start(spawn, tmp_path, "job {\n")
     bad.communicate(timeout=60)
     assert bad.returncode == 2
 
 
-def test_sigint_terminates_jobs_and_leaves_a_consistent_store(tmp_path: Path) -> None:
-    proc = start(tmp_path, SLEEPERS)
-    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
-    pids = running_pids(tmp_path)
+def test_sigint_terminates_jobs_and_leaves_a_consistent_store(
+    tmp_path: Path, spawn: Spawner
+) -> None:
+    proc = start(spawn, tmp_path, SLEEPERS)
+    wait_for(lambda: stored_running(tmp_path, at_least=2))
+    pids = leaders(tmp_path)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 130
-    wait_for(lambda: not any(alive(p) for p in pids), timeout=5)
+    wait_for(lambda: not any(p.alive() for p in pids), timeout=5)
     store = Store.open(tmp_path / ".flowbatch")
     try:
         run = store.runs()[0]
@@ -84,55 +110,46 @@ def test_sigint_terminates_jobs_and_leaves_a_consistent_store(tmp_path: Path) ->
         store.close()
 
 
-def test_terminate_from_another_process(tmp_path: Path) -> None:
-    proc = start(tmp_path, SLEEPERS)
-    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
-    store = Store.open(tmp_path / ".flowbatch")
-    try:
-        parent = next(j for j in store.jobs() if j["jobName"] == "s")["jobId"]
-    finally:
-        store.close()
-    cancel = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowbatch",
-            "cancel",
-            f"{parent}:0",
-            "--state-dir",
-            str(tmp_path / ".flowbatch"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert cancel.returncode == 1 and "terminate" in cancel.stderr
-    term = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowbatch",
-            "terminate",
-            parent,
-            "--reason",
-            "enough",
-            "--state-dir",
-            str(tmp_path / ".flowbatch"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_end_a_run_as_interrupted(
+    tmp_path: Path, spawn: Spawner, sig: signal.Signals
+) -> None:
+    # Issue 9 item 5: SIGHUP (a closed terminal) used to kill the runner outright and
+    # leave its jobs RUNNING in the store.
+    proc = start(spawn, tmp_path, SLEEPERS)
+    wait_for(lambda: stored_running(tmp_path, at_least=2))
+    pids = leaders(tmp_path)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"interrupted ({sig.name})" in err
+    wait_for(lambda: not any(p.alive() for p in pids), timeout=5)
+    with Store.open(tmp_path / ".flowbatch", create=False) as store:
+        assert store.runs()[0]["status"] == "INTERRUPTED"
+        assert {c["status"] for c in stored_children(tmp_path)} == {"FAILED"}
+
+
+def test_terminate_from_another_process(tmp_path: Path, spawn: Spawner) -> None:
+    # Issue 9 item 9: waited for pid files, not for the store, so `cancel` could reach
+    # child 0 before the store had it RUNNING (and the run leaked when it failed).
+    proc = start(spawn, tmp_path, SLEEPERS)
+    wait_for(lambda: stored_running(tmp_path, at_least=2))
+    children = stored_children(tmp_path)
+    first = next(c for c in children if c["status"] == "RUNNING")["jobId"]
+    parent = str(first).rpartition(":")[0]
+    cancel = flowbatch(tmp_path, "cancel", str(first))
+    assert cancel.returncode == 1 and "flowbatch terminate" in cancel.stderr, cancel.stderr
+    term = flowbatch(tmp_path, "terminate", parent, "--reason", "enough")
     assert term.returncode == 0, term.stderr
+    assert f"job {parent} terminated" in term.stderr
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "enough" in err
-    assert not any(alive(p) for p in running_pids(tmp_path))
+    assert not any(p.alive() for p in leaders(tmp_path))
 
 
-def test_kill_9_leaves_a_store_that_describes_every_job(tmp_path: Path) -> None:
-    proc = start(tmp_path, SLEEPERS)
-    wait_for(lambda: len(running_pids(tmp_path)) >= 2)
-    wait_for(lambda: stored_running(tmp_path))  # a flush recorded the running children
+def test_kill_9_leaves_a_store_that_describes_every_job(tmp_path: Path, spawn: Spawner) -> None:
+    proc = start(spawn, tmp_path, SLEEPERS)
+    wait_for(lambda: stored_running(tmp_path, at_least=2))  # a flush recorded them running
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     store = Store.open(tmp_path / ".flowbatch")
@@ -148,8 +165,8 @@ def test_kill_9_leaves_a_store_that_describes_every_job(tmp_path: Path) -> None:
 STUBBORN = "job stubborn {\n  command = \"trap '' TERM; echo $$ > job.pid; exec sleep 30\"\n}\n"
 
 
-def test_a_second_sigint_kills_jobs_that_ignore_sigterm(tmp_path: Path) -> None:
-    proc = start(tmp_path, STUBBORN)
+def test_a_second_sigint_kills_jobs_that_ignore_sigterm(tmp_path: Path, spawn: Spawner) -> None:
+    proc = start(spawn, tmp_path, STUBBORN)
     pid_file = tmp_path / "job.pid"
     wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"))
     pid = int(pid_file.read_text())
@@ -205,7 +222,7 @@ def test_a_locked_database_is_an_error_not_a_traceback(
     assert "error:" in result.output and "locked" in result.output
 
 
-def test_two_runs_on_one_state_dir_at_once_both_work(tmp_path: Path) -> None:
+def test_two_runs_on_one_state_dir_at_once_both_work(tmp_path: Path, spawn: Spawner) -> None:
     # Two pipelines, one state directory, run at the same time: both succeed and the
     # store holds both runs whole (WAL, short write transactions, busy timeouts).
     state = tmp_path / "state"
@@ -217,7 +234,7 @@ def test_two_runs_on_one_state_dir_at_once_both_work(tmp_path: Path) -> None:
             'job fan {\n  command = "echo {{ array.index }} > out-{{ array.index }}"\n'
             '  array = 60\n}\njob done {\n  command = "true"\n  after = [fan]\n}\n'
         )
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [sys.executable, "-m", "flowbatch", "run", str(work / "p.flow"),
              "--state-dir", str(state)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

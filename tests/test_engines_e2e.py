@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import ssh_fixtures
 from engine_helpers import engine_unavailable
+from proc_helpers import Spawner
 from ssh_fixtures import SshServer
 
 from flowbatch.fingerprint import Fingerprints
@@ -296,14 +297,14 @@ def _hold_attempts(state: Path, pipeline: Path) -> list[dict[str, object]]:
 @pytest.mark.slow
 @pytest.mark.ssh
 def test_a_host_lost_mid_run_is_retried_when_it_comes_back(
-    sshd: SshServer, scratch: Path, tmp_path: Path
+    sshd: SshServer, scratch: Path, tmp_path: Path, spawn: Spawner
 ) -> None:
     """sshd dies under a running job: the attempt fails as AWS's host termination, the
     host takes no work until it answers again, then the retry and its dependent run."""
     work, pipeline, state = _hold_pipeline(scratch / "host-lost")
     computes = _ssh_computes(sshd, tmp_path)
     argv = [sys.executable, "-m", "flowbatch", "run", str(pipeline), "--state-dir", str(state)]
-    proc = subprocess.Popen(
+    proc = spawn(
         [*argv, "--computes", str(computes), "--compute", "local=remote"],
         cwd=work,
         stdout=subprocess.PIPE,
@@ -337,13 +338,13 @@ def test_a_host_lost_mid_run_is_retried_when_it_comes_back(
 @pytest.mark.slow
 @pytest.mark.ssh
 def test_a_run_gives_up_on_a_host_that_does_not_come_back(
-    sshd: SshServer, scratch: Path, tmp_path: Path
+    sshd: SshServer, scratch: Path, tmp_path: Path, spawn: Spawner
 ) -> None:
     """The host stays away: after `--host-timeout` what is left fails with a reason that
     names the host, and the run exits 1 instead of waiting for ever."""
     work, pipeline, state = _hold_pipeline(scratch / "host-gone")
     computes = _ssh_computes(sshd, tmp_path)
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "flowbatch", "run", str(pipeline), "--state-dir", str(state),
          "--computes", str(computes), "--compute", "local=remote", "--host-timeout", "2s"],
         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

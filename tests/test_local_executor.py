@@ -76,7 +76,7 @@ async def _run(executor: LocalExecutor, attempt: Attempt) -> tuple[ExecResult, i
 
     async with anyio.create_task_group() as tg:
         pid = await tg.start(body)
-    return results[0], int(pid)
+    return results[0], int(pid.partition("@")[0])  # "pid@starttime"
 
 
 def _read_pid(path: Path) -> int | None:
@@ -146,7 +146,7 @@ async def test_cancelling_the_awaiting_task_terminates_the_group(
 
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
-            leader = int(await tg.start(body))
+            leader = int(str(await tg.start(body)).partition("@")[0])
             await wait_until(lambda: _read_pid(pidfile) is not None, WAIT_LIMIT)
             found = _read_pid(pidfile)
             assert found is not None and alive(found) and alive(leader)

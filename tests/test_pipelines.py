@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from proc_helpers import run_to_end
 
 import flowbatch
 from flowbatch.compile import Plan
@@ -193,15 +193,7 @@ def _run(tmp_path: Path, name: str, *params: str) -> tuple[Path, Path]:
     argv = [sys.executable, "-m", "flowbatch", "run", str(copy / name), "--state-dir", str(state)]
     for param in params:
         argv += ["-p", param]
-    proc = subprocess.run(
-        argv,
-        cwd=tmp_path,
-        env=_flowbatch_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = run_to_end(argv, cwd=tmp_path, env=_flowbatch_env(), timeout=180)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert (state / "jobs.db").is_file()
     return copy / "out", state

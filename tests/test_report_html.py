@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from engine_helpers import engine_unavailable
+from proc_helpers import run_to_end
 
 from flowbatch.cli import app
 from flowbatch.report_data import LISTED_CHILDREN, AttemptBar, FailedJob, JobRow, RunReport, collect
@@ -189,10 +190,9 @@ def recorded_run() -> Any:
         flow = Path(tmp) / "demo.flow"
         flow.write_text(FLOW)
         state = Path(tmp) / "state"
-        done = subprocess.run(
-            [sys.executable, "-m", "flowbatch", "run", str(flow), "--state-dir", str(state)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        done = run_to_end(
+            [sys.executable, "-m", "flowbatch", "run", str(flow), "--state-dir", str(state)]
+        )
         assert done.returncode == 1, done.stderr
         yield flow, state
 

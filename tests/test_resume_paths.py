@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_helpers import run_to_end
 
 PIPELINE = '''
 job make {
@@ -32,10 +33,9 @@ job use {
 
 
 def flowbatch(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowbatch", *args, "p.flow", "--state-dir", "state"],
-        cwd=tmp, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_to_end(
+        [sys.executable, "-m", "flowbatch", *args, "p.flow", "--state-dir", "state"], cwd=tmp
+    )
 
 
 def plan(tmp: Path) -> dict[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ from flowbatch.model import (
     RetryStrategy,
     local_compute,
 )
+from flowbatch.processes import Process
 from flowbatch.run import RunResult, new_job_ids, new_run_id, run_plan
 from flowbatch.state import JobState
 
@@ -277,6 +278,6 @@ async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
         )
     assert result.status == "FAILED" and sink.final("long").reason == "enough"
     assert sink.final("long").state is S.FAILED
-    pid = int(sink.final("long").external_id or 0)
-    assert pid > 0
-    await wait_until(lambda: not alive(pid), timeout=2)
+    leader = Process.parse(sink.final("long").external_id or "")
+    assert leader is not None and leader.pid > 0 and leader.ticks is not None  # pid@starttime
+    await wait_until(lambda: not leader.alive(), timeout=2)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proc_helpers import Spawner
 
 import flowbatch
 from flowbatch.model import (
@@ -366,12 +367,15 @@ def test_prune_removes_runs_older_than_the_limit(
     s.end_run("old", "SUCCEEDED", ended_at=now - 8 * 86400)
     s.begin_run("new", pipeline(), {n: f"new-{n}" for n in IDS}, created_at=now - 86400)
     s.request("old-prep", "cancel", "x")
-    assert s.prune() == 1
+    assert s.prune(older_than_days=7) == 1
     assert [r["runId"] for r in s.runs()] == ["new"]
     with pytest.raises(StoreError):
         s.describe("old-prep")
     assert s.events("old-prep") == []
-    assert s.prune(older_than_days=0.5) == 1  # the newer run goes too, with a shorter limit
+    # A run that has not ended is kept whatever its age: its runner (this process) lives.
+    assert s.prune(older_than_days=0.5) == 0
+    s.end_run("new", "SUCCEEDED", ended_at=now - 86400)
+    assert s.prune(older_than_days=0.5) == 1  # ended a day ago: past a shorter limit
     assert s.runs() == []
 
 
@@ -453,9 +457,11 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _writer(tmp_path: Path, run: str, rounds: int, size: int) -> subprocess.Popen[str]:
+def _writer(
+    spawn: Spawner, tmp_path: Path, run: str, rounds: int, size: int
+) -> subprocess.Popen[str]:
     script = _WRITER.format(repo=str(REPO), tests=str(Path(__file__).parent))
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-c", script, run, str(rounds), str(size), str(tmp_path / "sd")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -469,9 +475,9 @@ def _expect(proc: subprocess.Popen[str], line: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_write_at_once(tmp_path: Path) -> None:
+def test_two_processes_write_at_once(tmp_path: Path, spawn: Spawner) -> None:
     Store.open(tmp_path / "sd").close()
-    procs = [_writer(tmp_path, run, rounds=40, size=50) for run in ("ra", "rb")]
+    procs = [_writer(spawn, tmp_path, run, rounds=40, size=50) for run in ("ra", "rb")]
     for p in procs:
         _expect(p, "ready")
     for p in procs:
@@ -485,15 +491,17 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "sd")
     for run in ("ra", "rb"):
         assert len(s.jobs(parent=f"{run}-align")) == 40 * 50
-        assert next(r for r in s.runs() if r["runId"] == run)["status"] == "INCOMPLETE"
+        # The writers exited without ending their runs: opening the store found them gone.
+        found = next(r for r in s.runs() if r["runId"] == run)
+        assert found["status"] == "FAILED" and found["statusReason"].startswith("Runner lost")
     s.close()
     assert integrity(tmp_path / "sd" / "jobs.db") == "ok"
 
 
 @pytest.mark.slow
-def test_a_writer_killed_mid_flush_leaves_a_readable_store(tmp_path: Path) -> None:
+def test_a_writer_killed_mid_flush_leaves_a_readable_store(tmp_path: Path, spawn: Spawner) -> None:
     Store.open(tmp_path / "sd").close()
-    proc = _writer(tmp_path, "rk", rounds=100_000, size=2000)
+    proc = _writer(spawn, tmp_path, "rk", rounds=100_000, size=2000)
     _expect(proc, "ready")
     assert proc.stdin is not None
     proc.stdin.write("go\n")
@@ -506,8 +514,9 @@ def test_a_writer_killed_mid_flush_leaves_a_readable_store(tmp_path: Path) -> No
     # Whole flushes only: a torn flush would leave a partial batch of 2000.
     assert len(children) >= 2000 and len(children) % 2000 == 0
     for job in s.jobs(run_id="rk") + children:
-        assert s.describe(job["jobId"])["status"] in ("SUBMITTED", "PENDING")
-    assert s.runs()[0]["status"] == "INCOMPLETE"
+        found = s.describe(job["jobId"])
+        assert found["status"] == "FAILED" and found["statusReason"].startswith("Runner lost")
+    assert s.runs()[0]["status"] == "FAILED"
     s.close()
     assert integrity(tmp_path / "sd" / "jobs.db") == "ok"
 

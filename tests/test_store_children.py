@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from proc_helpers import Spawner
 from test_store import IDS, RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
@@ -202,35 +203,28 @@ def _child_started(state_dir: Path, parent: list[str]) -> bool:
 
 @pytest.mark.slow
 def test_cancelling_a_child_the_runner_has_not_created_from_another_process(
-    tmp_path: Path,
+    tmp_path: Path, spawn: Spawner
 ) -> None:
     flow = tmp_path / "p.flow"
     flow.write_text(f'job many {{\n  command = "sleep 0.3"\n  array = {SIZE}\n}}\n')
     state_dir = tmp_path / ".flowbatch"
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "flowbatch", "run", str(flow), "--max-vcpus", "1"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
     )
-    try:
-        parent: list[str] = []
-        _wait_for(lambda: _child_started(state_dir, parent))
-        victim = f"{parent[0]}:{VICTIM}"
-        described = _flowbatch("describe", victim, "--state-dir", str(state_dir))
-        assert described.returncode == 0, described.stderr
-        assert '"status": "PENDING"' in described.stdout  # not created yet: one at a time
-        cancel = _flowbatch(
-            "cancel", victim, "--reason", "not this one", "--state-dir", str(state_dir)
-        )
-        assert cancel.returncode == 0, cancel.stderr
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    parent: list[str] = []
+    _wait_for(lambda: _child_started(state_dir, parent))
+    victim = f"{parent[0]}:{VICTIM}"
+    described = _flowbatch("describe", victim, "--state-dir", str(state_dir))
+    assert described.returncode == 0, described.stderr
+    assert '"status": "PENDING"' in described.stdout  # not created yet: one at a time
+    cancel = _flowbatch("cancel", victim, "--reason", "not this one", "--state-dir", str(state_dir))
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"job {victim} cancelled" in cancel.stderr  # what happened, not "requested"
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     with Store.open(state_dir, create=False) as s:
         child = s.describe(victim)

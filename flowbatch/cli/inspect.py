@@ -10,6 +10,7 @@ Imports: store, state, jobview, cli.common; click.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from flowbatch.cli.common import (
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.jobview import clip, label, visible
 from flowbatch.state import JobState
-from flowbatch.store import Store, StoreError
+from flowbatch.store import RUNNER_LOST, Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -330,11 +331,13 @@ def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> 
 
 def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -> None:
     """Print the log as it grows until the attempt has ended (the job is done or has
-    moved on to a later attempt); then print what is left and return."""
+    moved on to a later attempt, or its runner is gone); then print what is left and
+    return."""
     offset = 0
     while True:
+        gone = _runner_gone(store, job_id)
         job = store.describe(job_id)
-        ended = job["status"] in _DONE or len(job["attempts"]) > number
+        ended = gone or job["status"] in _DONE or len(job["attempts"]) > number
         path = where()
         if path.exists():
             with path.open("rb") as f:
@@ -342,8 +345,22 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
                 _copy(f)
                 offset = f.tell()
         if ended:
+            if job["status"] == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST):
+                click.echo(f"job `{job_id}`: {job['statusReason']}", err=True)
             return
         time.sleep(_FOLLOW_POLL_SECONDS)
+
+
+def _runner_gone(store: Store, job_id: str) -> bool:
+    """Whether the run of `job_id` has lost its runner. Where the store can be written
+    the run is settled (its jobs read FAILED, see `Store.settle_lost_runs`); a
+    read-only store only tells."""
+    if not store.read_only:
+        with contextlib.suppress(StoreError):  # locked for a moment: look again later
+            store.settle_lost_runs()
+        return False
+    run = store.run_of(store.describe(job_id)["runId"])
+    return run is not None and run["status"] == "INCOMPLETE"
 
 
 @click.command()

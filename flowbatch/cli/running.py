@@ -25,14 +25,12 @@ import click
 from flowbatch.cli.common import (
     keep_running_when_unread,
     load_plan,
-    open_existing_store,
     params_option,
-    resolve_job_id,
     state_dir_option,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
-from flowbatch.executors.base import REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.jobview import visible
 from flowbatch.state import JobEvent
 from flowbatch.syntax import duration_seconds
@@ -111,9 +109,10 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
 @click.option(
     "--keep-days",
     type=click.FloatRange(min=0),
-    default=7.0,
+    default=1.0,
     show_default=True,
-    help="Forget finished runs (and their logs) older than this.",
+    help="Forget runs (and their logs) that ended more than this many days ago "
+    "(AWS Batch keeps a finished job 24 hours).",
 )
 @click.option(
     "--host-timeout",
@@ -173,6 +172,8 @@ def run_command(
         try:
             prune(store, state, keep_days)
             decision = resume_decision(store, plan, resume=resume)
+            if resume and decision.previous_run is not None:
+                refuse_strays(ctx, store, decision.previous_run)
             run_id = new_run_id()
             job_ids = new_job_ids(plan)
             # Recorded absolute: `report` and `graph --run` find the file from anywhere.
@@ -214,11 +215,33 @@ def run_command(
             store.end_run(run_id, "INTERRUPTED", ended_at=time.time())
             ctx.exit(EXIT_INTERRUPTED)
         reporter.close()
-        store.end_run(run_id, result.status, ended_at=time.time())
-        write_reports(store, plan, run_id, result.status, junit=junit)
+        reason = "" if result.error is None else f"Run stopped: {result.error}"
+        try:
+            try:
+                store.end_run(run_id, result.status, ended_at=time.time(), reason=reason)
+            except StoreError as err:
+                if reason:
+                    raise
+                # The last flush failed (a full disk): record that, as small as it gets.
+                result.error = str(err)
+                reason = f"Run stopped: {err}"
+                store.end_run(run_id, "FAILED", ended_at=time.time(), reason=reason)
+        except StoreError as err:
+            # Nothing more can be recorded: say so once, without a traceback. The run's
+            # record is settled as lost by the next command that can write it.
+            click.echo(f"error: run {run_id} could not be recorded: {err}", err=True)
+            ctx.exit(1)
+        status = "FAILED" if result.error else result.status
+        try:  # what was recorded can be read back, a full disk or not
+            write_reports(store, plan, run_id, status, junit=junit)
+        except StoreError as err:
+            click.echo(f"warning: no reports: {err}", err=True)
         hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
+    if result.error is not None:
+        click.echo(f"error: run {run_id} stopped: {result.error}", err=True)
+        ctx.exit(1)
     if result.stalled:
         click.echo(
             "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "
@@ -279,68 +302,4 @@ def _reporter(plan: Plan) -> _Progress:
     )
 
 
-_CONTROL_HELP = {
-    "cancel": """Cancel JOB_ID if it has not started (AWS CancelJob).
-
-    A job still SUBMITTED, PENDING or RUNNABLE in a running `flowbatch run` (from
-    another terminal) fails with --reason, and so do the jobs that depend on it. A
-    job that has started is not touched: use `flowbatch terminate`.
-
-    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
-    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
-    done or has started, 2 for an unknown job.""",
-    "terminate": """Terminate JOB_ID, killing it if it runs (AWS TerminateJob).
-
-    A job of a running `flowbatch run` (from another terminal) that has not started
-    fails as with `cancel`; one that runs gets SIGTERM, then SIGKILL after the grace
-    period, and fails with --reason without being retried. Terminating an array job
-    terminates its children.
-
-    JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
-    of a job of the latest run. Exit 0 when done as asked, 1 when the job is already
-    done, 2 for an unknown job.""",
-}
-
-
-def _control(action: str) -> click.Command:
-    @click.command(action, help=_CONTROL_HELP[action])
-    @click.argument("job_id")
-    @click.option("--reason", default=None, help="The status reason to record.")
-    @state_dir_option
-    @click.pass_context
-    def command(
-        ctx: click.Context, job_id: str, reason: str | None, state_dir: Path | None
-    ) -> None:
-        from flowbatch.store import StoreError
-
-        try:
-            store = open_existing_store(state_dir)
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
-        try:
-            job_id = resolve_job_id(store, job_id)
-            status = store.describe(job_id)["status"]
-            if status in ("SUCCEEDED", "FAILED"):
-                click.echo(f"error: job {job_id} already {status}", err=True)
-                ctx.exit(1)
-            if action == "cancel" and status in ("STARTING", "RUNNING"):
-                click.echo(
-                    f"error: job {job_id} is {status}: cancel only stops jobs that have not "
-                    f"started; use `flowbatch terminate {job_id}`",
-                    err=True,
-                )
-                ctx.exit(1)
-            default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
-            store.request(job_id, action, reason or f"{default} by user")  # type: ignore[arg-type]
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
-        finally:
-            store.close()
-        click.echo(f"{action} requested for job {job_id}", err=True)
-
-    return command
-
-
-COMMANDS: list[click.Command] = [run_command, _control("cancel"), _control("terminate")]
+COMMANDS: list[click.Command] = [run_command, *CONTROL_COMMANDS]

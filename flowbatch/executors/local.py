@@ -36,6 +36,7 @@ from flowbatch.executors.base import (
     ExecResult,
 )
 from flowbatch.model import ComputeEnv
+from flowbatch.processes import Process
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 SPOT_WINDOW = 2.0  # seconds: a Spot interruption strikes at a uniform point in this window
@@ -125,7 +126,7 @@ class LocalExecutor:
         task_status: TaskStatus[str],
         container: tuple[str, str] | None,
     ) -> ExecResult:
-        task_status.started(str(proc.pid))
+        task_status.started(str(Process.of(proc.pid)))
         limit = attempt.timeout
         spot_at: float | None = None
         ce = attempt.compute

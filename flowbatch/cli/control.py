@@ -1,0 +1,304 @@
+"""CLI commands: `cancel` and `terminate` (AWS CancelJob / TerminateJob, from another
+terminal, through the store's request table), and what stops the attempts a lost runner
+left running (`terminate` of its jobs; `run --resume` refuses while one may still run).
+
+Both commands wait for the run to act and say what happened: the request is
+acknowledged by the runner's flush that records its effects (`Store.request_state`).
+An attempt a lost runner left is stopped by what it is: a local process group only
+while it is still the recorded process (pid and start time: a reused pid is never
+signalled), a SLURM job by `scancel`; an SSH job cannot be reached from here.
+
+Imports: store, processes, executors.base (reasons); click.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flowbatch.cli.common import open_existing_store, resolve_job_id, state_dir_option
+from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
+from flowbatch.jobview import visible
+
+if TYPE_CHECKING:
+    from flowbatch.store import Store
+    from flowbatch.store_lost import Stray
+
+_POLL_SECONDS = 0.1
+
+_JOB_ID_HELP = """JOB_ID is an id, a unique start of one, or NAME (NAME:INDEX for an array child)
+    of a job of the latest run."""
+
+_HELP = {
+    "cancel": f"""Cancel JOB_ID if it has not started (AWS CancelJob).
+
+    A job still SUBMITTED, PENDING or RUNNABLE in a running `flowbatch run` (from
+    another terminal) fails with --reason, and so do the jobs that depend on it. A job
+    that has started is not touched: use `flowbatch terminate`. Waits for the run to act
+    (at most --wait) and says what happened.
+
+    {_JOB_ID_HELP} Exit 0 once cancelled; 1 when the job had already started or
+    finished, or the run did not act in time; 2 for an unknown job.""",
+    "terminate": f"""Terminate JOB_ID, killing it if it runs (AWS TerminateJob).
+
+    A job of a running `flowbatch run` (from another terminal) that has not started
+    fails as with `cancel`; one that runs gets SIGTERM, then SIGKILL after the grace
+    period, and fails with --reason without being retried. Terminating an array job
+    terminates its children. A job left running by a runner that died (kill -9) is
+    stopped too: its process group if it is still the same process, or its SLURM job.
+    Waits until the job has stopped (at most --wait).
+
+    {_JOB_ID_HELP} Exit 0 once terminated; 1 when the job had already finished, could
+    not be stopped, or the run did not act in time; 2 for an unknown job.""",
+}
+
+
+def _control(action: str) -> click.Command:
+    @click.command(action, help=_HELP[action])
+    @click.argument("job_id")
+    @click.option("--reason", default=None, help="The status reason to record.")
+    @state_dir_option
+    @click.option(
+        "--wait",
+        "wait_seconds",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="How long to wait for the run to act on the request.",
+    )
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        job_id: str,
+        reason: str | None,
+        state_dir: Path | None,
+        wait_seconds: float,
+    ) -> None:
+        from flowbatch.store import StoreError
+
+        try:
+            store = open_existing_store(state_dir)
+        except StoreError as err:
+            click.echo(f"error: {visible(str(err))}", err=True)
+            ctx.exit(2)
+        try:
+            job_id = resolve_job_id(store, job_id)
+            default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
+            code, message = _act(
+                store, job_id, action, reason or f"{default} by user", wait_seconds
+            )
+        except StoreError as err:
+            click.echo(f"error: {visible(str(err))}", err=True)
+            ctx.exit(2)
+        finally:
+            store.close()
+        click.echo(visible(message) if code == 0 else f"error: {visible(message)}", err=True)
+        ctx.exit(code)
+
+    return command
+
+
+def _act(store: Store, job_id: str, action: str, reason: str, wait: float) -> tuple[int, str]:
+    """Ask the run to cancel or terminate `job_id`, wait for it to act, and say what
+    happened: (exit code, message)."""
+    job = store.describe(job_id)
+    status = job["status"]
+    if status in ("SUCCEEDED", "FAILED"):
+        if action == "terminate" and store.stray_attempts(job["jobId"]):
+            return _stop_strays(store, job["jobId"])
+        return 1, f"job {job_id} already {status}" + _why(job)
+    if action == "cancel" and status in ("STARTING", "RUNNING"):
+        return 1, _started(job_id, status)
+    from flowbatch.store import RUNNER_LOST
+
+    seq = store.request(job_id, action, reason)  # type: ignore[arg-type]
+    deadline = time.monotonic() + wait
+    while True:
+        store.settle_lost_runs()  # a runner found dead cannot act: its jobs fail now
+        applied = store.request_state(seq) == "applied"
+        job = store.describe(job_id)
+        status = job["status"]
+        lost = status == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST)
+        if lost:
+            if action == "terminate" and store.stray_attempts(job["jobId"]):
+                return _stop_strays(store, job["jobId"])
+            return 1, f"job {job_id} FAILED" + _why(job)
+        children = _children(job)
+        if applied and children is not None:
+            waiting, running = children
+            if action == "cancel" and waiting == 0:
+                note = f"; {running} had already started: " if running else ""
+                return 0, f"job {job_id}: its children not started are cancelled" + (
+                    note + f"use `flowbatch terminate {job_id}`" if running else ""
+                )
+            if action == "terminate" and waiting == running == 0:
+                return 0, f"job {job_id} terminated"
+        elif status == "FAILED":
+            if job["statusReason"] == reason:
+                return 0, f"job {job_id} {'cancelled' if action == 'cancel' else 'terminated'}"
+            return 1, f"job {job_id} FAILED" + _why(job)
+        elif status == "SUCCEEDED":
+            return 1, f"job {job_id} SUCCEEDED before the {action} reached it"
+        elif applied and action == "cancel" and status in ("STARTING", "RUNNING"):
+            return 1, _started(job_id, status)
+        if time.monotonic() >= deadline:
+            state = store.request_state(seq)
+            return 1, (
+                f"job {job_id} is still {status} after {wait:g} s: the run "
+                + ("has not taken the request yet" if state == "open" else "is still acting on it")
+                + " (it stays queued)"
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def _children(job: dict[str, Any]) -> tuple[int, int] | None:
+    """An array job's children not yet started and started but not done; None for a
+    job that is no array."""
+    summary = job.get("arrayProperties", {}).get("statusSummary")
+    if summary is None:
+        return None
+    waiting = sum(int(summary[s]) for s in ("SUBMITTED", "PENDING", "RUNNABLE"))
+    return waiting, int(summary["STARTING"]) + int(summary["RUNNING"])
+
+
+def _started(job_id: str, status: str) -> str:
+    return (
+        f"job {job_id} had already started ({status}): cancel only stops jobs that have "
+        f"not; use `flowbatch terminate {job_id}`"
+    )
+
+
+def _why(job: dict[str, Any]) -> str:
+    reason = job.get("statusReason")
+    return f": {reason}" if reason else ""
+
+
+def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
+    """Stop what a lost runner left running of `job_id`: a local process group that is
+    still the recorded process (never a pid reused since), a SLURM job by its id. What
+    cannot be reached from here is named, with exit 1."""
+    from flowbatch.store import RUNNER_LOST
+
+    stopped, unreachable = [], []
+    for stray in store.stray_attempts(job_id):
+        outcome = _stop_stray(stray)
+        if outcome is None:
+            unreachable.append(f"{stray.job_id} attempt {stray.attempt} ({_where(stray)})")
+            continue
+        store.stopped(stray, f"{RUNNER_LOST}; {outcome}")
+        stopped.append(f"{stray.job_id} attempt {stray.attempt}: {outcome}")
+    lines = [f"job {job_id}: its runner was lost", *stopped]
+    if unreachable:
+        lines.append("cannot be stopped from here (stop them where they run):")
+        lines += unreachable
+        return 1, "\n  ".join(lines)
+    return 0, "\n  ".join(lines)
+
+
+def _stop_stray(stray: Stray) -> str | None:
+    """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
+    from flowbatch.processes import Process
+
+    if stray.kind == "local" and stray.here:
+        if not stray.same_boot:
+            return "gone (the machine restarted)"
+        proc = Process.parse(stray.external_id or "")
+        if proc is None or proc.ticks is None:
+            # A bare pid (recorded before start times were): it may be another
+            # process's by now, and is never signalled.
+            return None if proc is not None and proc.alive() else "gone"
+        if not proc.alive():
+            return "gone"
+        proc.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(_POLL_SECONDS)
+        if proc.alive():
+            proc.signal_group(signal.SIGKILL)
+            return f"process group {proc.pid} killed"
+        return f"process group {proc.pid} terminated"
+    if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
+        try:
+            done = subprocess.run(
+                ["scancel", stray.external_id], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return f"SLURM job {stray.external_id} cancelled" if done.returncode == 0 else None
+    return None
+
+
+def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
+    """`run --resume` never starts a job again beside an attempt of it that a lost runner
+    left and that may still run: exit 2 naming them and how to stop them."""
+    from flowbatch.store import RUNNER_LOST
+
+    alive = []
+    for stray in store.stray_attempts(run_id=previous_run):
+        if _stray_alive(stray):
+            alive.append(stray)
+        else:
+            store.stopped(stray, f"{RUNNER_LOST}; the process was found gone")
+    if not alive:
+        return
+    click.echo(
+        f"error: run {previous_run} lost its runner while these jobs ran, and they may "
+        "still be running; running them again now would run them twice:",
+        err=True,
+    )
+    for stray in alive[:20]:
+        click.echo(f"  {stray.job_id} (attempt {stray.attempt}, {_where(stray)})", err=True)
+    if len(alive) > 20:
+        click.echo(f"  ... and {len(alive) - 20} more", err=True)
+    click.echo(
+        f"hint: `flowbatch terminate JOB_ID --state-dir {store.path.parent}` stops one "
+        "(an array job's id stops its children), then resume again",
+        err=True,
+    )
+    ctx.exit(2)
+
+
+def _where(stray: Stray) -> str:
+    kind = stray.kind or "unknown compute environment"
+    ext = stray.external_id or "no id recorded"
+    return f"{kind} `{stray.compute}`, {ext}"
+
+
+def _stray_alive(stray: Stray) -> bool:
+    """Whether an attempt left by a lost runner may still run. A local process of this
+    machine and boot recorded as `pid@starttime` is known gone once it is not that
+    process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
+    longer knows it or shows it done. Anything else may still run."""
+    from flowbatch.processes import Process
+
+    if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
+        return _slurm_alive(stray.external_id)
+    if stray.kind != "local" or not stray.here:
+        return True
+    if not stray.same_boot:
+        return False
+    proc = Process.parse(stray.external_id or "")
+    return proc is None or proc.alive()
+
+
+_SLURM_ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED")
+
+
+def _slurm_alive(job_id: str) -> bool:
+    try:
+        found = subprocess.run(
+            ["squeue", "-h", "-o", "%T", "-j", job_id], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # cannot tell
+    if found.returncode != 0:
+        return "invalid job id" not in found.stderr.lower()  # forgotten by SLURM: done
+    return any(state.strip() in _SLURM_ACTIVE for state in found.stdout.splitlines())
+
+
+CONTROL_COMMANDS: list[click.Command] = [_control("cancel"), _control("terminate")]
