@@ -30,6 +30,13 @@ from flowbatch.state import JobEvent, JobState
 from flowbatch.store import DB_NAME, RUNNER_LOST, Store
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every command here finds the state directory where it runs (./.flowbatch), as a
+    # user's would: the runs start in tmp_path, and so do the commands that look at them.
+    monkeypatch.chdir(tmp_path)
+
+
 def cli(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
