@@ -14,10 +14,12 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import TaskStatus
+from click.testing import CliRunner
 from proc_helpers import alive, wait_until
 
+from flowbatch.cli import app
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
-from flowbatch.executors.cgroups import Cgroups
+from flowbatch.executors.cgroups import Cgroups, describe_missing
 from flowbatch.executors.container import REASON_OOM
 from flowbatch.executors.local import LocalExecutor
 from flowbatch.model import local_compute
@@ -193,3 +195,19 @@ async def _run_unstarted(executor: LocalExecutor, attempt: Attempt) -> ExecResul
 def test_cgroups_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWBATCH_CGROUPS", "off")
     assert Cgroups.create() is None
+
+
+@pytest.mark.parametrize("cgroups", ["on", "off"])
+def test_a_run_says_once_when_local_jobs_get_no_cgroups(tmp_path: Path, cgroups: str) -> None:
+    if cgroups == "on":
+        probe = Cgroups.create()
+        if probe is None:
+            pytest.skip("this machine gives flowbatch no writable cgroup hierarchy")
+        probe.remove()
+    text = 'job a {\n  command = "true"\n  array = 3\n}\njob b {\n  command = "true"\n}\n'
+    (tmp_path / "p.flow").write_text(text)
+    args = ["run", str(tmp_path / "p.flow"), "--state-dir", str(tmp_path / "state")]
+    result = CliRunner().invoke(app, args, env={"FLOWBATCH_CGROUPS": cgroups})
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "not enforced" in line]
+    assert notes == ([] if cgroups == "on" else [f"note: {describe_missing()}"])

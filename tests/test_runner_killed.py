@@ -15,6 +15,7 @@ import pytest
 from proc_helpers import alive, wait_for
 
 from flowbatch.executors.cgroups import Cgroups
+from flowbatch.store import Store
 
 pytestmark = pytest.mark.slow
 RUN = [sys.executable, "-m", "flowbatch", "run"]
@@ -44,6 +45,15 @@ def _pid(path: Path) -> int | None:
     return int(text) if text.endswith("\n") else None
 
 
+def _stored_status(state: Path) -> str | None:
+    store = Store.open(state)
+    try:
+        jobs = store.jobs()
+    finally:
+        store.close()
+    return str(jobs[0]["status"]) if jobs else None
+
+
 def _start(tmp: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     (tmp / "p.flow").write_text(JOB)
     return subprocess.Popen(
@@ -68,6 +78,8 @@ def test_sigkill_of_the_runner_stops_its_jobs(workdir: Path, cgroups: str) -> No
     try:
         names = ("leader", "child", "escaped")
         wait_for(lambda: all(_pid(workdir / f"{n}.pid") for n in names), timeout=30)
+        # RUNNING is stored once the runner has registered the job with its reaper.
+        wait_for(lambda: _stored_status(workdir / "state") == "RUNNING", timeout=30)
         pids = {n: _pid(workdir / f"{n}.pid") or 0 for n in names}
         runner.kill()  # SIGKILL: the runner itself cleans nothing up
         runner.wait(timeout=10)

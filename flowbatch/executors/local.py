@@ -140,6 +140,8 @@ class LocalExecutor:
         cgroup: JobCgroup | None,
         task_status: TaskStatus[str],
     ) -> ExecResult:
+        if self._reaper is None:  # before the job exists: no moment where nothing guards it
+            self._reaper = Reaper(self.grace)
         if cgroup is not None:
             if isinstance(attempt.command, tuple) and _missing(argv[0], attempt):
                 # Behind the wrapper a missing program would be the shell's 127: it is
@@ -149,7 +151,10 @@ class LocalExecutor:
                     status_reason="CannotStartContainerError: "
                     f"{os.strerror(errno.ENOENT)}: {argv[0]}",
                 )
-            argv = cgroup.wrap(argv)
+            if isinstance(attempt.command, str):
+                argv = cgroup.wrap_shell(attempt.command)
+            else:
+                argv = cgroup.wrap(argv)
         try:
             out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
         except OSError as exc:  # a full or read-only disk: no retry will do better
@@ -304,6 +309,9 @@ class LocalExecutor:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_EMPTY_DEADLINE):
                 while reaper.proc.poll() is None:
                     await anyio.sleep(0.005)
+            if reaper.proc.poll() is None:  # every attempt has ended: it guards nothing
+                reaper.proc.kill()
+                reaper.proc.wait()
 
 
 def _kill_group(pgid: int, sig: int, cgroup: JobCgroup | None = None) -> None:
