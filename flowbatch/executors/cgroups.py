@@ -125,7 +125,7 @@ class Cgroups:
         self.memory = memory
 
     @classmethod
-    def create(cls) -> Cgroups | None:
+    def create(cls, versions: tuple[int, ...] = (1, 2)) -> Cgroups | None:
         """A directory of this runner's own in a writable cgroup hierarchy, or None where
         the machine gives flowbatch none (not root, no delegation, no cgroupfs) or the
         environment says FLOWBATCH_CGROUPS=off."""
@@ -134,14 +134,14 @@ class Cgroups:
         name = f"flowbatch-{os.getpid()}-{secrets.token_hex(4)}"
         mounts = _mounts()
         own = _own_cgroups()
-        v1 = mounts.get("memory")
+        v1 = mounts.get("memory") if 1 in versions else None
         if v1 is not None and "memory" in own:
             made = _make(_inside(v1, own["memory"]), name)
             if made is not None:
                 with contextlib.suppress(OSError):  # v1 defaults it to 1 on newer kernels
                     _write(made / "memory.use_hierarchy", "1")
                 return cls(made, 1, memory=True)
-        v2 = mounts.get("")
+        v2 = mounts.get("") if 2 in versions else None
         if v2 is not None and "" in own:
             parent = _inside(v2, own[""])
             if parent is None:

@@ -77,6 +77,7 @@ class LocalExecutor:
         self._graces: set[anyio.CancelScope] = set()  # grace periods being waited out
         self._cgroups = cgroups
         self._reaper: Reaper | None = None
+        self._root_told = False
         self._count = 0
 
     @property
@@ -84,8 +85,9 @@ class LocalExecutor:
         """The cgroups of this executor's jobs, None where the machine allows none."""
         if self._cgroups == "auto":
             self._cgroups = Cgroups.create()
-            if self._cgroups is not None:
-                self._reaper_send("R", str(self._cgroups.root))
+        if self._cgroups is not None and not self._root_told:
+            self._root_told = True  # the reaper removes it if the runner cannot
+            self._reaper_send("R", str(self._cgroups.root))
         return self._cgroups
 
     def _reaper_send(self, op: str, arg: str) -> None:
@@ -115,8 +117,8 @@ class LocalExecutor:
         finally:
             if cgroup is not None:
                 with anyio.CancelScope(shield=True):
-                    await _remove(cgroup)
-                self._reaper_send("-c", str(cgroup.path))
+                    if await _remove(cgroup):  # else the reaper tries again at the end
+                        self._reaper_send("-c", str(cgroup.path))
 
     def _job_cgroup(self, attempt: Attempt) -> JobCgroup | None:
         cgroups = self.cgroups
@@ -190,23 +192,26 @@ class LocalExecutor:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
         leader = str(Process.of(proc.pid))
-        self._reaper_send("+g", leader)
+        # The reaper already holds a cgroup, which the leader is in: one line less a job.
+        guard = cgroup is None
+        if guard:
+            self._reaper_send("+g", leader)
         try:
-            return await self._wait(proc, pidfd, attempt, task_status, container, cgroup)
+            task_status.started(leader)
+            return await self._wait(proc, pidfd, attempt, container, cgroup)
         finally:
             os.close(pidfd)
-            self._reaper_send("-g", leader)
+            if guard:
+                self._reaper_send("-g", leader)
 
     async def _wait(
         self,
         proc: subprocess.Popen[bytes],
         pidfd: int,
         attempt: Attempt,
-        task_status: TaskStatus[str],
         container: tuple[str, str] | None,
         cgroup: JobCgroup | None,
     ) -> ExecResult:
-        task_status.started(str(Process.of(proc.pid)))
         limit = attempt.timeout
         spot_at: float | None = None
         ce = attempt.compute
@@ -327,20 +332,20 @@ def _missing(program: str, attempt: Attempt) -> bool:
     return shutil.which(program, path=attempt.env.get("PATH", os.defpath)) is None
 
 
-async def _remove(cgroup: JobCgroup) -> None:
+async def _remove(cgroup: JobCgroup) -> bool:
     """Kill what is left of an attempt's cgroup and remove it, without blocking the loop
-    while killed processes exit."""
+    while killed processes exit; False if it is still there after the deadline."""
     end = time.monotonic() + _EMPTY_DEADLINE
     while True:
         cgroup.signal(signal.SIGKILL)
         try:
             os.rmdir(cgroup.path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError:
             if time.monotonic() > end:
-                return  # the reaper tries again when the run ends
+                return False
         await anyio.sleep(0.002)
 
 
