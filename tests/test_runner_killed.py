@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from proc_helpers import alive, wait_for
 
+from flowbatch.cli import app
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.store import Store
 
@@ -69,11 +71,13 @@ def _start(tmp: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def test_sigkill_of_the_runner_stops_its_jobs(workdir: Path, cgroups: str) -> None:
     env = dict(os.environ)
     env["FLOWBATCH_CGROUPS"] = cgroups
+    parent: Path | None = None  # where the runner makes its cgroups (it is our child)
     if cgroups == "on":
         probe = Cgroups.create()
         if probe is None:
             pytest.skip("this machine gives flowbatch no writable cgroup hierarchy")
         probe.remove()
+        parent = probe.root.parent
     runner = _start(workdir, env)
     try:
         names = ("leader", "child", "escaped")
@@ -81,13 +85,26 @@ def test_sigkill_of_the_runner_stops_its_jobs(workdir: Path, cgroups: str) -> No
         # RUNNING is stored once the runner has registered the job with its reaper.
         wait_for(lambda: _stored_status(workdir / "state") == "RUNNING", timeout=30)
         pids = {n: _pid(workdir / f"{n}.pid") or 0 for n in names}
+        if parent is not None:
+            assert list(parent.glob(f"flowbatch-{runner.pid}-*/job-*"))  # the job's cgroup
         runner.kill()  # SIGKILL: the runner itself cleans nothing up
         runner.wait(timeout=10)
         # Without cgroups only the job's process group is reachable (the documented
         # limit): the escaped grandchild is the fixture's to kill.
         gone = ("leader", "child", "escaped") if cgroups == "on" else ("leader", "child")
         wait_for(lambda: not any(alive(pids[n]) for n in gone), timeout=15)
+        if parent is not None:  # and the runner's cgroups are removed
+            wait_for(lambda: not list(parent.glob(f"flowbatch-{runner.pid}-*")), timeout=15)
     finally:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "1x"])
+def test_a_stop_grace_that_is_not_a_duration_is_bad_input(tmp_path: Path, value: str) -> None:
+    (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
+    args = ["run", str(tmp_path / "p.flow"), "--stop-grace", value]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--stop-grace" in result.output
+    assert not (tmp_path / ".flowbatch").exists()
