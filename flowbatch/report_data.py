@@ -123,12 +123,13 @@ def collect(
             row, _ = _single_row(job, describe, log_root, bars)
         rows.append(row)
     missing = []
-    if not all(row.peak_memory is not None for row in rows):
+    # A job that never ran has no peak to measure: only jobs that ran count.
+    if any(row.peak_memory is None and row.attempts > 0 for row in rows):
         missing.append(
-            "peak memory shown as — is not known: the local executor can measure a job "
-            "only when it uses more memory than flowbatch itself (the kernel folds the "
-            "runner's own size into smaller figures), and the ssh and slurm executors do "
-            "not measure it"
+            "peak memory shown as — was not measured: local jobs are measured where "
+            "flowbatch can give each job a cgroup (as root or in a delegated cgroup), "
+            "elsewhere only jobs larger than flowbatch itself; the ssh and slurm "
+            "executors do not measure it"
         )
     return RunReport(
         run_id=str(run["runId"]),

@@ -244,17 +244,22 @@ async def test_container_attempt_exiting_normally_has_no_reason(
     assert result.exit_code == 1 and result.reason == ""
 
 
-async def test_peak_memory_is_measured_per_attempt(tmp_path: Path, executor: LocalExecutor) -> None:
-    # A child of the shell touches 400 MiB, more than this test process holds, so the
-    # kernel's figure is the job's own. A bare `true` is below what the kernel folds in
-    # from the parent at exec time, so it is reported as unknown rather than as the
+async def test_peak_memory_without_cgroups_is_measured_per_attempt(tmp_path: Path) -> None:
+    # Without a cgroup (see test_local_cgroups.py for with), the figure is the kernel's
+    # rusage. A child of the shell touches 400 MiB, more than this test process holds, so
+    # the kernel's figure is the job's own. A bare `true` is below what the kernel folds
+    # in from the parent at exec time, so it is reported as unknown rather than as the
     # parent's size.
+    executor = LocalExecutor(local_compute(2, 4096), grace=GRACE, cgroups=None)
     hog = _attempt(
         tmp_path,
         'python3 -c "b = bytearray(400 * 2**20); b[::4096] = b\\"x\\" * len(b[::4096])"',
     )
-    hog_result, _ = await _run(executor, hog)
-    small_result, _ = await _run(executor, _attempt(tmp_path, "true"))
+    try:
+        hog_result, _ = await _run(executor, hog)
+        small_result, _ = await _run(executor, _attempt(tmp_path, "true"))
+    finally:
+        await executor.aclose()
     assert hog_result.ok and small_result.ok
     assert hog_result.peak_memory is not None and 400 <= hog_result.peak_memory < 600
     assert small_result.peak_memory is None

@@ -141,6 +141,19 @@ def test_missing_peak_memory_is_reported_and_present_peak_memory_is_shown() -> N
     assert "102 MiB" in report_html(with_peak)
 
 
+def test_a_job_that_never_ran_does_not_make_peak_memory_missing() -> None:
+    never = {"jobId": "N", "jobName": "later", "status": "FAILED", "attempts": 0,
+             "statusReason": "Dependency failed", "container": {"exitCode": None}}  # fmt: skip
+    kids = [_child("P", 0, "FAILED")]
+    ran = {"jobId": "P:0", "jobName": "first", "status": "FAILED", "attempts": 1,
+           "statusReason": "x", "container": {"exitCode": 3}}  # fmt: skip
+    found = collect(
+        RUN, [ran, never], children=lambda _i, _s: [], describe=_describe_from(kids, 100)
+    )
+    assert found.missing == ()
+    assert [row.peak_memory for row in found.jobs] == [100, None]
+
+
 def test_text_from_users_and_processes_is_escaped() -> None:
     failure = FailedJob(label="bad<job>", exit_code=1, reason="<b>r</b>", attempts=1,
                         never_ran=False, log_tail="<script>alert(1)</script> & more")  # fmt: skip

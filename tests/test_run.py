@@ -11,7 +11,7 @@ from proc_helpers import alive, wait_until
 from run_helpers import RecordingSink
 
 from flowbatch.compile import Plan, compile_pipeline
-from flowbatch.executors.base import REASON_TIMEOUT
+from flowbatch.executors.base import REASON_SPOT, REASON_TIMEOUT
 from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.executors.local import LocalExecutor
 from flowbatch.model import (
@@ -281,3 +281,35 @@ async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
     leader = Process.parse(sink.final("long").external_id or "")
     assert leader is not None and leader.pid > 0 and leader.ticks is not None  # pid@starttime
     await wait_until(lambda: not leader.alive(), timeout=2)
+
+
+@pytest.mark.slow
+async def test_a_timed_out_job_that_exits_0_on_sigterm_fails_and_its_dependents_do_not_run(
+    tmp_path: Path,
+) -> None:
+    # It catches SIGTERM and exits 0: AWS still records the attempt FAILED for the timeout.
+    cmd = "trap 'exit 0' TERM; echo $$ > leader.pid; sleep 30 & wait"
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="t", command=cmd, timeout=0.5),
+        JobSpec(name="after", command="touch ran", after=(Dependency(job="t"),)),
+    )
+    result, sink = await go(plan, tmp_path)
+    assert result.status == "FAILED"
+    final = sink.final("t")
+    assert final.state is S.FAILED and final.reason == REASON_TIMEOUT
+    assert final.exit_code == 0  # what the process said, kept; the reason decides
+    assert sink.final("after").state is S.FAILED and not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "reason", [REASON_TIMEOUT, REASON_SPOT.format(instance="i-1"), "CannotStartContainerError: x"]
+)
+async def test_an_attempt_stopped_for_a_reason_fails_whatever_its_exit_code(
+    tmp_path: Path, reason: str
+) -> None:
+    plan = plan_of(tmp_path, JobSpec(name="a", command="x"))
+    fake = FakeExecutor({"a": [Outcome(exit_code=0, status_reason=reason, retryable=False)]})
+    result, sink = await go(plan, tmp_path, fake)
+    assert result.status == "FAILED"
+    assert sink.final("a").state is S.FAILED and sink.final("a").reason == reason

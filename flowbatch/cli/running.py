@@ -60,6 +60,20 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _stop_grace(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A duration (`30s`, `2m`, or seconds)."""
+    text = value.strip()
+    seconds = duration_seconds(text)
+    if seconds is None:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 30s, 2m)")
+    return seconds
+
+
 def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
     """A duration (`10m`, `90s`, or seconds) or `never`."""
     text = value.strip()
@@ -123,6 +137,15 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
     help="When only lost hosts (e.g. SSH) could run the jobs left, fail them once the host "
     "lost last has been gone this long. `never` waits, as AWS does.",
 )
+@click.option(
+    "--stop-grace",
+    metavar="DURATION",
+    callback=_stop_grace,
+    default="30s",
+    show_default=True,
+    help="How long a job that is stopped (timeout, terminate, Ctrl-C) has between SIGTERM "
+    "and SIGKILL, as AWS's stopTimeout. A second Ctrl-C kills at once.",
+)
 @click.option("--busy-timeout", type=click.FloatRange(min=0), hidden=True)
 @click.pass_context
 def run_command(
@@ -137,6 +160,7 @@ def run_command(
     resume: bool,
     keep_days: float,
     host_timeout: float | None,
+    stop_grace: float,
     busy_timeout: float | None,
 ) -> None:
     """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
@@ -144,6 +168,7 @@ def run_command(
     import anyio
 
     from flowbatch.cli.planning import resume_decision
+    from flowbatch.executors import local_limits_notice, make_executor
     from flowbatch.fingerprint import Fingerprints
     from flowbatch.run import new_job_ids, new_run_id, run_plan
     from flowbatch.run_setup import override_errors
@@ -184,6 +209,8 @@ def run_command(
             ctx.exit(2)
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
+        if notice := local_limits_notice(plan):
+            click.echo(f"note: {notice}", err=True)
         if resume:
             done = decision.summary()["processesReused"]
             since = decision.previous_run or "none"
@@ -205,6 +232,7 @@ def run_command(
                     reuse=decision.reuse(),
                     reuse_reason=decision.reason,
                     host_timeout=host_timeout,
+                    executors=functools.partial(make_executor, grace=stop_grace),
                 )
             )
         except ValueError as err:  # an override naming an unknown compute environment

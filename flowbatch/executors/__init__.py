@@ -7,24 +7,48 @@ Imports: model, executors.base and the executor modules; anyio.
 
 from __future__ import annotations
 
-from flowbatch.executors.base import Executor
+from typing import TYPE_CHECKING
+
+from flowbatch.executors.base import GRACE_SECONDS, Executor
 from flowbatch.model import ComputeEnv
 
-__all__ = ["make_executor"]
+if TYPE_CHECKING:
+    from flowbatch.compile import Plan
+
+__all__ = ["local_limits_notice", "make_executor"]
 
 
-def make_executor(ce: ComputeEnv) -> Executor:
-    """The executor for `ce`; raises ValueError for an unknown type."""
+def make_executor(ce: ComputeEnv, *, grace: float = GRACE_SECONDS) -> Executor:
+    """The executor for `ce`; raises ValueError for an unknown type. `grace` is the time
+    between SIGTERM and SIGKILL for a job that is stopped (SLURM's own KillWait decides
+    there: scancel does the stopping)."""
     if ce.type == "local":
         from flowbatch.executors.local import LocalExecutor
 
-        return LocalExecutor(ce)
+        return LocalExecutor(ce, grace=grace)
     if ce.type == "ssh":
         from flowbatch.executors.ssh import SshExecutor
 
-        return SshExecutor(ce)
+        return SshExecutor(ce, grace=grace)
     if ce.type == "slurm":
         from flowbatch.executors.slurm import SlurmExecutor
 
         return SlurmExecutor(ce)
     raise ValueError(f"compute `{ce.name}`: unknown type {ce.type!r} (local, ssh, slurm)")
+
+
+def local_limits_notice(plan: Plan) -> str | None:
+    """What local jobs of `plan` go without on this machine (no cgroups: memory neither
+    enforced nor measured, setsid escapes not stopped), to be said once per run; None
+    when nothing is given up or no job runs locally without an image."""
+    if not any(ce.type == "local" for ce in plan.computes.values()):
+        return None
+    if all(spec.image is not None for spec in plan.pipeline.jobs.values()):
+        return None
+    from flowbatch.executors.cgroups import Cgroups, describe_missing
+
+    probe = Cgroups.create()
+    if probe is not None:
+        probe.remove()
+        return None
+    return describe_missing()

@@ -36,9 +36,10 @@ REASON_SPOT = REASON_HOST_LOST
 REASON_CANCELLED = "Job cancelled"  # CancelJob's default reason (the CLI adds "by user")
 REASON_TERMINATED = "Job terminated"  # TerminateJob's
 
-# How long a job gets between SIGTERM and SIGKILL: 5 s, as trio's default, to keep
-# interrupted runs snappy (AWS ECS's default stopTimeout is 30 s).
-GRACE_SECONDS = 5.0
+# How long a job gets between SIGTERM and SIGKILL when it is stopped (timeout, Spot,
+# terminate, an interrupted run): AWS ECS's default stopTimeout, 30 s. `flowbatch run
+# --stop-grace` changes it; a second Ctrl-C cuts it short (`Hurriable`).
+GRACE_SECONDS = 30.0
 
 
 def env_file_can_carry(value: str) -> bool:
@@ -98,6 +99,10 @@ class ExecResult:
     AWS's job-level statusReason; `reason` is AWS's container.reason (for example
     "OutOfMemoryError: Container killed due to memory usage"). `retryable` is False for
     outcomes AWS never retries: a timeout or a cancel/terminate.
+
+    An attempt succeeded only if its process exited 0 by itself (`ok`): one that was
+    stopped (timeout, Spot interruption, lost host) failed with its reason even when
+    the process exited 0 on SIGTERM, as on AWS.
     """
 
     exit_code: int | None
@@ -113,7 +118,7 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0
+        return self.exit_code == 0 and self.status_reason == REASON_ESSENTIAL_EXITED
 
 
 class Executor(Protocol):

@@ -11,7 +11,16 @@ Stopping (timeout, Spot interruption, cancellation): SIGTERM to the group, up to
 group, so a child that ignores SIGTERM dies too. When the leader exits by itself, what
 is left of its group is killed as well, as when an AWS container's main process ends.
 
-Imports: model, executors.base, executors.container (lazily); anyio.
+Where the machine allows (see `executors.cgroups`), an attempt without an image also
+runs in a cgroup of its own: its `memory` is a hard limit (the OOM killer's kill is
+reported as AWS reports it), its peak memory is the cgroup's, and stopping it reaches
+every process of its tree, including those that left the process group with `setsid`.
+
+A reaper process (`executors.reaper`), started with the first attempt, stops every
+job still registered with it when the runner dies, even by SIGKILL.
+
+Imports: model, processes, executors.base, executors.cgroups, executors.reaper,
+executors.container (lazily); anyio.
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ import errno
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
+from typing import Literal
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,11 +47,14 @@ from flowbatch.executors.base import (
     Attempt,
     ExecResult,
 )
+from flowbatch.executors.cgroups import Cgroups, JobCgroup
+from flowbatch.executors.reaper import Reaper
 from flowbatch.model import ComputeEnv
 from flowbatch.processes import Process
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 SPOT_WINDOW = 2.0  # seconds: a Spot interruption strikes at a uniform point in this window
+_EMPTY_DEADLINE = 5.0  # seconds for a killed cgroup's processes to be gone
 
 
 class LocalExecutor:
@@ -51,12 +66,34 @@ class LocalExecutor:
         *,
         grace: float = GRACE_SECONDS,
         rng: random.Random | None = None,
+        cgroups: Cgroups | Literal["auto"] | None = "auto",
     ) -> None:
+        """`cgroups`: where jobs' cgroups are made (None: no cgroups; by default found
+        with the first attempt, see `executors.cgroups`)."""
         self.ce = ce
         self.grace = grace
         self._rng = rng or random.Random()
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._graces: set[anyio.CancelScope] = set()  # grace periods being waited out
+        self._cgroups = cgroups
+        self._reaper: Reaper | None = None
+        self._root_told = False
+        self._count = 0
+
+    @property
+    def cgroups(self) -> Cgroups | None:
+        """The cgroups of this executor's jobs, None where the machine allows none."""
+        if self._cgroups == "auto":
+            self._cgroups = Cgroups.create()
+        if self._cgroups is not None and not self._root_told:
+            self._root_told = True  # the reaper removes it if the runner cannot
+            self._reaper_send("R", str(self._cgroups.root))
+        return self._cgroups
+
+    def _reaper_send(self, op: str, arg: str) -> None:
+        if self._reaper is None:
+            self._reaper = Reaper(self.grace)
+        self._reaper.send(op, arg)
 
     async def run(self, attempt: Attempt, *, task_status: TaskStatus[str]) -> ExecResult:
         container: tuple[str, str] | None = None
@@ -74,6 +111,52 @@ class LocalExecutor:
                 exit_code=None,
                 status_reason=f"CannotStartContainerError: {os.strerror(code)}: {attempt.workdir}",
             )
+        cgroup = self._job_cgroup(attempt) if container is None else None
+        try:
+            return await self._spawn(attempt, argv, container, cgroup, task_status)
+        finally:
+            if cgroup is not None:
+                with anyio.CancelScope(shield=True):
+                    if await _remove(cgroup):  # else the reaper tries again at the end
+                        self._reaper_send("-c", str(cgroup.path))
+
+    def _job_cgroup(self, attempt: Attempt) -> JobCgroup | None:
+        cgroups = self.cgroups
+        if cgroups is None:
+            return None
+        self._count += 1
+        cgroup = cgroups.job(f"job-{self._count}")
+        if cgroup is None:
+            return None
+        self._reaper_send("+c", str(cgroup.path))
+        if cgroup.memory:
+            with contextlib.suppress(OSError):  # it runs unlimited rather than not at all
+                cgroup.limit(attempt.memory)
+        return cgroup
+
+    async def _spawn(
+        self,
+        attempt: Attempt,
+        argv: list[str],
+        container: tuple[str, str] | None,
+        cgroup: JobCgroup | None,
+        task_status: TaskStatus[str],
+    ) -> ExecResult:
+        if self._reaper is None:  # before the job exists: no moment where nothing guards it
+            self._reaper = Reaper(self.grace)
+        if cgroup is not None:
+            if isinstance(attempt.command, tuple) and _missing(argv[0], attempt):
+                # Behind the wrapper a missing program would be the shell's 127: it is
+                # reported as when Popen itself cannot find it.
+                return ExecResult(
+                    exit_code=None,
+                    status_reason="CannotStartContainerError: "
+                    f"{os.strerror(errno.ENOENT)}: {argv[0]}",
+                )
+            if isinstance(attempt.command, str):
+                argv = cgroup.wrap_shell(attempt.command)
+            else:
+                argv = cgroup.wrap(argv)
         try:
             out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
         except OSError as exc:  # a full or read-only disk: no retry will do better
@@ -113,20 +196,27 @@ class LocalExecutor:
         finally:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
+        leader = str(Process.of(proc.pid))
+        # The reaper already holds a cgroup, which the leader is in: one line less a job.
+        guard = cgroup is None
+        if guard:
+            self._reaper_send("+g", leader)
         try:
-            return await self._wait(proc, pidfd, attempt, task_status, container)
+            task_status.started(leader)
+            return await self._wait(proc, pidfd, attempt, container, cgroup)
         finally:
             os.close(pidfd)
+            if guard:
+                self._reaper_send("-g", leader)
 
     async def _wait(
         self,
         proc: subprocess.Popen[bytes],
         pidfd: int,
         attempt: Attempt,
-        task_status: TaskStatus[str],
         container: tuple[str, str] | None,
+        cgroup: JobCgroup | None,
     ) -> ExecResult:
-        task_status.started(str(Process.of(proc.pid)))
         limit = attempt.timeout
         spot_at: float | None = None
         ce = attempt.compute
@@ -139,16 +229,18 @@ class LocalExecutor:
                 await anyio.wait_readable(pidfd)
                 ended = True
             if ended:
-                _kill_group(proc.pid, signal.SIGKILL)  # leftovers of the job's tree
-                code, peak = _reap(proc)
+                _kill_group(proc.pid, signal.SIGKILL, cgroup)  # leftovers of the job's tree
+                code, peak = _reap(proc, cgroup)
+                reason = _container_reason(container, code)
+                if cgroup is not None and cgroup.oom_killed():
+                    from flowbatch.executors.container import REASON_OOM
+
+                    reason = REASON_OOM
                 return ExecResult(
-                    exit_code=code,
-                    reason=_container_reason(container, code),
-                    host=attempt.host,
-                    peak_memory=peak,
+                    exit_code=code, reason=reason, host=attempt.host, peak_memory=peak
                 )
-            await self._stop(proc, pidfd, container)
-            code, peak = _reap(proc)
+            await self._stop(proc, pidfd, container, cgroup)
+            code, peak = _reap(proc, cgroup)
             if spot_at is not None and (limit is None or spot_at < limit):
                 instance = f"i-{self._rng.getrandbits(68):017x}"
                 return ExecResult(
@@ -168,14 +260,18 @@ class LocalExecutor:
         finally:
             if proc.returncode is None:  # cancelled: cancel/terminate or the run interrupted
                 with anyio.CancelScope(shield=True):
-                    await self._stop(proc, pidfd, container)
+                    await self._stop(proc, pidfd, container, cgroup)
                     proc.wait()
 
     async def _stop(
-        self, proc: subprocess.Popen[bytes], pidfd: int, container: tuple[str, str] | None
+        self,
+        proc: subprocess.Popen[bytes],
+        pidfd: int,
+        container: tuple[str, str] | None,
+        cgroup: JobCgroup | None,
     ) -> None:
         with anyio.CancelScope(shield=True):
-            _kill_group(proc.pid, signal.SIGTERM)
+            _kill_group(proc.pid, signal.SIGTERM, cgroup)
             with anyio.move_on_after(self.grace) as grace:
                 self._graces.add(grace)
                 try:
@@ -184,7 +280,7 @@ class LocalExecutor:
                     self._graces.discard(grace)
             # The group id lives as long as the (unreaped) leader, so this reaches
             # children that ignored SIGTERM even when the leader has exited.
-            _kill_group(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid, signal.SIGKILL, cgroup)
             await anyio.wait_readable(pidfd)
             if container is not None:
                 from flowbatch.executors.container import remove_container
@@ -215,15 +311,54 @@ class LocalExecutor:
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
+        if isinstance(self._cgroups, Cgroups):
+            self._cgroups.remove()
+        if self._reaper is not None:
+            reaper, self._reaper = self._reaper, None
+            reaper.close()  # nothing is registered any more: it exits at once
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_EMPTY_DEADLINE):
+                while reaper.proc.poll() is None:
+                    await anyio.sleep(0.005)
+            if reaper.proc.poll() is None:  # every attempt has ended: it guards nothing
+                reaper.proc.kill()
+                reaper.proc.wait()
 
 
-def _kill_group(pgid: int, sig: int) -> None:
+def _kill_group(pgid: int, sig: int, cgroup: JobCgroup | None = None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+    if cgroup is not None:  # the processes that left the group (setsid) too
+        cgroup.signal(sig)
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, int | None]:
+def _missing(program: str, attempt: Attempt) -> bool:
+    if "/" in program:
+        return not os.access(attempt.workdir / program, os.X_OK)
+    return shutil.which(program, path=attempt.env.get("PATH", os.defpath)) is None
+
+
+async def _remove(cgroup: JobCgroup) -> bool:
+    """Kill what is left of an attempt's cgroup and remove it, without blocking the loop
+    while killed processes exit; False if it is still there after the deadline."""
+    end = time.monotonic() + _EMPTY_DEADLINE
+    while True:
+        cgroup.signal(signal.SIGKILL)
+        try:
+            os.rmdir(cgroup.path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > end:
+                return False
+        await anyio.sleep(0.002)
+
+
+def _reap(proc: subprocess.Popen[bytes], cgroup: JobCgroup | None) -> tuple[int, int | None]:
     """The exit code of a process that has ended, and its peak memory in MiB if known.
+
+    With a memory cgroup the peak is the cgroup's, every process of the job included.
+    Without one:
 
     `os.wait4` reaps it and returns its resource usage. Its ru_maxrss is the largest
     resident set of the process and of the descendants it waited for, but Linux also
@@ -231,11 +366,14 @@ def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, int | None]:
     (fork and vfork alike). A figure no larger than flowbatch's own peak therefore says
     nothing about the job and is reported as unknown; a larger one is the job's.
     Popen is told the return code so that it does not try to reap the process again."""
+    measured = cgroup.peak() if cgroup is not None and cgroup.memory else None
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except ChildProcessError:  # reaped already (by Popen, in a cancelled attempt)
-        return _exit_code(proc.wait()), None
+        return _exit_code(proc.wait()), measured
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if measured is not None:
+        return _exit_code(proc.returncode), measured
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak = usage.ru_maxrss if usage.ru_maxrss > own else None
     return _exit_code(proc.returncode), None if peak is None else -(-peak // 1024)

@@ -1,0 +1,283 @@
+"""A cgroup per local job: the whole tree of the job, its memory limit and its peak.
+
+A process group does not hold a job's tree: a grandchild that calls `setsid` leaves it,
+and signals to the group no longer reach it. A cgroup does: every process forked inside
+it stays inside, whatever it does with sessions, and memory is limited and measured for
+the cgroup as a whole. So where the machine lets flowbatch create cgroups (root, or a
+delegated subtree), each local attempt without an image runs in its own:
+
+    <the runner's own cgroup>/flowbatch-<pid>-<hex>/<attempt>
+
+The runner's own cgroup is the parent (not the hierarchy's root), so a limit put on
+the runner (a CI job, a systemd unit) still holds for its jobs. cgroup v1's memory
+hierarchy is used where it is writable (limits, peak and OOM kills; it lists every
+process, so it is also what is killed), else cgroup v2: there the memory controller
+can only be enabled below a cgroup that holds no processes, which the runner's own
+cgroup does unless it is the root, so on v2 a job's cgroup may hold the tree (and
+`cgroup.kill` it) without enforcing memory. Where neither is writable there is no
+cgroup at all: only the process group is signalled and memory is not enforced.
+
+A job's processes must be inside before the job's command runs: a forked child that
+started before being moved would stay outside. Python 3.11 cannot spawn straight into
+a cgroup (no clone3 CLONE_INTO_CGROUP), and `preexec_fn` would cost subprocess its fast
+vfork path, so the command runs behind a tiny shell wrapper that writes its own pid
+into `cgroup.procs` and then runs the command (`wrap`, `wrap_shell`); the file name and
+the command are arguments, never part of the script.
+
+No maintained library on PyPI covers v1 and v2 with what is needed here (cgroupspy and
+libcgroup bindings are unmaintained or v1 only), hence this module.
+
+Imports: executors.reaper (its stdlib-only killing of a cgroup).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowbatch.executors.reaper import kill_cgroup, remove_cgroup
+
+# The wrappers: `$1` is the cgroup's procs file; then the job's argv (exec'd), or the
+# job's command string, which the same shell then runs as `sh -c` would, without a second
+# exec (about 0.7 ms a job here): `eval "shift 2;" "$2"` parses the command text once,
+# exactly as written, after dropping the wrapper's arguments, so `$#` is 0 and `$0` is
+# /bin/sh as under `sh -c`. The one visible difference: the shell's error messages say
+# "eval: " after the line number.
+_EXEC = 'echo $$ >"$1" || exit 125; shift 2; exec "$@"'
+_EVAL = 'echo $$ >"$1" || exit 125; eval "shift 2;" "$2"'
+
+
+@dataclass(frozen=True, slots=True)
+class JobCgroup:
+    """One attempt's cgroup."""
+
+    path: Path
+    version: int  # 1 or 2
+    memory: bool  # whether the memory controller is on (limit, peak, OOM)
+
+    @property
+    def procs(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv` run inside this cgroup from its first instruction."""
+        return ["/bin/sh", "-c", _EXEC, "/bin/sh", str(self.procs), "--", *argv]
+
+    def wrap_shell(self, command: str) -> list[str]:
+        """`/bin/sh -c command` run inside this cgroup from its first instruction."""
+        return ["/bin/sh", "-c", _EVAL, "/bin/sh", str(self.procs), command]
+
+    def limit(self, mib: int) -> None:
+        """Make `mib` a hard limit: the kernel's OOM killer acts beyond it, without swap."""
+        size = str(mib * 1024 * 1024)
+        if self.version == 1:
+            _write(self.path / "memory.limit_in_bytes", size)
+            # memsw counts memory plus swap; equal to the limit, no swap is left. Absent
+            # where swap accounting is off, and then no swap is used past the limit anyway.
+            with contextlib.suppress(OSError):
+                _write(self.path / "memory.memsw.limit_in_bytes", size)
+        else:
+            _write(self.path / "memory.max", size)
+            with contextlib.suppress(OSError):
+                _write(self.path / "memory.swap.max", "0")
+
+    def peak(self) -> int | None:
+        """The largest memory use of the cgroup in MiB (None where the kernel does not say)."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        try:
+            value = int(_read(self.path / name))
+        except (OSError, ValueError):
+            return None
+        return -(-value // (1024 * 1024))
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of the cgroup."""
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            text = _read(self.path / name)
+        except OSError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return value.strip() not in ("", "0")
+        return False
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to every process of the cgroup, once: this never waits (the caller
+        waits, without blocking its event loop, for the cgroup to empty)."""
+        kill_cgroup(str(self.path), sig, deadline=0.0)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the cgroup (quietly: the reaper tries again)."""
+        remove_cgroup(str(self.path))
+
+
+class Cgroups:
+    """Where a runner makes its jobs' cgroups: one directory per executor."""
+
+    def __init__(self, root: Path, version: int, memory: bool) -> None:
+        self.root = root
+        self.version = version
+        self.memory = memory
+
+    @classmethod
+    def create(cls, versions: tuple[int, ...] = (1, 2)) -> Cgroups | None:
+        """A directory of this runner's own in a writable cgroup hierarchy, or None where
+        the machine gives flowbatch none (not root, no delegation, no cgroupfs) or the
+        environment says FLOWBATCH_CGROUPS=off."""
+        if os.environ.get("FLOWBATCH_CGROUPS", "").strip().lower() in ("off", "0", "no"):
+            return None
+        name = f"flowbatch-{os.getpid()}-{secrets.token_hex(4)}"
+        mounts = _mounts()
+        own = _own_cgroups()
+        v1 = mounts.get("memory") if 1 in versions else None
+        if v1 is not None and "memory" in own:
+            made = _make(_inside(v1, own["memory"]), name)
+            if made is not None:
+                with contextlib.suppress(OSError):  # v1 defaults it to 1 on newer kernels
+                    _write(made / "memory.use_hierarchy", "1")
+                return cls(made, 1, memory=True)
+        v2 = mounts.get("") if 2 in versions else None
+        if v2 is not None and "" in own:
+            parent = _inside(v2, own[""])
+            if parent is None:
+                return None
+            # Succeeds only where the parent holds no process (or is the root cgroup).
+            memory = _enable_memory(parent)
+            made = _make(parent, name)
+            if made is None:
+                return None
+            if memory:
+                memory = _enable_memory(made)
+            return cls(made, 2, memory=memory)
+        return None
+
+    def job(self, label: str) -> JobCgroup | None:
+        """A new cgroup for one attempt (None if it cannot be made: the job then runs in
+        its process group only)."""
+        path = self.root / label
+        try:
+            path.mkdir()
+        except FileExistsError:
+            remove_cgroup(str(path))  # a leftover of the same label: start afresh
+            try:
+                path.mkdir()
+            except OSError:
+                return None
+        except OSError:
+            return None
+        return JobCgroup(path, self.version, self.memory)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+
+def _make(parent: Path | None, name: str) -> Path | None:
+    if parent is None:
+        return None
+    path = parent / name
+    try:
+        path.mkdir()
+    except OSError:
+        return None
+    if not os.access(path / "cgroup.procs", os.W_OK):  # a read-only or foreign tree
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        return None
+    return path
+
+
+def _enable_memory(path: Path) -> bool:
+    control = path / "cgroup.subtree_control"
+    try:
+        if "memory" in _read(control).split():
+            return True
+        _write(control, "+memory")
+    except OSError:
+        return False
+    return True
+
+
+def _inside(mount: tuple[str, str], own: str) -> Path | None:
+    """The directory of cgroup `own` in a hierarchy mounted at `mount` (root, mountpoint)."""
+    root, point = mount
+    if root != "/" and own != root and not own.startswith(root.rstrip("/") + "/"):
+        return None  # our cgroup is outside what the mount shows (another namespace)
+    rel = own[len(root) :] if root != "/" else own
+    path = Path(point) / rel.lstrip("/")
+    return path if path.is_dir() else None
+
+
+def _mounts() -> dict[str, tuple[str, str]]:
+    """cgroup mounts by controller ("" for v2): (the hierarchy's root shown, mountpoint)."""
+    found: dict[str, tuple[str, str]] = {}
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        root, point = _unescape(fields[3]), _unescape(fields[4])
+        if tail[0] == "cgroup2":
+            found.setdefault("", (root, point))
+        elif tail[0] == "cgroup" and "memory" in tail[2].split(","):
+            found.setdefault("memory", (root, point))
+    return found
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path by controller ("" for v2)."""
+    own: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return own
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers == "":
+            own[""] = path
+        for controller in controllers.split(","):
+            if controller == "memory":
+                own["memory"] = path
+    return own
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def describe_missing() -> str:
+    """What a run without cgroups gives up, said once per run."""
+    return (
+        "memory limits are not enforced and peak memory is not measured for local jobs, "
+        "and a job's processes that leave its process group (setsid) are not stopped "
+        "with it: flowbatch cannot create cgroups here (it needs root or a delegated cgroup)"
+    )
+
+
+__all__ = ["Cgroups", "JobCgroup", "describe_missing"]

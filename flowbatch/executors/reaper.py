@@ -1,0 +1,212 @@
+"""The reaper: one small process per local executor that stops its jobs if the runner dies.
+
+A runner killed with SIGKILL runs no cleanup, and its jobs would run on as orphans.
+`PR_SET_PDEATHSIG` would need `preexec_fn` (subprocess then loses its fast vfork path)
+and reaches only each job's leader, not the rest of its tree. Instead the local
+executor starts this process once, in a session of its own (a Ctrl-C on the terminal
+does not reach it), and tells it through a pipe, one line each, which job process
+groups and cgroups exist:
+
+    +g PID@TICKS     a job's process group (its leader, see flowbatch.processes)
+    -g PID@TICKS     that job has ended
+    +c PATH          a job's cgroup
+    -c PATH          removed by the runner
+    R PATH           the runner's directory of cgroups, removed at the end
+
+The runner holds the only write end. When it closes, whether the runner ended or was
+killed, the reaper reads end-of-file: what is still registered gets SIGTERM, then up to
+the grace period (argv[1], seconds) to exit, then SIGKILL; the cgroups are removed. A
+runner that ended cleanly has unregistered everything, so the reaper just exits.
+
+This file runs as a script (`python -I -S reaper.py GRACE`) and imports only the
+standard library, so it starts in a few milliseconds; `executors.cgroups` reuses its
+functions for killing and removing a cgroup.
+
+Imports: nothing of flowbatch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+
+_POLL = 0.05  # seconds between checks that the stopped processes are gone
+
+
+def cgroup_pids(path: str) -> list[int]:
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(line) for line in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_cgroup(path: str, sig: int, deadline: float = 2.0) -> None:
+    """Send `sig` to every process of cgroup `path`. For SIGKILL, until none is left (a
+    process forking meanwhile adds one that the next pass reaches), for `deadline` s."""
+    if sig == signal.SIGKILL and _write_quietly(os.path.join(path, "cgroup.kill"), "1"):
+        pass  # cgroup v2 (5.14+): the kernel kills the whole tree, forks included
+    end = time.monotonic() + deadline
+    while True:
+        pids = cgroup_pids(path)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        if not pids or sig != signal.SIGKILL or time.monotonic() > end:
+            return
+        time.sleep(0.005)
+
+
+def remove_cgroup(path: str, deadline: float = 2.0) -> bool:
+    """Kill what is left in cgroup `path` and remove it; False if it would not go.
+    A killed process leaves the cgroup only once it has exited, hence the retries."""
+    end = time.monotonic() + deadline
+    while True:
+        kill_cgroup(path, signal.SIGKILL, deadline=max(0.0, end - time.monotonic()))
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > end:
+                return False
+        time.sleep(0.005)
+
+
+def group_alive(leader: str) -> bool:
+    """Whether the process group of `leader` (PID@TICKS) may still have processes:
+    False once its pid belongs to another process (a pid in use as a group id is never
+    given out again, so that group is empty)."""
+    pid_text, _, ticks_text = leader.partition("@")
+    pid = int(pid_text)
+    if ticks_text:
+        now = _start_ticks(pid)
+        if now is not None and now != int(ticks_text):
+            return False
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2 :].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _signal_group(leader: str, sig: int) -> None:
+    if group_alive(leader):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(leader.partition("@")[0]), sig)
+
+
+def _write_quietly(path: str, text: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, text.encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def stop(groups: list[str], cgroups: list[str], grace: float) -> None:
+    """SIGTERM to everything, `grace` seconds to exit, SIGKILL to what is left."""
+    for leader in groups:
+        _signal_group(leader, signal.SIGTERM)
+    for path in cgroups:
+        kill_cgroup(path, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not any(group_alive(g) for g in groups) and not any(cgroup_pids(c) for c in cgroups):
+            break
+        time.sleep(_POLL)
+    for leader in groups:
+        _signal_group(leader, signal.SIGKILL)
+    for path in cgroups:
+        remove_cgroup(path)
+
+
+class Reaper:
+    """The runner's end: starts the reaper and tells it what to stop if the runner dies."""
+
+    def __init__(self, grace: float) -> None:
+        import subprocess
+
+        # Its own session: a Ctrl-C on the terminal or a signal to the runner's group
+        # must not take it down with the runner. Its only descriptor is the pipe.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), repr(float(grace))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,
+        )
+        assert self.proc.stdin is not None
+        self._fd: int | None = self.proc.stdin.fileno()
+
+    def send(self, op: str, arg: str) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, f"{op} {arg}\n".encode("utf-8", "surrogateescape"))
+        except OSError:  # the reaper is gone (killed by hand): the runner carries on
+            self._fd = None
+
+    def close(self) -> None:
+        """End of file for the reaper: it stops what is still registered and exits."""
+        self._fd = None
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+
+def main(argv: list[str]) -> int:
+    grace = float(argv[1]) if len(argv) > 1 else 30.0
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)  # it outlives the runner, whatever ends that
+    groups: dict[str, None] = {}
+    cgroups: dict[str, None] = {}
+    roots: dict[str, None] = {}
+    pending = b""
+    while chunk := os.read(0, 65536):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            op, _, arg = line.decode("utf-8", "surrogateescape").partition(" ")
+            if op == "+g":
+                groups[arg] = None
+            elif op == "-g":
+                groups.pop(arg, None)
+            elif op == "+c":
+                cgroups[arg] = None
+            elif op == "-c":
+                cgroups.pop(arg, None)
+            elif op == "R":
+                roots[arg] = None
+    if groups or cgroups:
+        stop(list(groups), list(cgroups), grace)
+    for root in roots:
+        with contextlib.suppress(OSError):
+            os.rmdir(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
