@@ -14,7 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "flowbatch"
-MAX_LINES = 500
+# Not a rule to split by (style.md: split where a concept splits): past about 800 lines a
+# module is worth a look, and this test is the reminder to take it.
+MAX_LINES = 800
 MODULES = sorted(SOURCE.rglob("*.py"))
 
 
