@@ -202,6 +202,36 @@ async def test_no_value_is_on_a_command_line_of_either_side(
     assert mode(att.log_dir / "stdout") == mode(att.log_dir / "stderr") == 0o600
 
 
+@pytest.mark.slow
+async def test_the_users_ssh_config_sends_the_job_nothing_of_the_runner(
+    sshd: SshServer, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncssh reads ~/.ssh/config as OpenSSH does. A `SendEnv` there (sshd here accepts
+    # FBTEST_*) would give every job the runner's variables, and `RequestTTY force` a
+    # terminal that echoes the env script, values and all, into the job's stdout.
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  SendEnv FBTEST_*\n  RequestTTY force\n")
+    monkeypatch.setenv("HOME", str(home))
+    token = "tok-" + os.urandom(8).hex()
+    monkeypatch.setenv("FBTEST_SECRET", "runner-" + token)
+    ex = SshExecutor(compute(sshd))
+    cmd = "env > seen-config.txt; if [ -t 0 ]; then echo on-a-tty; fi"
+    att = attempt(ex._ce, shared_dir, cmd, name="config", env={"TOKEN": token})
+    results: dict[str, ExecResult] = {}
+    try:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    seen = (shared_dir / "seen-config.txt").read_text()
+    assert f"TOKEN={token}\n" in seen
+    assert "FBTEST_SECRET" not in seen
+    assert (att.log_dir / "stdout").read_bytes() == b""
+    assert results["config"].exit_code == 0
+
+
 def test_executor_refuses_an_environment_without_known_hosts() -> None:
     host = Host(name="h1", vcpus=1, memory=1, address="127.0.0.1")
     ce = ComputeEnv(name="remote", type="ssh", vcpus=1, memory=1, hosts=(host,))

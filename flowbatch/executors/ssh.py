@@ -227,6 +227,15 @@ class SshExecutor:
             "connect_timeout": CONNECT_TIMEOUT,
             "keepalive_interval": KEEPALIVE_INTERVAL,
             "keepalive_count_max": KEEPALIVE_COUNT_MAX,
+            # asyncssh applies the user's ~/.ssh/config as OpenSSH does; none of what it
+            # may ask for is the job's: `SendEnv` would hand the runner's variables to
+            # every job, `ForwardAgent`/`ForwardX11` its ssh keys and display, and
+            # `RequestTTY force` a terminal that echoes the env script (values and all)
+            # into the job's log and never ends its stdin.
+            "send_env": None,
+            "agent_forwarding": False,
+            "x11_forwarding": False,
+            "request_pty": False,
         }
         if host.user:
             options["username"] = host.user
