@@ -148,7 +148,7 @@ def test_the_environment_goes_over_stdin_and_reaches_the_job(tmp_path: Path) -> 
     att = attempt(ce, tmp_path, ("/bin/sh", "-c", 'env -0 > "$0"', "seen"), env=ENV_VALUES)
     line = remote_command(att, job_argv(att))
     assert not [v for v in ENV_VALUES.values() if v.strip() and v in line]
-    done = subprocess.run(["/bin/sh", "-c", line], input=env_script(att).encode())
+    done = subprocess.run(["/bin/sh", "-c", line], input=env_script(att))
     assert done.returncode == 0
     entries = (tmp_path / "seen").read_text().split("\0")
     seen = dict(e.partition("=")[::2] for e in entries if e)
@@ -163,9 +163,7 @@ def test_a_container_runtime_reads_its_env_file_from_stdin(tmp_path: Path) -> No
     argv = job_argv(att)
     assert argv[argv.index("--env-file") + 1] == "/dev/stdin"
     runtime = ["/bin/sh", "-c", f"cat > {tmp_path}/file; env -0 > {tmp_path}/env"]
-    done = subprocess.run(
-        ["/bin/sh", "-c", remote_command(att, runtime)], input=env_script(att).encode()
-    )
+    done = subprocess.run(["/bin/sh", "-c", remote_command(att, runtime)], input=env_script(att))
     assert done.returncode == 0
     assert (tmp_path / "file").read_text() == env_file_text(ENV_VALUES)
     runtime_env = (tmp_path / "env").read_text().split("\0")

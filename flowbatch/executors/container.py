@@ -13,10 +13,11 @@ line, where every local user could read it (`ps`): the values go in an env-file 
 runtime reads from its stdin (`--env-file /dev/stdin`; `env_file_text`), which each
 executor feeds from a pipe (`env_pipe`) or a here-document, so no env-file is ever left
 behind, not even by a runner killed mid-job. A value no env-file can carry (a line
-break) is named with `-e NAME` and read by the runtime from its own environment
-(`Attempt.process_env`). podman would also pass on the runner's proxy variables
-(HTTP_PROXY, which may hold a password), or all of them with `env_host = true` in a
-containers.conf: `--http-proxy=false --env-host=false`.
+break, or a line of 64 KiB or more, which the runtimes' parser refuses) is named with
+`-e NAME` and read by the runtime from its own environment (`Attempt.process_env`).
+podman would also pass on the runner's proxy variables (HTTP_PROXY, which may hold a
+password), or all of them with `env_host = true` in a containers.conf:
+`--http-proxy=false --env-host=false`.
 
 A container sees only the attempt's working directory (mounted at the same path, so
 paths in commands mean the same inside and out), no network unless the compute
@@ -40,7 +41,7 @@ from typing import Final
 
 import anyio
 
-from flowbatch.executors.base import Attempt, env_file_can_carry
+from flowbatch.executors.base import Attempt, env_bytes, env_file_can_carry
 from flowbatch.model import ComputeEnv
 
 RUNTIMES: Final = ("podman", "docker")
@@ -159,7 +160,7 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     argv += ["-v", _bind(workdir), "-w", str(workdir)]
     argv += ["--env-file", ENV_FILE_STDIN]
     for key, value in sorted(attempt.env.items()):
-        if not env_file_can_carry(value):
+        if not env_file_can_carry(key, value):
             argv += ["-e", key]
     argv.append(attempt.image)
     if isinstance(attempt.command, str):
@@ -176,8 +177,8 @@ def env_file_text(env: Mapping[str, str]) -> str:
     (podman and docker take everything after the first `=` literally). Values it cannot
     carry are left out: `container_argv` names them with `-e NAME`. Raises
     ContainerError for an environment too large to be handed over."""
-    text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()) if env_file_can_carry(v))
-    if len(text.encode()) > MAX_ENV_BYTES:
+    text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()) if env_file_can_carry(k, v))
+    if len(env_bytes(text)) > MAX_ENV_BYTES:
         raise ContainerError(
             f"the job's environment is larger than {MAX_ENV_BYTES // 1024} KiB; "
             "pass large data in files instead"
@@ -189,7 +190,7 @@ def env_pipe(env: Mapping[str, str]) -> int:
     """The read end of a pipe holding `env_file_text(env)`, whole, its write end closed:
     the stdin of a runtime told `--env-file /dev/stdin`. The pipe is grown to hold the
     text, so writing it never blocks. The caller closes the descriptor."""
-    data = env_file_text(env).encode()
+    data = env_bytes(env_file_text(env))
     read, write = os.pipe2(os.O_CLOEXEC)
     try:
         if len(data) > 65536:  # Linux's default pipe size

@@ -89,7 +89,7 @@ def _exported(attempt: Attempt) -> dict[str, str]:
     shell; of a container's, only what its env-file cannot carry (container.py)."""
     if attempt.image is None:
         return dict(attempt.env)
-    return {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+    return {k: v for k, v in attempt.env.items() if not env_file_can_carry(k, v)}
 
 
 def _exports(env: dict[str, str]) -> list[str]:

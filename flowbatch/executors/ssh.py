@@ -57,6 +57,7 @@ from flowbatch.executors.base import (
     REASON_TIMEOUT,
     Attempt,
     ExecResult,
+    env_bytes,
     env_file_can_carry,
     private_dir,
     private_file,
@@ -83,7 +84,9 @@ DEFAULT_MAX_SESSIONS = 10  # OpenSSH's MaxSessions default
 
 # `trap :` (not `trap ''`) so the wrapper outlives a TERM to the group and reports the
 # job's 143, while the job itself still gets the default action (caught traps reset on exec).
-_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; eval "$(cat)" || exit 125; "$@"; exit $?'
+# Every expansion after the eval is quoted: the job's env (an IFS of digits, say) is
+# exported in this shell and must not change the status it reports.
+_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; eval "$(cat)" || exit 125; "$@"; exit "$?"'
 # conmon before 2.1.13 drops an `oom` file in the directory it runs in (conmon#504):
 # a container's runtime runs in a scratch directory, removed once it ends, so that the
 # file never lands among the user's files. The container's own directory is set by -w.
@@ -135,8 +138,9 @@ def job_argv(attempt: Attempt) -> list[str]:
     return list(attempt.command)
 
 
-def env_script(attempt: Attempt) -> str:
-    """The shell text the wrapper reads from stdin and evals before the job starts:
+def env_script(attempt: Attempt) -> bytes:
+    """The shell text the wrapper reads from stdin and evals before the job starts, as
+    the bytes sent (a value keeps the bytes it had in the runner's environment):
     `export` lines for a job without an image; for a container, the env-file (as a
     here-document made the shell's stdin, which the runtime reads) and `export` lines
     for the values only the runtime's environment can carry (see container.py).
@@ -144,10 +148,10 @@ def env_script(attempt: Attempt) -> str:
     exports = attempt.env
     lines: list[str] = []
     if attempt.image is not None:
-        exports = {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+        exports = {k: v for k, v in attempt.env.items() if not env_file_can_carry(k, v)}
         lines += [f"exec <<'{_ENV_END}'", env_file_text(attempt.env) + _ENV_END]
     lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(exports.items())] + lines
-    return "\n".join([*lines, ":", ""])
+    return env_bytes("\n".join([*lines, ":", ""]))
 
 
 def _runtime(compute: ComputeEnv) -> str:
@@ -393,7 +397,7 @@ class _RemoteAttempt:
     async def run(self, task_status: TaskStatus[str]) -> ExecResult:
         try:
             command = remote_command(self.attempt, job_argv(self.attempt))
-            env = env_script(self.attempt).encode()
+            env = env_script(self.attempt)
         except ContainerError as e:
             task_status.started(f"{self.host.name}:")
             return self._failed(str(e))
