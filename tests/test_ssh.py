@@ -17,7 +17,7 @@ import anyio
 import pytest
 import ssh_fixtures
 from anyio.abc import TaskStatus
-from env_helpers import command_lines_holding, loose_umask, mode
+from env_helpers import HOSTILE_ENV, command_lines_holding, env0, loose_umask, mode
 from ssh_fixtures import SshServer
 
 from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
@@ -198,6 +198,26 @@ async def test_no_value_is_on_a_command_line_of_either_side(
     # The logs this side writes are private, whatever the umask.
     assert mode(att.log_dir) == 0o700
     assert mode(att.log_dir / "stdout") == mode(att.log_dir / "stderr") == 0o600
+
+
+@pytest.mark.slow
+async def test_hostile_values_reach_the_job_over_a_real_connection(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    # The channel's stdin, sshd, the login shell and the wrapper's eval, for real.
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir, "env -0 > seen.env", name="hostile", env=HOSTILE_ENV)
+    results: dict[str, ExecResult] = {}
+    try:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    assert results["hostile"].exit_code == 0, (att.log_dir / "stderr").read_text()
+    seen = env0(shared_dir / "seen.env")
+    assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
+    assert not (shared_dir / "pwned").exists()
 
 
 @pytest.mark.slow
