@@ -195,3 +195,13 @@ def test_a_line_too_long_for_the_runtimes_env_file_parser_goes_by_name(tmp_path:
     assert named == ["LONG"]
     assert "LONG=" not in env_file_text(att.env) and "SHORT=" in env_file_text(att.env)
     assert att.process_env()["LONG"] == env["LONG"]
+
+
+def test_bytes_that_are_not_utf8_go_by_name(tmp_path: Path) -> None:
+    # docker refuses an env-file with such a line, printing the line (the value) in its
+    # error; by name, both runtimes take the value from their own environment.
+    env = {"BYTES": HOSTILE_ENV["BYTES"], "TEXT": "ünï"}
+    att = make_attempt(tmp_path, SSH, image=IMAGE, env=env)
+    argv = container_argv(att, runtime="docker", name=container_name(att))
+    assert [argv[i + 1] for i, w in enumerate(argv[:-1]) if w == "-e"] == ["BYTES"]
+    assert "BYTES=" not in env_file_text(att.env) and "TEXT=ünï" in env_file_text(att.env)

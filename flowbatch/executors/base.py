@@ -49,11 +49,16 @@ ENV_FILE_LINE_MAX = 65535
 def env_file_can_carry(name: str, value: str) -> bool:
     """Whether a container runtime's env-file (one `NAME=value` a line) can carry `value`.
     One that cannot (a line break; a final CR would be dropped; a line too long for the
-    runtime's parser) reaches the container by name instead: `-e NAME`, the value in the
+    runtime's parser; bytes that are not UTF-8, for which docker refuses the file and
+    prints the line) reaches the container by name instead: `-e NAME`, the value in the
     runtime's own environment."""
     if "\n" in value or "\r" in value:
         return False
-    return len(name) + 1 + len(value.encode(errors="surrogateescape")) <= ENV_FILE_LINE_MAX
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # os.environ's surrogate escapes of bytes not UTF-8
+        return False
+    return len(name) + 1 + size <= ENV_FILE_LINE_MAX
 
 
 def env_bytes(text: str) -> bytes:
