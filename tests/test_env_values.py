@@ -21,7 +21,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 from engine_helpers import engine_unavailable
-from env_helpers import HOSTILE_ENV, env0
+from env_helpers import HOSTILE_ENV, env0, loose_umask, mode
 
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.container import container_argv, container_name, env_file_text
@@ -30,6 +30,7 @@ from flowbatch.executors.slurm import _write_files
 from flowbatch.executors.slurm_script import batch_script, script_path
 from flowbatch.executors.ssh import env_script, job_argv, remote_command
 from flowbatch.model import ComputeEnv, local_compute
+from flowbatch.run_setup import make_log_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +206,32 @@ def test_bytes_that_are_not_utf8_go_by_name(tmp_path: Path) -> None:
     argv = container_argv(att, runtime="docker", name=container_name(att))
     assert [argv[i + 1] for i, w in enumerate(argv[:-1]) if w == "-e"] == ["BYTES"]
     assert "BYTES=" not in env_file_text(att.env) and "TEXT=ünï" in env_file_text(att.env)
+
+
+# -- the files an attempt leaves -------------------------------------------------------------
+
+
+async def test_a_local_attempts_log_directory_and_logs_are_private(tmp_path: Path) -> None:
+    # What a job prints may be a secret: under a umask of 022 its logs used to be 0644.
+    with loose_umask():
+        log_dir = make_log_dir(tmp_path / "logs", "job", 3, 1)
+        att = replace(
+            make_attempt(tmp_path, local_compute(1, 1024), image=None, env={}),
+            command="echo out; echo err >&2",
+            log_dir=log_dir,
+        )
+        results: list[ExecResult] = []
+        executor = LocalExecutor(att.compute, grace=0.5)
+
+        async def job(*, task_status: TaskStatus[str]) -> None:
+            results.append(await executor.run(att, task_status=task_status))
+
+        try:
+            with anyio.fail_after(RUN_TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    await tg.start(job)
+        finally:
+            await executor.aclose()
+    assert results[0].exit_code == 0
+    assert mode(log_dir) == 0o700
+    assert mode(log_dir / "stdout") == mode(log_dir / "stderr") == 0o600
