@@ -24,7 +24,12 @@ from engine_helpers import engine_unavailable
 from env_helpers import HOSTILE_ENV, env0, loose_umask, mode
 
 from flowbatch.executors.base import Attempt, ExecResult
-from flowbatch.executors.container import container_argv, container_name, env_file_text
+from flowbatch.executors.container import (
+    ContainerError,
+    container_argv,
+    container_name,
+    env_file_text,
+)
 from flowbatch.executors.local import LocalExecutor
 from flowbatch.executors.slurm import _write_files
 from flowbatch.executors.slurm_script import batch_script, script_path
@@ -235,3 +240,25 @@ async def test_a_local_attempts_log_directory_and_logs_are_private(tmp_path: Pat
     assert results[0].exit_code == 0
     assert mode(log_dir) == 0o700
     assert mode(log_dir / "stdout") == mode(log_dir / "stderr") == 0o600
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LD_PRELOAD", "/tmp/evil.so" + " " * 70_000),  # ld.so ignores the spaces
+        ("CONTAINER_HOST", "ssh://elsewhere\n"),
+        ("http_proxy", "http://evil:1\r"),
+        ("TMPDIR", "/tmp/\udcff"),
+    ],
+)
+def test_a_value_that_goes_by_name_never_steers_the_runtime(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    # By name, the value sits in podman's own environment first: under these names it
+    # would steer podman (or the loader) on this side of the container. Refused.
+    att = make_attempt(tmp_path, SSH, image=IMAGE, env={name: value})
+    with pytest.raises(ContainerError, match=f"`{name}` of job `job` cannot reach its container"):
+        container_argv(att, runtime="podman", name=container_name(att))
+    # A value an env-file carries is no concern, nor a multi-line value of another name.
+    container_argv(replace(att, env={name: "plain"}), runtime="podman", name="c")
+    container_argv(replace(att, env={"SSL_KEY": "-----BEGIN-----\n"}), runtime="podman", name="c")

@@ -60,6 +60,32 @@ ENV_FILE_STDIN: Final = "/dev/stdin"
 # A pipe this large holds any environment an exec could: Linux's default pipe-max-size.
 MAX_ENV_BYTES: Final = 1024 * 1024
 
+# What the runtime's own process reads from its environment: podman, docker, their Go
+# runtime, the dynamic loader and libc. A value that goes by name (`-e NAME`) sits in that
+# process's environment first, where a variable of these names would steer the runtime
+# on this side of the container (LD_PRELOAD, CONTAINER_HOST, TMPDIR, ...) instead of
+# reaching the job. None of these needs a line break or 64 KiB; a PEM in SSL_KEY does.
+_RUNTIME_PREFIXES = (
+    "LD_", "CONTAINER", "_CONTAINER", "DOCKER", "PODMAN", "BUILDAH", "STORAGE", "REGISTR",
+    "CONMON", "CRUN", "RUNC", "XDG_", "SYSTEMD", "LISTEN_", "DBUS_", "GCONV", "MALLOC",
+    "GLIBC", "LC_", "LANG",
+)  # fmt: skip
+_RUNTIME_NAMES = frozenset(
+    (
+        "PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ", "NLSPATH", "LOCPATH",
+        "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "TERM", "NOTIFY_SOCKET",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT",
+        "GOTRACEBACK",
+    )
+)  # fmt: skip
+
+
+def steers_runtime(name: str) -> bool:
+    """Whether a container runtime's own process would read variable `name`."""
+    upper = name.upper()
+    return upper in _RUNTIME_NAMES or upper.startswith(_RUNTIME_PREFIXES) or upper.endswith("PROXY")
+
+
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -128,7 +154,8 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     stdin and runs it with `attempt.process_env()`. Images are
     never pulled: a missing image fails the attempt at once instead of hanging on a
     registry. Raises ContainerError for an attempt without an image, an empty command,
-    or a working directory that cannot be mounted.
+    a working directory that cannot be mounted, or a value that would have to go by name
+    under a name the runtime reads itself (`steers_runtime`).
     """
     if attempt.image is None:
         raise ContainerError(f"job `{attempt.name}` has no image")
@@ -161,6 +188,13 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     argv += ["--env-file", ENV_FILE_STDIN]
     for key, value in sorted(attempt.env.items()):
         if not env_file_can_carry(key, value):
+            if steers_runtime(key):
+                raise ContainerError(
+                    f"`{key}` of job `{attempt.name}` cannot reach its container: the value "
+                    "(with a line break, 64 KiB or more, or bytes that are not UTF-8) would "
+                    f"have to pass through the runtime's own environment, where `{key}` "
+                    "steers the runtime itself"
+                )
             argv += ["-e", key]
     argv.append(attempt.image)
     if isinstance(attempt.command, str):
