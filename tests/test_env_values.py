@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import replace
@@ -262,3 +263,36 @@ def test_a_value_that_goes_by_name_never_steers_the_runtime(
     # A value an env-file carries is no concern, nor a multi-line value of another name.
     container_argv(replace(att, env={name: "plain"}), runtime="podman", name="c")
     container_argv(replace(att, env={"SSL_KEY": "-----BEGIN-----\n"}), runtime="podman", name="c")
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_the_runners_service_manager_socket_never_reaches_a_container(
+    podman: str, tmp_path: Path
+) -> None:
+    # Run as a systemd service (Type=notify), the runner has NOTIFY_SOCKET: podman used
+    # to hand every container the variable and the socket, with which a job could tell
+    # systemd that the runner is ready, stopping, or another process.
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        host_env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "LISTEN_FDS": "1"}
+        att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env={})
+        att = replace(att, host_env=host_env, command="env -0 > seen.env; ls /run > run.txt")
+        att.log_dir.mkdir(parents=True)
+        results: list[ExecResult] = []
+        executor = LocalExecutor(att.compute, grace=0.5)
+
+        async def job(*, task_status: TaskStatus[str]) -> None:
+            results.append(await executor.run(att, task_status=task_status))
+
+        try:
+            with anyio.fail_after(RUN_TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    await tg.start(job)
+        finally:
+            await executor.aclose()
+    assert results[0].exit_code == 0, (att.log_dir / "stderr").read_text()
+    seen = env0(tmp_path / "seen.env")
+    assert "NOTIFY_SOCKET" not in seen and "LISTEN_FDS" not in seen
+    assert "notify" not in (tmp_path / "run.txt").read_text().split()

@@ -68,6 +68,11 @@ def env_bytes(text: str) -> bytes:
     return text.encode(errors="surrogateescape")
 
 
+# What a service manager hands the runner (systemd's Type=notify, socket activation):
+# podman passes these, and the socket or descriptors they name, into every container.
+_SERVICE_MANAGER_VARS = frozenset(("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     """Everything an executor needs to run one attempt of one job or array child."""
@@ -107,7 +112,8 @@ class Attempt:
         if self.image is None:
             return {**self.host_env, **self.env}
         by_name = {k: v for k, v in self.env.items() if not env_file_can_carry(k, v)}
-        return {**self.host_env, **by_name}
+        runtime = {k: v for k, v in self.host_env.items() if k not in _SERVICE_MANAGER_VARS}
+        return {**runtime, **by_name}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
