@@ -184,6 +184,22 @@ def test_array_script_exports_shared_env_once_and_quotes_commas(tmp_path: Path) 
     assert output_pattern(attempts) == f"{tmp_path}/logs/job/%a/attempt-1"
 
 
+def test_an_array_child_runs_its_own_branch_whatever_the_env_exports(tmp_path: Path) -> None:
+    # The env shared by every child is exported before the `case`: one that sets
+    # SLURM_ARRAY_TASK_ID used to send every child down the same branch.
+    attempts = [
+        _attempt(tmp_path, index=i, command=f"echo {i} > out", env={"SLURM_ARRAY_TASK_ID": "0"})
+        for i in range(3)
+    ]
+    for a in attempts:
+        a.log_dir.mkdir(parents=True)
+    text = batch_script(attempts, lambda _: None, redirect=True)
+    env = {"SLURM_ARRAY_TASK_ID": "2", "PATH": os.environ["PATH"]}
+    done = subprocess.run(["/bin/sh", "-c", text], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out").read_text() == "2\n"
+
+
 def test_output_pattern_refuses_log_dirs_without_a_common_shape(tmp_path: Path) -> None:
     a = _attempt(tmp_path, index=0)
     b = _attempt(tmp_path, index=1, log_dir=tmp_path / "elsewhere")

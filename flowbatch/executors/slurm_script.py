@@ -119,6 +119,8 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         "#!/bin/sh",
         f"# flowbatch: job {first.name}, attempt {first.attempt}, run {first.run_id}",
     ]
+    if first.index is not None:  # read before any export of the job's env can change it
+        lines.append('fb_task="$SLURM_ARRAY_TASK_ID"')
     # srun in the job passes the job's environment on to its steps; --export=NONE would
     # otherwise reach them through SLURM_EXPORT_ENV.
     lines.append("export SLURM_EXPORT_ENV=ALL")
@@ -140,13 +142,13 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
     if first.index is None:
         lines += body(first, envs[0])
     else:
-        lines.append('case "$SLURM_ARRAY_TASK_ID" in')
+        lines.append('case "$fb_task" in')
         for a, env in zip(attempts, envs, strict=True):
             lines.append(f"{a.index})")
             lines += ["  " + line for line in body(a, env)]
             lines.append("  ;;")
         lines += [
-            '*) echo "flowbatch: task $SLURM_ARRAY_TASK_ID is not in this batch" >&2; exit 1 ;;',
+            '*) echo "flowbatch: task $fb_task is not in this batch" >&2; exit 1 ;;',
             "esac",
         ]
     lines += [
