@@ -5,10 +5,15 @@ its SLURM id), how many SLURM commands were run (sbatch must be 1), and the time
 every child has ended. Needs the SLURM of `ci/engines/slurm.sh`.
 
     python bench/bench_slurm.py [--size 10000] [--partition debug] [--poll 1.0] [--submit-only]
+                                [--export NONE|NIL|ALL]
 
 `--submit-only` terminates the array once every child has its SLURM id (one coalesced
 scancel), for measuring submission at full size without waiting for a small cluster to
 work through 10,000 jobs.
+
+`--export` submits with another `sbatch --export` than flowbatch's NONE, to measure what
+SLURM's loading of the login environment for each job costs (docs/language.md,
+"Environment of a running job"): `--size 20 --poll 0.5` with NONE against ALL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -107,5 +113,16 @@ if __name__ == "__main__":
     parser.add_argument("--partition", default="debug")
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--submit-only", action="store_true")
+    parser.add_argument("--export", default="NONE", help="sbatch --export mode to measure")
     args = parser.parse_args()
+    if args.export != "NONE":
+        import flowbatch.executors.slurm as slurm
+
+        flowbatchs = slurm.sbatch_argv
+
+        def exporting(*a: Any, **k: Any) -> list[str]:
+            argv = flowbatchs(*a, **k)
+            return [f"--export={args.export}" if w == "--export=NONE" else w for w in argv]
+
+        slurm.sbatch_argv = exporting
     anyio.run(main, args.size, args.partition, args.poll, args.submit_only)

@@ -130,7 +130,8 @@ def placement_inputs(
 
 
 def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
-    """Create and return `log_root/name[/index]/attempt-N`. Raises OSError."""
+    """Create and return `log_root/name[/index]/attempt-N`, private (0700: what a job
+    prints may be secret; the executors make the logs 0600). Raises OSError."""
     log_dir = log_root / name
     if index is not None:
         log_dir = log_dir / str(index)

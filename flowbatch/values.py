@@ -275,6 +275,14 @@ def _env_name(name: str, span: Span) -> None:
             kind=Kind.RESERVED,
             hint="flowbatch sets AWS_BATCH_* and FLOWBATCH_* variables for every job itself",
         )
+    if name.startswith("fb_"):  # the shell variables of the ssh wrapper and SLURM scripts
+        raise invalid(
+            f"`{name}` is reserved",
+            span,
+            kind=Kind.RESERVED,
+            hint="names starting with `fb_` are flowbatch's own in the shell that starts "
+            "a job on ssh and SLURM; choose another name",
+        )
     if not ENV_NAME.fullmatch(name):
         raise invalid(
             f"`{name}` is not a valid environment variable name",

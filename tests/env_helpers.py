@@ -40,3 +40,29 @@ def loose_umask() -> Iterator[None]:
 
 def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
+
+
+# Values an author (of `env`, a `-p` value rendered into it) or the runner's environment
+# (`env_from_host`) may hand a job, each aimed at a way a value could turn into shell
+# syntax or be cut on its way: quotes, substitutions, the here-document's terminator on
+# a line of its own, a final CR, a CRLF, bytes that are not UTF-8 (as os.environ holds them), and
+# a line longer than a container runtime's env-file parser takes (64 KiB).
+HOSTILE_ENV = {
+    "QUOTES": "it's \"x\" '\"'\"' \\' \\",
+    "SUBST": "$(touch pwned) `touch pwned` ${IFS} $HOME",
+    "LINES": "a\nFLOWBATCH_ENV_END\nb=c; touch pwned\n\n",
+    "CR": "ends in a CR\r",
+    "CRLF": "a Windows\r\nline break",  # sbatch refuses a script holding one
+    "SPACES": "  lead and trail  ",
+    "HASH": "#not a comment",
+    "BYTES": "raw \udcff\udcfe bytes",
+    "LONG": "x" * 70_000,
+    "EMPTY": "",
+}
+
+
+def env0(path: Path) -> dict[str, str]:
+    """The environment a job wrote with `env -0` to `path`, bytes decoded as os.environ
+    decodes them."""
+    pairs = (e.partition(b"=") for e in path.read_bytes().split(b"\0") if e)
+    return {os.fsdecode(k): os.fsdecode(v) for k, _, v in pairs}

@@ -178,6 +178,8 @@ UsePAM no
 AuthorizedKeysFile {authorized}
 MaxStartups 50:30:100
 MaxSessions 100
+# What a host accepting a client's variables would take (see test_ssh's ssh_config test).
+AcceptEnv FBTEST_*
 LogLevel INFO
 """
     )

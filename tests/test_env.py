@@ -85,6 +85,10 @@ def test_a_variable_both_given_and_taken_from_the_host_is_an_error() -> None:
         ('"MY-VAR" = "x"', "`MY-VAR` is not a valid environment variable name"),
         ('"A=B" = "x"', "`A=B` is not a valid environment variable name"),
         ('FLOWBATCH_RUN_ID = "x"', "`FLOWBATCH_RUN_ID` is reserved"),
+        # The shell variables of the ssh wrapper and the SLURM script: a job's fb_dir
+        # would move its exit-status file, a job's fb_cr change its other values.
+        ('fb_dir = "/elsewhere"', "`fb_dir` is reserved"),
+        ('fb_cr = "x"', "`fb_cr` is reserved"),
     ],
 )
 def test_env_names_must_be_exportable(entry: str, message: str) -> None:

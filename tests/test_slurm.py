@@ -16,7 +16,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 from engine_helpers import engine_unavailable
-from env_helpers import loose_umask, mode
+from env_helpers import HOSTILE_ENV, env0, loose_umask, mode
 
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import env_file_text
@@ -184,6 +184,22 @@ def test_array_script_exports_shared_env_once_and_quotes_commas(tmp_path: Path) 
     assert output_pattern(attempts) == f"{tmp_path}/logs/job/%a/attempt-1"
 
 
+def test_an_array_child_runs_its_own_branch_whatever_the_env_exports(tmp_path: Path) -> None:
+    # The env shared by every child is exported before the `case`: one that sets
+    # SLURM_ARRAY_TASK_ID used to send every child down the same branch.
+    attempts = [
+        _attempt(tmp_path, index=i, command=f"echo {i} > out", env={"SLURM_ARRAY_TASK_ID": "0"})
+        for i in range(3)
+    ]
+    for a in attempts:
+        a.log_dir.mkdir(parents=True)
+    text = batch_script(attempts, lambda _: None, redirect=True)
+    env = {"SLURM_ARRAY_TASK_ID": "2", "PATH": os.environ["PATH"]}
+    done = subprocess.run(["/bin/sh", "-c", text], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out").read_text() == "2\n"
+
+
 def test_output_pattern_refuses_log_dirs_without_a_common_shape(tmp_path: Path) -> None:
     a = _attempt(tmp_path, index=0)
     b = _attempt(tmp_path, index=1, log_dir=tmp_path / "elsewhere")
@@ -205,6 +221,17 @@ def test_sbatch_exports_nothing_of_the_runner_and_carries_no_value(tmp_path: Pat
     assert not [w for w in argv if any(v.strip() in w for v in ENV_VALUES.values())]
     text = batch_script([a], lambda _: None, redirect=False)
     assert "export SLURM_EXPORT_ENV=ALL" in text  # srun in the job keeps the job's env
+
+
+def test_a_cr_in_a_value_or_the_command_never_reaches_the_script_raw(tmp_path: Path) -> None:
+    # sbatch refuses a script holding "\r\n"; the shell still gives the job every CR.
+    a = _attempt(tmp_path, command="printf '%s|%s' \"$V\" 'x\r\ny' > seen", env={"V": "a\r\nb\r"})
+    a.log_dir.mkdir(parents=True)
+    text = batch_script([a], lambda _: None, redirect=True)
+    assert "\r" not in text
+    done = subprocess.run(["/bin/sh", "-c", text], env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 0
+    assert (tmp_path / "seen").read_bytes() == b"a\r\nb\r|x\r\ny"
 
 
 @pytest.mark.parametrize("index", [None, 1])
@@ -321,6 +348,21 @@ async def test_the_job_gets_its_env_and_nothing_of_the_runner(
     assert mode(a.log_dir) == 0o700
     for name in ("stdout", "stderr", EXIT_FILE):
         assert mode(a.log_dir / name) == 0o600, name
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.anyio
+async def test_hostile_values_reach_a_real_slurm_job_exactly(slurm: str, tmp_path: Path) -> None:
+    # Through sbatch and slurmd for real (the script alone is run in test_env_values.py):
+    # sbatch refuses a script with a CRLF in it, which a value may hold.
+    ex = SlurmExecutor(_compute())
+    a = _attempt(tmp_path, command="env -0 > seen.env", env=HOSTILE_ENV)
+    result = (await _run_all(ex, [a]))[None]
+    assert result.exit_code == 0, (result.status_reason, (a.log_dir / "stderr").read_text())
+    seen = env0(tmp_path / "seen.env")
+    assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import anyio
 import pytest
 import ssh_fixtures
 from anyio.abc import TaskStatus
-from env_helpers import command_lines_holding, loose_umask, mode
+from env_helpers import HOSTILE_ENV, command_lines_holding, env0, loose_umask, mode
 from ssh_fixtures import SshServer
 
 from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
@@ -148,7 +148,7 @@ def test_the_environment_goes_over_stdin_and_reaches_the_job(tmp_path: Path) -> 
     att = attempt(ce, tmp_path, ("/bin/sh", "-c", 'env -0 > "$0"', "seen"), env=ENV_VALUES)
     line = remote_command(att, job_argv(att))
     assert not [v for v in ENV_VALUES.values() if v.strip() and v in line]
-    done = subprocess.run(["/bin/sh", "-c", line], input=env_script(att).encode())
+    done = subprocess.run(["/bin/sh", "-c", line], input=env_script(att))
     assert done.returncode == 0
     entries = (tmp_path / "seen").read_text().split("\0")
     seen = dict(e.partition("=")[::2] for e in entries if e)
@@ -163,9 +163,7 @@ def test_a_container_runtime_reads_its_env_file_from_stdin(tmp_path: Path) -> No
     argv = job_argv(att)
     assert argv[argv.index("--env-file") + 1] == "/dev/stdin"
     runtime = ["/bin/sh", "-c", f"cat > {tmp_path}/file; env -0 > {tmp_path}/env"]
-    done = subprocess.run(
-        ["/bin/sh", "-c", remote_command(att, runtime)], input=env_script(att).encode()
-    )
+    done = subprocess.run(["/bin/sh", "-c", remote_command(att, runtime)], input=env_script(att))
     assert done.returncode == 0
     assert (tmp_path / "file").read_text() == env_file_text(ENV_VALUES)
     runtime_env = (tmp_path / "env").read_text().split("\0")
@@ -200,6 +198,56 @@ async def test_no_value_is_on_a_command_line_of_either_side(
     # The logs this side writes are private, whatever the umask.
     assert mode(att.log_dir) == 0o700
     assert mode(att.log_dir / "stdout") == mode(att.log_dir / "stderr") == 0o600
+
+
+@pytest.mark.slow
+async def test_hostile_values_reach_the_job_over_a_real_connection(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    # The channel's stdin, sshd, the login shell and the wrapper's eval, for real.
+    ex = SshExecutor(compute(sshd))
+    att = attempt(ex._ce, shared_dir, "env -0 > seen.env", name="hostile", env=HOSTILE_ENV)
+    results: dict[str, ExecResult] = {}
+    try:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    assert results["hostile"].exit_code == 0, (att.log_dir / "stderr").read_text()
+    seen = env0(shared_dir / "seen.env")
+    assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
+    assert not (shared_dir / "pwned").exists()
+
+
+@pytest.mark.slow
+async def test_the_users_ssh_config_sends_the_job_nothing_of_the_runner(
+    sshd: SshServer, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncssh reads ~/.ssh/config as OpenSSH does. A `SendEnv` there (sshd here accepts
+    # FBTEST_*) would give every job the runner's variables, and `RequestTTY force` a
+    # terminal that echoes the env script, values and all, into the job's stdout.
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  SendEnv FBTEST_*\n  RequestTTY force\n")
+    monkeypatch.setenv("HOME", str(home))
+    token = "tok-" + os.urandom(8).hex()
+    monkeypatch.setenv("FBTEST_SECRET", "runner-" + token)
+    ex = SshExecutor(compute(sshd))
+    cmd = "env > seen-config.txt; if [ -t 0 ]; then echo on-a-tty; fi"
+    att = attempt(ex._ce, shared_dir, cmd, name="config", env={"TOKEN": token})
+    results: dict[str, ExecResult] = {}
+    try:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    seen = (shared_dir / "seen-config.txt").read_text()
+    assert f"TOKEN={token}\n" in seen
+    assert "FBTEST_SECRET" not in seen
+    assert (att.log_dir / "stdout").read_bytes() == b""
+    assert results["config"].exit_code == 0
 
 
 def test_executor_refuses_an_environment_without_known_hosts() -> None:

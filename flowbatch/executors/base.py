@@ -42,11 +42,36 @@ REASON_TERMINATED = "Job terminated"  # TerminateJob's
 GRACE_SECONDS = 30.0
 
 
-def env_file_can_carry(value: str) -> bool:
+# podman and docker read an env-file with Go's bufio.Scanner, which refuses a line of
+# 64 KiB or more ("token too long") and so the whole container.
+ENV_FILE_LINE_MAX = 65535
+
+
+def env_file_can_carry(name: str, value: str) -> bool:
     """Whether a container runtime's env-file (one `NAME=value` a line) can carry `value`.
-    One that cannot (a line break; a final CR would be dropped) reaches the container by
-    name instead: `-e NAME`, the value in the runtime's own environment."""
-    return "\n" not in value and "\r" not in value
+    One that cannot (a line break; a final CR would be dropped; a line too long for the
+    runtime's parser; bytes that are not UTF-8, for which docker refuses the file and
+    prints the line) reaches the container by name instead: `-e NAME`, the value in the
+    runtime's own environment."""
+    if "\n" in value or "\r" in value:
+        return False
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # os.environ's surrogate escapes of bytes not UTF-8
+        return False
+    return len(name) + 1 + size <= ENV_FILE_LINE_MAX
+
+
+def env_bytes(text: str) -> bytes:
+    """`text` (an env-file, an env script) as the bytes to send: a value that came from
+    the runner's environment keeps the bytes it had there, UTF-8 or not (os.environ
+    holds the others as surrogate escapes)."""
+    return text.encode(errors="surrogateescape")
+
+
+# What a service manager hands the runner (systemd's Type=notify, socket activation):
+# podman passes these, and the socket or descriptors they name, into every container.
+_SERVICE_MANAGER_VARS = frozenset(("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,8 +112,9 @@ class Attempt:
         an env-file cannot carry, which the runtime passes on by name."""
         if self.image is None:
             return {**self.host_env, **self.env}
-        by_name = {k: v for k, v in self.env.items() if not env_file_can_carry(v)}
-        return {**self.host_env, **by_name}
+        by_name = {k: v for k, v in self.env.items() if not env_file_can_carry(k, v)}
+        runtime = {k: v for k, v in self.host_env.items() if k not in _SERVICE_MANAGER_VARS}
+        return {**runtime, **by_name}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

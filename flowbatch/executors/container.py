@@ -13,10 +13,11 @@ line, where every local user could read it (`ps`): the values go in an env-file 
 runtime reads from its stdin (`--env-file /dev/stdin`; `env_file_text`), which each
 executor feeds from a pipe (`env_pipe`) or a here-document, so no env-file is ever left
 behind, not even by a runner killed mid-job. A value no env-file can carry (a line
-break) is named with `-e NAME` and read by the runtime from its own environment
-(`Attempt.process_env`). podman would also pass on the runner's proxy variables
-(HTTP_PROXY, which may hold a password), or all of them with `env_host = true` in a
-containers.conf: `--http-proxy=false --env-host=false`.
+break, or a line of 64 KiB or more, which the runtimes' parser refuses) is named with
+`-e NAME` and read by the runtime from its own environment (`Attempt.process_env`).
+podman would also pass on the runner's proxy variables (HTTP_PROXY, which may hold a
+password), or all of them with `env_host = true` in a containers.conf:
+`--http-proxy=false --env-host=false`.
 
 A container sees only the attempt's working directory (mounted at the same path, so
 paths in commands mean the same inside and out), no network unless the compute
@@ -40,7 +41,7 @@ from typing import Final
 
 import anyio
 
-from flowbatch.executors.base import Attempt, env_file_can_carry
+from flowbatch.executors.base import Attempt, env_bytes, env_file_can_carry
 from flowbatch.model import ComputeEnv
 
 RUNTIMES: Final = ("podman", "docker")
@@ -58,6 +59,32 @@ OOM_EXIT_CODE: Final = 137  # 128 + SIGKILL
 ENV_FILE_STDIN: Final = "/dev/stdin"
 # A pipe this large holds any environment an exec could: Linux's default pipe-max-size.
 MAX_ENV_BYTES: Final = 1024 * 1024
+
+# What the runtime's own process reads from its environment: podman, docker, their Go
+# runtime, the dynamic loader and libc. A value that goes by name (`-e NAME`) sits in that
+# process's environment first, where a variable of these names would steer the runtime
+# on this side of the container (LD_PRELOAD, CONTAINER_HOST, TMPDIR, ...) instead of
+# reaching the job. None of these needs a line break or 64 KiB; a PEM in SSL_KEY does.
+_RUNTIME_PREFIXES = (
+    "LD_", "CONTAINER", "_CONTAINER", "DOCKER", "PODMAN", "BUILDAH", "STORAGE", "REGISTR",
+    "CONMON", "CRUN", "RUNC", "XDG_", "SYSTEMD", "LISTEN_", "DBUS_", "GCONV", "MALLOC",
+    "GLIBC", "LC_", "LANG",
+)  # fmt: skip
+_RUNTIME_NAMES = frozenset(
+    (
+        "PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ", "NLSPATH", "LOCPATH",
+        "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "TERM", "NOTIFY_SOCKET",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT",
+        "GOTRACEBACK",
+    )
+)  # fmt: skip
+
+
+def steers_runtime(name: str) -> bool:
+    """Whether a container runtime's own process would read variable `name`."""
+    upper = name.upper()
+    return upper in _RUNTIME_NAMES or upper.startswith(_RUNTIME_PREFIXES) or upper.endswith("PROXY")
+
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 
@@ -127,7 +154,8 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     stdin and runs it with `attempt.process_env()`. Images are
     never pulled: a missing image fails the attempt at once instead of hanging on a
     registry. Raises ContainerError for an attempt without an image, an empty command,
-    or a working directory that cannot be mounted.
+    a working directory that cannot be mounted, or a value that would have to go by name
+    under a name the runtime reads itself (`steers_runtime`).
     """
     if attempt.image is None:
         raise ContainerError(f"job `{attempt.name}` has no image")
@@ -159,7 +187,14 @@ def container_argv(attempt: Attempt, *, runtime: str, name: str) -> list[str]:
     argv += ["-v", _bind(workdir), "-w", str(workdir)]
     argv += ["--env-file", ENV_FILE_STDIN]
     for key, value in sorted(attempt.env.items()):
-        if not env_file_can_carry(value):
+        if not env_file_can_carry(key, value):
+            if steers_runtime(key):
+                raise ContainerError(
+                    f"`{key}` of job `{attempt.name}` cannot reach its container: the value "
+                    "(with a line break, 64 KiB or more, or bytes that are not UTF-8) would "
+                    f"have to pass through the runtime's own environment, where `{key}` "
+                    "steers the runtime itself"
+                )
             argv += ["-e", key]
     argv.append(attempt.image)
     if isinstance(attempt.command, str):
@@ -176,8 +211,8 @@ def env_file_text(env: Mapping[str, str]) -> str:
     (podman and docker take everything after the first `=` literally). Values it cannot
     carry are left out: `container_argv` names them with `-e NAME`. Raises
     ContainerError for an environment too large to be handed over."""
-    text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()) if env_file_can_carry(v))
-    if len(text.encode()) > MAX_ENV_BYTES:
+    text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()) if env_file_can_carry(k, v))
+    if len(env_bytes(text)) > MAX_ENV_BYTES:
         raise ContainerError(
             f"the job's environment is larger than {MAX_ENV_BYTES // 1024} KiB; "
             "pass large data in files instead"
@@ -189,7 +224,7 @@ def env_pipe(env: Mapping[str, str]) -> int:
     """The read end of a pipe holding `env_file_text(env)`, whole, its write end closed:
     the stdin of a runtime told `--env-file /dev/stdin`. The pipe is grown to hold the
     text, so writing it never blocks. The caller closes the descriptor."""
-    data = env_file_text(env).encode()
+    data = env_bytes(env_file_text(env))
     read, write = os.pipe2(os.O_CLOEXEC)
     try:
         if len(data) > 65536:  # Linux's default pipe size

@@ -158,12 +158,12 @@ class LocalExecutor:
             else:
                 argv = cgroup.wrap(argv)
         try:
-            out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o644)
+            out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o600)
         except OSError as exc:  # a full or read-only disk: no retry will do better
             return _log_failure(exc)
         try:
             try:
-                err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o644)
+                err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 return _log_failure(exc)
             stdin = self._devnull

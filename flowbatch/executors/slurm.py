@@ -407,7 +407,8 @@ def _write_files(attempts: Sequence[Attempt], script: Path, text: str) -> None:
             os.close(private_file(a.log_dir / name))
     private_dir(script.parent)
     fd = private_file(script)
-    with os.fdopen(fd, "w") as f:
+    # surrogateescape: a value from the runner's environment keeps its bytes, UTF-8 or not.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
 
 

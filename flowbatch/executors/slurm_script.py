@@ -33,6 +33,21 @@ EXIT_FILE = "slurm-exit-code"
 # Ends a container's env-file here-document; it has no `=`, so no env-file line can be it.
 ENV_END = "FLOWBATCH_ENV_END"
 
+# sbatch refuses a script holding a CRLF ("DOS line breaks"), which a value or a command
+# may: every CR is written as this variable, set at the top of a script that needs it.
+_CR = '"$fb_cr"'
+_CR_SET = "fb_cr=$(printf '\\r')"
+
+
+def _quote(word: str) -> str:
+    """shlex.quote, with no raw CR in the result."""
+    return _CR.join(shlex.quote(part) for part in word.split("\r"))
+
+
+def _join(argv: Sequence[str]) -> str:
+    return " ".join(_quote(word) for word in argv)
+
+
 # Turns an attempt into the argv that runs it (the container engineer's container_argv
 # when `attempt.image` is set); None means run `attempt.command` directly.
 ArgvFor = Callable[[Attempt], Sequence[str] | None]
@@ -46,10 +61,10 @@ def command_line(attempt: Attempt, argv_for: ArgvFor) -> str:
         from flowbatch.executors.container import env_file_text
 
         text = env_file_text(attempt.env)
-        return f"{shlex.join(argv)} <<'{ENV_END}'\n{text}{ENV_END}"
+        return f"{_join(argv)} <<'{ENV_END}'\n{text}{ENV_END}"
     if isinstance(attempt.command, str):
-        return shlex.join(["/bin/sh", "-c", attempt.command])
-    return shlex.join(attempt.command)
+        return _join(["/bin/sh", "-c", attempt.command])
+    return _join(attempt.command)
 
 
 def output_pattern(attempts: Sequence[Attempt]) -> str | None:
@@ -89,11 +104,11 @@ def _exported(attempt: Attempt) -> dict[str, str]:
     shell; of a container's, only what its env-file cannot carry (container.py)."""
     if attempt.image is None:
         return dict(attempt.env)
-    return {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+    return {k: v for k, v in attempt.env.items() if not env_file_can_carry(k, v)}
 
 
 def _exports(env: dict[str, str]) -> list[str]:
-    return [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    return [f"export {k}={_quote(v)}" for k, v in sorted(env.items())]
 
 
 def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bool) -> str:
@@ -104,6 +119,8 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         "#!/bin/sh",
         f"# flowbatch: job {first.name}, attempt {first.attempt}, run {first.run_id}",
     ]
+    if first.index is not None:  # read before any export of the job's env can change it
+        lines.append('fb_task="$SLURM_ARRAY_TASK_ID"')
     # srun in the job passes the job's environment on to its steps; --export=NONE would
     # otherwise reach them through SLURM_EXPORT_ENV.
     lines.append("export SLURM_EXPORT_ENV=ALL")
@@ -112,10 +129,10 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
     lines += _exports(common)
 
     def body(a: Attempt, env: dict[str, str]) -> list[str]:
-        out = [f"fb_dir={shlex.quote(str(a.log_dir))}"]
+        out = [f"fb_dir={_quote(str(a.log_dir))}"]
         if redirect:
             out.append('exec >"$fb_dir/stdout" 2>"$fb_dir/stderr"')
-        out.append(f"cd {shlex.quote(str(a.workdir))} || exit 1")
+        out.append(f"cd {_quote(str(a.workdir))} || exit 1")
         if a.image is not None:  # the runtime runs in the attempt's own directory (conmon#504)
             out.append('cd "$fb_dir" || exit 1')
         out += _exports({k: v for k, v in env.items() if k not in common})
@@ -125,13 +142,13 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
     if first.index is None:
         lines += body(first, envs[0])
     else:
-        lines.append('case "$SLURM_ARRAY_TASK_ID" in')
+        lines.append('case "$fb_task" in')
         for a, env in zip(attempts, envs, strict=True):
             lines.append(f"{a.index})")
             lines += ["  " + line for line in body(a, env)]
             lines.append("  ;;")
         lines += [
-            '*) echo "flowbatch: task $SLURM_ARRAY_TASK_ID is not in this batch" >&2; exit 1 ;;',
+            '*) echo "flowbatch: task $fb_task is not in this batch" >&2; exit 1 ;;',
             "esac",
         ]
     lines += [
@@ -140,6 +157,8 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         'exit "$fb_rc"',
         "",
     ]
+    if any(_CR in line for line in lines):
+        lines.insert(2, _CR_SET)
     return "\n".join(lines)
 
 

@@ -20,8 +20,8 @@ read (`ps`): the wrapper reads shell text from the channel's stdin and `eval`s i
 that flowbatch writes with every value shell-quoted (`env_script`): `export NAME=value`
 lines, or for a container the env-file its runtime reads from stdin, as a
 here-document (see `executors.container`). The job then reads an empty stdin, as it
-would from /dev/null locally. It gets the host's own login environment (what sshd
-gives a command) plus `attempt.env`: nothing of the runner's.
+would from /dev/null locally. It gets the host's login environment plus `attempt.env`:
+no SendEnv, agent, X11 or TTY (which echoes stdin) whatever ~/.ssh/config says.
 
 Timeout and terminate run a small script over a new channel that sends
 `kill -TERM -PGID`, waits up to `grace` seconds for the group to empty and then KILLs it.
@@ -83,7 +83,8 @@ DEFAULT_MAX_SESSIONS = 10  # OpenSSH's MaxSessions default
 
 # `trap :` (not `trap ''`) so the wrapper outlives a TERM to the group and reports the
 # job's 143, while the job itself still gets the default action (caught traps reset on exec).
-_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; eval "$(cat)" || exit 125; "$@"; exit $?'
+# "$?" is quoted: the job's env (an IFS of digits, say) is exported in this shell.
+_WRAPPER = 'trap : TERM INT HUP; printf "%s\\n" "$$"; eval "$(cat)" || exit 125; "$@"; exit "$?"'
 # conmon before 2.1.13 drops an `oom` file in the directory it runs in (conmon#504):
 # a container's runtime runs in a scratch directory, removed once it ends, so that the
 # file never lands among the user's files. The container's own directory is set by -w.
@@ -135,19 +136,18 @@ def job_argv(attempt: Attempt) -> list[str]:
     return list(attempt.command)
 
 
-def env_script(attempt: Attempt) -> str:
-    """The shell text the wrapper reads from stdin and evals before the job starts:
-    `export` lines for a job without an image; for a container, the env-file (as a
-    here-document made the shell's stdin, which the runtime reads) and `export` lines
-    for the values only the runtime's environment can carry (see container.py).
-    Raises ContainerError for a container environment too large to hand over."""
+def env_script(attempt: Attempt) -> bytes:
+    """The bytes (a value's as os.environ held them) the wrapper evals from stdin: `export`
+    lines; for a container, its env-file as a here-document on the runtime's stdin and
+    `export`s of what only the runtime's environment can carry. Raises ContainerError
+    for a container environment too large to hand over."""
     exports = attempt.env
     lines: list[str] = []
     if attempt.image is not None:
-        exports = {k: v for k, v in attempt.env.items() if not env_file_can_carry(v)}
+        exports = {k: v for k, v in attempt.env.items() if not env_file_can_carry(k, v)}
         lines += [f"exec <<'{_ENV_END}'", env_file_text(attempt.env) + _ENV_END]
     lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(exports.items())] + lines
-    return "\n".join([*lines, ":", ""])
+    return "\n".join([*lines, ":", ""]).encode(errors="surrogateescape")
 
 
 def _runtime(compute: ComputeEnv) -> str:
@@ -228,6 +228,9 @@ class SshExecutor:
             "keepalive_interval": KEEPALIVE_INTERVAL,
             "keepalive_count_max": KEEPALIVE_COUNT_MAX,
         }
+        options.update(
+            send_env=None, agent_forwarding=False, x11_forwarding=False, request_pty=False
+        )
         if host.user:
             options["username"] = host.user
         if self._identity is not None:
@@ -384,7 +387,7 @@ class _RemoteAttempt:
     async def run(self, task_status: TaskStatus[str]) -> ExecResult:
         try:
             command = remote_command(self.attempt, job_argv(self.attempt))
-            env = env_script(self.attempt).encode()
+            env = env_script(self.attempt)
         except ContainerError as e:
             task_status.started(f"{self.host.name}:")
             return self._failed(str(e))
