@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import operator
 import re
 import shlex
 import string
+import time
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,11 @@ MAX_WORK = 16 << 20  # characters built or copied in all, over one render
 MAX_STEPS = 200_000  # loop iterations and calls, over one render
 MAX_DEPTH = 50  # calls inside calls: a macro that calls itself
 MAX_INT_BITS = 16_384  # about 4,900 digits
+# What every check above leaves: the time one render may take (a last resort, since it
+# depends on the machine), and the template code Jinja compiles, which costs ~20 us a
+# character of expressions: a command is never near either.
+MAX_SECONDS = 10.0
+MAX_CODE = 32_768  # characters inside `{{ }}` and `{% %}` tags
 
 
 class TemplateError(Exception):
@@ -288,11 +295,15 @@ def unresolved_refs(text: str, parameters: Mapping[str, str]) -> list[str]:
 # renders `echo ''"'"'a; b'"'"''`... and `echo '{{ x }}'` with x = `'; rm -rf ~; '` runs
 # `rm`. The same holds in backticks (a backtick ends them whatever the quotes), in a
 # comment (a line break in the value ends it), in a here-document (quotes are text
-# there, `$(...)` is not), in `${...}` and `$((...))`. `$(...)` is a fresh shell
-# context: a value there is one word again. This scanner follows POSIX sh's quoting over
-# the author's literal text, skipping Jinja tags. It is conservative where sh is hard to
-# read without parsing it: a `case` pattern's `)` inside `$(...)` ends the `$(` for it,
-# and a here-document's delimiter that is itself a template value runs to the end.
+# there, `$(...)` is not), in `${...}` and in arithmetic (bash evaluates `$((...))`,
+# `((...))` and `$[...]` after expanding `$(...)` inside them, quotes or not). `$(...)`
+# is a fresh shell context: a value there is one word again. This scanner follows POSIX
+# sh's quoting over the author's literal text (and bash's `$'...'`, for images whose
+# /bin/sh is bash), as Jinja will emit it: whitespace control applied, line breaks
+# normalised, each branch of an `{% if %}` and the body of a `{% for %}` followed from
+# the state before it. It is conservative where sh is hard to read without parsing it:
+# a `case` pattern's `)` inside `$(...)` ends the `$(` for it, and a here-document whose
+# delimiter is itself a template value runs to the end.
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,14 +317,16 @@ class Misplaced:
     hint: str
 
 
-_SH, _SUB, _SQ, _DQ, _BQ, _PARAM, _ARITH, _APAREN, _COMMENT, _HEREDOC = range(10)
+_SH, _SUB, _SQ, _DQ, _BQ, _PARAM, _ARITH, _APAREN, _COMMENT, _HEREDOC, _ASQ, _BRACKET = range(12)
 _WHERE = {
     _SQ: "inside single quotes",
+    _ASQ: "inside `$'...'`",
     _DQ: "inside double quotes",
     _BQ: "inside backticks",
     _PARAM: "inside `${...}`",
-    _ARITH: "inside `$((...))`",
-    _APAREN: "inside `$((...))`",
+    _ARITH: "inside shell arithmetic",
+    _APAREN: "inside shell arithmetic",
+    _BRACKET: "inside shell arithmetic",
     _COMMENT: "inside a shell comment",
     _HEREDOC: "inside a here-document",
 }
@@ -326,13 +339,21 @@ _REF_QUOTES_HINT = (
     "placeholders are shell-quoted for you: end the quotes before `Ref::...` and reopen "
     'them after it (`"--name="Ref::name`)'
 )
+# Not "put it in a variable": bash evaluates a variable's value as arithmetic too, and
+# `n='a[$(cmd)]'; echo $((n + 1))` runs cmd.
+_ARITH_HINT = (
+    "do the arithmetic in the template (`{{ params.n + 1 }}`): shells evaluate a value "
+    "inside arithmetic, and bash runs the `$(...)` in it whatever its quotes"
+)
 _HINTS = {
     _SQ: _QUOTES_HINT,
+    _ASQ: _QUOTES_HINT,
     _DQ: _QUOTES_HINT,
     _BQ: "write `$(...)` instead of backticks: a value inside `$(...)` stays one argument",
     _PARAM: 'put the value in a variable first: `v={{ params.x }}; echo "${v:-none}"`',
-    _ARITH: "put the value in a variable first: `n={{ params.n }}; echo $((n + 1))`",
-    _APAREN: "put the value in a variable first: `n={{ params.n }}; echo $((n + 1))`",
+    _ARITH: _ARITH_HINT,
+    _APAREN: _ARITH_HINT,
+    _BRACKET: _ARITH_HINT,
     _COMMENT: "a line break in the value would end the comment and run the rest: "
     "take the value out of the comment",
     _HEREDOC: "quotes are plain text in a here-document: pass the value as an argument "
@@ -342,27 +363,68 @@ _SPECIAL = {
     _SH: re.compile(r"[\\'\"`$()#<\n]"),
     _SUB: re.compile(r"[\\'\"`$()#<\n]"),
     _SQ: re.compile(r"'"),
+    _ASQ: re.compile(r"[\\']"),
     _DQ: re.compile(r"[\\\"`$]"),
     _BQ: re.compile(r"[\\`]"),
     _PARAM: re.compile(r"[\\'\"`$}]"),
     _ARITH: re.compile(r"[\\'\"`$()]"),
     _APAREN: re.compile(r"[\\'\"`$()]"),
+    _BRACKET: re.compile(r"[\\'\"`$\[\]]"),
     _COMMENT: re.compile(r"\n"),
 }
 _WORD_BREAK = frozenset(" \t\n;&|()")
-_DELIMITER = re.compile(r"[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()'\"]+))")
+_DELIMITER_END = frozenset(" \t\n;&|<>()")
+# Where a value may be inserted, given everything else about the state: the characters
+# before it matter only as `$` (then a value would extend `$`) or a word break (then a
+# `#` after it would start a comment).
+_PREV_KINDS = {"$": "$", **dict.fromkeys(_WORD_BREAK, " ")}
 
 
 class _Shell:
     """The quoting state of POSIX sh after the text fed so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, ansi_c: bool) -> None:
+        self.ansi_c = ansi_c  # `$'...'` is bash's quoting (with `\'`), not `$` and `'...'`
         self.stack = [_SH]
         self.escaped = False  # the last character was an unquoted backslash
         self.prev = "\n"  # the last character, for `#` at a word's start and `$`
-        self.pending: list[tuple[str | None, bool]] = []  # here-documents to come
-        self.heredoc: tuple[str | None, bool] | None = None
+        # Here-documents to come: (delimiter or None when unknown, `<<-`, quoted).
+        self.pending: list[tuple[str | None, bool, bool]] = []
+        self.heredoc: tuple[str | None, bool, bool] | None = None
         self.line = ""  # the here-document's line so far
+        # The end of the text fed so far when it may join what the next piece of text
+        # starts with (`$`, `<<`, `(`): a Jinja tag that renders nothing may sit between.
+        self.carry = ""
+        # Set once the text before has left the state unknown (an `{% if %}` whose
+        # branches disagree): why every value after it is refused, and the hint.
+        self.poison: tuple[str, str] | None = None
+
+    def copy(self) -> _Shell:
+        other = _Shell(self.ansi_c)
+        other.stack = list(self.stack)
+        other.escaped, other.prev, other.carry = self.escaped, self.prev, self.carry
+        other.pending, other.heredoc, other.line = list(self.pending), self.heredoc, self.line
+        other.poison = self.poison
+        return other
+
+    def assign(self, other: _Shell) -> None:
+        """Take `other`'s state (a copy of it)."""
+        copy = other.copy()
+        for name in ("stack", "escaped", "prev", "carry", "pending", "heredoc", "line"):
+            setattr(self, name, getattr(copy, name))
+        self.poison = copy.poison
+
+    def key(self) -> tuple[object, ...]:
+        """What decides where a later value lands (`prev` only by its kind)."""
+        return (
+            tuple(self.stack),
+            self.escaped,
+            _PREV_KINDS.get(self.prev, "x"),
+            tuple(self.pending),
+            self.heredoc,
+            self.line,
+            self.carry,
+        )
 
     def where(self) -> int | None:
         """Why a value here would not be one inert word; None when it would."""
@@ -376,7 +438,14 @@ class _Shell:
         if self.stack[-1] == _HEREDOC:
             self.line += "\0"  # a line holding a value is never the delimiter
 
-    def feed(self, s: str) -> None:
+    def flush(self) -> None:
+        """A value follows: what was held back is all there is before it."""
+        carry, self.carry = self.carry, ""
+        if carry:
+            self.feed(carry, hold=False)
+
+    def feed(self, s: str, *, hold: bool = True) -> None:
+        s, self.carry = self.carry + s, ""
         i, n = 0, len(s)
         if self.escaped and n:
             self.escaped = False
@@ -395,21 +464,27 @@ class _Shell:
             c = s[j]
             before = s[j - 1] if j > i else self.prev
             i = j + 1
+            plain = top in (_SH, _SUB)
+            if hold and plain and c in "$(<" and self._held(s, j):
+                self.carry = s[j:]
+                self.prev = before
+                return
             if c == "\\":
                 if i >= n:
-                    self.escaped = top in (_SH, _SUB)
+                    self.escaped = plain
                     self.prev = c
                     return
                 i += 1
-            elif top == _SQ:  # the only special character there is its end
+            elif top in (_SQ, _ASQ):  # `'` ends them (in `$'...'`, unless escaped)
                 self.stack.pop()
             elif c == "\n":
                 if top == _COMMENT:
                     self.stack.pop()
                 if self.pending and self.stack[-1] in (_SH, _SUB):
                     self._start_heredoc()
-            elif c == "'" and top not in (_DQ,):
-                self.stack.append(_SQ)
+            elif c == "'" and top != _DQ:
+                ansi = self.ansi_c and before == "$" and top != _BQ
+                self.stack.append(_ASQ if ansi else _SQ)
             elif c == '"':
                 if top == _DQ:
                     self.stack.pop()
@@ -430,10 +505,23 @@ class _Shell:
                 elif s.startswith("{", i):
                     self.stack.append(_PARAM)
                     i += 1
+                elif s.startswith("[", i) and top != _DQ:  # bash's old `$[...]`
+                    self.stack.append(_BRACKET)
+                    i += 1
             elif c == "}":  # only special inside ${...}
                 self.stack.pop()
+            elif c == "[":  # only special inside $[...]
+                self.stack.append(_BRACKET)
+            elif c == "]":
+                self.stack.pop()
             elif c == "(":
-                self.stack.append(_APAREN if top in (_ARITH, _APAREN) else _SUB)
+                if top in (_ARITH, _APAREN):
+                    self.stack.append(_APAREN)
+                elif s.startswith("(", i) and before in _WORD_BREAK:
+                    self.stack.append(_ARITH)  # bash's `((...))` (and `for ((...))`)
+                    i += 1
+                else:
+                    self.stack.append(_SUB)
             elif c == ")":
                 if top == _ARITH:
                     self.stack.pop()
@@ -450,16 +538,53 @@ class _Shell:
                     i = self._delimiter(s, i + 1)
             self.prev = s[i - 1] if i <= n else c
 
+    def _held(self, s: str, j: int) -> bool:
+        """Whether `s[j:]`, at the end of `s`, may mean more with the text that follows."""
+        rest = s[j:]
+        if rest in ("$", "$(", "(", "<", "<<", "<<-"):
+            return True
+        if rest.startswith("<<") and not rest.startswith("<<<"):
+            return self._delimiter_end(s, j + 2) is None
+        return False
+
+    def _delimiter_end(self, s: str, i: int) -> tuple[int, str | None, bool] | None:
+        """The here-document delimiter word from `s[i:]` (after `<<` and a `-`): where it
+        ends, the word (None if empty) and whether it was quoted; None if it runs to the
+        end of `s`."""
+        i += s.startswith("-", i)
+        while i < len(s) and s[i] in " \t":
+            i += 1
+        word: list[str] = []
+        quoted = False
+        while i < len(s) and s[i] not in _DELIMITER_END:
+            c = s[i]
+            if c in "'\"":
+                end = s.find(c, i + 1)
+                if end < 0:
+                    return None
+                word.append(s[i + 1 : end])
+                quoted, i = True, end + 1
+            elif c == "\\":
+                if i + 1 >= len(s):
+                    return None
+                word.append(s[i + 1])
+                quoted, i = True, i + 2
+            else:
+                word.append(c)
+                i += 1
+        if i >= len(s):
+            return None
+        return i, "".join(word) or None, quoted
+
     def _delimiter(self, s: str, i: int) -> int:
         strip = s.startswith("-", i)
-        i += strip
-        m = _DELIMITER.match(s, i)
-        if m is None:
-            self.pending.append((None, strip))  # a value or nothing: unknown, runs to the end
-            return i
-        word = next(g for g in m.groups() if g is not None)
-        self.pending.append((word, strip))
-        return m.end()
+        found = self._delimiter_end(s, i)
+        if found is None:  # it runs into a value (or the end): unknown, runs to the end
+            self.pending.append((None, strip, True))
+            return len(s)
+        end, word, quoted = found
+        self.pending.append((word, strip, quoted))
+        return end
 
     def _start_heredoc(self) -> None:
         self.heredoc = self.pending.pop(0)
@@ -473,8 +598,14 @@ class _Shell:
             self.prev = s[-1]
             return len(s)
         self.line += s[i:end]
+        self.prev = "\n"
         assert self.heredoc is not None
-        delimiter, strip = self.heredoc
+        delimiter, strip, quoted = self.heredoc
+        if not quoted and (len(self.line) - len(self.line.rstrip("\\"))) % 2:
+            # An unquoted document joins a line ending in `\` with the next one before
+            # it looks for the delimiter.
+            self.line = self.line[:-1]
+            return end + 1
         line = self.line.lstrip("\t") if strip else self.line
         self.line = ""
         if delimiter is not None and line == delimiter:
@@ -482,7 +613,6 @@ class _Shell:
             self.heredoc = None
             if self.pending:
                 self._start_heredoc()
-        self.prev = "\n"
         return end + 1
 
 
@@ -491,11 +621,13 @@ class _Shell:
 _PLAIN = re.compile(
     r"\{\{-?(?:\s|array\.index|array\.size|job\.attempt|job\.name|job\.id|\d|[-+*/%()])*-?\}\}"
 )
-_TAG = re.compile(r"\{[{%#]|Ref::[A-Za-z_][A-Za-z0-9_\-]*")
-_RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}")
-_END_RAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")
+_JINJA_TAG = re.compile(r"\{[{%#]")
+_RAW_BLOCK = re.compile(r"\{%[-+]?\s*raw\s*[-+]?%\}")
+_END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
 _RAW_FILTER = re.compile(r"\|\s*raw\s*-?\}\}\Z")
-_TAG_END = re.compile(r"""(}}|%}|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""", re.S)
+_TAG_END = re.compile(r"""(}}|%}|#}|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""", re.S)
+_STATEMENT = re.compile(r"\{%[-+]?\s*(\w*)")
+_NEWLINES = re.compile(r"\r\n?")
 
 
 def _tag_end(text: str, pos: int, close: str) -> int:
@@ -507,15 +639,198 @@ def _tag_end(text: str, pos: int, close: str) -> int:
     return len(text)
 
 
-@functools.lru_cache(maxsize=16384)
-def misplaced(text: str) -> tuple[Misplaced, ...]:
-    """The values in shell command `text` that quoting cannot make inert."""
-    if "{{" not in text and "Ref::" not in text:
-        return ()
-    shell = _Shell()
-    found: list[Misplaced] = []
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # "data" (the author's text, as Jinja will emit it), "value", "ref", "tag"
+    start: int
+    end: int
+    text: str = ""  # data: the text; tag: the statement's name
+    raw: bool = False  # value: written `| raw`; tag: `{% set %}` with a body
 
-    def value(start: int, end: int, raw: bool) -> None:
+
+def _tokens(text: str, jinja: bool) -> list[_Token]:
+    """`text` as Jinja reads it: data (with Ref:: placeholders split out), values and
+    statements. Comments are dropped; whitespace control and newlines applied to data."""
+    out: list[_Token] = []
+    strip_next = False
+
+    def data(start: int, end: int, strip_end: bool) -> None:
+        nonlocal strip_next
+        pieces: list[_Token] = []
+        pos = start
+        for ref in REF.finditer(text, start, end):
+            pieces += [_Token("data", pos, ref.start()), _Token("ref", ref.start(), ref.end())]
+            pos = ref.end()
+        pieces.append(_Token("data", pos, end))
+        for k, piece in enumerate(pieces):
+            if piece.kind != "data":
+                out.append(piece)
+                continue
+            chunk = text[piece.start : piece.end]
+            if k == 0 and strip_next:
+                chunk = chunk.lstrip()
+            if k == len(pieces) - 1 and strip_end:
+                chunk = chunk.rstrip()
+            if jinja:
+                chunk = _NEWLINES.sub("\n", chunk)
+            if chunk:
+                out.append(_Token("data", piece.start, piece.end, chunk))
+        strip_next = False
+
+    pos = 0
+    while (m := _JINJA_TAG.search(text, pos)) is not None:
+        tag = m.group()
+        data(pos, m.start(), text.startswith("-", m.end()))
+        if tag == "{#":
+            pos = _tag_end(text, m.end(), "#}")
+        elif tag == "{%":
+            pos = _tag_end(text, m.end(), "%}")
+            if _RAW_BLOCK.fullmatch(text, m.start(), pos):
+                close = _END_RAW.search(text, pos)
+                stop = len(text) if close is None else close.start()
+                strip_next = text[pos - 3 : pos - 2] == "-"
+                # A raw block is the author's text: placeholders there are filled too.
+                data(pos, stop, close is not None and text.startswith("-", close.start() + 2))
+                pos = len(text) if close is None else close.end()
+            else:
+                name = m2.group(1) if (m2 := _STATEMENT.match(text, m.start())) else ""
+                block = name == "set" and "=" not in text[m.start() : pos]
+                out.append(_Token("tag", m.start(), pos, name, block))
+        else:
+            pos = _tag_end(text, m.end(), "}}")
+            raw = _RAW_FILTER.search(text, m.start(), pos) is not None
+            out.append(_Token("value", m.start(), pos, raw=raw))
+        strip_next = text[pos - 3 : pos - 2] == "-"
+    data(pos, len(text), False)
+    return out
+
+
+_FILTER_HINT = (
+    "a `{% filter %}` block runs on the command's text after values were quoted, and can "
+    "undo their quotes: filter the value itself (`{{ params.x | upper }}`)"
+)
+_CALL_HINT = (
+    "a `{% call %}` block inserts the macro's output as it is: write `{{ macro(...) }}`, "
+    "which is quoted, or `{{ macro(...) | raw }}` when its output is shell text you wrote"
+)
+_BRANCH_HINT = (
+    "end each branch of an `{% if %}` (and each pass of a `{% for %}`) with the quotes, "
+    "`$(...)`, `${...}` and here-documents it opened closed, and keep `$(`, `((` and "
+    "`<<WORD` in one piece of text"
+)
+_BLOCK_ENDS = {"macro": "endmacro", "call": "endcall", "set": "endset"}
+
+
+def _agree(states: list[_Shell]) -> bool:
+    """Whether a value after any of `states` lands in the same place."""
+    keys = {s.key()[:2] + s.key()[3:] for s in states}
+    prevs = {_PREV_KINDS.get(s.prev, "x") for s in states}
+    return len(keys) == 1 and not ("$" in prevs and len(prevs) > 1)
+
+
+class _Walk:
+    """The quoting state followed through a template's tokens, each branch on its own."""
+
+    def __init__(self, text: str, tokens: list[_Token]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.found: dict[int, Misplaced] = {}
+        self.filtered = 0  # inside how many `{% filter %}` blocks
+
+    def walk(self, shell: _Shell, i: int, enders: frozenset[str]) -> int:
+        """Follow tokens from `i` to the first statement named in `enders` (its index)."""
+        tokens = self.tokens
+        while i < len(tokens):
+            token = tokens[i]
+            if token.kind == "data":
+                shell.feed(token.text)
+                i += 1
+            elif token.kind != "tag":
+                shell.flush()
+                self.value(shell, token)
+                i += 1
+            elif token.text in enders:
+                return i
+            else:
+                i = self.statement(shell, i)
+        return i
+
+    def statement(self, shell: _Shell, i: int) -> int:
+        token = self.tokens[i]
+        name = token.text
+        if name == "if":
+            return self.branches(shell, i)
+        if name == "for":
+            return self.loop(shell, i)
+        if name == "filter":
+            self.filtered += 1
+            i = self.walk(shell, i + 1, frozenset({"endfilter"}))
+            self.filtered -= 1
+            return i + 1
+        if name in ("macro", "call") or (name == "set" and token.raw):
+            if name == "call":
+                shell.flush()
+                self.record(token, "inserted unquoted by `{% call %}`", _CALL_HINT)
+            # A body whose output becomes a value: followed on its own, from the start.
+            body = _Shell(shell.ansi_c)
+            return self.walk(body, i + 1, frozenset({_BLOCK_ENDS[name]})) + 1
+        return i + 1  # renders nothing itself (`set`, `with`, `block`, an end tag...)
+
+    def boundary(self, shell: _Shell, why: str) -> None:
+        """A control statement: text before it cannot join text after it."""
+        if shell.carry:
+            shell.flush()
+            shell.poison = shell.poison or (why, _BRANCH_HINT)
+
+    def join(self, shell: _Shell, ends: list[_Shell], why: str) -> None:
+        poison = next((s.poison for s in ends if s.poison), None)
+        shell.assign(ends[0])
+        if not _agree(ends):
+            poison = poison or (why, _BRANCH_HINT)
+        elif any(_PREV_KINDS.get(s.prev) == " " for s in ends):
+            shell.prev = " "  # a `#` next may start a comment
+        shell.poison = poison
+
+    def branches(self, shell: _Shell, i: int) -> int:
+        why = "after an `{% if %}` whose branches leave the shell's quoting in different states"
+        self.boundary(shell, why)
+        start = shell.copy()
+        ends: list[_Shell] = []
+        otherwise = False
+        branch = shell
+        while True:
+            i = self.walk(branch, i + 1, frozenset({"elif", "else", "endif"}))
+            self.boundary(branch, why)
+            ends.append(branch)
+            if i >= len(self.tokens) or self.tokens[i].text == "endif":
+                break
+            otherwise = otherwise or self.tokens[i].text == "else"
+            branch = start.copy()
+        if not otherwise:
+            ends.append(start)
+        self.join(shell, [s.copy() for s in ends], why)
+        return i + 1
+
+    def loop(self, shell: _Shell, i: int) -> int:
+        why = "after a `{% for %}` whose body leaves the shell's quoting in a different state"
+        self.boundary(shell, why)
+        start = shell.copy()
+        body = shell.copy()
+        end = self.walk(body, i + 1, frozenset({"else", "endfor"}))
+        self.boundary(body, why)
+        if not _agree([start, body]):
+            # The second pass starts where the first ended: its values are misplaced too.
+            again = body.copy()
+            again.poison = again.poison or (why, _BRANCH_HINT)
+            self.walk(again, i + 1, frozenset({"else", "endfor"}))
+        otherwise = start.copy()
+        if end < len(self.tokens) and self.tokens[end].text == "else":
+            end = self.walk(otherwise, end + 1, frozenset({"endfor"}))
+            self.boundary(otherwise, why)
+        self.join(shell, [body, otherwise], why)
+        return end + 1
+
+    def value(self, shell: _Shell, token: _Token) -> None:
         where = shell.where()
         if shell.escaped:
             why, hint = "right after a backslash", "remove the backslash"
@@ -523,42 +838,42 @@ def misplaced(text: str) -> tuple[Misplaced, ...]:
             why, hint = "right after `$`", "remove the `$`, or put the value in a variable"
         elif where is not None:
             why, hint = _WHERE[where], _HINTS[where]
-            if where in (_SQ, _DQ) and text.startswith("Ref::", start):
+            if where in (_SQ, _DQ, _ASQ) and token.kind == "ref":
                 hint = _REF_QUOTES_HINT
+        elif self.filtered:
+            why, hint = "inside a `{% filter %}` block", _FILTER_HINT
+        elif shell.poison is not None:
+            why, hint = shell.poison
         else:
-            why = ""
-        if why and not raw and not _PLAIN.fullmatch(text, start, end):
-            found.append(Misplaced(start, end - start, text[start:end], why, hint))
+            why = hint = ""
+        if why and not token.raw and not _PLAIN.fullmatch(self.text, token.start, token.end):
+            self.record(token, why, hint)
         shell.escaped = False
         shell.after_value()
 
-    pos = 0
-    while (m := _TAG.search(text, pos)) is not None:
-        shell.feed(text[pos : m.start()])
-        tag = m.group()
-        if tag.startswith("Ref::"):
-            value(m.start(), m.end(), raw=False)
-            pos = m.end()
-        elif tag == "{#":
-            end = text.find("#}", m.end())
-            pos = len(text) if end < 0 else end + 2
-        elif tag == "{%":
-            pos = _tag_end(text, m.end(), "%}")
-            if _RAW_BLOCK.fullmatch(text, m.start(), pos):
-                close = _END_RAW.search(text, pos)
-                stop = len(text) if close is None else close.start()
-                # A raw block is the author's text: placeholders there are filled too.
-                for ref in REF.finditer(text, pos, stop):
-                    shell.feed(text[pos : ref.start()])
-                    value(ref.start(), ref.end(), raw=False)
-                    pos = ref.end()
-                shell.feed(text[pos:stop])
-                pos = len(text) if close is None else close.end()
-        else:
-            end = _tag_end(text, m.end(), "}}")
-            value(m.start(), end, raw=_RAW_FILTER.search(text, m.start(), end) is not None)
-            pos = end
-    return tuple(found)
+    def record(self, token: _Token, why: str, hint: str) -> None:
+        if token.start not in self.found:
+            text = self.text[token.start : token.end]
+            self.found[token.start] = Misplaced(token.start, len(text), text, why, hint)
+
+
+@functools.lru_cache(maxsize=16384)
+def misplaced(text: str) -> tuple[Misplaced, ...]:
+    """The values in shell command `text` that quoting cannot make inert."""
+    if "{{" not in text and "Ref::" not in text:
+        return ()
+    tokens = _tokens(text, jinja=_simple_parts(text) is None)
+    found: dict[int, Misplaced] = {}
+    # dash reads `$'...'` as `$` and a single-quoted string, bash as one string in which
+    # `\'` is a quote: a value must be inert under both.
+    for ansi_c in (False, True) if "$'" in text else (False,):
+        walk = _Walk(text, tokens)
+        try:
+            walk.walk(_Shell(ansi_c), 0, frozenset())
+        except RecursionError:
+            return ()  # nested past what Jinja compiles: that is the error to report
+        found = {**walk.found, **found}
+    return tuple(found[k] for k in sorted(found))
 
 
 # -- Jinja, in a sandbox with a budget --------------------------------------------------
@@ -567,12 +882,13 @@ def misplaced(text: str) -> tuple[Misplaced, ...]:
 class _Budget:
     """What one render may still spend (the MAX_* limits)."""
 
-    __slots__ = ("depth", "steps", "work")
+    __slots__ = ("deadline", "depth", "steps", "work")
 
     def __init__(self) -> None:
         self.steps = 0
         self.work = 0
         self.depth = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
 
     def step(self, n: int = 1) -> None:
         self.steps += n
@@ -580,6 +896,8 @@ class _Budget:
             raise _over_budget(
                 f"template does too much: more than {MAX_STEPS:,} loop iterations and calls"
             )
+        if time.monotonic() > self.deadline:
+            raise _over_budget(f"template takes more than {MAX_SECONDS:g} seconds to render")
 
     def build(self, size: int) -> None:
         """A value of about `size` characters is about to be made."""
@@ -636,7 +954,16 @@ def _weight(value: object, limit: int = MAX_VALUE) -> int:
             todo += item.values()
         elif isinstance(item, list | tuple | set | frozenset):
             total += 2 + 2 * len(item)
-            todo += item
+            for x in item:  # the common items inline: a list of 300,000 is walked often
+                kind = type(x)
+                if kind is str:
+                    total += len(x)
+                elif kind is int:
+                    total += x.bit_length() // 3 + 1
+                else:
+                    todo.append(x)
+                if total > limit:
+                    break
         elif isinstance(item, KeysView | ValuesView | ItemsView):
             todo.append(list(item))
         elif type(item).__name__ == "Namespace":  # jinja's namespace(): its repr shows all
@@ -847,7 +1174,30 @@ def _filter_sizes() -> dict[str, Callable[[tuple[Any, ...], dict[str, Any]], tup
     }
 
 
-def _budgeted(f: Callable[..., Any], size: Callable[..., tuple[Any, ...]] | None) -> Any:
+# Filters that take much longer than a copy for each character or item they read
+# (measured: `sort` ~2 us an item, a copy ~1 ns a character), charged that many times over.
+_SLOW_FILTERS = {
+    "sort": 32,
+    "wordwrap": 16,
+    "max": 8,
+    "min": 8,
+    "unique": 8,
+    "title": 8,
+    "batch": 8,
+    "groupby": 8,
+    "xmlattr": 4,
+    "striptags": 4,
+    "dictsort": 2,
+    "pprint": 2,
+    "capitalize": 2,
+    "wordcount": 2,
+    "urlencode": 2,
+}
+
+
+def _budgeted(
+    f: Callable[..., Any], size: Callable[..., tuple[Any, ...]] | None, cost: int = 1
+) -> Any:
     skip = 1 if getattr(f, "jinja_pass_arg", None) is not None else 0
 
     @functools.wraps(f)
@@ -858,7 +1208,7 @@ def _budgeted(f: Callable[..., Any], size: Callable[..., tuple[Any, ...]] | None
         if rest:
             value = rest[0]
             if isinstance(value, (*_TEXT, *_SIZED)):
-                budget.spend(_length(value))  # the filter reads it all, at least
+                budget.spend(_length(value) * cost)  # the filter reads it all, at least
             elif isinstance(value, Iterator):
                 rest = (_counted(value), *rest[1:])
             if size is not None:
@@ -908,6 +1258,23 @@ def _meter(tree: nodes.Template) -> nodes.Template:
             charge(node.body, node.lineno)
             return node
 
+        def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+            # Jinja writes `s[1:]` as Python's own slice, which no hook sees.
+            self.generic_visit(node)
+            if not isinstance(node.arg, nodes.Slice) or node.ctx != "load":
+                return node
+            bounds = [node.arg.start, node.arg.stop, node.arg.step]
+            args = [b if b is not None else nodes.Const(None) for b in bounds]
+            return call("_fb_slice", [node.node, *args], node.lineno)
+
+        def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+            # `==`, `<` and `in` walk their operands, and Jinja runs them unhooked.
+            self.generic_visit(node)
+            args: list[nodes.Expr] = [node.expr]
+            for operand in node.ops:
+                args += [nodes.Const(operand.op), operand.expr]
+            return call("_fb_compare", args, node.lineno)
+
         def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
             self.generic_visit(node)
             return call(
@@ -919,6 +1286,51 @@ def _meter(tree: nodes.Template) -> nodes.Template:
     return out
 
 
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
+}
+
+
+def _compare(left: Any, *rest: Any) -> Any:
+    """`left op right op right...`, as Python chains comparisons, each charged for the
+    operands it may walk."""
+    budget = _budget()
+    result: Any = True
+    for op, right in zip(rest[::2], rest[1::2], strict=True):
+        budget.spend(_length(left) + _length(right))
+        result = _COMPARE[op](left, right)
+        if not result:
+            return result
+        left = right
+    return result
+
+
+def _slice(value: Any, start: Any, stop: Any, step: Any) -> Any:
+    result = value[start:stop:step]
+    _budget().spend(_length(result))
+    return result
+
+
+def _charged(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test (`x is in s`), charged for the values it may walk."""
+
+    @functools.wraps(test)
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        budget = _budget()
+        budget.step()
+        budget.spend(sum(_length(a) for a in (*args, *kwargs.values())))
+        return test(*args, **kwargs)
+
+    return charged
+
+
 def _concat(*parts: object) -> str:
     _budget().build(sum(_weight(p) for p in parts))
     return "".join(map(str, parts))
@@ -927,10 +1339,29 @@ def _concat(*parts: object) -> str:
 @functools.lru_cache(maxsize=4096)
 def _compile(text: str, shell: bool) -> jinja2.Template:
     env = _environment(shell)
+    if len(text) > MAX_OUTPUT:
+        raise _over_budget(f"the command's template is longer than {MAX_OUTPUT:,} characters")
+    if _code_size(text) > MAX_CODE:
+        raise _over_budget(
+            f"the command's template has more than {MAX_CODE:,} characters of template code"
+        )
     try:
         return env.from_string(text)
     except _jinja().TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "invalid template", line=exc.lineno) from None
+    except (RecursionError, SyntaxError, MemoryError):
+        # Jinja's parser and compiler recurse once per level of nesting, and Python's
+        # own compiler refuses blocks nested 100 deep: `{{ ((((...)))) }}`.
+        raise _over_budget("template nests too deeply to compile") from None
+
+
+def _code_size(text: str) -> int:
+    """How many characters of `text` are inside Jinja tags."""
+    size, pos = 0, 0
+    while (m := _JINJA_TAG.search(text, pos)) is not None:
+        pos = _tag_end(text, m.end(), {"{{": "}}", "{%": "%}", "{#": "#}"}[m.group()])
+        size += 0 if m.group() == "{#" else pos - m.start()
+    return size
 
 
 @functools.lru_cache(maxsize=2)
@@ -999,6 +1430,7 @@ def _environment(shell: bool) -> jinja2.Environment:
             if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(...)`
                 args = (_counted(args[0]), *args[1:])
             owner = getattr(__obj, "__self__", None)
+            budget.spend(_length(owner))  # `s.upper()`, `s.count(x)`: a pass over `s`
             if isinstance(owner, str):
                 name = getattr(__obj, "__name__", "")
                 if name == "join":
@@ -1017,6 +1449,7 @@ def _environment(shell: bool) -> jinja2.Environment:
                 budget.depth -= 1
             if _length(result) > MAX_VALUE:
                 raise _over_budget(f"template makes a value of more than {MAX_VALUE:,} characters")
+            budget.spend(_length(result))
             return result
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -1072,12 +1505,18 @@ def _environment(shell: bool) -> jinja2.Environment:
         extensions=[Placeholders],
     )
     sizes = _filter_sizes()
-    env.filters = {k: _budgeted(f, sizes.get(k)) for k, f in env.filters.items()}
+    env.filters = {
+        k: _budgeted(f, sizes.get(k), _SLOW_FILTERS.get(k, 1)) for k, f in env.filters.items()
+    }
     env.filters["raw"] = _budgeted(lambda value: Raw(str(value)), None)
     env.globals.pop("lipsum", None)  # `lipsum(10**9)`: text without end, and no use here
     env.globals["_fb_iter"] = _counted
     env.globals["_fb_charge"] = lambda size: _budget().spend(size)
     env.globals["_fb_concat"] = _concat
+    env.globals["_fb_compare"] = _compare
+    env.globals["_fb_slice"] = _slice
+    tests: dict[str, Any] = dict(env.tests)
+    env.tests = {k: _charged(t) for k, t in tests.items()}
     return env
 
 
