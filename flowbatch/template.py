@@ -257,6 +257,12 @@ def _render_jinja(
         ) from None
     except MemoryError:
         raise TemplateError("template needs more memory than there is") from None
+    except TemplateError:
+        raise
+    except Exception as exc:
+        # Filters assert on their arguments (`truncate(-1)`), `cycler()` raises
+        # RuntimeError, Jinja writes a folded `1e400 * 0` as a name it never defines.
+        raise TemplateError(f"template failed: {exc or type(exc).__name__}") from None
     finally:
         _BUDGET.reset(token)
 
@@ -1511,7 +1517,8 @@ def _environment(shell: bool) -> jinja2.Environment:
     env.filters["raw"] = _budgeted(lambda value: Raw(str(value)), None)
     env.globals.pop("lipsum", None)  # `lipsum(10**9)`: text without end, and no use here
     env.globals["_fb_iter"] = _counted
-    env.globals["_fb_charge"] = lambda size: _budget().spend(size)
+    # Templates can call these too: a charge is never a refund.
+    env.globals["_fb_charge"] = lambda size: _budget().spend(max(int(size), 0))
     env.globals["_fb_concat"] = _concat
     env.globals["_fb_compare"] = _compare
     env.globals["_fb_slice"] = _slice

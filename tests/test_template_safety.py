@@ -281,6 +281,30 @@ def test_a_runaway_template_fails_within_its_budget(text: str) -> None:
     assert "seconds" not in err.value.message
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ 1e400 * 0 }}",
+        "{{ 'a'|truncate(-1) }}",
+        "{{ 'a'|xmlattr }}",
+        "{{ cycler() }}",
+    ],
+)
+def test_a_template_that_fails_inside_jinja_is_an_error_not_a_traceback(text: str) -> None:
+    with pytest.raises(TemplateError, match="template failed"):
+        render(text, Context(params={}, job_name="j"), shell=True, parameters={})
+
+
+def test_a_template_cannot_refund_its_budget() -> None:
+    # The budget's own hooks are names a template can call.
+    text = (
+        "{% set s = 'a' * 1000000 %}{% for i in range(99000) %}"
+        "{% set n = _fb_charge(-10**9) %}{% set n = s.upper() %}{% endfor %}"
+    )
+    with pytest.raises(TemplateError, match="characters of text in all"):
+        render(text, Context(params={}, job_name="j"), shell=True, parameters={})
+
+
 def test_a_render_stops_at_its_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(budget, "MAX_SECONDS", 0.0)
     with pytest.raises(TemplateError, match="takes more than 0 seconds to render"):
