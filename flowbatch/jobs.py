@@ -2,7 +2,7 @@
 dependencies, its retry rules, its templates and its fit on the compute of its queue,
 and build the frozen `JobSpec`.
 
-Imports: syntax, model, values, template, diagnostics.
+Imports: syntax, model, values, template, template_spans, diagnostics.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from flowbatch.model import (
     frozen_map,
 )
 from flowbatch.retries import retry_strategy
+from flowbatch.template_spans import narrow, piece_span, shorten
 from flowbatch.values import (
     Collector,
     Invalid,
@@ -320,9 +321,9 @@ class JobBuilder:
                         "job.name, job.id and job.attempt"
                     )
                 at = (
-                    _narrow(span, exc.name)
+                    narrow(span, exc.name)
                     if exc.offset is None
-                    else _at(span, part, exc.offset, exc.length)
+                    else piece_span(span, part, exc.offset, exc.length)
                 )
                 self.errors.error(
                     Kind.TEMPLATE,
@@ -336,14 +337,14 @@ class JobBuilder:
         """A value the author put inside shell quotes (or backticks, a comment, a
         here-document) would be shell text once quoted: an error, once per place."""
         for bad in template.misplaced(text):
-            at = _at(span, text, bad.offset, bad.length)
+            at = piece_span(span, text, bad.offset, bad.length)
             key = (at, bad.offset)
             if key in self._misplaced:
                 continue  # a definition's command, inherited by many jobs
             self._misplaced.add(key)
             self.errors.error(
                 Kind.TEMPLATE,
-                f"template error: `{_short(bad.text)}` is {bad.where}, where shell "
+                f"template error: `{shorten(bad.text)}` is {bad.where}, where shell "
                 "quoting cannot keep its value from being run as shell text",
                 at,
                 hint=bad.hint,
@@ -420,49 +421,6 @@ class _Fields:
         except Invalid as bad:
             self.errors.add(bad.error)
             return None
-
-
-def _narrow(span: Span | None, name: str | None) -> Span | None:
-    """The span of `name` inside a one-line string, when it can be found there."""
-    if span is None or not name or span.line != span.end_line:
-        return span
-    line = span.source.line(span.line)
-    start = line.find(name, span.col - 1, span.end_col - 1)
-    if start < 0:
-        return span
-    return Span(span.source, span.line, start + 1, span.line, start + 1 + len(name))
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _at(span: Span | None, text: str, offset: int, length: int) -> Span | None:
-    """The span of `text[offset:offset + length]`, where `text` is the value of the
-    string at `span`; `span` itself when the piece cannot be found in the source (an
-    escape sequence before it on its line, say)."""
-    if span is None:
-        return None
-    line_start = text.rfind("\n", 0, offset) + 1
-    piece = text[offset : offset + max(length, 1)].split("\n", 1)[0]
-    if not piece:
-        return span
-    nth = text.count(piece, line_start, offset)
-    line_no = span.line + text.count("\n", 0, offset)
-    opening = span.source.line(span.line)[span.col - 1 :]
-    if opening.startswith('"""') and not opening[3:].strip():
-        line_no += 1  # a long string's first line starts after its `"""`
-    if line_no > span.end_line:
-        return span
-    source = span.source.line(line_no)
-    col = source.find(piece, span.col - 1 if line_no == span.line else 0)
-    for _ in range(nth):
-        if col < 0:
-            break
-        col = source.find(piece, col + 1)
-    if col < 0:
-        return span
-    return Span(span.source, line_no, col + 1, line_no, col + 1 + len(piece))
 
 
 def _command(value: s.Value, key: str) -> str | tuple[str, ...]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from run_helpers import run_for_real
 
-import flowbatch.template as budget
+import flowbatch.template_budget as budget
 from flowbatch import FlowError, Kind, load
 from flowbatch.template import Context, TemplateError, misplaced, render
 
