@@ -242,11 +242,17 @@ class JobBuilder:
             )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
-            parts = (spec.command,) if isinstance(spec.command, str) else spec.command
-            shell = isinstance(spec.command, str)
+            parts: tuple[str, ...] = (spec.command,) if isinstance(spec.command, str) else ()
+            shells: tuple[bool, ...] = (True,)
+            program: tuple[int, str] | None = None
+            if not isinstance(spec.command, str):
+                # A list runs without a shell, unless it is `["sh", "-c", SCRIPT]`.
+                parts, script = spec.command, template.script_index(spec.command)
+                shells = tuple(k == script for k in range(len(parts)))
+                program = template.program_index(spec.command)
             inherited = block.body.get("command") is None
             self._check_templates(
-                spec, parts, values.get("command"), shell=shell, inherited=inherited
+                spec, parts, values.get("command"), shells, inherited=inherited, program=program
             )
             # Paths may be templates too (one file per child): rendered, never quoted.
             for key in ("inputs", "outputs"):
@@ -254,7 +260,7 @@ class JobBuilder:
                 if any("{{" in p or "{%" in p for p in paths):
                     inherited = block.body.get(key) is None
                     self._check_templates(
-                        spec, paths, values.get(key), shell=False, inherited=inherited
+                        spec, paths, values.get(key), (False,) * len(paths), inherited=inherited
                     )
         if queue is not None:
             self._check_fit(spec, queue, values, block)
@@ -283,11 +289,14 @@ class JobBuilder:
         spec: JobSpec,
         parts: tuple[str, ...],
         value: s.Value | None,
+        shells: tuple[bool, ...],
         *,
-        shell: bool,
         inherited: bool,
+        program: tuple[int, str] | None = None,
     ) -> None:
-        """`inherited`: the templates are a definition's, so the error says which job."""
+        """`shells`: which parts a shell reads; `program`: which part an interpreter runs
+        as code, and its name; `inherited`: the templates are a definition's, so the error
+        says which job."""
         spans: list[Span | None] = (
             [value.span]
             if isinstance(value, s.Str)
@@ -296,9 +305,11 @@ class JobBuilder:
             else [spec.span]
         )
         first = 0 if spec.is_array else None
-        for part, span in zip(parts, spans, strict=False):
+        for k, (part, span, shell) in enumerate(zip(parts, spans, shells, strict=False)):
             if shell:
-                self._check_quoting(part, span)
+                self._check_quoting(part, span, template.misplaced(part))
+            elif program is not None and k == program[0]:
+                self._check_quoting(part, span, template.values_in_program(part, program[1]))
             exc = self._verdict(part, spec, first, shell)
             where = ""
             if exc is None and spec.array_size:
@@ -333,10 +344,13 @@ class JobBuilder:
                     hint=hint,
                 )
 
-    def _check_quoting(self, text: str, span: Span | None) -> None:
+    def _check_quoting(
+        self, text: str, span: Span | None, found: tuple[template.Misplaced, ...]
+    ) -> None:
         """A value the author put inside shell quotes (or backticks, a comment, a
-        here-document) would be shell text once quoted: an error, once per place."""
-        for bad in template.misplaced(text):
+        here-document, a program's code) would be code once inserted: an error, once
+        per place."""
+        for bad in found:
             at = piece_span(span, text, bad.offset, bad.length)
             key = (at, bad.offset)
             if key in self._misplaced:
@@ -344,8 +358,7 @@ class JobBuilder:
             self._misplaced.add(key)
             self.errors.error(
                 Kind.TEMPLATE,
-                f"template error: `{shorten(bad.text)}` is {bad.where}, where shell "
-                "quoting cannot keep its value from being run as shell text",
+                f"template error: `{shorten(bad.text)}` is {bad.where}, {bad.why}",
                 at,
                 hint=bad.hint,
             )

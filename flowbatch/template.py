@@ -45,7 +45,13 @@ from flowbatch.template_budget import (
     over_budget,
 )
 from flowbatch.template_error import TemplateError
-from flowbatch.template_quoting import Misplaced, misplaced
+from flowbatch.template_quoting import (
+    Misplaced,
+    misplaced,
+    program_index,
+    script_index,
+    values_in_program,
+)
 from flowbatch.template_sandbox import Namespace, Raw, compile_template, jinja
 from flowbatch.template_text import REF, Part, simple_parts, uses_jinja
 
@@ -65,10 +71,13 @@ __all__ = [
     "TemplateError",
     "check",
     "misplaced",
+    "program_index",
     "render",
     "render_command",
+    "script_index",
     "unresolved_refs",
     "uses_jinja",
+    "values_in_program",
 ]
 
 # The names the tests reach in for (the fast path, and Jinja's render on its own).
@@ -195,10 +204,15 @@ def _render_jinja(
 def render_command(
     command: str | tuple[str, ...], ctx: Context, parameters: Mapping[str, str]
 ) -> str | tuple[str, ...]:
-    """A job's command rendered: a str for /bin/sh -c, or a tuple of arguments."""
+    """A job's command rendered: a str for /bin/sh -c, or a tuple of arguments (of which
+    a shell's script, `["sh", "-c", SCRIPT]`, is rendered like a str command)."""
     if isinstance(command, str):
         return render(command, ctx, shell=True, parameters=parameters)
-    return tuple(render(part, ctx, shell=False, parameters=parameters) for part in command)
+    script = script_index(command)
+    return tuple(
+        render(part, ctx, shell=k == script, parameters=parameters)
+        for k, part in enumerate(command)
+    )
 
 
 def check(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str]) -> None:

@@ -25,6 +25,7 @@ class Misplaced:
     text: str  # as the author wrote it
     where: str  # "inside single quotes"
     hint: str
+    why: str = "where shell quoting cannot keep its value from being run as shell text"
 
 
 _REF_QUOTES_HINT = (
@@ -207,3 +208,98 @@ def misplaced(text: str) -> tuple[Misplaced, ...]:
             return ()  # nested past what Jinja compiles: that is the error to report
         found = {**walk.found, **found}
     return tuple(found[k] for k in sorted(found))
+
+
+# -- List commands that hold code ------------------------------------------------------
+#
+# A list command runs without a shell, so its values are inserted as they are; but
+# `["sh", "-c", "echo {{ params.x }}"]` hands one element to a shell after all, and
+# `["python3", "-c", "print('{{ params.x }}')"]` hands one to Python. The shell's
+# script is rendered like a string command (values quoted, the same check); a value in
+# another interpreter's program is refused, since nothing can quote it for every language.
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
+_CODE_FLAGS = {
+    "python": ("-c",),
+    "pypy": ("-c",),
+    "perl": ("-e", "-E"),
+    "ruby": ("-e",),
+    "node": ("-e", "--eval", "-p", "--print"),
+    "Rscript": ("-e",),
+    "php": ("-r",),
+}
+_VERSION = re.compile(r"[\d.]+$")  # python3.11 -> python
+
+
+def _program(command: tuple[str, ...]) -> tuple[str, int]:
+    """The program a list command runs (past `env NAME=VALUE` and `busybox`), and where."""
+    i = 0
+    while i < len(command):
+        name = command[i].rsplit("/", 1)[-1]
+        if name == "env":
+            i += 1
+            while i < len(command) and (command[i].startswith("-") or "=" in command[i]):
+                i += 1
+        elif name in ("busybox", "toybox"):
+            i += 1
+        else:
+            return name, i
+    return "", i
+
+
+def script_index(command: tuple[str, ...]) -> int | None:
+    """The element of list command `command` that a shell runs as its script
+    (`["sh", "-c", SCRIPT]`, `["bash", "-euc", SCRIPT, "name", ...]`), if any."""
+    name, i = _program(command)
+    if name not in _SHELLS:
+        return None
+    script = False  # seen `-c` (alone or in a cluster like `-ec`)
+    j = i + 1
+    while j < len(command):
+        arg = command[j]
+        if arg == "--":
+            return j + 1 if script and j + 1 < len(command) else None
+        if len(arg) > 1 and arg[0] in "-+":
+            if arg in ("-o", "+o", "-O", "+O"):  # an option that takes an argument
+                j += 2
+                continue
+            script = script or (arg[0] == "-" and not arg.startswith("--") and "c" in arg[1:])
+            j += 1
+            continue
+        return j if script else None
+    return None
+
+
+def program_index(command: tuple[str, ...]) -> tuple[int, str] | None:
+    """The element of list command `command` that an interpreter runs as its program
+    (`["python3", "-c", PROGRAM]`), and how it was named (`python3 -c`)."""
+    name, i = _program(command)
+    flags = _CODE_FLAGS.get(_VERSION.sub("", name))
+    if flags is None:
+        return None
+    for j in range(i + 1, len(command) - 1):
+        if command[j] in flags:
+            return j + 1, f"{name} {command[j]}"
+        if not command[j].startswith("-"):
+            return None  # a script file: what follows is its arguments
+    return None
+
+
+def values_in_program(text: str, program: str) -> tuple[Misplaced, ...]:
+    """The values in `text`, the program of `program` (`python3 -c`), that are not
+    flowbatch's own integers and names: inserted as they are, they would be code."""
+    hint = (
+        "pass the value to the program as an argument after it, and read it there "
+        '(`["python3", "-c", "import sys; print(sys.argv[1])", "{{ params.x }}"]`)'
+    )
+    found = []
+    for token in tokenize(text, jinja=simple_parts(text) is None):
+        if token.kind == "tag" or token.kind == "data" or token.raw:
+            continue
+        if _PLAIN.fullmatch(text, token.start, token.end):
+            continue
+        piece = text[token.start : token.end]
+        where = f"inside the program of `{program}`"
+        why = "where it would be run as code: nothing can quote it for every language"
+        found.append(Misplaced(token.start, len(piece), piece, where, hint, why))
+    return tuple(found)

@@ -13,7 +13,7 @@ from run_helpers import run_for_real
 
 import flowbatch.template_budget as budget
 from flowbatch import FlowError, Kind, load
-from flowbatch.template import Context, TemplateError, misplaced, render
+from flowbatch.template import Context, TemplateError, misplaced, render, render_command
 
 REF_FLOW = """\
 param msg  = "hello"
@@ -69,6 +69,53 @@ def test_a_list_command_is_not_quoted() -> None:
     assert render("--mode=Ref::mode", CTX, shell=False, parameters=PARAMETERS) == (
         "--mode=; touch pwned;"
     )
+
+
+def test_a_shells_script_in_a_list_command_is_quoted_like_a_string_command(
+    tmp_path: Path,
+) -> None:
+    # `["sh", "-c", SCRIPT]` is a shell after all: its values were inserted unquoted.
+    ctx = Context(params={"x": "a; touch pwned"}, job_name="j")
+    command = ("env", "A=1", "sh", "-ec", "echo {{ params.x }} Ref::mode", "--", "{{ params.x }}")
+    argv = render_command(command, ctx, PARAMETERS)
+    assert argv[4] == "echo 'a; touch pwned' '; touch pwned;'"
+    assert argv[6] == "a; touch pwned"  # the script's own argument: no shell reads it
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=10)
+    assert done.stdout == "a; touch pwned ; touch pwned;\n"
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ('["sh", "-c", "echo \'{{ params.x }}\'"]', "is inside single quotes"),
+        ('["bash", "-euc", "echo \\"{{ params.x }}\\""]', "is inside double quotes"),
+        (
+            '["python3", "-c", "print(\'{{ params.x }}\')"]',
+            "is inside the program of `python3 -c`, where it would be run as code",
+        ),
+        ('["perl", "-e", "print Ref::mode"]', "is inside the program of `perl -e`"),
+    ],
+)
+def test_a_value_in_code_a_list_command_runs_is_a_validate_error(
+    tmp_path: Path, command: str, message: str
+) -> None:
+    (tmp_path / "c.flow").write_text(
+        f'param x = "a"\njob a {{\n  command = {command}\n  parameters = {{ mode = "m" }}\n}}\n'
+    )
+    with pytest.raises(FlowError) as info:
+        load(tmp_path / "c.flow")
+    assert info.value.kind is Kind.TEMPLATE and message in info.value.message
+    assert info.value.span is not None and info.value.span.line == 3
+
+
+def test_values_as_arguments_of_a_list_command_pass(tmp_path: Path) -> None:
+    (tmp_path / "c.flow").write_text(
+        'param x = "a"\njob a {\n'
+        '  command = ["python3", "-c", "import sys; print(sys.argv[1:])", "{{ params.x }}",'
+        ' "{{ array.index }}"]\n  array = 2\n}\n'
+    )
+    load(tmp_path / "c.flow")
 
 
 def test_an_unresolved_ref_is_still_an_error_on_both_paths() -> None:
