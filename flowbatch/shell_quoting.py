@@ -105,6 +105,8 @@ class Shell:
         # Set once the text before has left the state unknown (an `{% if %}` whose
         # branches disagree): why every value after it is refused, and the hint.
         self.poison: tuple[str, str] | None = None
+        # What `cut()` flushed: the next text may have been meant to join it.
+        self.cut_off = ""
 
     def copy(self) -> Shell:
         other = Shell(self.ansi_c)
@@ -112,6 +114,7 @@ class Shell:
         other.escaped, other.prev, other.carry = self.escaped, self.prev, self.carry
         other.pending, other.heredoc, other.line = list(self.pending), self.heredoc, self.line
         other.poison = self.poison
+        other.cut_off = self.cut_off
         return other
 
     def assign(self, other: Shell) -> None:
@@ -120,6 +123,7 @@ class Shell:
         for name in ("stack", "escaped", "prev", "carry", "pending", "heredoc", "line"):
             setattr(self, name, getattr(copy, name))
         self.poison = copy.poison
+        self.cut_off = copy.cut_off
 
     def key(self) -> tuple[object, ...]:
         """What decides where a later value lands (`prev` only by its kind)."""
@@ -150,6 +154,24 @@ class Shell:
         carry, self.carry = self.carry, ""
         if carry:
             self.feed(carry, hold=False)
+
+    def cut(self) -> None:
+        """The text goes on elsewhere (a branch): what was held back stands alone."""
+        if self.carry:
+            self.cut_off = self.carry
+            self.flush()
+
+    def joins(self, s: str) -> bool:
+        """Whether `s`, next after a `cut()`, would have joined what was cut off (`$`
+        and `(` made `$(`, `<` and `<` made `<<`): then the state after is unknown."""
+        cut, self.cut_off = self.cut_off, ""
+        if not cut or not s:
+            return False
+        if cut.endswith("$"):
+            return s[0] in "({['\""
+        if cut.endswith("("):
+            return s[0] == "("
+        return cut == "<" and s[0] == "<"
 
     def feed(self, s: str, *, hold: bool = True) -> None:
         s, self.carry = self.carry + s, ""

@@ -52,6 +52,7 @@ _BRANCH_HINT = (
     "`$(...)`, `${...}` and here-documents it opened closed, and keep `$(`, `((` and "
     "`<<WORD` in one piece of text"
 )
+_SPLIT = "after `$`, `(` or `<` that a `{% ... %}` tag splits from the text it belongs to"
 _BLOCK_ENDS = {"macro": "endmacro", "call": "endcall", "set": "endset"}
 
 
@@ -77,9 +78,12 @@ class _Walk:
         while i < len(tokens):
             token = tokens[i]
             if token.kind == "data":
+                if shell.joins(token.text):
+                    shell.poison = shell.poison or (_SPLIT, _BRANCH_HINT)
                 shell.feed(token.text)
                 i += 1
             elif token.kind != "tag":
+                shell.cut_off = ""
                 shell.flush()
                 self.value(shell, token)
                 i += 1
@@ -111,10 +115,8 @@ class _Walk:
         return i + 1  # renders nothing itself (`set`, `with`, `block`, an end tag...)
 
     def boundary(self, shell: Shell, why: str) -> None:
-        """A control statement: text before it cannot join text after it."""
-        if shell.carry:
-            shell.flush()
-            shell.poison = shell.poison or (why, _BRANCH_HINT)
+        """A control statement: text before it may not join the text after it."""
+        shell.cut()
 
     def join(self, shell: Shell, ends: list[Shell], why: str) -> None:
         poison = next((s.poison for s in ends if s.poison), None)

@@ -130,6 +130,7 @@ def test_an_unresolved_ref_is_still_an_error_on_both_paths() -> None:
 _IF = "after an `{% if %}` whose branches leave the shell's quoting in different states"
 _FOR = "after a `{% for %}` whose body leaves the shell's quoting in a different state"
 _FILTER = "inside a `{% filter %}` block"
+_SPLIT = "after `$`, `(` or `<` that a `{% ... %}` tag splits from the text it belongs to"
 MISPLACED = [
     ("echo '{{ params.x }}'", "inside single quotes"),
     ('echo "{{ params.x }}"', "inside double quotes"),
@@ -169,6 +170,8 @@ MISPLACED = [
     ("cat <{# #}<EOF\n{{ params.x }}\nEOF", "inside a here-document"),
     ("cat <<E{# #}OF\nE\n{{ params.x }}\nEOF", "inside a here-document"),
     ("echo a{% if b %}{% endif %} #{{ params.x }}", "inside a shell comment"),
+    ("echo ${% if a %}(({% endif %} {{ params.x }}", _SPLIT),
+    ("echo ${% if a %}{v:-{{ params.x }}}{% endif %}", _SPLIT),
     # An unquoted here-document joins `\<newline>` before it looks for its delimiter.
     ("cat <<EOF\na\\\nEOF\n{{ params.x }}\nEOF", "inside a here-document"),
     # bash (the /bin/sh of many images): `$'...'` escapes quotes; arithmetic runs `$(...)`.
@@ -211,6 +214,10 @@ INERT = [
     "cat <<EOF {{ params.x }}\nEOF",
     "echo {%- if true %} {% endif -%} {{ params.x }} $'\\n' {{ params.x }}",
     "x=$(( 1 + 2 )) {{ params.x }}; ( (echo a) ) {{ params.x }}",
+    # A tag right after `$(`, `$` or `<` is fine when what follows cannot join them.
+    "out=$({% if a %}echo 1{% else %}echo 2{% endif %}); echo {{ params.x }}",
+    "echo $({% for f in params.l %}cat {{ f }};{% endfor %}) {{ params.x }}",
+    "x=${% if a %}HOME{% else %}PWD{% endif %}; cat <{% if a %}in{% endif %} {{ params.x }}",
 ]
 
 
