@@ -152,6 +152,15 @@ def meter(tree: nodes.Template) -> nodes.Template:
             charge(node.body, node.lineno)
             return node
 
+        def visit_ScopedEvalContextModifier(
+            self, node: nodes.ScopedEvalContextModifier
+        ) -> nodes.Node:
+            # `{% autoescape true %}` would HTML-escape quoted values, and `&#39;` is
+            # no quote: `'` becomes `&`, `#` and a comment a value's line break ends.
+            self.generic_visit(node)
+            node.options = [o for o in node.options if o.key != "autoescape"]
+            return node
+
         def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
             # Jinja writes `s[1:]` as Python's own slice, which no hook sees.
             self.generic_visit(node)

@@ -65,6 +65,17 @@ def test_a_parameter_that_names_a_ref_is_not_expanded() -> None:
     )
 
 
+def test_autoescape_cannot_unquote_a_value(tmp_path: Path) -> None:
+    # HTML-escaping a quoted value turns its quotes into `&#39;`: `&`, then a comment
+    # that the value's line break ends, then the value's next line as a command.
+    text = "{% autoescape true %}echo {{ params.x }}{% endautoescape %}"
+    ctx = Context(params={"x": "a\ntouch pwned\n"}, job_name="j")
+    out = render(text, ctx, shell=True, parameters={})
+    assert out == "echo 'a\ntouch pwned\n'"
+    subprocess.run(["/bin/sh", "-c", out], cwd=tmp_path, capture_output=True, timeout=10)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_a_list_command_is_not_quoted() -> None:
     assert render("--mode=Ref::mode", CTX, shell=False, parameters=PARAMETERS) == (
         "--mode=; touch pwned;"
