@@ -2,7 +2,7 @@
 dependencies, its retry rules, its templates and its fit on the compute of its queue,
 and build the frozen `JobSpec`.
 
-Imports: syntax, model, values, template, diagnostics.
+Imports: syntax, model, values, template, template_spans, diagnostics.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from flowbatch.model import (
     frozen_map,
 )
 from flowbatch.retries import retry_strategy
+from flowbatch.template_spans import narrow, piece_span, shorten
 from flowbatch.values import (
     Collector,
     Invalid,
@@ -258,11 +259,17 @@ class JobBuilder:
             )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
-            parts = (spec.command,) if isinstance(spec.command, str) else spec.command
-            shell = isinstance(spec.command, str)
+            parts: tuple[str, ...] = (spec.command,) if isinstance(spec.command, str) else ()
+            shells: tuple[bool, ...] = (True,)
+            program: tuple[int, str] | None = None
+            if not isinstance(spec.command, str):
+                # A list runs without a shell, unless it is `["sh", "-c", SCRIPT]`.
+                parts, script = spec.command, template.script_index(spec.command)
+                shells = tuple(k == script for k in range(len(parts)))
+                program = template.program_index(spec.command)
             inherited = block.body.get("command") is None
             self._check_templates(
-                spec, parts, values.get("command"), shell=shell, inherited=inherited
+                spec, parts, values.get("command"), shells, inherited=inherited, program=program
             )
             # Paths may be templates too (one file per child): rendered, never quoted.
             for key in ("inputs", "outputs"):
@@ -270,7 +277,7 @@ class JobBuilder:
                 if any("{{" in p or "{%" in p for p in paths):
                     inherited = block.body.get(key) is None
                     self._check_templates(
-                        spec, paths, values.get(key), shell=False, inherited=inherited
+                        spec, paths, values.get(key), (False,) * len(paths), inherited=inherited
                     )
         if queue is not None:
             self._check_fit(spec, queue, values, block)
@@ -299,11 +306,14 @@ class JobBuilder:
         spec: JobSpec,
         parts: tuple[str, ...],
         value: s.Value | None,
+        shells: tuple[bool, ...],
         *,
-        shell: bool,
         inherited: bool,
+        program: tuple[int, str] | None = None,
     ) -> None:
-        """`inherited`: the templates are a definition's, so the error says which job."""
+        """`shells`: which parts a shell reads; `program`: which part an interpreter runs
+        as code, and its name; `inherited`: the templates are a definition's, so the error
+        says which job."""
         spans: list[Span | None] = (
             [value.span]
             if isinstance(value, s.Str)
@@ -312,9 +322,11 @@ class JobBuilder:
             else [spec.span]
         )
         first = 0 if spec.is_array else None
-        for part, span in zip(parts, spans, strict=False):
+        for k, (part, span, shell) in enumerate(zip(parts, spans, shells, strict=False)):
             if shell:
-                self._check_quoting(part, span)
+                self._check_quoting(part, span, template.misplaced(part))
+            elif program is not None and k == program[0]:
+                self._check_quoting(part, span, template.values_in_program(part, program[1]))
             exc = self._verdict(part, spec, first, shell)
             where = ""
             if exc is None and spec.array_size:
@@ -337,9 +349,9 @@ class JobBuilder:
                         "job.name, job.id and job.attempt"
                     )
                 at = (
-                    _narrow(span, exc.name)
+                    narrow(span, exc.name)
                     if exc.offset is None
-                    else _at(span, part, exc.offset, exc.length)
+                    else piece_span(span, part, exc.offset, exc.length)
                 )
                 self.errors.error(
                     Kind.TEMPLATE,
@@ -349,19 +361,21 @@ class JobBuilder:
                     hint=hint,
                 )
 
-    def _check_quoting(self, text: str, span: Span | None) -> None:
+    def _check_quoting(
+        self, text: str, span: Span | None, found: tuple[template.Misplaced, ...]
+    ) -> None:
         """A value the author put inside shell quotes (or backticks, a comment, a
-        here-document) would be shell text once quoted: an error, once per place."""
-        for bad in template.misplaced(text):
-            at = _at(span, text, bad.offset, bad.length)
+        here-document, a program's code) would be code once inserted: an error, once
+        per place."""
+        for bad in found:
+            at = piece_span(span, text, bad.offset, bad.length)
             key = (at, bad.offset)
             if key in self._misplaced:
                 continue  # a definition's command, inherited by many jobs
             self._misplaced.add(key)
             self.errors.error(
                 Kind.TEMPLATE,
-                f"template error: `{_short(bad.text)}` is {bad.where}, where shell "
-                "quoting cannot keep its value from being run as shell text",
+                f"template error: `{shorten(bad.text)}` is {bad.where}, {bad.why}",
                 at,
                 hint=bad.hint,
             )
@@ -442,49 +456,6 @@ class _Fields:
 def _items(value: s.Value) -> tuple[s.Value, ...]:
     """A list's items; any other value is a list of one (checked when the job is built)."""
     return value.items if isinstance(value, s.List) else (value,)
-
-
-def _narrow(span: Span | None, name: str | None) -> Span | None:
-    """The span of `name` inside a one-line string, when it can be found there."""
-    if span is None or not name or span.line != span.end_line:
-        return span
-    line = span.source.line(span.line)
-    start = line.find(name, span.col - 1, span.end_col - 1)
-    if start < 0:
-        return span
-    return Span(span.source, span.line, start + 1, span.line, start + 1 + len(name))
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _at(span: Span | None, text: str, offset: int, length: int) -> Span | None:
-    """The span of `text[offset:offset + length]`, where `text` is the value of the
-    string at `span`; `span` itself when the piece cannot be found in the source (an
-    escape sequence before it on its line, say)."""
-    if span is None:
-        return None
-    line_start = text.rfind("\n", 0, offset) + 1
-    piece = text[offset : offset + max(length, 1)].split("\n", 1)[0]
-    if not piece:
-        return span
-    nth = text.count(piece, line_start, offset)
-    line_no = span.line + text.count("\n", 0, offset)
-    opening = span.source.line(span.line)[span.col - 1 :]
-    if opening.startswith('"""') and not opening[3:].strip():
-        line_no += 1  # a long string's first line starts after its `"""`
-    if line_no > span.end_line:
-        return span
-    source = span.source.line(line_no)
-    col = source.find(piece, span.col - 1 if line_no == span.line else 0)
-    for _ in range(nth):
-        if col < 0:
-            break
-        col = source.find(piece, col + 1)
-    if col < 0:
-        return span
-    return Span(span.source, line_no, col + 1, line_no, col + 1 + len(piece))
 
 
 def _command(value: s.Value, key: str) -> str | tuple[str, ...]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from run_helpers import run_for_real
 
-from flowbatch import FlowError, load
-from flowbatch.template import Context, TemplateError, misplaced, render
+import flowbatch.template_budget as budget
+from flowbatch import FlowError, Kind, load
+from flowbatch.template import Context, TemplateError, misplaced, render, render_command
 
 REF_FLOW = """\
 param msg  = "hello"
@@ -64,10 +65,68 @@ def test_a_parameter_that_names_a_ref_is_not_expanded() -> None:
     )
 
 
+def test_autoescape_cannot_unquote_a_value(tmp_path: Path) -> None:
+    # HTML-escaping a quoted value turns its quotes into `&#39;`: `&`, then a comment
+    # that the value's line break ends, then the value's next line as a command.
+    text = "{% autoescape true %}echo {{ params.x }}{% endautoescape %}"
+    ctx = Context(params={"x": "a\ntouch pwned\n"}, job_name="j")
+    out = render(text, ctx, shell=True, parameters={})
+    assert out == "echo 'a\ntouch pwned\n'"
+    subprocess.run(["/bin/sh", "-c", out], cwd=tmp_path, capture_output=True, timeout=10)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_a_list_command_is_not_quoted() -> None:
     assert render("--mode=Ref::mode", CTX, shell=False, parameters=PARAMETERS) == (
         "--mode=; touch pwned;"
     )
+
+
+def test_a_shells_script_in_a_list_command_is_quoted_like_a_string_command(
+    tmp_path: Path,
+) -> None:
+    # `["sh", "-c", SCRIPT]` is a shell after all: its values were inserted unquoted.
+    ctx = Context(params={"x": "a; touch pwned"}, job_name="j")
+    command = ("env", "A=1", "sh", "-ec", "echo {{ params.x }} Ref::mode", "--", "{{ params.x }}")
+    argv = render_command(command, ctx, PARAMETERS)
+    assert argv[4] == "echo 'a; touch pwned' '; touch pwned;'"
+    assert argv[6] == "a; touch pwned"  # the script's own argument: no shell reads it
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=10)
+    assert done.stdout == "a; touch pwned ; touch pwned;\n"
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ('["sh", "-c", "echo \'{{ params.x }}\'"]', "is inside single quotes"),
+        ('["bash", "-euc", "echo \\"{{ params.x }}\\""]', "is inside double quotes"),
+        (
+            '["python3", "-c", "print(\'{{ params.x }}\')"]',
+            "is inside the program of `python3 -c`, where it would be run as code",
+        ),
+        ('["perl", "-e", "print Ref::mode"]', "is inside the program of `perl -e`"),
+    ],
+)
+def test_a_value_in_code_a_list_command_runs_is_a_validate_error(
+    tmp_path: Path, command: str, message: str
+) -> None:
+    (tmp_path / "c.flow").write_text(
+        f'param x = "a"\njob a {{\n  command = {command}\n  parameters = {{ mode = "m" }}\n}}\n'
+    )
+    with pytest.raises(FlowError) as info:
+        load(tmp_path / "c.flow")
+    assert info.value.kind is Kind.TEMPLATE and message in info.value.message
+    assert info.value.span is not None and info.value.span.line == 3
+
+
+def test_values_as_arguments_of_a_list_command_pass(tmp_path: Path) -> None:
+    (tmp_path / "c.flow").write_text(
+        'param x = "a"\njob a {\n'
+        '  command = ["python3", "-c", "import sys; print(sys.argv[1:])", "{{ params.x }}",'
+        ' "{{ array.index }}"]\n  array = 2\n}\n'
+    )
+    load(tmp_path / "c.flow")
 
 
 def test_an_unresolved_ref_is_still_an_error_on_both_paths() -> None:
@@ -79,6 +138,10 @@ def test_an_unresolved_ref_is_still_an_error_on_both_paths() -> None:
 
 # -- values the author's quotes would expose (issue 9, item 1) -------------------------
 
+_IF = "after an `{% if %}` whose branches leave the shell's quoting in different states"
+_FOR = "after a `{% for %}` whose body leaves the shell's quoting in a different state"
+_FILTER = "inside a `{% filter %}` block"
+_SPLIT = "after `$`, `(` or `<` that a `{% ... %}` tag splits from the text it belongs to"
 MISPLACED = [
     ("echo '{{ params.x }}'", "inside single quotes"),
     ('echo "{{ params.x }}"', "inside double quotes"),
@@ -87,7 +150,7 @@ MISPLACED = [
     ('echo "`ls {{ params.x }}`"', "inside backticks"),
     ("echo `echo $(ls {{ params.x }})`", "inside backticks"),
     ("echo ${v:-{{ params.x }}}", "inside `${...}`"),
-    ("echo $(( {{ params.x }} + 1 ))", "inside `$((...))`"),
+    ("echo $(( {{ params.x }} + 1 ))", "inside shell arithmetic"),
     ("echo hi # {{ params.x }}", "inside a shell comment"),
     ("cat <<EOF\n{{ params.x }}\nEOF", "inside a here-document"),
     ("cat <<-'EOF'\n\t{{ params.x }}\n\tEOF", "inside a here-document"),
@@ -98,6 +161,36 @@ MISPLACED = [
     ('echo "{{ params.x | upper }}"', "inside double quotes"),
     ('echo "{% if true %}{{ params.x }}{% endif %}"', "inside double quotes"),
     ("echo '{% raw %}Ref::mode{% endraw %}'", "inside single quotes"),
+    # Only one branch of an `{% if %}` runs, and a `{% for %}` body runs again from where
+    # it ended: the quotes the scanner sees must be the quotes of every rendering.
+    ("echo {% if a %}'{% else %}'{% endif %}{{ params.x }}'", "inside single quotes"),
+    ("echo {% if a %}x{% else %}'{% endif %}{{ params.x }}'", _IF),
+    ("echo {% for i in r %}'{% endfor %}'{{ params.x }}'", _FOR),
+    ("echo {% for i in r %}{{ params.x }}'{% endfor %}", "inside single quotes"),
+    ("echo {% for i in r %}a{% else %}'{% endfor %}{{ params.x }}", _FOR),
+    # Text a `{% filter %}` block or a `{% call %}` block emits is not the author's text.
+    ("{% filter replace('Q', \"'\") %}echo {{ params.x }}{% endfilter %}", _FILTER),
+    ("{% filter e %}echo {{ params.x }}{% endfilter %}", _FILTER),
+    (
+        '{% macro m() %}{{ caller() }}{{ params.x }}{% endmacro %}"{% call m() %}{% endcall %}"',
+        "inserted unquoted by `{% call %}`",
+    ),
+    # What Jinja emits: whitespace control, CR line breaks, tags that render nothing.
+    ("echo hi # note\n{{- params.x }}", "inside a shell comment"),
+    ("cat <<EOF\r{{ params.x | string }}\nEOF", "inside a here-document"),
+    ("cat <{# #}<EOF\n{{ params.x }}\nEOF", "inside a here-document"),
+    ("cat <<E{# #}OF\nE\n{{ params.x }}\nEOF", "inside a here-document"),
+    ("echo a{% if b %}{% endif %} #{{ params.x }}", "inside a shell comment"),
+    ("echo ${% if a %}(({% endif %} {{ params.x }}", _SPLIT),
+    ("echo ${% if a %}{v:-{{ params.x }}}{% endif %}", _SPLIT),
+    # An unquoted here-document joins `\<newline>` before it looks for its delimiter.
+    ("cat <<EOF\na\\\nEOF\n{{ params.x }}\nEOF", "inside a here-document"),
+    # bash (the /bin/sh of many images): `$'...'` escapes quotes; arithmetic runs `$(...)`.
+    ("echo $'\\'' '{{ params.x }}'", "inside single quotes"),
+    ("echo $'{{ params.x }}'", "inside single quotes"),
+    ("(( {{ params.x }} ))", "inside shell arithmetic"),
+    ("for (( i={{ params.x }}; i<1; i++ )); do :; done", "inside shell arithmetic"),
+    ("echo $[ {{ params.x }} ]", "inside shell arithmetic"),
 ]
 
 
@@ -107,7 +200,7 @@ def test_a_value_inside_the_authors_quoting_is_found(text: str, where: str) -> N
     assert [m.where for m in found] == [where]
     bad = found[0]
     assert text[bad.offset : bad.offset + bad.length] == bad.text
-    assert bad.text.startswith(("{{", "Ref::"))
+    assert bad.text.startswith(("{{", "Ref::", "{% call"))
 
 
 INERT = [
@@ -124,6 +217,18 @@ INERT = [
     "awk '{ n += $2 } END { print n }' {{ params.x }}",
     "(cd d && echo {{ params.x }}) ; echo $((1 + 2)) {{ params.x }}",
     "echo ${HOME} {{ params.x }}",
+    "echo {% if v %}-v {% endif %}{{ params.x }} {% if q %}'a b'{% else %}\"c\"{% endif %}",
+    "{% for f in params.files %}cp {{ f }} out/; {% endfor %}echo {{ params.x }}",
+    "{% filter upper %}echo hi{% endfilter %} {{ params.x }}",
+    "{% macro m(v) %}--v={{ v }}{% endmacro %}run {{ m(params.x) }}",
+    "cat <<'EOF'\na\\\nEOF\necho {{ params.x }}",
+    "cat <<EOF {{ params.x }}\nEOF",
+    "echo {%- if true %} {% endif -%} {{ params.x }} $'\\n' {{ params.x }}",
+    "x=$(( 1 + 2 )) {{ params.x }}; ( (echo a) ) {{ params.x }}",
+    # A tag right after `$(`, `$` or `<` is fine when what follows cannot join them.
+    "out=$({% if a %}echo 1{% else %}echo 2{% endif %}); echo {{ params.x }}",
+    "echo $({% for f in params.l %}cat {{ f }};{% endfor %}) {{ params.x }}",
+    "x=${% if a %}HOME{% else %}PWD{% endif %}; cat <{% if a %}in{% endif %} {{ params.x }}",
 ]
 
 
@@ -214,14 +319,94 @@ HOSTILE = [
     "{{ 'abc'.translate({97: 'x' * 1000000}) }}",
     "{{ 'a'.expandtabs(10**9) }}",
     "{{ (1).to_bytes(10**9, 'big') }}",
+    # Work on a value of the budget's size, repeated: each pass is cheap, the sum is not.
+    "{% set s = 'a' * 1000000 %}{% for i in range(99000) %}{% set n = s.upper() %}{% endfor %}",
+    "{% set s = 'a' * 1000000 %}{% for i in range(99000) %}{% set n = s.count('b') %}{% endfor %}",
+    "{% set s = 'a' * 1000000 %}{% for i in range(99000) %}{% set n = s[1:] %}{% endfor %}",
+    "{% set s = 'a' * 1000000 %}{% set u = 'a' * 1000000 %}{% for i in range(400) %}"
+    "{% for j in range(400) %}{% if s == u or 'b' in s %}{% endif %}{% endfor %}{% endfor %}",
+    "{% set s = range(100000)|list %}{% for i in range(400) %}{% for j in range(400) %}"
+    "{% if -1 is in s %}{% endif %}{% endfor %}{% endfor %}",
+    # Filters that are slow for each character they read.
+    "{{ ('ab' * 500000)|sort|sort|sort|sort|sort|sort|sort|sort|sort|sort|length }}",
+    "{% set s = 'a ' * 500000 %}{% for i in range(15) %}{% set t = s|wordwrap(1) %}{% endfor %}",
+    "{% set s = 'a' * 1000000 %}{% for i in range(15) %}{% set t = s|max %}{% endfor %}",
+    # Template code costs ~20 us a character to compile: 300 KB of it is 7 s.
+    "{{ [" + "a," * 150000 + "] }}",
 ]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_a_runaway_template_fails_within_its_budget(text: str) -> None:
     ctx = Context(params={"n": 10**9}, job_name="j")
-    with pytest.raises(TemplateError):
+    with pytest.raises(TemplateError) as err:
         render(text, ctx, shell=True, parameters={})
+    # Stopped by a limit of the work done, which holds on any machine; the clock is
+    # the last resort for what those limits miss.
+    assert "seconds" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ 1e400 * 0 }}",
+        "{{ 'a'|truncate(-1) }}",
+        "{{ 'a'|xmlattr }}",
+        "{{ cycler() }}",
+    ],
+)
+def test_a_template_that_fails_inside_jinja_is_an_error_not_a_traceback(text: str) -> None:
+    with pytest.raises(TemplateError, match="template failed"):
+        render(text, Context(params={}, job_name="j"), shell=True, parameters={})
+
+
+def test_a_template_cannot_refund_its_budget() -> None:
+    # The budget's own hooks are names a template can call.
+    text = (
+        "{% set s = 'a' * 1000000 %}{% for i in range(99000) %}"
+        "{% set n = _fb_charge(-10**9) %}{% set n = s.upper() %}{% endfor %}"
+    )
+    with pytest.raises(TemplateError, match="characters of text in all"):
+        render(text, Context(params={}, job_name="j"), shell=True, parameters={})
+
+
+def test_a_render_stops_at_its_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(budget, "MAX_SECONDS", 0.0)
+    with pytest.raises(TemplateError, match="takes more than 0 seconds to render"):
+        render(
+            "{% for i in range(10) %}{{ i }}{% endfor %}",
+            Context(params={}, job_name="j"),
+            shell=True,
+            parameters={},
+        )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+        "{{ " + "+".join(["1"] * 3000) + " }}",
+        "{{ params" + ".x" * 5000 + " }}",
+        "{{ " + "[" * 2000 + "]" * 2000 + " }}",
+        "{% if true %}" * 200 + "x" + "{% endif %}" * 200,
+        "{% for i in [1] %}" * 25 + "x" + "{% endfor %}" * 25,
+    ],
+    ids=["parentheses", "sum", "attributes", "lists", "ifs", "loops"],
+)
+def test_a_template_nested_too_deeply_to_compile_is_an_error(text: str) -> None:
+    # Jinja's parser and Python's compiler recurse per level: a RecursionError or an
+    # IndentationError escaped from validate as a traceback.
+    with pytest.raises(TemplateError, match="nests too deeply"):
+        render(text, Context(params={"x": 1}, job_name="j"), shell=True, parameters={})
+
+
+def test_a_command_nested_too_deeply_is_a_validate_error(tmp_path: Path) -> None:
+    # The quoting check walks `{% if %}` blocks inside each other before Jinja compiles.
+    command = "{% if true %}" * 1100 + "echo {{ params.x }}" + "{% endif %}" * 1100
+    (tmp_path / "d.flow").write_text(f'param x = "a"\njob a {{\n  command = "{command}"\n}}\n')
+    with pytest.raises(FlowError) as info:
+        load(tmp_path / "d.flow")
+    assert info.value.kind is Kind.TEMPLATE and "nests too deeply" in info.value.message
 
 
 def test_ordinary_templates_are_within_the_budget() -> None:
