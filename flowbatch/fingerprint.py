@@ -249,21 +249,29 @@ class InputsError(Exception):
 class _Walk:
     """What looking at one job's files has cost so far."""
 
-    __slots__ = ("entries", "job", "read")
+    __slots__ = ("job", "listed", "read", "scanned")
 
     def __init__(self, job: str) -> None:
         self.job = job
-        self.entries = 0  # directory entries looked at, and files matched
+        self.listed = 0  # files matched, and entries below the directories matched
+        self.scanned = 0  # directory entries read to match the globs
         self.read = 0  # bytes of regular files, read or not
 
-    def count(self, pattern: str, n: int = 1) -> None:
-        self.entries += n
-        if self.entries > MAX_ENTRIES:
-            raise InputsError(
-                f"the `inputs`/`outputs` of job `{self.job}` look at more than "
-                f"{MAX_ENTRIES:,} files and directory entries (at `{pattern}`): "
-                "name the files the job reads more narrowly"
-            )
+    def list(self, pattern: str) -> None:
+        self.listed += 1
+        if self.listed > MAX_ENTRIES:
+            raise self._over(pattern, "name more than {:,} files and directory entries")
+
+    def scan(self, pattern: str) -> None:
+        self.scanned += 1
+        if self.scanned > MAX_ENTRIES:
+            raise self._over(pattern, "read more than {:,} directory entries to match")
+
+    def _over(self, pattern: str, what: str) -> InputsError:
+        return InputsError(
+            f"the `inputs`/`outputs` of job `{self.job}` {what.format(MAX_ENTRIES)} "
+            f"(at `{pattern}`): name the files the job reads more narrowly"
+        )
 
 
 _KINDS = (
@@ -319,6 +327,7 @@ def _files(root: Path, pattern: str, walk: _Walk) -> list[str]:
             continue  # listed with a directory above it already (`data/**`)
         full = root / name
         if not full.is_dir():
+            walk.list(pattern)
             out.append(name)
             continue
         walked.add(name)
@@ -328,7 +337,7 @@ def _files(root: Path, pattern: str, walk: _Walk) -> list[str]:
             try:
                 with os.scandir(here) as entries:
                     for entry in entries:
-                        walk.count(pattern)
+                        walk.list(pattern)
                         if entry.is_dir(follow_symlinks=False):
                             todo.append(Path(entry.path))
                         elif os.path.isabs(name):
@@ -351,7 +360,7 @@ def _below(path: str, dirs: set[str]) -> bool:
 
 def _matches(root: Path, pattern: str, walk: _Walk, *, first: bool = False) -> list[str]:
     """What `glob.glob(pattern, root_dir=root, recursive=True)` matches, looked for
-    with a bound: every directory entry read counts against MAX_ENTRIES, and `**`
+    with a bound: at most MAX_ENTRIES directory entries are read, and `**`
     does not follow symbolic links to directories (a link to `.` is no endless tree).
     `first`: stop at the first match."""
     if not glob.has_magic(pattern):
@@ -374,7 +383,7 @@ def _matches(root: Path, pattern: str, walk: _Walk, *, first: bool = False) -> l
         try:
             with os.scandir(place(rel)) as entries:
                 for entry in entries:
-                    walk.count(pattern)
+                    walk.scan(pattern)
                     try:
                         is_dir = entry.is_dir()
                     except OSError:
