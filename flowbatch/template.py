@@ -3,7 +3,9 @@
 A `command` string is rendered once per job or array child. Every value a template
 inserts into a shell command is quoted with `shlex.quote` unless the template says
 `| raw`, so a parameter holding `a b; rm -rf ~` stays one harmless argument. A command
-given as a list runs without a shell, so its elements are not quoted.
+given as a list runs without a shell, so its elements are not quoted. An `inputs` or
+`outputs` path (`paths=True`) is a glob: its values are glob-escaped instead, so that a
+value is a file's name, never a pattern.
 
 `Ref::name` placeholders (AWS Batch job-definition parameters) are found in the author's
 text only (never in a value a template inserted) and filled in the same pass as the
