@@ -363,6 +363,8 @@ def _matches(root: Path, pattern: str, walk: _Walk, *, first: bool = False) -> l
     with a bound: at most MAX_ENTRIES directory entries are read, and `**`
     does not follow symbolic links to directories (a link to `.` is no endless tree).
     `first`: stop at the first match."""
+    if not pattern or "\0" in pattern:
+        return []  # `-p sample=` leaves nothing to name; no path holds a NUL
     if not glob.has_magic(pattern):
         full = root / pattern
         found = full.is_dir() if pattern.endswith("/") else os.path.lexists(full)

@@ -78,6 +78,14 @@ def test_a_bare_parameter_in_inputs_names_a_file(tmp_path: Path) -> None:
     assert fingerprints(tmp_path, "params.sample", sample="*").plan.job("use").inputs == ("[*]",)
 
 
+def test_an_empty_value_names_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "a", "a")
+    # Not the working directory, and not `/` either.
+    assert fingerprints(tmp_path, '"{{ params.sample }}"', sample="").records("use") == [
+        ("", "(none)", "")
+    ]
+
+
 def test_raw_keeps_a_value_a_pattern(tmp_path: Path) -> None:
     write(tmp_path / "data" / "a.txt", "one")
     inputs = '"data/{{ params.sample | raw }}"'
