@@ -7,6 +7,7 @@ Imports: syntax, model, values, template, template_spans, diagnostics.
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -202,6 +203,9 @@ class JobBuilder:
                 values[key] = resolve_params(entry.value, self.params)
             except Invalid as bad:
                 self.errors.add(bad.error)
+        for key in ("inputs", "outputs"):
+            if key in values:
+                values[key] = _literal_params(entries[key].value, values[key])
         if "command" not in entries and misspelt:
             raise _Skip()  # most likely `command` is among the misspelt keys
         if "command" not in entries:
@@ -456,6 +460,17 @@ class _Fields:
 def _items(value: s.Value) -> tuple[s.Value, ...]:
     """A list's items; any other value is a list of one (checked when the job is built)."""
     return value.items if isinstance(value, s.List) else (value,)
+
+
+def _literal_params(written: s.Value, resolved: s.Value) -> s.Value:
+    """`inputs = [params.sample]`: a parameter's value names a file, never a pattern
+    (`-p sample='*'` is the file `*`), as a value a template inserts in a path."""
+    if isinstance(written, s.Ref) and isinstance(resolved, s.Str):
+        return s.Str(resolved.span, glob.escape(resolved.value))
+    if isinstance(written, s.List) and isinstance(resolved, s.List) and written is not resolved:
+        items = zip(written.items, resolved.items, strict=True)
+        return s.List(resolved.span, tuple(_literal_params(w, r) for w, r in items))
+    return resolved
 
 
 def _command(value: s.Value, key: str) -> str | tuple[str, ...]:

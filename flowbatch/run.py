@@ -10,6 +10,7 @@ Frontier and turns the Frontier's `changes` into `JobEvent`s for the sinks. Deci
 stays in `schedule`; rendering commands, environments and log directories happens here.
 
 Imports: compile, run_setup, run_signals, schedule, placement, state, model, template,
+fingerprint (its InputsError),
 executors.base (`executors.make_executor` lazily, the default factory); anyio.
 """
 
@@ -33,6 +34,7 @@ from flowbatch.executors.base import (
     Executor,
     Hurriable,
 )
+from flowbatch.fingerprint import InputsError
 from flowbatch.hosts import DEFAULT_TIMEOUT, LostHosts
 from flowbatch.model import ComputeEnv
 from flowbatch.placement import Pools
@@ -249,6 +251,8 @@ class _Runner:
                 live.fingerprint = self.fingerprint(p.name, p.index)
         except TemplateError as exc:
             return ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
+        except InputsError as exc:  # `inputs` over the limits: `-p data=/`, say
+            return ExecResult(exit_code=None, status_reason=str(exc), retryable=False)
         except OSError as exc:  # the log directory: a full or read-only disk
             reason = f"cannot create the attempt's log directory: {exc.strerror or exc}"
             return ExecResult(exit_code=None, status_reason=reason, retryable=False)
@@ -397,7 +401,10 @@ class _Runner:
                 and (c.index is not None or not self.plan.job(c.name).is_array)
             ):
                 # A reused job's is the same as last time's (that is why it is reused).
-                fingerprint = live.fingerprint if live else self.fingerprint(c.name, c.index)
+                try:
+                    fingerprint = live.fingerprint if live else self.fingerprint(c.name, c.index)
+                except InputsError:  # its files grew past the limits since: none recorded
+                    fingerprint = None
             a = live.attempt if live is not None else None
             result = live.result if live is not None and a is not None else None
             event = JobEvent(

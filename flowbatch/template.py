@@ -3,7 +3,9 @@
 A `command` string is rendered once per job or array child. Every value a template
 inserts into a shell command is quoted with `shlex.quote` unless the template says
 `| raw`, so a parameter holding `a b; rm -rf ~` stays one harmless argument. A command
-given as a list runs without a shell, so its elements are not quoted.
+given as a list runs without a shell, so its elements are not quoted. An `inputs` or
+`outputs` path (`paths=True`) is a glob: its values are glob-escaped instead, so that a
+value is a file's name, never a pattern.
 
 `Ref::name` placeholders (AWS Batch job-definition parameters) are found in the author's
 text only (never in a value a template inserted) and filled in the same pass as the
@@ -26,6 +28,7 @@ template_text; jinja2 (lazily, for its exception types).
 
 from __future__ import annotations
 
+import glob
 import re
 import shlex
 from collections.abc import Mapping
@@ -114,16 +117,25 @@ class Context:
         }
 
 
-def render(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str]) -> str:
-    """`text` rendered for one job or array child; raises TemplateError."""
+def render(
+    text: str,
+    ctx: Context,
+    *,
+    shell: bool,
+    parameters: Mapping[str, str],
+    paths: bool = False,
+) -> str:
+    """`text` rendered for one job or array child; raises TemplateError. `paths`: the
+    text is an `inputs`/`outputs` glob, and every value it inserts is literal text in
+    it (`glob.escape`: a value's `*`, `?` and `[` match themselves)."""
     if not uses_jinja(text) and "Ref::" not in text:
         out = text
     else:
         parts = simple_parts(text)
         out = (
-            _render_jinja(text, ctx, shell, parameters)
+            _render_jinja(text, ctx, shell, parameters, paths)
             if parts is None
-            else _render_simple(parts, ctx, shell, parameters)
+            else _render_simple(parts, ctx, shell, parameters, paths)
         )
     if "\0" in out:
         # No program can receive it: exec refuses an argument with a NUL in it.
@@ -134,7 +146,11 @@ def render(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str
 
 
 def _render_simple(
-    parts: tuple[Part, ...], ctx: Context, shell: bool, parameters: Mapping[str, str]
+    parts: tuple[Part, ...],
+    ctx: Context,
+    shell: bool,
+    parameters: Mapping[str, str],
+    paths: bool = False,
 ) -> str:
     names = ctx.names()
     out: list[str] = []
@@ -150,7 +166,9 @@ def _render_simple(
             if attr not in values:
                 raise TemplateError(f"`{space}.{attr}` is undefined", name=f"{space}.{attr}")
             text = str(values[attr])
-        out.append(text if raw or not shell else shlex.quote(text))
+        if not raw:
+            text = shlex.quote(text) if shell else glob.escape(text) if paths else text
+        out.append(text)
     return "".join(out)
 
 
@@ -161,10 +179,14 @@ def _ref_value(parameters: Mapping[str, str], name: str) -> str:
 
 
 def _render_jinja(
-    text: str, ctx: Context, shell: bool, parameters: Mapping[str, str] | None = None
+    text: str,
+    ctx: Context,
+    shell: bool,
+    parameters: Mapping[str, str] | None = None,
+    paths: bool = False,
 ) -> str:
     jinja2 = jinja()
-    template = compile_template(text, shell)
+    template = compile_template(text, shell, paths)
     refs = parameters or {}
     names = ctx.as_dict()
     names["_fb_ref"] = lambda name: _ref_value(refs, name)

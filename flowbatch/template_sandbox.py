@@ -9,6 +9,7 @@ Imports: template_budget, template_error, template_text; jinja2 (lazily).
 from __future__ import annotations
 
 import functools
+import glob
 import shlex
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -190,8 +191,9 @@ def meter(tree: nodes.Template) -> nodes.Template:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_template(text: str, shell: bool) -> jinja2.Template:
-    env = _environment(shell)
+def compile_template(text: str, shell: bool, paths: bool = False) -> jinja2.Template:
+    """`paths`: an `inputs`/`outputs` glob, whose values are glob-escaped (not quoted)."""
+    env = _environment(shell, paths)
     if len(text) > MAX_OUTPUT:
         raise over_budget(f"the command's template is longer than {MAX_OUTPUT:,} characters")
     if code_size(text) > MAX_CODE:
@@ -208,8 +210,8 @@ def compile_template(text: str, shell: bool) -> jinja2.Template:
         raise over_budget("template nests too deeply to compile") from None
 
 
-@functools.lru_cache(maxsize=2)
-def _environment(shell: bool) -> jinja2.Environment:
+@functools.lru_cache(maxsize=3)
+def _environment(shell: bool, paths: bool = False) -> jinja2.Environment:
     from jinja2.ext import Extension
     from jinja2.lexer import Token, TokenStream
     from jinja2.runtime import LoopContext
@@ -337,9 +339,12 @@ def _environment(shell: bool) -> jinja2.Environment:
 
     def finalize(value: Any) -> str:
         current_budget().build(weight(value))
-        if isinstance(value, Raw) or not shell:
+        if isinstance(value, Raw):
             return str(value)
-        return shlex.quote(str(value))
+        if shell:
+            return shlex.quote(str(value))
+        # A value in a path is a name, never a pattern: `-p sample='*'` is the file `*`.
+        return glob.escape(str(value)) if paths else str(value)
 
     env = Sandbox(
         undefined=jinja2.StrictUndefined,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
     """What would run (and why) if `plan` ran now, with `resume` against its latest run."""
-    from flowbatch.fingerprint import Fingerprints
+    from flowbatch.fingerprint import Fingerprints, InputsError
     from flowbatch.resume import decide
 
     if not resume:
@@ -37,7 +37,11 @@ def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
     spellings = (os.path.abspath(plan.path), os.path.realpath(plan.path))
     previous = store.latest_run(plan.path, aliases=spellings)
     records = None if previous is None else store.records(previous)
-    return decide(plan, Fingerprints(plan), previous, records)
+    try:
+        return decide(plan, Fingerprints(plan), previous, records)
+    except InputsError as err:  # a job's `inputs` over the limits: bad input, not a crash
+        click.echo(f"error: {visible(str(err))}", err=True)
+        raise click.exceptions.Exit(2) from None
 
 
 @click.command("plan")
