@@ -152,3 +152,51 @@ def test_a_name_cannot_leave_the_mermaid_block_of_the_step_summary() -> None:
     body = fences[0].content.splitlines()
     assert body[0] == "flowchart LR" and body[1].startswith("  %% x\\r```\\r")
     assert all(line.startswith("  ") for line in body[1:])
+
+
+def runner_commands(text: str) -> list[str]:
+    """The lines of `text` that GitHub's runner would act on: it reads lines as .NET's
+    ReadLine does (a CR alone ends one too), takes a line starting with `::` after
+    blanks as a command, and `##[command]` anywhere in a line as an old-style one."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [x for x in lines if x.lstrip().startswith("::") or "##[" in x]
+
+
+def test_under_github_a_value_cannot_issue_an_old_style_command(tmp_path: Path) -> None:
+    reason = "ok ##[add-mask]secret, then\r::set-output name=a::b"
+    with Store.open(tmp_path / "state") as store:
+        store.begin_run(RUN, pipeline(), {"prep": "id-prep", "align": "id-align",
+                        "thumbs": "id-thumbs", "steps": "id-steps"}, created_at=T0)  # fmt: skip
+        store.emit(ev("id-prep", S.RUNNING, 1, attempt=1))
+        store.emit(ev("id-prep", S.FAILED, 2, attempt=1, exit_code=1, reason=reason))
+        store.flush()
+    for command in (["describe", "id-prep"], ["jobs", "--json"], ["jobs"]):
+        result = cli(tmp_path / "state", *command, github=True)
+        assert result.exit_code == 0, result.output
+        assert runner_commands(result.output) == [], command
+    described = cli(tmp_path / "state", "describe", "id-prep", github=True)
+    assert json.loads(described.stdout)["jobs"][0]["statusReason"] == reason
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["a ##[add-mask]s\n"],
+        ["a #", "#[add-mask]s\n"],
+        ["a ##", "[add-mask]s\n"],
+        ["shown\r::add-mask::s\n"],
+        ["shown\r", "::add-mask::s\n"],
+        ["shown\r  ", ":", ":error::x\n"],
+        ["x\r\n", "::error::y\r\n"],
+    ],
+)
+def test_github_lines_defuse_what_the_runner_would_read_as_a_command(pieces: list[str]) -> None:
+    from flowbatch.cli.common import GitHubLines
+
+    out = io.StringIO()
+    stream = GitHubLines(out)
+    for piece in pieces:
+        stream.write(piece)
+    stream.flush()
+    assert runner_commands(out.getvalue()) == []
+    assert out.getvalue().replace("\\", "") == "".join(pieces)

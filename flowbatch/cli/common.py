@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -245,9 +246,25 @@ def _defused(line: str) -> str:
     return "\\" + line
 
 
+# The runner also takes `##[command]` (the old syntax) anywhere in a line.
+OLD_STYLE = "##["
+
+
+def _safe(text: str, *, at_start: bool) -> str:
+    """`text` (part of one line) as the runner may see it, defused: the runner reads lines
+    as .NET's ReadLine does, so a CR alone starts a line too; and `##[` becomes `##\\[`."""
+    pieces = text.split("\r")
+    for i, piece in enumerate(pieces):
+        if i > 0 or at_start:
+            pieces[i] = _defused(piece)
+    return "\r".join(pieces).replace(OLD_STYLE, "##\\[")
+
+
 class GitHubLines(io.TextIOBase):
     """A text stream that passes lines on once it knows how they start, with `_defused`
-    applied to each. A line written in pieces is held until its start is decided."""
+    applied to each (and to what follows a CR), and no `##[` left anywhere. A line
+    written in pieces is held until its start is decided; a piece's trailing `#` or CR
+    until what follows it is known."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
@@ -285,19 +302,31 @@ class GitHubLines(io.TextIOBase):
         while self._pending:
             end = self._pending.find("\n")
             if end < 0:
-                if not self._mid_line:
-                    if not final and self._pending.lstrip() in ("", ":"):
-                        break  # cannot tell yet whether it starts a command
-                    self._pending = _defused(self._pending)
-                out.append(self._pending)
-                self._pending = ""
+                piece, held = self._pending, ""
+                if not final:
+                    # what follows decides: `#` + `#[`, CR + `::`, blanks + `::`
+                    held = piece[len(piece.rstrip("#\r")) :]
+                    piece = piece[: len(piece) - len(held)]
+                    after_cr = piece.rpartition("\r")[2]
+                    undecided = after_cr.lstrip() in ("", ":")
+                    if not piece or (undecided and ("\r" in piece or not self._mid_line)):
+                        break
+                out.append(_safe(piece, at_start=not self._mid_line))
+                self._pending = held
                 self._mid_line = True
                 break
             line, self._pending = self._pending[:end], self._pending[end + 1 :]
-            out.append((line if self._mid_line else _defused(line)) + "\n")
+            out.append(_safe(line, at_start=not self._mid_line) + "\n")
             self._mid_line = False
         if out:
             self._stream.write("".join(out))
+
+
+def json_text(value: object) -> str:
+    """`value` as indented JSON; under GitHub Actions with `##[` inside strings written
+    `##\\u005b`, the same JSON value that GitHubLines has nothing to change in."""
+    text = json.dumps(value, sort_keys=True, indent=2)
+    return text.replace(OLD_STYLE, "##\\u005b") if on_github() else text
 
 
 def guard_workflow_commands() -> None:

@@ -11,7 +11,6 @@ Imports: store, state, jobview, cli.common; click.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 import click
 
 from flowbatch.cli.common import (
+    json_text,
     on_github,
     open_existing_store,
     resolve_job_id,
@@ -107,7 +107,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, sort_keys=True, indent=2))
+    click.echo(json_text(value))
 
 
 # -- commands ----------------------------------------------------------------------------
