@@ -120,3 +120,30 @@ def test_a_reading_command_whose_reader_left_exits_1_without_a_traceback(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err == b""  # no traceback, no "Exception ignored"
+
+
+@pytest.mark.parametrize("github", ["", "true"])
+@pytest.mark.parametrize("command", [["run", "p.flow"], ["logs", "LAST"], ["jobs"]])
+def test_a_command_started_with_stdout_closed_runs_without_a_traceback(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]], command: list[str], github: str
+) -> None:
+    """`flowbatch run p.flow >&-`: Python then has no sys.stdout at all (None)."""
+    (tmp_path / "p.flow").write_text('job a {\n  command = "echo a"\n}\n')
+    if command[0] != "run":
+        done = subprocess.run(
+            [sys.executable, "-m", "flowbatch", "run", "p.flow"], cwd=tmp_path, capture_output=True
+        )
+        assert done.returncode == 0, done.stderr
+    if command[0] == "logs":
+        command = ["logs", "a"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbatch", *command],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "GITHUB_ACTIONS": github}, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    procs.append(proc)
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
+    assert proc.returncode == 0
+    if command[0] == "run":
+        assert stored_statuses(tmp_path / ".flowbatch") == {"a": "SUCCEEDED"}

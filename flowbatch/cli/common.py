@@ -101,7 +101,8 @@ def keep_running_when_unread() -> None:
     (`run`) that must carry on whether or not anyone still reads what it prints."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if not isinstance(stream, DropWhenClosed):
+        # None: started with the descriptor closed (`>&-`); print() and click drop it
+        if stream is not None and not isinstance(stream, DropWhenClosed):
             setattr(sys, name, cast(TextIO, DropWhenClosed(stream)))
 
 
@@ -333,7 +334,7 @@ def guard_workflow_commands() -> None:
     """Under GitHub Actions, send stdout and stderr through GitHubLines."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if not isinstance(stream, GitHubLines):
+        if stream is not None and not isinstance(stream, GitHubLines):
             setattr(sys, name, cast(TextIO, GitHubLines(stream)))
 
 

@@ -304,6 +304,8 @@ _CHUNK = 1 << 20
 
 def _copy(source: BinaryIO) -> None:
     """`source` to stdout a chunk at a time: a log can be far larger than memory."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nothing to show it on
+        return
     out = sys.stdout.buffer
     while chunk := source.read(_CHUNK):
         out.write(chunk)
