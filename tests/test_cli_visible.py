@@ -200,3 +200,30 @@ def test_github_lines_defuse_what_the_runner_would_read_as_a_command(pieces: lis
     stream.flush()
     assert runner_commands(out.getvalue()) == []
     assert out.getvalue().replace("\\", "") == "".join(pieces)
+
+
+OSC = "\x1b]0;owned\x07\r"  # click strips CSI sequences off a pipe, but not these
+
+
+def test_file_names_from_the_command_line_are_written_out(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"p{OSC}.flow"
+    Path(name).write_text('job a {\n  command = "true"\n}\n')
+    validated = CliRunner().invoke(app, ["validate", name])
+    assert validated.exit_code == 0, validated.output
+    reported = cli(state, "report", RUN, "-o", f"r{OSC}.html")
+    assert reported.exit_code == 0, reported.output
+    for result in (validated, reported):
+        assert "\\x1b]0;owned\\x07\\r" in result.stderr
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", result.stderr)
+
+
+def test_a_dot_graph_holds_no_control_character_graphviz_would_copy_into_svg() -> None:
+    from flowbatch.render_dot import to_dot
+
+    plan = load_text('job a {\n  command = "true"\n}\n', path=f"p{OSC}.flow")
+    dot = to_dot(plan)
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", dot)
+    assert "\\\\x1b]0;owned" in dot or "\\x1b]0;owned" in dot

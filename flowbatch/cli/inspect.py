@@ -348,7 +348,7 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
                 offset = f.tell()
         if ended:
             if job["status"] == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST):
-                click.echo(f"job `{job_id}`: {job['statusReason']}", err=True)
+                click.echo(visible(f"job `{job_id}`: {job['statusReason']}"), err=True)
             return
         time.sleep(_FOLLOW_POLL_SECONDS)
 

@@ -58,12 +58,12 @@ def report(run_id: str, output: Path, state_dir: Path | None) -> None:
         _fail(f"cannot write `{output}`: {err.strerror or err}")
     took = time.perf_counter() - started
     click.echo(
-        f"wrote {output} ({len(page.encode()) / 1024:,.0f} KiB) for run {found.run_id}"
-        f" in {took:.1f} s",
+        f"wrote {visible(str(output))} ({len(page.encode()) / 1024:,.0f} KiB) for run "
+        f"{found.run_id} in {took:.1f} s",
         err=True,
     )
     if found.graph_svg is None:
-        click.echo(f"note: no graph: {found.graph_note}", err=True)
+        click.echo(visible(f"note: no graph: {found.graph_note}"), err=True)
 
 
 def build_report(state_dir: Path | None, run_id: str) -> RunReport:

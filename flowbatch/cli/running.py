@@ -257,18 +257,18 @@ def run_command(
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
-            click.echo(f"error: run {run_id} could not be recorded: {err}", err=True)
+            click.echo(visible(f"error: run {run_id} could not be recorded: {err}"), err=True)
             ctx.exit(1)
         status = "FAILED" if result.error else result.status
         try:  # what was recorded can be read back, a full disk or not
             write_reports(store, plan, run_id, status, junit=junit)
         except StoreError as err:
-            click.echo(f"warning: no reports: {err}", err=True)
+            click.echo(visible(f"warning: no reports: {err}"), err=True)
         hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
     if result.error is not None:
-        click.echo(f"error: run {run_id} stopped: {result.error}", err=True)
+        click.echo(visible(f"error: run {run_id} stopped: {result.error}"), err=True)
         ctx.exit(1)
     if result.stalled:
         click.echo(
