@@ -227,3 +227,46 @@ def test_a_dot_graph_holds_no_control_character_graphviz_would_copy_into_svg() -
     dot = to_dot(plan)
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", dot)
     assert "\\\\x1b]0;owned" in dot or "\\x1b]0;owned" in dot
+
+
+BAD = "\udcff"  # what Python makes of an argument's byte 0xff, not valid UTF-8
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["describe", f"x{BAD}"],
+        ["logs", f"x{BAD}"],
+        ["jobs", "--children", BAD],
+        ["jobs", "--name", BAD],
+        ["jobs", "--queue", BAD],
+        ["jobs", "--run", BAD],
+        ["cancel", BAD],
+        ["terminate", BAD],
+        ["terminate", "id-prep", "--reason", f"why{BAD}"],
+        ["cancel", "id-prep", "--reason", f"why{BAD}"],
+        ["report", BAD],
+        ["graph", "p.flow", "--run", BAD],
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_an_error_not_a_traceback(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("p.flow").write_text('job a {\n  command = "true"\n}\n')
+    result = cli(state, *command)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code in (0, 1, 2), result.output  # a filter may match nothing
+
+
+def test_a_pipeline_file_whose_name_is_not_utf8_runs_and_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"p{BAD}.flow"
+    Path(name).write_text('job a {\n  command = "true"\n}\n')
+    result = CliRunner().invoke(app, ["run", name], env={"GITHUB_ACTIONS": ""})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    runs = CliRunner().invoke(app, ["runs"])
+    assert runs.exit_code == 0 and "p\ufffd.flow" in runs.stdout

@@ -338,6 +338,29 @@ def guard_workflow_commands() -> None:
             setattr(sys, name, cast(TextIO, GitHubLines(stream)))
 
 
+def storable(text: str) -> str:
+    """`text` as the store can hold it. An argument that is not valid UTF-8 reaches Python
+    with lone surrogates, which SQLite cannot encode: its bad bytes become U+FFFD (an id
+    then matches nothing and says so; a reason or a path keeps the rest)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the argument's own bytes
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+class StoredText(click.ParamType[str, str]):
+    """A text option whose value goes to the store: `storable`."""
+
+    name = "text"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return storable(value)
+
+
+STORED_TEXT = StoredText()
+
+
 def resolve_job_id(store: Store, text: str) -> str:
     """The job id `text` stands for: an id (or `ID:INDEX` for an array child), the
     `NAME` or `NAME:INDEX` of a job of the latest run, or a unique prefix of an id
@@ -346,6 +369,7 @@ def resolve_job_id(store: Store, text: str) -> str:
     suggestion) when nothing matches."""
     from flowbatch.store import StoreError
 
+    text = storable(text)
     try:
         store.describe(text)
         return text

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 import click
 
 from flowbatch.cli.common import (
+    STORED_TEXT,
     json_text,
     on_github,
     open_existing_store,
@@ -113,13 +114,13 @@ def _print_json(value: object) -> None:
 # -- commands ----------------------------------------------------------------------------
 @click.command()
 @click.option("--run", "run_id", metavar="RUN_ID", help="A run (default: the latest).")
-@click.option("--queue", help="Only jobs of this job queue.")
+@click.option("--queue", type=STORED_TEXT, help="Only jobs of this job queue.")
 @click.option(
     "--status",
     type=click.Choice([state.value for state in JobState], case_sensitive=False),
     help="Only jobs in this state.",
 )
-@click.option("--name", help="Only jobs of this name.")
+@click.option("--name", type=STORED_TEXT, help="Only jobs of this name.")
 @click.option("--children", metavar="ARRAY_JOB_ID", help="List the children of an array job.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @state_dir_option

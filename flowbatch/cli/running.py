@@ -27,6 +27,7 @@ from flowbatch.cli.common import (
     load_plan,
     params_option,
     state_dir_option,
+    storable,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
@@ -202,7 +203,7 @@ def run_command(
             run_id = new_run_id()
             job_ids = new_job_ids(plan)
             # Recorded absolute: `report` and `graph --run` find the file from anywhere.
-            recorded = dataclasses.replace(plan.pipeline, path=os.path.abspath(plan.path))
+            recorded = dataclasses.replace(plan.pipeline, path=storable(os.path.abspath(plan.path)))
             store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         except StoreError as err:  # e.g. another process holds the database locked
             click.echo(f"error: {visible(str(err))}", err=True)
