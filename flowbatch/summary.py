@@ -14,13 +14,12 @@ Imports: compile, render, render_mermaid, junit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
 from typing import Any, Final
 
 from flowbatch.compile import Plan
 from flowbatch.jobview import duration_seconds, exit_code, label, never_ran, visible
 from flowbatch.junit import ChildrenOf
-from flowbatch.render import STATES, StateView
+from flowbatch.render import STATES, StateView, title
 from flowbatch.render_mermaid import to_mermaid
 
 __all__ = ["format_duration", "outcome", "step_summary"]
@@ -75,7 +74,7 @@ def step_summary(
     it is read off the jobs); `children` lists an array's children by status, to name
     the failed ones."""
     result = status or outcome(jobs)
-    name = PurePath(plan.path).name
+    name = title(plan)
     out = [
         f"## {_MARK.get(result, '•')} {cell(name)}: run {result.lower()}",
         "",

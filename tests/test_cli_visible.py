@@ -270,3 +270,22 @@ def test_a_pipeline_file_whose_name_is_not_utf8_runs_and_is_recorded(
     assert result.exit_code == 0, result.output
     runs = CliRunner().invoke(app, ["runs"])
     assert runs.exit_code == 0 and "p\ufffd.flow" in runs.stdout
+
+
+def test_a_file_name_that_is_not_utf8_is_drawn_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"p{BAD}.flow"
+    Path(name).write_text('job a {\n  command = "true"\n}\n')
+    for args in (["graph", name], ["graph", name, "-o", "g.mmd"], ["graph", name, "-o", "g.json"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), args
+        assert result.exit_code == 0, result.output
+    assert "p\ufffd.flow" in Path("g.mmd").read_text(encoding="utf-8")
+    env = {"GITHUB_ACTIONS": "", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    result = CliRunner().invoke(app, ["run", name, "--junit", "j.xml"], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    assert "p\ufffd.flow" in Path("summary.md").read_text(encoding="utf-8")
+    assert Path("j.xml").read_text(encoding="utf-8").count("<testcase") == 1
