@@ -289,3 +289,18 @@ def test_a_file_name_that_is_not_utf8_is_drawn_and_reported(
     assert result.exit_code == 0, result.output
     assert "p\ufffd.flow" in Path("summary.md").read_text(encoding="utf-8")
     assert Path("j.xml").read_text(encoding="utf-8").count("<testcase") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["validate", "p.flow", "-p", f"no-equals{OSC}"], ["graph", "p.flow", "-o", f"g{OSC}.bad"]],
+)
+def test_a_usage_error_quoting_an_argument_writes_it_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("p.flow").write_text('job a {\n  command = "true"\n}\n')
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "\\x1b]0;owned\\x07\\r" in result.stderr
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", result.stderr)

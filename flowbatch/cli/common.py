@@ -164,11 +164,15 @@ def open_existing_store(option: Path | None) -> Store:
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
+    from flowbatch.jobview import visible
+
     params: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="'-p'")
+            raise click.BadParameter(
+                f"expected NAME=VALUE, got `{visible(item)}`", param_hint="'-p'"
+            )
         params[name.strip()] = value
     return params
 
