@@ -304,3 +304,14 @@ def test_a_usage_error_quoting_an_argument_writes_it_out(
     assert result.exit_code == 2
     assert "\\x1b]0;owned\\x07\\r" in result.stderr
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", result.stderr)
+
+
+def test_no_value_becomes_a_mermaid_directive() -> None:
+    """Mermaid reads `%%{init: ...}%%` anywhere in a diagram's text, labels included."""
+    from flowbatch.render_mermaid import to_mermaid
+
+    directive = "%%{init: {'theme': 'dark', 'themeCSS': 'x'}}%%"
+    plan = load_text(f'job a {{\n  command = "echo {directive}"\n}}\n', path=f"p{directive}.flow")
+    drawn = to_mermaid(plan, states={})
+    assert "%%{" not in drawn and "}%%" not in drawn
+    assert drawn.splitlines()[1].startswith("  %% p")
