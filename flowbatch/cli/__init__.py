@@ -53,7 +53,30 @@ def app() -> None:
         guard_workflow_commands()
 
 
+def _fill_closed_descriptors() -> None:
+    """Point descriptors 0, 1 and 2 that were closed at start (`>&-`, `2>&-`) at
+    /dev/null, with sys.stdin/stdout/stderr on them (Python left those None). Else the
+    job database or a log opened next would take one of these numbers, and whatever
+    writes to "stderr" would write into it; and every command would have to allow for a
+    stream that is None."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _fill_closed_descriptors()
     try:
         app(prog_name="flowbatch")
     except BrokenPipeError:
