@@ -37,6 +37,16 @@ def cell(text: object) -> str:
     return visible(str(text).translate(_CELL).strip())
 
 
+# Outside a code span, what would make a value a link, an image or emphasis.
+_PROSE: Final = str.maketrans({c: "\\" + c for c in "\\[]*_~"})
+
+
+def prose(text: object) -> str:
+    """`text` as plain words in a heading or table cell: `cell`, and no Markdown of its
+    own (an image fetched from elsewhere, a link, emphasis)."""
+    return cell(str(text).translate(_PROSE))
+
+
 def outcome(jobs: Sequence[Mapping[str, Any]]) -> str:
     """SUCCEEDED if every job did, FAILED if one failed, else INCOMPLETE."""
     states = {str(j.get("status")) for j in jobs}
@@ -76,7 +86,7 @@ def step_summary(
     result = status or outcome(jobs)
     name = title(plan)
     out = [
-        f"## {_MARK.get(result, '•')} {cell(name)}: run {result.lower()}",
+        f"## {_MARK.get(result, '•')} {prose(name)}: run {result.lower()}",
         "",
         f"Run `{cell(run_id)}` · {len(jobs)} jobs · {_children_total(jobs)} array children",
         "",
@@ -139,7 +149,7 @@ def _failed_table(jobs: Sequence[Mapping[str, Any]], children: ChildrenOf | None
     for job in failed[:FAILED_ROWS]:
         code = exit_code(job)
         reason = job.get("statusReason") or ""
-        rows.append(f"| `{cell(label(job))}` | {'' if code is None else code} | {cell(reason)} |")
+        rows.append(f"| `{cell(label(job))}` | {'' if code is None else code} | {prose(reason)} |")
     if len(failed) > FAILED_ROWS:
         rows.append(f"| … and {len(failed) - FAILED_ROWS} more | | |")
     return [*rows, ""]

@@ -315,3 +315,19 @@ def test_no_value_becomes_a_mermaid_directive() -> None:
     drawn = to_mermaid(plan, states={})
     assert "%%{" not in drawn and "}%%" not in drawn
     assert drawn.splitlines()[1].startswith("  %% p")
+
+
+def test_a_reason_or_file_name_is_not_markdown_in_the_step_summary() -> None:
+    """No image fetched from elsewhere, no link, no emphasis from a value."""
+    markup = "![x](https://evil.example/p.png) [go](https://evil.example) **b** _i_ ~s~"
+    plan = load_text('job a {\n  command = "true"\n}\n', path=f"{markup}.flow")
+    jobs = [{"jobId": "id-a", "jobName": "a", "status": "FAILED", "statusReason": markup,
+             "container": {"exitCode": 1}, "startedAt": 0, "stoppedAt": 1}]  # fmt: skip
+    markdown = step_summary(plan, jobs, run_id=RUN)
+    inline = [
+        child.type
+        for token in MarkdownIt("commonmark").enable("strikethrough").parse(markdown)
+        for child in token.children or []
+    ]
+    assert not {"image", "link_open", "strong_open", "em_open", "s_open"} & set(inline)
+    assert "| !\\[x\\](https://evil.example/p.png) \\[go\\]" in markdown  # still readable
