@@ -43,8 +43,30 @@ class _LazyGroup(click.Group):
         return next((c for c in module.COMMANDS if c.name == name), None)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`: the installed distribution's, or say that this is a checkout run
+    through PYTHONPATH (click's own option raises RuntimeError there)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("flowbatch")
+    except PackageNotFoundError:
+        found = "unknown (not installed: run from a source tree)"
+    click.echo(f"flowbatch, version {found}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="flowbatch")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
     from flowbatch.cli.common import guard_workflow_commands, on_github
