@@ -331,3 +331,21 @@ def test_a_reason_or_file_name_is_not_markdown_in_the_step_summary() -> None:
     ]
     assert not {"image", "link_open", "strong_open", "em_open", "s_open"} & set(inline)
     assert "| !\\[x\\](https://evil.example/p.png) \\[go\\]" in markdown  # still readable
+
+
+def test_a_name_of_an_earlier_run_only_says_where_it_ran(tmp_path: Path) -> None:
+    import dataclasses
+
+    full = pipeline()
+    with Store.open(tmp_path / "state") as store:
+        store.begin_run("20251231-000000-0000", full, {n: f"old-{n}" for n in full.jobs},
+                        created_at=T0 - 100)  # fmt: skip
+        only_steps = dataclasses.replace(full, jobs={"steps": full.jobs["steps"]})
+        store.begin_run(RUN, only_steps, {"steps": "id-steps"}, created_at=T0)
+        store.flush()
+    result = cli(tmp_path / "state", "describe", "prep")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: no job named `prep` in the latest run ({RUN}); it ran in run "
+        "20251231-000000-0000 as job `old-prep`\n"
+    )

@@ -396,4 +396,11 @@ def resolve_job_id(store: Store, text: str) -> str:
     if len(found) > 1:
         shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
         raise StoreError(f"`{base}` is the start of several job ids: {shown}; give more of it")
+    earlier = store.jobs(name=base) if latest is not None and not found else []
+    if earlier:  # a name is looked up in the latest run only: say where it did run
+        last = earlier[-1]
+        raise StoreError(
+            f"no job named `{base}` in the latest run ({latest}); it ran in run "
+            f"{last['runId']} as job `{last['jobId']}{suffix}`"
+        )
     raise not_found
