@@ -349,3 +349,20 @@ def test_a_name_of_an_earlier_run_only_says_where_it_ran(tmp_path: Path) -> None
         f"error: no job named `prep` in the latest run ({RUN}); it ran in run "
         "20251231-000000-0000 as job `old-prep`\n"
     )
+
+
+@pytest.mark.parametrize("where", ["env", "option"])
+def test_a_state_dir_given_with_a_tilde_is_below_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """As a CI file's `env:` passes it (no shell to expand it), or `--state-dir=~/x`:
+    never a directory literally named `~` in the current directory."""
+    from flowbatch.cli.common import state_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    if where == "env":
+        monkeypatch.setenv("FLOWBATCH_STATE_DIR", "~/st")
+        assert state_dir(None) == tmp_path / "home" / "st"
+    else:
+        assert state_dir(Path("~/st")) == tmp_path / "home" / "st"

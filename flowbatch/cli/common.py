@@ -130,11 +130,13 @@ def state_dir_option(func: F) -> F:
 
 
 def state_dir(option: Path | None) -> Path:
-    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch."""
+    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch.
+    A leading `~` is the home directory, as a CI file's `env:` or `--state-dir=~/x`
+    pass it without a shell to expand it."""
     if option is not None:
-        return option
+        return option.expanduser()
     from_env = os.environ.get(STATE_DIR_ENV, "")
-    return Path(from_env) if from_env else Path(DEFAULT_STATE_DIR)
+    return Path(from_env).expanduser() if from_env else Path(DEFAULT_STATE_DIR)
 
 
 def _where_from(option: Path | None) -> str:
