@@ -366,3 +366,11 @@ def test_a_state_dir_given_with_a_tilde_is_below_home(
         assert state_dir(None) == tmp_path / "home" / "st"
     else:
         assert state_dir(Path("~/st")) == tmp_path / "home" / "st"
+
+
+def test_a_run_id_given_for_a_job_says_it_is_a_run(state: Path) -> None:
+    result = cli(state, "logs", RUN)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: `{RUN}` is a run, not a job: `flowbatch jobs --run {RUN}` lists its jobs\n"
+    )

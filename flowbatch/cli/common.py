@@ -398,6 +398,10 @@ def resolve_job_id(store: Store, text: str) -> str:
     if len(found) > 1:
         shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
         raise StoreError(f"`{base}` is the start of several job ids: {shown}; give more of it")
+    if not found and any(run["runId"] == text for run in store.runs()):
+        raise StoreError(
+            f"`{text}` is a run, not a job: `flowbatch jobs --run {text}` lists its jobs"
+        )
     earlier = store.jobs(name=base) if latest is not None and not found else []
     if earlier:  # a name is looked up in the latest run only: say where it did run
         last = earlier[-1]
