@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -164,8 +165,11 @@ def edge_kinds(drawn: list[Edge]) -> list[EdgeKind]:
 
 
 def title(plan: Plan) -> str:
-    """The pipeline file's name: never its absolute path, which differs between machines."""
-    return PurePath(plan.path).name
+    """The pipeline file's name: never its absolute path, which differs between machines.
+    A name that is not valid UTF-8 shows U+FFFD for its bad bytes: it is written out as
+    UTF-8 (SVG, JSON, a step summary), which cannot hold the lone surrogates Python
+    keeps them as."""
+    return os.fsencode(PurePath(plan.path).name).decode("utf-8", "replace")
 
 
 def heading(spec: JobSpec) -> str:

@@ -6,7 +6,7 @@ one element dotted and labelled `[7]`, N_TO_N a bold double line labelled `1:1`,
 SEQUENTIAL a dashed self-loop. A legend explains the kinds present. With a run's
 states, nodes are filled by state and arrays show their children per state.
 
-Imports: render, compile.
+Imports: render, compile, jobview.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flowbatch.compile import Plan
+from flowbatch.jobview import visible
 from flowbatch.render import (
     LEGEND_TEXT,
     NOT_IN_RUN,
@@ -55,14 +56,20 @@ LEGEND_SAMPLE: Mapping[EdgeKind, str] = {
 
 
 def quote(text: str) -> str:
-    """A DOT double-quoted id or string holding `text` exactly."""
+    """A DOT double-quoted id or string holding `text`, control characters written out:
+    Graphviz copies it into SVG, where XML cannot hold them."""
+    text = visible(text, keep="\n")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def html(text: str) -> str:
-    """`text` safe inside a Graphviz HTML-like label."""
+    """`text` safe inside a Graphviz HTML-like label (XML: no control characters)."""
     return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        visible(text)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
     )
 
 

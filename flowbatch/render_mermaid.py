@@ -43,6 +43,7 @@ ARROW: Mapping[EdgeKind, str] = {
 _ESCAPES = str.maketrans(
     {
         "#": "#35;",
+        "%": "#37;",  # `%%{init: ...}%%` is a directive wherever it stands
         '"': "#quot;",
         "&": "#amp;",
         "<": "#lt;",
@@ -57,7 +58,7 @@ _ESCAPES = str.maketrans(
 def text(value: str) -> str:
     """`value` safe inside a double-quoted Mermaid label (as entity codes), on one line
     whatever it holds: a CR or a line separator in a name must not end the Markdown
-    code block the graph sits in (a step summary)."""
+    code block the graph sits in (a step summary), and no `%%{` starts a directive."""
     return visible(value.translate(_ESCAPES))
 
 
@@ -74,7 +75,7 @@ def to_mermaid(
     StateView) styles nodes by the outcome of run `run` (named in a comment)."""
     names = sorted(plan.jobs())
     ids = {name: f"n{i}" for i, name in enumerate(names)}
-    comment = visible(title(plan) + (f" · run {run}" if run else ""))
+    comment = visible(title(plan) + (f" · run {run}" if run else "")).replace("%", "#37;")
     out = ["flowchart LR", f"  %% {comment}"]
     if group_by_queue:
         for i, (queue, members) in enumerate(by_queue(plan, names)):

@@ -318,7 +318,23 @@ class Store:
                 found = views.describe_child(self._conn, child[0], child[1])
         if found is None:
             raise self.unknown_job(job_id)
+        run_id = str(found["runId"])
+        for container in [found["container"], *(a["container"] for a in found["attempts"])]:
+            container["logStreamName"] = self.log_dir(container["logStreamName"], run_id)
         return found
+
+    def log_dir(self, recorded: str | None, run_id: str) -> str | None:
+        """Where an attempt's logs are now: the directory recorded, or, when that is gone
+        because the state directory moved since (a checkout renamed, a CI artifact
+        unpacked elsewhere), the same `logs/RUN_ID/...` below this store's directory."""
+        if not recorded or os.path.exists(recorded):
+            return recorded
+        parts = Path(recorded).parts
+        for i in range(len(parts) - 2, -1, -1):
+            if parts[i] == "logs" and parts[i + 1] == run_id:
+                here = self.path.parent.joinpath(*parts[i:])
+                return os.path.abspath(here) if here.exists() else recorded
+        return recorded
 
     @reads
     def jobs(

@@ -14,13 +14,12 @@ Imports: compile, render, render_mermaid, junit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
 from typing import Any, Final
 
 from flowbatch.compile import Plan
 from flowbatch.jobview import duration_seconds, exit_code, label, never_ran, visible
 from flowbatch.junit import ChildrenOf
-from flowbatch.render import STATES, StateView
+from flowbatch.render import STATES, StateView, title
 from flowbatch.render_mermaid import to_mermaid
 
 __all__ = ["format_duration", "outcome", "step_summary"]
@@ -36,6 +35,16 @@ _CELL: Final = str.maketrans(
 def cell(text: object) -> str:
     """`text` safe inside one Markdown table cell, control characters written out."""
     return visible(str(text).translate(_CELL).strip())
+
+
+# Outside a code span, what would make a value a link, an image or emphasis.
+_PROSE: Final = str.maketrans({c: "\\" + c for c in "\\[]*_~"})
+
+
+def prose(text: object) -> str:
+    """`text` as plain words in a heading or table cell: `cell`, and no Markdown of its
+    own (an image fetched from elsewhere, a link, emphasis)."""
+    return cell(str(text).translate(_PROSE))
 
 
 def outcome(jobs: Sequence[Mapping[str, Any]]) -> str:
@@ -75,9 +84,9 @@ def step_summary(
     it is read off the jobs); `children` lists an array's children by status, to name
     the failed ones."""
     result = status or outcome(jobs)
-    name = PurePath(plan.path).name
+    name = title(plan)
     out = [
-        f"## {_MARK.get(result, '•')} {cell(name)}: run {result.lower()}",
+        f"## {_MARK.get(result, '•')} {prose(name)}: run {result.lower()}",
         "",
         f"Run `{cell(run_id)}` · {len(jobs)} jobs · {_children_total(jobs)} array children",
         "",
@@ -140,7 +149,7 @@ def _failed_table(jobs: Sequence[Mapping[str, Any]], children: ChildrenOf | None
     for job in failed[:FAILED_ROWS]:
         code = exit_code(job)
         reason = job.get("statusReason") or ""
-        rows.append(f"| `{cell(label(job))}` | {'' if code is None else code} | {cell(reason)} |")
+        rows.append(f"| `{cell(label(job))}` | {'' if code is None else code} | {prose(reason)} |")
     if len(failed) > FAILED_ROWS:
         rows.append(f"| … and {len(failed) - FAILED_ROWS} more | | |")
     return [*rows, ""]

@@ -120,3 +120,36 @@ def test_a_reading_command_whose_reader_left_exits_1_without_a_traceback(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err == b""  # no traceback, no "Exception ignored"
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+@pytest.mark.parametrize("github", ["", "true"])
+@pytest.mark.parametrize("command", [["run", "p.flow"], ["logs", "LAST"], ["jobs"]])
+def test_a_command_started_with_stdout_or_stderr_closed_runs_without_a_traceback(
+    tmp_path: Path,
+    procs: list[subprocess.Popen[bytes]],
+    command: list[str],
+    github: str,
+    closed: int,
+) -> None:
+    """`flowbatch run p.flow >&-` or `2>&-`: Python then has no sys.stdout (or
+    sys.stderr) at all (None), and the next file opened would take that number."""
+    (tmp_path / "p.flow").write_text('job a {\n  command = "echo a"\n}\n')
+    if command[0] != "run":
+        done = subprocess.run(
+            [sys.executable, "-m", "flowbatch", "run", "p.flow"], cwd=tmp_path, capture_output=True
+        )
+        assert done.returncode == 0, done.stderr
+    if command[0] == "logs":
+        command = ["logs", "a"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowbatch", *command],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "GITHUB_ACTIONS": github}, preexec_fn=lambda: os.close(closed),
+    )  # fmt: skip
+    procs.append(proc)
+    out, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in out + err and b"Exception ignored" not in out + err
+    assert proc.returncode == 0
+    if command[0] == "run":
+        assert stored_statuses(tmp_path / ".flowbatch") == {"a": "SUCCEEDED"}

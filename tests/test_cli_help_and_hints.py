@@ -68,3 +68,13 @@ def test_logs_of_a_job_reused_twice_show_the_attempt_that_ran(tmp_path: Path) ->
     assert f"of run {first}, which made it" in made.stderr
     child = flowbatch(tmp_path, "logs", "each:1")
     assert (child.returncode, child.stdout) == (0, f"child 1 in {first}\n")
+
+
+def test_version_from_an_installed_flowbatch_or_a_source_tree() -> None:
+    from click.testing import CliRunner
+
+    from flowbatch.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("flowbatch, version ")

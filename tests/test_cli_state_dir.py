@@ -112,3 +112,22 @@ def test_report_from_another_directory_finds_the_pipeline_file(repo: Path, tmp_p
     # `runs` shows the recorded (absolute) path relative to here when it is below here.
     runs = flowbatch(repo, "runs").stdout.splitlines()[1].split()
     assert runs[1] == "pipelines/x.flow"
+
+
+def test_logs_and_report_of_a_checkout_that_moved_since_the_run(repo: Path, tmp_path: Path) -> None:
+    """The state directory goes with the checkout (renamed, or a CI artifact unpacked
+    elsewhere): its logs are found below it, where the recorded absolute path is gone."""
+    assert flowbatch(repo, "run", "pipelines/x.flow").returncode == 0
+    (repo / "pipelines" / "f.flow").write_text('job f {\n  command = "echo broke >&2; exit 3"\n}\n')
+    assert flowbatch(repo, "run", "pipelines/f.flow").returncode == 1
+    moved = repo.rename(tmp_path / "moved")
+    shown = flowbatch(moved, "logs", "f", "--stderr")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "broke\n"
+    described = json.loads(flowbatch(moved, "describe", "f").stdout)["jobs"][0]
+    assert described["container"]["logStreamName"].startswith(str(moved / ".flowbatch" / "logs"))
+    made = flowbatch(moved, "report", "latest", "-o", "r.html")
+    assert made.returncode == 0, made.stderr
+    assert "note: no graph" not in made.stderr  # the pipeline file moved with it
+    page = (moved / "r.html").read_text()
+    assert "broke" in page and "<svg" in page

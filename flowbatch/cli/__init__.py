@@ -43,8 +43,30 @@ class _LazyGroup(click.Group):
         return next((c for c in module.COMMANDS if c.name == name), None)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`: the installed distribution's, or say that this is a checkout run
+    through PYTHONPATH (click's own option raises RuntimeError there)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("flowbatch")
+    except PackageNotFoundError:
+        found = "unknown (not installed: run from a source tree)"
+    click.echo(f"flowbatch, version {found}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="flowbatch")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
     from flowbatch.cli.common import guard_workflow_commands, on_github
@@ -53,7 +75,30 @@ def app() -> None:
         guard_workflow_commands()
 
 
+def _fill_closed_descriptors() -> None:
+    """Point descriptors 0, 1 and 2 that were closed at start (`>&-`, `2>&-`) at
+    /dev/null, with sys.stdin/stdout/stderr on them (Python left those None). Else the
+    job database or a log opened next would take one of these numbers, and whatever
+    writes to "stderr" would write into it; and every command would have to allow for a
+    stream that is None."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _fill_closed_descriptors()
     try:
         app(prog_name="flowbatch")
     except BrokenPipeError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -100,7 +101,8 @@ def keep_running_when_unread() -> None:
     (`run`) that must carry on whether or not anyone still reads what it prints."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if not isinstance(stream, DropWhenClosed):
+        # None: started with the descriptor closed (`>&-`); print() and click drop it
+        if stream is not None and not isinstance(stream, DropWhenClosed):
             setattr(sys, name, cast(TextIO, DropWhenClosed(stream)))
 
 
@@ -128,11 +130,13 @@ def state_dir_option(func: F) -> F:
 
 
 def state_dir(option: Path | None) -> Path:
-    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch."""
+    """The state directory: `--state-dir`, else $FLOWBATCH_STATE_DIR, else ./.flowbatch.
+    A leading `~` is the home directory, as a CI file's `env:` or `--state-dir=~/x`
+    pass it without a shell to expand it."""
     if option is not None:
-        return option
+        return option.expanduser()
     from_env = os.environ.get(STATE_DIR_ENV, "")
-    return Path(from_env) if from_env else Path(DEFAULT_STATE_DIR)
+    return Path(from_env).expanduser() if from_env else Path(DEFAULT_STATE_DIR)
 
 
 def _where_from(option: Path | None) -> str:
@@ -162,11 +166,15 @@ def open_existing_store(option: Path | None) -> Store:
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
+    from flowbatch.jobview import visible
+
     params: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="'-p'")
+            raise click.BadParameter(
+                f"expected NAME=VALUE, got `{visible(item)}`", param_hint="'-p'"
+            )
         params[name.strip()] = value
     return params
 
@@ -245,9 +253,25 @@ def _defused(line: str) -> str:
     return "\\" + line
 
 
+# The runner also takes `##[command]` (the old syntax) anywhere in a line.
+OLD_STYLE = "##["
+
+
+def _safe(text: str, *, at_start: bool) -> str:
+    """`text` (part of one line) as the runner may see it, defused: the runner reads lines
+    as .NET's ReadLine does, so a CR alone starts a line too; and `##[` becomes `##\\[`."""
+    pieces = text.split("\r")
+    for i, piece in enumerate(pieces):
+        if i > 0 or at_start:
+            pieces[i] = _defused(piece)
+    return "\r".join(pieces).replace(OLD_STYLE, "##\\[")
+
+
 class GitHubLines(io.TextIOBase):
     """A text stream that passes lines on once it knows how they start, with `_defused`
-    applied to each. A line written in pieces is held until its start is decided."""
+    applied to each (and to what follows a CR), and no `##[` left anywhere. A line
+    written in pieces is held until its start is decided; a piece's trailing `#` or CR
+    until what follows it is known."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
@@ -285,27 +309,62 @@ class GitHubLines(io.TextIOBase):
         while self._pending:
             end = self._pending.find("\n")
             if end < 0:
-                if not self._mid_line:
-                    if not final and self._pending.lstrip() in ("", ":"):
-                        break  # cannot tell yet whether it starts a command
-                    self._pending = _defused(self._pending)
-                out.append(self._pending)
-                self._pending = ""
+                piece, held = self._pending, ""
+                if not final:
+                    # what follows decides: `#` + `#[`, CR + `::`, blanks + `::`
+                    held = piece[len(piece.rstrip("#\r")) :]
+                    piece = piece[: len(piece) - len(held)]
+                    after_cr = piece.rpartition("\r")[2]
+                    undecided = after_cr.lstrip() in ("", ":")
+                    if not piece or (undecided and ("\r" in piece or not self._mid_line)):
+                        break
+                out.append(_safe(piece, at_start=not self._mid_line))
+                self._pending = held
                 self._mid_line = True
                 break
             line, self._pending = self._pending[:end], self._pending[end + 1 :]
-            out.append((line if self._mid_line else _defused(line)) + "\n")
+            out.append(_safe(line, at_start=not self._mid_line) + "\n")
             self._mid_line = False
         if out:
             self._stream.write("".join(out))
+
+
+def json_text(value: object) -> str:
+    """`value` as indented JSON; under GitHub Actions with `##[` inside strings written
+    `##\\u005b`, the same JSON value that GitHubLines has nothing to change in."""
+    text = json.dumps(value, sort_keys=True, indent=2)
+    return text.replace(OLD_STYLE, "##\\u005b") if on_github() else text
 
 
 def guard_workflow_commands() -> None:
     """Under GitHub Actions, send stdout and stderr through GitHubLines."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if not isinstance(stream, GitHubLines):
+        if stream is not None and not isinstance(stream, GitHubLines):
             setattr(sys, name, cast(TextIO, GitHubLines(stream)))
+
+
+def storable(text: str) -> str:
+    """`text` as the store can hold it. An argument that is not valid UTF-8 reaches Python
+    with lone surrogates, which SQLite cannot encode: its bad bytes become U+FFFD (an id
+    then matches nothing and says so; a reason or a path keeps the rest)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the argument's own bytes
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+class StoredText(click.ParamType[str, str]):
+    """A text option whose value goes to the store: `storable`."""
+
+    name = "text"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return storable(value)
+
+
+STORED_TEXT = StoredText()
 
 
 def resolve_job_id(store: Store, text: str) -> str:
@@ -316,6 +375,7 @@ def resolve_job_id(store: Store, text: str) -> str:
     suggestion) when nothing matches."""
     from flowbatch.store import StoreError
 
+    text = storable(text)
     try:
         store.describe(text)
         return text
@@ -338,4 +398,15 @@ def resolve_job_id(store: Store, text: str) -> str:
     if len(found) > 1:
         shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
         raise StoreError(f"`{base}` is the start of several job ids: {shown}; give more of it")
+    if not found and any(run["runId"] == text for run in store.runs()):
+        raise StoreError(
+            f"`{text}` is a run, not a job: `flowbatch jobs --run {text}` lists its jobs"
+        )
+    earlier = store.jobs(name=base) if latest is not None and not found else []
+    if earlier:  # a name is looked up in the latest run only: say where it did run
+        last = earlier[-1]
+        raise StoreError(
+            f"no job named `{base}` in the latest run ({latest}); it ran in run "
+            f"{last['runId']} as job `{last['jobId']}{suffix}`"
+        )
     raise not_found

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowbatch.cli.common import open_existing_store, resolve_job_id, state_dir_option
+from flowbatch.cli.common import (
+    STORED_TEXT,
+    open_existing_store,
+    resolve_job_id,
+    state_dir_option,
+)
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.jobview import visible
 
@@ -61,7 +66,7 @@ _HELP = {
 def _control(action: str) -> click.Command:
     @click.command(action, help=_HELP[action])
     @click.argument("job_id")
-    @click.option("--reason", default=None, help="The status reason to record.")
+    @click.option("--reason", type=STORED_TEXT, default=None, help="The status reason to record.")
     @state_dir_option
     @click.option(
         "--wait",

@@ -16,6 +16,7 @@ import click
 from flowbatch.cli.common import params_option, parse_params, print_errors
 from flowbatch.diagnostics import FlowError
 from flowbatch.front import load
+from flowbatch.jobview import visible
 
 
 @click.command()
@@ -34,7 +35,7 @@ def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
             continue
         arrays = sum(1 for name in plan.jobs() if plan.job(name).is_array)
         click.echo(
-            f"{path}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
+            f"{visible(str(path))}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
             f"{_count(plan.process_count(), 'process', 'processes')})",
             err=True,
         )

@@ -95,7 +95,8 @@ def graph(
     if output is not None:
         if output.suffix.lower() not in FORMATS:
             raise click.UsageError(
-                f"cannot tell what to write from `{output.name}`: use one of {', '.join(FORMATS)}"
+                f"cannot tell what to write from `{visible(output.name)}`: use one of "
+                + ", ".join(FORMATS)
             )
         fmt = FORMATS[output.suffix.lower()]
     try:

@@ -11,7 +11,6 @@ Imports: store, state, jobview, cli.common; click.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -24,6 +23,8 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 import click
 
 from flowbatch.cli.common import (
+    STORED_TEXT,
+    json_text,
     on_github,
     open_existing_store,
     resolve_job_id,
@@ -107,19 +108,19 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, sort_keys=True, indent=2))
+    click.echo(json_text(value))
 
 
 # -- commands ----------------------------------------------------------------------------
 @click.command()
 @click.option("--run", "run_id", metavar="RUN_ID", help="A run (default: the latest).")
-@click.option("--queue", help="Only jobs of this job queue.")
+@click.option("--queue", type=STORED_TEXT, help="Only jobs of this job queue.")
 @click.option(
     "--status",
     type=click.Choice([state.value for state in JobState], case_sensitive=False),
     help="Only jobs in this state.",
 )
-@click.option("--name", help="Only jobs of this name.")
+@click.option("--name", type=STORED_TEXT, help="Only jobs of this name.")
 @click.option("--children", metavar="ARRAY_JOB_ID", help="List the children of an array job.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @state_dir_option
@@ -304,6 +305,8 @@ _CHUNK = 1 << 20
 
 def _copy(source: BinaryIO) -> None:
     """`source` to stdout a chunk at a time: a log can be far larger than memory."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nothing to show it on
+        return
     out = sys.stdout.buffer
     while chunk := source.read(_CHUNK):
         out.write(chunk)
@@ -346,7 +349,7 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
                 offset = f.tell()
         if ended:
             if job["status"] == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST):
-                click.echo(f"job `{job_id}`: {job['statusReason']}", err=True)
+                click.echo(visible(f"job `{job_id}`: {job['statusReason']}"), err=True)
             return
         time.sleep(_FOLLOW_POLL_SECONDS)
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from flowbatch.jobview import visible
+
 if TYPE_CHECKING:
     from flowbatch.compile import Plan
     from flowbatch.store import Store
@@ -43,7 +45,9 @@ def write_reports(
             junit.parent.mkdir(parents=True, exist_ok=True)
             junit.write_text(xml, encoding="utf-8")
         except OSError as err:
-            click.echo(f"warning: cannot write JUnit file `{junit}`: {err.strerror}", err=True)
+            click.echo(
+                visible(f"warning: cannot write JUnit file `{junit}`: {err.strerror}"), err=True
+            )
     if summary_path:
         markdown = step_summary(plan, jobs, run_id=run_id, status=status, children=children)
         try:

@@ -9,14 +9,13 @@ Imports: front, store, fingerprint, resume, compile (types), diagnostics, cli.co
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option, state_dir_option
+from flowbatch.cli.common import json_text, load_plan, params_option, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.jobview import visible
 
@@ -89,7 +88,7 @@ def plan_command(
         if store is not None:
             store.close()
     if as_json:
-        click.echo(json.dumps(decision.as_json(), indent=2, sort_keys=True))
+        click.echo(json_text(decision.as_json()))
     else:
         click.echo("\n".join(render_text(decision)))
 

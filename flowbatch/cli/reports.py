@@ -58,12 +58,12 @@ def report(run_id: str, output: Path, state_dir: Path | None) -> None:
         _fail(f"cannot write `{output}`: {err.strerror or err}")
     took = time.perf_counter() - started
     click.echo(
-        f"wrote {output} ({len(page.encode()) / 1024:,.0f} KiB) for run {found.run_id}"
-        f" in {took:.1f} s",
+        f"wrote {visible(str(output))} ({len(page.encode()) / 1024:,.0f} KiB) for run "
+        f"{found.run_id} in {took:.1f} s",
         err=True,
     )
     if found.graph_svg is None:
-        click.echo(f"note: no graph: {found.graph_note}", err=True)
+        click.echo(visible(f"note: no graph: {found.graph_note}"), err=True)
 
 
 def build_report(state_dir: Path | None, run_id: str) -> RunReport:
@@ -120,7 +120,10 @@ def graph_of(
 
     Runs record their file's absolute path; one recorded relative (by an older
     flowbatch) is looked for from here and from `launched_in`, the directory the state
-    directory sits in (where `flowbatch run` was started by default)."""
+    directory sits in (where `flowbatch run` was started by default). When the recorded
+    path is gone, the checkout may have moved with its state directory: the longest end
+    of it found below `launched_in` is taken (a different pipeline of the same name is
+    then reported as changed, below)."""
     from flowbatch.diagnostics import FlowError
     from flowbatch.front import load
     from flowbatch.render import RenderError, StateView, dot_to_image
@@ -132,9 +135,15 @@ def graph_of(
     candidates = [Path(path)]
     if path and launched_in is not None and not Path(path).is_absolute():
         candidates.append(launched_in / path)
-    found = next((c for c in candidates if c.is_file()), None) if path else None
+    moved: list[Path] = []
+    if path and launched_in is not None and Path(path).is_absolute():
+        parts = Path(path).parts[1:]
+        moved = [launched_in.joinpath(*parts[i:]) for i in range(len(parts))]
+    found = next((c for c in [*candidates, *moved] if c.is_file()), None) if path else None
     if found is None:
         looked = ", ".join(f"`{os.path.abspath(c)}`" for c in candidates)
+        if launched_in is not None and moved:
+            looked += f" and any end of it below `{os.path.abspath(launched_in)}`"
         return None, f"the pipeline file `{path}` is gone (looked for {looked})"
     path = str(found)
     try:

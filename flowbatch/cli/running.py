@@ -27,6 +27,7 @@ from flowbatch.cli.common import (
     load_plan,
     params_option,
     state_dir_option,
+    storable,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
@@ -202,7 +203,7 @@ def run_command(
             run_id = new_run_id()
             job_ids = new_job_ids(plan)
             # Recorded absolute: `report` and `graph --run` find the file from anywhere.
-            recorded = dataclasses.replace(plan.pipeline, path=os.path.abspath(plan.path))
+            recorded = dataclasses.replace(plan.pipeline, path=storable(os.path.abspath(plan.path)))
             store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         except StoreError as err:  # e.g. another process holds the database locked
             click.echo(f"error: {visible(str(err))}", err=True)
@@ -257,18 +258,18 @@ def run_command(
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
-            click.echo(f"error: run {run_id} could not be recorded: {err}", err=True)
+            click.echo(visible(f"error: run {run_id} could not be recorded: {err}"), err=True)
             ctx.exit(1)
         status = "FAILED" if result.error else result.status
         try:  # what was recorded can be read back, a full disk or not
             write_reports(store, plan, run_id, status, junit=junit)
         except StoreError as err:
-            click.echo(f"warning: no reports: {err}", err=True)
+            click.echo(visible(f"warning: no reports: {err}"), err=True)
         hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
     if result.error is not None:
-        click.echo(f"error: run {run_id} stopped: {result.error}", err=True)
+        click.echo(visible(f"error: run {run_id} stopped: {result.error}"), err=True)
         ctx.exit(1)
     if result.stalled:
         click.echo(
