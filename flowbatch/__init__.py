@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowbatch.compile import Plan
-from flowbatch.diagnostics import FlowError, Kind
-from flowbatch.front import load, load_text
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.diagnostics import FlowError, Kind
+from flowbatch.lang.load import load, load_text
 
 __all__ = ["FlowError", "Kind", "Plan", "load", "load_text", "run_plan"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "run_plan":
-        from flowbatch.run import run_plan
+        from flowbatch.run.runner import run_plan
 
         return run_plan
     raise AttributeError(f"module 'flowbatch' has no attribute {name!r}")

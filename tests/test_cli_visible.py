@@ -18,13 +18,13 @@ from test_store import RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
 from flowbatch.cli.common import github_annotation
-from flowbatch.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.front import load_text
-from flowbatch.jobview import visible
-from flowbatch.report import Reporter
-from flowbatch.state import JobState
-from flowbatch.store import Store
-from flowbatch.summary import step_summary
+from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
+from flowbatch.lang.load import load_text
+from flowbatch.outputs.jobview import visible
+from flowbatch.outputs.progress import Reporter
+from flowbatch.outputs.step_summary import step_summary
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import Store
 
 S = JobState
 NASTY = "\x1b[2J\x1b]0;owned\x07\x9b31m\r\n::error::forged\u202e"

@@ -12,7 +12,7 @@ import pytest
 from run_helpers import run_for_real
 
 from flowbatch import FlowError, load
-from flowbatch.template import Context, TemplateError, misplaced, render
+from flowbatch.lang.template import Context, TemplateError, misplaced, render
 
 REF_FLOW = """\
 param msg  = "hello"

@@ -17,7 +17,7 @@ import click
 
 # command name -> the module that defines it (in its COMMANDS list)
 COMMAND_MODULES = {
-    "validate": "front",
+    "validate": "validate",
     "graph": "graph",
     "run": "running",
     "cancel": "running",

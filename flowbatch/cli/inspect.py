@@ -31,9 +31,9 @@ from flowbatch.cli.common import (
     workflow_command,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import clip, label, visible
-from flowbatch.state import JobState
-from flowbatch.store import RUNNER_LOST, Store, StoreError
+from flowbatch.outputs.jobview import clip, label, visible
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import RUNNER_LOST, Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,12 +22,12 @@ import click
 
 from flowbatch.cli.common import open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import visible
+from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.report_data import Describe, RunReport
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.outputs.report.data import Describe, RunReport
+    from flowbatch.store.jobstore import Store
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -43,8 +43,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 @state_dir_option
 def report(run_id: str, output: Path, state_dir: Path | None) -> None:
     """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
-    from flowbatch.report_html import report_html
-    from flowbatch.store import StoreError
+    from flowbatch.outputs.report.html import report_html
+    from flowbatch.store.jobstore import StoreError
 
     started = time.perf_counter()
     try:
@@ -69,7 +69,7 @@ def report(run_id: str, output: Path, state_dir: Path | None) -> None:
 def build_report(state_dir: Path | None, run_id: str) -> RunReport:
     """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir` (None:
     the default one); StoreError for a missing database or run."""
-    from flowbatch.report_data import collect
+    from flowbatch.outputs.report.data import collect
 
     store = open_existing_store(state_dir)
     state_dir = resolve_state_dir(state_dir)
@@ -91,7 +91,7 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
 
 
 def _find_run(store: Store, run_id: str) -> dict[str, Any]:
-    from flowbatch.store import StoreError
+    from flowbatch.store.jobstore import StoreError
 
     runs = store.runs()
     if run_id == "latest":
@@ -121,11 +121,11 @@ def graph_of(
     Runs record their file's absolute path; one recorded relative (by an older
     flowbatch) is looked for from here and from `launched_in`, the directory the state
     directory sits in (where `flowbatch run` was started by default)."""
-    from flowbatch.diagnostics import FlowError
-    from flowbatch.front import load
-    from flowbatch.render import RenderError, StateView, dot_to_image
-    from flowbatch.render_dot import to_dot
-    from flowbatch.report_html import graph_for_html
+    from flowbatch.lang.diagnostics import FlowError
+    from flowbatch.lang.load import load
+    from flowbatch.outputs.dot import to_dot
+    from flowbatch.outputs.graph import RenderError, StateView, dot_to_image
+    from flowbatch.outputs.report.html import graph_for_html
 
     path = str(run.get("pipeline") or "")
     params = {str(k): str(v) for k, v in (run.get("params") or {}).items()}
@@ -169,7 +169,7 @@ def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) 
         if gone:
             parts.append("jobs no longer there: " + ", ".join(gone[:5]))
         return "; ".join(parts)
-    from flowbatch.template import Context, TemplateError, render_command
+    from flowbatch.lang.template import Context, TemplateError, render_command
 
     differ = []
     for name in sorted(names):

@@ -31,13 +31,13 @@ from flowbatch.cli.common import (
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
-from flowbatch.jobview import visible
-from flowbatch.state import JobEvent
-from flowbatch.syntax import duration_seconds
+from flowbatch.lang.syntax import duration_seconds
+from flowbatch.outputs.jobview import visible
+from flowbatch.run.state import JobEvent
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.store.jobstore import Store
 
 EXIT_INTERRUPTED = 130
 
@@ -169,10 +169,10 @@ def run_command(
 
     from flowbatch.cli.planning import resume_decision
     from flowbatch.executors import local_limits_notice, make_executor
-    from flowbatch.fingerprint import Fingerprints
-    from flowbatch.run import new_job_ids, new_run_id, run_plan
-    from flowbatch.run_setup import override_errors
-    from flowbatch.store import Store, StoreError
+    from flowbatch.run.fingerprint import Fingerprints
+    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
+    from flowbatch.run.setup import override_errors
+    from flowbatch.store.jobstore import Store, StoreError
 
     # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
     keep_running_when_unread()
@@ -314,7 +314,7 @@ def _log_hints(store: Store, run_id: str, state_dir: Path | None) -> list[str]:
 
 def _reporter(plan: Plan) -> _Progress:
     # Imported here, as the other commands' modules are, so `flowbatch --help` stays quick.
-    from flowbatch.report import Reporter, color_wanted
+    from flowbatch.outputs.progress import Reporter, color_wanted
 
     arrays = {
         name: spec.array_size

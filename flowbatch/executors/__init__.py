@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowbatch.executors.base import GRACE_SECONDS, Executor
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
+    from flowbatch.lang.compile import Plan
 
 __all__ = ["local_limits_notice", "make_executor"]
 

@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
 
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 # AWS Batch's status reasons, so that `evaluate_on_exit` rules written for AWS match here.
 REASON_ESSENTIAL_EXITED = "Essential container in task exited"

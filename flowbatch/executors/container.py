@@ -42,7 +42,7 @@ from typing import Final
 import anyio
 
 from flowbatch.executors.base import Attempt, env_bytes, env_file_can_carry
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 RUNTIMES: Final = ("podman", "docker")
 

@@ -7,7 +7,7 @@ executor starts this process once, in a session of its own (a Ctrl-C on the term
 does not reach it), and tells it through a pipe, one line each, which job process
 groups and cgroups exist:
 
-    +g PID@TICKS     a job's process group (its leader, see flowbatch.processes)
+    +g PID@TICKS     a job's process group (its leader, see flowbatch.executors.processes)
     -g PID@TICKS     that job has ended
     +c PATH          a job's cgroup
     -c PATH          removed by the runner

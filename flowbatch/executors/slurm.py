@@ -72,7 +72,7 @@ from flowbatch.executors.slurm_script import (
     sbatch_argv,
     script_path,
 )
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 COALESCE_SECONDS = 0.02  # a scheduling tick: how long the loop must be quiet
 CANCEL_DEADLINE = 10.0  # how long a shielded scancel may take

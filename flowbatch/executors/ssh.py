@@ -69,7 +69,7 @@ from flowbatch.executors.container import (
     exit_reason,
     remove_argv,
 )
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.lang.model import ComputeEnv, Host
 
 CHUNK = 64 * 1024  # bytes read from a channel at a time; output never sits whole in memory
 CONNECT_TIMEOUT = 10.0
