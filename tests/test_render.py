@@ -1,4 +1,4 @@
-"""Tests of drawing pipelines: flowbatch.outputs.graph, render_dot, render_mermaid and the
+"""Tests of drawing pipelines: flowbatch.outputs.graph, outputs.dot, outputs.mermaid and the
 `flowbatch graph` command.
 
 Golden files: tests/golden/render/NAME.flow -> NAME.dot, NAME.mmd, NAME.json

@@ -263,7 +263,7 @@ def test_over_budget_is_exit_2_at_validate_and_run_with_the_commands_place(
 
 def test_a_nul_in_a_command_is_a_validate_error(tmp_path: Path) -> None:
     # A string has no escape for NUL, so a NUL can only be written raw: the file is then
-    # not text, and refused before it is parsed (front.py), saying where the byte is.
+    # not text, and refused before it is parsed (lang/load.py), saying where the byte is.
     (tmp_path / "n.flow").write_text('job a {\n  command = "echo a\0b"\n}\n')
     with pytest.raises(FlowError) as info:
         load(tmp_path / "n.flow")

@@ -6,8 +6,6 @@ One rule for every command, as Nextflow and Snakemake keep theirs: the state dir
 (the directory a command is run from, never the pipeline file's). `flowbatch run
 pipelines/x.flow` followed by `flowbatch jobs` from the same directory then see the same
 runs; a pipeline's own relative paths (`workdir`) still resolve against its file.
-
-Imports: diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations

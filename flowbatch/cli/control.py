@@ -7,8 +7,6 @@ acknowledged by the runner's flush that records its effects (`Store.request_stat
 An attempt a lost runner left is stopped by what it is: a local process group only
 while it is still the recorded process (pid and start time: a reused pid is never
 signalled), a SLURM job by `scancel`; an SSH job cannot be reached from here.
-
-Imports: store, processes, executors.base (reasons); click.
 """
 
 from __future__ import annotations

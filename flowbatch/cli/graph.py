@@ -4,8 +4,6 @@
 (.dot, .svg, .png through Graphviz's `dot`, .mmd for Mermaid, .json). `--run` reads
 job states from the store and passes them to the renderers as `StateView`s, so the
 renderers never touch the database.
-
-Imports: front, render, render_dot, render_mermaid, diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 (`--junit PATH`) and, under GitHub Actions, a Markdown step summary appended to
 `$GITHUB_STEP_SUMMARY`. Both read the run back from the store, so they show what was
 recorded, not what the runner believed.
-
-Imports: store, junit, summary, compile (types); click.
 """
 
 from __future__ import annotations

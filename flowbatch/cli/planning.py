@@ -3,8 +3,6 @@ running anything (with `--resume`, against the latest run of the same pipeline).
 
 Also home of `resume_decision`, which `run --resume` shares so that the two never
 disagree.
-
-Imports: front, store, fingerprint, resume, compile (types), diagnostics, cli.common; click.
 """
 
 from __future__ import annotations

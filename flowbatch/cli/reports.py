@@ -2,11 +2,9 @@
 
 `flowbatch report RUN_ID` writes one self-contained HTML page about a run: the graph
 coloured by each job's final state, a timeline of attempts per compute slot, the jobs
-and the failed jobs' log tails. The store is read here and handed to report_data as
+and the failed jobs' log tails. The store is read here and handed to report.data as
 plain data; the pipeline file recorded with the run is loaded again to draw the graph,
 and only if it still describes the jobs the run recorded.
-
-Imports: store, front, render, render_dot, report_data, report_html, diagnostics; click.
 """
 
 from __future__ import annotations
@@ -67,7 +65,7 @@ def report(run_id: str, output: Path, state_dir: Path | None) -> None:
 
 
 def build_report(state_dir: Path | None, run_id: str) -> RunReport:
-    """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir` (None:
+    """The `report.data.RunReport` of run `run_id` (or `latest`) in `state_dir` (None:
     the default one); StoreError for a missing database or run."""
     from flowbatch.outputs.report.data import collect
 

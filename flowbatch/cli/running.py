@@ -5,9 +5,6 @@ request table).
 `run` is the composition root of a run: load -> Store -> run_plan with the store and a
 progress sink -> end_run. The runner never imports the store; the store's
 `take_requests` reaches it as the `control` callback.
-
-Imports: front, run, run_setup, store, report, fingerprint, compile (types), state,
-diagnostics, executors.base (reasons), cli.common, cli.planning; click, anyio.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 Errors go to stderr in the one shape (file:line:col, the line, a caret, a hint); under
 GitHub Actions (`GITHUB_ACTIONS=true`) each is also printed as an `::error` workflow
 command so that it shows on the pull request's diff.
-
-Imports: front, diagnostics, cli.common; click.
 """
 
 from __future__ import annotations

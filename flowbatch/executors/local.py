@@ -18,9 +18,6 @@ every process of its tree, including those that left the process group with `set
 
 A reaper process (`executors.reaper`), started with the first attempt, stops every
 job still registered with it when the runner dies, even by SIGKILL.
-
-Imports: model, processes, executors.base, executors.cgroups, executors.reaper,
-executors.container (lazily); anyio.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ runner that ended cleanly has unregistered everything, so the reaper just exits.
 This file runs as a script (`python -I -S reaper.py GRACE`) and imports only the
 standard library, so it starts in a few milliseconds; `executors.cgroups` reuses its
 functions for killing and removing a cgroup.
-
-Imports: nothing of flowbatch.
 """
 
 from __future__ import annotations

@@ -31,9 +31,6 @@ counts from startedAt, and flowbatch enforces it exactly (scancel + REASON_TIMEO
 Cancelling the task that awaits `run()` (terminate, Ctrl-C) runs `scancel` in a
 shielded finally with a deadline; the scancels of many cancelled children are
 coalesced into one call too.
-
-Imports: model, executors.base, executors.slurm_parse, executors.slurm_script,
-executors.container; anyio.
 """
 
 from __future__ import annotations

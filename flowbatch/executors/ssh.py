@@ -32,8 +32,6 @@ spot status reason (`Host EC2 (instance NAME) terminated.`), so `on_status_reaso
 environment's `known_hosts` file, never trusted silently.
 
 asyncssh needs the asyncio backend of anyio.
-
-Imports: model, executors.base, executors.container; anyio, asyncssh.
 """
 
 from __future__ import annotations

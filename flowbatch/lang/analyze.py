@@ -5,8 +5,6 @@ Errors are collected rather than raised one at a time, so that a file with sever
 mistakes shows them all; an attribute whose value is bad is left out and checking goes
 on. Jobs are built in `jobs.py`; this module handles the file as a whole: params,
 compute environments, queues, definitions and names.
-
-Imports: syntax, model, values, jobs, diagnostics.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ stages, not the number of processes.
 The DAG is kept in plain tuples so that `flowbatch validate` never pays for importing
 networkx (a third of a second, most of the start-up budget); `Plan.digraph()` builds the
 networkx view on demand for the code that wants graph algorithms.
-
-Imports: model, diagnostics; networkx (lazily).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Compute environments: `compute NAME { ... }` checked and built into `ComputeEnv`s with
 their `Host`s (this machine for local, one virtual host for SLURM, the listed hosts for
 SSH), plus the implicit `local`.
-
-Imports: syntax, model, values, diagnostics.
 """
 
 from __future__ import annotations

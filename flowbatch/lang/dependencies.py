@@ -1,8 +1,6 @@
 """Dependencies: `after = [job, job[i], n_to_n(job)]` read into `Dependency`s, and the
 checks that need every job: unknown names, indexes in range, N_TO_N between arrays of
 one size, at most 20 per job (AWS Batch's rules). Cycles are `compile`'s.
-
-Imports: syntax, model, values, diagnostics.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 Errors are data first (`FlowError` with a closed `Kind`, a `Span` and a `detail`
 mapping) and text second: `render()` is the only code that turns them into words.
-
-Imports: nothing from flowbatch.
 """
 
 from __future__ import annotations

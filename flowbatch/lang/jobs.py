@@ -1,8 +1,6 @@
 """Jobs: merge each job with its chain of definitions, check its attributes, its
 dependencies, its retry rules, its templates and its fit on the compute of its queue,
 and build the frozen `JobSpec`.
-
-Imports: syntax, model, values, template, diagnostics.
 """
 
 from __future__ import annotations

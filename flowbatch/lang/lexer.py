@@ -12,8 +12,6 @@ Context is what lark's contextual lexer gave for free and is kept here by two ru
 a statement keyword (`import`, `param`, `compute`, `queue`, `definition`, `job`) is one
 only where a statement starts (top level, after a newline), so `queue = gpu` inside a
 block is an attribute; and `true`/`false` are values only where a value starts.
-
-Imports: nothing of flowbatch's.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 `load(path)` reads the file and its imports; `load_text(text, path)` takes the text
 (and a `read` function for imports) and does no I/O of its own. Neither starts an
 event loop.
-
-Imports: parse, analyze, compile, syntax, diagnostics.
 """
 
 from __future__ import annotations

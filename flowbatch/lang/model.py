@@ -3,8 +3,6 @@
 `analyze` builds these from the syntax tree; everything after it (compile, the runner,
 the executors, the store, the renderers) reads them and never changes them. Sizes are
 MiB (as AWS stores them), durations are seconds.
-
-Imports: diagnostics.
 """
 
 from __future__ import annotations

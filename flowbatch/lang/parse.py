@@ -3,8 +3,6 @@
 
 Errors are put into words by `parse_errors`: token names become words, common mistakes
 get a hint, and nothing of lark's reaches a user.
-
-Imports: syntax, diagnostics, lexer, lalr, parse_errors.
 """
 
 from __future__ import annotations

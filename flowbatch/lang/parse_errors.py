@@ -4,8 +4,6 @@ common mistakes: a bracket never closed (reported where it opens), a unit an att
 does not take, single quotes, `:` for `=`.
 
 Only the error path comes here; some of it lexes the text again to see what was open.
-
-Imports: syntax, diagnostics, lexer.
 """
 
 from __future__ import annotations

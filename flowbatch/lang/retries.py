@@ -1,8 +1,6 @@
 """Retry strategies: `retry { attempts, evaluate_on_exit, backoff }` checked against AWS
 Batch's limits (1 to 10 attempts, at most 5 rules, patterns of digits or text that
 may end in `*`) and built into `model.RetryStrategy`.
-
-Imports: syntax, model, values, diagnostics.
 """
 
 from __future__ import annotations

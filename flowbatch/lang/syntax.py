@@ -3,8 +3,6 @@
 `parse` builds it; `analyze` reads it. Nothing here knows what an attribute means.
 The nodes are read-only by convention, not frozen: a frozen dataclass pays for
 `object.__setattr__` on every field, and a pipeline of 10,000 jobs has ~100,000 nodes.
-
-Imports: diagnostics.
 """
 
 from __future__ import annotations

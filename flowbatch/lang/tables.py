@@ -12,8 +12,6 @@ Why not `Lark.parse`: its loop and its tree-builder and transformer layers cost 
 function calls per reduction, over a second of validating 100,000 jobs; `drive` is the
 same algorithm on the same tables with one call per reduction. `tests/test_fuzz.py`
 checks that it accepts exactly what lark's own loop accepts.
-
-Imports: lexer (for the token shape); lark, lazily.
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ values without end fails with a TemplateError instead of taking the machine.
 
 Compiled templates are cached by their text: a pipeline of 10,000 jobs made from one
 definition compiles its command once. Jinja is imported only when a command uses it.
-
-Imports: nothing from flowbatch; jinja2 (lazily).
 """
 
 from __future__ import annotations

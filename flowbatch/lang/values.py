@@ -3,8 +3,6 @@
 Each `expect_*` function takes a syntax value (with `params.NAME` already resolved by
 `resolve_params`) and returns a Python value, or raises `Invalid` carrying a FlowError
 that points at the value and says what was wanted.
-
-Imports: syntax, diagnostics, model.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ dependency, drawn so that each kind reads apart even in greyscale: whole-job sol
 one element dotted and labelled `[7]`, N_TO_N a bold double line labelled `1:1`,
 SEQUENTIAL a dashed self-loop. A legend explains the kinds present. With a run's
 states, nodes are filled by state and arrays show their children per state.
-
-Imports: render, compile.
 """
 
 from __future__ import annotations

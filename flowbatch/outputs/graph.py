@@ -8,8 +8,6 @@ and dependencies.
 
 `StateView` is how a caller (the CLI, reading the store) tells the renderers what
 happened to each job in a run; this module never reads the store itself.
-
-Imports: compile, model; the `dot` program (optional, through subprocess).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Reading a job the way the store shows it (a DescribeJobs-shaped dict): its label,
 duration, exit code, whether it ever ran, and the tail of its log. Shared by the JUnit
 file, the step summary, the HTML report and `flowbatch jobs`.
-
-Imports: state.
 """
 
 from __future__ import annotations

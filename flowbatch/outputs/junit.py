@@ -11,8 +11,6 @@ exit code, the status reason and the tail of the attempt's log.
 The module takes plain data: the job summaries of `Store.jobs`, and callbacks for the
 children of an array and for a job's log tail (`log_tail_via` builds one from
 `Store.describe`), so it never reads the store itself.
-
-Imports: cascade (the "Dependency failed" reason prefix); stdlib (xml.etree.ElementTree).
 """
 
 from __future__ import annotations

@@ -7,8 +7,6 @@ self-loop. With a run's states, each node gets a `classDef` per state.
 
 Node ids are `n0, n1, ...` in job-name order: job names may hold `-` and words such as
 `end` that Mermaid's lexer treats specially, so names appear only inside quoted labels.
-
-Imports: render, compile, jobview.
 """
 
 from __future__ import annotations

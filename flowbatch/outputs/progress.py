@@ -13,8 +13,6 @@ runner calls every 0.2 s) writes. Plain ANSI escapes, so importing this is free.
 
 Names and reasons are shown through `jobview.visible`: a control character in a
 status reason (a `--reason`, a process's message) is written out, never sent raw.
-
-Imports: state, jobview.
 """
 
 from __future__ import annotations

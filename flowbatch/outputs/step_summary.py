@@ -7,8 +7,6 @@ graph coloured by each job's final state. Text that comes from users or processe
 
 The module takes plain data (the Plan and `Store.jobs` summaries, plus an optional
 callback for an array's failed children), so it never reads the store itself.
-
-Imports: compile, render, render_mermaid, junit.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ failure at the head of a long chain does not recurse.
 
 Every state change goes through `state.advance()` (array parents through
 `state.advance_parent()`) and is appended to `changes`.
-
-Imports: model, state.
 """
 
 from __future__ import annotations

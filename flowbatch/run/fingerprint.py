@@ -15,8 +15,6 @@ Rendering 100,000 children is the cost, so renders are cached by what a template
 see: a template that never names `array` renders once per job, one that never names
 `job` renders once per index across all the jobs sharing its text. Inputs are hashed
 once per job and each file once per instance.
-
-Imports: compile, model, template; hashlib, glob.
 """
 
 from __future__ import annotations

@@ -7,8 +7,6 @@ what is left, the run waits for them, as AWS keeps such jobs RUNNABLE; but not f
 once the host lost last has been gone for `timeout` seconds, the run gives up, and
 what is left fails with a reason that names the hosts. A CI job then ends with an
 honest exit code instead of hanging until the CI system kills it.
-
-Imports: nothing of flowbatch's.
 """
 
 from __future__ import annotations

@@ -7,8 +7,6 @@ gives it back when the attempt ends (`give`). It never lets the jobs on a host e
 that host's vcpus, memory or gpus, and with `placement = "exclusive"` it puts at most
 one job on a host at a time (AWS's "one container per instance"). A lost host takes no
 new jobs until it is restored.
-
-Imports: model.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ reruns; in a SEQUENTIAL array child i reruns when child i - 1 does.
 
 The previous run arrives as plain records (`Store.records`), so this module never
 touches the store; `run --resume` and `flowbatch plan` both decide through `decide`.
-
-Imports: compile, fingerprint, model.
 """
 
 from __future__ import annotations

@@ -3,14 +3,11 @@
 
 One task group per run; one task per running attempt, plus a ticker (flushes sinks,
 polls cancel/terminate requests, checks lost hosts) and, when asked, signal handling
-(`run_signals`). A sink that cannot record (a full disk) stops the run as a signal does
+(`signals`). A sink that cannot record (a full disk) stops the run as a signal does
 (`RunResult.error`). Everything runs on one event loop thread, so the Frontier has one
 writer: attempt tasks report straight to the runner, which applies the report to the
 Frontier and turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding
 stays in `schedule`; rendering commands, environments and log directories happens here.
-
-Imports: compile, run_setup, run_signals, schedule, placement, state, model, template,
-executors.base (`executors.make_executor` lazily, the default factory); anyio.
 """
 
 from __future__ import annotations
@@ -490,7 +487,7 @@ class _Runner:
             self._dispatch()
 
     def interrupt(self, name: str) -> bool:
-        """The first signal stops the run (see `run_signals`); False for a later one."""
+        """The first signal stops the run (see `signals`); False for a later one."""
         if self.signal is not None or self.finished.is_set():
             return False
         self.signal = name

@@ -1,7 +1,7 @@
 """The Frontier: pure, synchronous bookkeeping of which jobs and array children are
 ready, running and done, and where the next attempts go (ninja's Plan).
 
-It knows nothing of processes, time or anyio: the runner (run.py) tells it what
+It knows nothing of processes, time or anyio: the runner (run/runner.py) tells it what
 happened (`started`, `ended`, `cancel`) and asks it what to start (`place`). Every state
 change goes through `state.advance()` (array parents through `state.advance_parent()`,
 their smaller lifecycle) and is appended to `changes`, which the runner drains into
@@ -19,8 +19,6 @@ over `BACKFILL_LIMIT` times; then its queue's compute environments are reserved 
 
 Which jobs wait on which, and how failures cascade, is `cascade.Cascade`, which the
 Frontier extends with queues, ordering and placement.
-
-Imports: cascade, compile, model, placement, state.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 capacity of its compute environments (`--max-vcpus`, one host for a host-less one,
 `--compute OLD=NEW` checked), and what each attempt is set up with (its environment and
 log directory).
-
-Imports: compile, model, state, diagnostics.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ their grace period and the run is recorded INTERRUPTED), a second one cuts the g
 periods short. SIGHUP (a closed terminal, a dropped ssh session) would otherwise kill
 the runner outright and leave its jobs recorded as running; under `nohup` it stays
 ignored.
-
-Imports: anyio.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 Every state change anywhere in flowbatch goes through `advance()`; nothing assigns a
 state directly. Array parents have their own smaller lifecycle (`ARRAY_STATES`) and
 report counts of their children per state.
-
-Imports: nothing from flowbatch.
 """
 
 from __future__ import annotations

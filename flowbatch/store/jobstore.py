@@ -7,13 +7,10 @@ point (kill -9) leaves the last committed flush behind. A state change is applie
 job only if the transition table allows it (`state.can`); one it does not allow is
 kept in the events table with `applied = 0` and listed in `Store.rejected`.
 
-Jobs read back shaped like AWS Batch's DescribeJobs (see `store_views`).
+Jobs read back shaped like AWS Batch's DescribeJobs (see `views`).
 
 A run records its runner; a writer that opens the store settles the runs of this machine
-whose runner is gone (`store_lost`).
-
-Imports: model, state, processes, store_lost, store_schema, store_views, store_rows;
-sqlite3.
+whose runner is gone (`lost`).
 """
 
 from __future__ import annotations
@@ -209,7 +206,7 @@ class Store:
                 lost.fail_unfinished(self._conn, run_id, reason, ended_at, attempts_ended=True)
         self._states.clear()
 
-    # -- runs whose runner is gone (see `store_lost`) -------------------------------------
+    # -- runs whose runner is gone (see `lost`) -------------------------------------
     @reads
     def settle_lost_runs(self, *, now: float | None = None) -> list[str]:
         """Mark every run of this machine whose runner is gone (killed, crashed, the

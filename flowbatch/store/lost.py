@@ -14,8 +14,6 @@ reason; a lock file is more robust across pid namespaces but says nothing of who
 belonged to, and flock over NFS is unreliable.
 
 The functions here run inside the caller's write transaction (`Store._write`).
-
-Imports: processes; sqlite3.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ JobEvents folded into one row per event, per job and per attempt.
 Folding is pure and checks every state change against the transition table
 (`state.can`), so the store applies only legal changes. It runs once per flush over
 tens of thousands of events, which is why it works on lists rather than dicts.
-
-Imports: model, state.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@
 version i to i + 1. A database written by a newer flowbatch is refused rather than
 guessed at (ninja's `# ninja log v7` with `kOldestSupportedVersion`). Nothing is ever
 pickled: states are `JobState.value` strings, maps are JSON text.
-
-Imports: nothing from flowbatch; sqlite3.
 """
 
 from __future__ import annotations

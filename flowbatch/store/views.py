@@ -9,8 +9,6 @@ yet has no row but can still be described (`describe_child`), as on AWS.
 The ARNs AWS would show use the region `local` and the account `000000000000` (the
 placeholder account of AWS's own local tools): `arn:aws:batch:local:000000000000:job/ID`.
 Every job is its own job definition, revision 1, named after the job.
-
-Imports: state, template (a described job's command as it ran); sqlite3.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ slot for the timeline, and the failed jobs' log tails.
 `collect` builds it from the shapes `Store.jobs`, `Store.describe` and `Store.runs`
 return, through callbacks the CLI passes in, so this module never reads the database;
 it reads only the log files the records point at (their last lines).
-
-Imports: junit (shared helpers for job summaries and log tails); stdlib.
 """
 
 from __future__ import annotations

@@ -6,9 +6,6 @@ caller, inlined), a timeline of every attempt on every compute slot, a table of 
 log tails of failed jobs. It needs nothing from the network: styles are inline, there
 is no script, and the only URLs are SVG namespace names. Everything that comes from
 users or processes (names, reasons, logs) is HTML-escaped.
-
-Imports: report_data, report_timeline, render (state colours, memory text), junit
-(duration text shared with the other reports); stdlib.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ A 10,000-child array must not make a 10,000-bar file: neighbours in one lane of 
 same job and outcome closer together than one pixel are drawn as one bar (its title
 says how many attempts it holds), so the size grows with the drawing's width and the
 number of lanes, not with the number of attempts.
-
-Imports: report_data, render (state colours), jobview; stdlib.
 """
 
 from __future__ import annotations
