@@ -73,10 +73,10 @@ def main() -> None:
             f" median {sorted(walls)[len(walls) // 2]:.2f} s, peak RSS {peak_mib:.0f} MiB"
         )
 
-        from flowbatch.front import load
-        from flowbatch.render import to_json
-        from flowbatch.render_dot import to_dot
-        from flowbatch.render_mermaid import to_mermaid
+        from flowbatch.lang.load import load
+        from flowbatch.outputs.dot import to_dot
+        from flowbatch.outputs.graph import to_json
+        from flowbatch.outputs.mermaid import to_mermaid
 
         plan, load_s = timed(lambda: load(path))
         print(f"  load (parse, analyze, compile): {load_s:.2f} s")

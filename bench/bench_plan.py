@@ -4,7 +4,7 @@
     python bench/bench_plan.py [--repeat 3]
 
 The "complete run" is written straight into the store (Store.begin_run / emit / flush
-with SUCCEEDED events carrying fingerprints from flowbatch.fingerprint), which is what
+with SUCCEEDED events carrying fingerprints from flowbatch.run.fingerprint), which is what
 a real run leaves behind, minus the hour of starting 100,000 processes. Reports the
 wall time of the command as a user runs it (start-up and parsing included), of
 `flowbatch validate` on the same file (the floor that parsing sets), and the phases in
@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_front import big_pipeline
 
-from flowbatch.fingerprint import Fingerprints
-from flowbatch.front import load
-from flowbatch.resume import decide
-from flowbatch.run import new_job_ids, new_run_id
-from flowbatch.state import JobEvent, JobState
-from flowbatch.store import Store
+from flowbatch.lang.load import load
+from flowbatch.run.fingerprint import Fingerprints
+from flowbatch.run.resume import decide
+from flowbatch.run.runner import new_job_ids, new_run_id
+from flowbatch.run.state import JobEvent, JobState
+from flowbatch.store.jobstore import Store
 
 
 def populate(path: Path, state: Path) -> float:

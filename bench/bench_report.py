@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 from flowbatch.cli.reports import build_report
-from flowbatch.front import load
-from flowbatch.report_html import report_html
-from flowbatch.state import JobEvent, JobState
-from flowbatch.store import Store
+from flowbatch.lang.load import load
+from flowbatch.outputs.report.html import report_html
+from flowbatch.run.state import JobEvent, JobState
+from flowbatch.store.jobstore import Store
 
 FLOW = """
 job prep {{

@@ -62,7 +62,7 @@ def bench_chain(tmp: Path, n: int) -> None:
     t_m, _ = timed(["make", "-s", "-j2", f"j{n - 1}"], tmp)
     # Per-dependency latency inside the run (from the store): first job started to last
     # job stopped, over n hops; the whole command adds a fixed start-up and teardown.
-    from flowbatch.store import Store
+    from flowbatch.store.jobstore import Store
 
     with Store.open(tmp / "st-chain", create=False) as store:
         run = store.latest_run()
@@ -90,7 +90,7 @@ def bench_sleeps(tmp: Path, n: int) -> None:
     t_one, _ = flow(tmp, "one", LOCAL2 + 'job s {\n  command = "true"\n}\n')
     ideal = n * 0.5 / 2
     # The makespan inside the run, from the store: first attempt started to last stopped.
-    from flowbatch.store import Store
+    from flowbatch.store.jobstore import Store
 
     with Store.open(tmp / "st-sleeps", create=False) as store:
         run = store.latest_run()
@@ -145,8 +145,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-        start, _ = timed([sys.executable, "-c", "import flowbatch.run"], tmp)
-        print(f"start-up (import flowbatch.run): {start:.2f}s")
+        start, _ = timed([sys.executable, "-c", "import flowbatch.run.runner"], tmp)
+        print(f"start-up (import flowbatch.run.runner): {start:.2f}s")
         bench_array(tmp, big)
         bench_chain(tmp, 1000 if not args.quick else 200)
         bench_fan_in(tmp, big)

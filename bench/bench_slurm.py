@@ -29,7 +29,7 @@ from anyio.abc import TaskStatus
 
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.slurm import SlurmExecutor
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.lang.model import ComputeEnv, Host
 
 
 def _attempts(size: int, root: Path, ce: ComputeEnv) -> list[Attempt]:

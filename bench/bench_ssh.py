@@ -27,7 +27,7 @@ from anyio.abc import TaskStatus
 from flowbatch.executors.base import Attempt, ExecResult, Executor
 from flowbatch.executors.local import LocalExecutor
 from flowbatch.executors.ssh import SshExecutor
-from flowbatch.model import ComputeEnv, Host, local_compute
+from flowbatch.lang.model import ComputeEnv, Host, local_compute
 
 
 def _attempt(ce: ComputeEnv, root: Path, i: int, host: str) -> Attempt:

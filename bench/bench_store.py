@@ -16,9 +16,9 @@ import time
 import uuid
 from pathlib import Path
 
-from flowbatch.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
-from flowbatch.state import JobEvent, JobState
-from flowbatch.store import Store
+from flowbatch.lang.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
+from flowbatch.run.state import JobEvent, JobState
+from flowbatch.store.jobstore import Store
 
 
 def events(run_id: str, parent: str, children: int) -> list[JobEvent]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from proc_helpers import run_to_end
 
-from flowbatch.state import JobEvent
-from flowbatch.store import Store
+from flowbatch.run.state import JobEvent
+from flowbatch.store.jobstore import Store
 
 
 class RecordingSink:

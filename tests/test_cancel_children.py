@@ -10,11 +10,11 @@ import anyio
 import pytest
 from run_helpers import RecordingSink
 
-from flowbatch.compile import compile_pipeline
 from flowbatch.executors.fake import FakeExecutor, Outcome
-from flowbatch.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
-from flowbatch.run import new_job_ids, run_plan
-from flowbatch.state import JobState
+from flowbatch.lang.compile import compile_pipeline
+from flowbatch.lang.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
+from flowbatch.run.runner import new_job_ids, run_plan
+from flowbatch.run.state import JobState
 
 pytestmark = pytest.mark.anyio
 

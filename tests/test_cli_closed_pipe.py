@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowbatch.store import Store
+from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from test_store import IDS, RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
-from flowbatch.state import JobState
-from flowbatch.store import Store
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import Store
 
 S = JobState
 

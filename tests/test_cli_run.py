@@ -17,8 +17,8 @@ from proc_helpers import Spawner, alive, wait_for
 
 from flowbatch.cli import app
 from flowbatch.executors.base import GRACE_SECONDS
-from flowbatch.processes import Process
-from flowbatch.store import DB_NAME, Store
+from flowbatch.executors.processes import Process
+from flowbatch.store.jobstore import DB_NAME, Store
 
 pytestmark = pytest.mark.slow
 

@@ -18,13 +18,13 @@ from test_store import RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
 from flowbatch.cli.common import github_annotation
-from flowbatch.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.front import load_text
-from flowbatch.jobview import visible
-from flowbatch.report import Reporter
-from flowbatch.state import JobState
-from flowbatch.store import Store
-from flowbatch.summary import step_summary
+from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
+from flowbatch.lang.load import load_text
+from flowbatch.outputs.jobview import visible
+from flowbatch.outputs.progress import Reporter
+from flowbatch.outputs.step_summary import step_summary
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import Store
 
 S = JobState
 NASTY = "\x1b[2J\x1b]0;owned\x07\x9b31m\r\n::error::forged\u202e"
@@ -221,7 +221,7 @@ def test_file_names_from_the_command_line_are_written_out(
 
 
 def test_a_dot_graph_holds_no_control_character_graphviz_would_copy_into_svg() -> None:
-    from flowbatch.render_dot import to_dot
+    from flowbatch.outputs.dot import to_dot
 
     plan = load_text('job a {\n  command = "true"\n}\n', path=f"p{OSC}.flow")
     dot = to_dot(plan)
@@ -308,7 +308,7 @@ def test_a_usage_error_quoting_an_argument_writes_it_out(
 
 def test_no_value_becomes_a_mermaid_directive() -> None:
     """Mermaid reads `%%{init: ...}%%` anywhere in a diagram's text, labels included."""
-    from flowbatch.render_mermaid import to_mermaid
+    from flowbatch.outputs.mermaid import to_mermaid
 
     directive = "%%{init: {'theme': 'dark', 'themeCSS': 'x'}}%%"
     plan = load_text(f'job a {{\n  command = "echo {directive}"\n}}\n', path=f"p{directive}.flow")

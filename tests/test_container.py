@@ -37,7 +37,7 @@ from flowbatch.executors.container import (
     remove_container,
 )
 from flowbatch.executors.local import LocalExecutor
-from flowbatch.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
+from flowbatch.lang.model import ComputeEnv, RetryRule, RetryStrategy, local_compute
 
 pytestmark = pytest.mark.anyio
 
@@ -497,7 +497,7 @@ job never: boxed {{
 @pytest.mark.podman
 def test_pipeline_runs_in_containers_and_retries_oom_kills(podman: str, tmp_path: Path) -> None:
     import flowbatch
-    from flowbatch.store import Store
+    from flowbatch.store.jobstore import Store
 
     path = tmp_path / "boxed.flow"
     path.write_text(PIPELINE)

@@ -17,8 +17,8 @@ from run_helpers import run_for_real
 from test_store import RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
-from flowbatch.state import JobState
-from flowbatch.store import Store
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import Store
 
 S = JobState
 MODEL = json.loads((Path(__file__).parent / "golden/aws/batch_jobdetail.json").read_text())

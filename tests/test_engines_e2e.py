@@ -32,9 +32,9 @@ from engine_helpers import engine_unavailable
 from proc_helpers import Spawner
 from ssh_fixtures import SshServer
 
-from flowbatch.fingerprint import Fingerprints
-from flowbatch.front import load
-from flowbatch.store import Store
+from flowbatch.lang.load import load
+from flowbatch.run.fingerprint import Fingerprints
+from flowbatch.store.jobstore import Store
 
 sshd = ssh_fixtures.sshd
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from flowbatch.diagnostics import FlowError, Kind
 from flowbatch.executors.fake import FakeExecutor
-from flowbatch.fingerprint import Fingerprints
-from flowbatch.front import load_text
-from flowbatch.run import new_job_ids, new_run_id, run_plan
+from flowbatch.lang.diagnostics import FlowError, Kind
+from flowbatch.lang.load import load_text
+from flowbatch.run.fingerprint import Fingerprints
+from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
 
 pytestmark = pytest.mark.anyio
 

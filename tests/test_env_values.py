@@ -35,8 +35,8 @@ from flowbatch.executors.local import LocalExecutor
 from flowbatch.executors.slurm import _write_files
 from flowbatch.executors.slurm_script import batch_script, script_path
 from flowbatch.executors.ssh import env_script, job_argv, remote_command
-from flowbatch.model import ComputeEnv, local_compute
-from flowbatch.run_setup import make_log_dir
+from flowbatch.lang.model import ComputeEnv, local_compute
+from flowbatch.run.setup import make_log_dir
 
 pytestmark = pytest.mark.anyio
 

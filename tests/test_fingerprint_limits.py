@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import flowbatch.fingerprint as fingerprint
+import flowbatch.run.fingerprint as fingerprint
 from flowbatch.cli import app
-from flowbatch.fingerprint import Fingerprints, InputsError
-from flowbatch.front import load_text
+from flowbatch.lang.load import load_text
+from flowbatch.run.fingerprint import Fingerprints, InputsError
 
 # CI runs with pytest-timeout (ci/test.sh); a checkout without it runs these unbounded.
 pytestmark = [pytest.mark.timeout(30)] if importlib.util.find_spec("pytest_timeout") else []

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from flowbatch import FlowError, Kind, load, load_text
-from flowbatch.computes import Machine
-from flowbatch.model import DepKind
-from flowbatch.template import Context, render_command
+from flowbatch.lang.computes import Machine
+from flowbatch.lang.model import DepKind
+from flowbatch.lang.template import Context, render_command
 
 MACHINE = Machine(vcpus=4, memory=8192)
 

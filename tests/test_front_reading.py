@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowbatch import FlowError, Kind, load, load_text
-from flowbatch.front import MAX_FILE_BYTES
+from flowbatch.lang.load import MAX_FILE_BYTES
 
 JOB = 'job a {\n  command = "x"\n}\n'
 

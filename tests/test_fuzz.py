@@ -16,10 +16,10 @@ from lark.exceptions import UnexpectedToken
 from lark.lexer import Lexer
 
 from flowbatch import FlowError, load_text
-from flowbatch.computes import Machine
-from flowbatch.diagnostics import Kind
-from flowbatch.lexer import LexError, tokens
-from flowbatch.parse import parse
+from flowbatch.lang.computes import Machine
+from flowbatch.lang.diagnostics import Kind
+from flowbatch.lang.lexer import LexError, tokens
+from flowbatch.lang.parse import parse
 
 PIPELINES = sorted((Path(__file__).parent.parent / "pipelines").glob("*.flow"))
 SEEDS = [p.read_text() for p in PIPELINES] + [

@@ -22,7 +22,7 @@ def test_grammar_is_inside_the_installed_package() -> None:
 def test_grammar_loads_outside_the_source_tree(tmp_path: Path) -> None:
     # A fresh interpreter in an empty directory sees only the installed package.
     code = (
-        "import flowbatch, flowbatch.parse as p; "
+        "import flowbatch, flowbatch.lang.parse as p; "
         "f = p.parse('job a {\\n  command = \"x\"\\n}\\n', 'x.flow'); "
         "print(flowbatch.__file__, len(f.statements))"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowbatch.hosts import LostHosts, duration
+from flowbatch.run.hosts import LostHosts, duration
 
 
 def test_the_timeout_counts_from_the_host_lost_last() -> None:

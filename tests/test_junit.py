@@ -13,9 +13,9 @@ import pytest
 from junitparser import Failure, JUnitXml, Skipped, TestSuite
 from run_helpers import run_for_real
 
-from flowbatch.jobview import duration_seconds, tail_of
-from flowbatch.junit import junit_xml, log_tail_via
-from flowbatch.store import Store
+from flowbatch.outputs.jobview import duration_seconds, tail_of
+from flowbatch.outputs.junit import junit_xml, log_tail_via
+from flowbatch.store.jobstore import Store
 
 PIPELINE = """\
 job prep {

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from flowbatch import lalr
-from flowbatch.parse import _Build
+from flowbatch.lang import tables as lalr
+from flowbatch.lang.parse import _Build
 
 GRAMMAR = resources.files("flowbatch").joinpath("flow.lark").read_text(encoding="utf-8")
 
@@ -112,7 +112,7 @@ def test_a_damaged_cache_is_rebuilt(cache: Path, damage: Callable[[str], str]) -
 
 def test_a_warm_start_never_imports_lark(tmp_path: Path) -> None:
     code = (
-        "import sys, flowbatch.parse as p; "
+        "import sys, flowbatch.lang.parse as p; "
         "p.parse('job a {\\n  command = \"x\"\\n}\\n', 'x.flow'); "
         "print('lark' in sys.modules)"
     )

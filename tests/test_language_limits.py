@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-import flowbatch.syntax as s
+import flowbatch.lang.syntax as s
 from flowbatch import FlowError, Kind, load_text
-from flowbatch.analyze import MAX_DEFINITION_DEPTH
-from flowbatch.computes import Machine
-from flowbatch.front import MAX_IMPORT_DEPTH
-from flowbatch.lexer import MAX_NESTING
-from flowbatch.parse import parse
-from flowbatch.parse_errors import UNITS_OF
+from flowbatch.lang.analyze import MAX_DEFINITION_DEPTH
+from flowbatch.lang.computes import Machine
+from flowbatch.lang.lexer import MAX_NESTING
+from flowbatch.lang.load import MAX_IMPORT_DEPTH
+from flowbatch.lang.parse import parse
+from flowbatch.lang.parse_errors import UNITS_OF
 
 MACHINE = Machine(vcpus=4, memory=8192)
 JOB = 'job a {\n  command = "x"\n}\n'

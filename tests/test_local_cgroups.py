@@ -22,7 +22,7 @@ from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.cgroups import Cgroups, describe_missing
 from flowbatch.executors.container import REASON_OOM
 from flowbatch.executors.local import LocalExecutor
-from flowbatch.model import local_compute
+from flowbatch.lang.model import local_compute
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from proc_helpers import alive, wait_until
 from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import REASON_OOM
 from flowbatch.executors.local import LocalExecutor
-from flowbatch.model import ComputeEnv, local_compute
+from flowbatch.lang.model import ComputeEnv, local_compute
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flowbatch import load_text
-from flowbatch.computes import Machine
-from flowbatch.model import dump
+from flowbatch.lang.computes import Machine
+from flowbatch.lang.model import dump
 
 PARSE = Path(__file__).parent / "golden" / "parse"
 CASES = sorted(p.stem for p in PARSE.glob("*.flow") if p.stem != "lib")

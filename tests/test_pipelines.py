@@ -18,9 +18,9 @@ import pytest
 from proc_helpers import run_to_end
 
 import flowbatch
-from flowbatch.compile import Plan
-from flowbatch.model import Dependency, DepKind
-from flowbatch.template import Context, render_command
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.model import Dependency, DepKind
+from flowbatch.lang.template import Context, render_command
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 FLOW_FILES = sorted(PIPELINES.glob("*.flow"))

@@ -11,18 +11,9 @@ from typing import Any
 
 import pytest
 
-from flowbatch.fingerprint import Fingerprints
-from flowbatch.front import load_text
-from flowbatch.resume import (
-    COMMAND,
-    FAILED,
-    INPUT,
-    NEW,
-    OUTPUT,
-    UNCHANGED,
-    UPSTREAM,
-    decide,
-)
+from flowbatch.lang.load import load_text
+from flowbatch.run.fingerprint import Fingerprints
+from flowbatch.run.resume import COMMAND, FAILED, INPUT, NEW, OUTPUT, UNCHANGED, UPSTREAM, decide
 
 
 def flowbatch(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:

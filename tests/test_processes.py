@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from flowbatch.processes import Process, start_ticks
+from flowbatch.executors.processes import Process, start_ticks
 
 
 def test_this_process_is_alive_and_round_trips() -> None:

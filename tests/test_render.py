@@ -1,4 +1,4 @@
-"""Tests of drawing pipelines: flowbatch.render, render_dot, render_mermaid and the
+"""Tests of drawing pipelines: flowbatch.outputs.graph, outputs.dot, outputs.mermaid and the
 `flowbatch graph` command.
 
 Golden files: tests/golden/render/NAME.flow -> NAME.dot, NAME.mmd, NAME.json
@@ -18,9 +18,9 @@ from engine_helpers import engine_unavailable
 
 from flowbatch.cli import app
 from flowbatch.cli import graph as graph_cli
-from flowbatch.compile import Plan, compile_pipeline
-from flowbatch.front import load
-from flowbatch.model import (
+from flowbatch.lang.compile import Plan, compile_pipeline
+from flowbatch.lang.load import load
+from flowbatch.lang.model import (
     DEFAULT_QUEUE,
     ComputeEnv,
     Dependency,
@@ -30,10 +30,10 @@ from flowbatch.model import (
     Queue,
     local_compute,
 )
-from flowbatch.render import RenderError, StateView, dot_to_image, edges, to_json
-from flowbatch.render_dot import to_dot
-from flowbatch.render_mermaid import to_mermaid
-from flowbatch.state import JobEvent, JobState
+from flowbatch.outputs.dot import to_dot
+from flowbatch.outputs.graph import RenderError, StateView, dot_to_image, edges, to_json
+from flowbatch.outputs.mermaid import to_mermaid
+from flowbatch.run.state import JobEvent, JobState
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 
@@ -398,7 +398,7 @@ def test_bad_param_is_a_usage_error(flow_file: Path) -> None:
 
 
 def test_graph_run_reads_states_from_the_store(flow_file: Path) -> None:
-    from flowbatch.store import Store
+    from flowbatch.store.jobstore import Store
 
     plan = studio()
     state_dir = flow_file.parent / "state"
@@ -448,7 +448,7 @@ def test_golden(name: str, golden: object) -> None:
     try:
         plan = load(GOLDEN / f"{name}.flow")
     except NotImplementedError:
-        pytest.skip("flowbatch.front.load is not written yet")
+        pytest.skip("flowbatch.lang.load.load is not written yet")
     golden(to_dot(plan), f"render/{name}.dot")  # type: ignore[operator]
     golden(to_mermaid(plan), f"render/{name}.mmd")  # type: ignore[operator]
     golden(to_json(plan), f"render/{name}.json")  # type: ignore[operator]

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from flowbatch.report import Reporter, color_wanted
-from flowbatch.state import JobEvent, JobState
+from flowbatch.outputs.progress import Reporter, color_wanted
+from flowbatch.run.state import JobEvent, JobState
 
 S = JobState
 T0 = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC

@@ -19,9 +19,16 @@ from engine_helpers import engine_unavailable
 from proc_helpers import run_to_end
 
 from flowbatch.cli import app
-from flowbatch.report_data import LISTED_CHILDREN, AttemptBar, FailedJob, JobRow, RunReport, collect
-from flowbatch.report_html import graph_for_html, report_html
-from flowbatch.report_timeline import assign_lanes, timeline_svg
+from flowbatch.outputs.report.data import (
+    LISTED_CHILDREN,
+    AttemptBar,
+    FailedJob,
+    JobRow,
+    RunReport,
+    collect,
+)
+from flowbatch.outputs.report.html import graph_for_html, report_html
+from flowbatch.outputs.report.timeline import assign_lanes, timeline_svg
 
 # -- lanes -----------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from proc_helpers import Spawner, run_to_end, wait_for
 
-from flowbatch.processes import Process
-from flowbatch.store import Store
+from flowbatch.executors.processes import Process
+from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,12 @@ import pytest
 from proc_helpers import alive, wait_until
 from run_helpers import RecordingSink
 
-from flowbatch.compile import Plan, compile_pipeline
 from flowbatch.executors.base import REASON_SPOT, REASON_TIMEOUT
 from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.executors.local import LocalExecutor
-from flowbatch.model import (
+from flowbatch.executors.processes import Process
+from flowbatch.lang.compile import Plan, compile_pipeline
+from flowbatch.lang.model import (
     DEFAULT_QUEUE,
     ComputeEnv,
     Dependency,
@@ -24,9 +25,8 @@ from flowbatch.model import (
     RetryStrategy,
     local_compute,
 )
-from flowbatch.processes import Process
-from flowbatch.run import RunResult, new_job_ids, new_run_id, run_plan
-from flowbatch.state import JobState
+from flowbatch.run.runner import RunResult, new_job_ids, new_run_id, run_plan
+from flowbatch.run.state import JobState
 
 pytestmark = pytest.mark.anyio
 S = JobState

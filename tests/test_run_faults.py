@@ -11,11 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
-import flowbatch.run as run_module
-from flowbatch.compile import Plan, compile_pipeline
+import flowbatch.run.runner as run_module
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.fake import FakeExecutor, Outcome
-from flowbatch.model import (
+from flowbatch.lang.compile import Plan, compile_pipeline
+from flowbatch.lang.model import (
     ComputeEnv,
     Dependency,
     Host,
@@ -25,11 +25,11 @@ from flowbatch.model import (
     RetryStrategy,
     local_compute,
 )
-from flowbatch.placement import Pools
-from flowbatch.run import RunResult, new_job_ids, run_plan
-from flowbatch.run_setup import with_host
-from flowbatch.schedule import Frontier
-from flowbatch.state import JobEvent, JobState
+from flowbatch.run.placement import Pools
+from flowbatch.run.runner import RunResult, new_job_ids, run_plan
+from flowbatch.run.schedule import Frontier
+from flowbatch.run.setup import with_host
+from flowbatch.run.state import JobEvent, JobState
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from proc_helpers import alive, wait_for
 
 from flowbatch.cli import app
 from flowbatch.executors.cgroups import Cgroups
-from flowbatch.store import Store
+from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
 RUN = [sys.executable, "-m", "flowbatch", "run"]

@@ -25,9 +25,9 @@ from proc_helpers import Spawner, wait_for
 
 from flowbatch.cli import app
 from flowbatch.cli.control import _act
-from flowbatch.processes import Process
-from flowbatch.state import JobEvent, JobState
-from flowbatch.store import DB_NAME, RUNNER_LOST, Store
+from flowbatch.executors.processes import Process
+from flowbatch.run.state import JobEvent, JobState
+from flowbatch.store.jobstore import DB_NAME, RUNNER_LOST, Store
 
 
 @pytest.fixture(autouse=True)
@@ -280,7 +280,7 @@ RUN = "r1"
 
 
 def _store_with_one_job(tmp_path: Path) -> tuple[Store, str]:
-    from flowbatch.model import JobSpec, Pipeline, local_compute
+    from flowbatch.lang.model import JobSpec, Pipeline, local_compute
 
     pipeline = Pipeline(
         path="p.flow",

@@ -3,8 +3,8 @@ packing, retries and cancellation."""
 
 from __future__ import annotations
 
-from flowbatch.compile import Plan, compile_pipeline
-from flowbatch.model import (
+from flowbatch.lang.compile import Plan, compile_pipeline
+from flowbatch.lang.model import (
     DEFAULT_QUEUE,
     ComputeEnv,
     Dependency,
@@ -15,8 +15,8 @@ from flowbatch.model import (
     Queue,
     local_compute,
 )
-from flowbatch.schedule import BACKFILL_LIMIT, Frontier, Placement
-from flowbatch.state import JobState
+from flowbatch.run.schedule import BACKFILL_LIMIT, Frontier, Placement
+from flowbatch.run.state import JobState
 
 S = JobState
 

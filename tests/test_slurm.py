@@ -40,7 +40,7 @@ from flowbatch.executors.slurm_script import (
     sbatch_argv,
     script_path,
 )
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.lang.model import ComputeEnv, Host
 
 
 @pytest.fixture
@@ -527,8 +527,8 @@ async def test_pipeline_on_slurm_gives_the_same_outputs_as_on_local(
     slurm: str, tmp_path: Path
 ) -> None:
     from flowbatch.executors import make_executor
-    from flowbatch.front import load_text
-    from flowbatch.run import new_job_ids, new_run_id, run_plan
+    from flowbatch.lang.load import load_text
+    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
 
     outputs: dict[str, dict[str, str]] = {}
     calls: dict[str, int] = {}

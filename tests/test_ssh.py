@@ -23,7 +23,7 @@ from ssh_fixtures import SshServer
 from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import env_file_text
 from flowbatch.executors.ssh import SshError, SshExecutor, env_script, job_argv, remote_command
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.lang.model import ComputeEnv, Host
 
 pytestmark = [pytest.mark.anyio, pytest.mark.ssh]
 
@@ -493,8 +493,8 @@ job gather {
 
 
 async def _run_pipeline(directory: Path, text: str, overrides: dict[str, str]) -> Any:
-    from flowbatch.front import load_text
-    from flowbatch.run import new_job_ids, new_run_id, run_plan
+    from flowbatch.lang.load import load_text
+    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
 
     path = directory / "fan.flow"
     path.write_text(text)

@@ -22,7 +22,7 @@ from engine_helpers import engine_unavailable
 from proc_helpers import run_to_end
 
 from flowbatch.cli import app
-from flowbatch.store import DB_NAME, Store, StoreError
+from flowbatch.store.jobstore import DB_NAME, Store, StoreError
 
 ONE_JOB = 'job a {\n  command = "echo hello"\n}\n'
 
@@ -269,7 +269,7 @@ def test_issue_9_a_store_that_fails_mid_run_stops_it_with_one_error(
 
 # -- item 11: retention ---------------------------------------------------------------------
 def test_issue_9_finished_runs_are_kept_24_hours_by_default(tmp_path: Path) -> None:
-    from flowbatch.model import Pipeline
+    from flowbatch.lang.model import Pipeline
 
     state = tmp_path / "state"
     now = time.time()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from proc_helpers import Spawner
 
 import flowbatch
-from flowbatch.model import (
+from flowbatch.lang.model import (
     DEFAULT_QUEUE,
     Dependency,
     DepKind,
@@ -30,9 +30,9 @@ from flowbatch.model import (
     Pipeline,
     local_compute,
 )
-from flowbatch.state import Event, JobEvent, JobState, advance, can
-from flowbatch.store import Store, StoreError
-from flowbatch.store_schema import MIGRATIONS, SCHEMA_VERSION
+from flowbatch.run.state import Event, JobEvent, JobState, advance, can
+from flowbatch.store.jobstore import Store, StoreError
+from flowbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 S = JobState
 RUN = "20260101-120000-abcd"
@@ -432,8 +432,8 @@ _WRITER = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     sys.path.insert(0, {tests!r})
     from test_store import pipeline, IDS
-    from flowbatch.state import JobEvent, JobState as S
-    from flowbatch.store import Store
+    from flowbatch.run.state import JobEvent, JobState as S
+    from flowbatch.store.jobstore import Store
 
     run, rounds, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     store = Store.open(Path(sys.argv[4]))

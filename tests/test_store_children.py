@@ -17,8 +17,8 @@ from proc_helpers import Spawner
 from test_store import IDS, RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
-from flowbatch.state import JobState
-from flowbatch.store import Store, StoreError
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import Store, StoreError
 
 S = JobState
 

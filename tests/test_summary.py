@@ -11,10 +11,10 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from run_helpers import run_for_real
 
-from flowbatch.compile import Plan
-from flowbatch.front import load, load_text
-from flowbatch.store import Store
-from flowbatch.summary import format_duration, outcome, step_summary
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.load import load, load_text
+from flowbatch.outputs.step_summary import format_duration, outcome, step_summary
+from flowbatch.store.jobstore import Store
 
 PIPELINE = """\
 job prep {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowbatch.template import Context, TemplateError, _render_jinja, _simple_parts, render
+from flowbatch.lang.template import Context, TemplateError, _render_jinja, _simple_parts, render
 
 CTX = Context(params={"q": "a b; rm -rf ~", "n": 3, "f": True, "x": 0.5}, job_name="j",
               job_id="id-1", attempt=2, index=4, size=10)  # fmt: skip

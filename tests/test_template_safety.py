@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from run_helpers import run_for_real
 
-import flowbatch.template_budget as budget
+import flowbatch.lang.template_budget as budget
 from flowbatch import FlowError, Kind, load
-from flowbatch.template import Context, TemplateError, misplaced, render, render_command
+from flowbatch.lang.template import Context, TemplateError, misplaced, render, render_command
 
 REF_FLOW = """\
 param msg  = "hello"

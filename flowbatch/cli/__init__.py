@@ -5,7 +5,9 @@ interrupted).
 Each group of commands lives in its own module, imported only when one of its commands
 runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
 
-Imports: anything in flowbatch; click.
+    validate      validate;  graph: graph;  running: run;  control: cancel, terminate
+    inspect       jobs, describe, logs, runs;  planning: plan;  reports: report
+    common        what every command shares;  outputs: JUnit / step summary after a run
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import click
 
 # command name -> the module that defines it (in its COMMANDS list)
 COMMAND_MODULES = {
-    "validate": "front",
+    "validate": "validate",
     "graph": "graph",
     "run": "running",
     "cancel": "running",

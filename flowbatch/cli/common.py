@@ -6,8 +6,6 @@ One rule for every command, as Nextflow and Snakemake keep theirs: the state dir
 (the directory a command is run from, never the pipeline file's). `flowbatch run
 pipelines/x.flow` followed by `flowbatch jobs` from the same directory then see the same
 runs; a pipeline's own relative paths (`workdir`) still resolve against its file.
-
-Imports: diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations
@@ -23,11 +21,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar, cast
 
 import click
 
-from flowbatch.diagnostics import FlowError, render
+from flowbatch.lang.diagnostics import FlowError, render
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.store.jobstore import Store
 
 STATE_DIR_ENV = "FLOWBATCH_STATE_DIR"
 DEFAULT_STATE_DIR = ".flowbatch"
@@ -150,7 +148,7 @@ def _where_from(option: Path | None) -> str:
 def open_existing_store(option: Path | None) -> Store:
     """The store of an existing state directory; StoreError saying where it looked, why
     it looked there and how to point elsewhere when there is no job database."""
-    from flowbatch.store import DB_NAME, Store, StoreError
+    from flowbatch.store.jobstore import DB_NAME, Store, StoreError
 
     directory = state_dir(option)
     if not (directory / DB_NAME).exists():
@@ -166,7 +164,7 @@ def open_existing_store(option: Path | None) -> Store:
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
-    from flowbatch.jobview import visible
+    from flowbatch.outputs.jobview import visible
 
     params: dict[str, str] = {}
     for item in values:
@@ -183,7 +181,7 @@ def load_plan(
     ctx: click.Context, file: str | Path, params: tuple[str, ...], **options: Any
 ) -> Plan:
     """The Plan of FILE with `-p` overrides, or its errors on stderr and exit 2."""
-    from flowbatch.front import load
+    from flowbatch.lang.load import load
 
     try:
         return load(file, parse_params(params), **options)
@@ -194,7 +192,7 @@ def load_plan(
 
 def print_errors(err: FlowError) -> None:
     """Every error of `err` on stderr; also as GitHub annotations under GitHub Actions."""
-    from flowbatch.jobview import visible
+    from flowbatch.outputs.jobview import visible
 
     click.echo(visible(render(err), keep="\n\t"), err=True)
     if on_github():
@@ -373,7 +371,7 @@ def resolve_job_id(store: Store, text: str) -> str:
     (`PREFIX:INDEX` too). A name is taken before a prefix. StoreError for an ambiguous
     prefix (naming the candidates), else the store's own error for `text` (with its
     suggestion) when nothing matches."""
-    from flowbatch.store import StoreError
+    from flowbatch.store.jobstore import StoreError
 
     text = storable(text)
     try:

@@ -7,8 +7,6 @@ acknowledged by the runner's flush that records its effects (`Store.request_stat
 An attempt a lost runner left is stopped by what it is: a local process group only
 while it is still the recorded process (pid and start time: a reused pid is never
 signalled), a SLURM job by `scancel`; an SSH job cannot be reached from here.
-
-Imports: store, processes, executors.base (reasons); click.
 """
 
 from __future__ import annotations
@@ -28,11 +26,11 @@ from flowbatch.cli.common import (
     state_dir_option,
 )
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
-from flowbatch.jobview import visible
+from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
-    from flowbatch.store import Store
-    from flowbatch.store_lost import Stray
+    from flowbatch.store.jobstore import Store
+    from flowbatch.store.lost import Stray
 
 _POLL_SECONDS = 0.1
 
@@ -84,7 +82,7 @@ def _control(action: str) -> click.Command:
         state_dir: Path | None,
         wait_seconds: float,
     ) -> None:
-        from flowbatch.store import StoreError
+        from flowbatch.store.jobstore import StoreError
 
         try:
             store = open_existing_store(state_dir)
@@ -119,7 +117,7 @@ def _act(store: Store, job_id: str, action: str, reason: str, wait: float) -> tu
         return 1, f"job {job_id} already {status}" + _why(job)
     if action == "cancel" and status in ("STARTING", "RUNNING"):
         return 1, _started(job_id, status)
-    from flowbatch.store import RUNNER_LOST
+    from flowbatch.store.jobstore import RUNNER_LOST
 
     seq = store.request(job_id, action, reason)  # type: ignore[arg-type]
     deadline = time.monotonic() + wait
@@ -187,7 +185,7 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     """Stop what a lost runner left running of `job_id`: a local process group that is
     still the recorded process (never a pid reused since), a SLURM job by its id. What
     cannot be reached from here is named, with exit 1."""
-    from flowbatch.store import RUNNER_LOST
+    from flowbatch.store.jobstore import RUNNER_LOST
 
     stopped, unreachable = [], []
     for stray in store.stray_attempts(job_id):
@@ -207,7 +205,7 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
 
 def _stop_stray(stray: Stray) -> str | None:
     """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
-    from flowbatch.processes import Process
+    from flowbatch.executors.processes import Process
 
     if stray.kind == "local" and stray.here:
         if not stray.same_boot:
@@ -241,7 +239,7 @@ def _stop_stray(stray: Stray) -> str | None:
 def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     """`run --resume` never starts a job again beside an attempt of it that a lost runner
     left and that may still run: exit 2 naming them and how to stop them."""
-    from flowbatch.store import RUNNER_LOST
+    from flowbatch.store.jobstore import RUNNER_LOST
 
     alive = []
     for stray in store.stray_attempts(run_id=previous_run):
@@ -279,7 +277,7 @@ def _stray_alive(stray: Stray) -> bool:
     machine and boot recorded as `pid@starttime` is known gone once it is not that
     process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
     longer knows it or shows it done. Anything else may still run."""
-    from flowbatch.processes import Process
+    from flowbatch.executors.processes import Process
 
     if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
         return _slurm_alive(stray.external_id)

@@ -4,8 +4,6 @@
 (.dot, .svg, .png through Graphviz's `dot`, .mmd for Mermaid, .json). `--run` reads
 job states from the store and passes them to the renderers as `StateView`s, so the
 renderers never touch the database.
-
-Imports: front, render, render_dot, render_mermaid, diagnostics, store (lazily); click.
 """
 
 from __future__ import annotations
@@ -24,13 +22,13 @@ from flowbatch.cli.common import (
     print_errors,
     state_dir_option,
 )
-from flowbatch.compile import Plan
-from flowbatch.diagnostics import FlowError
-from flowbatch.front import load
-from flowbatch.jobview import visible
-from flowbatch.render import RenderError, StateView, dot_to_image, to_json
-from flowbatch.render_dot import to_dot
-from flowbatch.render_mermaid import to_mermaid
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.diagnostics import FlowError
+from flowbatch.lang.load import load
+from flowbatch.outputs.dot import to_dot
+from flowbatch.outputs.graph import RenderError, StateView, dot_to_image, to_json
+from flowbatch.outputs.jobview import visible
+from flowbatch.outputs.mermaid import to_mermaid
 
 FORMATS = {".dot": "dot", ".svg": "svg", ".png": "png", ".mmd": "mermaid", ".json": "json"}
 
@@ -41,7 +39,7 @@ def run_states(
     """The run's id (resolving `latest`) and each top-level job's state in it, read from
     the store in `state_dir` (None: the default one); raises StoreError for a missing
     database or run."""
-    from flowbatch.store import StoreError
+    from flowbatch.store.jobstore import StoreError
 
     store = open_existing_store(state_dir)
     try:
@@ -106,7 +104,7 @@ def graph(
         raise SystemExit(2) from None
     states: dict[str, StateView] | None = None
     if run_id is not None:
-        from flowbatch.store import StoreError
+        from flowbatch.store.jobstore import StoreError
 
         try:
             run_id, states = run_states(state_dir, run_id, plan.path)

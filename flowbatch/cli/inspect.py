@@ -4,8 +4,6 @@ They need no pipeline file: they read `<state dir>/jobs.db` (`--state-dir`, else
 $FLOWBATCH_STATE_DIR, else `.flowbatch` here: see cli.common) and work while a run is
 writing to it. Data goes to stdout (tables, JSON with sorted keys, log text); errors go
 to stderr with exit code 2, and an unknown job id comes with the nearest known one.
-
-Imports: store, state, jobview, cli.common; click.
 """
 
 from __future__ import annotations
@@ -32,9 +30,9 @@ from flowbatch.cli.common import (
     workflow_command,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import clip, label, visible
-from flowbatch.state import JobState
-from flowbatch.store import RUNNER_LOST, Store, StoreError
+from flowbatch.outputs.jobview import clip, label, visible
+from flowbatch.run.state import JobState
+from flowbatch.store.jobstore import RUNNER_LOST, Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

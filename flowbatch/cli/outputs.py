@@ -2,8 +2,6 @@
 (`--junit PATH`) and, under GitHub Actions, a Markdown step summary appended to
 `$GITHUB_STEP_SUMMARY`. Both read the run back from the store, so they show what was
 recorded, not what the runner believed.
-
-Imports: store, junit, summary, compile (types); click.
 """
 
 from __future__ import annotations
@@ -14,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.jobview import visible
+from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.store.jobstore import Store
 
 
 def write_reports(
@@ -29,8 +27,8 @@ def write_reports(
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if junit is None and not summary_path:
         return
-    from flowbatch.junit import junit_xml, log_tail_via
-    from flowbatch.summary import step_summary
+    from flowbatch.outputs.junit import junit_xml, log_tail_via
+    from flowbatch.outputs.step_summary import step_summary
 
     jobs = store.jobs(run_id=run_id)
 

@@ -3,8 +3,6 @@ running anything (with `--resume`, against the latest run of the same pipeline).
 
 Also home of `resume_decision`, which `run --resume` shares so that the two never
 disagree.
-
-Imports: front, store, fingerprint, resume, compile (types), diagnostics, cli.common; click.
 """
 
 from __future__ import annotations
@@ -17,18 +15,18 @@ import click
 
 from flowbatch.cli.common import json_text, load_plan, params_option, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import visible
+from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.resume import Decision, JobPlan
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.run.resume import Decision, JobPlan
+    from flowbatch.store.jobstore import Store
 
 
 def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
     """What would run (and why) if `plan` ran now, with `resume` against its latest run."""
-    from flowbatch.fingerprint import Fingerprints, InputsError
-    from flowbatch.resume import decide
+    from flowbatch.run.fingerprint import Fingerprints, InputsError
+    from flowbatch.run.resume import decide
 
     if not resume:
         return decide(plan, None, None, None, resume=False)
@@ -59,7 +57,7 @@ def plan_command(
     state_dir: Path | None,
 ) -> None:
     """Show what `flowbatch run FILE` would run and why, without running anything."""
-    from flowbatch.store import Store, StoreError
+    from flowbatch.store.jobstore import Store, StoreError
 
     plan = load_plan(ctx, file, params)
     state = resolve_state_dir(state_dir)
@@ -78,7 +76,7 @@ def plan_command(
             ctx.exit(2)
     try:
         if store is None:
-            from flowbatch.resume import decide
+            from flowbatch.run.resume import decide
 
             # Nothing has run here: everything is new, whatever --resume says.
             decision = decide(plan, None, None, None, resume=resume)

@@ -5,8 +5,6 @@ coloured by each job's final state, a timeline of attempts per compute slot, the
 and the failed jobs' log tails. The store is read here and handed to report_data as
 plain data; the pipeline file recorded with the run is loaded again to draw the graph,
 and only if it still describes the jobs the run recorded.
-
-Imports: store, front, render, render_dot, report_data, report_html, diagnostics; click.
 """
 
 from __future__ import annotations
@@ -22,12 +20,12 @@ import click
 
 from flowbatch.cli.common import open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.jobview import visible
+from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.report_data import Describe, RunReport
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.outputs.report.data import Describe, RunReport
+    from flowbatch.store.jobstore import Store
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -43,8 +41,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 @state_dir_option
 def report(run_id: str, output: Path, state_dir: Path | None) -> None:
     """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
-    from flowbatch.report_html import report_html
-    from flowbatch.store import StoreError
+    from flowbatch.outputs.report.html import report_html
+    from flowbatch.store.jobstore import StoreError
 
     started = time.perf_counter()
     try:
@@ -69,7 +67,7 @@ def report(run_id: str, output: Path, state_dir: Path | None) -> None:
 def build_report(state_dir: Path | None, run_id: str) -> RunReport:
     """The `report_data.RunReport` of run `run_id` (or `latest`) in `state_dir` (None:
     the default one); StoreError for a missing database or run."""
-    from flowbatch.report_data import collect
+    from flowbatch.outputs.report.data import collect
 
     store = open_existing_store(state_dir)
     state_dir = resolve_state_dir(state_dir)
@@ -91,7 +89,7 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
 
 
 def _find_run(store: Store, run_id: str) -> dict[str, Any]:
-    from flowbatch.store import StoreError
+    from flowbatch.store.jobstore import StoreError
 
     runs = store.runs()
     if run_id == "latest":
@@ -124,11 +122,11 @@ def graph_of(
     path is gone, the checkout may have moved with its state directory: the longest end
     of it found below `launched_in` is taken (a different pipeline of the same name is
     then reported as changed, below)."""
-    from flowbatch.diagnostics import FlowError
-    from flowbatch.front import load
-    from flowbatch.render import RenderError, StateView, dot_to_image
-    from flowbatch.render_dot import to_dot
-    from flowbatch.report_html import graph_for_html
+    from flowbatch.lang.diagnostics import FlowError
+    from flowbatch.lang.load import load
+    from flowbatch.outputs.dot import to_dot
+    from flowbatch.outputs.graph import RenderError, StateView, dot_to_image
+    from flowbatch.outputs.report.html import graph_for_html
 
     path = str(run.get("pipeline") or "")
     params = {str(k): str(v) for k, v in (run.get("params") or {}).items()}
@@ -178,7 +176,7 @@ def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) 
         if gone:
             parts.append("jobs no longer there: " + ", ".join(gone[:5]))
         return "; ".join(parts)
-    from flowbatch.template import Context, TemplateError, render_command
+    from flowbatch.lang.template import Context, TemplateError, render_command
 
     differ = []
     for name in sorted(names):

@@ -5,9 +5,6 @@ request table).
 `run` is the composition root of a run: load -> Store -> run_plan with the store and a
 progress sink -> end_run. The runner never imports the store; the store's
 `take_requests` reaches it as the `control` callback.
-
-Imports: front, run, run_setup, store, report, fingerprint, compile (types), state,
-diagnostics, executors.base (reasons), cli.common, cli.planning; click, anyio.
 """
 
 from __future__ import annotations
@@ -32,13 +29,13 @@ from flowbatch.cli.common import (
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
-from flowbatch.jobview import visible
-from flowbatch.state import JobEvent
-from flowbatch.syntax import duration_seconds
+from flowbatch.lang.syntax import duration_seconds
+from flowbatch.outputs.jobview import visible
+from flowbatch.run.state import JobEvent
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
-    from flowbatch.store import Store
+    from flowbatch.lang.compile import Plan
+    from flowbatch.store.jobstore import Store
 
 EXIT_INTERRUPTED = 130
 
@@ -170,10 +167,10 @@ def run_command(
 
     from flowbatch.cli.planning import resume_decision
     from flowbatch.executors import local_limits_notice, make_executor
-    from flowbatch.fingerprint import Fingerprints
-    from flowbatch.run import new_job_ids, new_run_id, run_plan
-    from flowbatch.run_setup import override_errors
-    from flowbatch.store import Store, StoreError
+    from flowbatch.run.fingerprint import Fingerprints
+    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
+    from flowbatch.run.setup import override_errors
+    from flowbatch.store.jobstore import Store, StoreError
 
     # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
     keep_running_when_unread()
@@ -315,7 +312,7 @@ def _log_hints(store: Store, run_id: str, state_dir: Path | None) -> list[str]:
 
 def _reporter(plan: Plan) -> _Progress:
     # Imported here, as the other commands' modules are, so `flowbatch --help` stays quick.
-    from flowbatch.report import Reporter, color_wanted
+    from flowbatch.outputs.progress import Reporter, color_wanted
 
     arrays = {
         name: spec.array_size

@@ -2,7 +2,14 @@
 
 `make_executor` imports the backend lazily, so a local run never pays for asyncssh.
 
-Imports: model, executors.base and the executor modules; anyio.
+    base          the seam: Executor protocol, Attempt, ExecResult, the grace period
+    local         a process group on this machine (cgroups: its memory; reaper: its
+                  cleanup if the runner dies; processes: pids that cannot be mistaken)
+    container     an attempt with an `image` as a container runtime call (local, ssh, slurm)
+    ssh           attempts on the hosts of an `ssh` environment (asyncssh)
+    slurm         attempts as SLURM batch jobs; slurm_script writes them, slurm_parse
+                  reads squeue's answers
+    fake          a scripted executor for tests
 """
 
 from __future__ import annotations
@@ -10,10 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowbatch.executors.base import GRACE_SECONDS, Executor
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 if TYPE_CHECKING:
-    from flowbatch.compile import Plan
+    from flowbatch.lang.compile import Plan
 
 __all__ = ["local_limits_notice", "make_executor"]
 

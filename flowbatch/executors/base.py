@@ -9,8 +9,6 @@ Cancellation is structured: the runner cancels the task that awaits `run()`, and
 executor's `finally` block, shielded and with a deadline, stops what it started
 (SIGTERM to the process group, a grace period, SIGKILL; or scancel; or closing the
 remote process) before it returns or re-raises.
-
-Imports: model, state; anyio.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
 
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 # AWS Batch's status reasons, so that `evaluate_on_exit` rules written for AWS match here.
 REASON_ESSENTIAL_EXITED = "Essential container in task exited"

@@ -26,8 +26,6 @@ the command are arguments, never part of the script.
 
 No maintained library on PyPI covers v1 and v2 with what is needed here (cgroupspy and
 libcgroup bindings are unmaintained or v1 only), hence this module.
-
-Imports: executors.reaper (its stdlib-only killing of a cgroup).
 """
 
 from __future__ import annotations

@@ -24,8 +24,6 @@ paths in commands mean the same inside and out), no network unless the compute
 environment says `network = true` (then the host's network), and hard cpu and memory
 limits (swap equal to the memory limit, so that going over the limit is an OOM kill,
 exit 137, as on AWS).
-
-Imports: model, executors.base; anyio.
 """
 
 from __future__ import annotations
@@ -42,7 +40,7 @@ from typing import Final
 import anyio
 
 from flowbatch.executors.base import Attempt, env_bytes, env_file_can_carry
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 RUNTIMES: Final = ("podman", "docker")
 

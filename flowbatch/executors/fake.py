@@ -6,8 +6,6 @@ ordering alone). It records every attempt in start order, the peak number runnin
 once and the peak vCPUs and memory in use, so scheduling can be tested without
 processes. Give one instance to every compute environment (`executors=lambda ce: fake`)
 or one per environment.
-
-Imports: model, executors.base; anyio.
 """
 
 from __future__ import annotations

@@ -18,9 +18,6 @@ every process of its tree, including those that left the process group with `set
 
 A reaper process (`executors.reaper`), started with the first attempt, stops every
 job still registered with it when the runner dies, even by SIGKILL.
-
-Imports: model, processes, executors.base, executors.cgroups, executors.reaper,
-executors.container (lazily); anyio.
 """
 
 from __future__ import annotations
@@ -48,9 +45,9 @@ from flowbatch.executors.base import (
     ExecResult,
 )
 from flowbatch.executors.cgroups import Cgroups, JobCgroup
+from flowbatch.executors.processes import Process
 from flowbatch.executors.reaper import Reaper
-from flowbatch.model import ComputeEnv
-from flowbatch.processes import Process
+from flowbatch.lang.model import ComputeEnv
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 SPOT_WINDOW = 2.0  # seconds: a Spot interruption strikes at a uniform point in this window

@@ -7,7 +7,7 @@ executor starts this process once, in a session of its own (a Ctrl-C on the term
 does not reach it), and tells it through a pipe, one line each, which job process
 groups and cgroups exist:
 
-    +g PID@TICKS     a job's process group (its leader, see flowbatch.processes)
+    +g PID@TICKS     a job's process group (its leader, see flowbatch.executors.processes)
     -g PID@TICKS     that job has ended
     +c PATH          a job's cgroup
     -c PATH          removed by the runner
@@ -21,8 +21,6 @@ runner that ended cleanly has unregistered everything, so the reaper just exits.
 This file runs as a script (`python -I -S reaper.py GRACE`) and imports only the
 standard library, so it starts in a few milliseconds; `executors.cgroups` reuses its
 functions for killing and removing a cgroup.
-
-Imports: nothing of flowbatch.
 """
 
 from __future__ import annotations

@@ -31,9 +31,6 @@ counts from startedAt, and flowbatch enforces it exactly (scancel + REASON_TIMEO
 Cancelling the task that awaits `run()` (terminate, Ctrl-C) runs `scancel` in a
 shielded finally with a deadline; the scancels of many cancelled children are
 coalesced into one call too.
-
-Imports: model, executors.base, executors.slurm_parse, executors.slurm_script,
-executors.container; anyio.
 """
 
 from __future__ import annotations
@@ -72,7 +69,7 @@ from flowbatch.executors.slurm_script import (
     sbatch_argv,
     script_path,
 )
-from flowbatch.model import ComputeEnv
+from flowbatch.lang.model import ComputeEnv
 
 COALESCE_SECONDS = 0.02  # a scheduling tick: how long the loop must be quiet
 CANCEL_DEADLINE = 10.0  # how long a shielded scancel may take

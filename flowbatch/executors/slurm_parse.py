@@ -2,8 +2,6 @@
 finished SLURM job means as an `ExecResult`.
 
 Pure and synchronous, so that every mapping is unit-tested without a cluster.
-
-Imports: executors.base.
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ not exported into the runtime's own environment.
 
 The script records the command's exit status in `<log_dir>/slurm-exit-code`, so that a
 job SLURM has already purged (MinJobAge) still has a known ending.
-
-Imports: model, executors.base, executors.slurm_parse.
 """
 
 from __future__ import annotations

@@ -32,8 +32,6 @@ spot status reason (`Host EC2 (instance NAME) terminated.`), so `on_status_reaso
 environment's `known_hosts` file, never trusted silently.
 
 asyncssh needs the asyncio backend of anyio.
-
-Imports: model, executors.base, executors.container; anyio, asyncssh.
 """
 
 from __future__ import annotations
@@ -69,7 +67,7 @@ from flowbatch.executors.container import (
     exit_reason,
     remove_argv,
 )
-from flowbatch.model import ComputeEnv, Host
+from flowbatch.lang.model import ComputeEnv, Host
 
 CHUNK = 64 * 1024  # bytes read from a channel at a time; output never sits whole in memory
 CONNECT_TIMEOUT = 10.0

@@ -1,0 +1,47 @@
+"""CLI commands: validate — check pipelines without running anything.
+
+Errors go to stderr in the one shape (file:line:col, the line, a caret, a hint); under
+GitHub Actions (`GITHUB_ACTIONS=true`) each is also printed as an `::error` workflow
+command so that it shows on the pull request's diff.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.lang.diagnostics import FlowError
+from flowbatch.lang.load import load
+from flowbatch.outputs.jobview import visible
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@params_option
+def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
+    """Check FILES: exit 0 when every one is valid, 2 when any has errors (on stderr)."""
+    overrides = parse_params(params)
+    failed = False
+    for path in files:
+        try:
+            plan = load(path, overrides)
+        except FlowError as err:
+            print_errors(err)
+            failed = True
+            continue
+        arrays = sum(1 for name in plan.jobs() if plan.job(name).is_array)
+        click.echo(
+            f"{visible(str(path))}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
+            f"{_count(plan.process_count(), 'process', 'processes')})",
+            err=True,
+        )
+    sys.exit(2 if failed else 0)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+COMMANDS: list[click.Command] = [validate]

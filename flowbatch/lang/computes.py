@@ -1,0 +1,279 @@
+"""Compute environments: `compute NAME { ... }` checked and built into `ComputeEnv`s with
+their `Host`s (this machine for local, one virtual host for SLURM, the listed hosts for
+SSH), plus the implicit `local`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import flowbatch.lang.syntax as s
+from flowbatch.lang.diagnostics import Kind, did_you_mean
+from flowbatch.lang.model import ComputeEnv, Host, ParamValue, local_compute
+from flowbatch.lang.values import (
+    Collector,
+    Invalid,
+    expect_bool,
+    expect_int,
+    expect_list,
+    expect_map,
+    expect_number,
+    expect_size,
+    expect_str,
+    invalid,
+    resolve_params,
+)
+
+COMPUTE_KEYS = {
+    "type",
+    "vcpus",
+    "memory",
+    "gpus",
+    "placement",
+    "managed",
+    "spot",
+    "bid_percentage",
+    "interruption_rate",
+    "runtime",
+    "network",
+    "hosts",
+    "known_hosts",
+    "identity",
+    "max_sessions",  # ssh
+    "partition",
+    "max_vcpus",
+    "account",
+    "qos",
+    "poll_interval",  # slurm
+}
+_ONLY_FOR = {
+    "hosts": "ssh",
+    "known_hosts": "ssh",
+    "identity": "ssh",
+    "max_sessions": "ssh",
+    "partition": "slurm",
+    "max_vcpus": "slurm",
+    "account": "slurm",
+    "qos": "slurm",
+    "poll_interval": "slurm",
+}
+COMPUTE_TYPES = ("local", "ssh", "slurm")
+HOST_KEYS = {"name", "address", "port", "user", "vcpus", "memory", "gpus"}
+# A SLURM environment's memory is the cluster's business unless the user caps it.
+UNBOUNDED_MEMORY = 1 << 40
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """This machine, for the implicit `local` compute environment."""
+
+    vcpus: int
+    memory: int  # MiB
+
+
+def entries(block: s.Block, allowed: set[str], what: str, errors: Collector) -> Iterator[s.Entry]:
+    """The block's entries, with unknown and repeated keys reported and skipped."""
+    seen: dict[str, s.Entry] = {}
+    for entry in block.body.entries:
+        if entry.key not in allowed:
+            errors.error(
+                Kind.UNKNOWN_ATTRIBUTE,
+                f"unknown attribute `{entry.key}` in {what} `{block.name}`",
+                entry.key_span,
+                hint=did_you_mean(entry.key, allowed, "attribute"),
+            )
+            continue
+        if entry.key in seen:
+            errors.error(
+                Kind.DUPLICATE,
+                f"attribute `{entry.key}` is set twice",
+                entry.key_span,
+                hint=f"first set on line {seen[entry.key].span.line}",
+            )
+            continue
+        seen[entry.key] = entry
+        yield entry
+
+
+def build_computes(
+    blocks: Mapping[str, s.Block],
+    params: Mapping[str, ParamValue],
+    machine: Machine,
+    errors: Collector,
+) -> dict[str, ComputeEnv]:
+    computes = {"local": local_compute(machine.vcpus, machine.memory)}
+    for name, block in blocks.items():
+        try:
+            computes[name] = _compute(block, params, machine, errors)
+        except Invalid as bad:
+            errors.add(bad.error)
+    return computes
+
+
+def _compute(
+    block: s.Block, params: Mapping[str, ParamValue], machine: Machine, errors: Collector
+) -> ComputeEnv:
+    values: dict[str, s.Value] = {}
+    for entry in entries(block, COMPUTE_KEYS, "compute environment", errors):
+        try:
+            values[entry.key] = resolve_params(entry.value, params)
+        except Invalid as bad:
+            errors.add(bad.error)
+    type_ = expect_str(values["type"], "type") if "type" in values else "local"
+    if type_ not in COMPUTE_TYPES:
+        raise invalid(
+            f"unknown compute environment type `{type_}`",
+            values["type"].span,
+            hint=did_you_mean(type_, COMPUTE_TYPES, "type"),
+        )
+    for key, value in values.items():
+        if key in _ONLY_FOR and _ONLY_FOR[key] != type_:
+            errors.error(
+                Kind.UNKNOWN_ATTRIBUTE,
+                f"`{key}` is for {_ONLY_FOR[key]} compute environments, not {type_}",
+                value.span,
+            )
+    options: dict[str, object] = {}
+    for key in ("runtime", "known_hosts", "identity", "partition", "account", "qos"):
+        if key in values:
+            options[key] = expect_str(values[key], key)
+    for key in ("known_hosts", "identity"):  # paths are relative to the file that names them
+        if key in options:
+            options[key] = _relative_to(block.span.path, str(options[key]))
+    if "max_sessions" in values:
+        options["max_sessions"] = expect_int(values["max_sessions"], "max_sessions", minimum=2)
+    if "network" in values:
+        options["network"] = expect_bool(values["network"], "network")
+    if "poll_interval" in values:
+        options["poll_interval"] = expect_number(values["poll_interval"], "poll_interval")
+    gpus = expect_int(values["gpus"], "gpus") if "gpus" in values else 0
+    hosts = _hosts(block, type_, values, gpus, machine, errors)
+    vcpus = sum(h.vcpus for h in hosts)
+    memory = sum(h.memory for h in hosts)
+    if type_ == "slurm":
+        options["max_vcpus"] = vcpus
+    placement = expect_str(values["placement"], "placement") if "placement" in values else "binpack"
+    if placement not in ("binpack", "exclusive"):
+        raise invalid(
+            f"unknown placement `{placement}`",
+            values["placement"].span,
+            hint='placement is "binpack" (the default) or "exclusive" (one job per host)',
+        )
+    rate = 0.0
+    if "interruption_rate" in values:
+        rate = expect_number(values["interruption_rate"], "interruption_rate")
+        if rate > 1:
+            raise invalid(
+                "`interruption_rate` is a chance per attempt, from 0 to 1",
+                values["interruption_rate"].span,
+            )
+    bid = None
+    if "bid_percentage" in values:
+        bid = expect_int(values["bid_percentage"], "bid_percentage", minimum=1, maximum=100)
+    return ComputeEnv(
+        name=block.name,
+        type=type_,
+        vcpus=vcpus,
+        memory=memory,
+        gpus=sum(h.gpus for h in hosts),
+        placement=placement,  # type: ignore[arg-type]
+        managed=expect_bool(values["managed"], "managed")
+        if "managed" in values
+        else type_ != "ssh",
+        spot=expect_bool(values["spot"], "spot") if "spot" in values else False,
+        bid_percentage=bid,
+        interruption_rate=rate,
+        options=MappingProxyType(options),
+        hosts=hosts,
+        span=block.name_span,
+    )
+
+
+def _relative_to(flow_path: str, path: str) -> str:
+    if path.startswith("~") or posixpath.isabs(path):
+        return path
+    return posixpath.normpath(posixpath.join(posixpath.dirname(flow_path), path))
+
+
+def _hosts(
+    block: s.Block,
+    type_: str,
+    values: Mapping[str, s.Value],
+    gpus: int,
+    machine: Machine,
+    errors: Collector,
+) -> tuple[Host, ...]:
+    if type_ == "ssh":
+        if "hosts" not in values:
+            raise invalid(
+                f"ssh compute environment `{block.name}` lists no hosts",
+                block.name_span,
+                hint='hosts = [{ address = "10.0.0.5", user = "batch", vcpus = 8, '
+                "memory = 16GiB }]",
+                kind=Kind.MISSING_ATTRIBUTE,
+            )
+        if "known_hosts" not in values:
+            raise invalid(
+                f"ssh compute environment `{block.name}` has no `known_hosts`",
+                block.name_span,
+                hint="host keys are checked, never trusted silently: "
+                'known_hosts = "~/.ssh/known_hosts"',
+                kind=Kind.MISSING_ATTRIBUTE,
+            )
+        return tuple(
+            _ssh_host(item, i, errors)
+            for i, item in enumerate(expect_list(values["hosts"], "hosts"))
+        )
+    if type_ == "slurm":
+        key = "max_vcpus" if "max_vcpus" in values else "vcpus"
+        vcpus = expect_int(values[key], key, minimum=1) if key in values else 256
+        memory = expect_size(values["memory"], "memory") if "memory" in values else UNBOUNDED_MEMORY
+        partition = (
+            expect_str(values["partition"], "partition") if "partition" in values else "slurm"
+        )
+        return (Host(name=partition, vcpus=vcpus, memory=memory, gpus=gpus),)
+    vcpus = expect_int(values["vcpus"], "vcpus", minimum=1) if "vcpus" in values else machine.vcpus
+    memory = expect_size(values["memory"], "memory") if "memory" in values else machine.memory
+    return (Host(name="localhost", vcpus=vcpus, memory=memory, gpus=gpus),)
+
+
+def _ssh_host(item: s.Value, number: int, errors: Collector) -> Host:
+    if isinstance(item, s.Str):  # "user@host:port", with the default capacity
+        user, _, rest = item.value.rpartition("@")
+        address, _, port_text = rest.partition(":")
+        return Host(
+            name=address if not port_text else f"{address}:{port_text}",
+            vcpus=1,
+            memory=1024,
+            address=address,
+            port=int(port_text) if port_text.isdigit() else None,
+            user=user or None,
+        )
+    entries = {e.key: e.value for e in expect_map(item, "hosts").entries}
+    for key, value in entries.items():
+        if key not in HOST_KEYS:
+            errors.error(
+                Kind.UNKNOWN_ATTRIBUTE,
+                f"unknown host attribute `{key}`",
+                value.span,
+                hint=did_you_mean(key, HOST_KEYS, "attribute"),
+            )
+    if "address" not in entries:
+        raise invalid("a host needs an `address`", item.span, kind=Kind.MISSING_ATTRIBUTE)
+    address = expect_str(entries["address"], "address")
+    port = (
+        expect_int(entries["port"], "port", minimum=1, maximum=65535) if "port" in entries else None
+    )
+    default_name = address if port is None else f"{address}:{port}"
+    return Host(
+        name=expect_str(entries["name"], "name") if "name" in entries else default_name,
+        vcpus=expect_int(entries["vcpus"], "vcpus", minimum=1) if "vcpus" in entries else 1,
+        memory=expect_size(entries["memory"], "memory") if "memory" in entries else 1024,
+        gpus=expect_int(entries["gpus"], "gpus") if "gpus" in entries else 0,
+        address=address,
+        port=port,
+        user=expect_str(entries["user"], "user") if "user" in entries else None,
+    )

@@ -1,0 +1,18 @@
+"""Running a Plan: deciding what is ready (pure) and doing it (async, one task group).
+
+    runner        run_plan: the async driver between the Frontier and the executors
+    setup         a run's ids, job ids and options before it starts
+    signals       how a run meets SIGINT / SIGTERM / SIGHUP
+    schedule      the Frontier: synchronous bookkeeping of what is ready, by critical path
+    cascade       the failure cascade and the job records the Frontier keeps
+    placement     host capacity and where an attempt goes
+    hosts         hosts lost mid-run and how long a run waits for them
+    state         JobState, Event and the one table of transitions (AWS Batch's lifecycle)
+    fingerprint   what a job's success was made of (inputs, command, image)
+    resume        which jobs would run again, and why (`flowbatch plan`, `run --resume`)
+
+Only `runner` and `signals` touch anyio; the rest is synchronous and testable without an
+event loop (an import-linter contract keeps it so). The runner emits JobEvents to sinks
+the CLI passes in: it never imports the store or the outputs. This `__init__` imports
+nothing.
+"""

@@ -1,0 +1,507 @@
+"""The runner: the async driver that moves jobs between the Frontier and the executors
+(ninja's Builder).
+
+One task group per run; one task per running attempt, plus a ticker (flushes sinks,
+polls cancel/terminate requests, checks lost hosts) and, when asked, signal handling
+(`run_signals`). A sink that cannot record (a full disk) stops the run as a signal does
+(`RunResult.error`). Everything runs on one event loop thread, so the Frontier has one
+writer: attempt tasks report straight to the runner, which applies the report to the
+Frontier and turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding
+stays in `schedule`; rendering commands, environments and log directories happens here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from flowbatch.executors.base import (
+    REASON_ESSENTIAL_EXITED,
+    Attempt,
+    ExecResult,
+    Executor,
+    Hurriable,
+)
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.model import ComputeEnv
+from flowbatch.lang.template import Context, TemplateError, render_command
+from flowbatch.run.fingerprint import InputsError
+from flowbatch.run.hosts import DEFAULT_TIMEOUT, LostHosts
+from flowbatch.run.placement import Pools
+from flowbatch.run.schedule import Frontier, Placement
+from flowbatch.run.setup import (
+    Control,
+    EventSink,
+    Fingerprint,
+    RunResult,
+    Started,
+    attempt_env,
+    backoff,
+    limit_vcpus,
+    make_log_dir,
+    missing_host_env,
+    new_job_ids,
+    new_run_id,
+    placement_inputs,
+)
+from flowbatch.run.signals import with_signals
+from flowbatch.run.state import JobEvent, JobState
+
+__all__ = ["EventSink", "RunResult", "limit_vcpus", "new_job_ids", "new_run_id", "run_plan"]
+
+FLUSH_INTERVAL = 0.2  # seconds between sink flushes while events flow (the contract)
+HOST_CHECK_INTERVAL = 3.0  # seconds between checks of a lost host
+
+ExecutorFactory = Callable[[ComputeEnv], Executor]
+
+
+async def run_plan(
+    plan: Plan,
+    *,
+    run_id: str,
+    job_ids: Mapping[str, str],
+    state_dir: Path,
+    sinks: Sequence[EventSink] = (),
+    executors: ExecutorFactory | None = None,
+    clock: Callable[[], float] = time.time,
+    control: Control | None = None,
+    compute_overrides: Mapping[str, str] | None = None,
+    max_vcpus: int | None = None,
+    handle_signals: bool = False,
+    rng: random.Random | None = None,
+    fingerprint: Fingerprint | None = None,
+    reuse: Mapping[str, bytes | None] | None = None,
+    reuse_reason: str = "",
+    host_timeout: float | None = DEFAULT_TIMEOUT,
+) -> RunResult:
+    """Run every job of `plan` to the end and report each state change to `sinks`.
+
+    `executors` makes the executor of a compute environment (default
+    `flowbatch.executors.make_executor`); `control()` returns pending (job_id,
+    "cancel"|"terminate", reason) requests and is polled every 0.2 s;
+    `compute_overrides` maps a compute environment name to the one to use instead
+    (`--compute local=cluster`); `handle_signals` turns SIGINT/SIGTERM/SIGHUP into a
+    clean interruption (jobs terminated, sinks flushed, status INTERRUPTED); a sink or
+    `control` that raises stops the run (FAILED, `error` says why). `fingerprint(name,
+    index)` is asked when an attempt starts and goes on its SUCCEEDED event; `reuse`
+    (jobs: None, arrays: a mask, 1 = reused) succeed at once with `reuse_reason` (`run
+    --resume`, see `flowbatch.run.resume`). When only lost hosts could take the work left,
+    the run gives up on them after `host_timeout` seconds (None: never; see
+    `flowbatch.run.hosts`).
+    Raises ValueError for an override naming an unknown compute environment, or an
+    `env_from_host` variable that is not set.
+    """
+    if executors is None:
+        from flowbatch.executors import make_executor
+
+        executors = make_executor
+    runner = _Runner(
+        plan,
+        run_id=run_id,
+        job_ids=job_ids,
+        state_dir=state_dir,
+        sinks=sinks,
+        factory=executors,
+        clock=clock,
+        control=control,
+        overrides=compute_overrides or {},
+        max_vcpus=max_vcpus,
+        rng=rng or random.Random(),
+        fingerprint=fingerprint,
+        reuse=(reuse or {}, reuse_reason),
+        lost=LostHosts(host_timeout),
+    )
+    return await runner.run(handle_signals)
+
+
+@dataclass(slots=True)
+class _Live:
+    attempt: Attempt | None = None
+    external_id: str | None = None
+    result: ExecResult | None = None
+    scope: anyio.CancelScope | None = None
+    terminate: str | None = None  # the reason of a TerminateJob
+    fingerprint: str | None = None  # taken as it started: the inputs it read
+
+
+class _Runner:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        run_id: str,
+        job_ids: Mapping[str, str],
+        state_dir: Path,
+        sinks: Sequence[EventSink],
+        factory: ExecutorFactory,
+        clock: Callable[[], float],
+        control: Control | None,
+        overrides: Mapping[str, str],
+        max_vcpus: int | None,
+        rng: random.Random,
+        fingerprint: Fingerprint | None,
+        reuse: tuple[Mapping[str, bytes | None], str],
+        lost: LostHosts,
+    ) -> None:
+        self.computes, queue_ces = placement_inputs(plan, overrides, max_vcpus)
+        self.plan = plan
+        self.run_id = run_id
+        self.ids = job_ids
+        self.by_id = {jid: name for name, jid in job_ids.items()}
+        self.log_root = Path(state_dir).absolute() / "logs" / run_id
+        self.sinks = sinks
+        self.factory = factory
+        self.clock = clock
+        self.control = control
+        self.rng = rng
+        self.fingerprint = fingerprint
+        self.frontier = Frontier(
+            plan,
+            job_ids=job_ids,
+            queue_computes=queue_ces,
+            pools=Pools(self.computes),
+            reuse=reuse[0],
+            reuse_reason=reuse[1],
+        )
+        self.executors: dict[str, Executor] = {}
+        self.live: dict[tuple[str, int | None], _Live] = {}
+        self.held = 0  # retries waiting out their backoff
+        self.finished = anyio.Event()
+        self.stalled: list[str] = []
+        self.failed: set[str] = set()
+        self.signal: str | None = None
+        self.error: str | None = None  # why the run had to stop (a sink could not record)
+        self.base_env = dict(os.environ)
+        missing_host_env(plan, self.base_env)
+        self.pipeline_dir = Path(plan.path).absolute().parent
+        self.lost = lost
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._dirty = False
+
+    # -- the run ------------------------------------------------------------------------
+    async def run(self, handle_signals: bool) -> RunResult:
+        return await (with_signals(self._run, self) if handle_signals else self._run())
+
+    async def _run(self) -> RunResult:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._ticker)
+                self._dispatch()
+                await self.finished.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.signal is not None:
+                    self.frontier.fail_all(f"Run interrupted ({self.signal})")
+                elif self.error is not None:
+                    self.frontier.fail_all(f"Run stopped: {self.error}")
+                self._drain()
+                self._flush_sinks()
+                for executor in self.executors.values():
+                    with anyio.move_on_after(10):
+                        await executor.aclose()
+        if self.signal is not None:
+            return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
+        status = "FAILED" if self.failed or self.stalled or self.error else "SUCCEEDED"
+        return RunResult(status, sorted(self.failed), list(self.stalled), error=self.error)
+
+    def _dispatch(self) -> None:
+        # A loop, not recursion: an attempt that fails as it is launched (its command
+        # does not render) is recorded here and frees its place for the next, which may
+        # fail too; with thousands of children, recursing would overflow the stack.
+        while placements := self.frontier.place():
+            # Register every placement before launching any, so each is live while
+            # another's failure at launch is recorded.
+            for p in placements:
+                self.live[(p.name, p.index)] = _Live()
+            for p in placements:
+                failure = self._launch(p)
+                if failure is not None:
+                    self._record((p.name, p.index), failure)
+        self._drain()
+        # A lost host may come back (`_check_hosts` dispatches again when it does): while
+        # work is ready for it, a run waits, as AWS leaves such jobs RUNNABLE.
+        if self.live or self.held or (self.lost and self.frontier.runnable_enabled()):
+            return
+        if not self.frontier.done:
+            # Nothing runs and nothing can be placed: what is left waits in a disabled
+            # queue (AWS leaves such jobs RUNNABLE forever; a local run stops and says so).
+            self.stalled = self.frontier.runnable_waiting() or ["(unplaceable)"]
+        self.finished.set()
+
+    def _launch(self, p: Placement) -> ExecResult | None:
+        """Start an attempt's task; the result of an attempt that cannot start."""
+        key = (p.name, p.index)
+        live = self.live[key]
+        try:
+            live.attempt = self._attempt(p)
+            if self.fingerprint is not None:
+                live.fingerprint = self.fingerprint(p.name, p.index)
+        except TemplateError as exc:
+            return ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
+        except InputsError as exc:  # `inputs` over the limits: `-p data=/`, say
+            return ExecResult(exit_code=None, status_reason=str(exc), retryable=False)
+        except OSError as exc:  # the log directory: a full or read-only disk
+            reason = f"cannot create the attempt's log directory: {exc.strerror or exc}"
+            return ExecResult(exit_code=None, status_reason=reason, retryable=False)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_attempt, key, live)
+        return None
+
+    def _attempt(self, p: Placement) -> Attempt:
+        spec = self.plan.job(p.name)
+        job_id = self.ids[p.name] if p.index is None else f"{self.ids[p.name]}:{p.index}"
+        ctx = Context(
+            params=self.plan.params,
+            job_name=p.name,
+            job_id=job_id,
+            attempt=p.attempt,
+            index=p.index,
+            size=spec.array_size,
+        )
+        command = render_command(spec.command, ctx, spec.parameters)
+        env = attempt_env(self.base_env, spec, job_id, p.index, p.attempt, p.compute, self.run_id)
+        log_dir = make_log_dir(self.log_root, p.name, p.index, p.attempt)
+        return Attempt(
+            run_id=self.run_id,
+            job_id=job_id,
+            name=p.name,
+            index=p.index,
+            attempt=p.attempt,
+            command=command,
+            env=env,
+            host_env=self.base_env,
+            workdir=self.pipeline_dir / spec.workdir,
+            vcpus=spec.vcpus,
+            memory=spec.memory,
+            gpus=spec.gpus,
+            timeout=spec.timeout,
+            image=spec.image,
+            log_dir=log_dir,
+            compute=self.computes[p.compute],
+            host=p.host,
+        )
+
+    async def _run_attempt(self, key: tuple[str, int | None], live: _Live) -> None:
+        attempt = live.attempt
+        assert attempt is not None
+        executor = self._executor(attempt.compute)
+        result: ExecResult | None = None
+        with anyio.CancelScope() as scope:
+            live.scope = scope
+            if live.terminate is None:
+                try:
+                    result = await executor.run(
+                        attempt, task_status=Started(functools.partial(self._on_started, key))
+                    )
+                except Exception as exc:  # an executor bug must not take the run down
+                    result = ExecResult(
+                        exit_code=None, status_reason=f"executor error: {exc}", retryable=False
+                    )
+        self._finish(key, result)
+
+    def _executor(self, ce: ComputeEnv) -> Executor:
+        executor = self.executors.get(ce.name)
+        if executor is None:
+            executor = self.executors[ce.name] = self.factory(ce)
+        return executor
+
+    def _on_started(self, key: tuple[str, int | None], external_id: object) -> None:
+        live = self.live.get(key)
+        if live is None or live.external_id is not None:
+            return
+        live.external_id = "" if external_id is None else str(external_id)
+        self.frontier.started(*key)
+        self._drain()
+
+    def _finish(self, key: tuple[str, int | None], result: ExecResult | None) -> None:
+        if self._record(key, result):
+            self._dispatch()
+
+    def _record(self, key: tuple[str, int | None], result: ExecResult | None) -> bool:
+        """Apply how an attempt ended to the Frontier (a retry waits out its backoff);
+        False for an attempt cancelled with the whole run, which is left as it is."""
+        live = self.live[key]
+        live.result = result
+        name, index = key
+        attempt = live.attempt
+        if result is not None and result.host_lost and attempt is not None:
+            place = (attempt.compute.name, attempt.host or attempt.compute.name)
+            self.lost.lose(*place, self.clock())
+            self.frontier.lose_host(*place)
+        if live.terminate is not None and (result is None or not result.ok):
+            self.frontier.ended(name, index, ok=False, reason=live.terminate, terminated=True)
+        elif result is None:
+            return False  # cancelled with the whole run: the interruption records it
+        elif result.ok:
+            self.frontier.ended(name, index, ok=True)
+        else:
+            retry_strategy = self.plan.job(name).retry
+            number = attempt.attempt if attempt is not None else 1
+            retry = (
+                result.retryable
+                and number < retry_strategy.attempts
+                and retry_strategy.should_retry(
+                    result.exit_code, result.status_reason, result.reason
+                )
+            )
+            root = result.status_reason
+            if result.exit_code is not None and result.status_reason == REASON_ESSENTIAL_EXITED:
+                root = f"exited with code {result.exit_code}"
+            self.frontier.ended(
+                name, index, ok=False, retry=retry, reason=result.status_reason, root=root
+            )
+            if retry:
+                self.held += 1
+                assert self._tg is not None
+                self._tg.start_soon(
+                    self._requeue, key, backoff(retry_strategy.backoff, number, self.rng)
+                )
+        if self.frontier.state(name, index) is JobState.FAILED:
+            self.failed.add(name)
+        self._drain()
+        del self.live[key]
+        return True
+
+    async def _requeue(self, key: tuple[str, int | None], delay: float) -> None:
+        if delay > 0:
+            await anyio.sleep(delay)
+        self.held -= 1
+        self.frontier.requeue(*key)
+        self._dispatch()
+
+    # -- events --------------------------------------------------------------------------
+    def _drain(self) -> None:
+        changes = self.frontier.changes
+        if not changes:
+            return
+        now = self.clock()
+        sinks = self.sinks
+        for c in changes:
+            job_id = self.ids[c.name]
+            if c.index is not None:
+                job_id = f"{job_id}:{c.index}"
+            live = self.live.get((c.name, c.index)) if c.attempt else None
+            fingerprint = None
+            if (
+                c.state is JobState.SUCCEEDED
+                and self.fingerprint is not None
+                and (c.index is not None or not self.plan.job(c.name).is_array)
+            ):
+                # A reused job's is the same as last time's (that is why it is reused).
+                try:
+                    fingerprint = live.fingerprint if live else self.fingerprint(c.name, c.index)
+                except InputsError:  # its files grew past the limits since: none recorded
+                    fingerprint = None
+            a = live.attempt if live is not None else None
+            result = live.result if live is not None and a is not None else None
+            event = JobEvent(
+                run_id=self.run_id,
+                job_id=job_id,
+                name=c.name,
+                index=c.index,
+                state=c.state,
+                time=now,
+                reason=c.reason,
+                attempt=c.attempt,
+                exit_code=None if result is None else result.exit_code,
+                peak_memory=None if result is None else result.peak_memory,
+                attempt_reason="" if result is None else result.reason,
+                log_path=None if a is None else str(a.log_dir),
+                compute=None if a is None else a.compute.name,
+                host=None if a is None else a.host,
+                external_id=None if a is None or live is None else live.external_id,
+                fingerprint=fingerprint,
+            )
+            for sink in sinks:
+                sink.emit(event)
+            if c.state is JobState.FAILED and c.index is None:
+                self.failed.add(c.name)
+        changes.clear()
+        self._dirty = True
+
+    # -- background tasks ---------------------------------------------------------------
+    async def _ticker(self) -> None:
+        last_host_check = self.clock()
+        while True:
+            await anyio.sleep(FLUSH_INTERVAL)
+            if self._dirty:
+                self._dirty = False
+                self._flush_sinks()
+            if self.control is not None:
+                try:
+                    requests = list(self.control())
+                except Exception as exc:  # the job database: full, read-only, locked too long
+                    self._stop(str(exc))
+                    requests = []
+                for job_id, action, reason in requests:
+                    self._request(job_id, action, reason)
+                    self._dirty = True  # a flush acknowledges it (`flowbatch cancel` waits)
+            if self.lost and self.clock() - last_host_check >= HOST_CHECK_INTERVAL:
+                last_host_check = self.clock()
+                await self._check_hosts()
+
+    def _flush_sinks(self) -> None:
+        """Flush every sink; one that cannot record (a full disk) stops the run."""
+        for sink in self.sinks:
+            try:
+                sink.flush()
+            except Exception as exc:
+                self._stop(str(exc))
+
+    def _stop(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+
+    def _request(self, job_id: str, action: str, reason: str) -> None:
+        parent, _, child = job_id.partition(":")
+        name = self.by_id.get(parent)
+        if name is None:
+            return  # not this run's job (the store already checked it exists)
+        index = int(child) if child else None
+        terminate = action == "terminate"
+        for key in self.frontier.cancel(name, index, reason, terminate=terminate):
+            live = self.live.get(key)
+            if live is not None:
+                live.terminate = reason
+                if live.scope is not None:
+                    live.scope.cancel()
+        self._drain()
+        self._dispatch()
+
+    async def _check_hosts(self) -> None:
+        for ce_name, host in list(self.lost):
+            executor = self._executor(self.computes[ce_name])
+            if await executor.check_host(host):
+                self.lost.back(ce_name, host)
+                self.frontier.restore_host(ce_name, host)
+        self._dispatch()  # the hosts back take work first
+        # Only lost hosts could take what is left, and they stayed away too long.
+        idle = not self.finished.is_set() and not self.live and not self.held
+        if idle and self.lost.given_up(self.clock()):
+            self.frontier.fail_all(self.lost.reason())
+            self._dispatch()
+
+    def interrupt(self, name: str) -> bool:
+        """The first signal stops the run (see `run_signals`); False for a later one."""
+        if self.signal is not None or self.finished.is_set():
+            return False
+        self.signal = name
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        return True
+
+    def hurry(self) -> None:
+        for executor in self.executors.values():
+            if isinstance(executor, Hurriable):
+                executor.hurry()

@@ -1,0 +1,473 @@
+"""Reading the job database back, shaped like AWS Batch's DescribeJobs and ListJobs.
+
+Times leave here as epoch milliseconds (AWS); a job with no recorded state yet reads
+as SUBMITTED. Array children store only what changes, so their static facts (queue,
+command, resources) are read from their parent. Counts of children per state come
+from one GROUP BY, never from loading the children. A child the runner has not created
+yet has no row but can still be described (`describe_child`), as on AWS.
+
+The ARNs AWS would show use the region `local` and the account `000000000000` (the
+placeholder account of AWS's own local tools): `arn:aws:batch:local:000000000000:job/ID`.
+Every job is its own job definition, revision 1, named after the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sqlite3
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from flowbatch.lang.template import Context, TemplateError, render_command
+from flowbatch.run.state import JobState
+
+_STATES: Final = tuple(s.value for s in JobState)
+ARN_PREFIX: Final = "arn:aws:batch:local:000000000000"
+
+
+def job_arn(job_id: str) -> str:
+    return f"{ARN_PREFIX}:job/{job_id}"
+
+
+def job_definition_arn(name: str, revision: int = 1) -> str:
+    return f"{ARN_PREFIX}:job-definition/{name}:{revision}"
+
+
+_LOST: Final = "Runner lost"  # store.RUNNER_LOST
+_CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
+
+
+class _Row(Protocol):
+    """A jobs row: an sqlite3.Row, or a dict standing for a child not created yet."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    return cur
+
+
+def _status(row: _Row) -> str:
+    return str(row["status"] or JobState.SUBMITTED.value)
+
+
+def _command(text: str | None) -> str | list[str] | None:
+    # An argv job's command is stored as a JSON list; a shell command as its text.
+    if text is not None and text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return text
+
+
+def status_summary(
+    conn: sqlite3.Connection, parent_id: str, size: int, parent_status: str
+) -> dict[str, int]:
+    """Children of `parent_id` per state. Children the runner has not created yet are
+    counted as PENDING, or as FAILED once the parent failed (they never will run)."""
+    counts = dict.fromkeys(_STATES, 0)
+    seen = 0
+    for status, n in conn.execute(
+        "SELECT COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
+        " WHERE parent_id = ? GROUP BY status",
+        (parent_id,),
+    ):
+        counts[status] += n
+        seen += n
+    missing = "FAILED" if parent_status == "FAILED" else "PENDING"
+    counts[missing] += max(size - seen, 0)
+    return counts
+
+
+def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+    """One job as an entry of DescribeJobs' `jobs`, or None if there is none."""
+    cur = _cursor(conn)
+    # The run's params come along: a command is shown rendered with them.
+    row = cur.execute(
+        "SELECT j.*, r.params AS run_params FROM jobs j"
+        " LEFT JOIN runs r ON r.run_id = j.run_id WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    static = row
+    if row["parent_id"] is not None:
+        static = cur.execute("SELECT * FROM jobs WHERE job_id = ?", (row["parent_id"],)).fetchone()
+    attempts = cur.execute(
+        "SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)
+    ).fetchall()
+    return _job(conn, row, static, attempts)
+
+
+def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict[str, Any] | None:
+    """Child `index` of the array job `parent_id` as DescribeJobs shows it, whether the
+    runner has created it or not (on AWS every child exists from submission); None if
+    there is no such parent. The caller checks that `index` is within the array.
+
+    A child not created yet reads as `status_summary` counts it: FAILED with its
+    parent's reason once the parent failed (it never will run), PENDING otherwise."""
+    job_id = f"{parent_id}:{index}"
+    found = describe(conn, job_id)  # created since the caller looked, or already there
+    if found is not None:
+        return found
+    parent = _cursor(conn).execute("SELECT * FROM jobs WHERE job_id = ?", (parent_id,)).fetchone()
+    if parent is None:
+        return None
+    failed = _status(parent) == JobState.FAILED.value
+    row = {
+        "job_id": job_id,
+        "name": parent["name"],
+        "run_id": parent["run_id"],
+        "parent_id": parent_id,
+        "array_index": index,
+        "array_size": None,
+        "status": JobState.FAILED.value if failed else JobState.PENDING.value,
+        "status_reason": parent["status_reason"] if failed else "",
+        "created_at": parent["created_at"],  # submitted with its parent, as on AWS
+        "started_at": None,
+        "stopped_at": parent["stopped_at"] if failed else None,
+        "compute": None,
+        "exit_code": None,
+        "log_path": None,
+        "run_params": next(
+            iter(conn.execute("SELECT params FROM runs WHERE run_id = ?", (parent["run_id"],))),
+            [None],
+        )[0],
+    }
+    return _job(conn, row, parent, [])
+
+
+def _job(
+    conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_Row]
+) -> dict[str, Any]:
+    status = _status(row)
+    environment = json.loads(static["environment"] or "{}")
+    resources = [
+        {"type": "VCPU", "value": _number(static["vcpus"])},
+        {"type": "MEMORY", "value": str(static["memory"])},
+    ]
+    if static["gpus"]:
+        resources.append({"type": "GPU", "value": str(static["gpus"])})
+    last = attempts[-1] if attempts else None
+    stopped_by = _stopped_by(conn, row, status)
+    job: dict[str, Any] = {
+        "jobArn": job_arn(row["job_id"]),
+        "jobId": row["job_id"],
+        "jobName": row["name"],
+        "jobDefinition": job_definition_arn(row["name"]),
+        "isCancelled": "cancel" in stopped_by,
+        "isTerminated": "terminate" in stopped_by,
+        "runId": row["run_id"],
+        "status": status,
+        "statusReason": row["status_reason"],
+        "createdAt": _ms(row["created_at"]),
+        "startedAt": _ms(row["started_at"]),
+        "stoppedAt": _ms(row["stopped_at"]),
+        "jobQueue": static["queue"],
+        "computeEnvironment": row["compute"],
+        "attempts": [_attempt(a) for a in attempts],
+        "dependsOn": _depends_on(row, static),
+        "parameters": json.loads(static["parameters"] or "{}"),
+        "tags": json.loads(static["tags"] or "{}"),
+        "retryStrategy": {"attempts": static["retry_attempts"]},
+        "container": {
+            "command": command_as_run(row, static, len(attempts)),
+            "image": static["image"],
+            "memory": static["memory"],
+            "resourceRequirements": resources,
+            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            # the latest attempt's: a job being retried has no exit code yet
+            "exitCode": row["exit_code"] if last is None else last["exit_code"],
+            "reason": None if last is None else last["reason"],
+            "logStreamName": row["log_path"],
+        },
+    }
+    if float(static["vcpus"]).is_integer():
+        # AWS's field is an integer; a fractional share is in resourceRequirements only.
+        job["container"]["vcpus"] = int(static["vcpus"])
+    if static["timeout"] is not None:
+        job["timeout"] = {"attemptDurationSeconds": _whole(static["timeout"])}
+    if row["array_size"] is not None:
+        summary = status_summary(conn, row["job_id"], row["array_size"], status)
+        job["arrayProperties"] = {
+            "size": row["array_size"],
+            "statusSummary": summary,
+            "statusSummaryLastUpdatedAt": _summary_updated_at(conn, row),
+        }
+    elif row["array_index"] is not None:
+        job["arrayProperties"] = {"index": row["array_index"]}
+    return job
+
+
+def _whole(seconds: float) -> int | float:
+    # AWS takes whole seconds; a finer flowbatch timeout is shown as it is, not rounded.
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def command_as_run(row: _Row, static: _Row, attempts: int) -> list[str] | None:
+    """The command as AWS shows it, an argument list: what the job (or child) ran, or
+    will run, rendered from what its run recorded (params, parameters, index, attempt);
+    a shell command as `/bin/sh -c TEXT`. An array parent never runs itself: it shows
+    the command as submitted, as its children's template."""
+    template = _command(static["command"])
+    if template is None:
+        return None
+    command: str | list[str] | tuple[str, ...] = template
+    if row["array_size"] is None:
+        params = _parsed(row["run_params"] or "{}")
+        ctx = Context(
+            params=params,
+            job_name=str(row["name"]),
+            job_id=str(row["job_id"]),
+            attempt=max(attempts, 1),
+            index=row["array_index"],
+            size=static["array_size"],
+        )
+        parameters = _parsed(static["parameters"] or "{}")
+        # A command that does not render never ran (its attempt failed): show the template.
+        with contextlib.suppress(TemplateError):
+            command = render_command(
+                template if isinstance(template, str) else tuple(template), ctx, parameters
+            )
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Mapping[str, Any]:
+    # Every child of an array shares its run's params and its parent's parameters:
+    # describing 10,000 of them (a report) parses each once. Read-only by its users.
+    return types.MappingProxyType(json.loads(text))
+
+
+def _stopped_by(conn: sqlite3.Connection, row: _Row, status: str) -> set[str]:
+    """`cancel` and/or `terminate` when the job failed and a CancelJob or TerminateJob
+    (on it, or on its array parent) was taken by its run."""
+    if status != JobState.FAILED.value:
+        return set()
+    ids = [row["job_id"]] + ([row["parent_id"]] if row["parent_id"] is not None else [])
+    found = conn.execute(
+        f"SELECT DISTINCT action FROM requests WHERE run_id = ? AND taken != 0"
+        f" AND job_id IN ({', '.join('?' * len(ids))})",
+        [row["run_id"], *ids],
+    )
+    return {str(action) for (action,) in found}
+
+
+def _summary_updated_at(conn: sqlite3.Connection, parent: _Row) -> int | None:
+    """When a child of the array last changed state (ms), else when it was submitted."""
+    prefix = f"{parent['job_id']}:"
+    # A range on the events index: children's ids are `PARENT:INDEX`.
+    (latest,) = conn.execute(
+        "SELECT MAX(time) FROM events WHERE job_id >= ? AND job_id < ? AND applied != 0",
+        (prefix, prefix[:-1] + ";"),
+    ).fetchone()
+    return _ms(latest if latest is not None else parent["created_at"])
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _attempt(a: _Row) -> dict[str, Any]:
+    return {
+        "container": {
+            "exitCode": a["exit_code"],
+            "reason": a["reason"],
+            "logStreamName": a["log_path"],
+            "peakMemory": a["peak_memory"],  # MiB; beyond AWS, which has no such field
+        },
+        "startedAt": _ms(a["started_at"]),
+        "stoppedAt": _ms(a["stopped_at"]),
+        "statusReason": a["status_reason"],
+        "computeEnvironment": a["compute"],
+        "host": a["host"],
+    }
+
+
+def _depends_on(row: _Row, static: _Row) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = json.loads(static["depends_on"] or "[]")
+    index = row["array_index"]
+    if index is None:
+        return deps
+    # A child waits for what AWS shows on it: its N_TO_N partner and, in a sequential
+    # array, the child before it. Whole-job dependencies belong to the parent.
+    out: list[dict[str, Any]] = []
+    for dep in deps:
+        if dep.get("type") == "N_TO_N":
+            out.append({"jobId": f"{dep['jobId']}:{index}"})
+        elif dep.get("type") == "SEQUENTIAL" and index > 0:
+            out.append({"jobId": f"{row['parent_id']}:{index - 1}"})
+    return out
+
+
+def summaries(
+    conn: sqlite3.Connection,
+    *,
+    run_id: str | None,
+    queue: str | None,
+    status: str | None,
+    name: str | None,
+    parent: str | None,
+) -> list[dict[str, Any]]:
+    """ListJobs-like summaries: top-level jobs in submission order, or the children of
+    `parent` by index. Array parents carry their statusSummary."""
+    where: list[str] = []
+    args: list[object] = []
+    if parent is None:
+        where.append("j.parent_id IS NULL")
+    else:
+        where.append("j.parent_id = ?")
+        args.append(parent)
+    for column, value in (("j.run_id", run_id), ("s.queue", queue), ("j.name", name)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if status is not None:
+        where.append("COALESCE(j.status, 'SUBMITTED') = ?")
+        args.append(status.upper())
+    order = "j.array_index" if parent is not None else "j.seq"
+    rows = (
+        _cursor(conn)
+        .execute(
+            "SELECT j.*, s.queue AS job_queue,"
+            " COALESCE((SELECT a.exit_code FROM attempts a"
+            "           WHERE a.job_id = j.job_id AND a.attempt = j.attempt),"
+            "          CASE WHEN j.attempt = 0 THEN j.exit_code END) AS last_exit_code"
+            " FROM jobs j"
+            " JOIN jobs s ON s.job_id = COALESCE(j.parent_id, j.job_id)"
+            f" WHERE {' AND '.join(where)} ORDER BY {order}",
+            args,
+        )
+        .fetchall()
+    )
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {
+            "jobId": row["job_id"],
+            "jobName": row["name"],
+            "runId": row["run_id"],
+            "jobQueue": row["job_queue"],
+            "status": _status(row),
+            "statusReason": row["status_reason"],
+            "createdAt": _ms(row["created_at"]),
+            "startedAt": _ms(row["started_at"]),
+            "stoppedAt": _ms(row["stopped_at"]),
+            "attempts": row["attempt"],
+            "container": {"exitCode": row["last_exit_code"]},
+        }
+        if row["array_size"] is not None:
+            summary = status_summary(conn, row["job_id"], row["array_size"], _status(row))
+            item["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
+        elif row["array_index"] is not None:
+            item["arrayProperties"] = {"index": row["array_index"]}
+        out.append(item)
+    return out
+
+
+def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    rows = _cursor(conn).execute("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))
+    return [
+        {
+            "status": r["state"],
+            "time": _ms(r["time"]),
+            "statusReason": r["reason"],
+            "attempt": r["attempt"],
+            "exitCode": r["exit_code"],
+            "applied": bool(r["applied"]),
+        }
+        for r in rows
+    ]
+
+
+def records(
+    conn: sqlite3.Connection, run_id: str
+) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+    """What `run_id` left of each job, for `run --resume`: job name -> {None for a
+    single job, or each array child's index that has a row -> (status,
+    fingerprint)}. A child the run never created has no entry."""
+    out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    for job_id, name, status, fingerprint, size in conn.execute(
+        "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
+        " WHERE run_id = ? AND parent_id IS NULL",
+        (run_id,),
+    ):
+        if size is None:
+            out[name] = {None: (status or "SUBMITTED", fingerprint)}
+        else:
+            out[name] = arrays[job_id] = {}
+    parents = list(arrays)
+    # By parent, through the (parent_id, status) index: a run's children are found
+    # without scanning the other runs' rows.
+    for start in range(0, len(parents), _CHUNK):
+        chunk = parents[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for parent, index, status, fingerprint in conn.execute(
+            "SELECT parent_id, array_index, status, fingerprint FROM jobs"
+            f" WHERE parent_id IN ({marks})",
+            chunk,
+        ):
+            arrays[parent][index] = (status or "SUBMITTED", fingerprint)
+    return out
+
+
+OwnerState = Callable[[Any, Any, Any, Any], str]  # (pid, hostname, owner, boot_id) -> state
+
+
+def runs(
+    conn: sqlite3.Connection, owner_state: OwnerState, run_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every run (or `run_id`), newest first. A run that never ended reads RUNNING while
+    its runner is alive, UNKNOWN when its runner is on another machine (nothing here
+    can tell), and INCOMPLETE once its runner is gone (`Store.settle_lost_runs`
+    records that as FAILED where the database can be written). `owner_state` judges
+    a runner (`store.owner_state`)."""
+    counts: dict[str, dict[str, int]] = {}
+    where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
+    for rid, status, n in conn.execute(
+        "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
+        f" WHERE parent_id IS NULL{where.replace('WHERE', 'AND')} GROUP BY run_id, status",
+        args,
+    ):
+        per_run = counts.setdefault(rid, {})
+        per_run[status] = per_run.get(status, 0) + n
+    out = []
+    for r in _cursor(conn).execute(
+        f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC", args
+    ):
+        status, reason = r["status"], r["reason"]
+        if status is None:
+            state = owner_state(r["pid"], r["hostname"], r["owner"], r["boot_id"])
+            status = {"alive": "RUNNING", "elsewhere": "UNKNOWN"}.get(state, "INCOMPLETE")
+            if state == "elsewhere":
+                reason = (
+                    f"its runner is on {r['hostname']}: whether it still runs can only be"
+                    " told there"
+                )
+            elif status == "INCOMPLETE":
+                reason = f"{_LOST}: its runner (pid {r['pid']}) is gone"
+        out.append(
+            {
+                "runId": r["run_id"],
+                "pipeline": r["pipeline"],
+                "params": json.loads(r["params"]),
+                "createdAt": _ms(r["created_at"]),
+                "endedAt": _ms(r["ended_at"]),
+                "status": status,
+                "statusReason": reason,
+                "counts": dict(sorted(counts.get(r["run_id"], {}).items())),
+            }
+        )
+    return out
