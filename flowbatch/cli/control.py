@@ -13,6 +13,7 @@ Imports: store, processes, executors.base (reasons); click.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -202,26 +203,36 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
 
 def _stop_stray(stray: Stray) -> str | None:
     """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
+    from flowbatch.executors.reaper import kill_cgroup
     from flowbatch.processes import Process
 
     if stray.kind == "local" and stray.here:
         if not stray.same_boot:
             return "gone (the machine restarted)"
         proc = Process.parse(stray.external_id or "")
+        # The attempt's cgroup holds the processes that left its group (setsid), and
+        # outlives a leader that has exited; only a reaper killed with its runner
+        # leaves one behind.
+        cgroups = _attempt_cgroups(stray)
         if proc is None or proc.ticks is None:
             # A bare pid (recorded before start times were): it may be another
             # process's by now, and is never signalled.
             return None if proc is not None and proc.alive() else "gone"
-        if not proc.alive():
+        if not proc.alive() and not _any_procs(cgroups):
+            _remove_cgroups(cgroups)
             return "gone"
         proc.signal_group(signal.SIGTERM)
+        for path in cgroups:
+            kill_cgroup(str(path), signal.SIGTERM, deadline=0.0)
         deadline = time.monotonic() + GRACE_SECONDS
-        while proc.alive() and time.monotonic() < deadline:
+        while (proc.alive() or _any_procs(cgroups)) and time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
+        killed = proc.alive() or _any_procs(cgroups)
         if proc.alive():
             proc.signal_group(signal.SIGKILL)
-            return f"process group {proc.pid} killed"
-        return f"process group {proc.pid} terminated"
+        _remove_cgroups(cgroups)
+        what = f"process group {proc.pid}" + (" and its cgroup" if cgroups else "")
+        return f"{what} killed" if killed else f"{what} terminated"
     if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
         try:
             done = subprocess.run(
@@ -283,7 +294,30 @@ def _stray_alive(stray: Stray) -> bool:
     if not stray.same_boot:
         return False
     proc = Process.parse(stray.external_id or "")
-    return proc is None or proc.alive()
+    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray))
+
+
+def _attempt_cgroups(stray: Stray) -> list[Path]:
+    from flowbatch.executors.cgroups import attempt_label, find_attempt
+
+    return find_attempt(attempt_label(stray.job_id, stray.attempt))
+
+
+def _any_procs(cgroups: list[Path]) -> bool:
+    from flowbatch.executors.reaper import cgroup_pids
+
+    return any(cgroup_pids(str(path)) for path in cgroups)
+
+
+def _remove_cgroups(cgroups: list[Path]) -> None:
+    """Kill what is left in them and remove them, and their runner's directory once it
+    is empty (its runner and reaper are gone: nobody else would)."""
+    from flowbatch.executors.reaper import remove_cgroup
+
+    for path in cgroups:
+        remove_cgroup(str(path))
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 _SLURM_ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED")

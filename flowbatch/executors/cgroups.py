@@ -33,6 +33,7 @@ Imports: executors.reaper (its stdlib-only killing of a cgroup).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from dataclasses import dataclass
@@ -271,6 +272,32 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def attempt_label(job_id: str, attempt: int) -> str:
+    """The name of an attempt's cgroup: the job's id and attempt number, so that what a
+    lost runner left can be found again from the store alone (`find_attempt`), even
+    when its reaper died with it."""
+    return f"{job_id.replace('/', '_')}-a{attempt}"
+
+
+def find_attempt(label: str) -> list[Path]:
+    """The cgroups a runner (any runner of this machine) made under `label`: below this
+    process's own cgroup first, where a runner started from the same session puts them,
+    then anywhere a few levels below each hierarchy's mountpoint."""
+    found: dict[Path, None] = {}
+    mounts = _mounts()
+    own = _own_cgroups()
+    pattern = "flowbatch-*/" + glob.escape(label)
+    for key, mount in mounts.items():
+        bases = [_inside(mount, own[key]) if key in own else None, Path(mount[1])]
+        for base in bases:
+            if base is None:
+                continue
+            for depth in range(4):
+                for path in base.glob("*/" * depth + pattern):
+                    found.setdefault(path, None)
+    return list(found)
+
+
 def describe_missing() -> str:
     """What a run without cgroups gives up, said once per run."""
     return (
@@ -280,4 +307,4 @@ def describe_missing() -> str:
     )
 
 
-__all__ = ["Cgroups", "JobCgroup", "describe_missing"]
+__all__ = ["Cgroups", "JobCgroup", "attempt_label", "describe_missing", "find_attempt"]

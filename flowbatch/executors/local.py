@@ -47,7 +47,7 @@ from flowbatch.executors.base import (
     Attempt,
     ExecResult,
 )
-from flowbatch.executors.cgroups import Cgroups, JobCgroup
+from flowbatch.executors.cgroups import Cgroups, JobCgroup, attempt_label
 from flowbatch.executors.reaper import Reaper
 from flowbatch.model import ComputeEnv
 from flowbatch.processes import Process
@@ -78,7 +78,6 @@ class LocalExecutor:
         self._cgroups = cgroups
         self._reaper: Reaper | None = None
         self._root_told = False
-        self._count = 0
 
     @property
     def cgroups(self) -> Cgroups | None:
@@ -124,8 +123,7 @@ class LocalExecutor:
         cgroups = self.cgroups
         if cgroups is None:
             return None
-        self._count += 1
-        cgroup = cgroups.job(f"job-{self._count}")
+        cgroup = cgroups.job(attempt_label(attempt.job_id, attempt.attempt))
         if cgroup is None:
             return None
         self._reaper_send("+c", str(cgroup.path))
