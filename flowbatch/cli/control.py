@@ -186,8 +186,10 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     from flowbatch.store import RUNNER_LOST
 
     stopped, unreachable = [], []
-    for stray in store.stray_attempts(job_id):
-        outcome = _stop_stray(stray)
+    strays = store.stray_attempts(job_id)
+    dirs = _runner_dirs() if strays else []
+    for stray in strays:
+        outcome = _stop_stray(stray, dirs)
         if outcome is None:
             unreachable.append(f"{stray.job_id} attempt {stray.attempt} ({_where(stray)})")
             continue
@@ -201,7 +203,7 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     return 0, "\n  ".join(lines)
 
 
-def _stop_stray(stray: Stray) -> str | None:
+def _stop_stray(stray: Stray, dirs: list[Path]) -> str | None:
     """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
     from flowbatch.executors.reaper import kill_cgroup
     from flowbatch.processes import Process
@@ -213,7 +215,7 @@ def _stop_stray(stray: Stray) -> str | None:
         # The attempt's cgroup holds the processes that left its group (setsid), and
         # outlives a leader that has exited; only a reaper killed with its runner
         # leaves one behind.
-        cgroups = _attempt_cgroups(stray)
+        cgroups = _attempt_cgroups(stray, dirs)
         if proc is None or proc.ticks is None:
             # A bare pid (recorded before start times were): it may be another
             # process's by now, and is never signalled.
@@ -250,8 +252,10 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     from flowbatch.store import RUNNER_LOST
 
     alive = []
-    for stray in store.stray_attempts(run_id=previous_run):
-        if _stray_alive(stray):
+    strays = store.stray_attempts(run_id=previous_run)
+    dirs = _runner_dirs() if strays else []
+    for stray in strays:
+        if _stray_alive(stray, dirs):
             alive.append(stray)
         else:
             store.stopped(stray, f"{RUNNER_LOST}; the process was found gone")
@@ -280,7 +284,7 @@ def _where(stray: Stray) -> str:
     return f"{kind} `{stray.compute}`, {ext}"
 
 
-def _stray_alive(stray: Stray) -> bool:
+def _stray_alive(stray: Stray, dirs: list[Path]) -> bool:
     """Whether an attempt left by a lost runner may still run. A local process of this
     machine and boot recorded as `pid@starttime` is known gone once it is not that
     process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
@@ -294,13 +298,20 @@ def _stray_alive(stray: Stray) -> bool:
     if not stray.same_boot:
         return False
     proc = Process.parse(stray.external_id or "")
-    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray))
+    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray, dirs))
 
 
-def _attempt_cgroups(stray: Stray) -> list[Path]:
+def _attempt_cgroups(stray: Stray, dirs: list[Path]) -> list[Path]:
     from flowbatch.executors.cgroups import attempt_label, find_attempt
 
-    return find_attempt(attempt_label(stray.job_id, stray.attempt))
+    return find_attempt(attempt_label(stray.job_id, stray.attempt), dirs)
+
+
+def _runner_dirs() -> list[Path]:
+    """Looked up once per command: an array job may leave thousands of attempts."""
+    from flowbatch.executors.cgroups import runner_dirs
+
+    return runner_dirs()
 
 
 def _any_procs(cgroups: list[Path]) -> bool:

@@ -83,7 +83,8 @@ class LocalExecutor:
     def cgroups(self) -> Cgroups | None:
         """The cgroups of this executor's jobs, None where the machine allows none."""
         if self._cgroups == "auto":
-            self._cgroups = Cgroups.create()
+            self._root_told = True  # before it exists, see Cgroups.create
+            self._cgroups = Cgroups.create(announce=lambda path: self._reaper_send("R", str(path)))
         if self._cgroups is not None and not self._root_told:
             self._root_told = True  # the reaper removes it if the runner cannot
             self._reaper_send("R", str(self._cgroups.root))

@@ -11,7 +11,8 @@ groups and cgroups exist:
     -g PID@TICKS     that job has ended
     +c PATH          a job's cgroup
     -c PATH          removed by the runner
-    R PATH           the runner's directory of cgroups, removed at the end
+    R PATH           the runner's directory of cgroups (told before it is made), removed
+                     at the end with any job cgroup left in it
 
 The runner holds the only write end. When it closes, whether the runner ended or was
 killed, the reaper reads end-of-file: what is still registered gets SIGTERM, then up to
@@ -203,6 +204,12 @@ def main(argv: list[str]) -> int:
     if groups or cgroups:
         stop(list(groups), list(cgroups), grace)
     for root in roots:
+        # Its job cgroups too: one made just before the runner died was never registered
+        # (and holds no process: a job starts only once its cgroup is registered).
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(root):
+                if entry.is_dir(follow_symlinks=False):
+                    remove_cgroup(entry.path)
         with contextlib.suppress(OSError):
             os.rmdir(root)
     return 0
