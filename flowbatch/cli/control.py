@@ -251,6 +251,21 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     left and that may still run: exit 2 naming them and how to stop them."""
     from flowbatch.store import RUNNER_LOST
 
+    run = store.run_of(previous_run)
+    if run is not None and run["status"] in ("RUNNING", "UNKNOWN"):
+        # Its runner lives (or cannot be judged from here): its jobs may be running now.
+        click.echo(
+            f"error: run {previous_run} is still running"
+            + (f" ({visible(run['statusReason'])})" if run["statusReason"] else "")
+            + "; resuming it now would run its jobs a second time beside them",
+            err=True,
+        )
+        click.echo(
+            "hint: wait for it to end, or stop it (Ctrl-C where it runs, or `kill` its "
+            "`flowbatch run`), then resume",
+            err=True,
+        )
+        ctx.exit(2)
     alive = []
     strays = store.stray_attempts(run_id=previous_run)
     dirs = _runner_dirs() if strays else []
