@@ -252,8 +252,10 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     from flowbatch.store import RUNNER_LOST
 
     run = store.run_of(previous_run)
-    if run is not None and run["status"] in ("RUNNING", "UNKNOWN"):
-        # Its runner lives (or cannot be judged from here): its jobs may be running now.
+    if run is not None and run["status"] == "RUNNING":
+        # Its runner lives: its jobs may be running now. (A runner on another machine
+        # cannot be judged from here, and one whose machine died would then block every
+        # resume for good: that run is not held against it.)
         click.echo(
             f"error: run {previous_run} is still running"
             + (f" ({visible(run['statusReason'])})" if run["statusReason"] else "")
