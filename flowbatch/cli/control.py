@@ -14,6 +14,8 @@ Imports: store, processes, executors.base (reasons); click.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import shutil
 import signal
 import subprocess
 import time
@@ -187,9 +189,9 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
 
     stopped, unreachable = [], []
     strays = store.stray_attempts(job_id)
-    dirs = _runner_dirs() if strays else []
+    seen = _Leftovers.look() if strays else _Leftovers([], {})
     for stray in strays:
-        outcome = _stop_stray(stray, dirs)
+        outcome = _stop_stray(stray, seen)
         if outcome is None:
             unreachable.append(f"{stray.job_id} attempt {stray.attempt} ({_where(stray)})")
             continue
@@ -203,7 +205,7 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     return 0, "\n  ".join(lines)
 
 
-def _stop_stray(stray: Stray, dirs: list[Path]) -> str | None:
+def _stop_stray(stray: Stray, seen: _Leftovers) -> str | None:
     """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
     from flowbatch.executors.reaper import kill_cgroup
     from flowbatch.processes import Process
@@ -211,18 +213,21 @@ def _stop_stray(stray: Stray, dirs: list[Path]) -> str | None:
     if stray.kind == "local" and stray.here:
         if not stray.same_boot:
             return "gone (the machine restarted)"
+        # A container outlives its runtime client killed with the runner (conmon or
+        # dockerd keep it): the runtime removes it, once its client had its chance.
+        container = seen.container(stray)
         proc = Process.parse(stray.external_id or "")
         # The attempt's cgroup holds the processes that left its group (setsid), and
         # outlives a leader that has exited; only a reaper killed with its runner
         # leaves one behind.
-        cgroups = _attempt_cgroups(stray, dirs)
+        cgroups = _attempt_cgroups(stray, seen.dirs)
         if proc is None or proc.ticks is None:
             # A bare pid (recorded before start times were): it may be another
             # process's by now, and is never signalled.
             return None if proc is not None and proc.alive() else "gone"
         if not proc.alive() and not _any_procs(cgroups):
             _remove_cgroups(cgroups)
-            return "gone"
+            return "gone" if container is None else _remove_container(*container)
         proc.signal_group(signal.SIGTERM)
         for path in cgroups:
             kill_cgroup(str(path), signal.SIGTERM, deadline=0.0)
@@ -234,6 +239,8 @@ def _stop_stray(stray: Stray, dirs: list[Path]) -> str | None:
             proc.signal_group(signal.SIGKILL)
         _remove_cgroups(cgroups)
         what = f"process group {proc.pid}" + (" and its cgroup" if cgroups else "")
+        if container is not None:
+            what += f" ({_remove_container(*container)})"
         return f"{what} killed" if killed else f"{what} terminated"
     if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
         try:
@@ -270,9 +277,9 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
         ctx.exit(2)
     alive = []
     strays = store.stray_attempts(run_id=previous_run)
-    dirs = _runner_dirs() if strays else []
+    seen = _Leftovers.look() if strays else _Leftovers([], {})
     for stray in strays:
-        if _stray_alive(stray, dirs):
+        if _stray_alive(stray, seen):
             alive.append(stray)
         else:
             store.stopped(stray, f"{RUNNER_LOST}; the process was found gone")
@@ -301,7 +308,7 @@ def _where(stray: Stray) -> str:
     return f"{kind} `{stray.compute}`, {ext}"
 
 
-def _stray_alive(stray: Stray, dirs: list[Path]) -> bool:
+def _stray_alive(stray: Stray, seen: _Leftovers) -> bool:
     """Whether an attempt left by a lost runner may still run. A local process of this
     machine and boot recorded as `pid@starttime` is known gone once it is not that
     process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
@@ -315,7 +322,9 @@ def _stray_alive(stray: Stray, dirs: list[Path]) -> bool:
     if not stray.same_boot:
         return False
     proc = Process.parse(stray.external_id or "")
-    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray, dirs))
+    if seen.container(stray) is not None:
+        return True
+    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray, seen.dirs))
 
 
 def _attempt_cgroups(stray: Stray, dirs: list[Path]) -> list[Path]:
@@ -324,11 +333,52 @@ def _attempt_cgroups(stray: Stray, dirs: list[Path]) -> list[Path]:
     return find_attempt(attempt_label(stray.job_id, stray.attempt), dirs)
 
 
-def _runner_dirs() -> list[Path]:
-    """Looked up once per command: an array job may leave thousands of attempts."""
-    from flowbatch.executors.cgroups import runner_dirs
+def _remove_container(runtime: str, name: str) -> str:
+    from flowbatch.executors.container import remove_argv
 
-    return runner_dirs()
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(remove_argv(runtime, name), capture_output=True, timeout=60)
+    return f"container {name} removed"
+
+
+@dataclasses.dataclass
+class _Leftovers:
+    """What lost runners may have left on this machine beside their jobs' process groups,
+    looked up once per command (an array job may leave thousands of attempts): their
+    cgroup directories, and the containers running under flowbatch's names, which
+    outlive a killed runtime client (conmon, dockerd keep them)."""
+
+    dirs: list[Path]
+    containers: dict[str, str]  # name: runtime
+
+    @classmethod
+    def look(cls) -> _Leftovers:
+        from flowbatch.executors.cgroups import runner_dirs
+
+        containers: dict[str, str] = {}
+        for runtime in ("podman", "docker"):
+            if shutil.which(runtime) is None:
+                continue
+            try:
+                found = subprocess.run(
+                    [runtime, "ps", "--filter", "name=^fb-", "--format", "{{.Names}}"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if found.returncode == 0:
+                containers.update((name, runtime) for name in found.stdout.split())
+        return cls(runner_dirs(), containers)
+
+    def container(self, stray: Stray) -> tuple[str, str] | None:
+        """(runtime, name) of the attempt's container if it is running."""
+        from flowbatch.executors.container import name_of
+
+        name = name_of(stray.run_id, stray.job_id, stray.attempt)
+        runtime = self.containers.get(name)
+        return None if runtime is None else (runtime, name)
 
 
 def _any_procs(cgroups: list[Path]) -> bool:
