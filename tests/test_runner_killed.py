@@ -86,7 +86,7 @@ def test_sigkill_of_the_runner_stops_its_jobs(workdir: Path, cgroups: str) -> No
         wait_for(lambda: _stored_status(workdir / "state") == "RUNNING", timeout=30)
         pids = {n: _pid(workdir / f"{n}.pid") or 0 for n in names}
         if parent is not None:
-            assert list(parent.glob(f"flowbatch-{runner.pid}-*/job-*"))  # the job's cgroup
+            assert list(parent.glob(f"flowbatch-{runner.pid}-*/*-a1"))  # the job's cgroup
         runner.kill()  # SIGKILL: the runner itself cleans nothing up
         runner.wait(timeout=10)
         # Without cgroups only the job's process group is reachable (the documented

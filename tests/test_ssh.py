@@ -383,6 +383,24 @@ async def test_timeout_kills_the_remote_process_group(sshd: SshServer, shared_di
 
 
 @pytest.mark.slow
+async def test_a_timed_out_job_that_exits_0_on_sigterm_failed(
+    sshd: SshServer, shared_dir: Path
+) -> None:
+    # AWS: a timed-out attempt is FAILED whatever its exit code (issue 9 item 8).
+    ex = SshExecutor(compute(sshd), grace=5.0)
+    att = attempt(ex._ce, shared_dir, "trap 'exit 0' TERM; sleep 300 & wait", timeout=1.0)
+    results: dict[str, ExecResult] = {}
+    try:
+        async with anyio.create_task_group() as tg:
+            await start(tg, ex, att, results)
+    finally:
+        await ex.aclose()
+    result = results["job"]
+    assert result.exit_code == 0
+    assert result.status_reason == REASON_TIMEOUT and not result.ok
+
+
+@pytest.mark.slow
 async def test_cancelling_the_task_terminates_the_remote_job(
     sshd: SshServer, shared_dir: Path
 ) -> None:

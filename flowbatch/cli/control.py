@@ -11,6 +11,9 @@ signalled), a SLURM job by `scancel`; an SSH job cannot be reached from here.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shutil
 import signal
 import subprocess
 import time
@@ -188,8 +191,10 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     from flowbatch.store.jobstore import RUNNER_LOST
 
     stopped, unreachable = [], []
-    for stray in store.stray_attempts(job_id):
-        outcome = _stop_stray(stray)
+    strays = store.stray_attempts(job_id)
+    seen = _Leftovers.look() if strays else _Leftovers([], {})
+    for stray in strays:
+        outcome = _stop_stray(stray, seen)
         if outcome is None:
             unreachable.append(f"{stray.job_id} attempt {stray.attempt} ({_where(stray)})")
             continue
@@ -203,28 +208,43 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
     return 0, "\n  ".join(lines)
 
 
-def _stop_stray(stray: Stray) -> str | None:
+def _stop_stray(stray: Stray, seen: _Leftovers) -> str | None:
     """Stop one attempt a lost runner left; what was done, or None if nothing can be."""
     from flowbatch.executors.processes import Process
+    from flowbatch.executors.reaper import kill_cgroup
 
     if stray.kind == "local" and stray.here:
         if not stray.same_boot:
             return "gone (the machine restarted)"
+        # A container outlives its runtime client killed with the runner (conmon or
+        # dockerd keep it): the runtime removes it, once its client had its chance.
+        container = seen.container(stray)
         proc = Process.parse(stray.external_id or "")
+        # The attempt's cgroup holds the processes that left its group (setsid), and
+        # outlives a leader that has exited; only a reaper killed with its runner
+        # leaves one behind.
+        cgroups = _attempt_cgroups(stray, seen.dirs)
         if proc is None or proc.ticks is None:
             # A bare pid (recorded before start times were): it may be another
             # process's by now, and is never signalled.
             return None if proc is not None and proc.alive() else "gone"
-        if not proc.alive():
-            return "gone"
+        if not proc.alive() and not _any_procs(cgroups):
+            _remove_cgroups(cgroups)
+            return "gone" if container is None else _remove_container(*container)
         proc.signal_group(signal.SIGTERM)
+        for path in cgroups:
+            kill_cgroup(str(path), signal.SIGTERM, deadline=0.0)
         deadline = time.monotonic() + GRACE_SECONDS
-        while proc.alive() and time.monotonic() < deadline:
+        while (proc.alive() or _any_procs(cgroups)) and time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
+        killed = proc.alive() or _any_procs(cgroups)
         if proc.alive():
             proc.signal_group(signal.SIGKILL)
-            return f"process group {proc.pid} killed"
-        return f"process group {proc.pid} terminated"
+        _remove_cgroups(cgroups)
+        what = f"process group {proc.pid}" + (" and its cgroup" if cgroups else "")
+        if container is not None:
+            what += f" ({_remove_container(*container)})"
+        return f"{what} killed" if killed else f"{what} terminated"
     if stray.kind == "slurm" and stray.external_id and stray.external_id.isdigit():
         try:
             done = subprocess.run(
@@ -241,9 +261,28 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     left and that may still run: exit 2 naming them and how to stop them."""
     from flowbatch.store.jobstore import RUNNER_LOST
 
+    run = store.run_of(previous_run)
+    if run is not None and run["status"] == "RUNNING":
+        # Its runner lives: its jobs may be running now. (A runner on another machine
+        # cannot be judged from here, and one whose machine died would then block every
+        # resume for good: that run is not held against it.)
+        click.echo(
+            f"error: run {previous_run} is still running"
+            + (f" ({visible(run['statusReason'])})" if run["statusReason"] else "")
+            + "; resuming it now would run its jobs a second time beside them",
+            err=True,
+        )
+        click.echo(
+            "hint: wait for it to end, or stop it (Ctrl-C where it runs, or `kill` its "
+            "`flowbatch run`), then resume",
+            err=True,
+        )
+        ctx.exit(2)
     alive = []
-    for stray in store.stray_attempts(run_id=previous_run):
-        if _stray_alive(stray):
+    strays = store.stray_attempts(run_id=previous_run)
+    seen = _Leftovers.look() if strays else _Leftovers([], {})
+    for stray in strays:
+        if _stray_alive(stray, seen):
             alive.append(stray)
         else:
             store.stopped(stray, f"{RUNNER_LOST}; the process was found gone")
@@ -272,7 +311,7 @@ def _where(stray: Stray) -> str:
     return f"{kind} `{stray.compute}`, {ext}"
 
 
-def _stray_alive(stray: Stray) -> bool:
+def _stray_alive(stray: Stray, seen: _Leftovers) -> bool:
     """Whether an attempt left by a lost runner may still run. A local process of this
     machine and boot recorded as `pid@starttime` is known gone once it is not that
     process (a bare pid is alive if any process has it); a SLURM job once `squeue` no
@@ -286,7 +325,80 @@ def _stray_alive(stray: Stray) -> bool:
     if not stray.same_boot:
         return False
     proc = Process.parse(stray.external_id or "")
-    return proc is None or proc.alive()
+    if seen.container(stray) is not None:
+        return True
+    return proc is None or proc.alive() or _any_procs(_attempt_cgroups(stray, seen.dirs))
+
+
+def _attempt_cgroups(stray: Stray, dirs: list[Path]) -> list[Path]:
+    from flowbatch.executors.cgroups import attempt_label, find_attempt
+
+    return find_attempt(attempt_label(stray.job_id, stray.attempt), dirs)
+
+
+def _remove_container(runtime: str, name: str) -> str:
+    from flowbatch.executors.container import remove_argv
+
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(remove_argv(runtime, name), capture_output=True, timeout=60)
+    return f"container {name} removed"
+
+
+@dataclasses.dataclass
+class _Leftovers:
+    """What lost runners may have left on this machine beside their jobs' process groups,
+    looked up once per command (an array job may leave thousands of attempts): their
+    cgroup directories, and the containers running under flowbatch's names, which
+    outlive a killed runtime client (conmon, dockerd keep them)."""
+
+    dirs: list[Path]
+    containers: dict[str, str]  # name: runtime
+
+    @classmethod
+    def look(cls) -> _Leftovers:
+        from flowbatch.executors.cgroups import runner_dirs
+
+        containers: dict[str, str] = {}
+        for runtime in ("podman", "docker"):
+            if shutil.which(runtime) is None:
+                continue
+            try:
+                found = subprocess.run(
+                    [runtime, "ps", "--filter", "name=^fb-", "--format", "{{.Names}}"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if found.returncode == 0:
+                containers.update((name, runtime) for name in found.stdout.split())
+        return cls(runner_dirs(), containers)
+
+    def container(self, stray: Stray) -> tuple[str, str] | None:
+        """(runtime, name) of the attempt's container if it is running."""
+        from flowbatch.executors.container import name_of
+
+        name = name_of(stray.run_id, stray.job_id, stray.attempt)
+        runtime = self.containers.get(name)
+        return None if runtime is None else (runtime, name)
+
+
+def _any_procs(cgroups: list[Path]) -> bool:
+    from flowbatch.executors.reaper import cgroup_pids
+
+    return any(cgroup_pids(str(path)) for path in cgroups)
+
+
+def _remove_cgroups(cgroups: list[Path]) -> None:
+    """Kill what is left in them and remove them, and their runner's directory once it
+    is empty (its runner and reaper are gone: nobody else would)."""
+    from flowbatch.executors.reaper import remove_cgroup
+
+    for path in cgroups:
+        remove_cgroup(str(path))
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 _SLURM_ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,15 @@ class Cgroups:
         self.memory = memory
 
     @classmethod
-    def create(cls, versions: tuple[int, ...] = (1, 2)) -> Cgroups | None:
+    def create(
+        cls,
+        versions: tuple[int, ...] = (1, 2),
+        announce: Callable[[Path], None] | None = None,
+    ) -> Cgroups | None:
         """A directory of this runner's own in a writable cgroup hierarchy, or None where
         the machine gives flowbatch none (not root, no delegation, no cgroupfs) or the
-        environment says FLOWBATCH_CGROUPS=off."""
+        environment says FLOWBATCH_CGROUPS=off. `announce` is told each path before it
+        is made: a runner killed right after the mkdir must not leave it behind."""
         if os.environ.get("FLOWBATCH_CGROUPS", "").strip().lower() in ("off", "0", "no"):
             return None
         name = f"flowbatch-{os.getpid()}-{secrets.token_hex(4)}"
@@ -134,7 +140,7 @@ class Cgroups:
         own = _own_cgroups()
         v1 = mounts.get("memory") if 1 in versions else None
         if v1 is not None and "memory" in own:
-            made = _make(_inside(v1, own["memory"]), name)
+            made = _make(_inside(v1, own["memory"]), name, announce)
             if made is not None:
                 with contextlib.suppress(OSError):  # v1 defaults it to 1 on newer kernels
                     _write(made / "memory.use_hierarchy", "1")
@@ -146,7 +152,7 @@ class Cgroups:
                 return None
             # Succeeds only where the parent holds no process (or is the root cgroup).
             memory = _enable_memory(parent)
-            made = _make(parent, name)
+            made = _make(parent, name, announce)
             if made is None:
                 return None
             if memory:
@@ -175,10 +181,12 @@ class Cgroups:
             self.root.rmdir()
 
 
-def _make(parent: Path | None, name: str) -> Path | None:
+def _make(parent: Path | None, name: str, announce: Callable[[Path], None] | None) -> Path | None:
     if parent is None:
         return None
     path = parent / name
+    if announce is not None:
+        announce(path)
     try:
         path.mkdir()
     except OSError:
@@ -269,6 +277,36 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def attempt_label(job_id: str, attempt: int) -> str:
+    """The name of an attempt's cgroup: the job's id and attempt number, so that what a
+    lost runner left can be found again from the store alone (`find_attempt`), even
+    when its reaper died with it."""
+    return f"{job_id.replace('/', '_')}-a{attempt}"
+
+
+def runner_dirs() -> list[Path]:
+    """The directories runners of this machine made for their jobs' cgroups (their own,
+    `flowbatch-<pid>-<hex>`): below this process's own cgroup first, where a runner
+    started from the same session puts them, then a few levels below each hierarchy's
+    mountpoint."""
+    found: dict[Path, None] = {}
+    own = _own_cgroups()
+    for key, mount in _mounts().items():
+        bases = [_inside(mount, own[key]) if key in own else None, Path(mount[1])]
+        for base in bases:
+            if base is None:
+                continue
+            for depth in range(4):
+                for path in base.glob("*/" * depth + "flowbatch-*"):
+                    found.setdefault(path, None)
+    return list(found)
+
+
+def find_attempt(label: str, dirs: list[Path]) -> list[Path]:
+    """The cgroups named `label` in `dirs` (see `runner_dirs`)."""
+    return [d / label for d in dirs if (d / label).is_dir()]
+
+
 def describe_missing() -> str:
     """What a run without cgroups gives up, said once per run."""
     return (
@@ -278,4 +316,11 @@ def describe_missing() -> str:
     )
 
 
-__all__ = ["Cgroups", "JobCgroup", "describe_missing"]
+__all__ = [
+    "Cgroups",
+    "JobCgroup",
+    "attempt_label",
+    "describe_missing",
+    "find_attempt",
+    "runner_dirs",
+]

@@ -119,7 +119,12 @@ def choose_runtime(compute: ComputeEnv) -> str:
 
 def container_name(attempt: Attempt) -> str:
     """`fb-<run_id>-<job_id, ':' as '-'>-<attempt>`, lowercased, safe as a container name."""
-    raw = f"fb-{attempt.run_id}-{attempt.job_id.replace(':', '-')}-{attempt.attempt}"
+    return name_of(attempt.run_id, attempt.job_id, attempt.attempt)
+
+
+def name_of(run_id: str, job_id: str, attempt: int) -> str:
+    """`container_name` from what the store keeps of an attempt."""
+    raw = f"fb-{run_id}-{job_id.replace(':', '-')}-{attempt}"
     return _UNSAFE_NAME_CHARS.sub("-", raw.lower())
 
 

@@ -44,7 +44,7 @@ from flowbatch.executors.base import (
     Attempt,
     ExecResult,
 )
-from flowbatch.executors.cgroups import Cgroups, JobCgroup
+from flowbatch.executors.cgroups import Cgroups, JobCgroup, attempt_label
 from flowbatch.executors.processes import Process
 from flowbatch.executors.reaper import Reaper
 from flowbatch.lang.model import ComputeEnv
@@ -75,13 +75,13 @@ class LocalExecutor:
         self._cgroups = cgroups
         self._reaper: Reaper | None = None
         self._root_told = False
-        self._count = 0
 
     @property
     def cgroups(self) -> Cgroups | None:
         """The cgroups of this executor's jobs, None where the machine allows none."""
         if self._cgroups == "auto":
-            self._cgroups = Cgroups.create()
+            self._root_told = True  # before it exists, see Cgroups.create
+            self._cgroups = Cgroups.create(announce=lambda path: self._reaper_send("R", str(path)))
         if self._cgroups is not None and not self._root_told:
             self._root_told = True  # the reaper removes it if the runner cannot
             self._reaper_send("R", str(self._cgroups.root))
@@ -121,8 +121,7 @@ class LocalExecutor:
         cgroups = self.cgroups
         if cgroups is None:
             return None
-        self._count += 1
-        cgroup = cgroups.job(f"job-{self._count}")
+        cgroup = cgroups.job(attempt_label(attempt.job_id, attempt.attempt))
         if cgroup is None:
             return None
         self._reaper_send("+c", str(cgroup.path))

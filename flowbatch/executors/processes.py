@@ -34,6 +34,17 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def zombie(pid: int) -> bool:
+    """Whether `pid` has exited and waits for its parent to reap it: it keeps its pid
+    and start time, but runs no more."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[:1] == [b"Z"]
+
+
 @dataclass(frozen=True, slots=True)
 class Process:
     """One process (for a job: the leader of its process group) for good."""

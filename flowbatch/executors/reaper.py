@@ -11,7 +11,8 @@ groups and cgroups exist:
     -g PID@TICKS     that job has ended
     +c PATH          a job's cgroup
     -c PATH          removed by the runner
-    R PATH           the runner's directory of cgroups, removed at the end
+    R PATH           the runner's directory of cgroups (told before it is made), removed
+                     at the end with any job cgroup left in it
 
 The runner holds the only write end. When it closes, whether the runner ended or was
 killed, the reaper reads end-of-file: what is still registered gets SIGTERM, then up to
@@ -30,6 +31,11 @@ import os
 import signal
 import sys
 import time
+
+# subprocess is for the runner's end only: the reaper itself starts without it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 _POLL = 0.05  # seconds between checks that the stopped processes are gone
 
@@ -141,31 +147,65 @@ def stop(groups: list[str], cgroups: list[str], grace: float) -> None:
 
 
 class Reaper:
-    """The runner's end: starts the reaper and tells it what to stop if the runner dies."""
+    """The runner's end: starts the reaper and tells it what to stop if the runner dies.
+
+    A reaper that dies while the runner lives (killed by hand) is replaced with the next
+    line the runner sends, and the new one is told everything still registered. Until
+    that line, the jobs are unguarded: the documented limit."""
 
     def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._registered: dict[tuple[str, str], None] = {}  # ("+g"/"+c"/"R", arg)
+        self._fd: int | None = None
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
         import subprocess
 
         # Its own session: a Ctrl-C on the terminal or a signal to the runner's group
         # must not take it down with the runner. Its only descriptor is the pipe.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), repr(float(grace))],
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), repr(float(self.grace))],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd="/",
             start_new_session=True,
         )
-        assert self.proc.stdin is not None
-        self._fd: int | None = self.proc.stdin.fileno()
+        assert proc.stdin is not None
+        self._fd = proc.stdin.fileno()
+        return proc
 
     def send(self, op: str, arg: str) -> None:
         if self._fd is None:
             return
+        if op in ("+g", "+c", "R"):
+            self._registered[(op, arg)] = None
+        elif op in ("-g", "-c"):
+            self._registered.pop(("+" + op[1:], arg), None)
+        if self.proc.poll() is None and self._write(f"{op} {arg}\n"):
+            return
+        # The reaper is gone (killed by hand): a new one takes over what it guarded.
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self.proc.wait()
         try:
-            os.write(self._fd, f"{op} {arg}\n".encode("utf-8", "surrogateescape"))
-        except OSError:  # the reaper is gone (killed by hand): the runner carries on
+            self.proc = self._start()
+        except OSError:  # cannot start another: the runner carries on unguarded
             self._fd = None
+            return
+        self._write("".join(f"{o} {a}\n" for o, a in self._registered))
+
+    def _write(self, text: str) -> bool:
+        data = text.encode("utf-8", "surrogateescape")
+        assert self._fd is not None
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """End of file for the reaper: it stops what is still registered and exits."""
@@ -201,6 +241,12 @@ def main(argv: list[str]) -> int:
     if groups or cgroups:
         stop(list(groups), list(cgroups), grace)
     for root in roots:
+        # Its job cgroups too: one made just before the runner died was never registered
+        # (and holds no process: a job starts only once its cgroup is registered).
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(root):
+                if entry.is_dir(follow_symlinks=False):
+                    remove_cgroup(entry.path)
         with contextlib.suppress(OSError):
             os.rmdir(root)
     return 0

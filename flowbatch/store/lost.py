@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from flowbatch.executors.processes import Process
+from flowbatch.executors.processes import Process, zombie
 
 RUNNER_LOST: Final = "Runner lost"
 # Space set aside in the state directory while a run writes, given back when a write
@@ -71,7 +71,9 @@ def owner_state(
         if pid is None:
             return "unknown"
         proc = Process(int(pid), None)
-    return "alive" if proc.alive() else "gone"
+    # A runner killed but not yet reaped by its parent (a script that never waits) is a
+    # zombie: it will never write again.
+    return "alive" if proc.alive() and not zombie(proc.pid) else "gone"
 
 
 @functools.cache
