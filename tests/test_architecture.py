@@ -1,5 +1,6 @@
-"""The architecture as tests: the import-linter contracts in pyproject.toml hold, and
-every module is small and opens with a docstring (style.md, habit 15)."""
+"""The architecture as tests: the import-linter contracts in pyproject.toml hold, every
+module is small and opens with a docstring (style.md, habit 15), and every dependency is
+imported, declared, and said in the README what it is for."""
 
 from __future__ import annotations
 
