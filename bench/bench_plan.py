@@ -41,7 +41,7 @@ def populate(path: Path, state: Path) -> float:
     with Store.open(state) as store:
         now = time.time()
         store.begin_run(run_id, plan.pipeline, ids, created_at=now)
-        for name in plan.topo_order():
+        for name in plan.jobs():
             spec = plan.job(name)
             for index in range(spec.array_size or 0):
                 job_id = f"{ids[name]}:{index}"

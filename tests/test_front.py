@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,15 @@ def test_dependency_kinds_compile_to_one_node_per_array() -> None:
     assert plan.critical_path("prep") == 3 and plan.critical_path("migrate") == 5
     graph = plan.digraph()
     assert graph.number_of_nodes() == 5 and graph.has_edge("frames", "thumbs")
+
+
+def test_digraph_without_networkx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # networkx is an optional extra (only Plan.digraph() uses it): without it, the error
+    # says how to get it rather than a bare ModuleNotFoundError.
+    plan = plan_of('job a {\n  command = "x"\n}\n')
+    monkeypatch.setitem(sys.modules, "networkx", None)
+    with pytest.raises(ImportError, match=r"pip install 'flowbatch\[networkx\]'"):
+        plan.digraph()
 
 
 def test_a_self_dependency_is_a_cycle() -> None:

@@ -43,7 +43,7 @@ def frontier(
     queues: dict[str, Queue] | None = None,
 ) -> Frontier:
     plan = plan_of(*jobs, computes=computes, queues=queues)
-    return Frontier(plan, job_ids={n: f"id-{n}" for n in plan.topo_order()})
+    return Frontier(plan, job_ids={n: f"id-{n}" for n in plan.jobs()})
 
 
 def run_one(f: Frontier, p: Placement, ok: bool = True, reason: str = "") -> JobState:

@@ -31,7 +31,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -406,8 +405,3 @@ def _log_failure(exc: OSError) -> ExecResult:
 
 def _seconds(limit: float | None) -> str:
     return f"{limit:g}s" if limit is not None else "?"
-
-
-def log_paths(log_dir: Path) -> tuple[Path, Path]:
-    """Where an attempt's stdout and stderr are written."""
-    return log_dir / "stdout", log_dir / "stderr"

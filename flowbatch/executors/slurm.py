@@ -77,10 +77,6 @@ SCANCEL_CHUNK = 500  # ids per scancel call, to stay far below ARG_MAX
 GONE_POLLS = 2  # a job must be missing from squeue this many polls in a row
 
 
-class SlurmError(Exception):
-    """A SLURM command failed in a way that says nothing about one job."""
-
-
 @dataclass
 class _Batch:
     attempts: list[Attempt] = field(default_factory=list)

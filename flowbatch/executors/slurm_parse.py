@@ -169,13 +169,11 @@ def time_limit_minutes(timeout: float) -> int:
     return max(1, math.ceil(timeout / 60))
 
 
-def result_of(
-    row: SqueueRow, *, host: str | None, extra: dict[str, str] | None = None
-) -> ExecResult | None:
+def result_of(row: SqueueRow, *, host: str | None) -> ExecResult | None:
     """How a SLURM job ended, or None while it has not ended."""
     if row.state not in TERMINAL:
         return None
-    info = {"slurm_job_id": row.key, "slurm_state": row.state, **(extra or {})}
+    info = {"slurm_job_id": row.key, "slurm_state": row.state}
     if row.node and row.node not in ("(null)", "N/A"):
         info["slurm_node"] = row.node
     code = exit_code_of(row.wait_status)

@@ -3,9 +3,9 @@
 An array job is one node, whatever its size, so planning cost grows with the number of
 stages, not the number of processes.
 
-The DAG is kept in plain tuples so that `flowbatch validate` never pays for importing
-networkx (a third of a second, most of the start-up budget); `Plan.digraph()` builds the
-networkx view on demand for the code that wants graph algorithms.
+The DAG is kept in plain tuples (graphlib orders it), so flowbatch needs no graph library;
+`Plan.digraph()` builds a networkx view on demand for a caller who wants graph algorithms,
+and networkx is an optional extra for it (`pip install 'flowbatch[networkx]'`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,6 @@ class Plan:
         """Every job, in topological order (ties in source order)."""
         return self._order
 
-    def topo_order(self) -> tuple[str, ...]:
-        return self._order
-
     def deps(self, name: str) -> tuple[Dependency, ...]:
         """What `name` waits for, as written."""
         return self._deps[name]
@@ -96,7 +93,13 @@ class Plan:
 
     def digraph(self) -> nx.DiGraph:
         """A new networkx DiGraph of the plan: nodes carry `spec`, edges carry `deps`."""
-        import networkx as nx
+        try:
+            import networkx as nx
+        except ImportError as exc:
+            raise ImportError(
+                "Plan.digraph() needs networkx, an optional extra: "
+                "pip install 'flowbatch[networkx]'"
+            ) from exc
 
         graph: nx.DiGraph = nx.DiGraph()
         for name in self._order:

@@ -223,10 +223,7 @@ def _hosts(
                 'known_hosts = "~/.ssh/known_hosts"',
                 kind=Kind.MISSING_ATTRIBUTE,
             )
-        return tuple(
-            _ssh_host(item, i, errors)
-            for i, item in enumerate(expect_list(values["hosts"], "hosts"))
-        )
+        return tuple(_ssh_host(item, errors) for item in expect_list(values["hosts"], "hosts"))
     if type_ == "slurm":
         key = "max_vcpus" if "max_vcpus" in values else "vcpus"
         vcpus = expect_int(values[key], key, minimum=1) if key in values else 256
@@ -240,7 +237,7 @@ def _hosts(
     return (Host(name="localhost", vcpus=vcpus, memory=memory, gpus=gpus),)
 
 
-def _ssh_host(item: s.Value, number: int, errors: Collector) -> Host:
+def _ssh_host(item: s.Value, errors: Collector) -> Host:
     if isinstance(item, s.Str):  # "user@host:port", with the default capacity
         user, _, rest = item.value.rpartition("@")
         address, _, port_text = rest.partition(":")

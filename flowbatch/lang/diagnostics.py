@@ -47,12 +47,6 @@ class Span(NamedTuple):
     def path(self) -> str:
         return self.source.path
 
-    @classmethod
-    def whole_line(cls, source: Source, line: int) -> Span:
-        text = source.line(line)
-        start = len(text) - len(text.lstrip()) + 1
-        return cls(source, line, start, line, max(len(text) + 1, start + 1))
-
     def __repr__(self) -> str:
         return f"Span({self.source.path}:{self.line}:{self.col}-{self.end_line}:{self.end_col})"
 

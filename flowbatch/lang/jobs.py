@@ -124,14 +124,12 @@ class JobBuilder:
             )
             self._merged[name] = None
             return None
-        base = self._parent_entries(block, (*chain, name), "definition")
+        base = self._parent_entries(block, (*chain, name))
         merged = None if base is None else self._merge(base, block, "definition")
         self._merged[name] = merged
         return merged
 
-    def _parent_entries(
-        self, block: s.Block, chain: tuple[str, ...], what: str
-    ) -> dict[str, s.Entry] | None:
+    def _parent_entries(self, block: s.Block, chain: tuple[str, ...]) -> dict[str, s.Entry] | None:
         if block.parent is None:
             return {}
         parent = self.definitions.get(block.parent)
@@ -189,7 +187,7 @@ class JobBuilder:
 
     # -- one job -------------------------------------------------------------------
     def _job(self, block: s.Block) -> JobSpec:
-        base = self._parent_entries(block, (), "job")
+        base = self._parent_entries(block, ())
         if base is None:
             raise _Skip()
         before = len(self.errors.errors)
@@ -217,7 +215,7 @@ class JobBuilder:
         fields = _Fields(values, self.errors)
         command = fields.get("command", _command)
         array_size = fields.get("array", _array_size)
-        queue = self._queue(values, block)
+        queue = self._queue(values)
         spec = JobSpec(
             name=block.name,
             command=command if command is not None else "",
@@ -285,7 +283,7 @@ class JobBuilder:
             self._check_fit(spec, queue, values, block)
         return spec
 
-    def _queue(self, values: Mapping[str, s.Value], block: s.Block) -> Queue | None:
+    def _queue(self, values: Mapping[str, s.Value]) -> Queue | None:
         if "queue" not in values:
             return self.queues["default"]
         try:

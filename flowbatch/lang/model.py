@@ -17,8 +17,6 @@ from flowbatch.lang.diagnostics import Span
 
 ParamValue = str | int | float | bool
 
-EMPTY: Mapping[str, str] = MappingProxyType({})
-
 MAX_ARRAY_SIZE = 10_000
 MIN_ARRAY_SIZE = 2
 MAX_DEPENDENCIES = 20

@@ -75,7 +75,6 @@ __all__ = [
     "render",
     "render_command",
     "script_index",
-    "unresolved_refs",
     "uses_jinja",
     "values_in_program",
 ]
@@ -246,10 +245,6 @@ def check(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str]
         )
     if uses_jinja(text) or "Ref::" in text:
         render(text, ctx, shell=shell, parameters=parameters)
-
-
-def unresolved_refs(text: str, parameters: Mapping[str, str]) -> list[str]:
-    return [m.group(1) for m in REF.finditer(text) if m.group(1) not in parameters]
 
 
 _UNDEFINED = re.compile(r"[`']([^`']+)[`'] is undefined")

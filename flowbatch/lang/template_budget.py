@@ -215,7 +215,7 @@ STR_METHOD_SIZES: dict[str, Callable[..., int]] = {
 }
 
 
-def join_args(args: tuple[Any, ...], kwargs: dict[str, Any], sep: str) -> tuple[Any, ...]:
+def join_args(args: tuple[Any, ...], sep: str) -> tuple[Any, ...]:
     items = list(counted(args[0])) if args else []
     size = sum(weight(i) for i in items) + len(sep) * max(len(items) - 1, 0)
     current_budget().build(size)
@@ -245,7 +245,7 @@ def filter_sizes() -> dict[str, Callable[[tuple[Any, ...], dict[str, Any]], tupl
 
     def join(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         sep = kwargs.get("d", args[1] if len(args) > 1 else "")
-        return join_args(args, kwargs, str(sep))
+        return join_args(args, str(sep))
 
     def replace(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         current_budget().build(_replace_size(str(args[0]), *args[1:], **kwargs))

@@ -112,7 +112,7 @@ class _Walk:
             return self.walk(body, i + 1, frozenset({_BLOCK_ENDS[name]})) + 1
         return i + 1  # renders nothing itself (`set`, `with`, `block`, an end tag...)
 
-    def boundary(self, shell: Shell, why: str) -> None:
+    def boundary(self, shell: Shell) -> None:
         """A control statement: text before it may not join the text after it."""
         shell.cut()
 
@@ -127,14 +127,14 @@ class _Walk:
 
     def branches(self, shell: Shell, i: int) -> int:
         why = "after an `{% if %}` whose branches leave the shell's quoting in different states"
-        self.boundary(shell, why)
+        self.boundary(shell)
         start = shell.copy()
         ends: list[Shell] = []
         otherwise = False
         branch = shell
         while True:
             i = self.walk(branch, i + 1, frozenset({"elif", "else", "endif"}))
-            self.boundary(branch, why)
+            self.boundary(branch)
             ends.append(branch)
             if i >= len(self.tokens) or self.tokens[i].text == "endif":
                 break
@@ -147,11 +147,11 @@ class _Walk:
 
     def loop(self, shell: Shell, i: int) -> int:
         why = "after a `{% for %}` whose body leaves the shell's quoting in a different state"
-        self.boundary(shell, why)
+        self.boundary(shell)
         start = shell.copy()
         body = shell.copy()
         end = self.walk(body, i + 1, frozenset({"else", "endfor"}))
-        self.boundary(body, why)
+        self.boundary(body)
         if not _agree([start, body]):
             # The second pass starts where the first ended: its values are misplaced too.
             again = body.copy()
@@ -160,7 +160,7 @@ class _Walk:
         otherwise = start.copy()
         if end < len(self.tokens) and self.tokens[end].text == "else":
             end = self.walk(otherwise, end + 1, frozenset({"endfor"}))
-            self.boundary(otherwise, why)
+            self.boundary(otherwise)
         self.join(shell, [body, otherwise], why)
         return end + 1
 

@@ -278,7 +278,7 @@ def _environment(shell: bool, paths: bool = False) -> jinja2.Environment:
             if isinstance(owner, str):
                 name = getattr(__obj, "__name__", "")
                 if name == "join":
-                    args = join_args(args, kwargs, owner)
+                    args = join_args(args, owner)
                 elif name in STR_METHOD_SIZES:
                     budget.build(STR_METHOD_SIZES[name](owner, *args, **kwargs))
             budget.depth += 1

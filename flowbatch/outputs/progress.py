@@ -128,7 +128,7 @@ class Reporter:
     # -- the sink -------------------------------------------------------------------------
     def emit(self, event: JobEvent) -> None:
         if event.index is not None:
-            self._note_parent(event.job_id.rpartition(":")[0], event.name)
+            self._note_parent(event.job_id.rpartition(":")[0])
         is_parent = event.index is None and (
             event.job_id in self._parents or event.name in self._arrays
         )
@@ -254,7 +254,7 @@ class Reporter:
             except (OSError, ValueError):
                 self._unwritable = True
 
-    def _note_parent(self, parent_id: str, name: str) -> None:
+    def _note_parent(self, parent_id: str) -> None:
         if parent_id in self._parents:
             return
         self._parents.add(parent_id)

@@ -129,11 +129,11 @@ def decide(
     """What runs and why. Without `resume`, or with no previous run, everything is
     `new`; `fingerprints` may then be None."""
     if not resume or previous_run is None or records is None or fingerprints is None:
-        jobs = {n: _all(n, plan.job(n).array_size, NEW) for n in plan.topo_order()}
+        jobs = {n: _all(n, plan.job(n).array_size, NEW) for n in plan.jobs()}
         return Decision(plan.path, resume, previous_run if resume else None, jobs)
     reruns: dict[str, bytearray | bool] = {}  # per job: True/False, or per child (1 = runs)
     jobs = {}
-    for name in plan.topo_order():
+    for name in plan.jobs():
         job = _decide_job(plan, fingerprints, name, records.get(name), reruns)
         jobs[name] = job
         if job.mask is None:

@@ -112,7 +112,7 @@ class Frontier(Cascade):
         reuse = reuse or {}
         for name, mask in reuse.items():
             self._mark_reused(self._nodes[name], mask)
-        for name in plan.topo_order():
+        for name in plan.jobs():
             node = self._nodes[name]
             if node.size is None and name in reuse:
                 self._submit_reused(node, reuse_reason)

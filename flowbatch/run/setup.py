@@ -43,7 +43,7 @@ def new_run_id(now: float | None = None) -> str:
 
 def new_job_ids(plan: Plan) -> dict[str, str]:
     """A fresh job id (a uuid4 string, as AWS) for every job of the plan."""
-    return {name: str(uuid.uuid4()) for name in plan.topo_order()}
+    return {name: str(uuid.uuid4()) for name in plan.jobs()}
 
 
 def limit_vcpus(computes: Mapping[str, ComputeEnv], max_vcpus: int) -> dict[str, ComputeEnv]:

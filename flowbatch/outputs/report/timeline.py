@@ -110,7 +110,7 @@ def timeline_svg(bars: Sequence[AttemptBar], *, end: float | None = None) -> str
             f'<rect class="lane" x="{LABEL_WIDTH}" y="{y - 1}" width="{PLOT_WIDTH}"'
             f' height="{LANE_HEIGHT + 2}"/>'
         )
-    out.extend(_axis(t0, span, scale, height))
+    out.extend(_axis(span, scale, height))
     for row, lane in enumerate(lanes):
         y = AXIS_HEIGHT + row * (LANE_HEIGHT + LANE_GAP)
         out.append(
@@ -177,7 +177,7 @@ def _bar(group: list[AttemptBar], t0: float, t1: float, scale: float, y: int) ->
     )
 
 
-def _axis(t0: float, span: float, scale: float, height: int) -> list[str]:
+def _axis(span: float, scale: float, height: int) -> list[str]:
     step = _nice_step(span / 8)
     out = []
     tick = 0.0
