@@ -143,7 +143,7 @@ def jobs(
             run_id = store.latest_run()
             if run_id is None:
                 _fail(f"no runs recorded in `{store.path}`")
-        elif store.run_of(run_id) is None:
+        elif not any(run.run_id == run_id for run in store.run_records()):
             _fail(f"no run `{run_id}` in `{store.path}`")
         found = store.job_records(
             run_id=run_id, queue=queue, status=status, name=name, parent=children
