@@ -4,7 +4,6 @@ subprocess, read back from the store) parsed as Markdown with markdown-it-py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt

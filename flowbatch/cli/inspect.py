@@ -31,7 +31,14 @@ from flowbatch.cli.common import (
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.outputs.jobview import clip, visible
-from flowbatch.run.records import AttemptRecord, JobRecord, RunRecord, RunStatus, run_json, summary_json
+from flowbatch.run.records import (
+    AttemptRecord,
+    JobRecord,
+    RunRecord,
+    RunStatus,
+    run_json,
+    summary_json,
+)
 from flowbatch.run.state import JobState
 from flowbatch.store.jobstore import RUNNER_LOST, Store, StoreError
 

@@ -337,11 +337,14 @@ class Store:
         detail = found.detail
         assert detail is not None  # views.describe always fills it
         run_id = found.run_id
-        attempts = tuple(
-            dataclasses.replace(a, log_path=self.log_dir(a.log_path, run_id))
-            for a in detail.attempts
-        )
+        moved = [self.log_dir(a.log_path, run_id) for a in detail.attempts]
         log_path = self.log_dir(detail.log_path, run_id)
+        if log_path == detail.log_path and moved == [a.log_path for a in detail.attempts]:
+            return found  # the common case: nothing moved, no copies
+        attempts = tuple(
+            dataclasses.replace(a, log_path=path)
+            for a, path in zip(detail.attempts, moved, strict=True)
+        )
         return dataclasses.replace(
             found, detail=dataclasses.replace(detail, attempts=attempts, log_path=log_path)
         )
@@ -371,7 +374,9 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Job summaries in submission order, shaped like AWS ListJobs' (`job_records`,
         rendered by `records.summary_json`)."""
-        found = self.job_records(run_id=run_id, queue=queue, status=status, name=name, parent=parent)
+        found = self.job_records(
+            run_id=run_id, queue=queue, status=status, name=name, parent=parent
+        )
         return [summary_json(job) for job in found]
 
     @reads

@@ -111,8 +111,9 @@ def collect(
     graph_svg: str | None = None,
     graph_note: str = "",
 ) -> RunReport:
-    """The report of `run` whose top-level jobs are `jobs`; `children(array_id, None)` lists an array's children and `describe(job_id)`
-    gives one job's attempts. Relative log paths are read from under `log_root`."""
+    """The report of `run` whose top-level jobs are `jobs`; `children(array_id, None)`
+    lists an array's children and `describe(job_id)` gives one job with its attempts.
+    Relative log paths are read from under `log_root`."""
     rows: list[JobRow] = []
     bars: list[AttemptBar] = []
     for job in jobs:

@@ -201,7 +201,8 @@ def _jobs(jobs: Iterable[JobRow]) -> list[str]:
         )
         for child in job.failed_children:
             out.append(
-                f'<tr class="child"><td>{escape(child.label)}</td><td>{_state(JobState.FAILED)}</td>'
+                f'<tr class="child"><td>{escape(child.label)}</td>'
+                f"<td>{_state(JobState.FAILED)}</td>"
                 f"<td class=num></td><td class=num>{child.attempts}</td>"
                 f"<td class=num>{_code(child.exit_code)}</td><td class=num></td><td></td>"
                 f'<td class="reason">{escape(child.reason)}</td></tr>'
