@@ -23,6 +23,7 @@ from flowbatch.lang.load import load_text
 from flowbatch.outputs.jobview import visible
 from flowbatch.outputs.progress import Reporter
 from flowbatch.outputs.step_summary import step_summary
+from flowbatch.run.records import JobRecord
 from flowbatch.run.state import JobState
 from flowbatch.store.jobstore import Store
 
@@ -137,13 +138,20 @@ def test_annotation_properties_are_escaped_as_githubs_toolkit_does() -> None:
     )
 
 
+def _job(status: JobState, reason: str, *, exit_code: int) -> JobRecord:
+    return JobRecord(
+        job_id="id-a", name="a", run_id=RUN, status=status, status_reason=reason,
+        created_at=None, started_at=0, stopped_at=1, queue=None, attempts=1,
+        exit_code=exit_code,
+    )  # fmt: skip
+
+
 def test_a_name_cannot_leave_the_mermaid_block_of_the_step_summary() -> None:
     plan = load_text(
         'job a {\n  command = """echo \r```\r# Forged heading\r"""\n}\n',
         path="x\r```\r\n# pwned\u2028.flow",
     )
-    jobs = [{"jobId": "id-a", "jobName": "a", "status": "SUCCEEDED", "statusReason": "",
-             "container": {"exitCode": 0}, "startedAt": 0, "stoppedAt": 1}]  # fmt: skip
+    jobs = [_job(JobState.SUCCEEDED, "", exit_code=0)]
     markdown = step_summary(plan, jobs, run_id=RUN)
     tokens = MarkdownIt("commonmark").parse(markdown)
     assert not [t for t in tokens if t.type == "heading_open" and t.markup == "#"]
@@ -321,8 +329,7 @@ def test_a_reason_or_file_name_is_not_markdown_in_the_step_summary() -> None:
     """No image fetched from elsewhere, no link, no emphasis from a value."""
     markup = "![x](https://evil.example/p.png) [go](https://evil.example) **b** _i_ ~s~"
     plan = load_text('job a {\n  command = "true"\n}\n', path=f"{markup}.flow")
-    jobs = [{"jobId": "id-a", "jobName": "a", "status": "FAILED", "statusReason": markup,
-             "container": {"exitCode": 1}, "startedAt": 0, "stoppedAt": 1}]  # fmt: skip
+    jobs = [_job(JobState.FAILED, markup, exit_code=1)]
     markdown = step_summary(plan, jobs, run_id=RUN)
     inline = [
         child.type

@@ -4,7 +4,6 @@ store) read by junitparser, as a CI system reads it; escaping of what jobs print
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,10 @@ import pytest
 from junitparser import Failure, JUnitXml, Skipped, TestSuite
 from run_helpers import run_for_real
 
-from flowbatch.outputs.jobview import duration_seconds, tail_of
+from flowbatch.outputs.jobview import tail_of
 from flowbatch.outputs.junit import junit_xml, log_tail_via
+from flowbatch.run.records import JobRecord
+from flowbatch.run.state import JobState
 from flowbatch.store.jobstore import Store
 
 PIPELINE = """\
@@ -40,20 +41,20 @@ job arr {
 @dataclass
 class Ran:
     run_id: str
-    jobs: list[dict[str, Any]]
+    jobs: list[JobRecord]
     store: Store
 
-    def children(self, job_id: str, status: str | None) -> list[dict[str, Any]]:
-        return self.store.jobs(parent=job_id, status=status)
+    def children(self, job_id: str, status: JobState | None) -> list[JobRecord]:
+        return self.store.job_records(parent=job_id, status=status)
 
-    def job(self, name: str) -> dict[str, Any]:
-        return next(j for j in self.jobs if j["jobName"] == name)
+    def job(self, name: str) -> JobRecord:
+        return next(j for j in self.jobs if j.name == name)
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Any:
     store, run_id = run_for_real(tmp_path_factory.mktemp("junit"), PIPELINE, exit_code=1)
-    yield Ran(run_id, store.jobs(run_id=run_id), store)
+    yield Ran(run_id, store.job_records(run_id=run_id), store)
     store.close()
 
 
@@ -76,7 +77,7 @@ def test_failing_run_reads_back_with_counts_exit_code_and_log(ran: Ran, tmp_path
         ran.run_id,
         "p.flow",
         ran.jobs,
-        log_tail=log_tail_via(ran.store.describe),
+        log_tail=log_tail_via(ran.store.job),
         children=ran.children,
     )
     out = tmp_path / "report.xml"
@@ -95,7 +96,7 @@ def test_failing_run_reads_back_with_counts_exit_code_and_log(ran: Ran, tmp_path
     (skipped,) = cases["after_bad"].result
     assert isinstance(skipped, Skipped) and "Dependency failed: bad" in skipped.message
     assert cases["prep"].is_passed and cases["arr[0]"].is_passed
-    expected = duration_seconds(ran.job("bad"))
+    expected = ran.job("bad").duration
     assert expected is not None
     assert cases["bad"].time == pytest.approx(expected, abs=0.001)
 
@@ -106,7 +107,7 @@ def test_big_array_is_one_case_naming_its_failed_children(ran: Ran, tmp_path: Pa
         ran.run_id,
         "p.flow",
         ran.jobs,
-        log_tail=log_tail_via(ran.store.describe),
+        log_tail=log_tail_via(ran.store.job),
         children=ran.children,
         max_children=2,
     )
@@ -122,27 +123,29 @@ def test_big_array_is_one_case_naming_its_failed_children(ran: Ran, tmp_path: Pa
     assert "arr[0]" not in (failure.text or "")
 
 
-def _row(name: str, status: str, **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "jobId": f"id-{name}",
-        "jobName": name,
-        "status": status,
-        "statusReason": "",
-        "createdAt": 1_000,
-        "startedAt": 2_000,
-        "stoppedAt": 4_500,
+def _row(name: str, status: str, **extra: Any) -> JobRecord:
+    fields: dict[str, Any] = {
+        "job_id": f"id-{name}",
+        "name": name,
+        "run_id": "r1",
+        "status": JobState(status),
+        "status_reason": "",
+        "created_at": 1_000,
+        "started_at": 2_000,
+        "stopped_at": 4_500,
+        "queue": "default",
         "attempts": 1,
-        "container": {"exitCode": 0 if status == "SUCCEEDED" else None},
+        "exit_code": 0 if status == "SUCCEEDED" else None,
     }
-    row.update(extra)
-    return row
+    fields.update(extra)
+    return JobRecord(**fields)
 
 
 def test_control_characters_and_markup_survive_as_valid_xml() -> None:
     reason = 'killed <by> "user" & \x1b[31mred\x1b[0m'
-    jobs = [_row("j", "FAILED", statusReason=reason, container={"exitCode": 137})]
+    jobs = [_row("j", "FAILED", status_reason=reason, exit_code=137)]
 
-    def tail(job: Mapping[str, Any]) -> str:
+    def tail(job: JobRecord) -> str:
         return "line\x00with nul\n\x1b[1mbold</failure>"
 
     root = ET.fromstring(junit_xml("r1", "x.flow", jobs, log_tail=tail))
@@ -157,7 +160,7 @@ def test_control_characters_and_markup_survive_as_valid_xml() -> None:
 def test_unfinished_jobs_are_skipped_and_suite_time_is_the_run_span() -> None:
     jobs = [
         _row("done", "SUCCEEDED"),
-        _row("running", "RUNNING", stoppedAt=None),
+        _row("running", "RUNNING", stopped_at=None),
     ]
     root = ET.fromstring(junit_xml("r1", "x.flow", jobs, log_tail=lambda job: ""))
     suite = root.find("testsuite")
@@ -172,14 +175,14 @@ def test_children_never_created_are_skipped_cases() -> None:
     parent = _row(
         "arr",
         "FAILED",
-        statusReason="Dependency failed: a",
-        startedAt=None,
-        arrayProperties={"size": 3},
+        status_reason="Dependency failed: a",
+        started_at=None,
+        array_size=3,
     )
-    child0 = _row("arr", "FAILED", jobId="id-arr:0", arrayProperties={"index": 0})
-    calls: list[tuple[str, str | None]] = []
+    child0 = _row("arr", "FAILED", job_id="id-arr:0", array_index=0)
+    calls: list[tuple[str, JobState | None]] = []
 
-    def children(job_id: str, status: str | None) -> list[dict[str, Any]]:
+    def children(job_id: str, status: JobState | None) -> list[JobRecord]:
         calls.append((job_id, status))
         return [child0]
 

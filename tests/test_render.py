@@ -194,11 +194,12 @@ def test_odd_names_and_commands_are_quoted_safely() -> None:
 
 # -- run states --------------------------------------------------------------------------
 
+_S = JobState
 RUN = {
-    "frames": StateView("PENDING", {"SUCCEEDED": 20, "RUNNING": 3, "FAILED": 1}),
-    "encode": StateView("PENDING"),
-    "poster": StateView("SUCCEEDED"),
-    "migrate": StateView("FAILED", {"SUCCEEDED": 2, "FAILED": 1, "PENDING": 2}),
+    "frames": StateView(_S.PENDING, {_S.SUCCEEDED: 20, _S.RUNNING: 3, _S.FAILED: 1}),
+    "encode": StateView(_S.PENDING),
+    "poster": StateView(_S.SUCCEEDED),
+    "migrate": StateView(_S.FAILED, {_S.SUCCEEDED: 2, _S.FAILED: 1, _S.PENDING: 2}),
 }
 
 

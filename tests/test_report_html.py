@@ -3,13 +3,14 @@ real run read back by headless Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from flowbatch.outputs.report.data import (
 )
 from flowbatch.outputs.report.html import graph_for_html, report_html
 from flowbatch.outputs.report.timeline import assign_lanes, timeline_svg
+from flowbatch.run.records import AttemptRecord, JobDetail, JobRecord, RunRecord, RunStatus
+from flowbatch.run.state import JobState
 
 # -- lanes -----------------------------------------------------------------------------------
 
@@ -86,41 +89,53 @@ def test_ten_thousand_attempts_make_a_small_timeline_and_failures_stay_visible()
 # -- collecting from store-shaped data -------------------------------------------------------
 
 
-def _child(parent: str, i: int, status: str) -> dict[str, Any]:
-    return {
-        "jobId": f"{parent}:{i}", "jobName": "frames", "status": status,
-        "statusReason": "Essential container in task exited" if status == "FAILED" else "",
-        "startedAt": 1000 + i, "stoppedAt": 2000 + i, "attempts": 1,
-        "container": {"exitCode": 3 if status == "FAILED" else 0},
-        "arrayProperties": {"index": i},
-    }  # fmt: skip
+def _job(job_id: str, name: str, status: str, *, reason: str = "", attempts: int = 1,
+         exit_code: int | None = None, **extra: Any) -> JobRecord:  # fmt: skip
+    return JobRecord(
+        job_id=job_id, name=name, run_id="r1", status=JobState(status), status_reason=reason,
+        created_at=0, started_at=None, stopped_at=None, queue="default", attempts=attempts,
+        exit_code=exit_code, **extra,
+    )  # fmt: skip
 
 
-def _describe_from(kids: Sequence[Mapping[str, Any]], peak: int | None = None) -> Any:
-    by_id = {k["jobId"]: k for k in kids}
+def _child(parent: str, i: int, status: str) -> JobRecord:
+    failed = status == "FAILED"
+    return dataclasses.replace(
+        _job(f"{parent}:{i}", "frames", status, exit_code=3 if failed else 0, array_index=i,
+             reason="Essential container in task exited" if failed else ""),
+        started_at=1000 + i, stopped_at=2000 + i,
+    )  # fmt: skip
 
-    def describe(job_id: str) -> Mapping[str, Any]:
+
+def _describe_from(kids: Sequence[JobRecord], peak: int | None = None) -> Any:
+    by_id = {k.job_id: k for k in kids}
+
+    def describe(job_id: str) -> JobRecord:
         k = by_id[job_id]
-        container: dict[str, Any] = {"exitCode": k["container"]["exitCode"]}
-        if peak is not None:
-            container["peakMemory"] = peak + k["arrayProperties"]["index"]
-        attempt = {
-            "container": container, "startedAt": k["startedAt"], "stoppedAt": k["stoppedAt"],
-            "computeEnvironment": "local", "host": "h",
-        }  # fmt: skip
-        return {"computeEnvironment": "local", "attempts": [attempt], "container": {}}
+        attempt = AttemptRecord(
+            started_at=k.started_at, stopped_at=k.stopped_at, exit_code=k.exit_code,
+            reason=None, status_reason=None, log_path=None, compute="local", host="h",
+            peak_memory=None if peak is None else peak + (k.array_index or 0),
+        )  # fmt: skip
+        detail = JobDetail(
+            is_cancelled=False, is_terminated=False, compute="local", attempts=(attempt,),
+            depends_on=(), parameters={}, tags={}, retry_attempts=1, command=None, image=None,
+            vcpus=1, memory=64, gpus=0, environment={}, reason=None, log_path=None,
+            timeout=None, summary_updated_at=None,
+        )  # fmt: skip
+        return dataclasses.replace(k, detail=detail)
 
     return describe
 
 
-RUN = {"runId": "r1", "pipeline": "p.flow", "status": "FAILED", "createdAt": 0, "endedAt": 9000}
+RUN = RunRecord(run_id="r1", pipeline="p.flow", params={}, status=RunStatus.FAILED,
+                status_reason="", created_at=0, ended_at=9000, counts={})  # fmt: skip
 
 
 def _array_run(size: int, failing: set[int], peak: int | None = None) -> RunReport:
-    parent = {"jobId": "P", "jobName": "frames", "status": "FAILED", "statusReason": "x",
-              "attempts": 0, "container": {"exitCode": None},
-              "arrayProperties": {"size": size, "statusSummary": {
-                  "SUCCEEDED": size - len(failing), "FAILED": len(failing)}}}  # fmt: skip
+    summary = {JobState.SUCCEEDED: size - len(failing), JobState.FAILED: len(failing)}
+    parent = _job("P", "frames", "FAILED", reason="x", attempts=0, array_size=size,
+                  status_summary=summary)  # fmt: skip
     kids = [_child("P", i, "FAILED" if i in failing else "SUCCEEDED") for i in range(size)]
     return collect(
         RUN, [parent], children=lambda _id, _status: kids, describe=_describe_from(kids, peak)
@@ -149,11 +164,9 @@ def test_missing_peak_memory_is_reported_and_present_peak_memory_is_shown() -> N
 
 
 def test_a_job_that_never_ran_does_not_make_peak_memory_missing() -> None:
-    never = {"jobId": "N", "jobName": "later", "status": "FAILED", "attempts": 0,
-             "statusReason": "Dependency failed", "container": {"exitCode": None}}  # fmt: skip
+    never = _job("N", "later", "FAILED", attempts=0, reason="Dependency failed")
     kids = [_child("P", 0, "FAILED")]
-    ran = {"jobId": "P:0", "jobName": "first", "status": "FAILED", "attempts": 1,
-           "statusReason": "x", "container": {"exitCode": 3}}  # fmt: skip
+    ran = _job("P:0", "first", "FAILED", reason="x", exit_code=3)
     found = collect(
         RUN, [ran, never], children=lambda _i, _s: [], describe=_describe_from(kids, 100)
     )
@@ -164,10 +177,10 @@ def test_a_job_that_never_ran_does_not_make_peak_memory_missing() -> None:
 def test_text_from_users_and_processes_is_escaped() -> None:
     failure = FailedJob(label="bad<job>", exit_code=1, reason="<b>r</b>", attempts=1,
                         never_ran=False, log_tail="<script>alert(1)</script> & more")  # fmt: skip
-    row = JobRow(name="bad<job>", status="FAILED", attempts=1, duration=1.0, exit_code=1,
+    row = JobRow(name="bad<job>", status=JobState.FAILED, attempts=1, duration=1.0, exit_code=1,
                  reason="<b>r</b>", peak_memory=None, compute="local", failure=failure)  # fmt: skip
     page = report_html(RunReport(
-        run_id="r<1>", pipeline="p.flow", status="FAILED", created_at=0.0, ended_at=1.0,
+        run_id="r<1>", pipeline="p.flow", status=RunStatus.FAILED, created_at=0.0, ended_at=1.0,
         jobs=(row,), attempts=(bar(0, 1, name="bad<job>", state="FAILED"),),
     ))  # fmt: skip
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page

@@ -4,7 +4,6 @@ subprocess, read back from the store) parsed as Markdown with markdown-it-py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
@@ -14,6 +13,8 @@ from run_helpers import run_for_real
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.load import load, load_text
 from flowbatch.outputs.step_summary import format_duration, outcome, step_summary
+from flowbatch.run.records import JobRecord, RunStatus
+from flowbatch.run.state import JobState
 from flowbatch.store.jobstore import Store
 
 PIPELINE = """\
@@ -41,10 +42,10 @@ class Ran:
         self.plan = plan
         self.run_id = run_id
         self.store = store
-        self.jobs = store.jobs(run_id=run_id)
+        self.jobs = store.job_records(run_id=run_id)
 
-    def children(self, job_id: str, status: str | None) -> list[dict[str, Any]]:
-        return self.store.jobs(parent=job_id, status=status)
+    def children(self, job_id: str, status: JobState | None) -> list[JobRecord]:
+        return self.store.job_records(parent=job_id, status=status)
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +108,20 @@ def test_failed_jobs_that_broke_are_listed_before_those_that_waited(ran: Ran) ->
     assert "arr[1]" not in names  # without a children callback only the array is named
 
 
-def _row(name: str, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "jobId": f"id-{name}",
-        "jobName": name,
-        "status": status,
-        "statusReason": reason,
-        "createdAt": 0,
-        "startedAt": 1_000,
-        "stoppedAt": 126_000,
-        "attempts": 1,
-        "container": {"exitCode": 0 if status == "SUCCEEDED" else 1},
-    }
-    row.update(extra)
-    return row
+def _row(name: str, status: str, reason: str = "") -> JobRecord:
+    return JobRecord(
+        job_id=f"id-{name}",
+        name=name,
+        run_id="r1",
+        status=JobState(status),
+        status_reason=reason,
+        created_at=0,
+        started_at=1_000,
+        stopped_at=126_000,
+        queue="default",
+        attempts=1,
+        exit_code=0 if status == "SUCCEEDED" else 1,
+    )
 
 
 def test_reasons_cannot_break_the_table_or_inject_html() -> None:
@@ -141,9 +142,9 @@ def test_successful_run_has_no_failed_section() -> None:
 
 
 def test_outcome_and_durations() -> None:
-    assert outcome([_row("a", "SUCCEEDED"), _row("b", "FAILED")]) == "FAILED"
-    assert outcome([_row("a", "SUCCEEDED"), _row("b", "RUNNING")]) == "INCOMPLETE"
-    assert outcome([_row("a", "SUCCEEDED")]) == "SUCCEEDED"
+    assert outcome([_row("a", "SUCCEEDED"), _row("b", "FAILED")]) is RunStatus.FAILED
+    assert outcome([_row("a", "SUCCEEDED"), _row("b", "RUNNING")]) is RunStatus.INCOMPLETE
+    assert outcome([_row("a", "SUCCEEDED")]) is RunStatus.SUCCEEDED
     assert format_duration(0.4) == "0.40 s"
     assert format_duration(59.6) == "1 min 00 s"
     assert format_duration(3725) == "1 h 02 min"

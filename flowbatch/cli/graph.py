@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
@@ -49,21 +49,16 @@ def run_states(
             if found is None:
                 raise StoreError(f"no runs recorded in `{store.path}`")
             run_id = found
-        runs = [str(r["runId"]) for r in store.runs()]
+        runs = [r.run_id for r in store.run_records()]
         if run_id not in runs:
             shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
             raise StoreError(
                 f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
             )
-        rows = store.jobs(run_id=run_id)
+        jobs = store.job_records(run_id=run_id)
     finally:
         store.close()
-    return run_id, {str(row["jobName"]): _view(row) for row in rows}
-
-
-def _view(row: Mapping[str, Any]) -> StateView:
-    summary = (row.get("arrayProperties") or {}).get("statusSummary") or {}
-    return StateView(str(row["status"]), {str(k): int(v) for k, v in summary.items()})
+    return run_id, {job.name: StateView(job.status, job.status_summary or {}) for job in jobs}
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -30,7 +30,15 @@ from flowbatch.cli.common import (
     workflow_command,
 )
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.outputs.jobview import clip, label, visible
+from flowbatch.outputs.jobview import clip, visible
+from flowbatch.run.records import (
+    AttemptRecord,
+    JobRecord,
+    RunRecord,
+    RunStatus,
+    run_json,
+    summary_json,
+)
 from flowbatch.run.state import JobState
 from flowbatch.store.jobstore import RUNNER_LOST, Store, StoreError
 
@@ -38,7 +46,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _FOLLOW_POLL_SECONDS = 0.2
 _REASON_WIDTH = 60
-_DONE = ("SUCCEEDED", "FAILED")
 
 
 def _fail(message: str) -> NoReturn:
@@ -93,15 +100,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _status(job: dict[str, Any]) -> str:
-    summary = job.get("arrayProperties", {}).get("statusSummary")
-    if summary is None:
-        return str(job["status"])
-    size = job["arrayProperties"]["size"]
-    return f"{job['status']} ({summary['SUCCEEDED']}/{size} succeeded)"
+def _status(job: JobRecord) -> str:
+    if job.status_summary is None:
+        return job.status.value
+    succeeded = job.status_summary.get(JobState.SUCCEEDED, 0)
+    return f"{job.status.value} ({succeeded}/{job.array_size} succeeded)"
 
 
-def _counts(counts: dict[str, int]) -> str:
+def _counts(run: RunRecord) -> str:
+    counts = run_json(run)["counts"]  # by state name, as `runs --json` orders them
     return ", ".join(f"{n} {state.lower()}" for state, n in counts.items()) or "-"
 
 
@@ -132,32 +139,34 @@ def jobs(
     state_dir: Path | None,
 ) -> None:
     """List jobs: of the latest run, or of --run, or the children of an array job."""
-    parent: dict[str, Any] | None = None
+    parent: JobRecord | None = None
     with _opened(state_dir) as store:
         if children is not None:
             children = resolve_job_id(store, children)
-            parent = store.describe(children)
-            if "size" not in parent.get("arrayProperties", {}):
-                _fail(f"job `{children}` ({parent['jobName']}) is not an array job")
+            parent = store.job(children)
+            if parent.array_size is None:
+                _fail(f"job `{children}` ({parent.name}) is not an array job")
         elif run_id is None:
             run_id = store.latest_run()
             if run_id is None:
                 _fail(f"no runs recorded in `{store.path}`")
-        elif not any(r["runId"] == run_id for r in store.runs()):
+        elif not any(run.run_id == run_id for run in store.run_records()):
             _fail(f"no run `{run_id}` in `{store.path}`")
-        found = store.jobs(run_id=run_id, queue=queue, status=status, name=name, parent=children)
+        found = store.job_records(
+            run_id=run_id, queue=queue, status=status, name=name, parent=children
+        )
     if as_json:
-        _print_json({"jobSummaryList": found})
+        _print_json({"jobSummaryList": [summary_json(job) for job in found]})
         return
     rows = [
         [
-            job["jobId"],
-            label(job),
+            job.job_id,
+            job.label,
             _status(job),
-            str(job["attempts"]),
-            "-" if job["container"]["exitCode"] is None else str(job["container"]["exitCode"]),
-            duration(job["startedAt"], job["stoppedAt"]),
-            clip(job["statusReason"], _REASON_WIDTH),
+            str(job.attempts),
+            "-" if job.exit_code is None else str(job.exit_code),
+            duration(job.started_at, job.stopped_at),
+            clip(job.status_reason or "", _REASON_WIDTH),
         ]
         for job in found
     ]
@@ -166,7 +175,7 @@ def jobs(
     if parent is not None and not (queue or status or name):
         # Children exist in the store once the runner releases them; on AWS all exist from
         # submission, so say how many are still to come rather than hide them.
-        unlisted = parent["arrayProperties"]["size"] - len(found)
+        unlisted = (parent.array_size or 0) - len(found)
         if unlisted > 0:
             click.echo(
                 f"... and {unlisted} more not started yet "
@@ -205,33 +214,33 @@ def logs(
     with _opened(state_dir) as store:
         where = resolve_state_dir(state_dir)
         job_id = resolve_job_id(store, job_id)
-        job = store.describe(job_id)
-        if "size" in job.get("arrayProperties", {}):
-            size = job["arrayProperties"]["size"]
+        job = store.job(job_id)
+        if job.array_size is not None:
+            size = job.array_size
             _fail(
-                f"job `{job_id}` ({job['jobName']}) is an array job; its logs are its "
+                f"job `{job_id}` ({job.name}) is an array job; its logs are its "
                 f"children's: `{job_id}:0` to `{job_id}:{size - 1}`"
             )
         origin = _attempt_that_ran(store, job)
         if origin is not job:
             click.echo(
-                f"note: job `{job_id}` ({label(job)}) was reused by `run --resume`; this "
-                f"is the output of job `{origin['jobId']}` of run {origin['runId']}, "
+                f"note: job `{job_id}` ({job.label}) was reused by `run --resume`; this "
+                f"is the output of job `{origin.job_id}` of run {origin.run_id}, "
                 "which made it",
                 err=True,
             )
-            job, job_id = origin, str(origin["jobId"])
-        tried = len(job["attempts"])
+            job, job_id = origin, origin.job_id
+        tried = len(_attempts(job))
         if attempt is not None and attempt > tried:
             _fail(f"job `{job_id}` has {tried} attempt(s); there is no attempt {attempt}")
-        if tried == 0 and job["status"] in _DONE:
+        if tried == 0 and job.status.done:
             # e.g. a child cancelled, or failed with its array, before it was released
             _fail(
-                f"job `{job_id}` ({label(job)}) never ran: it {job['status']}"
-                + (f": {job['statusReason']}" if job["statusReason"] else "")
+                f"job `{job_id}` ({job.label}) never ran: it {job.status.value}"
+                + (f": {job.status_reason}" if job.status_reason else "")
             )
         if tried == 0 and not follow:
-            _fail(f"job `{job_id}` ({label(job)}) has not started yet: it is {job['status']}")
+            _fail(f"job `{job_id}` ({job.label}) has not started yet: it is {job.status.value}")
         number = attempt or max(tried, 1)
         path = _log_file(where, job, number, which)
         if not follow:
@@ -275,26 +284,30 @@ _last_byte = [b"\n"]
 _REUSED = re.compile(r"Reused from run (\S+) ")
 
 
-def _attempt_that_ran(store: Store, job: dict[str, Any]) -> dict[str, Any]:
+def _attempts(job: JobRecord) -> tuple[AttemptRecord, ...]:
+    return () if job.detail is None else job.detail.attempts
+
+
+def _attempt_that_ran(store: Store, job: JobRecord) -> JobRecord:
     """`job` itself, or for a job (or child) reused by `run --resume` without running,
     the same job in the run it was reused from, followed through runs that were
     themselves reuses to the one that ran it. StoreError when that run is gone."""
     seen: set[str] = set()
-    while not job["attempts"] and job["status"] == "SUCCEEDED":
-        found = _REUSED.match(job["statusReason"] or "")
+    while not _attempts(job) and job.status is JobState.SUCCEEDED:
+        found = _REUSED.match(job.status_reason or "")
         if found is None or found[1] in seen:
             return job
         run_id = found[1]
         seen.add(run_id)
-        index = job.get("arrayProperties", {}).get("index")
-        same = store.jobs(run_id=run_id, name=str(job["jobName"]))
+        index = job.array_index
+        same = store.job_records(run_id=run_id, name=job.name)
         if not same:
             raise StoreError(
-                f"job `{job['jobId']}` ({label(job)}) was reused from run {run_id}, which is "
+                f"job `{job.job_id}` ({job.label}) was reused from run {run_id}, which is "
                 "no longer in the store (forgotten after --keep-days): its logs are gone"
             )
-        origin_id = str(same[0]["jobId"]) + ("" if index is None else f":{index}")
-        job = store.describe(origin_id)
+        origin_id = same[0].job_id + ("" if index is None else f":{index}")
+        job = store.job(origin_id)
     return job
 
 
@@ -312,20 +325,20 @@ def _copy(source: BinaryIO) -> None:
     out.flush()
 
 
-def _log_file(state_dir: Path, job: dict[str, Any], number: int, which: str) -> Path:
+def _log_file(state_dir: Path, job: JobRecord, number: int, which: str) -> Path:
     """The attempt's log, where the store recorded it or where the runner puts it."""
     recorded = None
-    if 0 < number <= len(job["attempts"]):
-        recorded = job["attempts"][number - 1]["container"]["logStreamName"]
+    attempts = _attempts(job)
+    if 0 < number <= len(attempts):
+        recorded = attempts[number - 1].log_path
     if recorded:
         directory = Path(recorded)
         if not directory.is_absolute() and not directory.exists():
             directory = state_dir.parent / directory
     else:
-        directory = state_dir / "logs" / job["runId"] / job["jobName"]
-        index = job.get("arrayProperties", {}).get("index")
-        if index is not None:
-            directory /= str(index)
+        directory = state_dir / "logs" / job.run_id / job.name
+        if job.array_index is not None:
+            directory /= str(job.array_index)
         directory /= f"attempt-{number}"
     return directory / which
 
@@ -337,8 +350,8 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
     offset = 0
     while True:
         gone = _runner_gone(store, job_id)
-        job = store.describe(job_id)
-        ended = gone or job["status"] in _DONE or len(job["attempts"]) > number
+        job = store.job(job_id)
+        ended = gone or job.status.done or len(_attempts(job)) > number
         path = where()
         if path.exists():
             with path.open("rb") as f:
@@ -346,8 +359,9 @@ def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -
                 _copy(f)
                 offset = f.tell()
         if ended:
-            if job["status"] == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST):
-                click.echo(visible(f"job `{job_id}`: {job['statusReason']}"), err=True)
+            reason = job.status_reason or ""
+            if job.status is JobState.FAILED and reason.startswith(RUNNER_LOST):
+                click.echo(visible(f"job `{job_id}`: {reason}"), err=True)
             return
         time.sleep(_FOLLOW_POLL_SECONDS)
 
@@ -360,8 +374,8 @@ def _runner_gone(store: Store, job_id: str) -> bool:
         with contextlib.suppress(StoreError):  # locked for a moment: look again later
             store.settle_lost_runs()
         return False
-    run = store.run_of(store.describe(job_id)["runId"])
-    return run is not None and run["status"] == "INCOMPLETE"
+    run = store.run_of(store.job(job_id).run_id)
+    return run is not None and run.status is RunStatus.INCOMPLETE
 
 
 @click.command()
@@ -370,21 +384,21 @@ def _runner_gone(store: Store, job_id: str) -> bool:
 def runs(as_json: bool, state_dir: Path | None) -> None:
     """List runs, newest first, with their jobs counted by state."""
     with _opened(state_dir) as store:
-        found = store.runs()
+        found = store.run_records()
     if as_json:
-        _print_json({"runs": found})
+        _print_json({"runs": [run_json(run) for run in found]})
         return
     rows = [
         [
-            run["runId"],
-            _shown_path(str(run["pipeline"])),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["createdAt"] / 1000)),
+            run.run_id,
+            _shown_path(run.pipeline),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((run.created_at or 0) / 1000)),
             # a run whose writer died has no end: its duration is unknown
-            duration(run["createdAt"], run["endedAt"])
-            if run["endedAt"] is not None or run["status"] == "RUNNING"
+            duration(run.created_at, run.ended_at)
+            if run.ended_at is not None or run.status is RunStatus.RUNNING
             else "-",
-            run["status"],
-            _counts(run["counts"]),
+            run.status.value,
+            _counts(run),
         ]
         for run in found
     ]

@@ -16,28 +16,32 @@ from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
     from flowbatch.lang.compile import Plan
+    from flowbatch.run.records import JobRecord, RunStatus
+    from flowbatch.run.state import JobState
     from flowbatch.store.jobstore import Store
 
 
 def write_reports(
-    store: Store, plan: Plan, run_id: str, status: str, *, junit: Path | None
+    store: Store, plan: Plan, run_id: str, status: RunStatus | str, *, junit: Path | None
 ) -> None:
     """Write the JUnit file and the step summary that were asked for; a failure to
-    write one is reported on stderr and does not change the run's exit code."""
+    write one is reported on stderr and does not change the run's exit code. `status`
+    is how the run ended (a RunStatus or its name)."""
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if junit is None and not summary_path:
         return
     from flowbatch.outputs.junit import junit_xml, log_tail_via
     from flowbatch.outputs.step_summary import step_summary
+    from flowbatch.run.records import RunStatus
 
-    jobs = store.jobs(run_id=run_id)
+    jobs = store.job_records(run_id=run_id)
 
-    def children(job_id: str, state: str | None) -> list[dict[str, object]]:
-        return store.jobs(parent=job_id, status=state)
+    def children(job_id: str, state: JobState | None) -> list[JobRecord]:
+        return store.job_records(parent=job_id, status=state)
 
     if junit is not None:
         xml = junit_xml(
-            run_id, plan.path, jobs, log_tail=log_tail_via(store.describe), children=children
+            run_id, plan.path, jobs, log_tail=log_tail_via(store.job), children=children
         )
         try:
             junit.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +51,8 @@ def write_reports(
                 visible(f"warning: cannot write JUnit file `{junit}`: {err.strerror}"), err=True
             )
     if summary_path:
-        markdown = step_summary(plan, jobs, run_id=run_id, status=status, children=children)
+        ended = RunStatus(status)
+        markdown = step_summary(plan, jobs, run_id=run_id, status=ended, children=children)
         try:
             with open(summary_path, "a", encoding="utf-8") as f:
                 f.write(markdown + "\n")

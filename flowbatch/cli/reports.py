@@ -3,7 +3,7 @@
 `flowbatch report RUN_ID` writes one self-contained HTML page about a run: the graph
 coloured by each job's final state, a timeline of attempts per compute slot, the jobs
 and the failed jobs' log tails. The store is read here and handed to report_data as
-plain data; the pipeline file recorded with the run is loaded again to draw the graph,
+records; the pipeline file recorded with the run is loaded again to draw the graph,
 and only if it still describes the jobs the run recorded.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -25,6 +25,7 @@ from flowbatch.outputs.jobview import visible
 if TYPE_CHECKING:
     from flowbatch.lang.compile import Plan
     from flowbatch.outputs.report.data import Describe, RunReport
+    from flowbatch.run.records import JobRecord, RunRecord
     from flowbatch.store.jobstore import Store
 
 
@@ -73,13 +74,13 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
     state_dir = resolve_state_dir(state_dir)
     try:
         run = _find_run(store, run_id)
-        jobs = store.jobs(run_id=str(run["runId"]))
-        svg, note = graph_of(run, jobs, store.describe, launched_in=state_dir.parent)
+        jobs = store.job_records(run_id=run.run_id)
+        svg, note = graph_of(run, jobs, store.job, launched_in=state_dir.parent)
         return collect(
             run,
             jobs,
-            children=lambda job_id, status: store.jobs(parent=job_id, status=status),
-            describe=store.describe,
+            children=lambda job_id, status: store.job_records(parent=job_id, status=status),
+            describe=store.job,
             log_root=state_dir.parent,
             graph_svg=svg,
             graph_note=note,
@@ -88,26 +89,26 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
         store.close()
 
 
-def _find_run(store: Store, run_id: str) -> dict[str, Any]:
+def _find_run(store: Store, run_id: str) -> RunRecord:
     from flowbatch.store.jobstore import StoreError
 
-    runs = store.runs()
+    runs = store.run_records()
     if run_id == "latest":
         if not runs:
             raise StoreError(f"no runs recorded in `{store.path}`")
         return runs[0]
     for run in runs:
-        if run["runId"] == run_id:
+        if run.run_id == run_id:
             return run
-    shown = ", ".join(str(r["runId"]) for r in runs[:5]) + (", ..." if len(runs) > 5 else "")
+    shown = ", ".join(r.run_id for r in runs[:5]) + (", ..." if len(runs) > 5 else "")
     raise StoreError(
         f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
     )
 
 
 def graph_of(
-    run: Mapping[str, Any],
-    jobs: Sequence[Mapping[str, Any]],
+    run: RunRecord,
+    jobs: Sequence[JobRecord],
     describe: Describe,
     *,
     launched_in: Path | None = None,
@@ -128,8 +129,8 @@ def graph_of(
     from flowbatch.outputs.graph import RenderError, StateView, dot_to_image
     from flowbatch.outputs.report.html import graph_for_html
 
-    path = str(run.get("pipeline") or "")
-    params = {str(k): str(v) for k, v in (run.get("params") or {}).items()}
+    path = run.pipeline
+    params = {str(k): str(v) for k, v in run.params.items()}
     candidates = [Path(path)]
     if path and launched_in is not None and not Path(path).is_absolute():
         candidates.append(launched_in / path)
@@ -151,22 +152,18 @@ def graph_of(
     changed = _changes(plan, jobs, describe)
     if changed:
         return None, f"the pipeline file `{path}` changed since the run ({changed})"
-    states = {}
-    for job in jobs:
-        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
-        counts = {str(k): int(v) for k, v in summary.items()}
-        states[str(job["jobName"])] = StateView(str(job["status"]), counts)
+    states = {job.name: StateView(job.status, job.status_summary or {}) for job in jobs}
     try:
-        svg = dot_to_image(to_dot(plan, states=states, run=str(run["runId"])), "svg")
+        svg = dot_to_image(to_dot(plan, states=states, run=run.run_id), "svg")
     except RenderError as err:
         return None, str(err)
     return graph_for_html(svg), ""
 
 
-def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) -> str:
+def _changes(plan: Plan, jobs: Sequence[JobRecord], describe: Describe) -> str:
     """'' when `plan` has the jobs the run recorded with the same commands and array
     sizes; else a short account of the first differences."""
-    recorded = {str(j["jobName"]): j for j in jobs}
+    recorded = {j.name: j for j in jobs}
     names = set(plan.jobs())
     if names != set(recorded):
         added, gone = sorted(names - set(recorded)), sorted(set(recorded) - names)
@@ -181,21 +178,22 @@ def _changes(plan: Plan, jobs: Sequence[Mapping[str, Any]], describe: Describe) 
     differ = []
     for name in sorted(names):
         spec = plan.job(name)
-        found = describe(str(recorded[name]["jobId"]))
+        found = describe(recorded[name].job_id)
+        detail = found.detail
         # describe shows what ran (rendered, as argv); render this file's command alike.
         command: str | tuple[str, ...] = spec.command
         if spec.array_size is None:
             ctx = Context(
                 params=plan.params,
                 job_name=name,
-                job_id=str(found["jobId"]),
-                attempt=max(len(found.get("attempts") or []), 1),
+                job_id=found.job_id,
+                attempt=max(len(detail.attempts) if detail else 0, 1),
             )
             with contextlib.suppress(TemplateError):
                 command = render_command(spec.command, ctx, spec.parameters)
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        size = (found.get("arrayProperties") or {}).get("size")
-        if (found.get("container") or {}).get("command") != argv or size != spec.array_size:
+        ran = None if detail is None else detail.command
+        if ran != argv or found.array_size != spec.array_size:
             differ.append(name)
     return ("jobs defined differently: " + ", ".join(differ[:5])) if differ else ""
 

@@ -166,14 +166,14 @@ def _header(
             "</tr></table></td></tr>"
         )
     if legend and states is not None:
-        present = {states[n].shown_state() if n in states else "" for n in names}
+        present = {states[n].shown_state() if n in states else None for n in names}
         cells = "".join(
             f'<td bgcolor="{look.fill}" color="{look.border}" border="1" style="rounded">'
-            f"{state.lower()}</td>"
+            f"{state.value.lower()}</td>"
             for state, look in STATE_LOOK.items()
             if state in present
         )
-        if "" in present:
+        if None in present:
             cells += (
                 f'<td color="{NOT_IN_RUN.border}" border="1" style="rounded">not in this run</td>'
             )

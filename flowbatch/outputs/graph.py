@@ -25,11 +25,13 @@ from typing import Literal
 
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import DepKind, JobSpec
+from flowbatch.run.state import JobState
 
-STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+S = JobState
+STATES = tuple(JobState)
 """AWS Batch's job states, in lifecycle order (the order of per-state counts)."""
 
-NO_COUNTS: Mapping[str, int] = MappingProxyType({})
+NO_COUNTS: Mapping[JobState, int] = MappingProxyType({})
 
 
 class RenderError(Exception):
@@ -41,15 +43,15 @@ class StateView:
     """One job's outcome in a run: its status (a `JobState` value) and, for an array
     job, how many children are in each state (AWS's arrayProperties.statusSummary)."""
 
-    status: str
-    counts: Mapping[str, int] = field(default_factory=lambda: NO_COUNTS)
+    status: JobState
+    counts: Mapping[JobState, int] = field(default_factory=lambda: NO_COUNTS)
 
-    def shown_state(self) -> str:
+    def shown_state(self) -> JobState:
         """The state to colour the node by. An unfinished array parent is only ever
         PENDING (AWS), which would hide progress: show its most advanced live child."""
-        if self.status in ("SUCCEEDED", "FAILED") or not self.counts:
+        if self.status.done or not self.counts:
             return self.status
-        for state in ("RUNNING", "STARTING", "RUNNABLE"):
+        for state in (S.RUNNING, S.STARTING, S.RUNNABLE):
             if self.counts.get(state, 0) > 0:
                 return state
         return self.status
@@ -66,15 +68,15 @@ class Look:
     dashed: bool = False
 
 
-STATE_LOOK: Mapping[str, Look] = MappingProxyType(
+STATE_LOOK: Mapping[JobState, Look] = MappingProxyType(
     {
-        "SUBMITTED": Look("#eeeeee", "#666666", dashed=True),
-        "PENDING": Look("#eeeeee", "#666666", dashed=True),
-        "RUNNABLE": Look("#fff2cc", "#bf9000"),
-        "STARTING": Look("#ffe599", "#bf9000"),
-        "RUNNING": Look("#6fa8dc", "#0b5394", width=2.0),
-        "SUCCEEDED": Look("#b6d7a8", "#38761d"),
-        "FAILED": Look("#e06666", "#990000", width=3.0),
+        S.SUBMITTED: Look("#eeeeee", "#666666", dashed=True),
+        S.PENDING: Look("#eeeeee", "#666666", dashed=True),
+        S.RUNNABLE: Look("#fff2cc", "#bf9000"),
+        S.STARTING: Look("#ffe599", "#bf9000"),
+        S.RUNNING: Look("#6fa8dc", "#0b5394", width=2.0),
+        S.SUCCEEDED: Look("#b6d7a8", "#38761d"),
+        S.FAILED: Look("#e06666", "#990000", width=3.0),
     }
 )
 NOT_IN_RUN = Look("#ffffff", "#999999", dashed=True)
@@ -215,24 +217,24 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-_SYMBOL = {"SUCCEEDED": "✓", "FAILED": "✗"}
+_SYMBOL = {S.SUCCEEDED: "✓", S.FAILED: "✗"}
 # Done first, then the live states from the furthest along, failures last.
-_COUNT_ORDER = ("SUCCEEDED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED", "FAILED")
+_COUNT_ORDER = (S.SUCCEEDED, S.RUNNING, S.STARTING, S.RUNNABLE, S.PENDING, S.SUBMITTED, S.FAILED)
 
 
-def counts_text(counts: Mapping[str, int]) -> str:
+def counts_text(counts: Mapping[JobState, int]) -> str:
     """`20 ✓ 3 running 1 ✗`: children per state, zeros left out."""
     parts = []
     for state in _COUNT_ORDER:
         n = counts.get(state, 0)
         if n:
-            parts.append(f"{n} {_SYMBOL.get(state, state.lower())}")
+            parts.append(f"{n} {_SYMBOL.get(state, state.value.lower())}")
     return " ".join(parts)
 
 
 def state_line(view: StateView) -> str:
     """The run's outcome as a node's last line."""
-    return counts_text(view.counts) if view.counts else view.status.lower()
+    return counts_text(view.counts) if view.counts else view.status.value.lower()
 
 
 def queue_text(plan: Plan, queue: str) -> str:
@@ -276,7 +278,8 @@ def to_json(plan: Plan, states: Mapping[str, StateView] | None = None) -> str:
         }
         if states is not None and name in states:
             view = states[name]
-            node["state"] = {"status": view.status, "counts": dict(view.counts)}
+            counts = {state.value: n for state, n in view.counts.items()}
+            node["state"] = {"status": view.status.value, "counts": counts}
         nodes.append(node)
     drawn = [
         {"from": e.tail, "to": e.head, "kind": e.kind.value}

@@ -1,17 +1,14 @@
-"""Reading a job the way the store shows it (a DescribeJobs-shaped dict): its label,
-duration, exit code, whether it ever ran, and the tail of its log. Shared by the JUnit
-file, the step summary, the HTML report and `flowbatch jobs`.
+"""Showing what a job record holds to a reader: its text with control characters
+written out, clipped to a width, and the tail of its log. Shared by the JUnit file,
+the step summary, the HTML report and the CLI. (A record's label, duration and
+whether it ever ran are its own: `flowbatch.run.records.JobRecord`.)
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from flowbatch.run.state import DEPENDENCY_FAILED
 
 # C0 and C1 controls (ESC starts a terminal escape sequence, CSI U+009B is one on its
 # own), DEL, and the Unicode marks that reorder or break lines where a reader sees one.
@@ -43,32 +40,6 @@ def clip(text: str, width: int) -> str:
     if width <= 1:
         return ""
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def label(job: Mapping[str, Any]) -> str:
-    """`name`, or `name[index]` for an array child."""
-    index = (job.get("arrayProperties") or {}).get("index")
-    return str(job["jobName"]) if index is None else f"{job['jobName']}[{index}]"
-
-
-def duration_seconds(job: Mapping[str, Any]) -> float | None:
-    """Seconds from the job's start to its stop, or None if it has not both."""
-    started, stopped = job.get("startedAt"), job.get("stoppedAt")
-    if started is None or stopped is None:
-        return None
-    return max(float(stopped) - float(started), 0.0) / 1000
-
-
-def exit_code(job: Mapping[str, Any]) -> int | None:
-    code = (job.get("container") or {}).get("exitCode")
-    return None if code is None else int(code)
-
-
-def never_ran(job: Mapping[str, Any]) -> bool:
-    """A job that failed because something it waits for failed (AWS's reason text)."""
-    return job.get("status") == "FAILED" and str(job.get("statusReason") or "").startswith(
-        DEPENDENCY_FAILED
-    )
 
 
 def tail_of(path: Path | str, lines: int = 30, *, max_bytes: int = 64 * 1024) -> str:

@@ -8,36 +8,29 @@ that the failures a report counts are the jobs that actually broke. A job a run 
 unfinished (interrupted) is skipped too; every other failure is a `<failure>` with the
 exit code, the status reason and the tail of the attempt's log.
 
-The module takes plain data: the job summaries of `Store.jobs`, and callbacks for the
-children of an array and for a job's log tail (`log_tail_via` builds one from
-`Store.describe`), so it never reads the store itself.
+The module takes records (`flowbatch.run.records`): the job listing of
+`Store.job_records`, and callbacks for the children of an array and for a job's log
+tail (`log_tail_via` builds one from `Store.job`), so it never reads the store itself.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from flowbatch.outputs.jobview import duration_seconds, exit_code, label, never_ran, tail_of
+from flowbatch.outputs.jobview import tail_of
+from flowbatch.run.records import JobRecord
+from flowbatch.run.state import JobState
 
-__all__ = [
-    "ChildrenOf",
-    "duration_seconds",
-    "exit_code",
-    "junit_xml",
-    "label",
-    "log_tail_via",
-    "never_ran",
-    "tail_of",
-]
+__all__ = ["ChildrenOf", "junit_xml", "log_tail_via", "tail_of"]
 
-ChildrenOf = Callable[[str, "str | None"], Sequence[Mapping[str, Any]]]
-"""(array job id, status or None) -> that array's child summaries, in index order:
-`lambda job_id, status: store.jobs(parent=job_id, status=status)`."""
+ChildrenOf = Callable[[str, "JobState | None"], Sequence[JobRecord]]
+"""(array job id, state or None) -> that array's children, in index order:
+`lambda job_id, state: store.job_records(parent=job_id, status=state)`."""
 
 LISTED_CHILDREN: Final = 50  # failed children named in one array's failure text
 TAILED_CHILDREN: Final = 3  # of those, how many carry their log tail
@@ -51,10 +44,10 @@ def clean(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def failure_message(job: Mapping[str, Any]) -> str:
+def failure_message(job: JobRecord) -> str:
     """`exit code 3: Essential container in task exited`, or the reason alone."""
-    reason = str(job.get("statusReason") or "").strip()
-    code = exit_code(job)
+    reason = (job.status_reason or "").strip()
+    code = job.exit_code
     if code is None:
         return reason or "failed"
     return f"exit code {code}" + (f": {reason}" if reason else "")
@@ -64,14 +57,14 @@ def failure_message(job: Mapping[str, Any]) -> str:
 
 
 def log_tail_via(
-    describe: Callable[[str], Mapping[str, Any]], lines: int = 30
-) -> Callable[[Mapping[str, Any]], str]:
+    describe: Callable[[str], JobRecord], lines: int = 30
+) -> Callable[[JobRecord], str]:
     """A `log_tail` callback for `junit_xml`: the last `lines` of stderr and of stdout
-    of the job's last attempt, found through `describe` (e.g. `Store.describe`)."""
+    of the job's last attempt, found through `describe` (e.g. `Store.job`)."""
 
-    def log_tail(job: Mapping[str, Any]) -> str:
-        found = describe(str(job["jobId"]))
-        log_dir = (found.get("container") or {}).get("logStreamName")
+    def log_tail(job: JobRecord) -> str:
+        detail = describe(job.job_id).detail
+        log_dir = None if detail is None else detail.log_path
         if not log_dir:
             return ""
         parts = []
@@ -105,15 +98,15 @@ class _Counts:
 def junit_xml(
     run_id: str,
     pipeline: str,
-    jobs: Sequence[Mapping[str, Any]],
+    jobs: Sequence[JobRecord],
     *,
-    log_tail: Callable[[Mapping[str, Any]], str],
+    log_tail: Callable[[JobRecord], str],
     children: ChildrenOf | None = None,
     max_children: int = 200,
 ) -> str:
     """The run `run_id` of `pipeline` as a JUnit XML document.
 
-    `jobs` are the run's top-level summaries (`Store.jobs(run_id=...)`); `children`
+    `jobs` are the run's top-level jobs (`Store.job_records(run_id=...)`); `children`
     lists an array's children (without it an array is one case); `log_tail(job)` is
     the text to show under a failed job that ran. Times are seconds."""
     suite_name = Path(pipeline).stem or pipeline
@@ -123,17 +116,15 @@ def junit_xml(
     ET.SubElement(props, "property", name="flowbatch.run_id", value=clean(run_id))
     ET.SubElement(props, "property", name="flowbatch.pipeline", value=clean(pipeline))
     for job in jobs:
-        size = (job.get("arrayProperties") or {}).get("size")
+        size = job.array_size
         if size is not None and children is not None:
-            _array_cases(
-                suite, counts, suite_name, job, int(size), children, log_tail, max_children
-            )
+            _array_cases(suite, counts, suite_name, job, size, children, log_tail, max_children)
         else:
             _case(suite, counts, suite_name, job, log_tail)
     span = _span_seconds(jobs)
     suite.attrib.update(counts.attrs())
     suite.set("time", f"{span:.3f}")
-    stamp = _first(jobs, "createdAt")
+    stamp = _first([j.created_at for j in jobs])
     if stamp is not None:
         suite.set("timestamp", _iso(stamp))
     root = ET.Element("testsuites", name=clean(f"flowbatch {suite_name} {run_id}"))
@@ -148,23 +139,22 @@ def _case(
     suite: ET.Element,
     counts: _Counts,
     classname: str,
-    job: Mapping[str, Any],
-    log_tail: Callable[[Mapping[str, Any]], str],
+    job: JobRecord,
+    log_tail: Callable[[JobRecord], str],
 ) -> ET.Element:
-    seconds = duration_seconds(job) or 0.0
+    seconds = job.duration or 0.0
     case = ET.SubElement(
-        suite, "testcase", name=clean(label(job)), classname=clean(classname), time=f"{seconds:.3f}"
+        suite, "testcase", name=clean(job.label), classname=clean(classname), time=f"{seconds:.3f}"
     )
     counts.tests += 1
-    status = str(job.get("status") or "SUBMITTED")
-    if status == "SUCCEEDED":
+    if job.status is JobState.SUCCEEDED:
         return case
-    if never_ran(job):
+    if job.never_ran:
         counts.skipped += 1
-        ET.SubElement(case, "skipped", message=clean(str(job.get("statusReason"))))
-    elif status != "FAILED":
+        ET.SubElement(case, "skipped", message=clean(str(job.status_reason)))
+    elif job.status is not JobState.FAILED:
         counts.skipped += 1
-        ET.SubElement(case, "skipped", message=f"did not finish: {status}")
+        ET.SubElement(case, "skipped", message=f"did not finish: {job.status.value}")
     else:
         counts.failures += 1
         message = failure_message(job)
@@ -173,20 +163,20 @@ def _case(
     return case
 
 
-def _failure_type(job: Mapping[str, Any]) -> str:
-    code = exit_code(job)
+def _failure_type(job: JobRecord) -> str:
+    code = job.exit_code
     return "JobFailed" if code is None else f"ExitCode{code}"
 
 
-def _details(job: Mapping[str, Any], log_tail: Callable[[Mapping[str, Any]], str]) -> str:
+def _details(job: JobRecord, log_tail: Callable[[JobRecord], str]) -> str:
     lines = [
-        f"job: {label(job)} ({job.get('jobId')})",
-        f"status: {job.get('status')}",
-        f"status reason: {job.get('statusReason') or ''}",
-        f"exit code: {'' if exit_code(job) is None else exit_code(job)}",
-        f"attempts: {job.get('attempts')}",
+        f"job: {job.label} ({job.job_id})",
+        f"status: {job.status.value}",
+        f"status reason: {job.status_reason or ''}",
+        f"exit code: {'' if job.exit_code is None else job.exit_code}",
+        f"attempts: {job.attempts}",
     ]
-    tail = log_tail(job) if job.get("startedAt") is not None else ""
+    tail = log_tail(job) if job.started_at is not None else ""
     if tail:
         lines += ["", tail]
     return "\n".join(lines)
@@ -196,89 +186,71 @@ def _array_cases(
     suite: ET.Element,
     counts: _Counts,
     pipeline: str,
-    job: Mapping[str, Any],
+    job: JobRecord,
     size: int,
     children: ChildrenOf,
-    log_tail: Callable[[Mapping[str, Any]], str],
+    log_tail: Callable[[JobRecord], str],
     max_children: int,
 ) -> None:
-    job_id = str(job["jobId"])
+    job_id = job.job_id
     if size > max_children:
         case = _case(suite, counts, pipeline, job, log_tail)
         failure = case.find("failure")
         if failure is not None:
-            failed = children(job_id, "FAILED")
+            failed = children(job_id, JobState.FAILED)
             failure.text = clean(_children_text(job, failed, log_tail))
         return
-    by_index = {
-        int(c["arrayProperties"]["index"]): c
-        for c in children(job_id, None)
-        if _index(c) is not None
-    }
-    classname = f"{pipeline}.{job['jobName']}"
+    by_index = {c.array_index: c for c in children(job_id, None) if c.array_index is not None}
+    classname = f"{pipeline}.{job.name}"
     for index in range(size):
         child = by_index.get(index)
         if child is None:  # never created: the array stopped (or never started) first
-            child = {
-                "jobId": f"{job_id}:{index}",
-                "jobName": job["jobName"],
-                "status": job.get("status"),
-                "statusReason": job.get("statusReason") or "never started",
-                "arrayProperties": {"index": index},
-                "container": {"exitCode": None},
-            }
-            _case_never_started(suite, counts, classname, child)
+            _case_never_started(suite, counts, classname, job, index)
             continue
         _case(suite, counts, classname, child, log_tail)
 
 
 def _case_never_started(
-    suite: ET.Element, counts: _Counts, classname: str, child: Mapping[str, Any]
+    suite: ET.Element, counts: _Counts, classname: str, parent: JobRecord, index: int
 ) -> None:
     case = ET.SubElement(
-        suite, "testcase", name=clean(label(child)), classname=clean(classname), time="0.000"
-    )
+        suite, "testcase", name=clean(f"{parent.name}[{index}]"), classname=clean(classname),
+        time="0.000",
+    )  # fmt: skip
     counts.tests += 1
     counts.skipped += 1
-    reason = f"never started ({child.get('status')}): {child.get('statusReason')}"
+    reason = f"never started ({parent.status.value}): {parent.status_reason or 'never started'}"
     ET.SubElement(case, "skipped", message=clean(reason))
 
 
-def _index(child: Mapping[str, Any]) -> int | None:
-    index = (child.get("arrayProperties") or {}).get("index")
-    return None if index is None else int(index)
-
-
 def _children_text(
-    job: Mapping[str, Any],
-    failed: Sequence[Mapping[str, Any]],
-    log_tail: Callable[[Mapping[str, Any]], str],
+    job: JobRecord, failed: Sequence[JobRecord], log_tail: Callable[[JobRecord], str]
 ) -> str:
     lines = [
-        f"job: {job.get('jobName')} ({job.get('jobId')})",
-        f"status reason: {job.get('statusReason') or ''}",
+        f"job: {job.name} ({job.job_id})",
+        f"status reason: {job.status_reason or ''}",
         f"failed children: {len(failed)}",
     ]
     for child in failed[:LISTED_CHILDREN]:
-        lines.append(f"  {label(child)}: {failure_message(child)}")
+        lines.append(f"  {child.label}: {failure_message(child)}")
     if len(failed) > LISTED_CHILDREN:
         lines.append(f"  ... and {len(failed) - LISTED_CHILDREN} more")
-    for child in [c for c in failed if c.get("startedAt") is not None][:TAILED_CHILDREN]:
+    for child in [c for c in failed if c.started_at is not None][:TAILED_CHILDREN]:
         tail = log_tail(child)
         if tail:
-            lines += ["", f"=== {label(child)} ===", tail]
+            lines += ["", f"=== {child.label} ===", tail]
     return "\n".join(lines)
 
 
-def _first(jobs: Sequence[Mapping[str, Any]], key: str) -> int | None:
-    values = [j[key] for j in jobs if j.get(key) is not None]
-    return min(values) if values else None
+def _first(values: Sequence[int | None]) -> int | None:
+    found = [v for v in values if v is not None]
+    return min(found) if found else None
 
 
-def _span_seconds(jobs: Sequence[Mapping[str, Any]]) -> float:
+def _span_seconds(jobs: Sequence[JobRecord]) -> float:
     """The run's wall time as its jobs saw it: first creation to last stop."""
-    begun = _first(jobs, "createdAt")
-    stops = [j["stoppedAt"] for j in jobs if j.get("stoppedAt") is not None]
+    begun = _first([j.created_at for j in jobs])
+    stops = [j.stopped_at for j in jobs if j.stopped_at is not None]
     if begun is None or not stops:
         return 0.0
     return max(float(max(stops)) - float(begun), 0.0) / 1000

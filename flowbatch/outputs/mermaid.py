@@ -30,6 +30,7 @@ from flowbatch.outputs.graph import (
     what,
 )
 from flowbatch.outputs.jobview import visible
+from flowbatch.run.state import JobState
 
 ARROW: Mapping[EdgeKind, str] = {
     EdgeKind.WHOLE: "-->",
@@ -113,19 +114,16 @@ def _classes(
 ) -> list[str]:
     """A classDef per state shown and the class of each node; jobs the run does not
     know keep Mermaid's default look, with a dashed border."""
-    members: dict[str, list[str]] = {}
+    members: dict[JobState | None, list[str]] = {}  # None: not in this run
     for name in names:
         view = states.get(name)
-        state = view.shown_state() if view is not None else "not_in_run"
-        if state not in STATE_LOOK:
-            state = "not_in_run"
-        members.setdefault(state, []).append(ids[name])
+        members.setdefault(None if view is None else view.shown_state(), []).append(ids[name])
     out = []
-    for state in [*STATE_LOOK, "not_in_run"]:
+    for state in [*STATE_LOOK, None]:
         if state not in members:
             continue
-        cls = state.lower()
-        look = STATE_LOOK.get(state, NOT_IN_RUN)
+        cls = "not_in_run" if state is None else state.value.lower()
+        look = NOT_IN_RUN if state is None else STATE_LOOK[state]
         dash = ",stroke-dasharray:4 3" if look.dashed else ""
         out.append(
             f"  classDef {cls} fill:{look.fill},stroke:{look.border},"

@@ -5,26 +5,33 @@ jobs with their exit codes and reasons, the slowest jobs, and the pipeline as a 
 graph coloured by each job's final state. Text that comes from users or processes
 (reasons, names) is escaped so that it cannot break a table or open HTML.
 
-The module takes plain data (the Plan and `Store.jobs` summaries, plus an optional
-callback for an array's failed children), so it never reads the store itself.
+The module takes the Plan and records (`Store.job_records`, plus an optional callback
+for an array's failed children), so it never reads the store itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from flowbatch.lang.compile import Plan
 from flowbatch.outputs.graph import STATES, StateView, title
-from flowbatch.outputs.jobview import duration_seconds, exit_code, label, never_ran, visible
+from flowbatch.outputs.jobview import visible
 from flowbatch.outputs.junit import ChildrenOf
 from flowbatch.outputs.mermaid import to_mermaid
+from flowbatch.run.records import JobRecord, RunStatus
+from flowbatch.run.state import JobState
 
 __all__ = ["format_duration", "outcome", "step_summary"]
 
 SLOWEST: Final = 5
 FAILED_ROWS: Final = 30  # failed jobs listed before "... and N more"
-_MARK: Final = {"SUCCEEDED": "✅", "FAILED": "❌", "INTERRUPTED": "⏹️", "INCOMPLETE": "⏸️"}
+_MARK: Final = {
+    RunStatus.SUCCEEDED: "✅",
+    RunStatus.FAILED: "❌",
+    RunStatus.INTERRUPTED: "⏹️",
+    RunStatus.INCOMPLETE: "⏸️",
+}
 _CELL: Final = str.maketrans(
     {"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "`": "\\`"}
 )
@@ -45,14 +52,14 @@ def prose(text: object) -> str:
     return cell(str(text).translate(_PROSE))
 
 
-def outcome(jobs: Sequence[Mapping[str, Any]]) -> str:
+def outcome(jobs: Sequence[JobRecord]) -> RunStatus:
     """SUCCEEDED if every job did, FAILED if one failed, else INCOMPLETE."""
-    states = {str(j.get("status")) for j in jobs}
-    if "FAILED" in states:
-        return "FAILED"
-    if states <= {"SUCCEEDED"}:
-        return "SUCCEEDED"
-    return "INCOMPLETE"
+    states = {j.status for j in jobs}
+    if JobState.FAILED in states:
+        return RunStatus.FAILED
+    if states <= {JobState.SUCCEEDED}:
+        return RunStatus.SUCCEEDED
+    return RunStatus.INCOMPLETE
 
 
 def format_duration(seconds: float) -> str:
@@ -71,20 +78,20 @@ def format_duration(seconds: float) -> str:
 
 def step_summary(
     plan: Plan,
-    jobs: Sequence[Mapping[str, Any]],
+    jobs: Sequence[JobRecord],
     *,
     run_id: str,
-    status: str | None = None,
+    status: RunStatus | None = None,
     children: ChildrenOf | None = None,
 ) -> str:
     """The Markdown summary of run `run_id` of `plan`. `jobs` are the run's top-level
-    summaries (`Store.jobs(run_id=...)`); `status` is the run's status if known (else
+    jobs (`Store.job_records(run_id=...)`); `status` is the run's status if known (else
     it is read off the jobs); `children` lists an array's children by status, to name
     the failed ones."""
     result = status or outcome(jobs)
     name = title(plan)
     out = [
-        f"## {_MARK.get(result, '•')} {prose(name)}: run {result.lower()}",
+        f"## {_MARK.get(result, '•')} {prose(name)}: run {result.value.lower()}",
         "",
         f"Run `{cell(run_id)}` · {len(jobs)} jobs · {_children_total(jobs)} array children",
         "",
@@ -96,48 +103,42 @@ def step_summary(
     return "\n".join(out) + "\n"
 
 
-def views(jobs: Sequence[Mapping[str, Any]]) -> dict[str, StateView]:
+def views(jobs: Sequence[JobRecord]) -> dict[str, StateView]:
     """Each job's final state, as the renderers take it."""
-    out = {}
+    return {job.name: StateView(job.status, job.status_summary or {}) for job in jobs}
+
+
+def _children_total(jobs: Sequence[JobRecord]) -> int:
+    return sum(j.array_size or 0 for j in jobs)
+
+
+def _counts_table(jobs: Sequence[JobRecord]) -> list[str]:
+    per_job: dict[JobState, int] = {}
+    per_child: dict[JobState, int] = {}
     for job in jobs:
-        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
-        counts = {str(k): int(v) for k, v in summary.items()}
-        out[str(job["jobName"])] = StateView(str(job.get("status") or "SUBMITTED"), counts)
-    return out
-
-
-def _children_total(jobs: Sequence[Mapping[str, Any]]) -> int:
-    return sum(int((j.get("arrayProperties") or {}).get("size") or 0) for j in jobs)
-
-
-def _counts_table(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
-    per_job: dict[str, int] = {}
-    per_child: dict[str, int] = {}
-    for job in jobs:
-        status = str(job.get("status") or "SUBMITTED")
-        per_job[status] = per_job.get(status, 0) + 1
-        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
-        for state, n in summary.items():
-            per_child[str(state)] = per_child.get(str(state), 0) + int(n)
+        per_job[job.status] = per_job.get(job.status, 0) + 1
+        for state, n in (job.status_summary or {}).items():
+            per_child[state] = per_child.get(state, 0) + n
     rows = ["| State | Jobs | Array children |", "| --- | ---: | ---: |"]
     for state in STATES:
         if per_job.get(state) or per_child.get(state):
-            rows.append(f"| {state} | {per_job.get(state, 0)} | {per_child.get(state, 0)} |")
+            jobs_n, children_n = per_job.get(state, 0), per_child.get(state, 0)
+            rows.append(f"| {state.value} | {jobs_n} | {children_n} |")
     return [*rows, ""]
 
 
-def _failed_table(jobs: Sequence[Mapping[str, Any]], children: ChildrenOf | None) -> list[str]:
-    failed: list[Mapping[str, Any]] = []
+def _failed_table(jobs: Sequence[JobRecord], children: ChildrenOf | None) -> list[str]:
+    failed: list[JobRecord] = []
     for job in jobs:
-        if job.get("status") != "FAILED":
+        if job.status is not JobState.FAILED:
             continue
         failed.append(job)
-        if children is not None and (job.get("arrayProperties") or {}).get("size") is not None:
-            failed.extend(children(str(job["jobId"]), "FAILED"))
+        if children is not None and job.array_size is not None:
+            failed.extend(children(job.job_id, JobState.FAILED))
     if not failed:
         return []
     # Jobs that broke first, then those that only waited on them.
-    failed.sort(key=never_ran)
+    failed.sort(key=lambda job: job.never_ran)
     rows = [
         f"### Failed ({len(failed)})",
         "",
@@ -145,20 +146,21 @@ def _failed_table(jobs: Sequence[Mapping[str, Any]], children: ChildrenOf | None
         "| --- | ---: | --- |",
     ]
     for job in failed[:FAILED_ROWS]:
-        code = exit_code(job)
-        reason = job.get("statusReason") or ""
-        rows.append(f"| `{cell(label(job))}` | {'' if code is None else code} | {prose(reason)} |")
+        code = job.exit_code
+        reason = job.status_reason or ""
+        rows.append(f"| `{cell(job.label)}` | {'' if code is None else code} | {prose(reason)} |")
     if len(failed) > FAILED_ROWS:
         rows.append(f"| … and {len(failed) - FAILED_ROWS} more | | |")
     return [*rows, ""]
 
 
-def _slowest_table(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
-    timed = [(d, job) for job in jobs if (d := duration_seconds(job)) is not None]
+def _slowest_table(jobs: Sequence[JobRecord]) -> list[str]:
+    timed = [(d, job) for job in jobs if (d := job.duration) is not None]
     if not timed:
         return []
-    timed.sort(key=lambda pair: (-pair[0], label(pair[1])))
+    timed.sort(key=lambda pair: (-pair[0], pair[1].label))
     rows = ["### Slowest jobs", "", "| Job | Duration | State |", "| --- | ---: | --- |"]
     for seconds, job in timed[:SLOWEST]:
-        rows.append(f"| `{cell(label(job))}` | {format_duration(seconds)} | {job.get('status')} |")
+        state = job.status.value
+        rows.append(f"| `{cell(job.label)}` | {format_duration(seconds)} | {state} |")
     return [*rows, ""]

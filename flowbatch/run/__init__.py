@@ -7,6 +7,8 @@
     cascade       the failure cascade and the job records the Frontier keeps
     placement     host capacity and where an attempt goes
     hosts         hosts lost mid-run and how long a run waits for them
+    records       what a run left, as typed records (job, attempt, run, RunStatus), and
+                  their JSON in AWS Batch's DescribeJobs shapes
     state         JobState, Event and the one table of transitions (AWS Batch's lifecycle)
     fingerprint   what a job's success was made of (inputs, command, image)
     resume        which jobs would run again, and why (`flowbatch plan`, `run --resume`)

@@ -7,7 +7,8 @@ point (kill -9) leaves the last committed flush behind. A state change is applie
 job only if the transition table allows it (`state.can`); one it does not allow is
 kept in the events table with `applied = 0` and listed in `Store.rejected`.
 
-Jobs read back shaped like AWS Batch's DescribeJobs (see `views`).
+Jobs and runs read back as records (`flowbatch.run.records`, through `views`), and as
+their JSON in AWS Batch's DescribeJobs shapes.
 
 A run records its runner; a writer that opens the store settles the runs of this machine
 whose runner is gone (`lost`).
@@ -16,6 +17,7 @@ whose runner is gone (`lost`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import json
 import os
@@ -29,6 +31,15 @@ from typing import Any, Final, Literal
 
 from flowbatch.executors.processes import Process
 from flowbatch.lang.model import Pipeline
+from flowbatch.run.records import (
+    ENDED,
+    JobRecord,
+    RunRecord,
+    RunStatus,
+    describe_json,
+    run_json,
+    summary_json,
+)
 from flowbatch.run.state import JobEvent, JobState
 from flowbatch.store import lost, rows, views
 from flowbatch.store.lost import RUNNER_LOST
@@ -46,6 +57,7 @@ DB_NAME: Final = "jobs.db"
 DEFAULT_KEEP_DAYS: Final = 1.0  # AWS keeps a finished job for 24 hours
 _DAY: Final = 86_400.0
 
+_ENDED_BY_NAME: Final = {status.value: status for status in ENDED}
 _CHUNK: Final = 500  # bound on `IN (...)` parameters per statement
 # `PARENT:i`, an array child's id; a negative index is matched to be refused by name.
 _CHILD_ID: Final = re.compile(r"(.+):(-?[0-9]+)")
@@ -176,13 +188,16 @@ class Store:
         self._states = states
         self.rejected.extend(folded.rejected)
 
-    def end_run(self, run_id: str, status: str, *, ended_at: float, reason: str = "") -> None:
-        """Mark a run ended: "SUCCEEDED", "FAILED" or "INTERRUPTED", and why (`reason`,
-        e.g. that the job database could not be written). With a reason, a buffer that
-        cannot be written (a full disk) still leaves a true record where the smallest
-        write fits: the run ended, its unfinished jobs FAILED with `reason`. StoreError
-        when not even that could be written."""
-        if status not in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
+    def end_run(
+        self, run_id: str, status: RunStatus | str, *, ended_at: float, reason: str = ""
+    ) -> None:
+        """Mark a run ended: SUCCEEDED, FAILED or INTERRUPTED (`records.ENDED`, or its
+        name), and why (`reason`, e.g. that the job database could not be written). With
+        a reason, a buffer that cannot be written (a full disk) still leaves a true record
+        where the smallest write fits: the run ended, its unfinished jobs FAILED with
+        `reason`. StoreError when not even that could be written."""
+        ended = _ENDED_BY_NAME.get(status.value if isinstance(status, RunStatus) else status)
+        if ended is None:
             raise ValueError(f"unknown run status {status!r}")
         try:
             self.flush()
@@ -199,7 +214,7 @@ class Store:
         with self._write():
             self._conn.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, reason = ? WHERE run_id = ?",
-                (status, ended_at, reason, run_id),
+                (ended.value, ended_at, reason, run_id),
             )
             if reason:
                 # run_plan returns once every attempt has ended: none is left running
@@ -270,9 +285,9 @@ class Store:
         return "applied" if taken >= 2 else "taken" if taken else "open"
 
     @reads
-    def run_of(self, run_id: str) -> dict[str, Any] | None:
+    def run_of(self, run_id: str) -> RunRecord | None:
         """One run as `runs` shows it, or None."""
-        return next((r for r in views.runs(self._conn, lost.owner_state, run_id) if r), None)
+        return next(iter(views.runs(self._conn, lost.owner_state, run_id)), None)
 
     def _ack_requests(self) -> None:
         # Inside the flush's transaction: the request is applied once its effects are.
@@ -303,7 +318,13 @@ class Store:
     # -- reading --------------------------------------------------------------------------
     @reads
     def describe(self, job_id: str) -> dict[str, Any]:
-        """One job shaped like an entry of AWS DescribeJobs' `jobs`; StoreError (with a
+        """One job shaped like an entry of AWS DescribeJobs' `jobs` (`job`, rendered by
+        `records.describe_json`); StoreError for an unknown id."""
+        return describe_json(self.job(job_id))
+
+    @reads
+    def job(self, job_id: str) -> JobRecord:
+        """One job as DescribeJobs describes it (with its `detail`); StoreError (with a
         suggestion where one exists) for an unknown id. Every child of an array job can
         be described, created by the runner or not (see `views.describe_child`)."""
         found = views.describe(self._conn, job_id)
@@ -313,10 +334,20 @@ class Store:
                 found = views.describe_child(self._conn, child[0], child[1])
         if found is None:
             raise self.unknown_job(job_id)
-        run_id = str(found["runId"])
-        for container in [found["container"], *(a["container"] for a in found["attempts"])]:
-            container["logStreamName"] = self.log_dir(container["logStreamName"], run_id)
-        return found
+        detail = found.detail
+        assert detail is not None  # views.describe always fills it
+        run_id = found.run_id
+        moved = [self.log_dir(a.log_path, run_id) for a in detail.attempts]
+        log_path = self.log_dir(detail.log_path, run_id)
+        if log_path == detail.log_path and moved == [a.log_path for a in detail.attempts]:
+            return found  # the common case: nothing moved, no copies
+        attempts = tuple(
+            dataclasses.replace(a, log_path=path)
+            for a, path in zip(detail.attempts, moved, strict=True)
+        )
+        return dataclasses.replace(
+            found, detail=dataclasses.replace(detail, attempts=attempts, log_path=log_path)
+        )
 
     def log_dir(self, recorded: str | None, run_id: str) -> str | None:
         """Where an attempt's logs are now: the directory recorded, or, when that is gone
@@ -341,8 +372,27 @@ class Store:
         name: str | None = None,
         parent: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Job summaries in submission order: top-level jobs, or with `parent` the
-        children of that array job by index."""
+        """Job summaries in submission order, shaped like AWS ListJobs' (`job_records`,
+        rendered by `records.summary_json`)."""
+        found = self.job_records(
+            run_id=run_id, queue=queue, status=status, name=name, parent=parent
+        )
+        return [summary_json(job) for job in found]
+
+    @reads
+    def job_records(
+        self,
+        *,
+        run_id: str | None = None,
+        queue: str | None = None,
+        status: JobState | str | None = None,
+        name: str | None = None,
+        parent: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs in submission order: top-level jobs, or with `parent` the children of
+        that array job by index. A listing: no record has its `detail`."""
+        if isinstance(status, JobState):
+            status = status.value
         return views.summaries(
             self._conn, run_id=run_id, queue=queue, status=status, name=name, parent=parent
         )
@@ -354,6 +404,12 @@ class Store:
 
     @reads
     def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, as `flowbatch runs --json` shows it (`run_records`,
+        rendered by `records.run_json`)."""
+        return [run_json(run) for run in self.run_records()]
+
+    @reads
+    def run_records(self) -> list[RunRecord]:
         """Every run, newest first, with counts of its top-level jobs by state."""
         return views.runs(self._conn, lost.owner_state)
 

@@ -36,42 +36,72 @@ _RUNNING: Final = _S.RUNNING
 _ACTIVE: Final = frozenset({_S.STARTING, _S.RUNNING})
 _DONE: Final = frozenset({_S.SUCCEEDED, _S.FAILED})
 
-UPSERT_JOB: Final = """
-INSERT INTO jobs (job_id, run_id, name, parent_id, array_index, created_at, status,
-                  status_reason, started_at, stopped_at, attempt, exit_code, compute,
-                  host, log_path, external_id, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id) DO UPDATE SET
-    status = excluded.status,
-    status_reason = excluded.status_reason,
-    started_at = COALESCE(jobs.started_at, excluded.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, jobs.stopped_at),
-    attempt = MAX(jobs.attempt, excluded.attempt),
-    exit_code = COALESCE(excluded.exit_code, jobs.exit_code),
-    compute = COALESCE(excluded.compute, jobs.compute),
-    host = COALESCE(excluded.host, jobs.host),
-    log_path = COALESCE(excluded.log_path, jobs.log_path),
-    external_id = COALESCE(excluded.external_id, jobs.external_id),
-    fingerprint = COALESCE(excluded.fingerprint, jobs.fingerprint)
-"""
 
-UPSERT_ATTEMPT: Final = """
-INSERT INTO attempts (job_id, attempt, run_id, started_at, stopped_at, exit_code,
-                      reason, status_reason, log_path, compute, host, external_id,
-                      peak_memory)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    started_at = COALESCE(excluded.started_at, attempts.started_at),
-    stopped_at = COALESCE(excluded.stopped_at, attempts.stopped_at),
-    exit_code = COALESCE(excluded.exit_code, attempts.exit_code),
-    reason = COALESCE(excluded.reason, attempts.reason),
-    status_reason = COALESCE(excluded.status_reason, attempts.status_reason),
-    log_path = COALESCE(excluded.log_path, attempts.log_path),
-    compute = COALESCE(excluded.compute, attempts.compute),
-    host = COALESCE(excluded.host, attempts.host),
-    external_id = COALESCE(excluded.external_id, attempts.external_id),
-    peak_memory = COALESCE(excluded.peak_memory, attempts.peak_memory)
-"""
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a row the fold builds: its name, its value in a new row before an
+    event sets it, and how an upsert merges a later flush's value with the stored one
+    (an SQL expression over `excluded` and the table; None: written once, never changed)."""
+
+    name: str
+    blank: object = None
+    merge: str | None = None
+
+
+def _latest(table: str, name: str) -> Column:
+    """A column whose latest known value wins: a flush that does not know it keeps it."""
+    return Column(name, None, f"COALESCE(excluded.{name}, {table}.{name})")
+
+
+# The one list of each folded row's layout: the upserts' columns, the positions the fold
+# writes to and a new row's values are all derived from it.
+JOB_COLUMNS: Final = (
+    Column("job_id"),
+    Column("run_id"),
+    Column("name"),
+    Column("parent_id"),
+    Column("array_index"),
+    Column("created_at"),
+    Column("status", None, "excluded.status"),
+    Column("status_reason", "", "excluded.status_reason"),
+    Column("started_at", None, "COALESCE(jobs.started_at, excluded.started_at)"),
+    _latest("jobs", "stopped_at"),
+    Column("attempt", 0, "MAX(jobs.attempt, excluded.attempt)"),
+    _latest("jobs", "exit_code"),
+    _latest("jobs", "compute"),
+    _latest("jobs", "host"),
+    _latest("jobs", "log_path"),
+    _latest("jobs", "external_id"),
+    _latest("jobs", "fingerprint"),
+)
+ATTEMPT_COLUMNS: Final = (
+    Column("job_id"),
+    Column("attempt"),
+    Column("run_id"),
+    *(
+        _latest("attempts", name)
+        for name in (
+            "started_at", "stopped_at", "exit_code", "reason", "status_reason", "log_path",
+            "compute", "host", "external_id", "peak_memory",
+        )
+    ),
+)  # fmt: skip
+
+
+def upsert(table: str, key: str, columns: tuple[Column, ...]) -> str:
+    """INSERT of a whole row of `columns` into `table`, merging into the row with the
+    same `key` (a column list) by each column's `merge`."""
+    names = ", ".join(c.name for c in columns)
+    marks = ", ".join("?" * len(columns))
+    merges = ",\n    ".join(f"{c.name} = {c.merge}" for c in columns if c.merge is not None)
+    return (
+        f"INSERT INTO {table} ({names})\nVALUES ({marks})\n"
+        f"ON CONFLICT ({key}) DO UPDATE SET\n    {merges}\n"
+    )
+
+
+UPSERT_JOB: Final = upsert("jobs", "job_id", JOB_COLUMNS)
+UPSERT_ATTEMPT: Final = upsert("attempts", "job_id, attempt", ATTEMPT_COLUMNS)
 
 INSERT_EVENT: Final = """
 INSERT INTO events (run_id, job_id, state, time, reason, attempt, exit_code, applied)
@@ -84,13 +114,27 @@ STATIC_COLUMNS: Final = (
     "tags", "depends_on", "created_at",
 )  # fmt: skip
 
-# Positions in a folded job row (the order of the upsert's VALUES).
-(_J_ID, _J_RUN, _J_NAME, _J_PARENT, _J_INDEX, _J_CREATED, _J_STATUS, _J_REASON,
- _J_STARTED, _J_STOPPED, _J_ATTEMPT, _J_EXIT, _J_COMPUTE, _J_HOST, _J_LOG,
- _J_EXT, _J_FP) = range(17)  # fmt: skip
-# Positions in a folded attempt row.
-(_A_ID, _A_N, _A_RUN, _A_STARTED, _A_STOPPED, _A_EXIT, _A_REASON, _A_STATUS_REASON,
- _A_LOG, _A_COMPUTE, _A_HOST, _A_EXT, _A_PEAK) = range(13)  # fmt: skip
+# Positions in a folded job row and a folded attempt row.
+_J = {c.name: i for i, c in enumerate(JOB_COLUMNS)}
+(_J_ID, _J_RUN, _J_NAME, _J_PARENT, _J_INDEX, _J_CREATED, _J_STATUS, _J_REASON, _J_STARTED,
+ _J_STOPPED, _J_ATTEMPT, _J_EXIT, _J_COMPUTE, _J_HOST, _J_LOG, _J_EXT, _J_FP) = (
+    _J[name] for name in (
+        "job_id", "run_id", "name", "parent_id", "array_index", "created_at", "status",
+        "status_reason", "started_at", "stopped_at", "attempt", "exit_code", "compute",
+        "host", "log_path", "external_id", "fingerprint",
+    )
+)  # fmt: skip
+_A = {c.name: i for i, c in enumerate(ATTEMPT_COLUMNS)}
+(_A_ID, _A_N, _A_RUN, _A_STARTED, _A_STOPPED, _A_EXIT, _A_REASON, _A_STATUS_REASON, _A_LOG,
+ _A_COMPUTE, _A_HOST, _A_EXT, _A_PEAK) = (
+    _A[name] for name in (
+        "job_id", "attempt", "run_id", "started_at", "stopped_at", "exit_code", "reason",
+        "status_reason", "log_path", "compute", "host", "external_id", "peak_memory",
+    )
+)  # fmt: skip
+# A new row: every column blank, then its identity filled in by the fold.
+_JOB_BLANK: Final = [c.blank for c in JOB_COLUMNS]
+_ATTEMPT_BLANK: Final = [c.blank for c in ATTEMPT_COLUMNS]
 
 
 def static_row(
@@ -98,12 +142,16 @@ def static_row(
 ) -> tuple[object, ...]:
     """The STATIC_COLUMNS of one job (a single job or an array parent)."""
     command = spec.command if isinstance(spec.command, str) else json.dumps(list(spec.command))
-    return (
-        job_ids[spec.name], run_id, spec.name, spec.array_size, int(spec.sequential),
-        spec.queue, command, spec.image, spec.vcpus, spec.memory, spec.gpus, spec.timeout,
-        spec.retry.attempts, _json_map(spec.env), _json_map(spec.parameters),
-        _json_map(spec.tags), json.dumps(depends_on(spec, job_ids)), created_at,
-    )  # fmt: skip
+    values = {
+        "job_id": job_ids[spec.name], "run_id": run_id, "name": spec.name,
+        "array_size": spec.array_size, "sequential": int(spec.sequential), "queue": spec.queue,
+        "command": command, "image": spec.image, "vcpus": spec.vcpus, "memory": spec.memory,
+        "gpus": spec.gpus, "timeout": spec.timeout, "retry_attempts": spec.retry.attempts,
+        "environment": _json_map(spec.env), "parameters": _json_map(spec.parameters),
+        "tags": _json_map(spec.tags), "depends_on": json.dumps(depends_on(spec, job_ids)),
+        "created_at": created_at,
+    }  # fmt: skip
+    return tuple(values[name] for name in STATIC_COLUMNS)
 
 
 def _json_map(items: Mapping[str, str]) -> str:
@@ -170,8 +218,13 @@ def fold(
         row = jobs.get(job_id)
         if row is None:
             parent = job_id.rpartition(":")[0] if ev.index is not None else None
-            row = [job_id, ev.run_id, ev.name, parent, ev.index, ev.time, None, "", None,
-                   None, 0, None, None, None, None, None, None]  # fmt: skip
+            row = _JOB_BLANK.copy()
+            row[_J_ID] = job_id
+            row[_J_RUN] = ev.run_id
+            row[_J_NAME] = ev.name
+            row[_J_PARENT] = parent
+            row[_J_INDEX] = ev.index
+            row[_J_CREATED] = ev.time
             jobs[job_id] = row
         row[_J_STATUS] = new._value_
         row[_J_REASON] = ev.reason
@@ -204,8 +257,10 @@ def _fold_attempt(
     key = (ev.job_id, ev.attempt)
     row = attempts.get(key)
     if row is None:
-        row = [ev.job_id, ev.attempt, ev.run_id, None, None, None, None, None, None, None,
-               None, None, None]  # fmt: skip
+        row = _ATTEMPT_BLANK.copy()
+        row[_A_ID] = ev.job_id
+        row[_A_N] = ev.attempt
+        row[_A_RUN] = ev.run_id
         attempts[key] = row
     if ev.log_path is not None:
         row[_A_LOG] = ev.log_path

@@ -1,14 +1,11 @@
-"""Reading the job database back, shaped like AWS Batch's DescribeJobs and ListJobs.
+"""Reading the job database back into records (`flowbatch.run.records`), holding what
+AWS Batch's DescribeJobs and ListJobs show.
 
 Times leave here as epoch milliseconds (AWS); a job with no recorded state yet reads
 as SUBMITTED. Array children store only what changes, so their static facts (queue,
 command, resources) are read from their parent. Counts of children per state come
 from one GROUP BY, never from loading the children. A child the runner has not created
 yet has no row but can still be described (`describe_child`), as on AWS.
-
-The ARNs AWS would show use the region `local` and the account `000000000000` (the
-placeholder account of AWS's own local tools): `arn:aws:batch:local:000000000000:job/ID`.
-Every job is its own job definition, revision 1, named after the job.
 """
 
 from __future__ import annotations
@@ -22,18 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from flowbatch.lang.template import Context, TemplateError, render_command
+from flowbatch.run.records import AttemptRecord, JobDetail, JobRecord, RunRecord, RunStatus
 from flowbatch.run.state import JobState
 
-_STATES: Final = tuple(s.value for s in JobState)
-ARN_PREFIX: Final = "arn:aws:batch:local:000000000000"
-
-
-def job_arn(job_id: str) -> str:
-    return f"{ARN_PREFIX}:job/{job_id}"
-
-
-def job_definition_arn(name: str, revision: int = 1) -> str:
-    return f"{ARN_PREFIX}:job-definition/{name}:{revision}"
+# An unended run's status by what `owner_state` says of its runner.
+_UNENDED: Final = {"alive": RunStatus.RUNNING, "elsewhere": RunStatus.UNKNOWN}
 
 
 _LOST: Final = "Runner lost"  # store.RUNNER_LOST
@@ -56,8 +46,9 @@ def _cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
     return cur
 
 
-def _status(row: _Row) -> str:
-    return str(row["status"] or JobState.SUBMITTED.value)
+def _status(row: _Row) -> JobState:
+    status = row["status"]
+    return JobState.SUBMITTED if status is None else JobState(status)
 
 
 def _command(text: str | None) -> str | list[str] | None:
@@ -73,26 +64,27 @@ def _command(text: str | None) -> str | list[str] | None:
 
 
 def status_summary(
-    conn: sqlite3.Connection, parent_id: str, size: int, parent_status: str
-) -> dict[str, int]:
+    conn: sqlite3.Connection, parent_id: str, size: int, parent_status: JobState
+) -> dict[JobState, int]:
     """Children of `parent_id` per state. Children the runner has not created yet are
     counted as PENDING, or as FAILED once the parent failed (they never will run)."""
-    counts = dict.fromkeys(_STATES, 0)
+    counts = dict.fromkeys(JobState, 0)
     seen = 0
     for status, n in conn.execute(
         "SELECT COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
         " WHERE parent_id = ? GROUP BY status",
         (parent_id,),
     ):
-        counts[status] += n
+        counts[JobState(status)] += n
         seen += n
-    missing = "FAILED" if parent_status == "FAILED" else "PENDING"
+    failed = parent_status is JobState.FAILED
+    missing = JobState.FAILED if failed else JobState.PENDING
     counts[missing] += max(size - seen, 0)
     return counts
 
 
-def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
-    """One job as an entry of DescribeJobs' `jobs`, or None if there is none."""
+def describe(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    """One job as DescribeJobs describes it, or None if there is none."""
     cur = _cursor(conn)
     # The run's params come along: a command is shown rendered with them.
     row = cur.execute(
@@ -111,7 +103,7 @@ def describe(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     return _job(conn, row, static, attempts)
 
 
-def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict[str, Any] | None:
+def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> JobRecord | None:
     """Child `index` of the array job `parent_id` as DescribeJobs shows it, whether the
     runner has created it or not (on AWS every child exists from submission); None if
     there is no such parent. The caller checks that `index` is within the array.
@@ -125,7 +117,7 @@ def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict
     parent = _cursor(conn).execute("SELECT * FROM jobs WHERE job_id = ?", (parent_id,)).fetchone()
     if parent is None:
         return None
-    failed = _status(parent) == JobState.FAILED.value
+    failed = _status(parent) is JobState.FAILED
     row = {
         "job_id": job_id,
         "name": parent["name"],
@@ -138,6 +130,7 @@ def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict
         "created_at": parent["created_at"],  # submitted with its parent, as on AWS
         "started_at": None,
         "stopped_at": parent["stopped_at"] if failed else None,
+        "attempt": 0,
         "compute": None,
         "exit_code": None,
         "log_path": None,
@@ -149,71 +142,53 @@ def describe_child(conn: sqlite3.Connection, parent_id: str, index: int) -> dict
     return _job(conn, row, parent, [])
 
 
-def _job(
-    conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_Row]
-) -> dict[str, Any]:
+def _job(conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_Row]) -> JobRecord:
     status = _status(row)
-    environment = json.loads(static["environment"] or "{}")
-    resources = [
-        {"type": "VCPU", "value": _number(static["vcpus"])},
-        {"type": "MEMORY", "value": str(static["memory"])},
-    ]
-    if static["gpus"]:
-        resources.append({"type": "GPU", "value": str(static["gpus"])})
     last = attempts[-1] if attempts else None
     stopped_by = _stopped_by(conn, row, status)
-    job: dict[str, Any] = {
-        "jobArn": job_arn(row["job_id"]),
-        "jobId": row["job_id"],
-        "jobName": row["name"],
-        "jobDefinition": job_definition_arn(row["name"]),
-        "isCancelled": "cancel" in stopped_by,
-        "isTerminated": "terminate" in stopped_by,
-        "runId": row["run_id"],
-        "status": status,
-        "statusReason": row["status_reason"],
-        "createdAt": _ms(row["created_at"]),
-        "startedAt": _ms(row["started_at"]),
-        "stoppedAt": _ms(row["stopped_at"]),
-        "jobQueue": static["queue"],
-        "computeEnvironment": row["compute"],
-        "attempts": [_attempt(a) for a in attempts],
-        "dependsOn": _depends_on(row, static),
-        "parameters": json.loads(static["parameters"] or "{}"),
-        "tags": json.loads(static["tags"] or "{}"),
-        "retryStrategy": {"attempts": static["retry_attempts"]},
-        "container": {
-            "command": command_as_run(row, static, len(attempts)),
-            "image": static["image"],
-            "memory": static["memory"],
-            "resourceRequirements": resources,
-            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
-            # the latest attempt's: a job being retried has no exit code yet
-            "exitCode": row["exit_code"] if last is None else last["exit_code"],
-            "reason": None if last is None else last["reason"],
-            "logStreamName": row["log_path"],
-        },
-    }
-    if float(static["vcpus"]).is_integer():
-        # AWS's field is an integer; a fractional share is in resourceRequirements only.
-        job["container"]["vcpus"] = int(static["vcpus"])
-    if static["timeout"] is not None:
-        job["timeout"] = {"attemptDurationSeconds": _whole(static["timeout"])}
+    summary = None
+    updated_at = None
     if row["array_size"] is not None:
         summary = status_summary(conn, row["job_id"], row["array_size"], status)
-        job["arrayProperties"] = {
-            "size": row["array_size"],
-            "statusSummary": summary,
-            "statusSummaryLastUpdatedAt": _summary_updated_at(conn, row),
-        }
-    elif row["array_index"] is not None:
-        job["arrayProperties"] = {"index": row["array_index"]}
-    return job
-
-
-def _whole(seconds: float) -> int | float:
-    # AWS takes whole seconds; a finer flowbatch timeout is shown as it is, not rounded.
-    return int(seconds) if float(seconds).is_integer() else seconds
+        updated_at = _summary_updated_at(conn, row)
+    detail = JobDetail(
+        is_cancelled="cancel" in stopped_by,
+        is_terminated="terminate" in stopped_by,
+        compute=row["compute"],
+        attempts=tuple(_attempt(a) for a in attempts),
+        depends_on=tuple(_depends_on(row, static)),
+        parameters=json.loads(static["parameters"] or "{}"),
+        tags=json.loads(static["tags"] or "{}"),
+        retry_attempts=static["retry_attempts"],
+        command=command_as_run(row, static, len(attempts)),
+        image=static["image"],
+        vcpus=static["vcpus"],
+        memory=static["memory"],
+        gpus=static["gpus"],
+        environment=json.loads(static["environment"] or "{}"),
+        reason=None if last is None else last["reason"],
+        log_path=row["log_path"],
+        timeout=static["timeout"],
+        summary_updated_at=updated_at,
+    )
+    return JobRecord(
+        job_id=row["job_id"],
+        name=row["name"],
+        run_id=row["run_id"],
+        status=status,
+        status_reason=row["status_reason"],
+        created_at=_ms(row["created_at"]),
+        started_at=_ms(row["started_at"]),
+        stopped_at=_ms(row["stopped_at"]),
+        queue=static["queue"],
+        attempts=row["attempt"],
+        # the latest attempt's: a job being retried has no exit code yet
+        exit_code=row["exit_code"] if last is None else last["exit_code"],
+        array_size=row["array_size"],
+        array_index=row["array_index"],
+        status_summary=summary,
+        detail=detail,
+    )
 
 
 def command_as_run(row: _Row, static: _Row, attempts: int) -> list[str] | None:
@@ -251,10 +226,10 @@ def _parsed(text: str) -> Mapping[str, Any]:
     return types.MappingProxyType(json.loads(text))
 
 
-def _stopped_by(conn: sqlite3.Connection, row: _Row, status: str) -> set[str]:
+def _stopped_by(conn: sqlite3.Connection, row: _Row, status: JobState) -> set[str]:
     """`cancel` and/or `terminate` when the job failed and a CancelJob or TerminateJob
     (on it, or on its array parent) was taken by its run."""
-    if status != JobState.FAILED.value:
+    if status is not JobState.FAILED:
         return set()
     ids = [row["job_id"]] + ([row["parent_id"]] if row["parent_id"] is not None else [])
     found = conn.execute(
@@ -276,24 +251,18 @@ def _summary_updated_at(conn: sqlite3.Connection, parent: _Row) -> int | None:
     return _ms(latest if latest is not None else parent["created_at"])
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _attempt(a: _Row) -> dict[str, Any]:
-    return {
-        "container": {
-            "exitCode": a["exit_code"],
-            "reason": a["reason"],
-            "logStreamName": a["log_path"],
-            "peakMemory": a["peak_memory"],  # MiB; beyond AWS, which has no such field
-        },
-        "startedAt": _ms(a["started_at"]),
-        "stoppedAt": _ms(a["stopped_at"]),
-        "statusReason": a["status_reason"],
-        "computeEnvironment": a["compute"],
-        "host": a["host"],
-    }
+def _attempt(a: _Row) -> AttemptRecord:
+    return AttemptRecord(
+        started_at=_ms(a["started_at"]),
+        stopped_at=_ms(a["stopped_at"]),
+        exit_code=a["exit_code"],
+        reason=a["reason"],
+        status_reason=a["status_reason"],
+        log_path=a["log_path"],
+        compute=a["compute"],
+        host=a["host"],
+        peak_memory=a["peak_memory"],
+    )
 
 
 def _depends_on(row: _Row, static: _Row) -> list[dict[str, Any]]:
@@ -320,7 +289,7 @@ def summaries(
     status: str | None,
     name: str | None,
     parent: str | None,
-) -> list[dict[str, Any]]:
+) -> list[JobRecord]:
     """ListJobs-like summaries: top-level jobs in submission order, or the children of
     `parent` by index. Array parents carry their statusSummary."""
     where: list[str] = []
@@ -354,25 +323,28 @@ def summaries(
     )
     out = []
     for row in rows:
-        item: dict[str, Any] = {
-            "jobId": row["job_id"],
-            "jobName": row["name"],
-            "runId": row["run_id"],
-            "jobQueue": row["job_queue"],
-            "status": _status(row),
-            "statusReason": row["status_reason"],
-            "createdAt": _ms(row["created_at"]),
-            "startedAt": _ms(row["started_at"]),
-            "stoppedAt": _ms(row["stopped_at"]),
-            "attempts": row["attempt"],
-            "container": {"exitCode": row["last_exit_code"]},
-        }
-        if row["array_size"] is not None:
-            summary = status_summary(conn, row["job_id"], row["array_size"], _status(row))
-            item["arrayProperties"] = {"size": row["array_size"], "statusSummary": summary}
-        elif row["array_index"] is not None:
-            item["arrayProperties"] = {"index": row["array_index"]}
-        out.append(item)
+        state = _status(row)
+        size = row["array_size"]
+        out.append(
+            JobRecord(
+                job_id=row["job_id"],
+                name=row["name"],
+                run_id=row["run_id"],
+                status=state,
+                status_reason=row["status_reason"],
+                created_at=_ms(row["created_at"]),
+                started_at=_ms(row["started_at"]),
+                stopped_at=_ms(row["stopped_at"]),
+                queue=row["job_queue"],
+                attempts=row["attempt"],
+                exit_code=row["last_exit_code"],
+                array_size=size,
+                array_index=row["array_index"],
+                status_summary=(
+                    None if size is None else status_summary(conn, row["job_id"], size, state)
+                ),
+            )
+        )
     return out
 
 
@@ -428,13 +400,13 @@ OwnerState = Callable[[Any, Any, Any, Any], str]  # (pid, hostname, owner, boot_
 
 def runs(
     conn: sqlite3.Connection, owner_state: OwnerState, run_id: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Every run (or `run_id`), newest first. A run that never ended reads RUNNING while
     its runner is alive, UNKNOWN when its runner is on another machine (nothing here
     can tell), and INCOMPLETE once its runner is gone (`Store.settle_lost_runs`
     records that as FAILED where the database can be written). `owner_state` judges
     a runner (`store.owner_state`)."""
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[JobState, int]] = {}
     where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
     for rid, status, n in conn.execute(
         "SELECT run_id, COALESCE(status, 'SUBMITTED'), COUNT(*) FROM jobs"
@@ -442,32 +414,35 @@ def runs(
         args,
     ):
         per_run = counts.setdefault(rid, {})
-        per_run[status] = per_run.get(status, 0) + n
+        job_state = JobState(status)
+        per_run[job_state] = per_run.get(job_state, 0) + n
     out = []
     for r in _cursor(conn).execute(
         f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC", args
     ):
-        status, reason = r["status"], r["reason"]
-        if status is None:
-            state = owner_state(r["pid"], r["hostname"], r["owner"], r["boot_id"])
-            status = {"alive": "RUNNING", "elsewhere": "UNKNOWN"}.get(state, "INCOMPLETE")
-            if state == "elsewhere":
+        reason = r["reason"]
+        if r["status"] is not None:
+            status = RunStatus(r["status"])
+        else:
+            owner = owner_state(r["pid"], r["hostname"], r["owner"], r["boot_id"])
+            status = _UNENDED.get(owner, RunStatus.INCOMPLETE)
+            if status is RunStatus.UNKNOWN:
                 reason = (
                     f"its runner is on {r['hostname']}: whether it still runs can only be"
                     " told there"
                 )
-            elif status == "INCOMPLETE":
+            elif status is RunStatus.INCOMPLETE:
                 reason = f"{_LOST}: its runner (pid {r['pid']}) is gone"
         out.append(
-            {
-                "runId": r["run_id"],
-                "pipeline": r["pipeline"],
-                "params": json.loads(r["params"]),
-                "createdAt": _ms(r["created_at"]),
-                "endedAt": _ms(r["ended_at"]),
-                "status": status,
-                "statusReason": reason,
-                "counts": dict(sorted(counts.get(r["run_id"], {}).items())),
-            }
+            RunRecord(
+                run_id=r["run_id"],
+                pipeline=r["pipeline"],
+                params=json.loads(r["params"]),
+                created_at=_ms(r["created_at"]),
+                ended_at=_ms(r["ended_at"]),
+                status=status,
+                status_reason=reason,
+                counts=counts.get(r["run_id"], {}),
+            )
         )
     return out

@@ -2,9 +2,9 @@
 to per-state counts and its failed children, capped), every attempt on every compute
 slot for the timeline, and the failed jobs' log tails.
 
-`collect` builds it from the shapes `Store.jobs`, `Store.describe` and `Store.runs`
-return, through callbacks the CLI passes in, so this module never reads the database;
-it reads only the log files the records point at (their last lines).
+`collect` builds it from the records `Store.job_records`, `Store.job` and
+`Store.run_records` return, through callbacks the CLI passes in, so this module never
+reads the database; it reads only the log files the records point at (their last lines).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from flowbatch.outputs.jobview import exit_code, label, never_ran, tail_of
+from flowbatch.outputs.jobview import tail_of
 from flowbatch.outputs.junit import ChildrenOf
+from flowbatch.run.records import JobDetail, JobRecord, RunRecord, RunStatus
+from flowbatch.run.state import JobState
 
 __all__ = [
     "AttemptBar",
@@ -28,9 +30,9 @@ __all__ = [
 LISTED_CHILDREN: Final = 50  # failed children of one array listed in the report
 TAILED_CHILDREN: Final = 5  # of those, how many carry their log tail
 TAIL_LINES: Final = 30
-PEAK_MEMORY_KEY: Final = "peakMemory"  # MiB, in attempts[].container (or attempts[])
 
-Describe = Callable[[str], Mapping[str, Any]]
+Describe = Callable[[str], JobRecord]
+"""job id -> the job with its detail (`Store.job`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class JobRow:
     """One top-level job of the run: a single job, or an array collapsed to counts."""
 
     name: str
-    status: str
+    status: JobState
     attempts: int
     duration: float | None  # seconds, first start to last stop
     exit_code: int | None
@@ -76,7 +78,7 @@ class JobRow:
     peak_memory: int | None  # MiB, the largest any attempt reported
     compute: str
     size: int | None = None  # array size, None for a single job
-    counts: Mapping[str, int] = field(default_factory=dict)
+    counts: Mapping[JobState, int] = field(default_factory=dict)
     failed_children: tuple[FailedJob, ...] = ()
     failed_total: int = 0  # failed children in all, of which the first are listed
     failure: FailedJob | None = None  # a failed single job
@@ -89,7 +91,7 @@ class RunReport:
 
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     created_at: float | None
     ended_at: float | None
     jobs: tuple[JobRow, ...]
@@ -100,8 +102,8 @@ class RunReport:
 
 
 def collect(
-    run: Mapping[str, Any],
-    jobs: Sequence[Mapping[str, Any]],
+    run: RunRecord,
+    jobs: Sequence[JobRecord],
     *,
     children: ChildrenOf,
     describe: Describe,
@@ -109,13 +111,13 @@ def collect(
     graph_svg: str | None = None,
     graph_note: str = "",
 ) -> RunReport:
-    """The report of `run` (an entry of `Store.runs`) whose top-level job summaries are
-    `jobs`; `children(array_id, None)` lists an array's children and `describe(job_id)`
-    gives one job's attempts. Relative log paths are read from under `log_root`."""
+    """The report of `run` whose top-level jobs are `jobs`; `children(array_id, None)`
+    lists an array's children and `describe(job_id)` gives one job with its attempts.
+    Relative log paths are read from under `log_root`."""
     rows: list[JobRow] = []
     bars: list[AttemptBar] = []
     for job in jobs:
-        if (job.get("arrayProperties") or {}).get("size") is not None:
+        if job.array_size is not None:
             row, _ = _array_row(job, children, describe, log_root, bars)
         else:
             row, _ = _single_row(job, describe, log_root, bars)
@@ -130,11 +132,11 @@ def collect(
             "executors do not measure it"
         )
     return RunReport(
-        run_id=str(run["runId"]),
-        pipeline=str(run.get("pipeline") or ""),
-        status=str(run.get("status") or ""),
-        created_at=_seconds(run.get("createdAt")),
-        ended_at=_seconds(run.get("endedAt")),
+        run_id=run.run_id,
+        pipeline=run.pipeline,
+        status=run.status,
+        created_at=_seconds(run.created_at),
+        ended_at=_seconds(run.ended_at),
         jobs=tuple(rows),
         attempts=tuple(bars),
         graph_svg=graph_svg,
@@ -144,39 +146,39 @@ def collect(
 
 
 def _single_row(
-    job: Mapping[str, Any],
+    job: JobRecord,
     describe: Describe,
     log_root: Path | None,
     bars: list[AttemptBar],
 ) -> tuple[JobRow, bool]:
-    detail = describe(str(job["jobId"])) if int(job.get("attempts") or 0) > 0 else {}
+    detail = describe(job.job_id).detail if job.attempts > 0 else None
     attempts = _bars(job, detail)
     bars.extend(attempts)
     peak, seen = _peak(detail)
-    failure = _failure(job, detail, log_root, tail=True) if job.get("status") == "FAILED" else None
+    failed = job.status is JobState.FAILED
+    failure = _failure(job, detail, log_root, tail=True) if failed else None
     row = JobRow(
-        name=str(job["jobName"]),
-        status=str(job.get("status") or ""),
-        attempts=int(job.get("attempts") or 0),
-        duration=_duration(job.get("startedAt"), job.get("stoppedAt")),
-        exit_code=exit_code(job),
-        reason=str(job.get("statusReason") or ""),
+        name=job.name,
+        status=job.status,
+        attempts=job.attempts,
+        duration=_duration(job.started_at, job.stopped_at),
+        exit_code=job.exit_code,
+        reason=job.status_reason or "",
         peak_memory=peak,
-        compute=str(detail.get("computeEnvironment") or ""),
+        compute=(detail.compute if detail else None) or "",
         failure=failure,
     )
     return row, seen
 
 
 def _array_row(
-    job: Mapping[str, Any],
+    job: JobRecord,
     children: ChildrenOf,
     describe: Describe,
     log_root: Path | None,
     bars: list[AttemptBar],
 ) -> tuple[JobRow, bool]:
-    props = job.get("arrayProperties") or {}
-    kids = children(str(job["jobId"]), None)
+    kids = children(job.job_id, None)
     total_attempts = 0
     first: int | None = None
     last: int | None = None
@@ -186,49 +188,49 @@ def _array_row(
     failed: list[FailedJob] = []
     failed_total = 0
     for kid in kids:
-        n = int(kid.get("attempts") or 0)
+        n = kid.attempts
         total_attempts += n
-        first = _least(first, kid.get("startedAt"))
-        last = _most(last, kid.get("stoppedAt"))
-        detail = describe(str(kid["jobId"])) if n > 0 else {}
+        first = _least(first, kid.started_at)
+        last = _most(last, kid.stopped_at)
+        detail = describe(kid.job_id).detail if n > 0 else None
         bars.extend(_bars(kid, detail))
         kid_peak, kid_seen = _peak(detail)
         seen = seen or kid_seen
         if kid_peak is not None:
             peak = max(peak or 0, kid_peak)
-        if detail.get("computeEnvironment"):
-            computes.add(str(detail["computeEnvironment"]))
-        if kid.get("status") == "FAILED":
+        if detail is not None and detail.compute:
+            computes.add(detail.compute)
+        if kid.status is JobState.FAILED:
             failed_total += 1
             if len(failed) < LISTED_CHILDREN:
                 tail = len(failed) < TAILED_CHILDREN
                 failed.append(_failure(kid, detail, log_root, tail=tail))
     row = JobRow(
-        name=str(job["jobName"]),
-        status=str(job.get("status") or ""),
+        name=job.name,
+        status=job.status,
         attempts=total_attempts,
         duration=_duration(first, last),
         exit_code=None,
-        reason=str(job.get("statusReason") or ""),
+        reason=job.status_reason or "",
         peak_memory=peak,
         compute=", ".join(sorted(computes)),
-        size=int(props["size"]),
-        counts={str(k): int(v) for k, v in (props.get("statusSummary") or {}).items()},
+        size=job.array_size,
+        counts=job.status_summary or {},
         failed_children=tuple(failed),
         failed_total=failed_total,
     )
     return row, seen
 
 
-def _bars(job: Mapping[str, Any], detail: Mapping[str, Any]) -> list[AttemptBar]:
-    attempts = detail.get("attempts") or []
+def _bars(job: JobRecord, detail: JobDetail | None) -> list[AttemptBar]:
+    attempts = () if detail is None else detail.attempts
     out = []
     for number, a in enumerate(attempts, 1):
-        start = _seconds(a.get("startedAt"))
+        start = _seconds(a.started_at)
         if start is None:
             continue  # placed but never started: nothing ran on a slot
-        stop = _seconds(a.get("stoppedAt"))
-        code = (a.get("container") or {}).get("exitCode")
+        stop = _seconds(a.stopped_at)
+        code = a.exit_code
         if stop is None:
             state = "RUNNING"
         elif code == 0:
@@ -239,41 +241,38 @@ def _bars(job: Mapping[str, Any], detail: Mapping[str, Any]) -> list[AttemptBar]
             state = "FAILED"
         out.append(
             AttemptBar(
-                label=label(job),
-                name=str(job["jobName"]),
+                label=job.label,
+                name=job.name,
                 attempt=number,
-                compute=str(a.get("computeEnvironment") or detail.get("computeEnvironment") or ""),
-                host=str(a.get("host") or ""),
+                compute=a.compute or (detail.compute if detail else None) or "",
+                host=a.host or "",
                 start=start,
                 stop=stop,
                 state=state,
-                exit_code=None if code is None else int(code),
+                exit_code=code,
             )
         )
     return out
 
 
-def _peak(detail: Mapping[str, Any]) -> tuple[int | None, bool]:
+def _peak(detail: JobDetail | None) -> tuple[int | None, bool]:
     """The largest peak memory any attempt reported, and whether any reported one."""
-    found: list[int] = []
-    for a in detail.get("attempts") or []:
-        value = (a.get("container") or {}).get(PEAK_MEMORY_KEY, a.get(PEAK_MEMORY_KEY))
-        if value is not None:
-            found.append(int(value))
+    attempts = () if detail is None else detail.attempts
+    found = [a.peak_memory for a in attempts if a.peak_memory is not None]
     return (max(found) if found else None), bool(found)
 
 
 def _failure(
-    job: Mapping[str, Any], detail: Mapping[str, Any], log_root: Path | None, *, tail: bool
+    job: JobRecord, detail: JobDetail | None, log_root: Path | None, *, tail: bool
 ) -> FailedJob:
-    ran = not never_ran(job) and int(job.get("attempts") or 0) > 0
-    log_dir = (detail.get("container") or {}).get("logStreamName")
+    ran = not job.never_ran and job.attempts > 0
+    log_dir = None if detail is None else detail.log_path
     text = _log_tail(log_dir, log_root) if tail and ran and log_dir else None
     return FailedJob(
-        label=label(job),
-        exit_code=exit_code(job),
-        reason=str(job.get("statusReason") or ""),
-        attempts=int(job.get("attempts") or 0),
+        label=job.label,
+        exit_code=job.exit_code,
+        reason=job.status_reason or "",
+        attempts=job.attempts,
         never_ran=not ran,
         log_tail=text,
     )
@@ -292,26 +291,24 @@ def _log_tail(log_dir: str, log_root: Path | None) -> str:
     return "\n".join(parts)
 
 
-def _seconds(ms: Any) -> float | None:
-    return None if ms is None else float(ms) / 1000
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
 
 
-def _duration(start_ms: Any, stop_ms: Any) -> float | None:
+def _duration(start_ms: int | None, stop_ms: int | None) -> float | None:
     start, stop = _seconds(start_ms), _seconds(stop_ms)
     if start is None or stop is None:
         return None
     return max(stop - start, 0.0)
 
 
-def _least(current: int | None, value: Any) -> int | None:
+def _least(current: int | None, value: int | None) -> int | None:
     if value is None:
         return current
-    v = int(value)
-    return v if current is None else min(current, v)
+    return value if current is None else min(current, value)
 
 
-def _most(current: int | None, value: Any) -> int | None:
+def _most(current: int | None, value: int | None) -> int | None:
     if value is None:
         return current
-    v = int(value)
-    return v if current is None else max(current, v)
+    return value if current is None else max(current, value)

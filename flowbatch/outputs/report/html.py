@@ -19,6 +19,8 @@ from typing import Final
 from flowbatch.outputs.graph import STATE_LOOK, STATES, memory_text
 from flowbatch.outputs.report.data import FailedJob, JobRow, RunReport
 from flowbatch.outputs.report.timeline import BAR_COLOURS, timeline_svg
+from flowbatch.run.records import RunStatus
+from flowbatch.run.state import JobState
 
 __all__ = ["graph_for_html", "report_html"]
 
@@ -112,11 +114,11 @@ def _header(report: RunReport) -> str:
     singles = [j for j in report.jobs if j.size is None]
     arrays = [j for j in report.jobs if j.size is not None]
     units = len(singles) + sum(j.size or 0 for j in arrays)
-    failed = sum(1 for j in singles if j.status == "FAILED") + sum(
-        j.counts.get("FAILED", 0) for j in arrays
+    failed = sum(1 for j in singles if j.status is JobState.FAILED) + sum(
+        j.counts.get(JobState.FAILED, 0) for j in arrays
     )
-    succeeded = sum(1 for j in singles if j.status == "SUCCEEDED") + sum(
-        j.counts.get("SUCCEEDED", 0) for j in arrays
+    succeeded = sum(1 for j in singles if j.status is JobState.SUCCEEDED) + sum(
+        j.counts.get(JobState.SUCCEEDED, 0) for j in arrays
     )
     attempts = sum(j.attempts for j in report.jobs)
     duration = None
@@ -199,7 +201,8 @@ def _jobs(jobs: Iterable[JobRow]) -> list[str]:
         )
         for child in job.failed_children:
             out.append(
-                f'<tr class="child"><td>{escape(child.label)}</td><td>{_state("FAILED")}</td>'
+                f'<tr class="child"><td>{escape(child.label)}</td>'
+                f"<td>{_state(JobState.FAILED)}</td>"
                 f"<td class=num></td><td class=num>{child.attempts}</td>"
                 f"<td class=num>{_code(child.exit_code)}</td><td class=num></td><td></td>"
                 f'<td class="reason">{escape(child.reason)}</td></tr>'
@@ -247,18 +250,24 @@ def _logs(jobs: Iterable[JobRow]) -> list[str]:
 # -- small pieces --------------------------------------------------------------------------
 
 
-def _state(status: str, *, badge: bool = False) -> str:
-    look = STATE_LOOK.get(status)
+# A run's status is painted as the job state of the same name (RUNNING, SUCCEEDED,
+# FAILED); one no job has (INTERRUPTED, INCOMPLETE, UNKNOWN) in grey.
+_LOOK_BY_NAME: Final = {state.value: look for state, look in STATE_LOOK.items()}
+
+
+def _state(status: JobState | RunStatus, *, badge: bool = False) -> str:
+    name = status.value
+    look = _LOOK_BY_NAME.get(name)
     fill, border = (look.fill, look.border) if look else ("#eeeeee", "#666666")
     cls = "badge" if badge else "state"
     return (
-        f'<span class="{cls} s-{escape(status.lower())}" style="background:{fill};'
-        f'border-color:{border}">{escape(status or "?")}</span>'
+        f'<span class="{cls} s-{escape(name.lower())}" style="background:{fill};'
+        f'border-color:{border}">{escape(name)}</span>'
     )
 
 
-def _counts(counts: Mapping[str, int]) -> str:
-    shown = [f"{counts[s]:,} {s.lower()}" for s in STATES if counts.get(s, 0)]
+def _counts(counts: Mapping[JobState, int]) -> str:
+    shown = [f"{counts[s]:,} {s.value.lower()}" for s in STATES if counts.get(s, 0)]
     return ", ".join(shown) or "no children"
 
 

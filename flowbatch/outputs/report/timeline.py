@@ -24,14 +24,15 @@ from typing import Final
 from flowbatch.outputs.graph import STATE_LOOK
 from flowbatch.outputs.jobview import clip
 from flowbatch.outputs.report.data import AttemptBar
+from flowbatch.run.state import JobState
 
 __all__ = ["BAR_COLOURS", "Lane", "assign_lanes", "timeline_svg"]
 
 BAR_COLOURS: Final = {
-    "SUCCEEDED": STATE_LOOK["SUCCEEDED"].border,
-    "FAILED": STATE_LOOK["FAILED"].border,
+    "SUCCEEDED": STATE_LOOK[JobState.SUCCEEDED].border,
+    "FAILED": STATE_LOOK[JobState.FAILED].border,
     "RETRIED": "#e69138",  # failed, then tried again: a warning, not a failure
-    "RUNNING": STATE_LOOK["RUNNING"].border,
+    "RUNNING": STATE_LOOK[JobState.RUNNING].border,
 }
 PLOT_WIDTH: Final = 960
 LABEL_WIDTH: Final = 170
