@@ -259,16 +259,17 @@ def _stop_stray(stray: Stray, seen: _Leftovers) -> str | None:
 def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
     """`run --resume` never starts a job again beside an attempt of it that a lost runner
     left and that may still run: exit 2 naming them and how to stop them."""
+    from flowbatch.run.records import RunStatus
     from flowbatch.store.jobstore import RUNNER_LOST
 
     run = store.run_of(previous_run)
-    if run is not None and run["status"] == "RUNNING":
+    if run is not None and run.status is RunStatus.RUNNING:
         # Its runner lives: its jobs may be running now. (A runner on another machine
         # cannot be judged from here, and one whose machine died would then block every
         # resume for good: that run is not held against it.)
         click.echo(
             f"error: run {previous_run} is still running"
-            + (f" ({visible(run['statusReason'])})" if run["statusReason"] else "")
+            + (f" ({visible(run.status_reason)})" if run.status_reason else "")
             + "; resuming it now would run its jobs a second time beside them",
             err=True,
         )
