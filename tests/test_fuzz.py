@@ -1,6 +1,8 @@
 """Property-based tests: whatever text the parser and checker are fed, they either
-return a Plan or raise the project's own FlowError, never another exception; and the
-parser's own LALR loop accepts exactly what lark's accepts, failing at the same token."""
+return a Plan or raise the project's own FlowError, never another exception; the
+parser's own LALR loop accepts exactly what lark's accepts, failing at the same token;
+and the hand lexer gives exactly the tokens lark's own lexer makes from the grammar's
+terminals (kind, text, position), so that the lexer and `flow.lark` cannot drift."""
 
 from __future__ import annotations
 
