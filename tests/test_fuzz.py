@@ -1,24 +1,24 @@
 """Property-based tests: whatever text the parser and checker are fed, they either
-return a Plan or raise the project's own FlowError, never another exception; and the
-parser's own LALR loop accepts exactly what lark's accepts, failing at the same token."""
+return a Plan or raise the project's own FlowError, never another exception; the
+parser's own LALR loop accepts exactly what lark's accepts, failing at the same token;
+and the hand lexer gives exactly the tokens lark's own lexer makes from the grammar's
+terminals (kind, text, position), so that the lexer and `flow.lark` cannot drift."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lark import Lark, Token
-from lark.exceptions import UnexpectedToken
-from lark.lexer import Lexer
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from flowbatch import FlowError, load_text
 from flowbatch.lang.computes import Machine
 from flowbatch.lang.diagnostics import Kind
-from flowbatch.lang.lexer import LexError, tokens
+from flowbatch.lang.lexer import LexError, Token, TooDeep, tokens
 from flowbatch.lang.parse import parse
 
 PIPELINES = sorted((Path(__file__).parent.parent / "pipelines").glob("*.flow"))
@@ -72,30 +72,65 @@ def test_mutated_pipelines_raise_only_flow_errors(text: str) -> None:
     check(text)
 
 
-class _TupleLexer(Lexer):
-    """flowbatch's tokens as lark's, so that lark's own loop can run on them."""
-
-    def __init__(self, conf: object) -> None:
-        pass
-
-    def lex(self, text: Any, parser_state: Any = None) -> Iterator[Token]:
-        for kind, value, line, col, end_line, end_col in tokens(text):
-            yield Token(kind, value, line=line, column=col, end_line=end_line, end_column=end_col)
+# lark's own LALR parser and contextual lexer on the one grammar: the reference that the
+# hand lexer's tokens and the parser's verdicts are held to.
+LARK = Lark.open_from_package("flowbatch", "flow.lark", parser="lalr", maybe_placeholders=False)
 
 
-LARK = Lark.open_from_package(
-    "flowbatch", "flow.lark", parser="lalr", lexer=_TupleLexer, maybe_placeholders=False
-)
+class LarkRun(NamedTuple):
+    tokens: list[Token]  # what lark's lexer gave its parser, as our tuples
+    stop: UnexpectedInput | None  # where it stopped, None if it accepted the text
 
 
-def lark_verdict(text: str) -> tuple[int, int] | None:
-    """Where lark's own LALR loop rejects `text` (line, column), or None if it accepts."""
+def lark_run(text: str) -> LarkRun:
+    """`text` lexed and parsed by lark alone, the .lark patterns included."""
+    interactive = LARK.parse_interactive(text + "\n")
+    seen: list[Token] = []
     try:
-        LARK.parse(text + "\n")
-    except UnexpectedToken as exc:
-        if exc.token.type == "$END":
+        for tok in interactive.iter_parse():
+            seen.append((tok.type, str(tok), tok.line, tok.column, tok.end_line, tok.end_column))
+        interactive.feed_eof()
+    except (UnexpectedToken, UnexpectedCharacters) as exc:
+        return LarkRun(seen, exc)
+    return LarkRun(seen, None)
+
+
+def same_tokens(text: str, run: LarkRun) -> None:
+    """Our lexer gives lark's parser the tokens lark's lexer gives it, kinds, text and
+    positions, as far as lark went; where lark's lexer finds no token, ours finds none."""
+    ours: list[Token] = []
+    stuck: LexError | None = None
+    try:
+        ours.extend(tokens(text + "\n"))
+    except TooDeep:  # a bound of ours that lark does not have: compared up to there
+        assert ours == run.tokens[: len(ours)], text
+        return
+    except LexError as exc:
+        stuck = exc
+    assert ours[: len(run.tokens)] == run.tokens, text
+    if isinstance(run.stop, UnexpectedCharacters):
+        assert stuck is not None and len(ours) == len(run.tokens), text
+        assert (stuck.line, stuck.column) == (run.stop.line, run.stop.column), text
+    elif run.stop is None or run.stop.token.type == "$END":
+        assert stuck is None and len(ours) == len(run.tokens), text
+    else:
+        # The token lark's parser refused. If lark's lexer found it only by falling back to
+        # its lexer without context (none of the state's terminals fit), it is not among
+        # the tokens above: ours there has its text and place; its kind may differ.
+        bad = run.stop.token
+        refused = (str(bad), bad.line, bad.column, bad.end_line, bad.end_column)
+        if not run.tokens or run.tokens[-1][1:] != refused:
+            assert len(ours) > len(run.tokens), text
+            assert ours[len(run.tokens)][1:] == refused, text
+
+
+def lark_verdict(run: LarkRun) -> tuple[int, int] | None:
+    """Where lark rejects the text (line, column), or None if it accepts."""
+    if isinstance(run.stop, UnexpectedToken):
+        if run.stop.token.type == "$END":
             return (-1, -1)
-        return (exc.line, exc.column)
+        return (run.stop.line, run.stop.column)
+    assert run.stop is None
     return None
 
 
@@ -126,10 +161,11 @@ def our_verdict(text: str) -> tuple[int, int] | None:
 
 
 def agree(text: str) -> None:
-    try:
-        expected = lark_verdict(text)
-    except LexError:
+    run = lark_run(text)
+    same_tokens(text, run)
+    if isinstance(run.stop, UnexpectedCharacters):
         return  # not a question for the parser
+    expected = lark_verdict(run)
     got = our_verdict(text)
     if got == UNCLOSED:
         assert expected is not None, text  # lark refuses it too, wherever it noticed
@@ -164,8 +200,51 @@ def parse_error(text: str) -> FlowError:
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: s.split("\n", 1)[0][:30])
 def test_parser_agrees_with_lark_on_the_examples(seed: str) -> None:
-    assert lark_verdict(seed) is None
+    run = lark_run(seed)
+    assert run.stop is None
+    same_tokens(seed, run)
     assert our_verdict(seed) is None
+
+
+# Where a hand lexer and the grammar's patterns part most easily: keywords as the start of
+# a name, units, the context of `true` and statement keywords, line ends and breaks.
+EDGES = [
+    "definitions x {\n}",
+    "jobs {\n}",
+    'imports "x"',
+    "param_x = 1",
+    "job-x a {\n}",
+    "param x = trueish",
+    "param x = [true, false, true_]",
+    "job a {\n  true = false\n  job = 1\n  queue = gpu\n}",
+    "param t = [\ntrue\n]",
+    "param m = 2GiB\nparam d = 1h30m\nparam n = 12.5\nparam u = 12parsecs",
+    "param m = 2gib",
+    "param s = 10sx",
+    'param l = """\n  two\n  lines\n"""',
+    'param e = "a\\"b"',
+    "param c = 1 \\\n",
+    "job a {\r\n  x = 1\r\n}\r\n",
+    "job a {\f\n  x = 1 # note\n\n  # alone\n}",
+    "param p = " + "[" * 101 + "]" * 101,
+    "param q = x.y.z\nparam r = f(a)\nparam i = a[3]",
+    "param w = 'x'",
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_lexer_gives_lark_tokens_on_the_edges(text: str) -> None:
+    same_tokens(text, lark_run(text))
+
+
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("**/*.flow"))
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_lexer_gives_lark_tokens_on_the_golden_files(path: Path) -> None:
+    """Every golden file, good and bad: the tokens, and where lexing stops, are lark's."""
+    text = path.read_text()
+    same_tokens(text, lark_run(text))
 
 
 @pytest.mark.slow

@@ -5,8 +5,11 @@ costs about three times as much per token as one compiled alternation; on a pipe
 10,000 jobs that was a second of `flowbatch validate`. Tokens are plain tuples rather
 than lark's `Token` (a str subclass with eight attributes to set): a tuple is built in
 one step, and the parser only ever reads a token's kind. The kinds are the grammar's
-terminal names, so `grammar/flow.lark` stays the one description of the language (its
-terminal definitions document the same shapes and are what lark's own lexer would use).
+terminal names, and `grammar/flow.lark` stays the one description of the language: the
+tests hold this lexer to it, its patterns (`PATTERNS`, the units, the keywords) against
+the grammar's terminals (tests/test_lalr.py) and its tokens, kinds, text and positions,
+against those of lark's own lexer on every pipeline, golden file and fuzz case
+(tests/test_fuzz.py).
 
 Context is what lark's contextual lexer gave for free and is kept here by two rules:
 a statement keyword (`import`, `param`, `compute`, `queue`, `definition`, `job`) is one
@@ -48,24 +51,48 @@ class TooDeep(Exception):
 # Brackets, braces and parentheses open at once; no pipeline needs more than a handful.
 MAX_NESTING = 100
 
-# The commonest tokens come first: `re` tries the alternatives in order. LONG_STRING
-# must come before STRING (`"""` starts with the empty string `""`).
-_MASTER = re.compile(
-    r"""
-    (?P<NAME>[A-Za-z][A-Za-z0-9_\-]*)
-  | (?P<WS>[\t \f]+)
-  | (?P<PUNCT>[{}\[\]()=:,.])
-  | (?P<_NL>(?:(?:\#[^\n]*)?\r?\n[\t ]*)+)
-  | (?P<LONG_STRING>\"\"\"(?:.|\n)*?\"\"\")
-  | (?P<STRING>"(?:[^"\\\n]|\\.)*")
-  | (?P<SIZE>[0-9]+(?:\.[0-9]+)?(?:KiB|MiB|GiB|TiB|KB|MB|GB|TB)(?![A-Za-z0-9_]))
-  | (?P<DURATION>(?:[0-9]+[dhms])+(?![A-Za-z0-9_]))
-  | (?P<NUMBER>[0-9]+(?:\.[0-9]+)?(?![A-Za-z_]))
-  | (?P<CONTINUATION>\\[\t ]*\r?\n)
-  | (?P<ERROR>[\s\S])
-    """,
-    re.VERBOSE,
-)
+# The units of sizes and durations, and what each is worth (sizes in MiB, as AWS counts
+# memory; durations in seconds): the one list, which the SIZE and DURATION patterns
+# below, `syntax` (values, `-p` overrides) and the error hints are made from. The
+# grammar's SIZE and DURATION must say the same: tests/test_lalr.py compares them.
+SIZE_UNITS = {
+    "KiB": 1 / 1024,
+    "MiB": 1.0,
+    "GiB": 1024.0,
+    "TiB": 1024.0**2,
+    "KB": 1e3 / 2**20,
+    "MB": 1e6 / 2**20,
+    "GB": 1e9 / 2**20,
+    "TB": 1e12 / 2**20,
+}
+# One letter each: `1h30m` is a sum, read letter by letter.
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SIZE_UNIT = "(?:" + "|".join(sorted(SIZE_UNITS, key=len, reverse=True)) + ")"
+DURATION_UNIT = "[" + "".join(sorted(DURATION_UNITS)) + "]"
+
+# The grammar's terminals that are patterns, and the two it ignores, written as
+# grammar/flow.lark writes them (groups here do not capture): tests/test_lalr.py checks
+# each against the grammar, and tests/test_fuzz.py the tokens against lark's own lexer.
+# Digits are ASCII: `\d` would take any script's digits too.
+PATTERNS = {
+    "NAME": r"[A-Za-z][A-Za-z0-9_\-]*",
+    "WS": r"[\t \f]+",
+    "_NL": r"(?:(?:#[^\n]*)?\r?\n[\t ]*)+",
+    "LONG_STRING": r'"""(?:.|\n)*?"""',
+    "STRING": r'"(?:[^"\\\n]|\\.)*"',
+    "SIZE": rf"[0-9]+(?:\.[0-9]+)?{SIZE_UNIT}(?![A-Za-z0-9_])",
+    "DURATION": rf"(?:[0-9]+{DURATION_UNIT})+(?![A-Za-z0-9_])",
+    "NUMBER": r"[0-9]+(?:\.[0-9]+)?(?![A-Za-z_])",
+    "CONTINUATION": r"\\[\t ]*\r?\n",
+}
+
+# The commonest tokens come first: `re` tries the alternatives in order. The order
+# keeps the grammar's priorities: LONG_STRING before STRING (`"""` starts with the empty
+# string `""`), SIZE and DURATION before NUMBER. Brackets and punctuation are one group.
+_GROUPS = {**PATTERNS, "PUNCT": r"[{}\[\]()=:,.]", "ERROR": r"[\s\S]"}
+_ORDER = ("NAME", "WS", "PUNCT", "_NL", "LONG_STRING", "STRING", "SIZE", "DURATION", "NUMBER",
+          "CONTINUATION", "ERROR")  # fmt: skip
+_MASTER = re.compile("|".join(f"(?P<{kind}>{_GROUPS[kind]})" for kind in _ORDER))
 _PUNCT = {
     "{": "LBRACE",
     "}": "RBRACE",

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-import flowbatch.lang.syntax as s
 from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
-from flowbatch.lang.lexer import LexError, Token, TooDeep, tokens
+from flowbatch.lang.lexer import DURATION_UNITS, SIZE_UNITS, LexError, Token, TooDeep, tokens
 
 TOKEN_WORDS = {
     "NAME": "a name",
@@ -268,19 +267,20 @@ def bad_character(source: Source, line: int, col: int) -> FlowError:
 
 
 _ASCII_DIGITS = frozenset("0123456789")
-_KNOWN_UNITS = frozenset({*s.SIZE_UNITS, *s.DURATION_UNITS})
+_KNOWN_UNITS = frozenset({*SIZE_UNITS, *DURATION_UNITS})
 _NUMBER_AND_WORD = re.compile(r"(?<![\w.])([0-9]+(?:\.[0-9]+)?)([ \t]*)([A-Za-z_][\w]*)")
 # What the attributes that take units take (the others take plain numbers); only for
 # saying so when a unit is wrong. tests/test_language_limits.py checks it against what
 # the attributes accept.
 UNITS_OF = {"memory": "size", "timeout": "duration", "backoff": "duration"}
+_SIZES, _DURATIONS = list(SIZE_UNITS), list(DURATION_UNITS)
 _UNIT_WORDS = {
-    "size": "a size: a number with KiB, MiB, GiB, TiB, KB, MB, GB or TB (e.g. 512MiB); "
+    "size": f"a size: a number with {', '.join(_SIZES[:-1])} or {_SIZES[-1]} (e.g. 512MiB); "
     "a plain number is MiB",
-    "duration": "a duration: a number with s, m, h or d, or a sum such as 1h30m; "
-    "a plain number is seconds",
+    "duration": f"a duration: a number with {', '.join(_DURATIONS[:-1])} or {_DURATIONS[-1]}, "
+    "or a sum such as 1h30m; a plain number is seconds",
 }
-_ANY_UNIT = "sizes: KiB, MiB, GiB, TiB, KB, MB, GB, TB; durations: s, m, h, d (e.g. 512MiB, 1h30m)"
+_ANY_UNIT = f"sizes: {', '.join(_SIZES)}; durations: {', '.join(_DURATIONS)} (e.g. 512MiB, 1h30m)"
 _ATTRIBUTE_BEFORE = re.compile(r'(?:^|[{,\s])(?:param\s+)?([A-Za-z][\w-]*|"[^"]*")\s*=\s*$')
 
 
@@ -296,7 +296,7 @@ def _unit_error(
     m = _ATTRIBUTE_BEFORE.search(text[: col - 1])
     key = m.group(1).strip('"') if m else None
     span = Span(source, line, col, line, end)
-    known = {*s.SIZE_UNITS, *s.DURATION_UNITS}
+    known = {*SIZE_UNITS, *DURATION_UNITS}
     if spaced and unit in known:
         return FlowError(
             Kind.SYNTAX,
@@ -319,4 +319,4 @@ def _unit_error(
 
 
 def _units(kind: str) -> set[str]:
-    return set(s.SIZE_UNITS) if kind == "size" else set(s.DURATION_UNITS)
+    return set(SIZE_UNITS) if kind == "size" else set(DURATION_UNITS)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from flowbatch.lang.diagnostics import Source, Span
+from flowbatch.lang.lexer import DURATION_UNIT, DURATION_UNITS, SIZE_UNIT, SIZE_UNITS
 
 
 @dataclass(slots=True)
@@ -155,21 +156,11 @@ _WORDS: dict[type, str] = {
 }
 
 
-# Units, shared by the lexer's tokens and by `-p NAME=VALUE` overrides.
-SIZE_UNITS = {
-    "KiB": 1 / 1024,
-    "MiB": 1.0,
-    "GiB": 1024.0,
-    "TiB": 1024.0**2,
-    "KB": 1e3 / 2**20,
-    "MB": 1e6 / 2**20,
-    "GB": 1e9 / 2**20,
-    "TB": 1e12 / 2**20,
-}
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The units are the lexer's: one list for the tokens, the values and `-p NAME=VALUE`.
 # ASCII digits only, as the lexer takes them (`\d` would take any script's digits).
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
-_DURATION = re.compile(r"(?:[0-9]+[dhms])+")
+_SIZE = re.compile(rf"([0-9]+(?:\.[0-9]+)?)({SIZE_UNIT})")
+_DURATION = re.compile(rf"(?:[0-9]+{DURATION_UNIT})+")
+_DURATION_PART = re.compile(rf"([0-9]+)({DURATION_UNIT})")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 MAX_DIGITS = 15
@@ -215,5 +206,5 @@ def duration_seconds(text: str) -> float | None:
     """`1h30m` -> 5400.0; None if `text` is not a duration (or an absurdly long one)."""
     if not _DURATION.fullmatch(text) or digits_problem(text):
         return None
-    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)([dhms])", text))
+    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
     return float(seconds) if seconds < _LIMIT else None

@@ -148,38 +148,93 @@ def _own_source() -> str:
         return ""
 
 
+# The lark versions `_from_lark` is known to read correctly; pyproject.toml pins the same
+# range, and tests/test_lalr.py checks both.
+LARK_VERSIONS = ">=1.1.9,<2"
+
+
+class Terminal(NamedTuple):
+    """One of the grammar's terminals, as lark compiled it."""
+
+    name: str  # `NAME`, `LBRACE`; lark's own `__IGNORE_0` for an `%ignore`
+    regexp: str  # for Python's `re`
+    priority: int
+    ignored: bool
+
+
+class IncompatibleLark(RuntimeError):
+    """The installed lark is not laid out as `_from_lark` reads it."""
+
+
 def build(grammar: str) -> Tables:
     """Compile `grammar` with lark. The states' numbers may differ from one build to the
     next (lark numbers them in set order), the tables they make do not."""
+    return _from_lark(grammar)[0]
+
+
+def terminals(grammar: str) -> list[Terminal]:
+    """The terminals of `grammar` as lark reads them: for the tests that hold the lexer
+    to the grammar."""
+    return _from_lark(grammar)[1]
+
+
+def _from_lark(grammar: str) -> tuple[Tables, list[Terminal]]:
+    """The one place that reads lark's internals (lark 1.1.9 to 1.3.1 checked; pinned
+    `lark{LARK_VERSIONS}`). Everything else uses lark's public API or none of it.
+
+    - the parse table: `Lark(...).parser.parser.parser.parse_table` (ParsingFrontend ->
+      LALR_Parser -> _Parser), its `states` (state -> terminal -> (action, argument)),
+      `start_states` and `end_states`, and `lark.parsers.lalr_analysis.Shift`;
+    - each reduction's `Rule`: `origin.name`, `alias`, `expansion`, `options.expand1`,
+      and the names lark gives its helper rules (`__NAME_star_N` for `(...)*`);
+    - the terminals: `Lark.terminals` (`TerminalDef.name`, `.priority`,
+      `.pattern.to_regexp()`) and `Lark.ignore_tokens`.
+
+    A lark laid out otherwise raises IncompatibleLark, saying which versions work,
+    rather than building wrong tables."""
+    import lark
     from lark import Lark
-    from lark.parsers.lalr_analysis import Shift
+
+    def rule_name(rule: Any) -> str | None:
+        """The name a rule's value is built by: its alias (`-> string`), its own name, or a
+        shared one for lark's helper rules; None for a unit rule like `?key: NAME`."""
+        name = str(rule.origin.name)
+        if rule.alias:
+            return str(rule.alias)
+        if name.startswith("__") and "_star_" in name:  # lark's expansion of `(...)*`
+            return "star"
+        if name in ("_sep", "_lsep"):
+            return "separator"
+        if rule.options.expand1 and len(rule.expansion) == 1:
+            return None
+        return name
 
     parser = Lark(grammar, parser="lalr", lexer="basic", maybe_placeholders=False)
-    table = parser.parser.parser.parser.parse_table
-    actions: list[dict[str, int | Reduce]] = [{} for _ in range(len(table.states))]
-    for state, row in table.states.items():
-        for kind, (action, arg) in row.items():
-            if action is Shift:
-                actions[state][str(kind)] = arg
-            else:
-                origin = str(arg.origin.name)
-                actions[state][str(kind)] = Reduce(len(arg.expansion), _rule_name(arg), origin)
-    return Tables(actions, table.start_states["start"], table.end_states["start"])
+    try:
+        from lark.parsers.lalr_analysis import Shift
 
-
-def _rule_name(rule: Any) -> str | None:
-    """The name a rule's value is built by: its alias (`-> string`), its own name, or a
-    shared one for lark's helper rules; None for a unit rule like `?key: NAME`."""
-    name = str(rule.origin.name)
-    if rule.alias:
-        return str(rule.alias)
-    if name.startswith("__") and "_star_" in name:  # lark's expansion of `(...)*`
-        return "star"
-    if name in ("_sep", "_lsep"):
-        return "separator"
-    if rule.options.expand1 and len(rule.expansion) == 1:
-        return None
-    return name
+        table = parser.parser.parser.parser.parse_table
+        actions: list[dict[str, int | Reduce]] = [{} for _ in range(len(table.states))]
+        for state, row in table.states.items():
+            for kind, (action, arg) in row.items():
+                if action is Shift:
+                    actions[state][str(kind)] = arg
+                else:
+                    origin = str(arg.origin.name)
+                    size = len(arg.expansion)
+                    actions[state][str(kind)] = Reduce(size, rule_name(arg), origin)
+        tables = Tables(actions, table.start_states["start"], table.end_states["start"])
+        ignored = set(parser.ignore_tokens)
+        found = [
+            Terminal(t.name, t.pattern.to_regexp(), t.priority, t.name in ignored)
+            for t in parser.terminals
+        ]
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise IncompatibleLark(
+            f"lark {lark.__version__} is installed; flowbatch reads its LALR tables and "
+            f"needs lark{LARK_VERSIONS} ({type(exc).__name__}: {exc})"
+        ) from exc
+    return tables, found
 
 
 def _encode(tables: Tables) -> str:
