@@ -366,3 +366,12 @@ def test_digits_of_other_scripts_are_not_numbers() -> None:
     assert err.message == "unexpected character `٣`" and err.hint == (
         "numbers are written with the digits 0 to 9"
     )
+
+
+def test_a_number_and_word_in_a_comment_is_not_an_unknown_unit() -> None:
+    # Found by test_fuzz (seed 15): the end of line carries the comment before it, and a
+    # `3B` in the comment was taken for a value with an unknown unit.
+    with pytest.raises(FlowError) as info:
+        load_text('job fetch {B#array = 3B\n  command = "x"\n}\n', "c.flow")
+    assert "unit" not in info.value.message
+    assert info.value.span is not None and (info.value.span.line, info.value.span.col) == (1, 13)

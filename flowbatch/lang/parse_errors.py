@@ -49,6 +49,9 @@ def translate(tok: Token, expected_kinds: set[str], source: Source) -> FlowError
     # `12 parsecs`, `12 GiB`, `12.5XB` (the lexer takes `12`, then `.`): a number and a
     # word that is not its unit, around the token that could not come there.
     text = source.line(line)
+    if kind == "_NL" and tok[1].startswith("#"):
+        # The end of line carries the comment before it: a number in a comment is text.
+        text = text[: col - 1]
     for m in _NUMBER_AND_WORD.finditer(text):
         spaced = m.group(2) != ""
         if (
