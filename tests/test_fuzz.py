@@ -179,6 +179,12 @@ def agree(text: str) -> None:
         message = parse_error(text).errors[0].message
         assert any(why in message for why in VALUE_ERRORS), message
         return
+    if got is not None and expected is not None and got < expected:
+        # a token's value refused (a bad escape...) before lark reaches a later syntax
+        # error: values are checked as they are read, so the earlier error wins (seed 127)
+        message = parse_error(text).errors[0].message
+        assert any(why in message for why in VALUE_ERRORS), message
+        return
     assert got == expected, text
 
 
