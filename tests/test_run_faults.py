@@ -25,9 +25,9 @@ from flowbatch.lang.model import (
     RetryStrategy,
     local_compute,
 )
+from flowbatch.run.frontier import Frontier
 from flowbatch.run.placement import Pools
 from flowbatch.run.runner import RunResult, new_job_ids, run_plan
-from flowbatch.run.schedule import Frontier
 from flowbatch.run.setup import with_host
 from flowbatch.run.state import JobEvent, JobState
 

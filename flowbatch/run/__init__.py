@@ -3,8 +3,8 @@
     runner        run_plan: the async driver between the Frontier and the executors
     setup         a run's ids, job ids and options before it starts
     signals       how a run meets SIGINT / SIGTERM / SIGHUP
-    schedule      the Frontier: synchronous bookkeeping of what is ready, by critical path
-    cascade       the failure cascade and the job records the Frontier keeps
+    frontier      the Frontier: synchronous bookkeeping of what is ready (by critical
+                  path), the job records it keeps, and the failure cascade
     placement     host capacity and where an attempt goes
     hosts         hosts lost mid-run and how long a run waits for them
     state         JobState, Event and the one table of transitions (AWS Batch's lifecycle)

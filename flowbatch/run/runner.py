@@ -7,7 +7,7 @@ polls cancel/terminate requests, checks lost hosts) and, when asked, signal hand
 (`RunResult.error`). Everything runs on one event loop thread, so the Frontier has one
 writer: attempt tasks report straight to the runner, which applies the report to the
 Frontier and turns the Frontier's `changes` into `JobEvent`s for the sinks. Deciding
-stays in `schedule`; rendering commands, environments and log directories happens here.
+stays in `frontier`; rendering commands, environments and log directories happens here.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import ComputeEnv
 from flowbatch.lang.template import Context, TemplateError, render_command
 from flowbatch.run.fingerprint import InputsError
+from flowbatch.run.frontier import Frontier, Placement
 from flowbatch.run.hosts import DEFAULT_TIMEOUT, LostHosts
 from flowbatch.run.placement import Pools
-from flowbatch.run.schedule import Frontier, Placement
 from flowbatch.run.setup import (
     Control,
     EventSink,
