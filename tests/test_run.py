@@ -3,6 +3,7 @@ real processes (environment, logs, timeouts, concurrency)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -27,7 +28,7 @@ from flowbatch.lang.model import (
 )
 from flowbatch.run.clock import FakeClock
 from flowbatch.run.runner import RunOptions, RunResult, new_job_ids, new_run_id, run_plan
-from flowbatch.run.state import JobState
+from flowbatch.run.state import JobEvent, JobState
 
 pytestmark = pytest.mark.anyio
 S = JobState
@@ -179,6 +180,42 @@ async def test_backoffs_and_jobs_wait_on_the_run_clock(tmp_path: Path) -> None:
     assert times[(S.RUNNABLE, 1)] == 1000.0 + 60  # the first attempt ended
     second = times[(S.STARTING, 2)] - times[(S.RUNNABLE, 1)]
     assert 0.8 * 120 <= second <= 1.2 * 120  # the backoff, jittered
+
+
+async def test_inputs_are_read_off_the_event_loop(tmp_path: Path) -> None:
+    # Reading `reader`'s inputs (up to 256 MiB of hashing) waits here until `other` has
+    # succeeded: on the event loop, `other` could not run meanwhile and the wait times out.
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="reader", command="x", inputs=("*.txt",)),
+        JobSpec(name="other", command="x"),
+    )
+    other_done = threading.Event()
+    waited: list[bool] = []
+
+    def fingerprint(name: str, index: int | None) -> str:
+        if name == "reader":
+            waited.append(other_done.wait(timeout=5))
+        return f"fp-{name}"
+
+    class Watch(RecordingSink):
+        def emit(self, event: JobEvent) -> None:
+            super().emit(event)
+            if event.name == "other" and event.state is S.SUCCEEDED:
+                other_done.set()
+
+    sink = Watch()
+    with anyio.fail_after(20):
+        result = await run_plan(
+            plan,
+            RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path),
+            sinks=[sink],
+            executors=lambda ce: FakeExecutor(),
+            fingerprint=fingerprint,
+        )
+    assert waited == [True] and result.status == "SUCCEEDED"
+    assert sink.final("reader").fingerprint == "fp-reader"
+    assert sink.final("other").fingerprint == "fp-other"
 
 
 async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:

@@ -169,6 +169,10 @@ class _Runner:
         self.pipeline_dir = Path(plan.path).absolute().parent
         self.lost = LostHosts(options.host_timeout)
         self._tg: anyio.abc.TaskGroup | None = None
+        # A job's `inputs` are read (globbed and hashed, up to fingerprint.MAX_READ_JOB)
+        # in a worker thread, one job at a time: the Fingerprints cache has one writer
+        # and the disk one reader, and the loop goes on meanwhile.
+        self._reading = anyio.CapacityLimiter(1)
         self._dirty = False
 
     # -- the run ------------------------------------------------------------------------
@@ -229,7 +233,9 @@ class _Runner:
         live = self.live[key]
         try:
             live.attempt = self._attempt(p)
-            if self.fingerprint is not None:
+            if self.fingerprint is not None and not self.plan.job(p.name).inputs:
+                # Without `inputs` it is a render and a hash (cached): cheaper than a
+                # thread hand-off. With them, `_run_attempt` reads them off the loop.
                 live.fingerprint = self.fingerprint(p.name, p.index)
         except TemplateError as exc:
             return ExecResult(exit_code=None, status_reason=exc.message, retryable=False)
@@ -281,6 +287,15 @@ class _Runner:
         assert attempt is not None
         executor = self._executor(attempt.compute)
         result: ExecResult | None = None
+        if self.fingerprint is not None and live.fingerprint is None:
+            try:
+                live.fingerprint = await anyio.to_thread.run_sync(
+                    self.fingerprint, attempt.name, attempt.index, limiter=self._reading
+                )
+            except InputsError as exc:  # `inputs` over the limits: `-p data=/`, say
+                result = ExecResult(exit_code=None, status_reason=str(exc), retryable=False)
+                self._finish(key, result)
+                return
         with anyio.CancelScope() as scope:
             live.scope = scope
             if live.terminate is None:
