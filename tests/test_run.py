@@ -218,6 +218,25 @@ async def test_inputs_are_read_off_the_event_loop(tmp_path: Path) -> None:
     assert sink.final("other").fingerprint == "fp-other"
 
 
+async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(5)))
+    seen_at_flush: list[int] = []
+
+    class Flushes(RecordingSink):
+        def flush(self) -> None:
+            super().flush()
+            seen_at_flush.append(len(self.events))
+
+    sink = Flushes()
+    async with FakeClock().autojump() as clock:
+        fake = FakeExecutor(lambda a: Outcome(duration=1), sleep=clock.sleep)
+        options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
+        result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
+    assert result.status == "SUCCEEDED"
+    first = sink.events[: seen_at_flush[0]]
+    assert len(first) == 10 and {e.state for e in first} == {S.SUBMITTED, S.RUNNABLE}
+
+
 async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
     plan = plan_of(
         tmp_path,

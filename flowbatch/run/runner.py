@@ -184,7 +184,13 @@ class _Runner:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._ticker)
-                self._dispatch()
+                # Every job's first events (SUBMITTED, PENDING: 20,000 for 10,000 jobs,
+                # 0.5-0.8 s to write) are written before any job starts, so that this
+                # flush, the longest of a run, holds up no running job's report.
+                self._drain()
+                self._flush_sinks()
+                if self.error is None:
+                    self._dispatch()
                 await self.finished.wait()
                 tg.cancel_scope.cancel()
         finally:
