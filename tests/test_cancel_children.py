@@ -13,7 +13,8 @@ from run_helpers import RecordingSink
 from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.lang.compile import compile_pipeline
 from flowbatch.lang.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
-from flowbatch.run.runner import new_job_ids, run_plan
+from flowbatch.run.clock import FakeClock
+from flowbatch.run.runner import RunOptions, new_job_ids, run_plan
 from flowbatch.run.state import JobState
 
 pytestmark = pytest.mark.anyio
@@ -37,18 +38,19 @@ async def test_cancelling_a_child_not_yet_released(tmp_path: Path, victim: int) 
     )
     ids = new_job_ids(plan)
     requests = [(f"{ids['arr']}:{victim}", "cancel", "not this one")]
-    fake = FakeExecutor(lambda attempt: Outcome(duration=0.3))
     sink = RecordingSink()
-    with anyio.fail_after(20):  # a stalled run fails here instead of hanging the suite
-        result = await run_plan(
-            plan,
-            run_id="r",
-            job_ids=ids,
-            state_dir=tmp_path,
-            sinks=[sink],
-            executors=lambda ce: fake,
-            control=lambda: [requests.pop()] if requests else [],
-        )
+    # A stalled run fails here instead of hanging the suite.
+    with anyio.fail_after(20):
+        async with FakeClock().autojump() as clock:
+            fake = FakeExecutor(lambda attempt: Outcome(duration=0.3), sleep=clock.sleep)
+            result = await run_plan(
+                plan,
+                RunOptions(run_id="r", job_ids=ids, state_dir=tmp_path),
+                sinks=[sink],
+                executors=lambda ce: fake,
+                control=lambda: [requests.pop()] if requests else [],
+                clock=clock,
+            )
     ran = sorted(a.index for a in fake.attempts if a.index is not None)
     finals = {e.index: e for e in sink.events if e.index is not None}
     assert victim not in ran and len(ran) == 5

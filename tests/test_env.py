@@ -20,7 +20,7 @@ from flowbatch.executors.fake import FakeExecutor
 from flowbatch.lang.diagnostics import FlowError, Kind
 from flowbatch.lang.load import load_text
 from flowbatch.run.fingerprint import Fingerprints
-from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
+from flowbatch.run.runner import RunOptions, new_job_ids, new_run_id, run_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -127,9 +127,8 @@ async def test_an_attempt_gets_its_env_the_named_host_variables_and_nothing_else
     fake = FakeExecutor()
     ids = new_job_ids(plan)
     run_id = new_run_id()
-    await run_plan(
-        plan, run_id=run_id, job_ids=ids, state_dir=tmp_path / "s", executors=lambda ce: fake
-    )
+    options = RunOptions(run_id=run_id, job_ids=ids, state_dir=tmp_path / "s")
+    await run_plan(plan, options, executors=lambda ce: fake)
     by_name = {a.name: a for a in fake.attempts}
     aws = {
         "AWS_BATCH_JOB_ATTEMPT": "1",
@@ -161,9 +160,7 @@ async def test_a_named_variable_missing_on_the_host_stops_the_run_before_it_star
     with pytest.raises(ValueError, match=r"`FB_TEST_TOKEN` \(env_from_host of `boxed`\)"):
         await run_plan(
             plan,
-            run_id=new_run_id(),
-            job_ids=new_job_ids(plan),
-            state_dir=tmp_path / "s",
+            RunOptions(run_id=new_run_id(), job_ids=new_job_ids(plan), state_dir=tmp_path / "s"),
             executors=lambda ce: fake,
         )
     assert fake.attempts == []

@@ -3,6 +3,7 @@ real processes (environment, logs, timeouts, concurrency)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -11,7 +12,7 @@ from proc_helpers import alive, wait_until
 from run_helpers import RecordingSink
 
 from flowbatch.executors.base import REASON_SPOT, REASON_TIMEOUT
-from flowbatch.executors.fake import FakeExecutor, Outcome
+from flowbatch.executors.fake import OK, FakeExecutor, Outcome
 from flowbatch.executors.local import LocalExecutor
 from flowbatch.executors.processes import Process
 from flowbatch.lang.compile import Plan, compile_pipeline
@@ -25,8 +26,9 @@ from flowbatch.lang.model import (
     RetryStrategy,
     local_compute,
 )
-from flowbatch.run.runner import RunResult, new_job_ids, new_run_id, run_plan
-from flowbatch.run.state import JobState
+from flowbatch.run.clock import FakeClock
+from flowbatch.run.runner import RunOptions, RunResult, new_job_ids, new_run_id, run_plan
+from flowbatch.run.state import JobEvent, JobState
 
 pytestmark = pytest.mark.anyio
 S = JobState
@@ -56,11 +58,12 @@ async def go(
     factory = (
         (lambda ce: executor) if executor is not None else (lambda ce: LocalExecutor(ce, grace=0.5))
     )
+    options = RunOptions(
+        run_id=new_run_id(), job_ids=new_job_ids(plan), state_dir=tmp / ".flowbatch"
+    )
     result = await run_plan(
         plan,
-        run_id=new_run_id(),
-        job_ids=new_job_ids(plan),
-        state_dir=tmp / ".flowbatch",
+        options,
         sinks=[sink],
         executors=factory,  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
@@ -138,7 +141,6 @@ async def test_template_error_fails_the_attempt_with_its_message(tmp_path: Path)
     assert [e.attempt for e in sink.events if e.state is S.STARTING] == [1]
 
 
-@pytest.mark.slow
 async def test_control_cancel_of_a_pending_array(tmp_path: Path) -> None:
     plan = plan_of(
         tmp_path,
@@ -147,19 +149,92 @@ async def test_control_cancel_of_a_pending_array(tmp_path: Path) -> None:
     )
     ids = new_job_ids(plan)
     requests = [(ids["arr"], "cancel", "not needed")]
-    fake = FakeExecutor({"slow": [Outcome(duration=0.5)]})
     sink = RecordingSink()
-    result = await run_plan(
-        plan,
-        run_id="r",
-        job_ids=ids,
-        state_dir=tmp_path,
-        sinks=[sink],
-        executors=lambda ce: fake,
-        control=lambda: [requests.pop()] if requests else [],
-    )
+    async with FakeClock().autojump() as clock:
+        fake = FakeExecutor({"slow": [Outcome(duration=0.5)]}, sleep=clock.sleep)
+        result = await run_plan(
+            plan,
+            RunOptions(run_id="r", job_ids=ids, state_dir=tmp_path),
+            sinks=[sink],
+            executors=lambda ce: fake,
+            control=lambda: [requests.pop()] if requests else [],
+            clock=clock,
+        )
     assert result.status == "FAILED" and [a.name for a in fake.attempts] == ["slow"]
     assert sink.final("arr", 3).reason == "not needed"
+
+
+async def test_backoffs_and_jobs_wait_on_the_run_clock(tmp_path: Path) -> None:
+    # A minute of job and two of backoff: no real time with the fake clock, and the
+    # events carry the clock's time (the runner never reads the system's).
+    rules = (RetryRule(action="retry"),)
+    spec = JobSpec(name="j", command="x", retry=RetryStrategy(attempts=2, rules=rules, backoff=120))
+    plan = plan_of(tmp_path, spec)
+    async with FakeClock(start=1000.0).autojump() as clock:
+        fake = FakeExecutor({"j": [Outcome(exit_code=1, duration=60), OK]}, sleep=clock.sleep)
+        with anyio.fail_after(10):
+            result, sink = await go(plan, tmp_path, fake, clock=clock)
+    assert result.status == "SUCCEEDED" and len(fake.attempts) == 2
+    times = {(e.state, e.attempt): e.time for e in sink.events}
+    assert times[(S.SUBMITTED, 0)] == 1000.0
+    assert times[(S.RUNNABLE, 1)] == 1000.0 + 60  # the first attempt ended
+    second = times[(S.STARTING, 2)] - times[(S.RUNNABLE, 1)]
+    assert 0.8 * 120 <= second <= 1.2 * 120  # the backoff, jittered
+
+
+async def test_inputs_are_read_off_the_event_loop(tmp_path: Path) -> None:
+    # Reading `reader`'s inputs (up to 256 MiB of hashing) waits here until `other` has
+    # succeeded: on the event loop, `other` could not run meanwhile and the wait times out.
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="reader", command="x", inputs=("*.txt",)),
+        JobSpec(name="other", command="x"),
+    )
+    other_done = threading.Event()
+    waited: list[bool] = []
+
+    def fingerprint(name: str, index: int | None) -> str:
+        if name == "reader":
+            waited.append(other_done.wait(timeout=5))
+        return f"fp-{name}"
+
+    class Watch(RecordingSink):
+        def emit(self, event: JobEvent) -> None:
+            super().emit(event)
+            if event.name == "other" and event.state is S.SUCCEEDED:
+                other_done.set()
+
+    sink = Watch()
+    with anyio.fail_after(20):
+        result = await run_plan(
+            plan,
+            RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path),
+            sinks=[sink],
+            executors=lambda ce: FakeExecutor(),
+            fingerprint=fingerprint,
+        )
+    assert waited == [True] and result.status == "SUCCEEDED"
+    assert sink.final("reader").fingerprint == "fp-reader"
+    assert sink.final("other").fingerprint == "fp-other"
+
+
+async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(5)))
+    seen_at_flush: list[int] = []
+
+    class Flushes(RecordingSink):
+        def flush(self) -> None:
+            super().flush()
+            seen_at_flush.append(len(self.events))
+
+    sink = Flushes()
+    async with FakeClock().autojump() as clock:
+        fake = FakeExecutor(lambda a: Outcome(duration=1), sleep=clock.sleep)
+        options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
+        result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
+    assert result.status == "SUCCEEDED"
+    first = sink.events[: seen_at_flush[0]]
+    assert len(first) == 10 and {e.state for e in first} == {S.SUBMITTED, S.RUNNABLE}
 
 
 async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
@@ -169,8 +244,9 @@ async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
         JobSpec(name="b", command="x", vcpus=2, memory=100, array_size=5),
         ce=local_compute(3, 4096),
     )
-    fake = FakeExecutor(lambda a: Outcome(duration=0.001))
-    result, _ = await go(plan, tmp_path, fake)
+    async with FakeClock().autojump() as clock:
+        fake = FakeExecutor(lambda a: Outcome(duration=0.001), sleep=clock.sleep)
+        result, _ = await go(plan, tmp_path, fake, clock=clock)
     assert result.status == "SUCCEEDED" and len(fake.attempts) == 25
     assert fake.peak_vcpus <= 3 and fake.peak_memory <= 4096 and fake.peak >= 2
 
@@ -269,9 +345,7 @@ async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
     with anyio.fail_after(10):
         result = await run_plan(
             plan,
-            run_id="r",
-            job_ids=ids,
-            state_dir=tmp_path,
+            RunOptions(run_id="r", job_ids=ids, state_dir=tmp_path),
             sinks=[sink],
             executors=lambda ce: LocalExecutor(ce, grace=0.5),
             control=control,

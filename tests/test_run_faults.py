@@ -5,13 +5,13 @@ come back. Each run must end, with every job recorded (unless told to wait for e
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-import flowbatch.run.runner as run_module
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.lang.compile import Plan, compile_pipeline
@@ -25,9 +25,10 @@ from flowbatch.lang.model import (
     RetryStrategy,
     local_compute,
 )
+from flowbatch.run.clock import FakeClock
+from flowbatch.run.frontier import Frontier
 from flowbatch.run.placement import Pools
-from flowbatch.run.runner import RunResult, new_job_ids, run_plan
-from flowbatch.run.schedule import Frontier
+from flowbatch.run.runner import RunOptions, RunResult, new_job_ids, run_plan
 from flowbatch.run.setup import with_host
 from flowbatch.run.state import JobEvent, JobState
 
@@ -66,18 +67,17 @@ def plan_of(tmp: Path, *jobs: JobSpec, queue: Queue | None = None, **computes: i
     )
 
 
-async def go(plan: Plan, tmp: Path, fake: FakeExecutor, **options: Any) -> tuple[RunResult, Sink]:
+async def go(
+    plan: Plan, tmp: Path, fake: FakeExecutor, clock: FakeClock | None = None, **options: Any
+) -> tuple[RunResult, Sink]:
+    """Run `plan` on `fake` with the run's clock `clock` (a fresh FakeClock if None)."""
     sink = Sink()
-    with anyio.fail_after(60):
-        result = await run_plan(
-            plan,
-            run_id="r",
-            job_ids=new_job_ids(plan),
-            state_dir=tmp / ".flowbatch",
-            sinks=[sink],
-            executors=lambda ce: fake,
-            **options,
-        )
+    run = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp / ".flowbatch", **options)
+    async with FakeClock().autojump() if clock is None else nullcontext(clock) as run_clock:
+        with anyio.fail_after(60):
+            result = await run_plan(
+                plan, run, sinks=[sink], executors=lambda ce: fake, clock=run_clock
+            )
     return result, sink
 
 
@@ -140,39 +140,34 @@ def _always_lost(attempt: Attempt) -> Outcome:
     return Outcome(exit_code=None, host_lost=True)
 
 
-async def test_a_run_gives_up_on_hosts_gone_longer_than_the_timeout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)  # every tick
+async def test_a_run_gives_up_on_hosts_gone_longer_than_the_timeout(tmp_path: Path) -> None:
     after = JobSpec(name="k", command="x", after=(Dependency(job="j"),))
     plan = plan_of(tmp_path, HOST_GONE, after)
     fake = FakeExecutor(_always_lost, hosts_back=False)
-    result, sink = await go(plan, tmp_path, fake, host_timeout=0.0)
+    async with FakeClock().autojump() as clock:
+        start = clock.now()
+        result, sink = await go(plan, tmp_path, fake, clock, host_timeout=60.0)
     assert result.status == "FAILED" and result.failed == ["j", "k"]
     j, k = sink.final[("j", None)], sink.final[("k", None)]
     assert j.state is JobState.FAILED and k.state is JobState.FAILED
-    assert j.reason == "Host lost: no host came back within 0s (localhost of `local`)"
-    assert len(fake.attempts) == 1 and fake.host_checks  # asked, then gave up
+    assert j.reason == "Host lost: no host came back within 1m (localhost of `local`)"
+    assert len(fake.attempts) == 1 and len(fake.host_checks) == 20  # every 3 s, then gave up
+    assert 60 <= j.time - start <= 63
 
 
-async def test_without_a_host_timeout_a_run_waits_for_its_hosts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
+async def test_without_a_host_timeout_a_run_waits_for_its_hosts(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, HOST_GONE)
     fake = FakeExecutor(_always_lost, hosts_back=False)
     ended = anyio.Event()
 
-    async def run() -> None:
-        await go(plan, tmp_path, fake, host_timeout=None)
+    async def run(clock: FakeClock) -> None:
+        await go(plan, tmp_path, fake, clock, host_timeout=None)
         ended.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(30):
-            while len(fake.host_checks) < 5:  # a real condition: the runner keeps asking
-                await anyio.sleep(0.05)
-        assert not ended.is_set()
+    async with FakeClock().autojump() as clock, anyio.create_task_group() as tg:
+        tg.start_soon(run, clock)
+        await clock.sleep(600)  # ten minutes, and the runner keeps asking
+        assert not ended.is_set() and len(fake.host_checks) >= 150
         tg.cancel_scope.cancel()
 
 
@@ -200,11 +195,10 @@ def _two_hosts(tmp: Path, *jobs: JobSpec, disabled: JobSpec | None = None) -> Pl
 
 
 async def test_a_host_back_takes_the_work_even_as_the_timeout_passes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # Both hosts are lost; at the first check (timeout 0: already passed) h2 answers.
     # It must get the retries before the run gives up on h1.
-    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
     jobs = [JobSpec(name=n, command="x", retry=RetryStrategy(attempts=2)) for n in ("j1", "j2")]
     plan = _two_hosts(tmp_path, *jobs)
 
@@ -220,12 +214,9 @@ async def test_a_host_back_takes_the_work_even_as_the_timeout_passes(
     ]
 
 
-async def test_work_in_a_disabled_queue_waits_for_no_lost_host(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_work_in_a_disabled_queue_waits_for_no_lost_host(tmp_path: Path) -> None:
     # j1 loses h1 and is retried on h2; j2 sits in a disabled queue. The run ends as
     # soon as j1 is done, j2 left RUNNABLE (as with no host lost), not failed for h1.
-    monkeypatch.setattr(run_module, "HOST_CHECK_INTERVAL", 0.0)
     j1 = JobSpec(name="j1", command="x", retry=RetryStrategy(attempts=2))
     j2 = JobSpec(name="j2", command="x", queue="off")
     plan = _two_hosts(tmp_path, j1, disabled=j2)

@@ -15,7 +15,7 @@ from flowbatch.lang.model import (
     Queue,
     local_compute,
 )
-from flowbatch.run.schedule import BACKFILL_LIMIT, Frontier, Placement
+from flowbatch.run.frontier import BACKFILL_LIMIT, Frontier, Placement
 from flowbatch.run.state import JobState
 
 S = JobState

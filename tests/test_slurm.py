@@ -528,7 +528,7 @@ async def test_pipeline_on_slurm_gives_the_same_outputs_as_on_local(
 ) -> None:
     from flowbatch.executors import make_executor
     from flowbatch.lang.load import load_text
-    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
+    from flowbatch.run.runner import RunOptions, new_job_ids, new_run_id, run_plan
 
     outputs: dict[str, dict[str, str]] = {}
     calls: dict[str, int] = {}
@@ -546,15 +546,13 @@ async def test_pipeline_on_slurm_gives_the_same_outputs_as_on_local(
             return made[-1]
 
         with anyio.fail_after(120):
-            result = await run_plan(
-                plan,
+            options = RunOptions(
                 run_id=new_run_id(),
                 job_ids=new_job_ids(plan),
                 state_dir=work / ".flowbatch",
-                sinks=[_Sink()],
-                executors=factory,
-                compute_overrides={"cluster": "local"} if where == "local" else None,
+                compute_overrides={"cluster": "local"} if where == "local" else {},
             )
+            result = await run_plan(plan, options, sinks=[_Sink()], executors=factory)
         assert result.status == "SUCCEEDED", result
         outputs[where] = {p.name: p.read_text() for p in sorted(work.glob("*.txt"))}
         calls[where] = sum(getattr(e, "calls", {}).get("sbatch", 0) for e in made)

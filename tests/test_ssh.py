@@ -512,19 +512,19 @@ job gather {
 
 async def _run_pipeline(directory: Path, text: str, overrides: dict[str, str]) -> Any:
     from flowbatch.lang.load import load_text
-    from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
+    from flowbatch.run.runner import RunOptions, new_job_ids, new_run_id, run_plan
 
     path = directory / "fan.flow"
     path.write_text(text)
     plan = load_text(text, str(path), {})
     with anyio.fail_after(WAIT * 3):
-        return await run_plan(
-            plan,
+        options = RunOptions(
             run_id=new_run_id(),
             job_ids=new_job_ids(plan),
             state_dir=directory / ".flowbatch",
             compute_overrides=overrides,
         )
+        return await run_plan(plan, options)
 
 
 @pytest.mark.slow

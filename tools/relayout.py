@@ -57,8 +57,8 @@ MOVES: dict[str, str] = {
     "flowbatch.front": "flowbatch.lang.load",
     # run: the scheduler and the async runner
     "flowbatch.state": "flowbatch.run.state",
-    "flowbatch.schedule": "flowbatch.run.schedule",
-    "flowbatch.cascade": "flowbatch.run.cascade",
+    "flowbatch.schedule": "flowbatch.run.frontier",  # with cascade: one Frontier
+    "flowbatch.cascade": "flowbatch.run.frontier",
     "flowbatch.placement": "flowbatch.run.placement",
     "flowbatch.hosts": "flowbatch.run.hosts",
     "flowbatch.run": "flowbatch.run.runner",

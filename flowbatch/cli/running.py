@@ -169,7 +169,7 @@ def run_command(
     from flowbatch.executors import local_limits_notice, make_executor
     from flowbatch.run.fingerprint import Fingerprints
     from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
-    from flowbatch.run.setup import override_errors
+    from flowbatch.run.setup import RunOptions, override_errors
     from flowbatch.store.jobstore import Store, StoreError
 
     # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
@@ -218,18 +218,20 @@ def run_command(
                 functools.partial(
                     run_plan,
                     plan,
-                    run_id=run_id,
-                    job_ids=job_ids,
-                    state_dir=state,
+                    RunOptions(
+                        run_id=run_id,
+                        job_ids=job_ids,
+                        state_dir=state,
+                        compute_overrides=compute_overrides,
+                        max_vcpus=max_vcpus,
+                        handle_signals=True,
+                        reuse=decision.reuse(),
+                        reuse_reason=decision.reason,
+                        host_timeout=host_timeout,
+                    ),
                     sinks=[store, reporter],
                     control=lambda: store.take_requests(run_id),
-                    compute_overrides=compute_overrides,
-                    max_vcpus=max_vcpus,
-                    handle_signals=True,
                     fingerprint=Fingerprints(plan).of,
-                    reuse=decision.reuse(),
-                    reuse_reason=decision.reason,
-                    host_timeout=host_timeout,
                     executors=functools.partial(make_executor, grace=stop_grace),
                 )
             )

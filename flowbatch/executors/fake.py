@@ -2,15 +2,16 @@
 
 `FakeExecutor` runs nothing: each attempt returns the `Outcome` the script gives for
 it, after `duration` seconds (0: a single checkpoint, so tests run on anyio's event
-ordering alone). It records every attempt in start order, the peak number running at
-once and the peak vCPUs and memory in use, so scheduling can be tested without
-processes. Give one instance to every compute environment (`executors=lambda ce: fake`)
-or one per environment.
+ordering alone) of the `sleep` it is given: `anyio.sleep`, or a fake clock's, so that a
+test of timing takes no real time (`flowbatch.run.clock.FakeClock`). It records every
+attempt in start order, the peak number running at once and the peak vCPUs and memory
+in use, so scheduling can be tested without processes. Give one instance to every
+compute environment (`executors=lambda ce: fake`) or one per environment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -48,8 +49,15 @@ class FakeExecutor:
     """`script` maps "name" or "name[i]" to the outcomes of attempts 1, 2, ... (the last
     repeats), or is a function of the Attempt; jobs it does not name succeed."""
 
-    def __init__(self, script: Script | None = None, *, hosts_back: bool = True) -> None:
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        hosts_back: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._script = script or {}
+        self._sleep = sleep
         self.hosts_back = hosts_back
         self.attempts: list[Attempt] = []
         self.finished: list[tuple[str, int | None, int]] = []  # (name, index, attempt)
@@ -83,7 +91,7 @@ class FakeExecutor:
         try:
             task_status.started(f"fake-{len(self.attempts)}")
             if outcome.duration > 0:
-                await anyio.sleep(outcome.duration)
+                await self._sleep(outcome.duration)
             else:
                 await anyio.lowlevel.checkpoint()
         finally:

@@ -1,5 +1,6 @@
-"""What a run is set up with before it starts: its run id, its job ids, and the
-capacity of its compute environments (`--max-vcpus`, one host for a host-less one,
+"""What a run is set up with before it starts: its options (`RunOptions`: its run id,
+its job ids, its state directory, what it may use and reuse, how often it looks up),
+the capacity of its compute environments (`--max-vcpus`, one host for a host-less one,
 `--compute OLD=NEW` checked), and what each attempt is set up with (its environment and
 log directory).
 """
@@ -20,6 +21,7 @@ from typing import Protocol
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.diagnostics import did_you_mean
 from flowbatch.lang.model import ComputeEnv, Host, JobSpec
+from flowbatch.run.hosts import DEFAULT_TIMEOUT
 from flowbatch.run.state import JobEvent
 
 Control = Callable[[], Iterable[tuple[str, str, str]]]  # (job id, action, reason) requests
@@ -33,6 +35,34 @@ class EventSink(Protocol):
     def emit(self, event: JobEvent) -> None: ...  # cheap: buffer, don't block
 
     def flush(self) -> None: ...  # at least every 0.2 s while events flow, and at the end
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """Everything `run_plan` is told about one run that is a value, not a collaborator.
+
+    `compute_overrides` maps a compute environment to the one to use instead
+    (`--compute local=cluster`); `max_vcpus` caps local environments; `handle_signals`
+    turns SIGINT/SIGTERM/SIGHUP into a clean interruption (jobs terminated, sinks
+    flushed, status INTERRUPTED); `reuse` (jobs: None, arrays: a mask, 1 = reused)
+    succeed at once with `reuse_reason` (`run --resume`, see `flowbatch.run.resume`);
+    when only lost hosts could take the work left, the run gives up on them after
+    `host_timeout` seconds (None: never; see `flowbatch.run.hosts`), asking every
+    `host_check_interval` seconds whether they are back. Sinks are flushed and
+    `control` is polled every `flush_interval` seconds (EventSink's contract: 0.2).
+    """
+
+    run_id: str
+    job_ids: Mapping[str, str]
+    state_dir: Path
+    compute_overrides: Mapping[str, str] = field(default_factory=dict)
+    max_vcpus: int | None = None
+    handle_signals: bool = False
+    reuse: Mapping[str, bytes | None] = field(default_factory=dict)
+    reuse_reason: str = ""
+    host_timeout: float | None = DEFAULT_TIMEOUT
+    flush_interval: float = 0.2
+    host_check_interval: float = 3.0
 
 
 def new_run_id(now: float | None = None) -> str:

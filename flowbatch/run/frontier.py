@@ -1,0 +1,704 @@
+"""The Frontier: pure, synchronous bookkeeping of which jobs and array children are
+ready, running and done, where the next attempts go, and how a success or a failure
+travels along the dependency edges (ninja's Plan).
+
+It knows nothing of processes, time or anyio: the runner (run/runner.py) tells it what
+happened (`started`, `ended`, `cancel`) and asks it what to start (`place`). Every state
+change goes through `_move` (a task: `state.advance()`) or `_move_parent` (an array
+parent: `state.advance_parent()`, its smaller lifecycle), which append it to `changes`;
+the runner drains those into JobEvents.
+
+Arrays stay one node. A child exists only from the moment it becomes runnable (or
+fails): an array whose children have no per-child dependencies is a cursor in its
+queue's heap, so a 10,000-child array costs one heap entry and a 10,000-byte status
+table, and a record per child that is actually running.
+
+Order: queues by priority (higher first), then within a queue by retried-first, the
+job's `priority`, the longest critical path, submission order, array index (the fields
+of `_Entry`, compared in that order). A job that does not fit lets smaller ones behind
+it start (backfill) until it has been passed over `BACKFILL_LIMIT` times; then its
+queue's compute environments are reserved for it.
+
+The failure cascade: a failure fails everything downstream that can no longer run,
+each with AWS's reason `Dependency failed: <root cause>`, where the root cause names
+the job (or child) that failed first, its job id and why. The propagation uses an
+explicit worklist (`_Done` records), so a failure at the head of a long chain does not
+recurse.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from flowbatch.lang.compile import Plan
+from flowbatch.lang.model import DepKind, JobSpec
+from flowbatch.run.placement import Pools
+from flowbatch.run.state import DEPENDENCY_FAILED, Event, JobState, advance, advance_parent
+
+__all__ = ["BACKFILL_LIMIT", "SCAN_LIMIT", "Change", "Frontier", "Placement"]
+
+S = JobState
+
+BACKFILL_LIMIT = 8  # times a waiting job may be passed over before room is reserved
+SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps place() cheap)
+
+# Child status bytes in an array's table.
+CHILD_NEW, CHILD_LIVE, CHILD_OK, CHILD_FAILED = 0, 1, 2, 3
+_REUSED_TO_OK = bytes([CHILD_NEW, CHILD_OK]) + bytes(254)  # a reuse mask as status bytes
+
+Key = tuple[str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change, for the runner to turn into a JobEvent."""
+
+    name: str
+    index: int | None
+    state: JobState
+    reason: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """An attempt to start now, already STARTING, its room taken on `host`."""
+
+    name: str
+    index: int | None
+    attempt: int
+    compute: str
+    host: str
+
+
+class _Entry(NamedTuple):
+    """A queue's heap entry. A tuple, so that heapq compares it in C, field by field:
+    the fields before `name` are the order (smallest first); `pos` is unique per job
+    and `order` per child, so `name` and `child` never decide it."""
+
+    retried: int  # 0 for a retry (it goes first), 1 otherwise
+    priority: int  # the job's priority, negated
+    crit: int  # the job's critical path, negated
+    pos: int  # submission order
+    order: int  # the array index (-1 for a single job: it has one entry)
+    name: str
+    child: int | None  # the array index, None for a single job
+
+
+class _Done(NamedTuple):
+    """An item of the cascade's worklist: a task (or a single job) ended."""
+
+    ok: bool
+    name: str
+    child: int | None
+    root: str  # why it failed, as its dependents' reasons name it
+
+
+class Task:
+    """A single job or one array child that exists."""
+
+    __slots__ = ("attempt", "compute", "host", "reason", "state")
+
+    def __init__(self, state: JobState) -> None:
+        self.state = state
+        self.attempt = 0
+        self.reason = ""
+        self.compute = ""
+        self.host = ""
+
+
+class Node:
+    """A job of the plan: a single job (with its `task`) or an array (its children)."""
+
+    __slots__ = (
+        "child_need",
+        "child_ready",
+        "children",
+        "crit",
+        "cursor",
+        "failed",
+        "name",
+        "ok",
+        "per_child",
+        "pos",
+        "root",
+        "size",
+        "spec",
+        "state",
+        "status",
+        "task",
+        "waiting",
+    )
+
+    def __init__(self, spec: JobSpec, pos: int, crit: int) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.pos = pos
+        self.crit = crit
+        self.size = spec.array_size
+        self.state = S.SUBMITTED
+        self.waiting = 0  # whole-job and element dependencies not yet succeeded
+        self.root = ""  # why this job (or its first failed child) failed, for dependents
+        self.task: Task | None = None  # single jobs only
+        # Arrays only:
+        self.per_child = 0  # per-child conditions (n_to_n deps, +1 if sequential)
+        self.status = bytearray(self.size or 0)
+        self.children: dict[int, Task] = {}  # live children only
+        self.cursor = -1  # >= 0: children from here on are released in index order
+        self.child_need: dict[int, int] = {}  # index -> per-child conditions still unmet
+        self.child_ready: list[int] = []  # per-child conditions met, job-level not yet
+        self.ok = 0
+        self.failed = 0
+
+
+class Frontier:
+    """What is ready, running and done in one run. See the module docstring."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        job_ids: Mapping[str, str],
+        queue_computes: Mapping[str, tuple[str, ...]] | None = None,
+        pools: Pools | None = None,
+        reuse: Mapping[str, bytes | None] | None = None,
+        reuse_reason: str = "",
+    ) -> None:
+        """`queue_computes` maps each queue to its compute environments after overrides
+        (default: as the plan says); `pools` is the capacity to place on. `reuse` names
+        the jobs (None) and array children (a mask, 1 = reused) that succeed at once
+        with `reuse_reason` (`run --resume`)."""
+        self.changes: list[Change] = []
+        self.plan = plan
+        self.pools = pools if pools is not None else Pools(plan.computes)
+        self.unplaceable: list[str] = []  # jobs failed because no host could ever hold them
+        self._ids = job_ids
+        self._nodes: dict[str, Node] = {}
+        self._whole: dict[str, list[str]] = {}  # job -> jobs waiting for all of it
+        self._element: dict[tuple[str, int], list[str]] = {}  # (array, index) -> jobs
+        self._n2n: dict[str, list[str]] = {}  # array -> arrays waiting child by child
+        self._work: deque[_Done] = deque()
+        self._open = 0  # jobs (nodes) not yet done
+        self._queue_ces = dict(queue_computes or {q.name: q.compute for q in plan.queues.values()})
+        self._queue_order = sorted(plan.queues.values(), key=lambda q: (-q.priority, q.name))
+        self._heaps: dict[str, list[_Entry]] = {q: [] for q in plan.queues}
+        self._skips: dict[Key, int] = {}
+        for pos, name in enumerate(plan.pipeline.jobs):
+            spec = plan.job(name)
+            node = Node(spec, pos, plan.critical_path(name))
+            self._nodes[name] = node
+            self._whole[name] = []
+            self._n2n[name] = []
+            self._open += 1
+        for name, node in self._nodes.items():
+            for dep in node.spec.after:
+                if dep.kind is DepKind.WHOLE:
+                    self._whole[dep.job].append(name)
+                    node.waiting += 1
+                elif dep.kind is DepKind.ELEMENT:
+                    assert dep.index is not None
+                    self._element.setdefault((dep.job, dep.index), []).append(name)
+                    node.waiting += 1
+                else:
+                    self._n2n[dep.job].append(name)
+                    node.per_child += 1
+            if node.spec.sequential:
+                node.per_child += 1
+        reuse = reuse or {}
+        for name, mask in reuse.items():
+            self._mark_reused(self._nodes[name], mask)
+        for name in plan.jobs():
+            node = self._nodes[name]
+            if node.size is None and name in reuse:
+                self._submit_reused(node, reuse_reason)
+                continue
+            self._submit(node)
+            if name in reuse:
+                self._submit_reused(node, reuse_reason)
+        self._drain_work()
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._open == 0
+
+    def state(self, name: str, index: int | None = None) -> JobState:
+        node = self._nodes[name]
+        if index is None:
+            return node.task.state if node.task is not None else node.state
+        st = node.status[index]
+        if st == CHILD_OK:
+            return S.SUCCEEDED
+        if st == CHILD_FAILED:
+            return S.FAILED
+        if st == CHILD_LIVE:
+            return node.children[index].state
+        return S.PENDING if node.state is not S.SUBMITTED else S.SUBMITTED
+
+    def reason(self, name: str, index: int | None = None) -> str:
+        node = self._nodes[name]
+        if index is None:
+            return node.task.reason if node.task is not None else node.root
+        task = node.children.get(index)
+        return task.reason if task is not None else node.root
+
+    def runnable_enabled(self) -> bool:
+        """Whether work is ready to run in an enabled queue: what a run with lost hosts
+        waits for them to take (work in a disabled queue waits for no host)."""
+        return any(
+            self._live_entry(self._nodes[entry.name], entry.child)
+            for q in self._queue_order
+            if q.state != "disabled"
+            for entry in self._heaps[q.name]
+        )
+
+    def runnable_waiting(self) -> list[str]:
+        """Jobs with runnable work in a disabled queue (they stay RUNNABLE, as on AWS)."""
+        return sorted(
+            {
+                entry.name
+                for q in self._queue_order
+                if q.state == "disabled"
+                for entry in self._heaps[q.name]
+            }
+        )
+
+    # -- every state change ----------------------------------------------------------------
+    def _move(
+        self, name: str, index: int | None, task: Task, event: Event, reason: str = ""
+    ) -> JobState:
+        """Advance `task` (job `name`, child `index`) by `event`, give it `reason`, and
+        record the change. Returns the new state."""
+        task.state = state = advance(task.state, event)
+        task.reason = reason
+        self.changes.append(Change(name, index, state, reason, task.attempt))
+        return state
+
+    def _move_parent(self, node: Node, event: Event, reason: str = "") -> None:
+        """Advance array `node` itself (its parent record) by `event`, and record it."""
+        node.state = advance_parent(node.state, event)
+        self.changes.append(Change(node.name, None, node.state, reason, 0))
+
+    def _new_task(self, name: str, index: int | None) -> Task:
+        """A task that now exists, SUBMITTED, and the change that says so."""
+        self.changes.append(Change(name, index, S.SUBMITTED, "", 0))
+        return Task(S.SUBMITTED)
+
+    # -- submission ------------------------------------------------------------------------
+    def _submit(self, node: Node) -> None:
+        spec = node.spec
+        ces = self._queue_ces.get(spec.queue, ())
+        if not self.pools.could_ever_fit(ces, spec.vcpus, spec.memory, spec.gpus):
+            self.unplaceable.append(node.name)
+        has_deps = node.waiting > 0
+        if node.size is None:
+            task = node.task = self._new_task(node.name, None)
+            self._move(node.name, None, task, Event.HAS_DEPS if has_deps else Event.NO_DEPS)
+        else:
+            self.changes.append(Change(node.name, None, S.SUBMITTED, "", 0))
+            self._move_parent(node, Event.HAS_DEPS)
+            if node.per_child == 1 and node.spec.sequential:
+                node.child_ready.append(0)  # child 0 of a plain sequential array waits for no one
+        if not has_deps:
+            self._release(node)
+
+    def _release(self, node: Node) -> None:
+        """The job-level dependencies of `node` succeeded: its work may start."""
+        if node.name in self.unplaceable:
+            spec = node.spec
+            reason = (
+                f"no compute environment of queue {spec.queue} has a host with "
+                f"{spec.vcpus:g} vCPUs, {spec.memory} MiB and {spec.gpus} GPUs"
+            )
+            self._fail_node(node, reason, None, self._root_of(node.name, None, reason))
+            return
+        if node.size is None:
+            task = node.task
+            assert task is not None
+            if task.state is S.PENDING:
+                self._move(node.name, None, task, Event.DEPS_SUCCEEDED)
+            self._push(node, None, retried=False)
+        elif node.per_child == 0:
+            # Children from the first not reused on are released in index order.
+            node.cursor = node.status.find(CHILD_NEW)
+            if node.cursor >= 0:
+                self._push(node, node.cursor, retried=False)
+        else:
+            for i in node.child_ready:
+                self._make_runnable(node, i)
+            node.child_ready.clear()
+
+    def _make_runnable(self, node: Node, index: int) -> None:
+        """Every condition of child `index` of `node` is met: it may start."""
+        if node.status[index] != CHILD_NEW:
+            return
+        self._create_child(node, index, S.RUNNABLE)
+        self._push(node, index, retried=False)
+
+    def _create_child(self, node: Node, index: int, target: JobState) -> Task:
+        """Bring child `index` into existence and walk it to RUNNABLE (or PENDING)."""
+        task = self._new_task(node.name, index)
+        node.status[index] = CHILD_LIVE
+        node.children[index] = task
+        has_deps = bool(node.spec.after) or (node.spec.sequential and index > 0)
+        state = self._move(node.name, index, task, Event.HAS_DEPS if has_deps else Event.NO_DEPS)
+        if target is S.RUNNABLE and state is S.PENDING:
+            self._move(node.name, index, task, Event.DEPS_SUCCEEDED)
+        return task
+
+    def _push(self, node: Node, index: int | None, *, retried: bool) -> None:
+        spec = node.spec
+        entry = _Entry(
+            0 if retried else 1,
+            -spec.priority,
+            -node.crit,
+            node.pos,
+            -1 if index is None else index,
+            node.name,
+            index,
+        )
+        heapq.heappush(self._heaps[spec.queue], entry)
+
+    # -- reuse (`run --resume`) --------------------------------------------------------------
+    def _mark_reused(self, node: Node, mask: bytes | None) -> None:
+        """Before submission: an array's reused children (mask byte 1) are done already,
+        in its status table only, so that nothing ever makes them runnable."""
+        if mask is not None and node.size is not None:
+            node.status[:] = mask.translate(_REUSED_TO_OK)
+
+    def _submit_reused(self, node: Node, reason: str) -> None:
+        """Report the reused single job or array children of `node` as SUCCEEDED (through
+        Event.REUSED) and let their dependents go: they cost no record."""
+        if node.size is None:
+            task = node.task = self._new_task(node.name, None)
+            self._move(node.name, None, task, Event.REUSED, reason)
+            self._work.append(_Done(True, node.name, None, ""))
+            return
+        ok = advance(S.SUBMITTED, Event.REUSED)
+        changes = self.changes
+        status = node.status
+        index = status.find(CHILD_OK)
+        while index >= 0:
+            changes.append(Change(node.name, index, S.SUBMITTED, "", 0))
+            changes.append(Change(node.name, index, ok, reason, 0))
+            self._work.append(_Done(True, node.name, index, ""))
+            index = status.find(CHILD_OK, index + 1)
+
+    # -- placing ------------------------------------------------------------------------
+    def place(self) -> list[Placement]:
+        """Attempts to start now, each already moved to STARTING with its room taken."""
+        if self._open == 0:
+            return []  # every job is done (or was failed with the run)
+        out: list[Placement] = []
+        reserved: set[str] = set()
+        for queue in self._queue_order:
+            heap = self._heaps[queue.name]
+            if not heap or queue.state == "disabled":
+                continue
+            ces = [c for c in self._queue_ces[queue.name] if c not in reserved]
+            skipped: list[_Entry] = []
+            placed_here = 0
+            while heap and ces and len(skipped) < SCAN_LIMIT:
+                if all(self.pools.full(c) for c in ces):
+                    break
+                entry = heap[0]
+                node = self._nodes[entry.name]
+                index = entry.child
+                if not self._live_entry(node, index):
+                    heapq.heappop(heap)
+                    continue
+                where = self._fit(ces, node.spec)
+                if where is None:
+                    heapq.heappop(heap)
+                    if not skipped and self._skips.get((node.name, index), 0) >= BACKFILL_LIMIT:
+                        # It has waited long enough: nothing behind it (in this queue or
+                        # a lower one) may take its environments until it starts.
+                        heapq.heappush(heap, entry)
+                        reserved.update(ces)
+                        break
+                    skipped.append(entry)
+                    continue
+                heapq.heappop(heap)
+                out.append(self._start(node, index, *where))
+                placed_here += 1
+                self._advance_cursor(node, index)
+            if placed_here:
+                for entry in skipped:
+                    key = (entry.name, entry.child)
+                    self._skips[key] = self._skips.get(key, 0) + 1
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+        return out
+
+    def _advance_cursor(self, node: Node, index: int | None) -> None:
+        """Child `index` leaves the cursor (placed, or cancelled before it was): release
+        the next child not yet made, so the array goes on."""
+        if index is not None and node.cursor >= 0 and index == node.cursor:
+            node.cursor = node.status.find(CHILD_NEW, index + 1)
+            if node.cursor >= 0:
+                self._push(node, node.cursor, retried=False)
+
+    def _live_entry(self, node: Node, index: int | None) -> bool:
+        if index is None:
+            return node.task is not None and node.task.state is S.RUNNABLE
+        if node.cursor >= 0 and index == node.cursor and node.status[index] == CHILD_NEW:
+            return True
+        task = node.children.get(index)
+        return task is not None and task.state is S.RUNNABLE
+
+    def _fit(self, ces: list[str], spec: JobSpec) -> tuple[str, str] | None:
+        for ce in ces:
+            host = self.pools.find(ce, spec.vcpus, spec.memory, spec.gpus)
+            if host is not None:
+                return ce, host
+        return None
+
+    def _start(self, node: Node, index: int | None, ce: str, host: str) -> Placement:
+        if index is None:
+            task = node.task
+            assert task is not None
+        elif node.status[index] == CHILD_NEW:
+            task = self._create_child(node, index, S.RUNNABLE)
+        else:
+            task = node.children[index]
+        self._skips.pop((node.name, index), None)
+        spec = node.spec
+        self.pools.take(ce, host, spec.vcpus, spec.memory, spec.gpus)
+        task.attempt += 1
+        task.compute, task.host = ce, host
+        self._move(node.name, index, task, Event.PLACED)
+        return Placement(node.name, index, task.attempt, ce, host)
+
+    # -- what the runner reports ---------------------------------------------------------
+    def started(self, name: str, index: int | None) -> None:
+        self._move(name, index, self._task(name, index), Event.STARTED)
+
+    def ended(
+        self,
+        name: str,
+        index: int | None,
+        *,
+        ok: bool,
+        retry: bool = False,
+        reason: str = "",
+        root: str = "",
+        terminated: bool = False,
+    ) -> JobState:
+        """An attempt ended: succeeded (`ok`), to be retried (`retry`: the job becomes
+        RUNNABLE but is held until `requeue`), or failed for good with `reason` (its
+        dependents fail with `root`). `terminated` records a TerminateJob. Returns the
+        task's new state."""
+        node = self._nodes[name]
+        task = self._task(name, index)
+        spec = node.spec
+        self.pools.give(task.compute, task.host, spec.vcpus, spec.memory, spec.gpus)
+        if terminated:
+            event = Event.TERMINATE
+        elif ok:
+            event = Event.EXITED_OK
+        else:
+            event = Event.EXITED_RETRY if retry else Event.EXITED_FINAL
+        state = self._move(name, index, task, event, "" if ok and not terminated else reason)
+        if state is S.SUCCEEDED:
+            self._work.append(_Done(True, name, index, ""))
+        elif state is S.FAILED:
+            self._work.append(_Done(False, name, index, self._root_of(name, index, root or reason)))
+        self._drain_work()
+        return state
+
+    def requeue(self, name: str, index: int | None) -> None:
+        """A retried task's backoff is over: put it at the front of its queue."""
+        node = self._nodes[name]
+        if self._task(name, index).state is S.RUNNABLE:
+            self._push(node, index, retried=True)
+
+    def lose_host(self, compute: str, host: str) -> None:
+        self.pools.lose(compute, host)
+
+    def restore_host(self, compute: str, host: str) -> None:
+        self.pools.restore(compute, host)
+
+    def cancel(
+        self, name: str, index: int | None, reason: str, *, terminate: bool
+    ) -> list[tuple[str, int | None]]:
+        """CancelJob (`terminate` False) or TerminateJob on a job, a child, or (index None
+        on an array) every child. Jobs not yet started fail now; the running ones that
+        `terminate` must stop are returned for the runner to kill and report through
+        `ended(..., terminated=True)`. Cancel leaves STARTING and RUNNING jobs alone (AWS)."""
+        node = self._nodes[name]
+        event = Event.TERMINATE if terminate else Event.CANCEL
+        to_kill: list[tuple[str, int | None]] = []
+        if node.size is None or index is not None:
+            task = self._task_or_none(name, index)
+            if task is None and index is not None and node.status[index] == CHILD_NEW:
+                self._fail_child(node, index, reason, self._root_of(name, index, reason), event)
+                self._advance_cursor(node, index)
+            elif task is not None and task.state in (S.STARTING, S.RUNNING):
+                if terminate:
+                    to_kill.append((name, index))
+            elif task is not None and not task.state.done:
+                self._move(name, index, task, event, reason)
+                self._work.append(_Done(False, name, index, self._root_of(name, index, reason)))
+        else:
+            for i in range(node.size):
+                to_kill += self.cancel(name, i, reason, terminate=terminate)
+            node.cursor = -1
+        self._drain_work()
+        return to_kill
+
+    def fail_all(self, reason: str) -> None:
+        """The run is over (interrupted, or its hosts are gone): fail every job and
+        created child not yet done."""
+        for node in self._nodes.values():
+            if node.size is None:
+                task = node.task
+                assert task is not None
+                if not task.state.done:
+                    self._move(node.name, None, task, Event.TERMINATE, reason)
+            else:
+                for i, task in list(node.children.items()):
+                    if not task.state.done:
+                        self._move(node.name, i, task, Event.TERMINATE, reason)
+                if not node.state.done:
+                    node.root = reason
+                    self._move_parent(node, Event.TERMINATE, reason)
+                # Children not made yet stay unmade: nothing is released after this.
+                node.cursor = -1
+                node.child_ready.clear()
+        for heap in self._heaps.values():
+            heap.clear()
+        self._open = 0
+
+    # -- the cascade ------------------------------------------------------------------------
+    def _root_of(self, name: str, index: int | None, reason: str) -> str:
+        label = name if index is None else f"{name}[{index}]"
+        job_id = self._ids.get(name, "?")
+        if index is not None:
+            job_id = f"{job_id}:{index}"
+        return f"{label} (job {job_id}) {reason[0].lower()}{reason[1:]}" if reason else label
+
+    def _drain_work(self) -> None:
+        # An explicit worklist, not recursion: a failure at the head of a 1,000-job
+        # chain would otherwise nest 1,000 calls deep.
+        work = self._work
+        while work:
+            ok, name, index, root = work.popleft()
+            node = self._nodes[name]
+            if index is None:
+                if node.size is None:
+                    node.root = root
+                    self._job_done(node, ok, root)
+                continue
+            node.status[index] = CHILD_OK if ok else CHILD_FAILED
+            node.children.pop(index, None)
+            if ok:
+                node.ok += 1
+                for dep in self._n2n[name]:
+                    self._child_condition_met(self._nodes[dep], index)
+                if node.spec.sequential and index + 1 < (node.size or 0):
+                    self._child_condition_met(node, index + 1)
+                for dep in self._element.get((name, index), ()):
+                    self._dep_met(self._nodes[dep])
+            else:
+                node.failed += 1
+                if not node.root:
+                    node.root = root
+                for dep in self._n2n[name]:
+                    self._fail_child(self._nodes[dep], index, _dep_reason(root), root)
+                if node.spec.sequential and index + 1 < (node.size or 0):
+                    self._fail_child(node, index + 1, _dep_reason(root), root)
+                for dep in self._element.get((name, index), ()):
+                    self._fail_node(self._nodes[dep], _dep_reason(root), Event.DEP_FAILED, root)
+            if node.ok + node.failed == node.size and not node.state.done:
+                success = node.failed == 0
+                reason = "" if success else f"{node.failed} of {node.size} children failed"
+                self._move_parent(node, Event.EXITED_OK if success else Event.EXITED_FINAL, reason)
+                self._job_done(node, success, node.root)
+
+    def _job_done(self, node: Node, ok: bool, root: str) -> None:
+        self._open -= 1
+        for dep in self._whole[node.name]:
+            if ok:
+                self._dep_met(self._nodes[dep])
+            else:
+                self._fail_node(self._nodes[dep], _dep_reason(root), Event.DEP_FAILED, root)
+
+    def _dep_met(self, node: Node) -> None:
+        node.waiting -= 1
+        if node.waiting == 0 and not self._node_failed(node):
+            self._release(node)
+
+    def _child_condition_met(self, node: Node, index: int) -> None:
+        if node.status[index] != CHILD_NEW:
+            return
+        first = node.per_child - (1 if node.spec.sequential and index == 0 else 0)
+        need = node.child_need.pop(index, first) - 1
+        if need > 0:
+            node.child_need[index] = need
+        elif node.waiting == 0 and not self._node_failed(node):
+            self._make_runnable(node, index)
+        else:
+            node.child_ready.append(index)
+
+    def _node_failed(self, node: Node) -> bool:
+        if node.size is None:
+            return node.task is not None and node.task.state.done
+        return node.state.done
+
+    def _fail_node(self, node: Node, reason: str, event: Event | None, root: str = "") -> None:
+        """`node` will never run: fail it (a single job) or every child not yet done."""
+        root = root or reason
+        if node.size is None:
+            task = node.task
+            assert task is not None
+            if task.state.done:
+                return
+            self._move(node.name, None, task, event or _never_ran(task.state), reason)
+            self._work.append(_Done(False, node.name, None, root))
+            return
+        node.cursor = -1
+        node.child_ready.clear()
+        for i in range(node.size):
+            if node.status[i] == CHILD_NEW:
+                self._fail_child(node, i, reason, root, event)
+            elif node.status[i] == CHILD_LIVE and node.children[i].state in (S.PENDING, S.RUNNABLE):
+                task = node.children[i]
+                self._move(node.name, i, task, event or _never_ran(task.state), reason)
+                self._work.append(_Done(False, node.name, i, root))
+
+    def _fail_child(
+        self, node: Node, index: int, reason: str, root: str, event: Event | None = None
+    ) -> None:
+        if node.status[index] != CHILD_NEW:
+            task = node.children.get(index)
+            if task is None or task.state not in (S.PENDING, S.RUNNABLE):
+                return
+        else:
+            task = self._create_child(node, index, S.PENDING)
+            node.child_need.pop(index, None)
+        self._move(node.name, index, task, event or _never_ran(task.state), reason)
+        self._work.append(_Done(False, node.name, index, root))
+
+    # -- helpers ------------------------------------------------------------------------
+    def _task(self, name: str, index: int | None) -> Task:
+        task = self._task_or_none(name, index)
+        if task is None:
+            raise KeyError(f"{name}[{index}] has not started")
+        return task
+
+    def _task_or_none(self, name: str, index: int | None) -> Task | None:
+        node = self._nodes[name]
+        return node.task if index is None else node.children.get(index)
+
+
+def _never_ran(state: JobState) -> Event:
+    # The only edges from RUNNABLE to FAILED are CancelJob and TerminateJob.
+    return Event.DEP_FAILED if state is S.PENDING else Event.CANCEL
+
+
+def _dep_reason(root: str) -> str:
+    return f"{DEPENDENCY_FAILED}: {root}"
