@@ -21,6 +21,8 @@ import click
 
 from flowbatch.cli.common import (
     STORED_TEXT,
+    CommandError,
+    fail,
     open_existing_store,
     resolve_job_id,
     state_dir_option,
@@ -82,26 +84,18 @@ def _control(action: str) -> click.Command:
         state_dir: Path | None,
         wait_seconds: float,
     ) -> None:
-        from flowbatch.store.jobstore import StoreError
-
-        try:
-            store = open_existing_store(state_dir)
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
+        store = open_existing_store(state_dir)
         try:
             job_id = resolve_job_id(store, job_id)
             default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
             code, message = _act(
                 store, job_id, action, reason or f"{default} by user", wait_seconds
             )
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
         finally:
             store.close()
-        click.echo(visible(message) if code == 0 else f"error: {visible(message)}", err=True)
-        ctx.exit(code)
+        if code != 0:
+            fail(CommandError(message, code))
+        click.echo(visible(message), err=True)
 
     return command
 

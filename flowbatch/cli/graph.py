@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -19,14 +19,12 @@ from flowbatch.cli.common import (
     open_existing_store,
     params_option,
     parse_params,
-    print_errors,
     state_dir_option,
 )
 from flowbatch.lang.compile import Plan
-from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
 from flowbatch.outputs.dot import to_dot
-from flowbatch.outputs.graph import RenderError, StateView, dot_to_image, to_json
+from flowbatch.outputs.graph import StateView, dot_to_image, to_json
 from flowbatch.outputs.jobview import visible
 from flowbatch.outputs.mermaid import to_mermaid
 
@@ -66,11 +64,6 @@ def _view(row: Mapping[str, Any]) -> StateView:
     return StateView(str(row["status"]), {str(k): int(v) for k, v in summary.items()})
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(code)
-
-
 @click.command("graph")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @params_option
@@ -97,23 +90,11 @@ def graph(
                 + ", ".join(FORMATS)
             )
         fmt = FORMATS[output.suffix.lower()]
-    try:
-        plan = load(file, parse_params(params))
-    except FlowError as err:
-        print_errors(err)
-        raise SystemExit(2) from None
+    plan = load(file, parse_params(params))
     states: dict[str, StateView] | None = None
     if run_id is not None:
-        from flowbatch.store.jobstore import StoreError
-
-        try:
-            run_id, states = run_states(state_dir, run_id, plan.path)
-        except StoreError as err:
-            _fail(f"error: {visible(str(err))}", 2)
-    try:
-        data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
-    except RenderError as err:
-        _fail(f"error: {visible(str(err))}", 1)
+        run_id, states = run_states(state_dir, run_id, plan.path)
+    data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
     if output is None:
         click.echo(data.decode(), nl=False)
     else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from flowbatch.cli.common import open_existing_store, state_dir_option
+from flowbatch.cli.common import CommandError, fail, open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.outputs.jobview import visible
 
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {visible(message)}", err=True)
-    raise SystemExit(code)
+    fail(CommandError(message, code))
 
 
 @click.command("report")
@@ -42,13 +41,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def report(run_id: str, output: Path, state_dir: Path | None) -> None:
     """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
     from flowbatch.outputs.report.html import report_html
-    from flowbatch.store.jobstore import StoreError
 
     started = time.perf_counter()
-    try:
-        found = build_report(state_dir, run_id)
-    except StoreError as err:
-        _fail(str(err))
+    found = build_report(state_dir, run_id)
     page = report_html(found)
     try:
         output.write_text(page, encoding="utf-8")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from flowbatch.errors import FlowbatchError
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -82,7 +84,7 @@ class Kind(enum.Enum):
     TOO_DEEP = "too-deep"  # nesting, import chains or definition chains past their limit
 
 
-class FlowError(Exception):
+class FlowError(FlowbatchError):
     """A problem with a pipeline, located in its source.
 
     `errors` holds every problem found (at least one); the exception's own `kind`,
@@ -101,9 +103,9 @@ class FlowError(Exception):
     ) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
+        self._message = message
         self.span = span
-        self.hint = hint
+        self._hint = hint
         self.detail: Mapping[str, Any] = MappingProxyType(dict(detail or {}))
         self.errors: tuple[FlowError, ...] = (self,)
 
@@ -115,6 +117,14 @@ class FlowError(Exception):
         combined = cls(first.kind, first.message, first.span, hint=first.hint, detail=first.detail)
         combined.errors = tuple(ordered)
         return combined
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint
 
     def __str__(self) -> str:
         return render(self)

@@ -23,6 +23,7 @@ from pathlib import PurePath
 from types import MappingProxyType
 from typing import Literal
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import DepKind, JobSpec
 
@@ -32,8 +33,10 @@ STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"
 NO_COUNTS: Mapping[str, int] = MappingProxyType({})
 
 
-class RenderError(Exception):
+class RenderError(FlowbatchError):
     """Drawing failed outside flowbatch: `dot` is missing or rejected its input."""
+
+    exit_code = 1  # the input was fine; a program flowbatch relies on failed
 
 
 @dataclass(frozen=True, slots=True)

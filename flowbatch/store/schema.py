@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
+from flowbatch.errors import FlowbatchError
 
-class StoreError(Exception):
+
+class StoreError(FlowbatchError):
     """A problem with the job database, worded for the user (newer schema, unknown id).
     `read_only` is True when the database or its directory cannot be written."""
 
