@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from flowbatch.lang.diagnostics import FlowError, Kind
+from flowbatch.lang.diagnostics import FlowError
+from flowbatch.lang.messages import flow_error
 from flowbatch.lang.model import ComputeEnv, Dependency, JobSpec, ParamValue, Pipeline, Queue
 
 if TYPE_CHECKING:
@@ -143,14 +144,7 @@ def _cycle_error(pipeline: Pipeline, cycle: list[str]) -> FlowError:
     loop = (*names, names[0])
     first, second = loop[0], loop[1]
     dep = next(d for d in pipeline.jobs[first].after if d.job == second)
-    return FlowError(
-        Kind.CYCLE,
-        "dependency cycle: " + " -> ".join(f"`{n}`" for n in loop),
-        dep.span or pipeline.jobs[first].span,
-        hint="a job cannot wait, directly or through others, for itself; "
-        "remove one of these dependencies",
-        detail={"cycle": loop},
-    )
+    return flow_error("dependency-cycle", dep.span or pipeline.jobs[first].span, cycle=loop)
 
 
 def _critical_path(

@@ -1,7 +1,8 @@
 """Diagnostics: where something is in a source file, and what is wrong there.
 
 Errors are data first (`FlowError` with a closed `Kind`, a `Span` and a `detail`
-mapping) and text second: `render()` is the only code that turns them into words.
+mapping of facts) and text second: `messages.MESSAGES` words each kind of problem,
+and `render()` gives every error its one shape.
 """
 
 from __future__ import annotations
@@ -100,9 +101,11 @@ class FlowError(FlowbatchError):
         *,
         hint: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        what: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.what = what  # the key of messages.MESSAGES that worded it, if one did
         self._message = message
         self.span = span
         self._hint = hint
@@ -114,7 +117,14 @@ class FlowError(FlowbatchError):
         """One exception carrying several errors, in source order."""
         ordered = sorted(errors, key=_sort_key)
         first = ordered[0]
-        combined = cls(first.kind, first.message, first.span, hint=first.hint, detail=first.detail)
+        combined = cls(
+            first.kind,
+            first.message,
+            first.span,
+            hint=first.hint,
+            detail=first.detail,
+            what=first.what,
+        )
         combined.errors = tuple(ordered)
         return combined
 

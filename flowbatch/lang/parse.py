@@ -16,6 +16,7 @@ import flowbatch.lang.syntax as s
 from flowbatch.lang import tables as lalr
 from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.lang.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
+from flowbatch.lang.messages import flow_error
 from flowbatch.lang.parse_errors import bad_character, translate
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -33,12 +34,8 @@ def parse(text: str, path: str) -> s.File:
     except LexError as exc:
         raise bad_character(source, exc.line, exc.column) from None
     except TooDeep as exc:
-        raise FlowError(
-            Kind.TOO_DEEP,
-            f"nested more than {MAX_NESTING} deep",
-            Span(source, exc.line, exc.column, exc.line, exc.column + 1),
-            hint=f"lists and maps may be nested at most {MAX_NESTING} deep",
-        ) from None
+        at = Span(source, exc.line, exc.column, exc.line, exc.column + 1)
+        raise flow_error("nested-too-deep", at, limit=MAX_NESTING) from None
     except lalr.Unexpected as exc:
         raise translate(exc.token, exc.expected, source) from None
     if build.repeated:
@@ -53,15 +50,13 @@ def _repeated_keys(value: s.Map, what: str) -> list[FlowError]:
     for entry in value.entries:
         earlier = first.setdefault(entry.key, entry)
         if earlier is not entry:
-            where = earlier.key_span
             errors.append(
-                FlowError(
-                    Kind.DUPLICATE,
-                    f"{what} `{entry.key}` is set twice",
+                flow_error(
+                    "key-set-twice",
                     entry.key_span,
-                    hint=f"first set on line {where.line}, column {where.col}; "
-                    f"a {'block' if what == 'attribute' else 'map'} sets each key once",
-                    detail={"key": entry.key, "first": where},
+                    what=what,
+                    key=entry.key,
+                    first=earlier.key_span,
                 )
             )
     return errors
