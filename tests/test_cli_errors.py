@@ -24,6 +24,7 @@ def _raise(exc: BaseException) -> object:
     return broken
 
 
+@pytest.mark.slow  # a run, start to end
 def test_issue_10_a_bug_inside_a_run_is_a_bug_not_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,3 +113,35 @@ def test_report_error_prints_a_message_made_from_fields_and_exits_with_its_code(
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "p.flow")])
     assert result.exit_code == 1
     assert result.stderr == "error: 3 odd things\\x1b[2J\n  = help: make them even\n"
+
+
+@pytest.mark.slow  # a run, start to end
+def test_issue_10_a_bug_in_a_sink_stops_the_run_as_a_bug_not_as_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runner took any exception of a sink's flush for "cannot record" (exit 1,
+    # "run stopped: 'jobs'"), a bug included.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.flow").write_text(ONE_JOB)
+    monkeypatch.setattr("flowbatch.store.jobstore.Store.flush", _raise(KeyError("jobs")))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.flow")])
+    assert result.exit_code == EXIT_BUG, result.output
+    assert "KeyError: 'jobs'" in result.stderr and BUG in result.stderr
+
+
+@pytest.mark.slow
+def test_issue_10_a_bug_reading_control_requests_is_a_bug_not_a_locked_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ticker took any exception of the store's request table for a database it
+    # could not read, and stopped the run as "run stopped: 'requests'" (exit 1).
+    monkeypatch.chdir(tmp_path)
+    # A job that outlives the first tick, whatever the machine's speed; the bug's run
+    # stops it (SIGTERM) as it stops any run.
+    (tmp_path / "p.flow").write_text('job a {\n  command = "sleep 30"\n}\n')
+    monkeypatch.setattr(
+        "flowbatch.store.jobstore.Store.take_requests", _raise(KeyError("requests"))
+    )
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.flow")])
+    assert result.exit_code == EXIT_BUG, result.output
+    assert "KeyError: 'requests'" in result.stderr and BUG in result.stderr
