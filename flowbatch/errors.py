@@ -44,6 +44,11 @@ class FlowbatchError(Exception):
     def hint(self) -> str | None:
         return None
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Lines printed under the message (a list of what it is about), each as it is."""
+        return ()
+
     def __str__(self) -> str:
         return self.message
 

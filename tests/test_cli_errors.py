@@ -145,3 +145,27 @@ def test_issue_10_a_bug_reading_control_requests_is_a_bug_not_a_locked_database(
     result = CliRunner().invoke(app, ["run", str(tmp_path / "p.flow")])
     assert result.exit_code == EXIT_BUG, result.output
     assert "KeyError: 'requests'" in result.stderr and BUG in result.stderr
+
+
+def test_a_refused_resume_lists_the_strays_under_its_one_error_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowbatch.cli.control import StrayAttempts
+    from flowbatch.store.lost import Stray
+
+    strays = tuple(
+        Stray(f"id-{n}", 1, "r1", "hpc", "slurm", None, str(100 + n), False, False)
+        for n in range(22)
+    )
+    monkeypatch.setattr("flowbatch.cli.validate.load", _raise(StrayAttempts("r1", strays, "st")))
+    result = CliRunner().invoke(app, ["validate", "p.flow"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: run r1 lost its runner while these jobs ran")
+    assert lines[1] == "  id-0 (attempt 1, slurm `hpc`, 100)"
+    assert lines[20] == "  id-19 (attempt 1, slurm `hpc`, 119)"
+    assert lines[21:] == [
+        "  ... and 2 more",
+        "hint: `flowbatch terminate JOB_ID --state-dir st` stops one (an array job's id "
+        "stops its children), then resume again",
+    ]

@@ -214,6 +214,8 @@ def report_error(err: FlowbatchError) -> None:
     else:
         hint = f"\n  = help: {visible(err.hint)}" if err.hint else ""
         click.echo(f"error: {visible(err.message)}{hint}", err=True)
+        for note in err.notes:
+            click.echo(visible(note), err=True)
         located = ()
     if on_github():
         for one in located:

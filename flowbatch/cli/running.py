@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import click
 
 from flowbatch.cli.common import (
+    CommandError,
     fail,
     keep_running_when_unread,
     load_plan,
@@ -258,8 +259,7 @@ def run_command(
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
-            click.echo(visible(f"error: run {run_id} could not be recorded: {err}"), err=True)
-            ctx.exit(1)
+            fail(CommandError(f"run {run_id} could not be recorded: {err}", 1))
         status = "FAILED" if result.error else result.status
         try:  # what was recorded can be read back, a full disk or not
             write_reports(store, plan, run_id, status, junit=junit)
@@ -269,8 +269,7 @@ def run_command(
     finally:
         store.close()
     if result.error is not None:
-        click.echo(visible(f"error: run {run_id} stopped: {result.error}"), err=True)
-        ctx.exit(1)
+        fail(CommandError(f"run {run_id} stopped: {result.error}", 1))
     if result.stalled:
         click.echo(
             "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "
