@@ -99,3 +99,20 @@ def test_errors_outside_the_language_carry_typed_fields() -> None:
     unknown = UnknownCompute("local", "lcoal", "lcoal", ["local", "gpu"])
     assert (unknown.old, unknown.new, unknown.name) == ("local", "lcoal", "lcoal")
     assert unknown.message.endswith("no compute environment `lcoal`; did you mean `local`?")
+
+
+def test_store_errors_carry_the_run_and_the_schema_they_are_about() -> None:
+    from flowbatch.store.schema import NewerSchema, UnknownRun
+
+    newer = NewerSchema(".flowbatch/jobs.db", 9, 3)
+    assert isinstance(newer, StoreError) and (newer.version, newer.supported) == (9, 3)
+    assert (
+        str(newer)
+        == "job database `.flowbatch/jobs.db` is schema v9; this flowbatch reads up to v3"
+    )
+    ids = [f"r{n}" for n in range(7)]
+    unknown = UnknownRun("db", "rx", ids)
+    assert unknown.run_id == "rx" and unknown.recent == tuple(ids)
+    assert unknown.message == "no run `rx` in `db`; recent runs: r0, r1, r2, r3, r4, ..."
+    assert UnknownRun("db", None, ()).message == "no runs recorded in `db`"
+    assert UnknownRun("db", "rx", ()).message == "no run `rx` in `db`"

@@ -37,7 +37,7 @@ def run_states(
     """The run's id (resolving `latest`) and each top-level job's state in it, read from
     the store in `state_dir` (None: the default one); raises StoreError for a missing
     database or run."""
-    from flowbatch.store.jobstore import StoreError
+    from flowbatch.store.schema import UnknownRun
 
     store = open_existing_store(state_dir)
     try:
@@ -45,14 +45,11 @@ def run_states(
             spellings = (os.path.abspath(pipeline), os.path.realpath(pipeline))
             found = store.latest_run(pipeline, aliases=spellings) or store.latest_run()
             if found is None:
-                raise StoreError(f"no runs recorded in `{store.path}`")
+                raise UnknownRun(str(store.path), None, ())
             run_id = found
         runs = [str(r["runId"]) for r in store.runs()]
         if run_id not in runs:
-            shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
-            raise StoreError(
-                f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
-            )
+            raise UnknownRun(str(store.path), run_id, runs)
         rows = store.jobs(run_id=run_id)
     finally:
         store.close()

@@ -84,20 +84,17 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
 
 
 def _find_run(store: Store, run_id: str) -> dict[str, Any]:
-    from flowbatch.store.jobstore import StoreError
+    from flowbatch.store.schema import UnknownRun
 
     runs = store.runs()
     if run_id == "latest":
         if not runs:
-            raise StoreError(f"no runs recorded in `{store.path}`")
+            raise UnknownRun(str(store.path), None, ())
         return runs[0]
     for run in runs:
         if run["runId"] == run_id:
             return run
-    shown = ", ".join(str(r["runId"]) for r in runs[:5]) + (", ..." if len(runs) > 5 else "")
-    raise StoreError(
-        f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
-    )
+    raise UnknownRun(str(store.path), run_id, [str(r["runId"]) for r in runs])
 
 
 def graph_of(
