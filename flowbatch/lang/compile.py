@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from flowbatch.lang.diagnostics import FlowError
-from flowbatch.lang.messages import flow_error
 from flowbatch.lang.model import ComputeEnv, Dependency, JobSpec, ParamValue, Pipeline, Queue
 
 if TYPE_CHECKING:
@@ -134,6 +133,8 @@ def _topological_order(pipeline: Pipeline) -> tuple[str, ...]:
 
 
 def _cycle_error(pipeline: Pipeline, cycle: list[str]) -> FlowError:
+    from flowbatch.lang.messages import flow_error  # on an error only
+
     # graphlib lists the cycle against the edges (each waits for the one before it);
     # show it as written: "a waits for b waits for ... a", starting at the job that
     # comes first in the source so the message is the same on every run.

@@ -21,7 +21,6 @@ from flowbatch.lang.analyze import analyze
 from flowbatch.lang.compile import Plan, compile_pipeline
 from flowbatch.lang.computes import Machine
 from flowbatch.lang.diagnostics import FlowError, Source, Span
-from flowbatch.lang.messages import flow_error
 from flowbatch.lang.parse import parse
 
 Reader = Callable[[str], str]
@@ -42,6 +41,8 @@ def load(
     try:
         text = _read(path)
     except (OSError, UnicodeDecodeError, NotAPipelineFile) as exc:
+        from flowbatch.lang.messages import flow_error
+
         raise flow_error("unreadable-file", None, path=path, why=_why(exc)) from None
     if computes:
         # Spelled as import statements so they get the same checks and messages;
@@ -68,6 +69,8 @@ def load_text(
     `machine` sizes the implicit `local` compute environment (this machine's by default)."""
     problem = not_text(text)
     if problem is not None:
+        from flowbatch.lang.messages import flow_error
+
         raise flow_error("unreadable-file", None, path=path, why=problem)
     with _no_cycle_collection():
         main = parse(text, path)
@@ -195,12 +198,16 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
             posixpath.join(posixpath.dirname(file.source.path), statement.path)
         )
         if target in chain:
+            from flowbatch.lang.messages import flow_error
+
             loop = (*chain[chain.index(target) :], target)
             errors.append(flow_error("import-cycle", statement.path_span, cycle=loop))
             continue
         if target in seen:
             continue
         if len(chain) > MAX_IMPORT_DEPTH:
+            from flowbatch.lang.messages import flow_error
+
             chained = (*chain, target)
             errors.append(
                 flow_error(
@@ -243,6 +250,8 @@ def _why(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
 
 
 def _unreadable(span: Span, target: str, why: str, not_a_pipeline: bool = False) -> FlowError:
+    from flowbatch.lang.messages import flow_error  # on an error only
+
     return flow_error(
         "unreadable-import",
         span,

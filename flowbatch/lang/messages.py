@@ -6,6 +6,9 @@ The facts stay on the error as its `detail`, so that a test, an editor or a late
 output reads them without parsing text. `diagnostics.render` gives the text its shape
 (path:line:col, the line, a caret, the hint).
 
+The checks import this module on their first error only: a valid pipeline (and so
+`flowbatch validate`'s start-up) never pays for the words.
+
 Syntax errors are worded by `parse_errors` (what the parser expected, in words), and a
 template's own error by `template`: each is the one place for its family.
 """

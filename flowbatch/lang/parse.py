@@ -16,7 +16,6 @@ import flowbatch.lang.syntax as s
 from flowbatch.lang import tables as lalr
 from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.lang.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
-from flowbatch.lang.messages import flow_error
 from flowbatch.lang.parse_errors import bad_character, translate
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -34,6 +33,8 @@ def parse(text: str, path: str) -> s.File:
     except LexError as exc:
         raise bad_character(source, exc.line, exc.column) from None
     except TooDeep as exc:
+        from flowbatch.lang.messages import flow_error
+
         at = Span(source, exc.line, exc.column, exc.line, exc.column + 1)
         raise flow_error("nested-too-deep", at, limit=MAX_NESTING) from None
     except lalr.Unexpected as exc:
@@ -45,6 +46,8 @@ def parse(text: str, path: str) -> s.File:
 
 def _repeated_keys(value: s.Map, what: str) -> list[FlowError]:
     """An error at each key set again in the same block or map, naming the first."""
+    from flowbatch.lang.messages import flow_error  # on an error only
+
     first: dict[str, s.Entry] = {}
     errors = []
     for entry in value.entries:

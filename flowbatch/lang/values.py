@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 import flowbatch.lang.syntax as s
 from flowbatch.lang.diagnostics import FlowError, Span
-from flowbatch.lang.messages import flow_error
 from flowbatch.lang.model import ParamValue
 
 
@@ -36,11 +35,15 @@ class Collector:
 
     def report(self, what: str, span: Span | None, /, **facts: object) -> None:
         """Record the error `what` (a key of messages.MESSAGES) with its facts."""
+        from flowbatch.lang.messages import flow_error  # the words, on the first error only
+
         self.errors.append(flow_error(what, span, **facts))
 
 
 def invalid(what: str, span: Span, /, **facts: object) -> Invalid:
     """The error `what` (a key of messages.MESSAGES), to raise."""
+    from flowbatch.lang.messages import flow_error  # the words, on the first error only
+
     return Invalid(flow_error(what, span, **facts))
 
 
