@@ -1,6 +1,10 @@
 """The command line: the composition root, the only place that prints diagnostics to
 stderr and chooses exit codes (0 ok, 1 a job failed, 2 bad input or usage, 130
-interrupted).
+interrupted, 70 a bug in flowbatch).
+
+A command lets a FlowbatchError it cannot handle better go: the group prints it
+(`common.report_error`) and exits with its code. Any other exception is a bug, and is
+reported as one (`common.report_bug`), never as bad input.
 
 Each group of commands lives in its own module, imported only when one of its commands
 runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
@@ -16,6 +20,8 @@ import importlib
 import sys
 
 import click
+
+from flowbatch.errors import FlowbatchError
 
 # command name -> the module that defines it (in its COMMANDS list)
 COMMAND_MODULES = {
@@ -43,6 +49,20 @@ class _LazyGroup(click.Group):
             return None
         module = importlib.import_module(f"flowbatch.cli.{module_name}")
         return next((c for c in module.COMMANDS if c.name == name), None)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FlowbatchError as err:
+            from flowbatch.cli.common import fail
+
+            fail(err)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # click's own (usage, exit codes) and a gone reader (`main`) are no bug
+        except Exception as err:
+            from flowbatch.cli.common import report_bug
+
+            report_bug(err)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

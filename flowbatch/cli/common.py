@@ -1,5 +1,6 @@
 """What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline,
-printing FlowErrors, and where the state directory is.
+printing errors (`report_error`, the one place any FlowbatchError becomes text on
+stderr), and where the state directory is.
 
 One rule for every command, as Nextflow and Snakemake keep theirs: the state directory is
 `--state-dir`, else `$FLOWBATCH_STATE_DIR`, else `.flowbatch` in the current directory
@@ -17,10 +18,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, TypeVar, cast
 
 import click
 
+from flowbatch.errors import EXIT_BUG, FlowbatchError
 from flowbatch.lang.diagnostics import FlowError, render
 
 if TYPE_CHECKING:
@@ -180,24 +182,70 @@ def parse_params(values: tuple[str, ...]) -> dict[str, str]:
 def load_plan(
     ctx: click.Context, file: str | Path, params: tuple[str, ...], **options: Any
 ) -> Plan:
-    """The Plan of FILE with `-p` overrides, or its errors on stderr and exit 2."""
+    """The Plan of FILE with `-p` overrides; raises FlowError (the CLI's handler prints
+    it and exits 2)."""
     from flowbatch.lang.load import load
 
-    try:
-        return load(file, parse_params(params), **options)
-    except FlowError as err:
-        print_errors(err)
-        ctx.exit(2)
+    return load(file, parse_params(params), **options)
 
 
-def print_errors(err: FlowError) -> None:
-    """Every error of `err` on stderr; also as GitHub annotations under GitHub Actions."""
+class CommandError(FlowbatchError):
+    """What a command found that it cannot act on (no such attempt, a log that is
+    gone), said in the command's own words; exit `code`."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
+
+
+def report_error(err: FlowbatchError) -> None:
+    """`err` on stderr, the one way every command prints an error: a located FlowError
+    as `path:line:col: error: ...` with the line and a caret (each of its errors), any
+    other as `error: ...`; under GitHub Actions each also as an `::error` annotation."""
     from flowbatch.outputs.jobview import visible
 
-    click.echo(visible(render(err), keep="\n\t"), err=True)
+    if isinstance(err, FlowError):
+        click.echo(visible(render(err), keep="\n\t"), err=True)
+        located: tuple[FlowError, ...] = err.errors
+    else:
+        hint = f"\n  = help: {visible(err.hint)}" if err.hint else ""
+        click.echo(f"error: {visible(err.message)}{hint}", err=True)
+        for note in err.notes:
+            click.echo(visible(note), err=True)
+        located = ()
     if on_github():
-        for one in err.errors:
+        for one in located:
             workflow_command(github_annotation(one))
+        if not located:
+            hint = f" ({err.hint})" if err.hint else ""
+            workflow_command(f"::error::{escape_data(err.message + hint)}")
+
+
+def fail(err: FlowbatchError) -> NoReturn:
+    """Print `err` (`report_error`) and exit with its code."""
+    report_error(err)
+    raise click.exceptions.Exit(err.exit_code)
+
+
+def report_bug(err: BaseException) -> NoReturn:
+    """An exception no code of flowbatch expected: a bug. Its traceback, a request to
+    report it, and exit 70 (EX_SOFTWARE), never the exit 2 of bad input."""
+    import traceback
+
+    from flowbatch.outputs.jobview import visible
+
+    trace = "".join(traceback.format_exception(err))
+    click.echo(visible(trace.rstrip("\n"), keep="\n"), err=True)
+    click.echo(
+        "error: this is a bug in flowbatch: please report it, with the command and the "
+        "traceback above",
+        err=True,
+    )
+    raise click.exceptions.Exit(EXIT_BUG)
 
 
 def github_annotation(err: FlowError) -> str:

@@ -24,10 +24,13 @@ import click
 
 from flowbatch.cli.common import (
     STORED_TEXT,
+    CommandError,
+    fail,
     open_existing_store,
     resolve_job_id,
     state_dir_option,
 )
+from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.outputs.jobview import visible
 
@@ -85,26 +88,18 @@ def _control(action: str) -> click.Command:
         state_dir: Path | None,
         wait_seconds: float,
     ) -> None:
-        from flowbatch.store.jobstore import StoreError
-
-        try:
-            store = open_existing_store(state_dir)
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
+        store = open_existing_store(state_dir)
         try:
             job_id = resolve_job_id(store, job_id)
             default = REASON_CANCELLED if action == "cancel" else REASON_TERMINATED
             code, message = _act(
                 store, job_id, action, reason or f"{default} by user", wait_seconds
             )
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
         finally:
             store.close()
-        click.echo(visible(message) if code == 0 else f"error: {visible(message)}", err=True)
-        ctx.exit(code)
+        if code != 0:
+            fail(CommandError(message, code))
+        click.echo(visible(message), err=True)
 
     return command
 
@@ -287,23 +282,37 @@ def refuse_strays(ctx: click.Context, store: Store, previous_run: str) -> None:
             alive.append(stray)
         else:
             store.stopped(stray, f"{RUNNER_LOST}; the process was found gone")
-    if not alive:
-        return
-    click.echo(
-        f"error: run {previous_run} lost its runner while these jobs ran, and they may "
-        "still be running; running them again now would run them twice:",
-        err=True,
-    )
-    for stray in alive[:20]:
-        click.echo(f"  {stray.job_id} (attempt {stray.attempt}, {_where(stray)})", err=True)
-    if len(alive) > 20:
-        click.echo(f"  ... and {len(alive) - 20} more", err=True)
-    click.echo(
-        f"hint: `flowbatch terminate JOB_ID --state-dir {store.path.parent}` stops one "
-        "(an array job's id stops its children), then resume again",
-        err=True,
-    )
-    ctx.exit(2)
+    if alive:
+        raise StrayAttempts(previous_run, tuple(alive), str(store.path.parent))
+
+
+class StrayAttempts(FlowbatchError):
+    """`run --resume` refused: attempts of `run` that its lost runner left may still run
+    (`strays`); `state_dir` is where `flowbatch terminate` finds them."""
+
+    _SHOWN = 20
+
+    def __init__(self, run: str, strays: tuple[Stray, ...], state_dir: str) -> None:
+        super().__init__(run, strays, state_dir)
+        self.run, self.strays, self.state_dir = run, strays, state_dir
+
+    @property
+    def message(self) -> str:
+        return (
+            f"run {self.run} lost its runner while these jobs ran, and they may "
+            "still be running; running them again now would run them twice:"
+        )
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        shown = [f"  {s.job_id} (attempt {s.attempt}, {_where(s)})" for s in self.strays]
+        more = len(self.strays) - self._SHOWN
+        return (
+            *shown[: self._SHOWN],
+            *([f"  ... and {more} more"] if more > 0 else []),
+            f"hint: `flowbatch terminate JOB_ID --state-dir {self.state_dir}` stops one "
+            "(an array job's id stops its children), then resume again",
+        )
 
 
 def _where(stray: Stray) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
@@ -19,14 +18,12 @@ from flowbatch.cli.common import (
     open_existing_store,
     params_option,
     parse_params,
-    print_errors,
     state_dir_option,
 )
 from flowbatch.lang.compile import Plan
-from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
 from flowbatch.outputs.dot import to_dot
-from flowbatch.outputs.graph import RenderError, StateView, dot_to_image, to_json
+from flowbatch.outputs.graph import StateView, dot_to_image, to_json
 from flowbatch.outputs.jobview import visible
 from flowbatch.outputs.mermaid import to_mermaid
 
@@ -39,7 +36,7 @@ def run_states(
     """The run's id (resolving `latest`) and each top-level job's state in it, read from
     the store in `state_dir` (None: the default one); raises StoreError for a missing
     database or run."""
-    from flowbatch.store.jobstore import StoreError
+    from flowbatch.store.schema import UnknownRun
 
     store = open_existing_store(state_dir)
     try:
@@ -47,23 +44,15 @@ def run_states(
             spellings = (os.path.abspath(pipeline), os.path.realpath(pipeline))
             found = store.latest_run(pipeline, aliases=spellings) or store.latest_run()
             if found is None:
-                raise StoreError(f"no runs recorded in `{store.path}`")
+                raise UnknownRun(str(store.path), None, ())
             run_id = found
         runs = [r.run_id for r in store.run_records()]
         if run_id not in runs:
-            shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
-            raise StoreError(
-                f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
-            )
+            raise UnknownRun(str(store.path), run_id, runs)
         jobs = store.job_records(run_id=run_id)
     finally:
         store.close()
     return run_id, {job.name: StateView(job.status, job.status_summary or {}) for job in jobs}
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(code)
 
 
 @click.command("graph")
@@ -92,23 +81,11 @@ def graph(
                 + ", ".join(FORMATS)
             )
         fmt = FORMATS[output.suffix.lower()]
-    try:
-        plan = load(file, parse_params(params))
-    except FlowError as err:
-        print_errors(err)
-        raise SystemExit(2) from None
+    plan = load(file, parse_params(params))
     states: dict[str, StateView] | None = None
     if run_id is not None:
-        from flowbatch.store.jobstore import StoreError
-
-        try:
-            run_id, states = run_states(state_dir, run_id, plan.path)
-        except StoreError as err:
-            _fail(f"error: {visible(str(err))}", 2)
-    try:
-        data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
-    except RenderError as err:
-        _fail(f"error: {visible(str(err))}", 1)
+        run_id, states = run_states(state_dir, run_id, plan.path)
+    data = draw(plan, fmt, group_by_queue=group_by_queue, states=states, run=run_id)
     if output is None:
         click.echo(data.decode(), nl=False)
     else:

@@ -22,6 +22,8 @@ import click
 
 from flowbatch.cli.common import (
     STORED_TEXT,
+    CommandError,
+    fail,
     json_text,
     on_github,
     open_existing_store,
@@ -49,20 +51,15 @@ _REASON_WIDTH = 60
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {visible(message)}", err=True)
-    sys.exit(2)
+    fail(CommandError(message))
 
 
 @contextmanager
 def _opened(state_dir: Path | None) -> Iterator[Store]:
-    try:
-        store = open_existing_store(state_dir)
-    except StoreError as err:
-        _fail(str(err))
+    """The store, closed after; its StoreErrors go to the CLI's one handler."""
+    store = open_existing_store(state_dir)
     try:
         yield store
-    except StoreError as err:
-        _fail(str(err))
     finally:
         store.close()
 

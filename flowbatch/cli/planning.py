@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
     """What would run (and why) if `plan` ran now, with `resume` against its latest run."""
-    from flowbatch.run.fingerprint import Fingerprints, InputsError
+    from flowbatch.run.fingerprint import Fingerprints
     from flowbatch.run.resume import decide
 
     if not resume:
@@ -34,11 +34,8 @@ def resume_decision(store: Store, plan: Plan, *, resume: bool) -> Decision:
     spellings = (os.path.abspath(plan.path), os.path.realpath(plan.path))
     previous = store.latest_run(plan.path, aliases=spellings)
     records = None if previous is None else store.records(previous)
-    try:
-        return decide(plan, Fingerprints(plan), previous, records)
-    except InputsError as err:  # a job's `inputs` over the limits: bad input, not a crash
-        click.echo(f"error: {visible(str(err))}", err=True)
-        raise click.exceptions.Exit(2) from None
+    # InputsError (a job's `inputs` over the limits) is bad input: the CLI's handler.
+    return decide(plan, Fingerprints(plan), previous, records)
 
 
 @click.command("plan")
@@ -57,7 +54,7 @@ def plan_command(
     state_dir: Path | None,
 ) -> None:
     """Show what `flowbatch run FILE` would run and why, without running anything."""
-    from flowbatch.store.jobstore import Store, StoreError
+    from flowbatch.store.jobstore import Store
 
     plan = load_plan(ctx, file, params)
     state = resolve_state_dir(state_dir)
@@ -69,11 +66,7 @@ def plan_command(
             err=True,
         )
     if resume and (state / "jobs.db").exists():
-        try:
-            store = Store.open(state, create=False)
-        except StoreError as err:
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
+        store = Store.open(state, create=False)
     try:
         if store is None:
             from flowbatch.run.resume import decide

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from flowbatch.cli.common import open_existing_store, state_dir_option
+from flowbatch.cli.common import CommandError, fail, open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.outputs.jobview import visible
 
@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {visible(message)}", err=True)
-    raise SystemExit(code)
+    fail(CommandError(message, code))
 
 
 @click.command("report")
@@ -43,13 +42,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def report(run_id: str, output: Path, state_dir: Path | None) -> None:
     """Write one run (RUN_ID, or `latest`) as a self-contained HTML page."""
     from flowbatch.outputs.report.html import report_html
-    from flowbatch.store.jobstore import StoreError
 
     started = time.perf_counter()
-    try:
-        found = build_report(state_dir, run_id)
-    except StoreError as err:
-        _fail(str(err))
+    found = build_report(state_dir, run_id)
     page = report_html(found)
     try:
         output.write_text(page, encoding="utf-8")
@@ -90,20 +85,17 @@ def build_report(state_dir: Path | None, run_id: str) -> RunReport:
 
 
 def _find_run(store: Store, run_id: str) -> RunRecord:
-    from flowbatch.store.jobstore import StoreError
+    from flowbatch.store.schema import UnknownRun
 
     runs = store.run_records()
     if run_id == "latest":
         if not runs:
-            raise StoreError(f"no runs recorded in `{store.path}`")
+            raise UnknownRun(str(store.path), None, ())
         return runs[0]
     for run in runs:
         if run.run_id == run_id:
             return run
-    shown = ", ".join(r.run_id for r in runs[:5]) + (", ..." if len(runs) > 5 else "")
-    raise StoreError(
-        f"no run `{run_id}` in `{store.path}`" + (f"; recent runs: {shown}" if runs else "")
-    )
+    raise UnknownRun(str(store.path), run_id, [r.run_id for r in runs])
 
 
 def graph_of(

@@ -9,6 +9,7 @@ progress sink -> end_run. The runner never imports the store; the store's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -20,9 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 import click
 
 from flowbatch.cli.common import (
+    CommandError,
+    fail,
     keep_running_when_unread,
     load_plan,
     params_option,
+    report_error,
     state_dir_option,
     storable,
 )
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from flowbatch.store.jobstore import Store
 
 EXIT_INTERRUPTED = 130
+_BUG_REASON = "Run stopped: an internal error in flowbatch (see the command's output)"
 
 
 class _Progress(Protocol):
@@ -169,7 +174,7 @@ def run_command(
     from flowbatch.executors import local_limits_notice, make_executor
     from flowbatch.run.fingerprint import Fingerprints
     from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
-    from flowbatch.run.setup import RunOptions, override_errors
+    from flowbatch.run.setup import RunOptions, SetupError, override_errors
     from flowbatch.store.jobstore import Store, StoreError
 
     # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
@@ -178,33 +183,27 @@ def run_command(
     compute_overrides = _split_overrides(overrides)
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
-        for message in errors:
-            click.echo(f"error: {visible(message)}", err=True)
-        ctx.exit(2)
+        for error in errors[:-1]:
+            report_error(error)
+        fail(errors[-1])
     state = resolve_state_dir(state_dir)
+    # A StoreError here (e.g. another process holds the database locked) is the CLI's
+    # handler's to print: nothing has been recorded yet.
+    store = (
+        Store.open(state)
+        if busy_timeout is None  # hidden: tests shorten the wait for a locked database
+        else Store.open(state, busy_timeout=busy_timeout)
+    )
     try:
-        store = (
-            Store.open(state)
-            if busy_timeout is None  # hidden: tests shorten the wait for a locked database
-            else Store.open(state, busy_timeout=busy_timeout)
-        )
-    except StoreError as err:
-        click.echo(f"error: {visible(str(err))}", err=True)
-        ctx.exit(2)
-    try:
-        try:
-            prune(store, state, keep_days)
-            decision = resume_decision(store, plan, resume=resume)
-            if resume and decision.previous_run is not None:
-                refuse_strays(ctx, store, decision.previous_run)
-            run_id = new_run_id()
-            job_ids = new_job_ids(plan)
-            # Recorded absolute: `report` and `graph --run` find the file from anywhere.
-            recorded = dataclasses.replace(plan.pipeline, path=storable(os.path.abspath(plan.path)))
-            store.begin_run(run_id, recorded, job_ids, created_at=time.time())
-        except StoreError as err:  # e.g. another process holds the database locked
-            click.echo(f"error: {visible(str(err))}", err=True)
-            ctx.exit(2)
+        prune(store, state, keep_days)
+        decision = resume_decision(store, plan, resume=resume)
+        if resume and decision.previous_run is not None:
+            refuse_strays(ctx, store, decision.previous_run)
+        run_id = new_run_id()
+        job_ids = new_job_ids(plan)
+        # Recorded absolute: `report` and `graph --run` find the file from anywhere.
+        recorded = dataclasses.replace(plan.pipeline, path=storable(os.path.abspath(plan.path)))
+        store.begin_run(run_id, recorded, job_ids, created_at=time.time())
         reporter = _reporter(plan)
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
         if notice := local_limits_notice(plan):
@@ -235,13 +234,18 @@ def run_command(
                     executors=functools.partial(make_executor, grace=stop_grace),
                 )
             )
-        except ValueError as err:  # an override naming an unknown compute environment
-            click.echo(f"error: {visible(str(err))}", err=True)
+        except SetupError as err:  # the run cannot start here (an unset env_from_host)
             store.end_run(run_id, "FAILED", ended_at=time.time())
-            ctx.exit(2)
+            fail(err)
         except KeyboardInterrupt:  # before the runner's signal handling was in place
             store.end_run(run_id, "INTERRUPTED", ended_at=time.time())
             ctx.exit(EXIT_INTERRUPTED)
+        except Exception:
+            # A bug: the CLI reports it as one. The run it left is recorded as failed,
+            # not left RUNNING for the next command to judge lost.
+            with contextlib.suppress(Exception):
+                store.end_run(run_id, "FAILED", ended_at=time.time(), reason=_BUG_REASON)
+            raise
         reporter.close()
         reason = "" if result.error is None else f"Run stopped: {result.error}"
         try:
@@ -257,8 +261,7 @@ def run_command(
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
-            click.echo(visible(f"error: run {run_id} could not be recorded: {err}"), err=True)
-            ctx.exit(1)
+            fail(CommandError(f"run {run_id} could not be recorded: {err}", 1))
         status = "FAILED" if result.error else result.status
         try:  # what was recorded can be read back, a full disk or not
             write_reports(store, plan, run_id, status, junit=junit)
@@ -268,8 +271,7 @@ def run_command(
     finally:
         store.close()
     if result.error is not None:
-        click.echo(visible(f"error: run {run_id} stopped: {result.error}"), err=True)
-        ctx.exit(1)
+        fail(CommandError(f"run {run_id} stopped: {result.error}", 1))
     if result.stalled:
         click.echo(
             "left RUNNABLE (their queue is disabled; AWS would keep them waiting): "

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from flowbatch.cli.common import params_option, parse_params, print_errors
+from flowbatch.cli.common import params_option, parse_params, report_error
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
 from flowbatch.outputs.jobview import visible
@@ -28,7 +28,7 @@ def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
         try:
             plan = load(path, overrides)
         except FlowError as err:
-            print_errors(err)
+            report_error(err)  # and on to the next file
             failed = True
             continue
         arrays = sum(1 for name in plan.jobs() if plan.job(name).is_array)

@@ -39,6 +39,7 @@ from typing import Final
 
 import anyio
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import Attempt, env_bytes, env_file_can_carry
 from flowbatch.lang.model import ComputeEnv
 
@@ -87,7 +88,7 @@ def steers_runtime(name: str) -> bool:
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 
 
-class ContainerError(Exception):
+class ContainerError(FlowbatchError):
     """A job cannot be run in a container as configured; the message says why and what
     would be right."""
 

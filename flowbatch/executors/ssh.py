@@ -49,6 +49,7 @@ import anyio
 import asyncssh
 from anyio.abc import TaskStatus
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import (
     GRACE_SECONDS,
     REASON_HOST_LOST,
@@ -96,7 +97,7 @@ _SCRATCH_WRAPPER = (
 _ENV_END = "FLOWBATCH_ENV_END"
 
 
-class SshError(Exception):
+class SshError(FlowbatchError):
     """A host could not be used. `host_lost` says whether it is unreachable (worth
     retrying once it is back) rather than misconfigured (a wrong host key, a refused
     key, a missing known_hosts file), which no retry fixes."""

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import flowbatch.lang.syntax as s
 from flowbatch.lang.computes import Machine, build_computes, entries
-from flowbatch.lang.diagnostics import FlowError, Kind, did_you_mean
+from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.jobs import JobBuilder
 from flowbatch.lang.model import DEFAULT_QUEUE, ParamValue, Pipeline, Queue
 from flowbatch.lang.values import (
@@ -100,13 +100,7 @@ def _collect(files: Sequence[s.File], errors: Collector) -> _Blocks:
                 _add_unique(blocks.params, statement.name, statement, "parameter", errors)
             elif isinstance(statement, s.Block):
                 if statement.kind == "job" and number > 0:
-                    errors.error(
-                        Kind.IMPORT,
-                        f"job `{statement.name}` is in an imported file",
-                        statement.name_span,
-                        hint="an import brings in definitions, queues and compute "
-                        "environments; declare jobs in the pipeline file itself",
-                    )
+                    errors.report("imported-job", statement.name_span, name=statement.name)
                     continue
                 table = tables[statement.kind]
                 _add_unique(table, statement.name, statement, statement.kind, errors)
@@ -122,12 +116,7 @@ def _add_unique(
 ) -> None:
     if name in table:
         first = table[name]
-        errors.error(
-            Kind.DUPLICATE,
-            f"{what} `{name}` is defined twice",
-            node.name_span,
-            hint=f"first defined at {first.span.path}:{first.span.line}",
-        )
+        errors.report("defined-twice", node.name_span, what=what, name=name, first=first.span)
         return
     table[name] = node  # type: ignore[assignment]
 
@@ -155,11 +144,10 @@ def _definitions_too_deep(definitions: Mapping[str, s.Block], errors: Collector)
             depth[block.name] = level
             if level == MAX_DEFINITION_DEPTH + 1:
                 found = True
-                errors.error(
-                    Kind.TOO_DEEP,
-                    f"definitions extend each other more than {MAX_DEFINITION_DEPTH} deep",
+                errors.report(
+                    "definitions-too-deep",
                     block.parent_span or block.name_span,
-                    hint=f"a chain of `definition a: b` is at most {MAX_DEFINITION_DEPTH} long",
+                    limit=MAX_DEFINITION_DEPTH,
                 )
     return found
 
@@ -177,30 +165,21 @@ def _params(
         if name in overrides:
             converted = override_value(overrides[name], type_name)
             if converted is None:
-                hint = f"give a value like its default here, e.g. -p {name}={_example(param)}"
-                if type_name in _WRITTEN_AS_IN_FILES:
-                    hint += "; numbers are written as in a .flow file: digits with an optional"
-                    hint += " `.` fraction, no sign, exponent, `_` or spaces"
-                errors.error(
-                    Kind.PARAM_TYPE,
-                    f"`-p {name}={_shown(overrides[name])}`: "
-                    f"parameter `{name}` is {_TYPE_WORDS[type_name]}",
+                errors.report(
+                    "override-type",
                     param.value.span,
-                    hint=hint,
                     param=name,
+                    value=_shown(overrides[name]),
+                    wanted=_TYPE_WORDS[type_name],
+                    example=_example(param),
+                    as_in_files=type_name in _WRITTEN_AS_IN_FILES,
                 )
                 converted = value  # keep the default, so later checks don't echo this one
             value = converted
         values[name] = value
     for name in overrides:
         if name not in declared:
-            errors.error(
-                Kind.UNKNOWN_NAME,
-                f"`-p {name}=...`: unknown parameter `{name}`",
-                None,
-                hint=did_you_mean(name, declared, "parameter"),
-                name=name,
-            )
+            errors.report("unknown-override", None, name=name, known=declared)
     return values
 
 
@@ -260,29 +239,17 @@ def _queue(
     if "compute" in values:
         items = expect_list(values["compute"], "compute")
         if not 1 <= len(items) <= 3:
-            raise invalid(
-                f"a queue lists 1 to 3 compute environments, not {len(items)}",
-                values["compute"].span,
-            )
+            raise invalid("queue-compute-count", values["compute"].span, count=len(items))
         names: list[str] = []
         for item in items:
             name, span = expect_name(item, "compute")
             if name not in computes:
-                errors.error(
-                    Kind.UNKNOWN_NAME,
-                    f"unknown compute environment `{name}`",
-                    span,
-                    hint=did_you_mean(name, computes, "compute environment"),
-                )
+                errors.report("unknown-compute", span, name=name, known=computes)
             names.append(name)
         compute = tuple(names)
     state = expect_str(values["state"], "state") if "state" in values else "enabled"
     if state not in ("enabled", "disabled"):
-        raise invalid(
-            f"unknown queue state `{state}`",
-            values["state"].span,
-            hint='state is "enabled" or "disabled"',
-        )
+        raise invalid("queue-state", values["state"].span, state=state)
     return Queue(
         name=block.name,
         priority=expect_int(values["priority"], "priority") if "priority" in values else 1,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from flowbatch.lang.diagnostics import FlowError, Kind
+from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.model import ComputeEnv, Dependency, JobSpec, ParamValue, Pipeline, Queue
 
 if TYPE_CHECKING:
@@ -136,6 +136,8 @@ def _topological_order(pipeline: Pipeline) -> tuple[str, ...]:
 
 
 def _cycle_error(pipeline: Pipeline, cycle: list[str]) -> FlowError:
+    from flowbatch.lang.messages import flow_error  # on an error only
+
     # graphlib lists the cycle against the edges (each waits for the one before it);
     # show it as written: "a waits for b waits for ... a", starting at the job that
     # comes first in the source so the message is the same on every run.
@@ -146,14 +148,7 @@ def _cycle_error(pipeline: Pipeline, cycle: list[str]) -> FlowError:
     loop = (*names, names[0])
     first, second = loop[0], loop[1]
     dep = next(d for d in pipeline.jobs[first].after if d.job == second)
-    return FlowError(
-        Kind.CYCLE,
-        "dependency cycle: " + " -> ".join(f"`{n}`" for n in loop),
-        dep.span or pipeline.jobs[first].span,
-        hint="a job cannot wait, directly or through others, for itself; "
-        "remove one of these dependencies",
-        detail={"cycle": loop},
-    )
+    return flow_error("dependency-cycle", dep.span or pipeline.jobs[first].span, cycle=loop)
 
 
 def _critical_path(

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import flowbatch.lang.syntax as s
-from flowbatch.lang.diagnostics import Kind, did_you_mean
 from flowbatch.lang.model import ComputeEnv, Host, ParamValue, local_compute
 from flowbatch.lang.values import (
     Collector,
@@ -79,19 +78,18 @@ def entries(block: s.Block, allowed: set[str], what: str, errors: Collector) -> 
     seen: dict[str, s.Entry] = {}
     for entry in block.body.entries:
         if entry.key not in allowed:
-            errors.error(
-                Kind.UNKNOWN_ATTRIBUTE,
-                f"unknown attribute `{entry.key}` in {what} `{block.name}`",
+            errors.report(
+                "unknown-attribute",
                 entry.key_span,
-                hint=did_you_mean(entry.key, allowed, "attribute"),
+                name=entry.key,
+                what=what,
+                block=block.name,
+                known=allowed,
             )
             continue
         if entry.key in seen:
-            errors.error(
-                Kind.DUPLICATE,
-                f"attribute `{entry.key}` is set twice",
-                entry.key_span,
-                hint=f"first set on line {seen[entry.key].span.line}",
+            errors.report(
+                "attribute-set-twice", entry.key_span, name=entry.key, first=seen[entry.key].span
             )
             continue
         seen[entry.key] = entry
@@ -124,17 +122,15 @@ def _compute(
             errors.add(bad.error)
     type_ = expect_str(values["type"], "type") if "type" in values else "local"
     if type_ not in COMPUTE_TYPES:
-        raise invalid(
-            f"unknown compute environment type `{type_}`",
-            values["type"].span,
-            hint=did_you_mean(type_, COMPUTE_TYPES, "type"),
-        )
+        raise invalid("compute-type", values["type"].span, name=type_, known=COMPUTE_TYPES)
     for key, value in values.items():
         if key in _ONLY_FOR and _ONLY_FOR[key] != type_:
-            errors.error(
-                Kind.UNKNOWN_ATTRIBUTE,
-                f"`{key}` is for {_ONLY_FOR[key]} compute environments, not {type_}",
+            errors.report(
+                "attribute-for-other-type",
                 value.span,
+                name=key,
+                for_type=_ONLY_FOR[key],
+                type=type_,
             )
     options: dict[str, object] = {}
     for key in ("runtime", "known_hosts", "identity", "partition", "account", "qos"):
@@ -157,19 +153,12 @@ def _compute(
         options["max_vcpus"] = vcpus
     placement = expect_str(values["placement"], "placement") if "placement" in values else "binpack"
     if placement not in ("binpack", "exclusive"):
-        raise invalid(
-            f"unknown placement `{placement}`",
-            values["placement"].span,
-            hint='placement is "binpack" (the default) or "exclusive" (one job per host)',
-        )
+        raise invalid("placement", values["placement"].span, placement=placement)
     rate = 0.0
     if "interruption_rate" in values:
         rate = expect_number(values["interruption_rate"], "interruption_rate")
         if rate > 1:
-            raise invalid(
-                "`interruption_rate` is a chance per attempt, from 0 to 1",
-                values["interruption_rate"].span,
-            )
+            raise invalid("interruption-rate", values["interruption_rate"].span, rate=rate)
     bid = None
     if "bid_percentage" in values:
         bid = expect_int(values["bid_percentage"], "bid_percentage", minimum=1, maximum=100)
@@ -208,21 +197,9 @@ def _hosts(
 ) -> tuple[Host, ...]:
     if type_ == "ssh":
         if "hosts" not in values:
-            raise invalid(
-                f"ssh compute environment `{block.name}` lists no hosts",
-                block.name_span,
-                hint='hosts = [{ address = "10.0.0.5", user = "batch", vcpus = 8, '
-                "memory = 16GiB }]",
-                kind=Kind.MISSING_ATTRIBUTE,
-            )
+            raise invalid("ssh-no-hosts", block.name_span, name=block.name)
         if "known_hosts" not in values:
-            raise invalid(
-                f"ssh compute environment `{block.name}` has no `known_hosts`",
-                block.name_span,
-                hint="host keys are checked, never trusted silently: "
-                'known_hosts = "~/.ssh/known_hosts"',
-                kind=Kind.MISSING_ATTRIBUTE,
-            )
+            raise invalid("ssh-no-known-hosts", block.name_span, name=block.name)
         return tuple(_ssh_host(item, errors) for item in expect_list(values["hosts"], "hosts"))
     if type_ == "slurm":
         key = "max_vcpus" if "max_vcpus" in values else "vcpus"
@@ -252,14 +229,9 @@ def _ssh_host(item: s.Value, errors: Collector) -> Host:
     entries = {e.key: e.value for e in expect_map(item, "hosts").entries}
     for key, value in entries.items():
         if key not in HOST_KEYS:
-            errors.error(
-                Kind.UNKNOWN_ATTRIBUTE,
-                f"unknown host attribute `{key}`",
-                value.span,
-                hint=did_you_mean(key, HOST_KEYS, "attribute"),
-            )
+            errors.report("unknown-host-attribute", value.span, name=key, known=HOST_KEYS)
     if "address" not in entries:
-        raise invalid("a host needs an `address`", item.span, kind=Kind.MISSING_ATTRIBUTE)
+        raise invalid("host-address", item.span)
     address = expect_str(entries["address"], "address")
     port = (
         expect_int(entries["port"], "port", minimum=1, maximum=65535) if "port" in entries else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import flowbatch.lang.syntax as s
-from flowbatch.lang.diagnostics import Kind, did_you_mean
 from flowbatch.lang.model import MAX_DEPENDENCIES, Dependency, DepKind, JobSpec
 from flowbatch.lang.values import Collector, expect_list, expect_name, invalid
 
@@ -20,12 +19,12 @@ def check_dependencies(
     for name, spec in specs.items():
         if len(spec.after) > MAX_DEPENDENCIES:
             extra = spec.after[MAX_DEPENDENCIES]
-            errors.error(
-                Kind.TOO_MANY_DEPS,
-                f"job `{name}` has {len(spec.after)} dependencies; "
-                f"AWS Batch allows at most {MAX_DEPENDENCIES}",
+            errors.report(
+                "too-many-dependencies",
                 extra.span,
-                hint="wait for an array, or add a fan-in job",
+                job=name,
+                count=len(spec.after),
+                limit=MAX_DEPENDENCIES,
             )
         for dep in spec.after:
             _check_dependency(spec, dep, blocks, specs, errors)
@@ -41,47 +40,32 @@ def _check_dependency(
     target = specs.get(dep.job)
     if target is None:
         if dep.job not in blocks:  # a job that failed to build was reported already
-            errors.error(
-                Kind.UNKNOWN_NAME,
-                f"unknown job `{dep.job}` in `after`",
-                dep.span,
-                hint=did_you_mean(dep.job, blocks, "job"),
-            )
+            errors.report("unknown-after", dep.span, name=dep.job, known=blocks)
         return
     if dep.kind is DepKind.ELEMENT:
         assert dep.index is not None
         if target.array_size is None:
-            errors.error(
-                Kind.ARRAY_INDEX,
-                f"`{dep}`: `{dep.job}` is not an array job",
-                dep.span,
-                hint=f"wait for the whole job: after = [{dep.job}]",
-            )
+            errors.report("index-of-non-array", dep.span, dependency=str(dep), job=dep.job)
         elif not 0 <= dep.index < target.array_size:
-            errors.error(
-                Kind.ARRAY_INDEX,
-                f"`{dep}` is out of range: `{dep.job}` has {target.array_size} children",
+            errors.report(
+                "index-out-of-range",
                 dep.span,
-                hint=f"indexes run from 0 to {target.array_size - 1}",
+                dependency=str(dep),
+                job=dep.job,
+                size=target.array_size,
             )
     elif dep.kind is DepKind.N_TO_N:
         if target.array_size is None or spec.array_size is None:
             which = spec.name if spec.array_size is None else dep.job
-            errors.error(
-                Kind.N_TO_N,
-                f"`n_to_n({dep.job})` needs two arrays, but `{which}` is not an array job",
-                dep.span,
-                hint="n_to_n makes child i wait for child i: both jobs "
-                "need `array` of the same size",
-            )
+            errors.report("n-to-n-non-array", dep.span, job=dep.job, which=which)
         elif target.array_size != spec.array_size:
-            errors.error(
-                Kind.N_TO_N,
-                f"`n_to_n({dep.job})` joins arrays of different "
-                f"sizes: `{spec.name}` has {spec.array_size} children, "
-                f"`{dep.job}` has {target.array_size}",
+            errors.report(
+                "n-to-n-sizes",
                 dep.span,
-                hint="give both the same `array` size (a shared param helps)",
+                job=dep.job,
+                name=spec.name,
+                size=spec.array_size,
+                other_size=target.array_size,
             )
 
 
@@ -99,14 +83,8 @@ def parse_after(value: s.Value, key: str) -> tuple[Dependency, ...]:
             deps.append(Dependency(job=target, kind=DepKind.N_TO_N, span=item.arg.span))
         elif isinstance(item, s.Call):
             raise invalid(
-                f"unknown dependency type `{item.func}(...)`",
-                item.func_span,
-                hint=did_you_mean(item.func, ["n_to_n"], "dependency type"),
-                kind=Kind.UNKNOWN_NAME,
+                "unknown-dependency-type", item.func_span, name=item.func, known=["n_to_n"]
             )
         else:
-            raise invalid(
-                f"a dependency is a job name, `job[i]` or `n_to_n(job)`, not {s.describe(item)}",
-                item.span,
-            )
+            raise invalid("dependency-shape", item.span, got=s.describe(item))
     return tuple(deps)

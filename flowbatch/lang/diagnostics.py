@@ -1,7 +1,8 @@
 """Diagnostics: where something is in a source file, and what is wrong there.
 
 Errors are data first (`FlowError` with a closed `Kind`, a `Span` and a `detail`
-mapping) and text second: `render()` is the only code that turns them into words.
+mapping of facts) and text second: `messages.MESSAGES` words each kind of problem,
+and `render()` gives every error its one shape.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
+
+from flowbatch.errors import FlowbatchError
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,7 @@ class Kind(enum.Enum):
     TOO_DEEP = "too-deep"  # nesting, import chains or definition chains past their limit
 
 
-class FlowError(Exception):
+class FlowError(FlowbatchError):
     """A problem with a pipeline, located in its source.
 
     `errors` holds every problem found (at least one); the exception's own `kind`,
@@ -92,12 +95,14 @@ class FlowError(Exception):
         *,
         hint: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        what: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
+        self.what = what  # the key of messages.MESSAGES that worded it, if one did
+        self._message = message
         self.span = span
-        self.hint = hint
+        self._hint = hint
         self.detail: Mapping[str, Any] = MappingProxyType(dict(detail or {}))
         self.errors: tuple[FlowError, ...] = (self,)
 
@@ -106,9 +111,24 @@ class FlowError(Exception):
         """One exception carrying several errors, in source order."""
         ordered = sorted(errors, key=_sort_key)
         first = ordered[0]
-        combined = cls(first.kind, first.message, first.span, hint=first.hint, detail=first.detail)
+        combined = cls(
+            first.kind,
+            first.message,
+            first.span,
+            hint=first.hint,
+            detail=first.detail,
+            what=first.what,
+        )
         combined.errors = tuple(ordered)
         return combined
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint
 
     def __str__(self) -> str:
         return render(self)

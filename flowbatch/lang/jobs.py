@@ -12,7 +12,7 @@ from typing import TypeVar
 import flowbatch.lang.syntax as s
 import flowbatch.lang.template as template
 from flowbatch.lang.dependencies import check_dependencies, parse_after
-from flowbatch.lang.diagnostics import FlowError, Kind, Span, did_you_mean
+from flowbatch.lang.diagnostics import FlowError, Kind, Span
 from flowbatch.lang.model import (
     MAX_ARRAY_SIZE,
     MIN_ARRAY_SIZE,
@@ -115,13 +115,7 @@ class JobBuilder:
             return self._merged[name]
         if name in chain:
             loop = (*chain[chain.index(name) :], name)
-            self.errors.error(
-                Kind.CYCLE,
-                "definitions extend each other in a cycle: " + " -> ".join(f"`{n}`" for n in loop),
-                block.parent_span or block.name_span,
-                hint="a definition cannot extend itself, directly or through others",
-                cycle=loop,
-            )
+            self.errors.report("definition-cycle", block.parent_span or block.name_span, cycle=loop)
             self._merged[name] = None
             return None
         base = self._parent_entries(block, (*chain, name))
@@ -135,11 +129,8 @@ class JobBuilder:
         parent = self.definitions.get(block.parent)
         if parent is None:
             assert block.parent_span is not None
-            self.errors.error(
-                Kind.UNKNOWN_NAME,
-                f"unknown definition `{block.parent}`",
-                block.parent_span,
-                hint=did_you_mean(block.parent, self.definitions, "definition"),
+            self.errors.report(
+                "unknown-definition", block.parent_span, name=block.parent, known=self.definitions
             )
             return None
         return self._definition(block.parent, parent, chain)
@@ -150,22 +141,18 @@ class JobBuilder:
         seen: set[str] = set()
         for entry in block.body.entries:
             if entry.key not in allowed:
-                hint = (
-                    f"`{entry.key}` is for jobs only; a definition is a template"
-                    if entry.key in JOB_ONLY_KEYS
-                    else did_you_mean(entry.key, allowed, "attribute")
-                )
-                self.errors.error(
-                    Kind.UNKNOWN_ATTRIBUTE,
-                    f"unknown attribute `{entry.key}` in {what} `{block.name}`",
+                self.errors.report(
+                    "unknown-attribute",
                     entry.key_span,
-                    hint=hint,
+                    name=entry.key,
+                    what=what,
+                    block=block.name,
+                    known=allowed,
+                    job_only=entry.key in JOB_ONLY_KEYS,
                 )
                 continue
             if entry.key in seen:
-                self.errors.error(
-                    Kind.DUPLICATE, f"attribute `{entry.key}` is set twice", entry.key_span
-                )
+                self.errors.report("attribute-set-twice", entry.key_span, name=entry.key)
                 continue
             seen.add(entry.key)
             old = merged.get(entry.key)
@@ -205,13 +192,7 @@ class JobBuilder:
         if "command" not in entries and misspelt:
             raise _Skip()  # most likely `command` is among the misspelt keys
         if "command" not in entries:
-            raise invalid(
-                f"job `{block.name}` has no `command`",
-                block.name_span,
-                hint='give it one (command = "echo hello") or a definition that has one: '
-                f"job {block.name}: DEFINITION {{ ... }}",
-                kind=Kind.MISSING_ATTRIBUTE,
-            )
+            raise invalid("missing-command", block.name_span, job=block.name)
         fields = _Fields(values, self.errors)
         command = fields.get("command", _command)
         array_size = fields.get("array", _array_size)
@@ -242,20 +223,11 @@ class JobBuilder:
             span=block.name_span,
         )
         if spec.sequential and spec.array_size is None:
-            self.errors.error(
-                Kind.SEQUENTIAL,
-                f"`sequential` is set on `{block.name}`, which is not an array",
-                values["sequential"].span,
-                hint="add `array = N`, or remove `sequential`",
-            )
+            self.errors.report("sequential-non-array", values["sequential"].span, job=block.name)
         both = [n for n in spec.env_from_host if n in spec.env]
         if both:
-            self.errors.error(
-                Kind.DUPLICATE,
-                f"`{both[0]}` is in both `env` and `env_from_host` of `{block.name}`",
-                values["env_from_host"].span,
-                hint="keep it in one: `env` gives it a value, `env_from_host` takes "
-                "the value of the runner's environment",
+            self.errors.report(
+                "env-and-env-from-host", values["env_from_host"].span, name=both[0], job=block.name
             )
         # A bad `array` was reported; checking `array.*` in the command would only echo it.
         if command is not None and not ("array" in values and array_size is None):
@@ -292,12 +264,7 @@ class JobBuilder:
             self.errors.add(bad.error)
             return None
         if name not in self.queues:
-            self.errors.error(
-                Kind.UNKNOWN_NAME,
-                f"unknown queue `{name}`",
-                span,
-                hint=did_you_mean(name, self.queues, "queue"),
-            )
+            self.errors.report("unknown-queue", span, name=name, known=self.queues)
             return None
         return self.queues[name]
 
@@ -335,30 +302,23 @@ class JobBuilder:
                 exc = self._verdict(part, spec, spec.array_size - 1, shell)
                 where = f" (for the last child, array.index = {spec.array_size - 1})"
             if exc is not None:
-                hint = exc.hint
-                if exc.name and exc.name.startswith("array.") and not spec.is_array:
-                    hint = f"`{spec.name}` is not an array job; `array.*` exists in arrays only"
-                elif exc.name and exc.name.startswith("params."):
-                    hint = did_you_mean(exc.name.split(".", 1)[1], self.params, "parameter")
-                elif exc.name and exc.name.startswith("Ref::"):
-                    known = did_you_mean(exc.name[5:], spec.parameters, "parameter")
-                    hint = f"placeholders are filled from the job's `parameters`; {known}"
-                elif exc.name:
-                    hint = (
-                        "templates can use params.NAME, array.index, array.size, "
-                        "job.name, job.id and job.attempt"
-                    )
                 at = (
                     narrow(span, exc.name)
                     if exc.offset is None
                     else piece_span(span, part, exc.offset, exc.length)
                 )
-                self.errors.error(
-                    Kind.TEMPLATE,
-                    f"template error{f' in job `{spec.name}`' if inherited else ''}{where}: "
-                    f"{exc.message}",
+                self.errors.report(
+                    "template",
                     at,
-                    hint=hint,
+                    job=spec.name,
+                    inherited=inherited,
+                    where=where,
+                    error=exc.message,
+                    name=exc.name,
+                    own_hint=exc.hint,
+                    is_array=spec.is_array,
+                    params=tuple(self.params),
+                    parameters=tuple(spec.parameters),
                 )
 
     def _check_quoting(
@@ -373,10 +333,12 @@ class JobBuilder:
             if key in self._misplaced:
                 continue  # a definition's command, inherited by many jobs
             self._misplaced.add(key)
-            self.errors.error(
-                Kind.TEMPLATE,
-                f"template error: `{shorten(bad.text)}` is {bad.where}, {bad.why}",
+            self.errors.report(
+                "template-misplaced",
                 at,
+                text=shorten(bad.text),
+                where=bad.where,
+                why=bad.why,
                 hint=bad.hint,
             )
 
@@ -419,11 +381,8 @@ class JobBuilder:
         )
         key = next((k for k in ("vcpus", "memory", "gpus") if k in values), None)
         span = values[key].span if key else block.name_span
-        self.errors.error(
-            Kind.UNSCHEDULABLE,
-            f"job `{spec.name}` needs {need}, more than any host of queue `{queue.name}` has",
-            span,
-            hint=f"it would stay RUNNABLE forever; capacity per host: {have}",
+        self.errors.report(
+            "unschedulable", span, job=spec.name, need=need, queue=queue.name, have=have
         )
 
     # -- dependencies ----------------------------------------------------------------
@@ -474,11 +433,7 @@ def _command(value: s.Value, key: str) -> str | tuple[str, ...]:
         return value.value
     if isinstance(value, s.List) and value.items:
         return tuple(expect_str(item, key) for item in value.items)
-    raise invalid(
-        f"`command` must be a string or a list of strings, not {s.describe(value)}",
-        value.span,
-        hint='command = "echo hello" or command = ["echo", "hello"]',
-    )
+    raise invalid("command-type", value.span, got=s.describe(value))
 
 
 def _vcpus(value: s.Value, key: str) -> float:
@@ -490,9 +445,6 @@ def _array_size(value: s.Value, key: str) -> int:
     size = expect_int(value, key, minimum=-(2**31))
     if not MIN_ARRAY_SIZE <= size <= MAX_ARRAY_SIZE:
         raise invalid(
-            f"array size {size} is outside {MIN_ARRAY_SIZE}..{MAX_ARRAY_SIZE}",
-            value.span,
-            hint="AWS Batch arrays have 2 to 10,000 children; a single job needs no `array`",
-            kind=Kind.ARRAY_SIZE,
+            "array-size", value.span, size=size, minimum=MIN_ARRAY_SIZE, maximum=MAX_ARRAY_SIZE
         )
     return size

@@ -20,7 +20,7 @@ import flowbatch.lang.syntax as s
 from flowbatch.lang.analyze import analyze
 from flowbatch.lang.compile import Plan, compile_pipeline
 from flowbatch.lang.computes import Machine
-from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
+from flowbatch.lang.diagnostics import FlowError, Source, Span
 from flowbatch.lang.parse import parse
 
 Reader = Callable[[str], str]
@@ -41,7 +41,9 @@ def load(
     try:
         text = _read(path)
     except (OSError, UnicodeDecodeError, NotAPipelineFile) as exc:
-        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {_why(exc)}", None) from None
+        from flowbatch.lang.messages import flow_error
+
+        raise flow_error("unreadable-file", None, path=path, why=_why(exc)) from None
     if computes:
         # Spelled as import statements so they get the same checks and messages;
         # the paths are made relative to the pipeline, as imports are.
@@ -67,7 +69,9 @@ def load_text(
     `machine` sizes the implicit `local` compute environment (this machine's by default)."""
     problem = not_text(text)
     if problem is not None:
-        raise FlowError(Kind.IMPORT, f"cannot read `{path}`: {problem}", None)
+        from flowbatch.lang.messages import flow_error
+
+        raise flow_error("unreadable-file", None, path=path, why=problem)
     with _no_cycle_collection():
         main = parse(text, path)
         files = [main, *_imports(main, read, (path,))]
@@ -194,21 +198,22 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
             posixpath.join(posixpath.dirname(file.source.path), statement.path)
         )
         if target in chain:
+            from flowbatch.lang.messages import flow_error
+
             loop = (*chain[chain.index(target) :], target)
-            errors.append(
-                FlowError(
-                    Kind.IMPORT_CYCLE,
-                    "imports form a cycle: " + " -> ".join(f"`{p}`" for p in loop),
-                    statement.path_span,
-                    hint="move what both files need into a third file that both import",
-                    detail={"cycle": loop},
-                )
-            )
+            errors.append(flow_error("import-cycle", statement.path_span, cycle=loop))
             continue
         if target in seen:
             continue
         if len(chain) > MAX_IMPORT_DEPTH:
-            errors.append(_too_deep(statement.path_span, (*chain, target)))
+            from flowbatch.lang.messages import flow_error
+
+            chained = (*chain, target)
+            errors.append(
+                flow_error(
+                    "imports-too-deep", statement.path_span, chain=chained, limit=MAX_IMPORT_DEPTH
+                )
+            )
             break
         seen.add(target)
         if read is None:
@@ -217,11 +222,12 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
         try:
             text = read(target)
         except (OSError, UnicodeDecodeError, NotAPipelineFile) as exc:
-            errors.append(_unreadable(statement.path_span, target, _why(exc), _hint(exc)))
+            not_pipeline = not isinstance(exc, OSError)
+            errors.append(_unreadable(statement.path_span, target, _why(exc), not_pipeline))
             continue
         problem = not_text(text)
         if problem is not None:
-            errors.append(_unreadable(statement.path_span, target, problem, _NOT_A_PIPELINE))
+            errors.append(_unreadable(statement.path_span, target, problem, True))
             continue
         imported = parse(text, target)
         out.append(imported)
@@ -234,20 +240,6 @@ def _imports(file: s.File, read: Reader | None, chain: tuple[str, ...]) -> list[
     return out
 
 
-def _too_deep(span: Span, chain: tuple[str, ...]) -> FlowError:
-    shown = [f"`{p}`" for p in chain]
-    if len(shown) > 5:
-        shown = [*shown[:2], "...", *shown[-2:]]
-    return FlowError(
-        Kind.TOO_DEEP,
-        f"imports nested more than {MAX_IMPORT_DEPTH} deep: " + " -> ".join(shown),
-        span,
-        hint=f"a chain of imports is at most {MAX_IMPORT_DEPTH} files long; "
-        "import the files you need from fewer levels",
-        detail={"chain": chain},
-    )
-
-
 def _why(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
     """Why a file could not be read, quoting nothing of its content."""
     if isinstance(exc, UnicodeDecodeError):
@@ -257,24 +249,17 @@ def _why(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
     return exc.strerror or str(exc)
 
 
-_NOT_A_PIPELINE = (
-    f"an import names a `.flow` file: UTF-8 text of at most {MAX_FILE_BYTES // 2**20} MiB"
-)
+def _unreadable(span: Span, target: str, why: str, not_a_pipeline: bool = False) -> FlowError:
+    from flowbatch.lang.messages import flow_error  # on an error only
 
-
-def _hint(exc: OSError | UnicodeDecodeError | NotAPipelineFile) -> str:
-    if isinstance(exc, OSError):
-        return "import paths are relative to the importing file"
-    return _NOT_A_PIPELINE
-
-
-def _unreadable(
-    span: Span,
-    target: str,
-    why: str,
-    hint: str = "import paths are relative to the importing file",
-) -> FlowError:
-    return FlowError(Kind.IMPORT, f"cannot import `{target}`: {why}", span, hint=hint)
+    return flow_error(
+        "unreadable-import",
+        span,
+        target=target,
+        why=why,
+        not_a_pipeline=not_a_pipeline,
+        max_mib=MAX_FILE_BYTES // 2**20,
+    )
 
 
 __all__ = ["Machine", "Source", "load", "load_text", "this_machine"]

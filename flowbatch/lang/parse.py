@@ -33,12 +33,10 @@ def parse(text: str, path: str) -> s.File:
     except LexError as exc:
         raise bad_character(source, exc.line, exc.column) from None
     except TooDeep as exc:
-        raise FlowError(
-            Kind.TOO_DEEP,
-            f"nested more than {MAX_NESTING} deep",
-            Span(source, exc.line, exc.column, exc.line, exc.column + 1),
-            hint=f"lists and maps may be nested at most {MAX_NESTING} deep",
-        ) from None
+        from flowbatch.lang.messages import flow_error
+
+        at = Span(source, exc.line, exc.column, exc.line, exc.column + 1)
+        raise flow_error("nested-too-deep", at, limit=MAX_NESTING) from None
     except lalr.Unexpected as exc:
         raise translate(exc.token, exc.expected, source) from None
     if build.repeated:
@@ -48,20 +46,20 @@ def parse(text: str, path: str) -> s.File:
 
 def _repeated_keys(value: s.Map, what: str) -> list[FlowError]:
     """An error at each key set again in the same block or map, naming the first."""
+    from flowbatch.lang.messages import flow_error  # on an error only
+
     first: dict[str, s.Entry] = {}
     errors = []
     for entry in value.entries:
         earlier = first.setdefault(entry.key, entry)
         if earlier is not entry:
-            where = earlier.key_span
             errors.append(
-                FlowError(
-                    Kind.DUPLICATE,
-                    f"{what} `{entry.key}` is set twice",
+                flow_error(
+                    "key-set-twice",
                     entry.key_span,
-                    hint=f"first set on line {where.line}, column {where.col}; "
-                    f"a {'block' if what == 'attribute' else 'map'} sets each key once",
-                    detail={"key": entry.key, "first": where},
+                    what=what,
+                    key=entry.key,
+                    first=earlier.key_span,
                 )
             )
     return errors

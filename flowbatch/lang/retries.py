@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import flowbatch.lang.syntax as s
-from flowbatch.lang.diagnostics import Kind, Span, did_you_mean
+from flowbatch.lang.diagnostics import Span
 from flowbatch.lang.model import MAX_ATTEMPTS, MAX_RETRY_RULES, RetryRule, RetryStrategy
 from flowbatch.lang.values import (
     expect_duration,
@@ -29,31 +29,23 @@ def retry_strategy(value: s.Value, key: str) -> RetryStrategy:
     entries = {e.key: e for e in expect_map(value, key).entries}
     for name, entry in entries.items():
         if name not in RETRY_KEYS:
-            raise invalid(
-                f"unknown retry attribute `{name}`",
-                entry.key_span,
-                hint=did_you_mean(name, RETRY_KEYS, "attribute"),
-                kind=Kind.UNKNOWN_ATTRIBUTE,
-            )
+            raise invalid("unknown-retry-attribute", entry.key_span, name=name, known=RETRY_KEYS)
     attempts = 1
     if "attempts" in entries:
         attempts = expect_int(entries["attempts"].value, "attempts", minimum=-(2**31))
         if not 1 <= attempts <= MAX_ATTEMPTS:
             raise invalid(
-                f"`attempts` must be 1 to {MAX_ATTEMPTS}, not {attempts}",
+                "retry-attempts",
                 entries["attempts"].value.span,
-                kind=Kind.RETRY,
-                hint="AWS Batch allows 1 to 10 attempts",
+                attempts=attempts,
+                limit=MAX_ATTEMPTS,
             )
     rules: tuple[RetryRule, ...] = ()
     if "evaluate_on_exit" in entries:
         items = expect_list(entries["evaluate_on_exit"].value, "evaluate_on_exit")
         if len(items) > MAX_RETRY_RULES:
             raise invalid(
-                f"{len(items)} `evaluate_on_exit` rules; AWS Batch allows at most "
-                f"{MAX_RETRY_RULES}",
-                items[MAX_RETRY_RULES].span,
-                kind=Kind.RETRY,
+                "retry-rules", items[MAX_RETRY_RULES].span, count=len(items), limit=MAX_RETRY_RULES
             )
         rules = tuple(_rule(item) for item in items)
     backoff = None
@@ -66,27 +58,12 @@ def _rule(item: s.Value) -> RetryRule:
     entries = {e.key: e for e in expect_map(item, "evaluate_on_exit").entries}
     for name, entry in entries.items():
         if name not in RULE_KEYS:
-            raise invalid(
-                f"unknown rule attribute `{name}`",
-                entry.key_span,
-                kind=Kind.RETRY,
-                hint=did_you_mean(name, RULE_KEYS, "attribute"),
-            )
+            raise invalid("unknown-rule-attribute", entry.key_span, name=name, known=RULE_KEYS)
     if "action" not in entries:
-        raise invalid(
-            "a retry rule needs an `action`",
-            item.span,
-            kind=Kind.RETRY,
-            hint='action = "retry" or action = "exit"',
-        )
+        raise invalid("rule-action-missing", item.span)
     action = expect_str(entries["action"].value, "action").lower()
     if action not in ("retry", "exit"):
-        raise invalid(
-            f"unknown action `{action}`",
-            entries["action"].value.span,
-            kind=Kind.RETRY,
-            hint='action is "retry" or "exit"',
-        )
+        raise invalid("rule-action", entries["action"].value.span, action=action)
     patterns: dict[str, str] = {}
     for name in ("on_exit_code", "on_status_reason", "on_reason"):
         if name not in entries:
@@ -101,19 +78,9 @@ def _rule(item: s.Value) -> RetryRule:
 
 def _check_pattern(name: str, text: str, span: Span) -> None:
     if len(text) > _PATTERN_MAX:
-        raise invalid(f"`{name}` is longer than {_PATTERN_MAX} characters", span, kind=Kind.RETRY)
+        raise invalid("pattern-length", span, name=name, limit=_PATTERN_MAX)
     body = text[:-1] if text.endswith("*") else text
     if "*" in body:
-        raise invalid(
-            f"`{name}`: `*` may only end a pattern",
-            span,
-            kind=Kind.RETRY,
-            hint="patterns match exactly, or by prefix when they end in `*`",
-        )
+        raise invalid("pattern-star", span, name=name)
     if name == "on_exit_code" and body and not body.isdigit():
-        raise invalid(
-            f"`on_exit_code` must be digits, optionally ending in `*`, not `{text}`",
-            span,
-            kind=Kind.RETRY,
-            hint='for example: on_exit_code = "137"',
-        )
+        raise invalid("exit-code-pattern", span, name=name, text=text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from flowbatch.errors import FlowbatchError
 
-class TemplateError(Exception):
+
+class TemplateError(FlowbatchError):
     """A template that does not compile or render. `line` counts within the template;
     `offset` and `length`, when known, place the problem within the template's text."""
 
@@ -18,9 +20,17 @@ class TemplateError(Exception):
         hint: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
+        self._message = message
         self.line = line
         self.name = name  # the undefined name, when that is the problem
         self.offset = offset
         self.length = length
-        self.hint = hint
+        self._hint = hint
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 
 import flowbatch.lang.syntax as s
-from flowbatch.lang.diagnostics import FlowError, Kind, Span, did_you_mean
+from flowbatch.lang.diagnostics import FlowError, Span
 from flowbatch.lang.model import ParamValue
 
 
@@ -33,23 +33,23 @@ class Collector:
     def add(self, error: FlowError) -> None:
         self.errors.append(error)
 
-    def error(
-        self, kind: Kind, message: str, span: Span | None, hint: str | None = None, **detail: object
-    ) -> None:
-        self.errors.append(FlowError(kind, message, span, hint=hint, detail=detail))
+    def report(self, what: str, span: Span | None, /, **facts: object) -> None:
+        """Record the error `what` (a key of messages.MESSAGES) with its facts."""
+        from flowbatch.lang.messages import flow_error  # the words, on the first error only
+
+        self.errors.append(flow_error(what, span, **facts))
 
 
-def invalid(
-    message: str, span: Span, hint: str | None = None, kind: Kind = Kind.BAD_VALUE
-) -> Invalid:
-    return Invalid(FlowError(kind, message, span, hint=hint))
+def invalid(what: str, span: Span, /, **facts: object) -> Invalid:
+    """The error `what` (a key of messages.MESSAGES), to raise."""
+    from flowbatch.lang.messages import flow_error  # the words, on the first error only
+
+    return Invalid(flow_error(what, span, **facts))
 
 
 def _wrong(value: s.Value, key: str, wanted: str, example: str) -> Invalid:
     return invalid(
-        f"`{key}` must be {wanted}, not {s.describe(value)}",
-        value.span,
-        hint=f"for example: {key} = {example}",
+        "wrong-type", value.span, key=key, wanted=wanted, got=s.describe(value), example=example
     )
 
 
@@ -58,19 +58,10 @@ def resolve_params(value: s.Value, params: Mapping[str, ParamValue]) -> s.Value:
     carrying the reference's span). Raises Invalid for an unknown parameter."""
     if isinstance(value, s.Ref) and value.parts[0] == "params":
         if len(value.parts) != 2:
-            raise invalid(
-                f"`{value.dotted}` is not a parameter reference",
-                value.span,
-                hint="write `params.NAME`",
-            )
+            raise invalid("not-a-parameter-reference", value.span, ref=value.dotted)
         name = value.parts[1]
         if name not in params:
-            raise invalid(
-                f"unknown parameter `{name}`",
-                value.span,
-                hint=did_you_mean(name, params, "parameter"),
-                kind=Kind.UNKNOWN_NAME,
-            )
+            raise invalid("unknown-parameter", value.span, name=name, known=params)
         return literal(params[name], value.span)
     # Lists and maps are copied only when a reference inside them was replaced: most
     # hold none, and 10,000 jobs would otherwise copy 10,000 `after` lists.
@@ -112,7 +103,7 @@ def expect_bool(value: s.Value, key: str) -> bool:
 def expect_number(value: s.Value, key: str, *, minimum: float = 0) -> float:
     if isinstance(value, s.Number) and not isinstance(value.value, bool):
         if value.value < minimum:
-            raise invalid(f"`{key}` must be at least {minimum:g}", value.span)
+            raise invalid("below-minimum", value.span, key=key, minimum=minimum)
         return float(value.value)
     raise _wrong(value, key, "a number", "2")
 
@@ -121,9 +112,7 @@ def expect_int(value: s.Value, key: str, *, minimum: int = 0, maximum: int | Non
     if isinstance(value, s.Number) and isinstance(value.value, int):
         if value.value < minimum or (maximum is not None and value.value > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise invalid(
-                f"`{key}` must be {bound}, not {value.value}", value.span, kind=Kind.BAD_VALUE
-            )
+            raise invalid("out-of-bounds", value.span, key=key, bounds=bound, value=value.value)
         return value.value
     raise _wrong(value, key, "a whole number", "2")
 
@@ -137,7 +126,7 @@ def expect_size(value: s.Value, key: str) -> int:
     else:
         raise _wrong(value, key, "a size", "2GiB")
     if mib <= 0:
-        raise invalid(f"`{key}` must be more than zero", value.span)
+        raise invalid("not-positive", value.span, key=key)
     return math.ceil(mib)
 
 
@@ -150,7 +139,7 @@ def expect_duration(value: s.Value, key: str) -> float:
     else:
         raise _wrong(value, key, "a duration", "20m")
     if seconds <= 0:
-        raise invalid(f"`{key}` must be more than zero", value.span)
+        raise invalid("not-positive", value.span, key=key)
     return seconds
 
 
@@ -209,10 +198,7 @@ def param_value(value: s.Value) -> tuple[ParamValue, str]:
         return math.ceil(value.mib), "size"
     if isinstance(value, s.Duration):
         return value.seconds, "duration"
-    raise invalid(
-        f"a parameter must be a string, number, boolean, size or duration, not {s.describe(value)}",
-        value.span,
-    )
+    raise invalid("parameter-type", value.span, got=s.describe(value))
 
 
 def override_value(text: str, type_name: str) -> ParamValue | None:
@@ -246,11 +232,7 @@ def expect_env(value: s.Value, key: str) -> dict[str, str]:
     for entry in expect_map(value, key).entries:
         _env_name(entry.key, entry.key_span)
         if "\0" in env[entry.key]:
-            raise invalid(
-                f"the value of `{entry.key}` contains a NUL character",
-                entry.value.span,
-                hint="an environment variable cannot hold a NUL",
-            )
+            raise invalid("env-value-nul", entry.value.span, name=entry.key)
     return env
 
 
@@ -266,24 +248,8 @@ def expect_env_names(value: s.Value, key: str) -> tuple[str, ...]:
 
 
 def _env_name(name: str, span: Span) -> None:
-    if name.startswith(("AWS_BATCH", "FLOWBATCH_")):
-        raise invalid(
-            f"`{name}` is reserved",
-            span,
-            kind=Kind.RESERVED,
-            hint="flowbatch sets AWS_BATCH_* and FLOWBATCH_* variables for every job itself",
-        )
-    if name.startswith("fb_"):  # the shell variables of the ssh wrapper and SLURM scripts
-        raise invalid(
-            f"`{name}` is reserved",
-            span,
-            kind=Kind.RESERVED,
-            hint="names starting with `fb_` are flowbatch's own in the shell that starts "
-            "a job on ssh and SLURM; choose another name",
-        )
+    # fb_: the shell variables of the ssh wrapper and SLURM scripts
+    if name.startswith(("AWS_BATCH", "FLOWBATCH_", "fb_")):
+        raise invalid("reserved-env", span, name=name)
     if not ENV_NAME.fullmatch(name):
-        raise invalid(
-            f"`{name}` is not a valid environment variable name",
-            span,
-            hint="use letters, digits and `_`, not starting with a digit (e.g. HF_TOKEN)",
-        )
+        raise invalid("env-name", span, name=name)

@@ -23,6 +23,7 @@ from pathlib import PurePath
 from types import MappingProxyType
 from typing import Literal
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import DepKind, JobSpec
 from flowbatch.run.state import JobState
@@ -34,8 +35,10 @@ STATES = tuple(JobState)
 NO_COUNTS: Mapping[JobState, int] = MappingProxyType({})
 
 
-class RenderError(Exception):
+class RenderError(FlowbatchError):
     """Drawing failed outside flowbatch: `dot` is missing or rejected its input."""
+
+    exit_code = 1  # the input was fine; a program flowbatch relies on failed
 
 
 @dataclass(frozen=True, slots=True)

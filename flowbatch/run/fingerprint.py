@@ -31,6 +31,7 @@ import os
 import stat
 from pathlib import Path
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import JobSpec
 from flowbatch.lang.template import Context, TemplateError, render, render_command
@@ -240,8 +241,30 @@ def templated(patterns: tuple[str, ...]) -> bool:
     return any("{{" in p or "{%" in p for p in patterns)
 
 
-class InputsError(Exception):
-    """A job's `inputs` or `outputs` that cannot be looked at within the limits."""
+class InputsError(FlowbatchError):
+    """A job's `inputs` or `outputs` that cannot be looked at within the limits: `job`
+    went past `limit` ("listed": files and entries named; "scanned": directory entries
+    read to match) at `pattern`."""
+
+    def __init__(self, job: str, pattern: str, limit: str) -> None:
+        super().__init__(job, pattern, limit)
+        self.job = job
+        self.pattern = pattern
+        self.limit = limit
+
+    @property
+    def message(self) -> str:
+        what = _LIMITS[self.limit].format(MAX_ENTRIES)
+        return (
+            f"the `inputs`/`outputs` of job `{self.job}` {what} "
+            f"(at `{self.pattern}`): name the files the job reads more narrowly"
+        )
+
+
+_LIMITS = {
+    "listed": "name more than {:,} files and directory entries",
+    "scanned": "read more than {:,} directory entries to match",
+}
 
 
 class _Walk:
@@ -258,18 +281,12 @@ class _Walk:
     def list(self, pattern: str) -> None:
         self.listed += 1
         if self.listed > MAX_ENTRIES:
-            raise self._over(pattern, "name more than {:,} files and directory entries")
+            raise InputsError(self.job, pattern, "listed")
 
     def scan(self, pattern: str) -> None:
         self.scanned += 1
         if self.scanned > MAX_ENTRIES:
-            raise self._over(pattern, "read more than {:,} directory entries to match")
-
-    def _over(self, pattern: str, what: str) -> InputsError:
-        return InputsError(
-            f"the `inputs`/`outputs` of job `{self.job}` {what.format(MAX_ENTRIES)} "
-            f"(at `{pattern}`): name the files the job reads more narrowly"
-        )
+            raise InputsError(self.job, pattern, "scanned")
 
 
 _KINDS = (

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import anyio
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import (
     REASON_ESSENTIAL_EXITED,
     Attempt,
@@ -195,15 +196,17 @@ class _Runner:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                if self.signal is not None:
-                    self.frontier.fail_all(f"Run interrupted ({self.signal})")
-                elif self.error is not None:
-                    self.frontier.fail_all(f"Run stopped: {self.error}")
-                self._drain()
-                self._flush_sinks()
-                for executor in self.executors.values():
-                    with anyio.move_on_after(10):
-                        await executor.aclose()
+                try:
+                    if self.signal is not None:
+                        self.frontier.fail_all(f"Run interrupted ({self.signal})")
+                    elif self.error is not None:
+                        self.frontier.fail_all(f"Run stopped: {self.error}")
+                    self._drain()
+                    self._flush_sinks()
+                finally:  # a bug above still closes the executors (and stops their jobs)
+                    for executor in self.executors.values():
+                        with anyio.move_on_after(10):
+                            await executor.aclose()
         if self.signal is not None:
             return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
         status = "FAILED" if self.failed or self.stalled or self.error else "SUCCEEDED"
@@ -446,7 +449,9 @@ class _Runner:
             if self.control is not None:
                 try:
                     requests = list(self.control())
-                except Exception as exc:  # the job database: full, read-only, locked too long
+                except (FlowbatchError, OSError) as exc:
+                    # The job database: full, read-only, locked too long (a StoreError).
+                    # Any other exception is a bug, for the CLI to report as one.
                     self._stop(str(exc))
                     requests = []
                 for job_id, action, reason in requests:
@@ -461,7 +466,7 @@ class _Runner:
         for sink in self.sinks:
             try:
                 sink.flush()
-            except Exception as exc:
+            except (FlowbatchError, OSError) as exc:  # a full disk, not a bug
                 self._stop(str(exc))
 
     def _stop(self, error: str) -> None:

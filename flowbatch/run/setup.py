@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from flowbatch.errors import FlowbatchError
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.diagnostics import did_you_mean
 from flowbatch.lang.model import ComputeEnv, Host, JobSpec
@@ -123,8 +124,44 @@ def attempt_env(
     return env
 
 
+class SetupError(FlowbatchError, ValueError):
+    """A run that cannot start as asked, found before anything runs. A ValueError too,
+    as `run_plan` documented before these errors had a family of their own."""
+
+
+class MissingHostEnv(SetupError):
+    """`env_from_host` variables this environment lacks: each name -> the jobs that
+    ask for it."""
+
+    def __init__(self, missing: Mapping[str, tuple[str, ...]]) -> None:
+        super().__init__(missing)
+        self.missing = dict(sorted(missing.items()))
+
+    @property
+    def message(self) -> str:
+        what = "; ".join(
+            f"`{name}` (env_from_host of {', '.join(f'`{j}`' for j in jobs)})"
+            for name, jobs in self.missing.items()
+        )
+        return f"not set in this environment: {what}; export it before `flowbatch run`"
+
+
+class UnknownCompute(SetupError):
+    """`--compute OLD=NEW` where `name` (OLD or NEW) is not one of `known`."""
+
+    def __init__(self, old: str, new: str, name: str, known: Iterable[str]) -> None:
+        super().__init__(old, new, name)
+        self.old, self.new, self.name = old, new, name
+        self.known = tuple(sorted(known))
+
+    @property
+    def message(self) -> str:
+        hint = did_you_mean(self.name, self.known, "compute environment")
+        return f"--compute {self.old}={self.new}: no compute environment `{self.name}`; {hint}"
+
+
 def missing_host_env(plan: Plan, host_env: Mapping[str, str]) -> None:
-    """Raise ValueError naming the `env_from_host` variables that `host_env` lacks.
+    """Raise MissingHostEnv naming the `env_from_host` variables that `host_env` lacks.
 
     Checked once, when the run starts (as Snakemake checks `envvars:`), for every job
     of the plan: finding out when the job is reached, hours into a run, would waste
@@ -135,11 +172,7 @@ def missing_host_env(plan: Plan, host_env: Mapping[str, str]) -> None:
             if name not in host_env:
                 missing.setdefault(name, []).append(spec.name)
     if missing:
-        what = "; ".join(
-            f"`{name}` (env_from_host of {', '.join(f'`{j}`' for j in jobs)})"
-            for name, jobs in sorted(missing.items())
-        )
-        raise ValueError(f"not set in this environment: {what}; export it before `flowbatch run`")
+        raise MissingHostEnv({name: tuple(jobs) for name, jobs in missing.items()})
 
 
 def placement_inputs(
@@ -147,12 +180,12 @@ def placement_inputs(
 ) -> tuple[dict[str, ComputeEnv], dict[str, tuple[str, ...]]]:
     """The compute environments a run places jobs on (capped by `--max-vcpus`, each with
     its hosts), and each queue's environments after `--compute OLD=NEW` overrides.
-    Raises ValueError for an override naming an unknown environment."""
+    Raises UnknownCompute for an override naming an unknown environment."""
     computes: Mapping[str, ComputeEnv] = plan.computes
     if max_vcpus is not None:
         computes = limit_vcpus(computes, max_vcpus)
     if errors := override_errors(computes, overrides):
-        raise ValueError(errors[0])
+        raise errors[0]
     queues = {q.name: tuple(overrides.get(c, c) for c in q.compute) for q in plan.queues.values()}
     return {n: with_host(ce) for n, ce in computes.items()}, queues
 
@@ -177,15 +210,16 @@ def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> 
     return log_dir
 
 
-def override_errors(computes: Mapping[str, ComputeEnv], overrides: Mapping[str, str]) -> list[str]:
+def override_errors(
+    computes: Mapping[str, ComputeEnv], overrides: Mapping[str, str]
+) -> list[UnknownCompute]:
     """What is wrong with `--compute OLD=NEW` overrides: each name must be a compute
     environment of the plan (`computes`). Empty when they are all right."""
-    errors: list[str] = []
+    errors: list[UnknownCompute] = []
     for old, new in overrides.items():
         for name in (old, new):
             if name not in computes:
-                hint = did_you_mean(name, computes, "compute environment")
-                errors.append(f"--compute {old}={new}: no compute environment `{name}`; {hint}")
+                errors.append(UnknownCompute(old, new, name, computes))
     return errors
 
 

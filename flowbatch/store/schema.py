@@ -13,18 +13,53 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
+from flowbatch.errors import FlowbatchError
 
-class StoreError(Exception):
+
+class StoreError(FlowbatchError):
     """A problem with the job database, worded for the user (newer schema, unknown id).
     `read_only` is True when the database or its directory cannot be written."""
 
     def __init__(self, message: str, *, read_only: bool = False) -> None:
         super().__init__(message)
         self.read_only = read_only
+
+
+class NewerSchema(StoreError):
+    """A database written by a newer flowbatch (schema `version`, above `supported`)."""
+
+    def __init__(self, path: str, version: int, supported: int) -> None:
+        super().__init__(path)
+        self.path, self.version, self.supported = path, version, supported
+
+    @property
+    def message(self) -> str:
+        return (
+            f"job database `{self.path}` is schema v{self.version}; "
+            f"this flowbatch reads up to v{self.supported}"
+        )
+
+
+class UnknownRun(StoreError):
+    """No run `run_id` in the database at `path` (None: `latest`, and no run at all);
+    `recent` are the newest runs' ids, newest first."""
+
+    def __init__(self, path: str, run_id: str | None, recent: Sequence[str]) -> None:
+        super().__init__(path)
+        self.path, self.run_id, self.recent = path, run_id, tuple(recent)
+
+    @property
+    def message(self) -> str:
+        if self.run_id is None:
+            return f"no runs recorded in `{self.path}`"
+        shown = ", ".join(self.recent[:5]) + (", ..." if len(self.recent) > 5 else "")
+        return f"no run `{self.run_id}` in `{self.path}`" + (
+            f"; recent runs: {shown}" if self.recent else ""
+        )
 
 
 # How long a writer or reader waits for another process's transaction. Write
@@ -312,10 +347,7 @@ def _version(conn: sqlite3.Connection) -> int:
 
 def _refuse_newer(version: int, shown_as: str) -> None:
     if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"job database `{shown_as}` is schema v{version}; "
-            f"this flowbatch reads up to v{SCHEMA_VERSION}"
-        )
+        raise NewerSchema(shown_as, version, SCHEMA_VERSION)
 
 
 def _migrate(conn: sqlite3.Connection, shown_as: str) -> None:
