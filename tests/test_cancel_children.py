@@ -14,6 +14,7 @@ from flowbatch.executors.fake import FakeExecutor, Outcome
 from flowbatch.lang.compile import compile_pipeline
 from flowbatch.lang.model import DEFAULT_QUEUE, JobSpec, Pipeline, local_compute
 from flowbatch.run.clock import FakeClock
+from flowbatch.run.records import RunStatus
 from flowbatch.run.runner import RunOptions, new_job_ids, run_plan
 from flowbatch.run.state import JobState
 
@@ -55,4 +56,4 @@ async def test_cancelling_a_child_not_yet_released(tmp_path: Path, victim: int) 
     finals = {e.index: e for e in sink.events if e.index is not None}
     assert victim not in ran and len(ran) == 5
     assert finals[victim].state is JobState.FAILED and finals[victim].reason == "not this one"
-    assert result.status == "FAILED"  # a cancelled child fails its array, as on AWS
+    assert result.status is RunStatus.FAILED  # a cancelled child fails its array, as on AWS

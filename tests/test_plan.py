@@ -14,6 +14,7 @@ import pytest
 from flowbatch.lang.load import load_text
 from flowbatch.run.fingerprint import Fingerprints
 from flowbatch.run.resume import COMMAND, FAILED, INPUT, NEW, OUTPUT, UNCHANGED, UPSTREAM, decide
+from flowbatch.run.state import JobState
 
 
 def flowbatch(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -135,12 +136,12 @@ job u {
 def test_sequential_and_n_to_n_propagate_child_by_child(tmp_path: Path) -> None:
     plan = _plan(tmp_path, SEQ)
     fps = Fingerprints(plan)
-    records: dict[str, dict[int | None, tuple[str, str | None]]] = {
-        "s": {i: ("SUCCEEDED", fps.of("s", i)) for i in range(6)},
-        "t": {i: ("SUCCEEDED", fps.of("t", i)) for i in range(6)},
-        "u": {None: ("SUCCEEDED", fps.of("u"))},
+    records: dict[str, dict[int | None, tuple[JobState, str | None]]] = {
+        "s": {i: (JobState.SUCCEEDED, fps.of("s", i)) for i in range(6)},
+        "t": {i: (JobState.SUCCEEDED, fps.of("t", i)) for i in range(6)},
+        "u": {None: (JobState.SUCCEEDED, fps.of("u"))},
     }
-    records["s"][3] = ("FAILED", fps.of("s", 3))
+    records["s"][3] = (JobState.FAILED, fps.of("s", 3))
     decision = decide(plan, fps, "r1", records)
     s, t, u = (decision.jobs[n] for n in "stu")
     assert list(s.mask or b"") == [1, 1, 1, 0, 0, 0]  # 3 failed, 4 and 5 follow it
@@ -155,8 +156,8 @@ def test_an_array_whose_plain_output_is_gone_reruns_every_child(tmp_path: Path) 
     flow = 'job w {\n  command = "echo {{ array.index }} >> w.out"\n  array = 12\n'
     plan = _plan(tmp_path, flow + '  outputs = ["w.out"]\n}\n')
     fps = Fingerprints(plan)
-    records: dict[str, dict[int | None, tuple[str, str | None]]] = {
-        "w": {i: ("SUCCEEDED", fps.of("w", i)) for i in range(12)}
+    records: dict[str, dict[int | None, tuple[JobState, str | None]]] = {
+        "w": {i: (JobState.SUCCEEDED, fps.of("w", i)) for i in range(12)}
     }
     (tmp_path / "w.out").touch()
     w = decide(plan, fps, "r1", records).jobs["w"]

@@ -27,6 +27,7 @@ from flowbatch.lang.model import (
     local_compute,
 )
 from flowbatch.run.clock import FakeClock
+from flowbatch.run.records import RunStatus
 from flowbatch.run.runner import RunOptions, RunResult, new_job_ids, new_run_id, run_plan
 from flowbatch.run.state import JobEvent, JobState
 
@@ -83,7 +84,7 @@ async def test_fake_run_walks_every_job_through_the_table(tmp_path: Path) -> Non
     )
     fake = FakeExecutor()
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "SUCCEEDED" and result.exit_code == 0
+    assert result.status is RunStatus.SUCCEEDED and result.exit_code == 0
     child = [e.state for e in sink.events if e.name == "a" and e.index == 0]
     assert child == [S.SUBMITTED, S.RUNNABLE, S.STARTING, S.RUNNING, S.SUCCEEDED]
     parent = [e.state for e in sink.events if e.name == "a" and e.index is None]
@@ -108,7 +109,7 @@ async def test_evaluate_on_exit(
     plan = plan_of(tmp_path, JobSpec(name="j", command="x", retry=retry(3, *rules)))
     fake = FakeExecutor({"j": [Outcome(exit_code=exit_code)]})
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "FAILED"
+    assert result.status is RunStatus.FAILED
     assert [a.attempt for a in fake.attempts] == list(range(1, attempts + 1))
     assert sink.final("j").exit_code == exit_code
 
@@ -119,7 +120,7 @@ async def test_retry_then_success_and_spot_style_reason(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, JobSpec(name="j", command="x", retry=retry(3, *rules)))
     fake = FakeExecutor({"j": [spot, Outcome()]})
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "SUCCEEDED" and len(fake.attempts) == 2
+    assert result.status is RunStatus.SUCCEEDED and len(fake.attempts) == 2
     states = [e.state for e in sink.events if e.name == "j"]
     assert states.count(S.RUNNABLE) == 2
 
@@ -136,7 +137,7 @@ async def test_timeouts_and_terminates_are_never_retried(tmp_path: Path) -> None
 async def test_template_error_fails_the_attempt_with_its_message(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, JobSpec(name="j", command="echo {{ params.nope }}", retry=retry(3)))
     result, sink = await go(plan, tmp_path, FakeExecutor())
-    assert result.status == "FAILED"
+    assert result.status is RunStatus.FAILED
     assert "nope" in sink.final("j").reason
     assert [e.attempt for e in sink.events if e.state is S.STARTING] == [1]
 
@@ -160,7 +161,7 @@ async def test_control_cancel_of_a_pending_array(tmp_path: Path) -> None:
             control=lambda: [requests.pop()] if requests else [],
             clock=clock,
         )
-    assert result.status == "FAILED" and [a.name for a in fake.attempts] == ["slow"]
+    assert result.status is RunStatus.FAILED and [a.name for a in fake.attempts] == ["slow"]
     assert sink.final("arr", 3).reason == "not needed"
 
 
@@ -174,7 +175,7 @@ async def test_backoffs_and_jobs_wait_on_the_run_clock(tmp_path: Path) -> None:
         fake = FakeExecutor({"j": [Outcome(exit_code=1, duration=60), OK]}, sleep=clock.sleep)
         with anyio.fail_after(10):
             result, sink = await go(plan, tmp_path, fake, clock=clock)
-    assert result.status == "SUCCEEDED" and len(fake.attempts) == 2
+    assert result.status is RunStatus.SUCCEEDED and len(fake.attempts) == 2
     times = {(e.state, e.attempt): e.time for e in sink.events}
     assert times[(S.SUBMITTED, 0)] == 1000.0
     assert times[(S.RUNNABLE, 1)] == 1000.0 + 60  # the first attempt ended
@@ -213,7 +214,7 @@ async def test_inputs_are_read_off_the_event_loop(tmp_path: Path) -> None:
             executors=lambda ce: FakeExecutor(),
             fingerprint=fingerprint,
         )
-    assert waited == [True] and result.status == "SUCCEEDED"
+    assert waited == [True] and result.status is RunStatus.SUCCEEDED
     assert sink.final("reader").fingerprint == "fp-reader"
     assert sink.final("other").fingerprint == "fp-other"
 
@@ -232,7 +233,7 @@ async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path
         fake = FakeExecutor(lambda a: Outcome(duration=1), sleep=clock.sleep)
         options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
         result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
-    assert result.status == "SUCCEEDED"
+    assert result.status is RunStatus.SUCCEEDED
     first = sink.events[: seen_at_flush[0]]
     assert len(first) == 10 and {e.state for e in first} == {S.SUBMITTED, S.RUNNABLE}
 
@@ -247,7 +248,7 @@ async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
     async with FakeClock().autojump() as clock:
         fake = FakeExecutor(lambda a: Outcome(duration=0.001), sleep=clock.sleep)
         result, _ = await go(plan, tmp_path, fake, clock=clock)
-    assert result.status == "SUCCEEDED" and len(fake.attempts) == 25
+    assert result.status is RunStatus.SUCCEEDED and len(fake.attempts) == 25
     assert fake.peak_vcpus <= 3 and fake.peak_memory <= 4096 and fake.peak >= 2
 
 
@@ -264,7 +265,7 @@ async def test_real_jobs_get_the_aws_environment_and_log_files(tmp_path: Path) -
         JobSpec(name="arr", command=cmd, array_size=2, env={"MINE": "yes"}),
     )
     result, sink = await go(plan, tmp_path)
-    assert result.status == "SUCCEEDED"
+    assert result.status is RunStatus.SUCCEEDED
     ev = sink.final("arr", 1)
     assert ev.log_path is not None and ev.log_path.endswith("arr/1/attempt-1")
     out = (Path(ev.log_path) / "stdout").read_text().split()
@@ -303,7 +304,7 @@ async def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
     cmd = "sh -c 'trap \"\" TERM; echo $$ > child.pid; while :; do sleep 0.05; done' & wait"
     plan = plan_of(tmp_path, JobSpec(name="t", command=cmd, timeout=0.5, retry=retry(3)))
     result, sink = await go(plan, tmp_path)
-    assert result.status == "FAILED"
+    assert result.status is RunStatus.FAILED
     final = sink.final("t")
     assert final.reason == REASON_TIMEOUT and "0.5s" in final.attempt_reason
     assert final.attempt == 1
@@ -319,7 +320,7 @@ async def test_recorded_concurrency_stays_within_vcpus(tmp_path: Path) -> None:
         tmp_path, JobSpec(name="a", command=cmd, array_size=8), ce=local_compute(2, 4096)
     )
     result, _ = await go(plan, tmp_path)
-    assert result.status == "SUCCEEDED"
+    assert result.status is RunStatus.SUCCEEDED
     events = sorted(
         (float(t), 1 if kind == "start" else -1)
         for kind, t in (line.split() for line in (tmp_path / "trace").read_text().splitlines())
@@ -350,7 +351,7 @@ async def test_terminate_kills_a_running_job(tmp_path: Path) -> None:
             executors=lambda ce: LocalExecutor(ce, grace=0.5),
             control=control,
         )
-    assert result.status == "FAILED" and sink.final("long").reason == "enough"
+    assert result.status is RunStatus.FAILED and sink.final("long").reason == "enough"
     assert sink.final("long").state is S.FAILED
     leader = Process.parse(sink.final("long").external_id or "")
     assert leader is not None and leader.pid > 0 and leader.ticks is not None  # pid@starttime
@@ -369,7 +370,7 @@ async def test_a_timed_out_job_that_exits_0_on_sigterm_fails_and_its_dependents_
         JobSpec(name="after", command="touch ran", after=(Dependency(job="t"),)),
     )
     result, sink = await go(plan, tmp_path)
-    assert result.status == "FAILED"
+    assert result.status is RunStatus.FAILED
     final = sink.final("t")
     assert final.state is S.FAILED and final.reason == REASON_TIMEOUT
     assert final.exit_code == 0  # what the process said, kept; the reason decides
@@ -385,5 +386,5 @@ async def test_an_attempt_stopped_for_a_reason_fails_whatever_its_exit_code(
     plan = plan_of(tmp_path, JobSpec(name="a", command="x"))
     fake = FakeExecutor({"a": [Outcome(exit_code=0, status_reason=reason, retryable=False)]})
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "FAILED"
+    assert result.status is RunStatus.FAILED
     assert sink.final("a").state is S.FAILED and sink.final("a").reason == reason

@@ -28,6 +28,7 @@ from flowbatch.lang.model import (
 from flowbatch.run.clock import FakeClock
 from flowbatch.run.frontier import Frontier
 from flowbatch.run.placement import Pools
+from flowbatch.run.records import RunStatus
 from flowbatch.run.runner import RunOptions, RunResult, new_job_ids, run_plan
 from flowbatch.run.setup import with_host
 from flowbatch.run.state import JobEvent, JobState
@@ -90,7 +91,7 @@ async def test_thousands_of_children_failing_to_render_end_the_run(tmp_path: Pat
     plan = plan_of(tmp_path, JobSpec(name="fan", command=command, array_size=size))
     fake = FakeExecutor()
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "FAILED" and result.failed == ["fan"]
+    assert result.status is RunStatus.FAILED and result.failed == ["fan"]
     children = {i: sink.final[("fan", i)] for i in range(size)}
     assert [children[i].state for i in (0, 1)] == [JobState.SUCCEEDED] * 2
     failed = [i for i, e in children.items() if e.state is JobState.FAILED]
@@ -108,7 +109,7 @@ async def test_a_log_directory_that_cannot_be_created_fails_the_attempt(tmp_path
     fake = FakeExecutor()
     result, sink = await go(plan, tmp_path, fake)
     final = sink.final[("j", None)]
-    assert result.status == "FAILED" and final.state is JobState.FAILED
+    assert result.status is RunStatus.FAILED and final.state is JobState.FAILED
     assert "log directory" in final.reason and os.strerror(20) in final.reason  # ENOTDIR
     assert final.attempt == 1 and fake.attempts == []  # not retried, never started
 
@@ -128,7 +129,7 @@ async def test_a_run_ends_when_a_lost_host_is_no_longer_needed(tmp_path: Path) -
 
     fake = FakeExecutor(script, hosts_back=False)
     result, sink = await go(plan, tmp_path, fake)
-    assert result.status == "SUCCEEDED"
+    assert result.status is RunStatus.SUCCEEDED
     assert [a.compute.name for a in fake.attempts] == ["local", "b"]
     assert sink.final[("j", None)].state is JobState.SUCCEEDED
 
@@ -147,7 +148,7 @@ async def test_a_run_gives_up_on_hosts_gone_longer_than_the_timeout(tmp_path: Pa
     async with FakeClock().autojump() as clock:
         start = clock.now()
         result, sink = await go(plan, tmp_path, fake, clock, host_timeout=60.0)
-    assert result.status == "FAILED" and result.failed == ["j", "k"]
+    assert result.status is RunStatus.FAILED and result.failed == ["j", "k"]
     j, k = sink.final[("j", None)], sink.final[("k", None)]
     assert j.state is JobState.FAILED and k.state is JobState.FAILED
     assert j.reason == "Host lost: no host came back within 1m (localhost of `local`)"
@@ -207,7 +208,7 @@ async def test_a_host_back_takes_the_work_even_as_the_timeout_passes(
 
     fake = _OnlyH2Back(script)
     result, sink = await go(plan, tmp_path, fake, host_timeout=0.0)
-    assert result.status == "SUCCEEDED", sink.final
+    assert result.status is RunStatus.SUCCEEDED, sink.final
     assert sorted((a.name, a.attempt, a.host) for a in fake.attempts if a.attempt == 2) == [
         ("j1", 2, "h2"),
         ("j2", 2, "h2"),
@@ -227,7 +228,7 @@ async def test_work_in_a_disabled_queue_waits_for_no_lost_host(tmp_path: Path) -
 
     fake = FakeExecutor(script, hosts_back=False)
     result, sink = await go(plan, tmp_path, fake, host_timeout=None)
-    assert result.status == "FAILED" and result.stalled == ["j2"]
+    assert result.status is RunStatus.FAILED and result.stalled == ["j2"]
     assert sink.final[("j1", None)].state is JobState.SUCCEEDED
     assert sink.final[("j2", None)].state is JobState.RUNNABLE
 

@@ -41,6 +41,7 @@ from flowbatch.executors.slurm_script import (
     script_path,
 )
 from flowbatch.lang.model import ComputeEnv, Host
+from flowbatch.run.records import RunStatus
 
 
 @pytest.fixture
@@ -553,7 +554,7 @@ async def test_pipeline_on_slurm_gives_the_same_outputs_as_on_local(
                 compute_overrides={"cluster": "local"} if where == "local" else {},
             )
             result = await run_plan(plan, options, sinks=[_Sink()], executors=factory)
-        assert result.status == "SUCCEEDED", result
+        assert result.status is RunStatus.SUCCEEDED, result
         outputs[where] = {p.name: p.read_text() for p in sorted(work.glob("*.txt"))}
         calls[where] = sum(getattr(e, "calls", {}).get("sbatch", 0) for e in made)
     assert outputs["cluster"] == outputs["local"]

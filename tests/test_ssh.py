@@ -24,6 +24,7 @@ from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, 
 from flowbatch.executors.container import env_file_text
 from flowbatch.executors.ssh import SshError, SshExecutor, env_script, job_argv, remote_command
 from flowbatch.lang.model import ComputeEnv, Host
+from flowbatch.run.records import RunStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.ssh]
 
@@ -543,7 +544,7 @@ async def test_pipeline_on_ssh_gives_the_same_outputs_as_local(
         d.chmod(0o777)
     remote = await _run_pipeline(remote_dir, text, {})
     local = await _run_pipeline(local_dir, text, {"remote": "local"})
-    assert remote.status == local.status == "SUCCEEDED", (remote, local)
+    assert remote.status is local.status is RunStatus.SUCCEEDED, (remote, local)
     outputs = ["all.txt", "sq.0", "sq.1", "sq.2", "part.0", "part.1", "part.2"]
     for name in outputs:
         assert (remote_dir / name).read_bytes() == (local_dir / name).read_bytes(), name

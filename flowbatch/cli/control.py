@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -33,8 +33,10 @@ from flowbatch.cli.common import (
 from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.outputs.jobview import visible
+from flowbatch.run.state import JobState
 
 if TYPE_CHECKING:
+    from flowbatch.run.records import JobRecord
     from flowbatch.store.jobstore import Store
     from flowbatch.store.lost import Stray
 
@@ -107,13 +109,13 @@ def _control(action: str) -> click.Command:
 def _act(store: Store, job_id: str, action: str, reason: str, wait: float) -> tuple[int, str]:
     """Ask the run to cancel or terminate `job_id`, wait for it to act, and say what
     happened: (exit code, message)."""
-    job = store.describe(job_id)
-    status = job["status"]
-    if status in ("SUCCEEDED", "FAILED"):
-        if action == "terminate" and store.stray_attempts(job["jobId"]):
-            return _stop_strays(store, job["jobId"])
-        return 1, f"job {job_id} already {status}" + _why(job)
-    if action == "cancel" and status in ("STARTING", "RUNNING"):
+    job = store.job(job_id)
+    status = job.status
+    if status in (JobState.SUCCEEDED, JobState.FAILED):
+        if action == "terminate" and store.stray_attempts(job.job_id):
+            return _stop_strays(store, job.job_id)
+        return 1, f"job {job_id} already {status.value}" + _why(job)
+    if action == "cancel" and status in (JobState.STARTING, JobState.RUNNING):
         return 1, _started(job_id, status)
     from flowbatch.store.jobstore import RUNNER_LOST
 
@@ -122,12 +124,12 @@ def _act(store: Store, job_id: str, action: str, reason: str, wait: float) -> tu
     while True:
         store.settle_lost_runs()  # a runner found dead cannot act: its jobs fail now
         applied = store.request_state(seq) == "applied"
-        job = store.describe(job_id)
-        status = job["status"]
-        lost = status == "FAILED" and str(job["statusReason"]).startswith(RUNNER_LOST)
+        job = store.job(job_id)
+        status = job.status
+        lost = status is JobState.FAILED and (job.status_reason or "").startswith(RUNNER_LOST)
         if lost:
-            if action == "terminate" and store.stray_attempts(job["jobId"]):
-                return _stop_strays(store, job["jobId"])
+            if action == "terminate" and store.stray_attempts(job.job_id):
+                return _stop_strays(store, job.job_id)
             return 1, f"job {job_id} FAILED" + _why(job)
         children = _children(job)
         if applied and children is not None:
@@ -139,43 +141,45 @@ def _act(store: Store, job_id: str, action: str, reason: str, wait: float) -> tu
                 )
             if action == "terminate" and waiting == running == 0:
                 return 0, f"job {job_id} terminated"
-        elif status == "FAILED":
-            if job["statusReason"] == reason:
+        elif status is JobState.FAILED:
+            if job.status_reason == reason:
                 return 0, f"job {job_id} {'cancelled' if action == 'cancel' else 'terminated'}"
             return 1, f"job {job_id} FAILED" + _why(job)
-        elif status == "SUCCEEDED":
+        elif status is JobState.SUCCEEDED:
             return 1, f"job {job_id} SUCCEEDED before the {action} reached it"
-        elif applied and action == "cancel" and status in ("STARTING", "RUNNING"):
+        elif applied and action == "cancel" and status in (JobState.STARTING, JobState.RUNNING):
             return 1, _started(job_id, status)
         if time.monotonic() >= deadline:
             state = store.request_state(seq)
             return 1, (
-                f"job {job_id} is still {status} after {wait:g} s: the run "
+                f"job {job_id} is still {status.value} after {wait:g} s: the run "
                 + ("has not taken the request yet" if state == "open" else "is still acting on it")
                 + " (it stays queued)"
             )
         time.sleep(_POLL_SECONDS)
 
 
-def _children(job: dict[str, Any]) -> tuple[int, int] | None:
+def _children(job: JobRecord) -> tuple[int, int] | None:
     """An array job's children not yet started and started but not done; None for a
     job that is no array."""
-    summary = job.get("arrayProperties", {}).get("statusSummary")
-    if summary is None:
+    if job.array_size is None:
         return None
-    waiting = sum(int(summary[s]) for s in ("SUBMITTED", "PENDING", "RUNNABLE"))
-    return waiting, int(summary["STARTING"]) + int(summary["RUNNING"])
+    summary = job.status_summary or {}
+    waiting = sum(
+        summary.get(s, 0) for s in (JobState.SUBMITTED, JobState.PENDING, JobState.RUNNABLE)
+    )
+    return waiting, summary.get(JobState.STARTING, 0) + summary.get(JobState.RUNNING, 0)
 
 
-def _started(job_id: str, status: str) -> str:
+def _started(job_id: str, status: JobState) -> str:
     return (
-        f"job {job_id} had already started ({status}): cancel only stops jobs that have "
+        f"job {job_id} had already started ({status.value}): cancel only stops jobs that have "
         f"not; use `flowbatch terminate {job_id}`"
     )
 
 
-def _why(job: dict[str, Any]) -> str:
-    reason = job.get("statusReason")
+def _why(job: JobRecord) -> str:
+    reason = job.status_reason
     return f": {reason}" if reason else ""
 
 

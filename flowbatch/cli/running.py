@@ -35,7 +35,8 @@ from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.lang.syntax import duration_seconds
 from flowbatch.outputs.jobview import visible
-from flowbatch.run.state import JobEvent
+from flowbatch.run.records import RunStatus
+from flowbatch.run.state import JobEvent, JobState
 
 if TYPE_CHECKING:
     from flowbatch.lang.compile import Plan
@@ -235,16 +236,16 @@ def run_command(
                 )
             )
         except SetupError as err:  # the run cannot start here (an unset env_from_host)
-            store.end_run(run_id, "FAILED", ended_at=time.time())
+            store.end_run(run_id, RunStatus.FAILED, ended_at=time.time())
             fail(err)
         except KeyboardInterrupt:  # before the runner's signal handling was in place
-            store.end_run(run_id, "INTERRUPTED", ended_at=time.time())
+            store.end_run(run_id, RunStatus.INTERRUPTED, ended_at=time.time())
             ctx.exit(EXIT_INTERRUPTED)
         except Exception:
             # A bug: the CLI reports it as one. The run it left is recorded as failed,
             # not left RUNNING for the next command to judge lost.
             with contextlib.suppress(Exception):
-                store.end_run(run_id, "FAILED", ended_at=time.time(), reason=_BUG_REASON)
+                store.end_run(run_id, RunStatus.FAILED, ended_at=time.time(), reason=_BUG_REASON)
             raise
         reporter.close()
         reason = "" if result.error is None else f"Run stopped: {result.error}"
@@ -257,12 +258,12 @@ def run_command(
                 # The last flush failed (a full disk): record that, as small as it gets.
                 result.error = str(err)
                 reason = f"Run stopped: {err}"
-                store.end_run(run_id, "FAILED", ended_at=time.time(), reason=reason)
+                store.end_run(run_id, RunStatus.FAILED, ended_at=time.time(), reason=reason)
         except StoreError as err:
             # Nothing more can be recorded: say so once, without a traceback. The run's
             # record is settled as lost by the next command that can write it.
             fail(CommandError(f"run {run_id} could not be recorded: {err}", 1))
-        status = "FAILED" if result.error else result.status
+        status = RunStatus.FAILED if result.error else result.status
         try:  # what was recorded can be read back, a full disk or not
             write_reports(store, plan, run_id, status, junit=junit)
         except StoreError as err:
@@ -278,7 +279,7 @@ def run_command(
             + visible(", ".join(result.stalled)),
             err=True,
         )
-    if result.status == "INTERRUPTED":
+    if result.status is RunStatus.INTERRUPTED:
         click.echo(f"run {run_id} interrupted ({result.signal})", err=True)
     elif result.failed or result.stalled:
         failed = visible(", ".join(result.failed or result.stalled))
@@ -300,15 +301,15 @@ def _log_hints(store: Store, run_id: str, state_dir: Path | None) -> list[str]:
 
     where = "" if state_dir is None else f" --state-dir {shlex.quote(str(state_dir))}"
     commands: list[str] = []
-    for job in store.jobs(run_id=run_id, status="FAILED"):
+    for job in store.job_records(run_id=run_id, status=JobState.FAILED):
         if len(commands) == _MAX_LOG_HINTS:
             break
         ran = job
-        if job.get("arrayProperties", {}).get("size") is not None:
-            failed = store.jobs(parent=str(job["jobId"]), status="FAILED")
-            ran = next((c for c in failed if c["attempts"]), job)
-        if ran["attempts"]:  # a job failed by its dependency never ran: no logs
-            commands.append(f"  flowbatch logs {ran['jobId']} --stderr{where}")
+        if job.array_size is not None:
+            failed = store.job_records(parent=job.job_id, status=JobState.FAILED)
+            ran = next((c for c in failed if c.attempts), job)
+        if ran.attempts:  # a job failed by its dependency never ran: no logs
+            commands.append(f"  flowbatch logs {ran.job_id} --stderr{where}")
     lines = ["see why:", *commands] if commands else []
     lines.append(f"every failed job: flowbatch jobs --run {run_id} --status FAILED{where}")
     return lines

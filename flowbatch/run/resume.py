@@ -21,6 +21,7 @@ from typing import Any, Final
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import DepKind
 from flowbatch.run.fingerprint import Fingerprints, split, templated
+from flowbatch.run.state import JobState
 
 NEW: Final = "new"
 FAILED: Final = "failed last time"
@@ -34,7 +35,7 @@ REASONS: Final = (NEW, FAILED, COMMAND, INPUT, OUTPUT, UPSTREAM, UNCHANGED)
 EXAMPLES: Final = 10  # children named per reason in an array's summary
 
 # (status, fingerprint) of each job (index None) or array child, per job name.
-Records = Mapping[str, Mapping[int | None, tuple[str, str | None]]]
+Records = Mapping[str, Mapping[int | None, tuple[JobState, str | None]]]
 
 
 @dataclass(slots=True)
@@ -154,7 +155,7 @@ def _decide_job(
     plan: Plan,
     fps: Fingerprints,
     name: str,
-    previous: Mapping[int | None, tuple[str, str | None]] | None,
+    previous: Mapping[int | None, tuple[JobState, str | None]] | None,
     reruns: Mapping[str, bytearray | bool],
 ) -> JobPlan:
     spec = plan.job(name)
@@ -182,11 +183,11 @@ def _decide_job(
             outputs_gone[where] = bool(fps.outputs_missing(name, where))
         return outputs_gone[where]
 
-    def reason(record: tuple[str, str | None] | None, expected: str, index: int | None) -> str:
+    def reason(record: tuple[JobState, str | None] | None, expected: str, index: int | None) -> str:
         if record is None:
             return NEW
         status, stored = record
-        if status != "SUCCEEDED":
+        if status is not JobState.SUCCEEDED:
             return FAILED
         if stored != expected:
             parts = split(stored)
@@ -223,7 +224,7 @@ def _decide_job(
             clean
             and record is not None
             and record[1] == expected[i]
-            and record[0] == "SUCCEEDED"
+            and record[0] is JobState.SUCCEEDED
             and not upstream_child[i]
             and not (sequential and i and not mask[i - 1])
         ):

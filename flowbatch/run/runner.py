@@ -37,6 +37,7 @@ from flowbatch.run.fingerprint import InputsError
 from flowbatch.run.frontier import Frontier, Placement
 from flowbatch.run.hosts import LostHosts
 from flowbatch.run.placement import Pools
+from flowbatch.run.records import RunStatus
 from flowbatch.run.setup import (
     Control,
     EventSink,
@@ -208,8 +209,9 @@ class _Runner:
                         with anyio.move_on_after(10):
                             await executor.aclose()
         if self.signal is not None:
-            return RunResult("INTERRUPTED", sorted(self.failed), signal=self.signal)
-        status = "FAILED" if self.failed or self.stalled or self.error else "SUCCEEDED"
+            return RunResult(RunStatus.INTERRUPTED, sorted(self.failed), signal=self.signal)
+        failed = self.failed or self.stalled or self.error
+        status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         return RunResult(status, sorted(self.failed), list(self.stalled), error=self.error)
 
     def _dispatch(self) -> None:

@@ -23,6 +23,7 @@ from flowbatch.lang.compile import Plan
 from flowbatch.lang.diagnostics import did_you_mean
 from flowbatch.lang.model import ComputeEnv, Host, JobSpec
 from flowbatch.run.hosts import DEFAULT_TIMEOUT
+from flowbatch.run.records import RunStatus
 from flowbatch.run.state import JobEvent
 
 Control = Callable[[], Iterable[tuple[str, str, str]]]  # (job id, action, reason) requests
@@ -233,9 +234,9 @@ def backoff(base: float | None, attempt: int, rng: random.Random) -> float:
 
 @dataclass(slots=True)
 class RunResult:
-    """How a run ended: status "SUCCEEDED", "FAILED" or "INTERRUPTED"."""
+    """How a run ended: SUCCEEDED, FAILED or INTERRUPTED (`records.ENDED`)."""
 
-    status: str
+    status: RunStatus
     failed: list[str] = field(default_factory=list)  # jobs (parents) that failed
     stalled: list[str] = field(default_factory=list)  # left RUNNABLE (disabled queue)
     signal: str | None = None
@@ -243,7 +244,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"SUCCEEDED": 0, "FAILED": 1}.get(self.status, 130)
+        return {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1}.get(self.status, 130)
 
 
 class Started:

@@ -438,7 +438,7 @@ class Store:
         return None if row is None else str(row[0])
 
     @reads
-    def records(self, run_id: str) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+    def records(self, run_id: str) -> dict[str, dict[int | None, tuple[JobState, str | None]]]:
         """What `run_id` left of each job, for `run --resume` (`views.records`)."""
         return views.records(self._conn, run_id)
 

@@ -363,21 +363,29 @@ def events(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
+# A row's status as its state (a job not yet written as submitted has none), by a dict
+# lookup: `--resume` reads a row for every array child.
+_STATE_OF: Final[dict[str | None, JobState]] = {
+    None: JobState.SUBMITTED,
+    **{state.value: state for state in JobState},
+}
+
+
 def records(
     conn: sqlite3.Connection, run_id: str
-) -> dict[str, dict[int | None, tuple[str, str | None]]]:
+) -> dict[str, dict[int | None, tuple[JobState, str | None]]]:
     """What `run_id` left of each job, for `run --resume`: job name -> {None for a
     single job, or each array child's index that has a row -> (status,
     fingerprint)}. A child the run never created has no entry."""
-    out: dict[str, dict[int | None, tuple[str, str | None]]] = {}
-    arrays: dict[str, dict[int | None, tuple[str, str | None]]] = {}
+    out: dict[str, dict[int | None, tuple[JobState, str | None]]] = {}
+    arrays: dict[str, dict[int | None, tuple[JobState, str | None]]] = {}
     for job_id, name, status, fingerprint, size in conn.execute(
         "SELECT job_id, name, status, fingerprint, array_size FROM jobs"
         " WHERE run_id = ? AND parent_id IS NULL",
         (run_id,),
     ):
         if size is None:
-            out[name] = {None: (status or "SUBMITTED", fingerprint)}
+            out[name] = {None: (_STATE_OF[status], fingerprint)}
         else:
             out[name] = arrays[job_id] = {}
     parents = list(arrays)
@@ -391,7 +399,7 @@ def records(
             f" WHERE parent_id IN ({marks})",
             chunk,
         ):
-            arrays[parent][index] = (status or "SUBMITTED", fingerprint)
+            arrays[parent][index] = (_STATE_OF[status], fingerprint)
     return out
 
 
