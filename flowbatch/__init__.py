@@ -8,9 +8,10 @@ Where things live (imports go down this list only; CONTRIBUTING.md has the long 
     cli/          the command line, the composition root (one module per command group)
     outputs/      what a Plan or a run is shown as: progress line, graph, junit, report/
     store/        the SQLite job store (jobstore.Store), its schema, rows and views
-    run/          running a Plan: the pure Frontier (schedule), state table, the runner
+    run/          running a Plan: the pure Frontier, the state table, records, the runner
     executors/    one per compute type (local, container, ssh, slurm) behind base.Executor
     lang/         .flow text -> Plan, pure: lexer, tables, parse, analyze, compile, load
+    errors.py     FlowbatchError, the base every error a user may see derives from
 """
 
 from __future__ import annotations
