@@ -1,6 +1,6 @@
 """Shared test infrastructure: the `--update-goldens` option, the `golden` fixture that
-compares produced text with a file under tests/golden/, and the session-wide anyio
-backend (asyncio).
+compares produced text with a file under tests/golden/, the session-wide anyio
+backend (asyncio), `spawn` (processes stopped in teardown) and `reaper`.
 
 Test modules import helpers that live beside them as top-level modules
 (`from engine_helpers import engine_unavailable`): pytest puts tests/ on sys.path, and
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from proc_helpers import Spawner
+
+from flowbatch.executors.reaper import Reaper
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -92,3 +94,17 @@ def spawn() -> Iterator[Spawner]:
         yield spawner
     finally:
         spawner.stop_all()
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    """A reaper with a 0.1 s stop grace period, closed (and killed if it outlived that)
+    in teardown."""
+    reaper = Reaper(0.1)
+    try:
+        yield reaper
+    finally:
+        reaper.close()
+        if reaper.proc.poll() is None:
+            reaper.proc.kill()
+        reaper.proc.wait()

@@ -19,7 +19,20 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Spawner", "alive", "descendants", "run_to_end", "wait_for", "wait_until"]
+from flowbatch.store.jobstore import Store
+
+__all__ = [
+    "Spawner",
+    "alive",
+    "descendants",
+    "first_job_status",
+    "kill_written_pids",
+    "reaper_of",
+    "run_to_end",
+    "wait_for",
+    "wait_until",
+    "written_pid",
+]
 
 
 def alive(pid: int) -> bool:
@@ -68,6 +81,40 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def written_pid(path: Path) -> int | None:
+    """The pid a job wrote to `path` (`echo $$ > path`), None until the line is complete."""
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text.endswith("\n") else None
+
+
+def kill_written_pids(directory: Path) -> None:
+    """SIGKILL every live pid that a test's jobs wrote to *.pid files in `directory`: the
+    processes that left their job's group are out of reach of every other cleanup."""
+    for path in directory.glob("*.pid"):
+        text = path.read_text().strip()
+        if text.isdigit() and alive(int(text)):
+            os.kill(int(text), signal.SIGKILL)
+
+
+def first_job_status(state: Path) -> str | None:
+    """The stored status of the first job of the run in the state directory `state`, None
+    before the runner has made its store or recorded a job (a store is never made here)."""
+    if not (state / "jobs.db").exists():
+        return None
+    with Store.open(state, create=False) as store:
+        jobs = store.jobs()
+    return str(jobs[0]["status"]) if jobs else None
+
+
+def reaper_of(runner: int) -> int:
+    """The pid of the reaper below the `flowbatch run` with pid `runner`."""
+    for pid in descendants(runner):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"reaper.py" in f.read():
+                return pid
+    raise AssertionError("the runner has no reaper")
 
 
 class Spawner:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proc_helpers import Spawner
 
 from flowbatch.store.jobstore import Store
 
@@ -34,18 +34,6 @@ param code = 0
 """
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
-
-
 def closed_pipe() -> int:
     """The write end of a pipe whose reader has already gone: every write is EPIPE."""
     read, write = os.pipe()
@@ -62,14 +50,13 @@ def stored_statuses(state: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(("code", "exit_code"), [("0", 0), ("3", 1)])
 def test_a_run_whose_reader_reads_one_line_and_leaves_runs_to_the_end(
-    tmp_path: Path, procs: list[subprocess.Popen[bytes]], code: str, exit_code: int
+    tmp_path: Path, spawn: Spawner, code: str, exit_code: int
 ) -> None:
     (tmp_path / "p.flow").write_text(PIPELINE)
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "flowbatch", "run", "p.flow", "-p", f"code={code}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # 2>&1 | head -1
     )  # fmt: skip
-    procs.append(proc)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith(b"run ")
     proc.stdout.close()  # what head does after its line
@@ -79,18 +66,17 @@ def test_a_run_whose_reader_reads_one_line_and_leaves_runs_to_the_end(
 
 
 def test_a_run_with_both_streams_closed_from_the_start_runs_to_the_end(
-    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+    tmp_path: Path, spawn: Spawner
 ) -> None:
     (tmp_path / "p.flow").write_text(PIPELINE)
     write = closed_pipe()
     try:
-        proc = subprocess.Popen(
+        proc = spawn(
             [sys.executable, "-m", "flowbatch", "run", "p.flow", "--junit", "j.xml"],
             cwd=tmp_path, stdout=write, stderr=write,
         )  # fmt: skip
     finally:
         os.close(write)
-    procs.append(proc)
     assert proc.wait(timeout=120) == 0
     assert set(stored_statuses(tmp_path / ".flowbatch").values()) == {"SUCCEEDED"}
     assert (tmp_path / "j.xml").is_file()  # what comes after the run still happens
@@ -98,7 +84,7 @@ def test_a_run_with_both_streams_closed_from_the_start_runs_to_the_end(
 
 @pytest.mark.parametrize("command", [["jobs"], ["runs"], ["jobs", "--json"], ["logs", "LAST"]])
 def test_a_reading_command_whose_reader_left_exits_1_without_a_traceback(
-    tmp_path: Path, procs: list[subprocess.Popen[bytes]], command: list[str]
+    tmp_path: Path, spawn: Spawner, command: list[str]
 ) -> None:
     (tmp_path / "p.flow").write_text('job big {\n  command = "seq 1 200000"\n}\n')
     done = subprocess.run(
@@ -110,13 +96,12 @@ def test_a_reading_command_whose_reader_left_exits_1_without_a_traceback(
             command = ["logs", str(store.jobs()[0]["jobId"])]
     write = closed_pipe()
     try:
-        proc = subprocess.Popen(
+        proc = spawn(
             [sys.executable, "-m", "flowbatch", *command],
             cwd=tmp_path, stdout=write, stderr=subprocess.PIPE,
         )  # fmt: skip
     finally:
         os.close(write)
-    procs.append(proc)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err == b""  # no traceback, no "Exception ignored"
@@ -127,7 +112,7 @@ def test_a_reading_command_whose_reader_left_exits_1_without_a_traceback(
 @pytest.mark.parametrize("command", [["run", "p.flow"], ["logs", "LAST"], ["jobs"]])
 def test_a_command_started_with_stdout_or_stderr_closed_runs_without_a_traceback(
     tmp_path: Path,
-    procs: list[subprocess.Popen[bytes]],
+    spawn: Spawner,
     command: list[str],
     github: str,
     closed: int,
@@ -142,12 +127,11 @@ def test_a_command_started_with_stdout_or_stderr_closed_runs_without_a_traceback
         assert done.returncode == 0, done.stderr
     if command[0] == "logs":
         command = ["logs", "a"]
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "flowbatch", *command],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "GITHUB_ACTIONS": github}, preexec_fn=lambda: os.close(closed),
     )  # fmt: skip
-    procs.append(proc)
     out, err = proc.communicate(timeout=60)
     assert b"Traceback" not in out + err and b"Exception ignored" not in out + err
     assert proc.returncode == 0

@@ -139,12 +139,8 @@ def test_hostile_values_reach_a_container_through_the_ssh_wrapper(
     check_arrived(tmp_path, HOSTILE_ENV, container=True)
 
 
-@pytest.mark.slow
-@pytest.mark.podman
-async def test_hostile_values_reach_a_local_container(podman: str, tmp_path: Path) -> None:
-    att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env=HOSTILE_ENV)
-    att = replace(att, host_env=dict(os.environ))
-    att.log_dir.mkdir(parents=True)
+async def run_local(att: Attempt) -> ExecResult:
+    """`att` run to its end by a LocalExecutor, which is closed whatever happens."""
     results: list[ExecResult] = []
     executor = LocalExecutor(att.compute, grace=0.5)
 
@@ -157,7 +153,17 @@ async def test_hostile_values_reach_a_local_container(podman: str, tmp_path: Pat
                 await tg.start(job)
     finally:
         await executor.aclose()
-    assert results[0].exit_code == 0, (att.log_dir / "stderr").read_text()
+    return results[0]
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+async def test_hostile_values_reach_a_local_container(podman: str, tmp_path: Path) -> None:
+    att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env=HOSTILE_ENV)
+    att = replace(att, host_env=dict(os.environ))
+    att.log_dir.mkdir(parents=True)
+    result = await run_local(att)
+    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
     check_arrived(tmp_path, HOSTILE_ENV, container=True)
 
 
@@ -226,19 +232,8 @@ async def test_a_local_attempts_log_directory_and_logs_are_private(tmp_path: Pat
             command="echo out; echo err >&2",
             log_dir=log_dir,
         )
-        results: list[ExecResult] = []
-        executor = LocalExecutor(att.compute, grace=0.5)
-
-        async def job(*, task_status: TaskStatus[str]) -> None:
-            results.append(await executor.run(att, task_status=task_status))
-
-        try:
-            with anyio.fail_after(RUN_TIMEOUT):
-                async with anyio.create_task_group() as tg:
-                    await tg.start(job)
-        finally:
-            await executor.aclose()
-    assert results[0].exit_code == 0
+        result = await run_local(att)
+    assert result.exit_code == 0
     assert mode(log_dir) == 0o700
     assert mode(log_dir / "stdout") == mode(log_dir / "stderr") == 0o600
 
@@ -280,19 +275,8 @@ async def test_the_runners_service_manager_socket_never_reaches_a_container(
         att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env={})
         att = replace(att, host_env=host_env, command="env -0 > seen.env; ls /run > run.txt")
         att.log_dir.mkdir(parents=True)
-        results: list[ExecResult] = []
-        executor = LocalExecutor(att.compute, grace=0.5)
-
-        async def job(*, task_status: TaskStatus[str]) -> None:
-            results.append(await executor.run(att, task_status=task_status))
-
-        try:
-            with anyio.fail_after(RUN_TIMEOUT):
-                async with anyio.create_task_group() as tg:
-                    await tg.start(job)
-        finally:
-            await executor.aclose()
-    assert results[0].exit_code == 0, (att.log_dir / "stderr").read_text()
+        result = await run_local(att)
+    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
     seen = env0(tmp_path / "seen.env")
     assert "NOTIFY_SOCKET" not in seen and "LISTEN_FDS" not in seen
     assert "notify" not in (tmp_path / "run.txt").read_text().split()

@@ -7,7 +7,6 @@ each job in its process group only (the documented limit)."""
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 from click.testing import CliRunner
-from proc_helpers import alive, wait_until
+from proc_helpers import alive, kill_written_pids, wait_until, written_pid
 
 from flowbatch.cli import app
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
@@ -60,10 +59,7 @@ def _needs_memory(executor: LocalExecutor) -> None:
 def strays(tmp_path: Path) -> Iterator[Path]:
     """Kills the pids a test's jobs wrote to *.pid files, whatever the test did."""
     yield tmp_path
-    for path in tmp_path.glob("*.pid"):
-        text = path.read_text().strip()
-        if text.isdigit() and alive(int(text)):
-            os.kill(int(text), signal.SIGKILL)
+    kill_written_pids(tmp_path)
 
 
 def _attempt(
@@ -106,11 +102,6 @@ def _touch(mib: int) -> str:
     return f"python3 -c \"b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[::4096])\""
 
 
-def _pid(path: Path) -> int | None:
-    text = path.read_text() if path.exists() else ""
-    return int(text) if text.endswith("\n") else None
-
-
 # A grandchild in a session of its own that ignores SIGTERM: out of reach of the group.
 _ESCAPED = "setsid sh -c 'trap \"\" TERM; echo $$ > escaped.pid; exec sleep 60' & wait"
 
@@ -142,7 +133,7 @@ async def test_timeout_stops_a_grandchild_that_left_with_setsid(
     command = _ESCAPED.replace("& wait", "& until [ -s escaped.pid ]; do :; done; wait")
     result = await _run(executor, _attempt(strays, command, timeout=0.5))
     assert result.status_reason == REASON_TIMEOUT
-    escaped = _pid(strays / "escaped.pid")
+    escaped = written_pid(strays / "escaped.pid")
     assert escaped is not None
     await wait_until(lambda: not alive(escaped), timeout=WAIT_LIMIT)
 
@@ -159,8 +150,8 @@ async def test_terminate_stops_a_grandchild_that_left_with_setsid(
     with anyio.fail_after(WAIT_LIMIT):
         async with anyio.create_task_group() as tg:
             leader = int(str(await tg.start(body)).partition("@")[0])
-            await wait_until(lambda: _pid(strays / "escaped.pid") is not None)
-            escaped = _pid(strays / "escaped.pid")
+            await wait_until(lambda: written_pid(strays / "escaped.pid") is not None)
+            escaped = written_pid(strays / "escaped.pid")
             assert escaped is not None and os.getsid(escaped) != os.getsid(leader)
             tg.cancel_scope.cancel()  # what `terminate` and Ctrl-C do to the attempt
     assert escaped is not None
@@ -181,7 +172,7 @@ async def test_an_ended_attempts_cgroup_is_removed_and_the_runs_with_aclose(
             _attempt(strays, _ESCAPED.replace("& wait", "& until [ -s escaped.pid ]; do :; done")),
         )
         assert result.ok
-        escaped = _pid(strays / "escaped.pid")
+        escaped = written_pid(strays / "escaped.pid")
         assert escaped is not None
         await wait_until(lambda: not alive(escaped), timeout=WAIT_LIMIT)
         assert [p for p in cgroups.root.iterdir() if p.is_dir()] == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import engine_unavailable
-from proc_helpers import alive, descendants, run_to_end, wait_for
+from proc_helpers import alive, descendants, reaper_of, run_to_end, wait_for
 
 from flowbatch.executors.processes import Process
 from flowbatch.store.jobstore import Store
@@ -80,11 +80,9 @@ def test_a_container_left_by_a_killed_runner_is_found_and_removed(
         prefix.append(f"fb-{_run_id(tmp_path / 'state')}")
         wait_for(lambda: _running(prefix[0]), timeout=60)
         below = descendants(runner.pid)
-        for pid in below:  # the reaper first, then the runner, then the podman client
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"reaper.py" in f.read():
-                    os.kill(pid, signal.SIGKILL)
-                    wait_for(lambda pid=pid: not alive(pid))
+        reaper = reaper_of(runner.pid)  # the reaper first, then the runner, then podman
+        os.kill(reaper, signal.SIGKILL)
+        wait_for(lambda: not alive(reaper))
         runner.kill()
         runner.wait(timeout=10)
         for pid in below:

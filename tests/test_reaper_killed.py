@@ -15,11 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proc_helpers import alive, descendants, run_to_end, wait_for
+from proc_helpers import (
+    alive,
+    first_job_status,
+    kill_written_pids,
+    reaper_of,
+    run_to_end,
+    wait_for,
+    written_pid,
+)
 
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.executors.reaper import remove_cgroup
-from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
 FLOWBATCH = [sys.executable, "-m", "flowbatch"]
@@ -37,31 +44,7 @@ JOB = (
 def workdir(tmp_path: Path) -> Iterator[Path]:
     """Kills whatever the test's run left, whatever the test did."""
     yield tmp_path
-    for path in tmp_path.glob("*.pid"):
-        text = path.read_text().strip()
-        if text.isdigit() and alive(int(text)):
-            os.kill(int(text), signal.SIGKILL)
-
-
-def _pid(path: Path) -> int | None:
-    text = path.read_text() if path.exists() else ""
-    return int(text) if text.endswith("\n") else None
-
-
-def _status(state: Path) -> str | None:
-    if not (state / "jobs.db").exists():
-        return None
-    with Store.open(state, create=False) as store:
-        jobs = store.jobs()
-    return str(jobs[0]["status"]) if jobs else None
-
-
-def _reaper(runner: int) -> int:
-    for pid in descendants(runner):
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if b"reaper.py" in f.read():
-                return pid
-    raise AssertionError("the runner has no reaper")
+    kill_written_pids(tmp_path)
 
 
 def test_terminate_and_resume_find_a_killed_reapers_cgroup(workdir: Path) -> None:
@@ -82,16 +65,18 @@ def test_terminate_and_resume_find_a_killed_reapers_cgroup(workdir: Path) -> Non
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _pid(workdir / "escaped.pid") and _pid(workdir / "leader.pid"))
-        wait_for(lambda: _status(workdir / "state") == "RUNNING")
-        reaper = _reaper(runner.pid)
+        wait_for(
+            lambda: written_pid(workdir / "escaped.pid") and written_pid(workdir / "leader.pid")
+        )
+        wait_for(lambda: first_job_status(workdir / "state") == "RUNNING")
+        reaper = reaper_of(runner.pid)
         os.kill(reaper, signal.SIGKILL)
         wait_for(lambda: not alive(reaper))
         runner.kill()
         runner.wait(timeout=10)
-        escaped = _pid(workdir / "escaped.pid") or 0
-        os.killpg(_pid(workdir / "leader.pid") or 0, signal.SIGKILL)  # its group only
-        wait_for(lambda: not alive(_pid(workdir / "leader.pid") or 0))
+        escaped = written_pid(workdir / "escaped.pid") or 0
+        os.killpg(written_pid(workdir / "leader.pid") or 0, signal.SIGKILL)  # its group only
+        wait_for(lambda: not alive(written_pid(workdir / "leader.pid") or 0))
         assert alive(escaped)
 
         resumed = run_to_end(

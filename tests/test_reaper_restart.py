@@ -6,45 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from collections.abc import Iterator
 
-import pytest
-from proc_helpers import alive, wait_for
+from proc_helpers import Spawner, alive, wait_for
 
 from flowbatch.executors.processes import Process
 from flowbatch.executors.reaper import Reaper
 
 
-@pytest.fixture
-def jobs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def reaper() -> Iterator[Reaper]:
-    reaper = Reaper(0.1)
-    try:
-        yield reaper
-    finally:
-        reaper.close()
-        if reaper.proc.poll() is None:
-            reaper.proc.kill()
-        reaper.proc.wait()
-
-
 def test_a_killed_reaper_is_replaced_and_told_what_it_guards(
-    reaper: Reaper, jobs: list[subprocess.Popen[bytes]]
+    reaper: Reaper, spawn: Spawner
 ) -> None:
-    for _ in range(2):
-        jobs.append(subprocess.Popen(["sleep", "60"], start_new_session=True))
-    first, second = jobs
+    first, second = (spawn(["sleep", "60"]) for _ in range(2))
     reaper.send("+g", str(Process.of(first.pid)))
     killed = reaper.proc
     os.kill(killed.pid, signal.SIGKILL)

@@ -4,7 +4,6 @@ and removes it with whatever job cgroups it holds, registered or not."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,6 @@ from proc_helpers import wait_for
 
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.executors.reaper import Reaper, remove_cgroup
-
-
-@pytest.fixture
-def reaper() -> Iterator[Reaper]:
-    reaper = Reaper(0.1)
-    try:
-        yield reaper
-    finally:
-        reaper.close()
-        if reaper.proc.poll() is None:
-            reaper.proc.kill()
-        reaper.proc.wait()
 
 
 def test_the_runners_cgroups_are_announced_before_they_exist(reaper: Reaper) -> None:

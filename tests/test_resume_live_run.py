@@ -11,20 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from proc_helpers import Spawner, run_to_end, wait_for
-
-from flowbatch.store.jobstore import Store
+from proc_helpers import Spawner, first_job_status, run_to_end, wait_for
 
 pytestmark = pytest.mark.slow
 FLOWBATCH = [sys.executable, "-m", "flowbatch"]
-
-
-def _status(state: Path) -> str | None:
-    if not (state / "jobs.db").exists():
-        return None
-    with Store.open(state, create=False) as store:
-        jobs = store.jobs()
-    return str(jobs[0]["status"]) if jobs else None
 
 
 def test_resume_refuses_while_the_previous_runner_lives(tmp_path: Path, spawn: Spawner) -> None:
@@ -38,7 +28,7 @@ def test_resume_refuses_while_the_previous_runner_lives(tmp_path: Path, spawn: S
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for(lambda: _status(tmp_path / "state") == "RUNNING")
+    wait_for(lambda: first_job_status(tmp_path / "state") == "RUNNING")
     resumed = run_to_end([*FLOWBATCH, "run", "p.flow", *state, "--resume"], cwd=tmp_path, env=env)
     assert resumed.returncode == 2, resumed.stderr
     assert "still running" in resumed.stderr

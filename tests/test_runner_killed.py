@@ -5,7 +5,6 @@ jobs it left, the whole tree of each (a grandchild that left the process group w
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from proc_helpers import alive, wait_for
+from proc_helpers import alive, first_job_status, kill_written_pids, wait_for, written_pid
 
 from flowbatch.cli import app
 from flowbatch.executors.cgroups import Cgroups
-from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
 RUN = [sys.executable, "-m", "flowbatch", "run"]
@@ -36,24 +34,7 @@ JOB = (
 def workdir(tmp_path: Path) -> Iterator[Path]:
     """Kills whatever the test's run left, whatever the test did."""
     yield tmp_path
-    for path in tmp_path.glob("*.pid"):
-        text = path.read_text().strip()
-        if text.isdigit() and alive(int(text)):
-            os.kill(int(text), signal.SIGKILL)
-
-
-def _pid(path: Path) -> int | None:
-    text = path.read_text() if path.exists() else ""
-    return int(text) if text.endswith("\n") else None
-
-
-def _stored_status(state: Path) -> str | None:
-    store = Store.open(state)
-    try:
-        jobs = store.jobs()
-    finally:
-        store.close()
-    return str(jobs[0]["status"]) if jobs else None
+    kill_written_pids(tmp_path)
 
 
 def _start(tmp: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -81,10 +62,10 @@ def test_sigkill_of_the_runner_stops_its_jobs(workdir: Path, cgroups: str) -> No
     runner = _start(workdir, env)
     try:
         names = ("leader", "child", "escaped")
-        wait_for(lambda: all(_pid(workdir / f"{n}.pid") for n in names), timeout=30)
+        wait_for(lambda: all(written_pid(workdir / f"{n}.pid") for n in names), timeout=30)
         # RUNNING is stored once the runner has registered the job with its reaper.
-        wait_for(lambda: _stored_status(workdir / "state") == "RUNNING", timeout=30)
-        pids = {n: _pid(workdir / f"{n}.pid") or 0 for n in names}
+        wait_for(lambda: first_job_status(workdir / "state") == "RUNNING", timeout=30)
+        pids = {n: written_pid(workdir / f"{n}.pid") or 0 for n in names}
         if parent is not None:
             assert list(parent.glob(f"flowbatch-{runner.pid}-*/*-a1"))  # the job's cgroup
         runner.kill()  # SIGKILL: the runner itself cleans nothing up

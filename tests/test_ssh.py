@@ -88,6 +88,15 @@ async def start(
     return str(await tg.start(job))
 
 
+async def run_and_close(ex: SshExecutor, att: Attempt) -> ExecResult:
+    """`att` run to its end (within WAIT) on `ex`, which is closed whatever happens."""
+    try:
+        with anyio.fail_after(WAIT):
+            return await _run_one(ex, att)
+    finally:
+        await ex.aclose()
+
+
 async def wait_for(check: Callable[[], bool] | Callable[[], Awaitable[bool]]) -> None:
     with anyio.fail_after(WAIT):
         while True:
@@ -208,14 +217,8 @@ async def test_hostile_values_reach_the_job_over_a_real_connection(
     # The channel's stdin, sshd, the login shell and the wrapper's eval, for real.
     ex = SshExecutor(compute(sshd))
     att = attempt(ex._ce, shared_dir, "env -0 > seen.env", name="hostile", env=HOSTILE_ENV)
-    results: dict[str, ExecResult] = {}
-    try:
-        with anyio.fail_after(WAIT):
-            async with anyio.create_task_group() as tg:
-                await start(tg, ex, att, results)
-    finally:
-        await ex.aclose()
-    assert results["hostile"].exit_code == 0, (att.log_dir / "stderr").read_text()
+    result = await run_and_close(ex, att)
+    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
     seen = env0(shared_dir / "seen.env")
     assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
     assert not (shared_dir / "pwned").exists()
@@ -237,18 +240,12 @@ async def test_the_users_ssh_config_sends_the_job_nothing_of_the_runner(
     ex = SshExecutor(compute(sshd))
     cmd = "env > seen-config.txt; if [ -t 0 ]; then echo on-a-tty; fi"
     att = attempt(ex._ce, shared_dir, cmd, name="config", env={"TOKEN": token})
-    results: dict[str, ExecResult] = {}
-    try:
-        with anyio.fail_after(WAIT):
-            async with anyio.create_task_group() as tg:
-                await start(tg, ex, att, results)
-    finally:
-        await ex.aclose()
+    result = await run_and_close(ex, att)
     seen = (shared_dir / "seen-config.txt").read_text()
     assert f"TOKEN={token}\n" in seen
     assert "FBTEST_SECRET" not in seen
     assert (att.log_dir / "stdout").read_bytes() == b""
-    assert results["config"].exit_code == 0
+    assert result.exit_code == 0
 
 
 def test_executor_refuses_an_environment_without_known_hosts() -> None:

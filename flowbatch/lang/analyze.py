@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import flowbatch.lang.syntax as s
-from flowbatch.lang.computes import Machine, build_computes, entries
+from flowbatch.lang.computes import Machine, build_computes, resolved_entries
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.jobs import JobBuilder
 from flowbatch.lang.model import DEFAULT_QUEUE, ParamValue, Pipeline, Queue
@@ -28,7 +28,6 @@ from flowbatch.lang.values import (
     invalid,
     override_value,
     param_value,
-    resolve_params,
 )
 
 QUEUE_KEYS = {"priority", "compute", "state"}
@@ -216,12 +215,7 @@ def _queues(
 ) -> dict[str, Queue]:
     queues = {"default": DEFAULT_QUEUE}
     for name, block in blocks.items():
-        values: dict[str, s.Value] = {}
-        for entry in entries(block, QUEUE_KEYS, "queue", errors):
-            try:
-                values[entry.key] = resolve_params(entry.value, params)
-            except Invalid as bad:
-                errors.add(bad.error)
+        values = resolved_entries(block, QUEUE_KEYS, "queue", params, errors)
         try:
             queues[name] = _queue(block, values, computes, errors)
         except Invalid as bad:

@@ -96,6 +96,24 @@ def entries(block: s.Block, allowed: set[str], what: str, errors: Collector) -> 
         yield entry
 
 
+def resolved_entries(
+    block: s.Block,
+    allowed: set[str],
+    what: str,
+    params: Mapping[str, ParamValue],
+    errors: Collector,
+) -> dict[str, s.Value]:
+    """The block's values by key, `params.X` resolved; a key that is unknown, repeated
+    or whose value does not resolve is reported and left out."""
+    values: dict[str, s.Value] = {}
+    for entry in entries(block, allowed, what, errors):
+        try:
+            values[entry.key] = resolve_params(entry.value, params)
+        except Invalid as bad:
+            errors.add(bad.error)
+    return values
+
+
 def build_computes(
     blocks: Mapping[str, s.Block],
     params: Mapping[str, ParamValue],
@@ -114,12 +132,7 @@ def build_computes(
 def _compute(
     block: s.Block, params: Mapping[str, ParamValue], machine: Machine, errors: Collector
 ) -> ComputeEnv:
-    values: dict[str, s.Value] = {}
-    for entry in entries(block, COMPUTE_KEYS, "compute environment", errors):
-        try:
-            values[entry.key] = resolve_params(entry.value, params)
-        except Invalid as bad:
-            errors.add(bad.error)
+    values = resolved_entries(block, COMPUTE_KEYS, "compute environment", params, errors)
     type_ = expect_str(values["type"], "type") if "type" in values else "local"
     if type_ not in COMPUTE_TYPES:
         raise invalid("compute-type", values["type"].span, name=type_, known=COMPUTE_TYPES)

@@ -171,6 +171,27 @@ def _job(conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_
         timeout=static["timeout"],
         summary_updated_at=updated_at,
     )
+    return _record(
+        row,
+        status,
+        queue=static["queue"],
+        # the latest attempt's: a job being retried has no exit code yet
+        exit_code=row["exit_code"] if last is None else last["exit_code"],
+        status_summary=summary,
+        detail=detail,
+    )
+
+
+def _record(
+    row: _Row,
+    status: JobState,
+    *,
+    queue: str | None,
+    exit_code: int | None,
+    status_summary: Mapping[JobState, int] | None,
+    detail: JobDetail | None = None,
+) -> JobRecord:
+    """A job's record from its jobs row, as a description and a listing both show it."""
     return JobRecord(
         job_id=row["job_id"],
         name=row["name"],
@@ -180,13 +201,12 @@ def _job(conn: sqlite3.Connection, row: _Row, static: _Row, attempts: Sequence[_
         created_at=_ms(row["created_at"]),
         started_at=_ms(row["started_at"]),
         stopped_at=_ms(row["stopped_at"]),
-        queue=static["queue"],
+        queue=queue,
         attempts=row["attempt"],
-        # the latest attempt's: a job being retried has no exit code yet
-        exit_code=row["exit_code"] if last is None else last["exit_code"],
+        exit_code=exit_code,
         array_size=row["array_size"],
         array_index=row["array_index"],
-        status_summary=summary,
+        status_summary=status_summary,
         detail=detail,
     )
 
@@ -326,20 +346,11 @@ def summaries(
         state = _status(row)
         size = row["array_size"]
         out.append(
-            JobRecord(
-                job_id=row["job_id"],
-                name=row["name"],
-                run_id=row["run_id"],
-                status=state,
-                status_reason=row["status_reason"],
-                created_at=_ms(row["created_at"]),
-                started_at=_ms(row["started_at"]),
-                stopped_at=_ms(row["stopped_at"]),
+            _record(
+                row,
+                state,
                 queue=row["job_queue"],
-                attempts=row["attempt"],
                 exit_code=row["last_exit_code"],
-                array_size=size,
-                array_index=row["array_index"],
                 status_summary=(
                     None if size is None else status_summary(conn, row["job_id"], size, state)
                 ),
