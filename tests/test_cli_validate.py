@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,41 @@ def test_a_missing_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
 def test_a_malformed_param_option_is_a_usage_error(tmp_path: Path) -> None:
     result = run(tmp_path, "good.flow", "-p", "oops")
     assert result.exit_code == 2 and "expected NAME=VALUE" in result.stderr
+
+
+# What a clean pipeline without templates never needs: the quoting check, the render
+# budget, the Jinja sandbox, the syntax errors' wording, and the control-character
+# writer for a plain file name. Each is imported on first use, so that `validate`
+# starts as fast as before they were split out (issue 10).
+LAZY = (
+    "flowbatch.lang.template_quoting",
+    "flowbatch.lang.shell_quoting",
+    "flowbatch.lang.template_budget",
+    "flowbatch.lang.template_sandbox",
+    "flowbatch.lang.template_text",
+    "flowbatch.lang.parse_errors",
+    "flowbatch.outputs.jobview",
+    "jinja2",
+    "contextvars",
+    "glob",
+)
+
+
+def test_validating_a_plain_pipeline_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
+    (tmp_path / "good.flow").write_text(GOOD)
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['flowbatch', 'validate', 'good.flow']\n"
+        "try:\n"
+        "    runpy.run_module('flowbatch', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        f"print(sorted(set({LAZY!r}) & set(sys.modules)))\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -166,12 +166,12 @@ def open_existing_store(option: Path | None) -> Store:
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; click.BadParameter (exit 2) for a bad one."""
-    from flowbatch.outputs.jobview import visible
-
     params: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
+            from flowbatch.outputs.jobview import visible  # on an error only
+
             raise click.BadParameter(
                 f"expected NAME=VALUE, got `{visible(item)}`", param_hint="'-p'"
             )

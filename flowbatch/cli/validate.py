@@ -14,7 +14,6 @@ import click
 from flowbatch.cli.common import params_option, parse_params, report_error
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
-from flowbatch.outputs.jobview import visible
 
 
 @click.command()
@@ -31,9 +30,16 @@ def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
             report_error(err)  # and on to the next file
             failed = True
             continue
+        shown = str(path)
+        if not shown.isprintable():
+            # Every character `visible` writes out is unprintable; a plain name (the
+            # usual case) skips importing it, which `validate`'s start-up would pay for.
+            from flowbatch.outputs.jobview import visible
+
+            shown = visible(shown)
         arrays = sum(1 for name in plan.jobs() if plan.job(name).is_array)
         click.echo(
-            f"{visible(str(path))}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
+            f"{shown}: ok ({_count(len(plan), 'job')}, {_count(arrays, 'array')}, "
             f"{_count(plan.process_count(), 'process', 'processes')})",
             err=True,
         )

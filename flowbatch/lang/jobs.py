@@ -5,7 +5,6 @@ and build the frozen `JobSpec`.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -421,6 +420,8 @@ def _literal_params(written: s.Value, resolved: s.Value) -> s.Value:
     """`inputs = [params.sample]`: a parameter's value names a file, never a pattern
     (`-p sample='*'` is the file `*`), as a value a template inserts in a path."""
     if isinstance(written, s.Ref) and isinstance(resolved, s.Str):
+        import glob  # only for a path that names a parameter
+
         return s.Str(resolved.span, glob.escape(resolved.value))
     if isinstance(written, s.List) and isinstance(resolved, s.List) and written is not resolved:
         items = zip(written.items, resolved.items, strict=True)

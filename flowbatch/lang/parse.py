@@ -16,7 +16,6 @@ import flowbatch.lang.syntax as s
 from flowbatch.lang import tables as lalr
 from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.lang.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
-from flowbatch.lang.parse_errors import bad_character, translate
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
@@ -31,6 +30,8 @@ def parse(text: str, path: str) -> s.File:
     except _Bad as bad:
         raise bad.error(source) from None
     except LexError as exc:
+        from flowbatch.lang.parse_errors import bad_character  # on an error only
+
         raise bad_character(source, exc.line, exc.column) from None
     except TooDeep as exc:
         from flowbatch.lang.messages import flow_error
@@ -38,6 +39,8 @@ def parse(text: str, path: str) -> s.File:
         at = Span(source, exc.line, exc.column, exc.line, exc.column + 1)
         raise flow_error("nested-too-deep", at, limit=MAX_NESTING) from None
     except lalr.Unexpected as exc:
+        from flowbatch.lang.parse_errors import translate  # on an error only
+
         raise translate(exc.token, exc.expected, source) from None
     if build.repeated:
         raise FlowError.many([e for m, what in build.repeated for e in _repeated_keys(m, what)])

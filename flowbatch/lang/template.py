@@ -25,35 +25,27 @@ This module is the templates' public face; each concept has a module of its own:
 
 from __future__ import annotations
 
-import glob
-import re
-import shlex
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from flowbatch.lang.template_budget import (
-    BUDGET,
-    MAX_CODE,
-    MAX_DEPTH,
-    MAX_INT_BITS,
-    MAX_OUTPUT,
-    MAX_SECONDS,
-    MAX_STEPS,
-    MAX_VALUE,
-    MAX_WORK,
-    Budget,
-    over_budget,
-)
 from flowbatch.lang.template_error import TemplateError
-from flowbatch.lang.template_quoting import (
-    Misplaced,
-    misplaced,
-    program_index,
-    script_index,
-    values_in_program,
-)
-from flowbatch.lang.template_sandbox import Namespace, Raw, compile_template, jinja
-from flowbatch.lang.template_text import REF, Part, simple_parts, uses_jinja
+
+if TYPE_CHECKING:
+    from flowbatch.lang.template_budget import (
+        MAX_CODE,
+        MAX_DEPTH,
+        MAX_INT_BITS,
+        MAX_OUTPUT,
+        MAX_SECONDS,
+        MAX_STEPS,
+        MAX_VALUE,
+        MAX_WORK,
+    )
+    from flowbatch.lang.template_quoting import Misplaced, program_index, script_index
+    from flowbatch.lang.template_sandbox import Raw
+    from flowbatch.lang.template_text import REF, Part, uses_jinja
 
 __all__ = [
     "MAX_CODE",
@@ -79,8 +71,44 @@ __all__ = [
     "values_in_program",
 ]
 
-# The names the tests reach in for (the fast path, and Jinja's render on its own).
-_simple_parts = simple_parts
+# `validate` of a pipeline whose commands hold no template must start as fast as a
+# Python can: the quoting check (shell_quoting's tables), the budget (contextvars,
+# string) and the sandbox are imported on first use, and these public names resolve
+# through `__getattr__` (PEP 562). `_simple_parts` is the fast path the tests reach for.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "MAX_CODE",
+            "MAX_DEPTH",
+            "MAX_INT_BITS",
+            "MAX_OUTPUT",
+            "MAX_SECONDS",
+            "MAX_STEPS",
+            "MAX_VALUE",
+            "MAX_WORK",
+        ),
+        "template_budget",
+    ),
+    **dict.fromkeys(("Misplaced", "program_index", "script_index"), "template_quoting"),
+    "Raw": "template_sandbox",
+    **dict.fromkeys(("REF", "Part", "uses_jinja"), "template_text"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_simple_parts":
+        name, module = "simple_parts", "template_text"
+    elif name in _LAZY:
+        module = _LAZY[name]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"flowbatch.lang.{module}"), name)
+
+
+def _plain(text: str) -> bool:
+    """`text` holds no template: no Jinja tag (template_text.uses_jinja) and no `Ref::`
+    placeholder, so it renders to itself and no value can be misplaced in it."""
+    return not ("{{" in text or "{%" in text or "{#" in text or "Ref::" in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +129,8 @@ class Context:
         return {"params": self.params, "array": array, "job": job}
 
     def as_dict(self) -> dict[str, object]:
+        from flowbatch.lang.template_sandbox import Namespace
+
         return {
             "params": Namespace("params", self.params),
             # A single job has no `array.*`: using it there is an undefined name.
@@ -124,9 +154,13 @@ def render(
     """`text` rendered for one job or array child; raises TemplateError. `paths`: the
     text is an `inputs`/`outputs` glob, and every value it inserts is literal text in
     it (`glob.escape`: a value's `*`, `?` and `[` match themselves)."""
-    if not uses_jinja(text) and "Ref::" not in text:
+    from flowbatch.lang.template_budget import MAX_OUTPUT, over_budget
+
+    if _plain(text):
         out = text
     else:
+        from flowbatch.lang.template_text import simple_parts
+
         parts = simple_parts(text)
         out = (
             _render_jinja(text, ctx, shell, parameters, paths)
@@ -148,6 +182,9 @@ def _render_simple(
     parameters: Mapping[str, str],
     paths: bool = False,
 ) -> str:
+    import glob
+    import shlex
+
     names = ctx.names()
     out: list[str] = []
     for part in parts:
@@ -181,6 +218,9 @@ def _render_jinja(
     parameters: Mapping[str, str] | None = None,
     paths: bool = False,
 ) -> str:
+    from flowbatch.lang.template_budget import BUDGET, MAX_OUTPUT, Budget, over_budget
+    from flowbatch.lang.template_sandbox import compile_template, jinja
+
     jinja2 = jinja()
     template = compile_template(text, shell, paths)
     refs = parameters or {}
@@ -226,6 +266,8 @@ def render_command(
     a shell's script, `["sh", "-c", SCRIPT]`, is rendered like a str command)."""
     if isinstance(command, str):
         return render(command, ctx, shell=True, parameters=parameters)
+    from flowbatch.lang.template_quoting import script_index
+
     script = script_index(command)
     return tuple(
         render(part, ctx, shell=k == script, parameters=parameters)
@@ -243,13 +285,32 @@ def check(text: str, ctx: Context, *, shell: bool, parameters: Mapping[str, str]
             offset=text.index("\0"),
             length=1,
         )
-    if uses_jinja(text) or "Ref::" in text:
+    if not _plain(text):
         render(text, ctx, shell=shell, parameters=parameters)
 
 
-_UNDEFINED = re.compile(r"[`']([^`']+)[`'] is undefined")
+def misplaced(text: str) -> tuple[Misplaced, ...]:
+    """The values in shell command `text` that quoting cannot make inert
+    (template_quoting.misplaced)."""
+    if _plain(text):
+        return ()
+    from flowbatch.lang import template_quoting
+
+    return template_quoting.misplaced(text)
+
+
+def values_in_program(text: str, program: str) -> tuple[Misplaced, ...]:
+    """The values in `text`, the program of `program` (`python3 -c`), that would be code
+    once inserted (template_quoting.values_in_program)."""
+    if _plain(text):
+        return ()
+    from flowbatch.lang import template_quoting
+
+    return template_quoting.values_in_program(text, program)
 
 
 def _undefined_name(message: str) -> str | None:
-    m = _UNDEFINED.search(message)
+    import re  # on an error only
+
+    m = re.search(r"[`']([^`']+)[`'] is undefined", message)
     return m.group(1) if m else None
