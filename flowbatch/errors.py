@@ -3,7 +3,7 @@
 A `FlowbatchError` is a problem the user can act on: bad input, a state that cannot be
 used, a program outside flowbatch that failed. It carries its fields (each family its
 own, typed) and makes its text in one place, its `message` property; the CLI prints any
-of them in one place (`flowbatch.cli.common.report_error`) and exits with its
+of them in one place (`flowbatch.cli.reporting.report_error`) and exits with its
 `exit_code`. Any other exception that reaches the CLI is a bug in flowbatch and is
 reported as one (a traceback, and a request to report it; exit 70).
 

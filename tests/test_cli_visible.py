@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from test_store import RUN, T0, ev, pipeline
 
 from flowbatch.cli import app
-from flowbatch.cli.common import github_annotation
+from flowbatch.cli.github import github_annotation
 from flowbatch.lang.diagnostics import FlowError, Kind, Source, Span
 from flowbatch.lang.load import load_text
 from flowbatch.outputs.jobview import visible
@@ -199,7 +199,7 @@ def test_under_github_a_value_cannot_issue_an_old_style_command(tmp_path: Path) 
     ],
 )
 def test_github_lines_defuse_what_the_runner_would_read_as_a_command(pieces: list[str]) -> None:
-    from flowbatch.cli.common import GitHubLines
+    from flowbatch.cli.github import GitHubLines
 
     out = io.StringIO()
     stream = GitHubLines(out)

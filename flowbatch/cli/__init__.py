@@ -54,13 +54,13 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FlowbatchError as err:
-            from flowbatch.cli.common import fail
+            from flowbatch.cli.reporting import fail
 
             fail(err)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise  # click's own (usage, exit codes) and a gone reader (`main`) are no bug
         except Exception as err:
-            from flowbatch.cli.common import report_bug
+            from flowbatch.cli.reporting import report_bug
 
             report_bug(err)
 
@@ -91,7 +91,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 )
 def app() -> None:
     """flowbatch: pipelines of batch jobs, with AWS Batch's semantics."""
-    from flowbatch.cli.common import guard_workflow_commands, on_github
+    from flowbatch.cli.github import guard_workflow_commands, on_github
 
     if on_github():
         guard_workflow_commands()
@@ -126,7 +126,7 @@ def main() -> None:
     except BrokenPipeError:
         # The reader of our output has gone (`flowbatch jobs | head -1`) in a place click
         # does not catch it: Python's recipe, /dev/null behind stdout and exit 1, quietly.
-        from flowbatch.cli.common import point_at_devnull
+        from flowbatch.cli.streams import point_at_devnull
 
         point_at_devnull(sys.stdout)
         sys.exit(1)

@@ -1,6 +1,6 @@
-"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline,
-printing errors (`report_error`, the one place any FlowbatchError becomes text on
-stderr), and where the state directory is.
+"""What every CLI command shares: `-p NAME=VALUE` options, loading a pipeline, where the
+state directory is, and which job an id on the command line means. Errors are printed
+in `reporting`, streams kept alive in `streams`, GitHub's workflow commands in `github`.
 
 One rule for every command, as Nextflow and Snakemake keep theirs: the state directory is
 `--state-dir`, else `$FLOWBATCH_STATE_DIR`, else `.flowbatch` in the current directory
@@ -11,19 +11,12 @@ runs; a pipeline's own relative paths (`workdir`) still resolve against its file
 
 from __future__ import annotations
 
-import errno
-import io
-import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-
-from flowbatch.errors import EXIT_BUG, FlowbatchError
-from flowbatch.lang.diagnostics import FlowError, render
 
 if TYPE_CHECKING:
     from flowbatch.lang.compile import Plan
@@ -33,77 +26,6 @@ STATE_DIR_ENV = "FLOWBATCH_STATE_DIR"
 DEFAULT_STATE_DIR = ".flowbatch"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class DropWhenClosed(io.TextIOBase):
-    """A text stream that drops what it is given once its reader has gone (a closed pipe,
-    as `flowbatch run p.flow | head -2` leaves) or it cannot be written, instead of
-    raising: a run's progress is for watching, and losing the watcher must not stop the
-    pipeline or change its exit status.
-
-    On the first EPIPE it does what Python's documentation recommends (the SIGPIPE note
-    of the `signal` module): point the descriptor at /dev/null, so that the interpreter's
-    own flush at exit does not fail again with "Exception ignored ... BrokenPipeError"."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self._stream = stream
-        self.dropping = False
-
-    def write(self, text: str) -> int:
-        if not self.dropping:
-            try:
-                self._stream.write(text)
-            except (OSError, ValueError) as err:
-                self._stop(err)
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.dropping:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError) as err:
-                self._stop(err)
-
-    def isatty(self) -> bool:
-        return not self.dropping and self._stream.isatty()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._stream.encoding
-
-    def _stop(self, err: Exception) -> None:
-        self.dropping = True
-        if isinstance(err, OSError) and err.errno == errno.EPIPE:
-            point_at_devnull(self._stream)
-
-
-def point_at_devnull(stream: TextIO) -> None:
-    """Python's recipe for a closed pipe: the stream's descriptor now writes to
-    /dev/null, so whatever is still buffered can be flushed (and lost) without error."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(devnull, stream.fileno())
-    except (OSError, ValueError):
-        pass
-    finally:
-        os.close(devnull)
-
-
-def keep_running_when_unread() -> None:
-    """Send this process's stdout and stderr through DropWhenClosed, for a command
-    (`run`) that must carry on whether or not anyone still reads what it prints."""
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        # None: started with the descriptor closed (`>&-`); print() and click drop it
-        if stream is not None and not isinstance(stream, DropWhenClosed):
-            setattr(sys, name, cast(TextIO, DropWhenClosed(stream)))
 
 
 def params_option(func: F) -> F:
@@ -187,207 +109,6 @@ def load_plan(
     from flowbatch.lang.load import load
 
     return load(file, parse_params(params), **options)
-
-
-class CommandError(FlowbatchError):
-    """What a command found that it cannot act on (no such attempt, a log that is
-    gone), said in the command's own words; exit `code`."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        return self.code
-
-
-def report_error(err: FlowbatchError) -> None:
-    """`err` on stderr, the one way every command prints an error: a located FlowError
-    as `path:line:col: error: ...` with the line and a caret (each of its errors), any
-    other as `error: ...`; under GitHub Actions each also as an `::error` annotation."""
-    from flowbatch.outputs.jobview import visible
-
-    if isinstance(err, FlowError):
-        click.echo(visible(render(err), keep="\n\t"), err=True)
-        located: tuple[FlowError, ...] = err.errors
-    else:
-        hint = f"\n  = help: {visible(err.hint)}" if err.hint else ""
-        click.echo(f"error: {visible(err.message)}{hint}", err=True)
-        for note in err.notes:
-            click.echo(visible(note), err=True)
-        located = ()
-    if on_github():
-        for one in located:
-            workflow_command(github_annotation(one))
-        if not located:
-            hint = f" ({err.hint})" if err.hint else ""
-            workflow_command(f"::error::{escape_data(err.message + hint)}")
-
-
-def fail(err: FlowbatchError) -> NoReturn:
-    """Print `err` (`report_error`) and exit with its code."""
-    report_error(err)
-    raise click.exceptions.Exit(err.exit_code)
-
-
-def report_bug(err: BaseException) -> NoReturn:
-    """An exception no code of flowbatch expected: a bug. Its traceback, a request to
-    report it, and exit 70 (EX_SOFTWARE), never the exit 2 of bad input."""
-    import traceback
-
-    from flowbatch.outputs.jobview import visible
-
-    trace = "".join(traceback.format_exception(err))
-    click.echo(visible(trace.rstrip("\n"), keep="\n"), err=True)
-    click.echo(
-        "error: this is a bug in flowbatch: please report it, with the command and the "
-        "traceback above",
-        err=True,
-    )
-    raise click.exceptions.Exit(EXIT_BUG)
-
-
-def github_annotation(err: FlowError) -> str:
-    """`::error file=F,line=L,col=C::message` (GitHub's workflow command syntax), with
-    the message and the properties escaped as GitHub's toolkit escapes them."""
-    message = escape_data(err.message + (f" ({err.hint})" if err.hint else ""))
-    if err.span is None:
-        return f"::error::{message}"
-    path = escape_property(err.span.path)
-    return f"::error file={path},line={err.span.line},col={err.span.col}::{message}"
-
-
-# -- GitHub Actions: only flowbatch's own workflow commands -------------------------------
-# The runner takes every line of a step's stdout and stderr that starts, after blanks,
-# with `::` as a workflow command (`::add-mask::`, `::stop-commands::`, `::error`...).
-# Under GITHUB_ACTIONS every line flowbatch prints goes through GitHubLines, which lets
-# such a line through only when flowbatch itself wrote it with `workflow_command`.
-
-
-def on_github() -> bool:
-    return os.environ.get("GITHUB_ACTIONS") == "true"
-
-
-def escape_data(text: str) -> str:
-    """A command's message, as @actions/core's escapeData: % CR LF."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """A command's property value, as @actions/core's escapeProperty: % CR LF : ,"""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-_OWN_COMMANDS: set[str] = set()
-
-
-def workflow_command(line: str, *, err: bool = True) -> None:
-    """Print `line`, a workflow command flowbatch built, as it is (stderr, or stdout)."""
-    _OWN_COMMANDS.add(line)
-    click.echo(line, err=err)
-
-
-def _defused(line: str) -> str:
-    """A line that would start a workflow command, made not to: a backslash before it.
-    The runner trims only blanks before looking for `::`."""
-    if not line.lstrip().startswith("::"):
-        return line
-    if line in _OWN_COMMANDS:
-        _OWN_COMMANDS.discard(line)
-        return line
-    return "\\" + line
-
-
-# The runner also takes `##[command]` (the old syntax) anywhere in a line.
-OLD_STYLE = "##["
-
-
-def _safe(text: str, *, at_start: bool) -> str:
-    """`text` (part of one line) as the runner may see it, defused: the runner reads lines
-    as .NET's ReadLine does, so a CR alone starts a line too; and `##[` becomes `##\\[`."""
-    pieces = text.split("\r")
-    for i, piece in enumerate(pieces):
-        if i > 0 or at_start:
-            pieces[i] = _defused(piece)
-    return "\r".join(pieces).replace(OLD_STYLE, "##\\[")
-
-
-class GitHubLines(io.TextIOBase):
-    """A text stream that passes lines on once it knows how they start, with `_defused`
-    applied to each (and to what follows a CR), and no `##[` left anywhere. A line
-    written in pieces is held until its start is decided; a piece's trailing `#` or CR
-    until what follows it is known."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self._stream = stream
-        self._pending = ""
-        self._mid_line = False  # part of the current line has been passed on
-
-    def write(self, text: str) -> int:
-        self._pending += text
-        self._drain(final=False)
-        return len(text)
-
-    def flush(self) -> None:
-        self._drain(final=True)
-        self._stream.flush()
-
-    def isatty(self) -> bool:
-        return self._stream.isatty()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._stream.encoding
-
-    @property
-    def buffer(self) -> BinaryIO:
-        """The binary stream below, for bytes that are written after `flush`."""
-        self.flush()
-        return self._stream.buffer
-
-    def _drain(self, *, final: bool) -> None:
-        out = []
-        while self._pending:
-            end = self._pending.find("\n")
-            if end < 0:
-                piece, held = self._pending, ""
-                if not final:
-                    # what follows decides: `#` + `#[`, CR + `::`, blanks + `::`
-                    held = piece[len(piece.rstrip("#\r")) :]
-                    piece = piece[: len(piece) - len(held)]
-                    after_cr = piece.rpartition("\r")[2]
-                    undecided = after_cr.lstrip() in ("", ":")
-                    if not piece or (undecided and ("\r" in piece or not self._mid_line)):
-                        break
-                out.append(_safe(piece, at_start=not self._mid_line))
-                self._pending = held
-                self._mid_line = True
-                break
-            line, self._pending = self._pending[:end], self._pending[end + 1 :]
-            out.append(_safe(line, at_start=not self._mid_line) + "\n")
-            self._mid_line = False
-        if out:
-            self._stream.write("".join(out))
-
-
-def json_text(value: object) -> str:
-    """`value` as indented JSON; under GitHub Actions with `##[` inside strings written
-    `##\\u005b`, the same JSON value that GitHubLines has nothing to change in."""
-    text = json.dumps(value, sort_keys=True, indent=2)
-    return text.replace(OLD_STYLE, "##\\u005b") if on_github() else text
-
-
-def guard_workflow_commands() -> None:
-    """Under GitHub Actions, send stdout and stderr through GitHubLines."""
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, GitHubLines):
-            setattr(sys, name, cast(TextIO, GitHubLines(stream)))
 
 
 def storable(text: str) -> str:

@@ -22,14 +22,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import (
-    STORED_TEXT,
-    CommandError,
-    fail,
-    open_existing_store,
-    resolve_job_id,
-    state_dir_option,
-)
+from flowbatch.cli.common import STORED_TEXT, open_existing_store, resolve_job_id, state_dir_option
+from flowbatch.cli.reporting import CommandError, fail
 from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
 from flowbatch.outputs.jobview import visible

@@ -20,18 +20,10 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from flowbatch.cli.common import (
-    STORED_TEXT,
-    CommandError,
-    fail,
-    json_text,
-    on_github,
-    open_existing_store,
-    resolve_job_id,
-    state_dir_option,
-    workflow_command,
-)
+from flowbatch.cli.common import STORED_TEXT, open_existing_store, resolve_job_id, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.cli.github import json_text, on_github, workflow_command
+from flowbatch.cli.reporting import CommandError, fail
 from flowbatch.outputs.jobview import clip, visible
 from flowbatch.run.records import (
     AttemptRecord,

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import json_text, load_plan, params_option, state_dir_option
+from flowbatch.cli.common import load_plan, params_option, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.cli.github import json_text
 from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:

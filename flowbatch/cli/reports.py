@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from flowbatch.cli.common import CommandError, fail, open_existing_store, state_dir_option
+from flowbatch.cli.common import open_existing_store, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
+from flowbatch.cli.reporting import CommandError, fail
 from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:

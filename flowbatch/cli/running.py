@@ -20,19 +20,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import (
-    CommandError,
-    fail,
-    keep_running_when_unread,
-    load_plan,
-    params_option,
-    report_error,
-    state_dir_option,
-    storable,
-)
+from flowbatch.cli.common import load_plan, params_option, state_dir_option, storable
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
+from flowbatch.cli.reporting import CommandError, fail, report_error
+from flowbatch.cli.streams import keep_running_when_unread
 from flowbatch.lang.syntax import duration_seconds
 from flowbatch.outputs.jobview import visible
 from flowbatch.run.records import RunStatus

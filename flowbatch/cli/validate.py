@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from flowbatch.cli.common import params_option, parse_params, report_error
+from flowbatch.cli.common import params_option, parse_params
+from flowbatch.cli.reporting import report_error
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
 
