@@ -203,6 +203,9 @@ def test_issue_9_resume_never_runs_a_job_beside_its_attempt_that_may_still_run(
     term = cli("terminate", job_id)
     assert term.exit_code == 0, term.output
     assert f"process group {sleeper.pid}" in term.output
+    # Its own lines are lines, not a newline written out as `\\n`.
+    assert "\\n" not in term.output
+    assert f"job {job_id}: its runner was lost" in term.output.splitlines()
     wait_for(lambda: not sleeper.alive())
     again = resume(tmp_path)
     assert again.exit_code == 0, again.output
@@ -233,6 +236,7 @@ def test_a_pid_recorded_without_its_start_time_is_never_signalled(
     job_id = lose(state, str(sleeper.pid))  # as runs before v4 recorded it
     term = cli("terminate", job_id)
     assert term.exit_code == 1 and "cannot be stopped from here" in term.output
+    assert "\\n" not in term.output and len(term.output.splitlines()) == 3
     assert sleeper.alive()
     assert resume(tmp_path).exit_code == 2  # may still run: it could be the job
 

@@ -95,7 +95,7 @@ def _control(action: str) -> click.Command:
             store.close()
         if code != 0:
             fail(CommandError(message, code))
-        click.echo(visible(message), err=True)
+        click.echo(visible(message, keep="\n"), err=True)  # _act's values are visible already
 
     return command
 
@@ -193,12 +193,13 @@ def _stop_strays(store: Store, job_id: str) -> tuple[int, str]:
             continue
         store.stopped(stray, f"{RUNNER_LOST}; {outcome}")
         stopped.append(f"{stray.job_id} attempt {stray.attempt}: {outcome}")
-    lines = [f"job {job_id}: its runner was lost", *stopped]
+    # Each line is made visible on its own: the newlines between them are ours, and
+    # `visible` on the whole text would write them out as `\n`.
+    head = f"job {job_id}: its runner was lost"
     if unreachable:
-        lines.append("cannot be stopped from here (stop them where they run):")
-        lines += unreachable
-        return 1, "\n  ".join(lines)
-    return 0, "\n  ".join(lines)
+        below = [*stopped, "cannot be stopped from here (stop them where they run):", *unreachable]
+        raise CommandError(head, 1, notes=tuple(f"  {visible(line)}" for line in below))
+    return 0, "\n  ".join(visible(line) for line in [head, *stopped])
 
 
 def _stop_stray(stray: Stray, seen: _Leftovers) -> str | None:

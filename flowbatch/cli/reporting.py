@@ -18,9 +18,14 @@ class CommandError(FlowbatchError):
     """What a command found that it cannot act on (no such attempt, a log that is
     gone), said in the command's own words; exit `code`."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: str, code: int = 2, *, notes: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
+        self._notes = notes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self._notes
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]
