@@ -376,3 +376,56 @@ def test_terminate_scancels_the_slurm_job_a_lost_runner_left(
         assert resume(tmp_path).exit_code == 0
     finally:
         subprocess.run(["scancel", slurm_id], capture_output=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_issue_9_an_attempt_started_but_never_recorded_is_found_when_the_run_is_settled(
+    tmp_path: Path,
+) -> None:
+    """`kill -9` between an attempt's start and the runner's next flush: the store knows
+    no attempt, but its log directory holds what it printed. Settling the run as lost
+    records the attempt, so `describe` and `logs` do not say it never ran."""
+    (tmp_path / "p.flow").write_text(
+        'job a {\n  command = "echo printed before the runner died"\n}\n'
+        'job s {\n  command = "echo child $AWS_BATCH_JOB_ARRAY_INDEX"\n  array = 2\n}\n'
+    )
+    result = cli("run", str(tmp_path / "p.flow"))
+    assert result.exit_code == 0, result.output
+    state = tmp_path / ".flowbatch"
+    me = Process.of(os.getpid())
+    assert me.ticks is not None
+    conn = sqlite3.connect(state / DB_NAME, isolation_level=None)
+    try:
+        # As the store reads when the runner died before its flush: nothing started.
+        conn.execute(
+            "UPDATE runs SET status = NULL, ended_at = NULL, owner = ?, pid = ?",
+            (f"{me.pid}@{me.ticks + 1}", me.pid),
+        )
+        conn.execute(
+            "UPDATE jobs SET status = 'RUNNABLE', status_reason = '', attempt = 0,"
+            " log_path = NULL, started_at = NULL, stopped_at = NULL, exit_code = NULL"
+        )
+        conn.execute("DELETE FROM attempts")
+        ids = dict(conn.execute("SELECT name, job_id FROM jobs WHERE parent_id IS NULL"))
+        (child,) = conn.execute(
+            "SELECT job_id FROM jobs WHERE parent_id = ? AND array_index = 1", (ids["s"],)
+        ).fetchone()
+    finally:
+        conn.close()
+    described = json.loads(cli("describe", ids["a"]).output)
+    (job,) = described["jobs"]
+    assert job["status"] == "FAILED" and job["statusReason"].startswith(RUNNER_LOST)
+    (tried,) = job["attempts"]
+    assert tried["statusReason"].startswith(RUNNER_LOST)
+    assert tried["container"]["exitCode"] is None
+    assert tried["container"]["logStreamName"].endswith("/a/attempt-1")
+    logs = cli("logs", ids["a"])
+    assert logs.exit_code == 0, logs.output
+    assert logs.output == "printed before the runner died\n"
+    logs = cli("logs", child)
+    assert logs.exit_code == 0, logs.output
+    assert logs.output == "child 1\n"
+    # Its process was never recorded, so nothing here could judge or stop it: it must
+    # not hold `--resume` back for ever (the runner's reaper stopped it).
+    again = cli("run", str(tmp_path / "p.flow"), "--resume")
+    assert again.exit_code == 0, again.output

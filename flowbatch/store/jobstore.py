@@ -231,7 +231,8 @@ class Store:
         settled = []
         for run_id, reason in lost.lost_runs(self._conn):
             with self._write():
-                if lost.settle(self._conn, run_id, reason, when):
+                logs = self.path.parent.absolute() / "logs" / run_id
+                if lost.settle(self._conn, run_id, reason, when, logs):
                     settled.append(run_id)
             self._states.clear()  # rows changed under the cache
         return settled

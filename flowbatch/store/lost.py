@@ -119,9 +119,11 @@ def lost_runs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     ]
 
 
-def settle(conn: sqlite3.Connection, run_id: str, reason: str, when: float) -> bool:
+def settle(conn: sqlite3.Connection, run_id: str, reason: str, when: float, log_root: Path) -> bool:
     """Record a run whose runner is gone as FAILED with `reason`, and its unfinished
-    jobs with it; False if another command settled it first."""
+    jobs with it; False if another command settled it first. `log_root` is the run's
+    log directory (`logs/RUN_ID`), where attempts the runner died before recording
+    are found (`recover_attempts`)."""
     done = conn.execute(
         "UPDATE runs SET status = 'FAILED', ended_at = ?, reason = ?"
         " WHERE run_id = ? AND status IS NULL",
@@ -129,6 +131,7 @@ def settle(conn: sqlite3.Connection, run_id: str, reason: str, when: float) -> b
     )
     if not done.rowcount:
         return False
+    recover_attempts(conn, run_id, log_root, reason, when)
     fail_unfinished(conn, run_id, reason, when, attempts_ended=False)
     return True
 
@@ -155,6 +158,84 @@ def fail_unfinished(
         f" WHERE run_id = ? AND {_NOT_DONE}",
         (reason, when, run_id),
     )
+
+
+def recover_attempts(
+    conn: sqlite3.Connection, run_id: str, log_root: Path, reason: str, when: float
+) -> None:
+    """Record the attempts of `run_id`'s unfinished jobs that started but that the
+    runner died before writing down: it makes an attempt's log directory
+    (`run.setup.make_log_dir`) before starting it, and records it only at its next
+    flush, so a directory beyond the attempts the store knows is an attempt that
+    started, and may have printed. FAILED with `reason`, no start time or exit code
+    (unknown). Unlike the open attempts of a lost run they get a stop time (`when`):
+    their process was never recorded, so no command could judge or stop it, and as a
+    `Stray` it would hold `run --resume` back for ever; the runner's reaper stops it."""
+    found = _attempt_dirs(log_root)
+    if not found:
+        return
+    # An array child's logs are under its parent's name (children carry no static facts).
+    unfinished = conn.execute(
+        "SELECT j.job_id, COALESCE(p.name, j.name), j.array_index, j.attempt"
+        " FROM jobs j LEFT JOIN jobs p ON p.job_id = j.parent_id"
+        " WHERE j.run_id = ? AND COALESCE(j.status, 'SUBMITTED') NOT IN ('SUCCEEDED', 'FAILED')"
+        " AND (j.parent_id IS NOT NULL OR j.array_size IS NULL)",
+        (run_id,),
+    )
+    for job_id, name, index, known in unfinished.fetchall():
+        started = [n for n in found.get((str(name), index), ()) if n > known]
+        if not started:
+            continue
+        log_path = {n: str(_attempt_dir(log_root, name, index, n)) for n in started}
+        conn.executemany(
+            "INSERT OR IGNORE INTO attempts (job_id, attempt, run_id, log_path,"
+            " status_reason, reason, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(job_id, n, run_id, log_path[n], reason, _UNRECORDED, when) for n in started],
+        )
+        last = max(started)
+        conn.execute(
+            "UPDATE jobs SET attempt = ?, log_path = ? WHERE job_id = ?",
+            (last, log_path[last], job_id),
+        )
+
+
+_UNRECORDED: Final = "started just before its runner was lost, which never recorded its process"
+
+
+def _attempt_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
+    where = log_root / name
+    return (where if index is None else where / str(index)) / f"attempt-{attempt}"
+
+
+def _attempt_dirs(log_root: Path) -> dict[tuple[str, int | None], list[int]]:
+    """The attempt numbers found under a run's log directory, by (job name, array index):
+    the tree is listed once, however many children an array has."""
+    found: dict[tuple[str, int | None], list[int]] = {}
+    for job in _subdirs(str(log_root)):
+        for entry in _subdirs(job.path):
+            if entry.name.isdigit():  # an array child's directory
+                for attempt in _subdirs(entry.path):
+                    n = _attempt_number(attempt.name)
+                    if n is not None:
+                        found.setdefault((job.name, int(entry.name)), []).append(n)
+            else:
+                n = _attempt_number(entry.name)
+                if n is not None:
+                    found.setdefault((job.name, None), []).append(n)
+    return found
+
+
+def _subdirs(where: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(where) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:  # gone, or never made (the runner died before any attempt)
+        return []
+
+
+def _attempt_number(name: str) -> int | None:
+    prefix, _, number = name.partition("-")
+    return int(number) if prefix == "attempt" and number.isdigit() else None
 
 
 def stray_attempts(conn: sqlite3.Connection, job_id: str | None, run_id: str | None) -> list[Stray]:
