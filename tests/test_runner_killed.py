@@ -89,3 +89,16 @@ def test_a_stop_grace_that_is_not_a_duration_is_bad_input(tmp_path: Path, value:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "--stop-grace" in result.output
     assert not (tmp_path / ".flowbatch").exists()
+
+
+@pytest.mark.parametrize("option", ["--stop-grace", "--host-timeout"])
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan", "1x"])
+def test_durations_of_run_options_are_checked_alike(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    # Both options read a duration through one parser: the same values are refused.
+    (tmp_path / "p.flow").write_text('job a {\n  command = "true"\n}\n')
+    args = ["run", str(tmp_path / "p.flow"), "--state-dir", str(tmp_path / "s"), option, value]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and option in result.output
+    assert not (tmp_path / "s").exists()

@@ -57,17 +57,23 @@ def _split_overrides(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _stop_grace(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    """A duration (`30s`, `2m`, or seconds)."""
-    text = value.strip()
+def _seconds(text: str) -> float | None:
+    """A duration as the language writes it (`30s`, `2m`) or plain seconds; None for
+    anything else, negative or infinite included."""
     seconds = duration_seconds(text)
     if seconds is None:
         try:
             seconds = float(text)
         except ValueError:
-            seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise click.BadParameter(f"{text!r} is not a duration (e.g. 30s, 2m)")
+            return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _stop_grace(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A duration (`30s`, `2m`, or seconds)."""
+    seconds = _seconds(value.strip())
+    if seconds is None:
+        raise click.BadParameter(f"{value.strip()!r} is not a duration (e.g. 30s, 2m)")
     return seconds
 
 
@@ -76,13 +82,8 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
     text = value.strip()
     if text == "never":
         return None
-    seconds = duration_seconds(text)
+    seconds = _seconds(text)
     if seconds is None:
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = -1.0
-    if not 0 <= seconds < float("inf"):
         raise click.BadParameter(f"{text!r} is not a duration (e.g. 10m, 90s) or `never`")
     return seconds
 
