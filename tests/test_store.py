@@ -160,11 +160,12 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     Store.open(tmp_path / "sd").close()
     db = tmp_path / "sd" / "jobs.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.execute("PRAGMA user_version = 5")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError) as err:
         Store.open(tmp_path / "sd")
     assert str(err.value) == (
-        f"job database `{db}` is schema v5; this flowbatch reads up to v{SCHEMA_VERSION}"
+        f"job database `{db}` is schema v{SCHEMA_VERSION + 1};"
+        f" this flowbatch reads up to v{SCHEMA_VERSION}"
     )
 
 

@@ -187,7 +187,33 @@ ALTER TABLE runs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN computes TEXT;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
+# v5 (flowbatch server): the service's catalog, each resource as the JSON of its AWS
+# shape (what Describe* returns, so that nothing is lost between the API and the disk),
+# plus each SubmitJob request as accepted (what a restarted server rebuilds the job
+# from), and the index ListJobs reads by queue and status.
+_V5: Final = """
+CREATE TABLE catalog (
+    kind       TEXT NOT NULL,      -- compute_environment | job_queue | job_definition
+    name       TEXT NOT NULL,      -- the name, and a definition's is NAME:REVISION
+    arn        TEXT NOT NULL UNIQUE,
+    body       TEXT NOT NULL,      -- the AWS shape, JSON
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+
+CREATE TABLE submissions (
+    job_id     TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    request    TEXT NOT NULL,      -- the SubmitJob request, JSON, after validation
+    definition TEXT NOT NULL,      -- the definition's ARN it was submitted with
+    tags       TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX jobs_by_queue ON jobs (queue, status, seq) WHERE parent_id IS NULL;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
