@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from flowbatch.lang.compile import Plan
-from flowbatch.lang.model import DepKind, JobSpec
+from flowbatch.lang.model import ComputeEnv, Dependency, DepKind, JobSpec, Queue
 from flowbatch.run.placement import Pools
 from flowbatch.run.state import DEPENDENCY_FAILED, Event, JobState, advance, advance_parent
 
@@ -176,7 +176,7 @@ class Frontier:
         self.plan = plan
         self.pools = pools if pools is not None else Pools(plan.computes)
         self.unplaceable: list[str] = []  # jobs failed because no host could ever hold them
-        self._ids = job_ids
+        self._ids = dict(job_ids)
         self._nodes: dict[str, Node] = {}
         self._whole: dict[str, list[str]] = {}  # job -> jobs waiting for all of it
         self._element: dict[tuple[str, int], list[str]] = {}  # (array, index) -> jobs
@@ -187,6 +187,8 @@ class Frontier:
         self._queue_order = sorted(plan.queues.values(), key=lambda q: (-q.priority, q.name))
         self._heaps: dict[str, list[_Entry]] = {q: [] for q in plan.queues}
         self._skips: dict[Key, int] = {}
+        self._disabled: set[str] = set()  # compute environments that take no new work
+        self._next_pos = len(plan.pipeline.jobs)
         for pos, name in enumerate(plan.pipeline.jobs):
             spec = plan.job(name)
             node = Node(spec, pos, plan.critical_path(name))
@@ -225,6 +227,12 @@ class Frontier:
     @property
     def done(self) -> bool:
         return self._open == 0
+
+    def spec(self, name: str) -> JobSpec:
+        return self._nodes[name].spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
 
     def state(self, name: str, index: int | None = None) -> JobState:
         node = self._nodes[name]
@@ -399,7 +407,11 @@ class Frontier:
             heap = self._heaps[queue.name]
             if not heap or queue.state == "disabled":
                 continue
-            ces = [c for c in self._queue_ces[queue.name] if c not in reserved]
+            ces = [
+                c
+                for c in self._queue_ces[queue.name]
+                if c not in reserved and c not in self._disabled
+            ]
             skipped: list[_Entry] = []
             placed_here = 0
             while heap and ces and len(skipped) < SCAN_LIMIT:
@@ -572,6 +584,86 @@ class Frontier:
         for heap in self._heaps.values():
             heap.clear()
         self._open = 0
+
+    # -- a standing Frontier (flowbatch server) -----------------------------------------
+    def add(self, specs: Iterable[JobSpec], job_ids: Mapping[str, str]) -> None:
+        """Jobs submitted after the Frontier was made, in submission order. A dependency
+        may name any job the Frontier has, running or ended: one that ended is met (or
+        failed) at once, as AWS treats a `dependsOn` on a finished job. Every job of
+        `specs` has an id in `job_ids`; its queue is known (`set_queue`)."""
+        new: list[Node] = []
+        for spec in specs:
+            node = Node(spec, self._next_pos, 0)
+            self._next_pos += 1
+            self._ids[spec.name] = job_ids[spec.name]
+            self._nodes[spec.name] = node
+            self._whole[spec.name] = []
+            self._n2n[spec.name] = []
+            self._open += 1
+            new.append(node)
+        settled: list[tuple[Node, Dependency]] = []  # dependencies that ended already
+        for node in new:
+            for dep in node.spec.after:
+                target = self._nodes[dep.job]
+                if dep.kind is DepKind.N_TO_N:
+                    self._n2n[dep.job].append(node.name)
+                    node.per_child += 1
+                    settled.append((node, dep))  # its children that ended already
+                    continue
+                ended = self._ended(target, dep.index)
+                if ended is None:
+                    if dep.kind is DepKind.WHOLE:
+                        self._whole[dep.job].append(node.name)
+                    else:
+                        assert dep.index is not None
+                        self._element.setdefault((dep.job, dep.index), []).append(node.name)
+                    node.waiting += 1
+                elif not ended:  # held PENDING until it is failed below, as it would be
+                    node.waiting += 1
+                    settled.append((node, dep))
+            if node.spec.sequential:
+                node.per_child += 1
+        for node in new:
+            self._submit(node)
+        for node, dep in settled:
+            target = self._nodes[dep.job]
+            if dep.kind is DepKind.N_TO_N:
+                for i, st in enumerate(target.status):
+                    if st == CHILD_OK:
+                        self._child_condition_met(node, i)
+                    elif st == CHILD_FAILED:
+                        root = target.root or self._root_of(target.name, i, "failed")
+                        self._fail_child(node, i, _dep_reason(root), root)
+                continue
+            if not self._ended(target, dep.index):  # (the ones that succeeded are not here)
+                root = target.root or self._root_of(target.name, dep.index, "failed")
+                self._fail_node(node, _dep_reason(root), Event.DEP_FAILED, root)
+        self._drain_work()
+
+    def _ended(self, node: Node, index: int | None) -> bool | None:
+        """Whether a job (or, with `index`, one child) ended well; None while it has not."""
+        if index is not None:
+            st = node.status[index]
+            return True if st == CHILD_OK else False if st == CHILD_FAILED else None
+        state = node.task.state if node.task is not None else node.state
+        return state is S.SUCCEEDED if state.done else None
+
+    def set_queue(self, queue: Queue, computes: tuple[str, ...] | None = None) -> None:
+        """A queue created or changed: its priority, state and environments
+        (`computes`, default the queue's own). Its waiting work keeps its place."""
+        self._queue_ces[queue.name] = computes if computes is not None else queue.compute
+        self._heaps.setdefault(queue.name, [])
+        others = [q for q in self._queue_order if q.name != queue.name]
+        self._queue_order = sorted([*others, queue], key=lambda q: (-q.priority, q.name))
+
+    def set_compute(self, ce: ComputeEnv, *, enabled: bool = True) -> None:
+        """A compute environment created or changed (its capacity, whether it takes new
+        work). Attempts running on it keep their room."""
+        self.pools.set(ce)
+        if enabled:
+            self._disabled.discard(ce.name)
+        else:
+            self._disabled.add(ce.name)
 
     # -- the cascade ------------------------------------------------------------------------
     def _root_of(self, name: str, index: int | None, reason: str) -> str:

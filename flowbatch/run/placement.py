@@ -42,14 +42,27 @@ class Pools:
     def __init__(self, computes: Mapping[str, ComputeEnv]) -> None:
         self._rooms: dict[str, list[_Room]] = {}
         self._exclusive: dict[str, bool] = {}
-        for name, ce in computes.items():
-            hosts = ce.hosts or (
-                Host(name=ce.name, vcpus=ce.vcpus, memory=ce.memory, gpus=ce.gpus),
-            )
-            self._rooms[name] = [
-                _Room(h.name, h.vcpus, h.memory, h.gpus, h.vcpus, h.memory, h.gpus) for h in hosts
-            ]
-            self._exclusive[name] = ce.placement == "exclusive"
+        for ce in computes.values():
+            self.set(ce)
+
+    def set(self, ce: ComputeEnv) -> None:
+        """Add a compute environment, or change one's hosts and their capacity (flowbatch
+        server's UpdateComputeEnvironment): the room jobs on a host still use stays
+        taken, so a host made smaller can be over-full until they end."""
+        hosts = ce.hosts or (Host(name=ce.name, vcpus=ce.vcpus, memory=ce.memory, gpus=ce.gpus),)
+        old = {r.name: r for r in self._rooms.get(ce.name, ())}
+        rooms = []
+        for h in hosts:
+            room = _Room(h.name, h.vcpus, h.memory, h.gpus, h.vcpus, h.memory, h.gpus)
+            was = old.get(h.name)
+            if was is not None:
+                room.free_vcpus -= was.vcpus - was.free_vcpus
+                room.free_memory -= was.memory - was.free_memory
+                room.free_gpus -= was.gpus - was.free_gpus
+                room.jobs, room.lost = was.jobs, was.lost
+            rooms.append(room)
+        self._rooms[ce.name] = rooms
+        self._exclusive[ce.name] = ce.placement == "exclusive"
 
     def could_ever_fit(self, ces: Iterable[str], vcpus: float, memory: int, gpus: int) -> bool:
         """Whether some host of `ces`, when empty, is big enough for the job."""

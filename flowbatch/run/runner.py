@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +29,8 @@ from flowbatch.executors.base import (
     Executor,
     Hurriable,
 )
-from flowbatch.lang.compile import Plan
-from flowbatch.lang.model import ComputeEnv
+from flowbatch.lang.compile import Plan, compile_pipeline
+from flowbatch.lang.model import ComputeEnv, JobSpec, Pipeline, Queue
 from flowbatch.lang.template import Context, TemplateError, render_command
 from flowbatch.run.clock import Clock, SystemClock
 from flowbatch.run.fingerprint import InputsError
@@ -53,6 +53,7 @@ from flowbatch.run.setup import (
     new_job_ids,
     new_run_id,
     placement_inputs,
+    with_host,
 )
 from flowbatch.run.signals import with_signals
 from flowbatch.run.state import JobEvent, JobState
@@ -65,6 +66,7 @@ __all__ = [
     "new_job_ids",
     "new_run_id",
     "run_plan",
+    "standing_runner",
 ]
 
 ExecutorFactory = Callable[[ComputeEnv], Executor]
@@ -98,7 +100,7 @@ async def run_plan(
         from flowbatch.executors import make_executor
 
         executors = make_executor
-    runner = _Runner(
+    runner = Runner(
         plan,
         options,
         sinks=sinks,
@@ -111,6 +113,37 @@ async def run_plan(
     return await runner.run(options.handle_signals)
 
 
+def standing_runner(
+    options: RunOptions,
+    *,
+    sinks: Sequence[EventSink] = (),
+    executors: ExecutorFactory | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+) -> Runner:
+    """flowbatch server's runner: it starts with no job, queue or compute environment,
+    takes them as they come (`Runner.submit`, `set_queue`, `set_compute`, `request`) and
+    runs until it is cancelled (`await runner.run(False)` in a task group). Cancelled, it
+    stops its executors (and so their jobs) and leaves every unfinished job as recorded,
+    for the next start to settle."""
+    if executors is None:
+        from flowbatch.executors import make_executor
+
+        executors = make_executor
+    empty = Pipeline(path="<server>", params={}, computes={}, queues={}, jobs={})
+    return Runner(
+        compile_pipeline(empty),
+        options,
+        sinks=sinks,
+        factory=executors,
+        clock=clock or SystemClock(),
+        control=None,
+        rng=rng or random.Random(),
+        fingerprint=None,
+        standing=True,
+    )
+
+
 @dataclass(slots=True)
 class _Live:
     attempt: Attempt | None = None
@@ -121,7 +154,7 @@ class _Live:
     fingerprint: str | None = None  # taken as it started: the inputs it read
 
 
-class _Runner:
+class Runner:
     def __init__(
         self,
         plan: Plan,
@@ -133,7 +166,13 @@ class _Runner:
         control: Control | None,
         rng: random.Random,
         fingerprint: Fingerprint | None,
+        standing: bool = False,
     ) -> None:
+        """`standing`: flowbatch server's runner, which takes jobs, queues and compute
+        environments at any time (`submit`, `set_queue`, `set_compute`) and runs until
+        it is cancelled, leaving what was running as it was recorded for the next start
+        to settle (see `flowbatch.run.standing`)."""
+        self.standing = standing
         self.options = options
         run_id, job_ids = options.run_id, options.job_ids
         self.computes, queue_ces = placement_inputs(
@@ -141,7 +180,7 @@ class _Runner:
         )
         self.plan = plan
         self.run_id = run_id
-        self.ids = job_ids
+        self.ids = dict(job_ids)
         self.by_id = {jid: name for name, jid in job_ids.items()}
         self.log_root = Path(options.state_dir).absolute() / "logs" / run_id
         self.sinks = sinks
@@ -198,7 +237,9 @@ class _Runner:
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    if self.signal is not None:
+                    if self.standing:
+                        pass  # what runs stays recorded as running: the next start settles it
+                    elif self.signal is not None:
                         self.frontier.fail_all(f"Run interrupted ({self.signal})")
                     elif self.error is not None:
                         self.frontier.fail_all(f"Run stopped: {self.error}")
@@ -228,6 +269,8 @@ class _Runner:
                 if failure is not None:
                     self._record((p.name, p.index), failure)
         self._drain()
+        if self.standing:
+            return  # it ends when it is cancelled, never because it ran out of work
         # A lost host may come back (`_check_hosts` dispatches again when it does): while
         # work is ready for it, a run waits, as AWS leaves such jobs RUNNABLE.
         if self.live or self.held or (self.lost and self.frontier.runnable_enabled()):
@@ -244,7 +287,7 @@ class _Runner:
         live = self.live[key]
         try:
             live.attempt = self._attempt(p)
-            if self.fingerprint is not None and not self.plan.job(p.name).inputs:
+            if self.fingerprint is not None and not self.frontier.spec(p.name).inputs:
                 # Without `inputs` it is a render and a hash (cached): cheaper than a
                 # thread hand-off. With them, `_run_attempt` reads them off the loop.
                 live.fingerprint = self.fingerprint(p.name, p.index)
@@ -260,7 +303,7 @@ class _Runner:
         return None
 
     def _attempt(self, p: Placement) -> Attempt:
-        spec = self.plan.job(p.name)
+        spec = self.frontier.spec(p.name)
         job_id = self.ids[p.name] if p.index is None else f"{self.ids[p.name]}:{p.index}"
         ctx = Context(
             params=self.plan.params,
@@ -356,7 +399,7 @@ class _Runner:
         elif result.ok:
             self.frontier.ended(name, index, ok=True)
         else:
-            retry_strategy = self.plan.job(name).retry
+            retry_strategy = self.frontier.spec(name).retry
             number = attempt.attempt if attempt is not None else 1
             retry = (
                 result.retryable
@@ -406,7 +449,7 @@ class _Runner:
             if (
                 c.state is JobState.SUCCEEDED
                 and self.fingerprint is not None
-                and (c.index is not None or not self.plan.job(c.name).is_array)
+                and (c.index is not None or not self.frontier.spec(c.name).is_array)
             ):
                 # A reused job's is the same as last time's (that is why it is reused).
                 try:
@@ -505,6 +548,34 @@ class _Runner:
         if idle and self.lost.given_up(self.clock.now()):
             self.frontier.fail_all(self.lost.reason())
             self._dispatch()
+
+    # -- a standing runner (flowbatch server) ---------------------------------------------
+    def submit(self, specs: Sequence[JobSpec], job_ids: Mapping[str, str]) -> None:
+        """Jobs submitted now (see `Frontier.add`): their first events are reported and
+        whatever fits starts."""
+        self.ids.update(job_ids)
+        self.by_id.update((jid, name) for name, jid in job_ids.items())
+        self.frontier.add(specs, job_ids)
+        self._drain()
+        if self._tg is not None:
+            self._dispatch()
+
+    def set_compute(self, ce: ComputeEnv, *, enabled: bool) -> None:
+        ce = with_host(ce)
+        self.computes[ce.name] = ce
+        self.frontier.set_compute(ce, enabled=enabled)
+        if self._tg is not None:
+            self._dispatch()
+
+    def set_queue(self, queue: Queue) -> None:
+        self.frontier.set_queue(queue)
+        if self._tg is not None:
+            self._dispatch()
+
+    def request(self, job_id: str, action: str, reason: str) -> None:
+        """CancelJob or TerminateJob, as `flowbatch cancel` asks through the store."""
+        self._request(job_id, action, reason)
+        self._dirty = True
 
     def interrupt(self, name: str) -> bool:
         """The first signal stops the run (see `run.signals`); False for a later one."""

@@ -1,0 +1,156 @@
+"""A standing Frontier (flowbatch server's): jobs, queues and compute environments
+arrive after it was made, and dependencies may name jobs that ended long ago."""
+
+from __future__ import annotations
+
+from flowbatch.lang.compile import compile_pipeline
+from flowbatch.lang.model import (
+    ComputeEnv,
+    Dependency,
+    DepKind,
+    Host,
+    JobSpec,
+    Pipeline,
+    Queue,
+)
+from flowbatch.run.frontier import Frontier, Placement
+from flowbatch.run.state import JobState
+
+S = JobState
+
+
+def empty() -> Frontier:
+    """What a server starts from: no job, no queue, no environment."""
+    plan = compile_pipeline(Pipeline(path="<server>", params={}, computes={}, queues={}, jobs={}))
+    f = Frontier(plan, job_ids={})
+    f.set_compute(local(2))
+    f.set_queue(Queue(name="q", compute=("ce",)))
+    return f
+
+
+def local(vcpus: int, name: str = "ce") -> ComputeEnv:
+    host = Host(name=name, vcpus=vcpus, memory=8192)
+    return ComputeEnv(name=name, vcpus=vcpus, memory=8192, hosts=(host,))
+
+
+def submit(f: Frontier, *specs: JobSpec) -> None:
+    f.add(specs, {s.name: s.name for s in specs})
+
+
+def job(name: str, *after: Dependency, size: int | None = None, seq: bool = False) -> JobSpec:
+    return JobSpec(
+        name=name, command="x", queue="q", array_size=size, sequential=seq, after=after
+    )
+
+
+def run_all(f: Frontier, fail: set[tuple[str, int | None]] = frozenset()) -> list[Placement]:  # type: ignore[assignment]
+    order: list[Placement] = []
+    while placed := f.place():
+        for p in placed:
+            order.append(p)
+            f.started(p.name, p.index)
+            bad = (p.name, p.index) in fail
+            f.ended(p.name, p.index, ok=not bad, reason="exited with code 1")
+    return order
+
+
+def test_jobs_added_later_run_and_wait_for_jobs_still_running() -> None:
+    f = empty()
+    submit(f, job("a"))
+    (pa,) = f.place()
+    f.started("a", None)
+    submit(f, job("b", Dependency(job="a")))
+    assert f.state("b") is S.PENDING and f.place() == []
+    f.ended("a", None, ok=True)
+    assert [p.name for p in f.place()] == ["b"]
+    assert pa.name == "a"
+
+
+def test_a_dependency_on_a_job_that_already_succeeded_is_met_at_once() -> None:
+    f = empty()
+    submit(f, job("a"))
+    run_all(f)
+    assert f.done
+    submit(f, job("b", Dependency(job="a")))
+    assert not f.done and f.state("b") is S.RUNNABLE
+    assert [p.name for p in run_all(f)] == ["b"]
+    assert f.done
+
+
+def test_a_dependency_on_a_job_that_already_failed_fails_the_new_job() -> None:
+    f = empty()
+    submit(f, job("a"))
+    run_all(f, fail={("a", None)})
+    submit(f, job("b", Dependency(job="a")))
+    assert f.state("b") is S.FAILED
+    assert f.reason("b").startswith("Dependency failed: a (job a) exited with code 1")
+    assert f.done
+
+
+def test_element_and_n_to_n_dependencies_on_an_array_that_ended() -> None:
+    f = empty()
+    submit(f, job("arr", size=3))
+    run_all(f, fail={("arr", 1)})
+    assert f.state("arr") is S.FAILED
+    submit(
+        f,
+        job("one", Dependency(job="arr", kind=DepKind.ELEMENT, index=2)),
+        job("bad", Dependency(job="arr", kind=DepKind.ELEMENT, index=1)),
+        job("n2n", Dependency(job="arr", kind=DepKind.N_TO_N), size=3),
+    )
+    assert f.state("bad") is S.FAILED
+    ran = run_all(f)
+    assert sorted((p.name, p.index) for p in ran) == [("n2n", 0), ("n2n", 2), ("one", None)]
+    assert [f.state("n2n", i) for i in range(3)] == [S.SUCCEEDED, S.FAILED, S.SUCCEEDED]
+    assert f.done
+
+
+def test_n_to_n_on_an_array_half_way_through() -> None:
+    f = empty()
+    submit(f, job("arr", size=4))
+    first = f.place()  # two children on two vCPUs
+    for p in first:
+        f.started(p.name, p.index)
+        f.ended(p.name, p.index, ok=True)
+    submit(f, job("n2n", Dependency(job="arr", kind=DepKind.N_TO_N), size=4))
+    ran = run_all(f)
+    # each partner runs after its own child of arr, never before
+    done_at = {(p.name, p.index): i for i, p in enumerate(first + ran)}
+    for i in range(4):
+        assert done_at[("n2n", i)] > done_at[("arr", i)]
+    assert f.done and f.state("n2n") is S.SUCCEEDED
+
+
+def test_a_queue_added_later_with_a_higher_priority_goes_first() -> None:
+    f = empty()
+    f.set_compute(local(1))
+    submit(f, job("low1"), job("low2"))
+    f.set_queue(Queue(name="hi", priority=10, compute=("ce",)))
+    urgent = JobSpec(name="urgent", command="x", queue="hi")
+    (first,) = f.place()
+    f.add([urgent], {"urgent": "urgent"})
+    f.started(first.name, None)
+    f.ended(first.name, None, ok=True)
+    assert [p.name for p in f.place()] == ["urgent"]
+
+
+def test_a_disabled_compute_environment_takes_no_new_work_until_enabled() -> None:
+    f = empty()
+    f.set_compute(local(2), enabled=False)
+    submit(f, job("a"))
+    assert f.place() == [] and f.state("a") is S.RUNNABLE
+    f.set_compute(local(2), enabled=True)
+    assert [p.name for p in f.place()] == ["a"]
+
+
+def test_growing_an_environment_while_jobs_run_keeps_their_room() -> None:
+    f = empty()
+    f.set_compute(local(1))
+    submit(f, job("a"), job("b"), job("c"))
+    (pa,) = f.place()
+    f.started("a", None)
+    f.set_compute(local(2))  # one more vCPU: one more job, not two
+    assert [p.name for p in f.place()] == ["b"]
+    f.ended("a", None, ok=True)
+    assert [p.name for p in f.place()] == ["c"]
+    assert pa.host == "ce"
