@@ -154,3 +154,41 @@ def test_growing_an_environment_while_jobs_run_keeps_their_room() -> None:
     f.ended("a", None, ok=True)
     assert [p.name for p in f.place()] == ["c"]
     assert pa.host == "ce"
+
+
+def test_a_restart_gives_back_attempts_begun_and_children_that_ended() -> None:
+    f = empty()
+    f.add(
+        [job("single"), job("arr", size=4)],
+        {"single": "single", "arr": "arr"},
+        begun={("single", None): 2, ("arr", 3): 1},
+        ended={"arr": bytes([1, 2, 0, 0])},
+    )
+    reported = {(c.name, c.index) for c in f.changes}
+    assert ("arr", 0) not in reported and ("arr", 1) not in reported
+    ran = run_all(f)
+    assert sorted((p.name, p.index, p.attempt) for p in ran) == [
+        ("arr", 2, 1),
+        ("arr", 3, 2),
+        ("single", None, 3),
+    ]
+    assert f.state("arr") is S.FAILED and f.reason("arr") == "arr[1] (job arr:1) failed"
+    assert f.done
+
+
+def test_a_sequential_array_resumes_after_its_last_child_that_ended() -> None:
+    f = empty()
+    f.add([job("seq", size=3, seq=True)], {"seq": "seq"}, ended={"seq": bytes([1, 0, 0])})
+    assert [p.index for p in run_all(f)] == [1, 2]
+    assert f.state("seq") is S.SUCCEEDED
+
+
+def test_an_array_whose_children_had_all_ended_ends_and_releases_its_dependents() -> None:
+    f = empty()
+    f.add(
+        [job("arr", size=2), job("after", Dependency(job="arr"))],
+        {"arr": "arr", "after": "after"},
+        ended={"arr": bytes([1, 1])},
+    )
+    assert f.state("arr") is S.SUCCEEDED
+    assert [p.name for p in run_all(f)] == ["after"]

@@ -49,6 +49,7 @@ SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps plac
 # Child status bytes in an array's table.
 CHILD_NEW, CHILD_LIVE, CHILD_OK, CHILD_FAILED = 0, 1, 2, 3
 _REUSED_TO_OK = bytes([CHILD_NEW, CHILD_OK]) + bytes(254)  # a reuse mask as status bytes
+_ENDED_TO_STATUS = bytes([CHILD_NEW, CHILD_OK, CHILD_FAILED]) + bytes(253)  # `add(ended=)`
 
 Key = tuple[str, int | None]
 
@@ -189,6 +190,7 @@ class Frontier:
         self._skips: dict[Key, int] = {}
         self._disabled: set[str] = set()  # compute environments that take no new work
         self._next_pos = len(plan.pipeline.jobs)
+        self._begun: dict[Key, int] = {}  # attempts begun before a restart (`add`)
         for pos, name in enumerate(plan.pipeline.jobs):
             spec = plan.job(name)
             node = Node(spec, pos, plan.critical_path(name))
@@ -294,7 +296,10 @@ class Frontier:
     def _new_task(self, name: str, index: int | None) -> Task:
         """A task that now exists, SUBMITTED, and the change that says so."""
         self.changes.append(Change(name, index, S.SUBMITTED, "", 0))
-        return Task(S.SUBMITTED)
+        task = Task(S.SUBMITTED)
+        if self._begun:
+            task.attempt = self._begun.pop((name, index), 0)
+        return task
 
     # -- submission ------------------------------------------------------------------------
     def _submit(self, node: Node) -> None:
@@ -586,15 +591,37 @@ class Frontier:
         self._open = 0
 
     # -- a standing Frontier (flowbatch server) -----------------------------------------
-    def add(self, specs: Iterable[JobSpec], job_ids: Mapping[str, str]) -> None:
+    def add(
+        self,
+        specs: Iterable[JobSpec],
+        job_ids: Mapping[str, str],
+        *,
+        begun: Mapping[Key, int] | None = None,
+        ended: Mapping[str, bytes] | None = None,
+    ) -> None:
         """Jobs submitted after the Frontier was made, in submission order. A dependency
         may name any job the Frontier has, running or ended: one that ended is met (or
         failed) at once, as AWS treats a `dependsOn` on a finished job. Every job of
-        `specs` has an id in `job_ids`; its queue is known (`set_queue`)."""
+        `specs` has an id in `job_ids`; its queue is known (`set_queue`).
+
+        A restarted server gives back what its jobs had done: `begun` counts the
+        attempts a job or child had begun (its next is the one after), `ended` is an
+        array's children that had ended (1 succeeded, 2 failed, 0 not), which are not
+        reported again."""
+        if begun:
+            self._begun.update(begun)
         new: list[Node] = []
         for spec in specs:
             node = Node(spec, self._next_pos, 0)
             self._next_pos += 1
+            self._ids[spec.name] = job_ids[spec.name]
+            mask = (ended or {}).get(spec.name)
+            if mask is not None and node.size is not None:
+                node.status[:] = mask.translate(_ENDED_TO_STATUS)
+                node.ok = node.status.count(CHILD_OK)
+                node.failed = node.status.count(CHILD_FAILED)
+                if node.failed:
+                    node.root = self._root_of(spec.name, node.status.find(CHILD_FAILED), "failed")
             self._ids[spec.name] = job_ids[spec.name]
             self._nodes[spec.name] = node
             self._whole[spec.name] = []
@@ -610,21 +637,24 @@ class Frontier:
                     node.per_child += 1
                     settled.append((node, dep))  # its children that ended already
                     continue
-                ended = self._ended(target, dep.index)
-                if ended is None:
+                outcome = self._ended(target, dep.index)
+                if outcome is None:
                     if dep.kind is DepKind.WHOLE:
                         self._whole[dep.job].append(node.name)
                     else:
                         assert dep.index is not None
                         self._element.setdefault((dep.job, dep.index), []).append(node.name)
                     node.waiting += 1
-                elif not ended:  # held PENDING until it is failed below, as it would be
+                elif not outcome:  # held PENDING until it is failed below, as it would be
                     node.waiting += 1
                     settled.append((node, dep))
             if node.spec.sequential:
                 node.per_child += 1
         for node in new:
             self._submit(node)
+        for node in new:
+            if node.ok or node.failed:  # an array given back half done
+                self._resume_children(node)
         for node, dep in settled:
             target = self._nodes[dep.job]
             if dep.kind is DepKind.N_TO_N:
@@ -639,6 +669,21 @@ class Frontier:
                 root = target.root or self._root_of(target.name, dep.index, "failed")
                 self._fail_node(node, _dep_reason(root), Event.DEP_FAILED, root)
         self._drain_work()
+
+    def _resume_children(self, node: Node) -> None:
+        """The per-child conditions that children which ended before a restart meet (a
+        sequential array's next child), and the end of an array whose children all had."""
+        if node.spec.sequential:
+            for i, st in enumerate(node.status[:-1]):
+                if st == CHILD_OK:
+                    self._child_condition_met(node, i + 1)
+                elif st == CHILD_FAILED:
+                    self._fail_child(node, i + 1, _dep_reason(node.root), node.root)
+        if node.ok + node.failed == node.size and not node.state.done:
+            success = node.failed == 0
+            reason = "" if success else f"{node.failed} of {node.size} children failed"
+            self._move_parent(node, Event.EXITED_OK if success else Event.EXITED_FINAL, reason)
+            self._job_done(node, success, node.root)
 
     def _ended(self, node: Node, index: int | None) -> bool | None:
         """Whether a job (or, with `index`, one child) ended well; None while it has not."""

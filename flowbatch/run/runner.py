@@ -550,12 +550,20 @@ class Runner:
             self._dispatch()
 
     # -- a standing runner (flowbatch server) ---------------------------------------------
-    def submit(self, specs: Sequence[JobSpec], job_ids: Mapping[str, str]) -> None:
-        """Jobs submitted now (see `Frontier.add`): their first events are reported and
+    def submit(
+        self,
+        specs: Sequence[JobSpec],
+        job_ids: Mapping[str, str],
+        *,
+        begun: Mapping[tuple[str, int | None], int] | None = None,
+        ended: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Jobs submitted now (see `Frontier.add`, which says what a restarted server
+        gives back in `begun` and `ended`): their first events are reported and
         whatever fits starts."""
         self.ids.update(job_ids)
         self.by_id.update((jid, name) for name, jid in job_ids.items())
-        self.frontier.add(specs, job_ids)
+        self.frontier.add(specs, job_ids, begun=begun, ended=ended)
         self._drain()
         if self._tg is not None:
             self._dispatch()

@@ -25,12 +25,12 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from flowbatch.executors.processes import Process
-from flowbatch.lang.model import Pipeline
+from flowbatch.lang.model import JobSpec, Pipeline
 from flowbatch.run.records import (
     ENDED,
     JobRecord,
@@ -41,7 +41,7 @@ from flowbatch.run.records import (
     summary_json,
 )
 from flowbatch.run.state import JobEvent, JobState
-from flowbatch.store import lost, rows, views
+from flowbatch.store import lost, rows, standing, views
 from flowbatch.store.lost import RUNNER_LOST
 from flowbatch.store.schema import (
     BUSY_TIMEOUT_SECONDS,
@@ -158,6 +158,61 @@ class Store:
             if spec.is_array:
                 self._parents.add(job_id)
                 self._own_parents.add(job_id)
+
+    # -- a standing run (flowbatch server, see `standing`) ------------------------------
+    def open_standing_run(self, run_id: str, *, created_at: float) -> list[standing.Unfinished]:
+        """Own the standing run `run_id` (made if new) and return its jobs that had not
+        ended when its last server stopped; their rows go back to not yet submitted, so
+        that the scheduler reports them afresh, and attempts left running are ended
+        with RUNNER_LOST's reason."""
+        with self._write():
+            standing.open_run(self._conn, run_id, created_at)
+            left = standing.unfinished(self._conn, run_id)
+        return left
+
+    def add_standing_jobs(
+        self,
+        run_id: str,
+        specs: Sequence[JobSpec],
+        names: Sequence[str],
+        submissions: Sequence[standing.Submission],
+    ) -> None:
+        """Record accepted jobs at once, in one transaction (SubmitJob answers after)."""
+        with self._write():
+            standing.add_jobs(self._conn, run_id, specs, names, submissions)
+        for spec in specs:
+            self._states[spec.name] = None
+            if spec.is_array:
+                self._parents.add(spec.name)
+                self._own_parents.add(spec.name)
+
+    def resubmit_standing(self, specs: Sequence[JobSpec], reason: str, *, when: float) -> None:
+        """Jobs of a standing run (keyed by id) to be scheduled again after a restart:
+        attempts left running end with `reason`; each job (not its ended children) is
+        reported afresh from SUBMITTED."""
+        job_ids = [spec.name for spec in specs]
+        with self._write():
+            standing.end_lost_attempts(self._conn, job_ids, reason, when)
+            self._conn.executemany(
+                "UPDATE jobs SET status = NULL WHERE job_id = ?", [(j,) for j in job_ids]
+            )
+            self._conn.executemany(
+                "DELETE FROM jobs WHERE parent_id = ?"
+                " AND COALESCE(status, '') NOT IN ('SUCCEEDED', 'FAILED')",
+                [(j,) for j in job_ids],
+            )
+        for spec in specs:
+            self._states[spec.name] = None
+            if spec.is_array:
+                self._parents.add(spec.name)
+                self._own_parents.add(spec.name)
+
+    def job_tags(self, job_id: str) -> dict[str, str] | None:
+        return standing.tags_of(self._conn, job_id)
+
+    def set_job_tags(self, job_id: str, tags: dict[str, str]) -> None:
+        with self._write():
+            standing.set_tags(self._conn, job_id, tags)
 
     def emit(self, event: JobEvent) -> None:
         """Buffer one state change; `flush` writes it."""

@@ -113,7 +113,10 @@ def lost_runs(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             f"{RUNNER_LOST}: `flowbatch run` (pid {pid} on {host}) ended without finishing the run",
         )
         for run_id, pid, host, owner, boot in conn.execute(
+            # A standing run (flowbatch server's) is settled by the server when it starts
+            # again, by its jobs' retry strategies: no other command touches it.
             "SELECT run_id, pid, hostname, owner, boot_id FROM runs WHERE status IS NULL"
+            " AND pipeline != '(flowbatch server)'"
         )
         if owner_state(pid, host, owner, boot) == "gone"
     ]

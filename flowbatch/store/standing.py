@@ -1,0 +1,156 @@
+"""flowbatch server's standing run in the store: one run per state directory that
+never ends, jobs added to it one SubmitJob at a time (each in the store before the
+call is answered), and what a restarted server finds of the jobs it had accepted.
+
+A standing run is told apart by its `pipeline` (`STANDING`): a command that settles the
+runs of dead runners (`lost.lost_runs`) leaves it alone, since the server settles its own
+jobs when it starts again, by its retry strategies (see `flowbatch.server.service`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from flowbatch.executors.processes import Process
+from flowbatch.lang.model import JobSpec
+from flowbatch.store import lost, rows
+
+STANDING: Final = "(flowbatch server)"  # the `pipeline` of a standing run
+
+_NAME = rows.STATIC_COLUMNS.index("name")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One accepted SubmitJob, as a restarted server rebuilds its job from."""
+
+    job_id: str
+    request: str  # JSON
+    definition: str  # the definition's ARN
+    tags: str  # JSON
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A job of the standing run that had not ended when its server stopped."""
+
+    submission: Submission
+    status: str | None
+    attempt: int  # attempts begun
+    running: bool  # an attempt was STARTING or RUNNING
+    children: dict[int, tuple[str, int]]  # array: index -> (status, attempts begun)
+
+
+class _Same(dict[str, str]):
+    """Job ids for `rows.static_row`: in a standing run a job's key is its id."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+def open_run(conn: sqlite3.Connection, run_id: str, created_at: float) -> bool:
+    """Make this process the owner of the standing run `run_id`; True if it is new."""
+    me = Process.of(os.getpid())
+    found = conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if found is None:
+        conn.execute(
+            "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname, owner,"
+            " boot_id, computes) VALUES (?, ?, '{}', ?, ?, ?, ?, ?, '{}')",
+            (run_id, STANDING, created_at, me.pid, socket.gethostname(), str(me), lost.boot_id()),
+        )
+        return True
+    conn.execute(
+        "UPDATE runs SET pid = ?, hostname = ?, owner = ?, boot_id = ?, status = NULL,"
+        " ended_at = NULL, reason = '' WHERE run_id = ?",
+        (me.pid, socket.gethostname(), str(me), lost.boot_id(), run_id),
+    )
+    return False
+
+
+def add_jobs(
+    conn: sqlite3.Connection,
+    run_id: str,
+    specs: Sequence[JobSpec],
+    names: Sequence[str],
+    submissions: Sequence[Submission],
+) -> None:
+    """The static rows of jobs keyed by their ids (`spec.name`), named `names`, with
+    the requests they were accepted from."""
+    ids = _Same()
+    static = []
+    for spec, name, sub in zip(specs, names, submissions, strict=True):
+        row = list(rows.static_row(run_id, spec, ids, sub.created_at))
+        row[_NAME] = name
+        static.append(tuple(row))
+    conn.executemany(
+        f"INSERT INTO jobs ({', '.join(rows.STATIC_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(rows.STATIC_COLUMNS))})",
+        static,
+    )
+    conn.executemany(
+        "INSERT INTO submissions (job_id, run_id, request, definition, tags, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(s.job_id, run_id, s.request, s.definition, s.tags, s.created_at) for s in submissions],
+    )
+
+
+def unfinished(conn: sqlite3.Connection, run_id: str) -> list[Unfinished]:
+    """Every job of the standing run not yet SUCCEEDED or FAILED, in submission order."""
+    out = []
+    query = (
+        "SELECT s.job_id, s.request, s.definition, s.tags, s.created_at, j.status, j.attempt"
+        " FROM submissions s JOIN jobs j ON j.job_id = s.job_id"
+        " WHERE s.run_id = ? AND COALESCE(j.status, '') NOT IN ('SUCCEEDED', 'FAILED')"
+        " ORDER BY j.seq"
+    )
+    for job_id, request, definition, tags, created, status, attempt in conn.execute(
+        query, (run_id,)
+    ):
+        children = {
+            int(index): (str(st or ""), int(n or 0))
+            for index, st, n in conn.execute(
+                "SELECT array_index, status, attempt FROM jobs WHERE parent_id = ?", (job_id,)
+            )
+        }
+        out.append(
+            Unfinished(
+                Submission(job_id, request, definition, tags, created),
+                status,
+                int(attempt or 0),
+                status in ("STARTING", "RUNNING"),
+                children,
+            )
+        )
+    return out
+
+
+def end_lost_attempts(
+    conn: sqlite3.Connection, job_ids: Iterable[str], reason: str, when: float
+) -> None:
+    """Attempts of these jobs (and their children) that were begun and never recorded as
+    ended: ended now, with `reason`, for the retry strategy to judge."""
+    for job_id in job_ids:
+        conn.execute(
+            "UPDATE attempts SET stopped_at = ?, reason = ?, status_reason = ?"
+            " WHERE stopped_at IS NULL AND (job_id = ?"
+            " OR job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?))",
+            (when, reason, reason, job_id, job_id),
+        )
+
+
+def tags_of(conn: sqlite3.Connection, job_id: str) -> dict[str, str] | None:
+    row = conn.execute("SELECT tags FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return None if row is None else dict(json.loads(row[0] or "{}"))
+
+
+def set_tags(conn: sqlite3.Connection, job_id: str, tags: dict[str, str]) -> None:
+    conn.execute(
+        "UPDATE jobs SET tags = ? WHERE job_id = ?", (json.dumps(tags, sort_keys=True), job_id)
+    )
