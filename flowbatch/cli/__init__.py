@@ -11,6 +11,7 @@ runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
 
     validate      validate;  graph: graph;  running: run;  control: cancel, terminate
     inspect       jobs, describe, logs, runs;  planning: plan;  reports: report
+    server        server (the standing batch service, `flowbatch.server`)
     common        what every command shares;  outputs: JUnit / step summary after a run
 """
 
@@ -36,6 +37,7 @@ COMMAND_MODULES = {
     "runs": "inspect",
     "plan": "planning",
     "report": "reports",
+    "server": "server",
 }
 
 

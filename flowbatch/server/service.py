@@ -1,0 +1,241 @@
+"""The service: AWS Batch's operations over the catalog (`registry`), the store and the
+one standing scheduler (`flowbatch.run.runner.standing_runner`).
+
+Everything here runs on the server's one event loop, called by the HTTP app
+(`Backend.call`) and by the registry's scheduling callbacks: one writer, no locks, as
+in the runner. A SubmitJob is written to the store (its row and the request it came
+from) before it is answered; the scheduler reports the job's states through the
+store's usual buffered events, so a DescribeJobs flushes them first (it reads what it
+wrote).
+
+A restarted server (`start`) gives its unfinished jobs back to the scheduler: an array's
+children that ended stay ended, and an attempt that was running when the server
+stopped ends with `HOST_LOST`, after which the job's retry strategy decides, as AWS
+does for a job whose instance went away.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
+from flowbatch.run.runner import Runner
+from flowbatch.run.state import JobEvent
+from flowbatch.server import arns, jobs
+from flowbatch.server.errors import ClientException, Unsupported
+from flowbatch.server.registry import Registry
+from flowbatch.store.jobstore import Store, StoreError
+from flowbatch.store.standing import Submission, Unfinished
+
+__all__ = ["HOST_LOST", "RUN_ID", "NamedSink", "Service"]
+
+RUN_ID = "server"  # the standing run's id: one per state directory
+# What AWS writes when the instance under a job goes away; a retry rule can match it.
+HOST_LOST = "Host EC2 (instance flowbatch-server) terminated."
+MAX_DESCRIBE = 100
+
+
+def _snake(operation: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+class NamedSink:
+    """The store, as the scheduler's sink: the scheduler keys a server's jobs by their
+    ids, the store names them as their submitter did (`jobName`)."""
+
+    def __init__(self, store: Store, names: Mapping[str, str]) -> None:
+        self._store = store
+        self._names = names
+
+    def emit(self, event: JobEvent) -> None:
+        parent = event.job_id.partition(":")[0]
+        self._store.emit(replace(event, name=self._names.get(parent, event.name)))
+
+    def flush(self) -> None:
+        self._store.flush()
+
+
+class Service:
+    """AWS Batch's API over one state directory. See the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        names: dict[str, str],
+        *,
+        make_registry: Callable[[Service], Registry],
+        workdir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`names` is the dict the store's `NamedSink` reads; `make_registry` makes the
+        catalog with this service as its scheduling callbacks."""
+        self.store = store
+        self.runner = runner
+        self.names = names
+        self.workdir = workdir
+        self.clock = clock
+        self.registry = make_registry(self)
+
+    # -- start ---------------------------------------------------------------------------
+    def start(
+        self, computes: Mapping[str, ComputeEnv] | None = None, queues: Mapping[str, Queue] | None = None
+    ) -> int:
+        """Load the catalog (with what `--config` declares), then give the scheduler the
+        jobs the last server left unfinished; how many."""
+        self.registry.load()
+        if computes or queues:
+            self.registry.declare(computes or {}, queues or {})
+        left = self.store.open_standing_run(RUN_ID, created_at=self.clock())
+        return self._resume(left)
+
+    def _resume(self, left: Sequence[Unfinished]) -> int:
+        specs: list[JobSpec] = []
+        begun: dict[tuple[str, int | None], int] = {}
+        ended: dict[str, bytes] = {}
+        for job in left:
+            request = json.loads(job.submission.request)
+            definition = self.registry.definition_by_arn(job.submission.definition)
+            spec = jobs.job_spec(
+                request,
+                definition,
+                job_id=job.submission.job_id,
+                queue=arns.name_of(request["jobQueue"]),
+                workdir=str(self.workdir),
+                lookup=self._array_size,
+            )
+            specs.append(spec)
+            self.names[spec.name] = str(request["jobName"])
+            if spec.array_size is None:
+                begun[(spec.name, None)] = job.attempt
+                continue
+            mask = bytearray(spec.array_size)
+            for index, (status, attempts) in job.children.items():
+                if status == "SUCCEEDED":
+                    mask[index] = 1
+                elif status == "FAILED":
+                    mask[index] = 2
+                elif attempts:
+                    begun[(spec.name, index)] = attempts
+            ended[spec.name] = bytes(mask)
+        if specs:
+            self.store.resubmit_standing(specs, HOST_LOST, when=self.clock())
+            self.runner.submit(specs, {s.name: s.name for s in specs}, begun=begun, ended=ended)
+        return len(specs)
+
+    # -- the registry's scheduling callbacks -------------------------------------------------
+    def compute_changed(self, ce: ComputeEnv | None, name: str, enabled: bool) -> None:
+        if ce is not None:
+            self.runner.set_compute(ce, enabled=enabled)
+
+    def queue_changed(self, queue: Queue | None, name: str) -> None:
+        # A deleted queue (it was DISABLED first, as AWS requires) takes no more work.
+        self.runner.set_queue(queue or Queue(name=name, compute=(), state="disabled"))
+
+    # -- the API ----------------------------------------------------------------------------
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        own = _OWN.get(operation)
+        if own is not None:
+            result: dict[str, Any] = own(self, params)
+            return result
+        method = getattr(self.registry, _snake(operation), None)
+        if method is None:
+            raise Unsupported(operation)
+        answer: dict[str, Any] = method(params)
+        return answer
+
+    def submit_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        queue = self.registry.queue(p["jobQueue"])
+        definition = self.registry.definition(p["jobDefinition"])
+        job_id = str(uuid.uuid4())
+        spec = jobs.job_spec(
+            p,
+            definition,
+            job_id=job_id,
+            queue=queue["jobQueueName"],
+            workdir=str(self.workdir),
+            lookup=self._array_size,
+        )
+        now = self.clock()
+        request = dict(p, jobQueue=queue["jobQueueArn"])
+        sub = Submission(
+            job_id,
+            json.dumps(request, sort_keys=True),
+            definition["jobDefinitionArn"],
+            json.dumps(dict(spec.tags), sort_keys=True),
+            now,
+        )
+        self.store.add_standing_jobs(RUN_ID, [spec], [p["jobName"]], [sub])
+        self.names[job_id] = p["jobName"]
+        self.runner.submit([spec], {job_id: job_id})
+        return {"jobArn": arns.arn("job", job_id), "jobName": p["jobName"], "jobId": job_id}
+
+    def describe_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        ids = p["jobs"]
+        if len(ids) > MAX_DESCRIBE:
+            raise ClientException(f"jobs: at most {MAX_DESCRIBE} job ids, got {len(ids)}")
+        self._flush()
+        out = []
+        for job_id in ids:
+            try:
+                record = self.store.job(job_id)
+            except StoreError:
+                continue  # AWS leaves out the ids it does not know
+            out.append(jobs.job_detail(record, **self._detail_context(record)))
+        return {"jobs": out}
+
+    def list_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._flush()
+        return jobs.list_jobs(self.store, RUN_ID, p, queue_name=self._queue_name)
+
+    def cancel_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._control(p, "cancel")
+
+    def terminate_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._control(p, "terminate")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _control(self, p: dict[str, Any], action: str) -> dict[str, Any]:
+        job_id = p["jobId"]
+        if job_id.partition(":")[0] not in self.runner.frontier:
+            self._flush()
+            try:
+                self.store.job(job_id)
+            except StoreError:
+                raise ClientException(f"Job {job_id} not found") from None
+            return {}  # it ended already: nothing to cancel (AWS answers the same)
+        self.runner.request(job_id, action, p["reason"])
+        return {}
+
+    def _flush(self) -> None:
+        try:
+            self.store.flush()
+        except StoreError:
+            pass  # the scheduler's next flush says why; reading what is there is right
+
+    def _array_size(self, job_id: str) -> int | None | jobs.Missing:
+        if job_id in self.runner.frontier:
+            return self.runner.frontier.spec(job_id).array_size
+        return jobs.MISSING
+
+    def _queue_name(self, ref: str) -> str:
+        return str(self.registry.queue(ref)["jobQueueName"])
+
+    def _detail_context(self, record: Any) -> dict[str, Any]:
+        return {}
+
+
+_OWN: dict[str, Callable[[Service, dict[str, Any]], dict[str, Any]]] = {
+    "SubmitJob": Service.submit_job,
+    "DescribeJobs": Service.describe_jobs,
+    "ListJobs": Service.list_jobs,
+    "CancelJob": Service.cancel_job,
+    "TerminateJob": Service.terminate_job,
+}
