@@ -44,6 +44,12 @@ class Server:
             service, endpoint_url=self.url
         )
 
+    def client_with(self, **credentials: str) -> Any:
+        """A boto3 client with other credentials (a wrong key, a forged secret)."""
+        return boto3.client(
+            "batch", endpoint_url=self.url, region_name=REGION, **credentials
+        )
+
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")
 
