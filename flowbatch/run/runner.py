@@ -534,7 +534,8 @@ class Runner:
                 if live.scope is not None:
                     live.scope.cancel()
         self._drain()
-        self._dispatch()
+        if self._tg is not None:  # (a standing runner is told before it starts, too)
+            self._dispatch()
 
     async def _check_hosts(self) -> None:
         for ce_name, host in list(self.lost):
@@ -579,6 +580,13 @@ class Runner:
         self.frontier.set_queue(queue)
         if self._tg is not None:
             self._dispatch()
+
+    def fail(self, job_id: str, reason: str) -> None:
+        """Fail a job that has not started (a restarted server's job whose lost attempt
+        was its last): it and what waits for it end FAILED, `reason` its statusReason."""
+        name = self.by_id[job_id]
+        self.frontier.cancel(name, None, reason, terminate=False)
+        self._drain()
 
     def request(self, job_id: str, action: str, reason: str) -> None:
         """CancelJob or TerminateJob, as `flowbatch cancel` asks through the store."""

@@ -42,6 +42,12 @@ HOST_LOST = "Host EC2 (instance flowbatch-server) terminated."
 MAX_DESCRIBE = 100
 
 
+def _may_retry(spec: JobSpec, attempts: int) -> bool:
+    """Whether a job whose attempt number `attempts` was lost gets another (AWS: the
+    retry strategy decides, the host-lost reason matched like any other)."""
+    return attempts < spec.retry.attempts and spec.retry.should_retry(None, HOST_LOST)
+
+
 def _snake(operation: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
 
@@ -100,6 +106,8 @@ class Service:
         specs: list[JobSpec] = []
         begun: dict[tuple[str, int | None], int] = {}
         ended: dict[str, bytes] = {}
+        lost_jobs: list[str] = []  # single jobs whose lost attempt was their last
+        lost_children: list[str] = []  # the same, of array children
         for job in left:
             request = json.loads(job.submission.request)
             definition = self.registry.definition_by_arn(job.submission.definition)
@@ -115,6 +123,8 @@ class Service:
             self.names[spec.name] = str(request["jobName"])
             if spec.array_size is None:
                 begun[(spec.name, None)] = job.attempt
+                if job.running and not _may_retry(spec, job.attempt):
+                    lost_jobs.append(spec.name)
                 continue
             mask = bytearray(spec.array_size)
             for index, (status, attempts) in job.children.items():
@@ -122,12 +132,17 @@ class Service:
                     mask[index] = 1
                 elif status == "FAILED":
                     mask[index] = 2
+                elif status in ("STARTING", "RUNNING") and not _may_retry(spec, attempts):
+                    mask[index] = 2
+                    lost_children.append(f"{spec.name}:{index}")
                 elif attempts:
                     begun[(spec.name, index)] = attempts
             ended[spec.name] = bytes(mask)
         if specs:
-            self.store.resubmit_standing(specs, HOST_LOST, when=self.clock())
+            self.store.resubmit_standing(specs, HOST_LOST, when=self.clock(), failed=lost_children)
             self.runner.submit(specs, {s.name: s.name for s in specs}, begun=begun, ended=ended)
+            for job_id in lost_jobs:
+                self.runner.fail(job_id, HOST_LOST)
         return len(specs)
 
     # -- the registry's scheduling callbacks -------------------------------------------------

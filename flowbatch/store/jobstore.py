@@ -186,13 +186,21 @@ class Store:
                 self._parents.add(spec.name)
                 self._own_parents.add(spec.name)
 
-    def resubmit_standing(self, specs: Sequence[JobSpec], reason: str, *, when: float) -> None:
+    def resubmit_standing(
+        self, specs: Sequence[JobSpec], reason: str, *, when: float, failed: Sequence[str] = ()
+    ) -> None:
         """Jobs of a standing run (keyed by id) to be scheduled again after a restart:
-        attempts left running end with `reason`; each job (not its ended children) is
-        reported afresh from SUBMITTED."""
+        attempts left running end with `reason`, and so do the array children `failed`
+        (their last attempt was lost); each job (not its ended children) is reported
+        afresh from SUBMITTED."""
         job_ids = [spec.name for spec in specs]
         with self._write():
             standing.end_lost_attempts(self._conn, job_ids, reason, when)
+            self._conn.executemany(
+                "UPDATE jobs SET status = 'FAILED', status_reason = ?, stopped_at = ?"
+                " WHERE job_id = ?",
+                [(reason, when, child) for child in failed],
+            )
             self._conn.executemany(
                 "UPDATE jobs SET status = NULL WHERE job_id = ?", [(j,) for j in job_ids]
             )
