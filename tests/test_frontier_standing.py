@@ -192,3 +192,21 @@ def test_an_array_whose_children_had_all_ended_ends_and_releases_its_dependents(
     )
     assert f.state("arr") is S.SUCCEEDED
     assert [p.name for p in run_all(f)] == ["after"]
+
+
+def test_a_forgotten_job_is_gone_and_one_still_running_cannot_be_forgotten() -> None:
+    f = empty()
+    submit(f, job("a"), job("b"))
+    (pa, pb) = f.place()
+    f.started("a", None)
+    f.ended("a", None, ok=True)
+    f.forget("a")
+    assert "a" not in f
+    f.started("b", None)
+    try:
+        f.forget("b")
+    except ValueError as err:
+        assert "has not ended" in str(err)
+    else:
+        raise AssertionError("forgot a running job")
+    assert "b" in f and pa.name == "a" and pb.name == "b"

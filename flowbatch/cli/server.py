@@ -12,10 +12,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from flowbatch.cli.common import state_dir, state_dir_option
+
+if TYPE_CHECKING:
+    from flowbatch.server.service import Service
 
 DEFAULT_LISTEN = "127.0.0.1:8910"
 DEFAULT_REGION = "us-east-1"
@@ -53,6 +57,13 @@ def _listen(text: str) -> tuple[str, int]:
     is_flag=True,
     help="Allow plain HTTP on an address other than loopback (keys and jobs in clear).",
 )
+@click.option(
+    "--keep-hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=24.0,
+    show_default=True,
+    help="How long a job stays listable and describable after it ends (AWS: 24).",
+)
 @state_dir_option
 def server(
     listen: str,
@@ -61,6 +72,7 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     insecure: bool,
+    keep_hours: float,
     state_dir: Path | None,
 ) -> None:
     """Run a batch service that AWS Batch's clients (boto3, the AWS CLI) can use.
@@ -76,12 +88,8 @@ def server(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     serving.check_bind(host, tls=tls_cert is not None, insecure=insecure)
-    directory = state_dir_of(state_dir)
-    anyio.run(_serve, directory, host, port, config, region, tls_cert, tls_key)
-
-
-def state_dir_of(option: Path | None) -> Path:
-    return state_dir(option).absolute()
+    directory = state_dir(state_dir).absolute()
+    anyio.run(_serve, directory, host, port, config, region, tls_cert, tls_key, keep_hours * 3600)
 
 
 async def _serve(
@@ -92,6 +100,7 @@ async def _serve(
     region: str,
     tls_cert: Path | None,
     tls_key: Path | None,
+    keep: float,
 ) -> None:
     import anyio
 
@@ -130,6 +139,7 @@ async def _serve(
                 job_tags=callbacks.job_tags,
             ),
             workdir=workdir,
+            keep=keep,
         )
         resumed = service.start(
             plan.computes if plan is not None else None, plan.queues if plan is not None else None
@@ -147,6 +157,7 @@ async def _serve(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner.run, False)
+            tg.start_soon(_expire, service)
             tg.start_soon(
                 lambda: serve.serve(
                     app,
@@ -165,6 +176,13 @@ async def _serve(
         store.flush()
     finally:
         store.close()
+
+
+async def _expire(service: Service) -> None:
+    import anyio
+
+    while True:
+        await anyio.sleep(60 if service.expire() < 1000 else 0)
 
 
 def _machine_memory() -> int:

@@ -685,6 +685,18 @@ class Frontier:
             self._move_parent(node, Event.EXITED_OK if success else Event.EXITED_FINAL, reason)
             self._job_done(node, success, node.root)
 
+    def forget(self, name: str) -> None:
+        """Drop a job that ended (flowbatch server keeps one 24 hours): a job submitted
+        later cannot depend on it, as AWS no longer knows its id."""
+        node = self._nodes[name]
+        if self._ended(node, None) is None:
+            raise ValueError(f"{name} has not ended")
+        del self._nodes[name], self._whole[name], self._n2n[name]
+        self._ids.pop(name, None)
+        if node.size is not None and self._element:
+            for key in [k for k in self._element if k[0] == name]:
+                del self._element[key]
+
     def _ended(self, node: Node, index: int | None) -> bool | None:
         """Whether a job (or, with `index`, one child) ended well; None while it has not."""
         if index is not None:

@@ -581,6 +581,12 @@ class Runner:
         if self._tg is not None:
             self._dispatch()
 
+    def forget(self, job_id: str) -> None:
+        """Drop a job that ended (see `Frontier.forget`)."""
+        name = self.by_id.pop(job_id)
+        self.ids.pop(name, None)
+        self.frontier.forget(name)
+
     def fail(self, job_id: str, reason: str) -> None:
         """Fail a job that has not started (a restarted server's job whose lost attempt
         was its last): it and what waits for it end FAILED, `reason` its statusReason."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,12 +35,13 @@ from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
 from flowbatch.store.standing import Submission, Unfinished
 
-__all__ = ["HOST_LOST", "RUN_ID", "NamedSink", "Service"]
+__all__ = ["HOST_LOST", "KEEP_SECONDS", "RUN_ID", "NamedSink", "Service"]
 
 RUN_ID = "server"  # the standing run's id: one per state directory
 # What AWS writes when the instance under a job goes away; a retry rule can match it.
 HOST_LOST = "Host EC2 (instance flowbatch-server) terminated."
 MAX_DESCRIBE = 100
+KEEP_SECONDS = 24 * 3600.0  # AWS keeps a job this long after it ends
 
 
 def _may_retry(spec: JobSpec, attempts: int) -> bool:
@@ -79,6 +81,7 @@ class Service:
         *,
         make_registry: Callable[[Service], Registry],
         workdir: Path,
+        keep: float = KEEP_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`names` is the dict the store's `NamedSink` reads; `make_registry` makes the
@@ -87,6 +90,7 @@ class Service:
         self.runner = runner
         self.names = names
         self.workdir = workdir
+        self.keep = keep
         self.clock = clock
         self.registry = make_registry(self)
 
@@ -144,6 +148,18 @@ class Service:
             for job_id in lost_jobs:
                 self.runner.fail(job_id, HOST_LOST)
         return len(specs)
+
+    def expire(self) -> int:
+        """Forget jobs that ended more than `keep` seconds ago: their rows, their logs,
+        their place in the scheduler; how many (at most 1,000 a call)."""
+        gone = self.store.expire_standing(RUN_ID, self.clock() - self.keep)
+        logs = self.runner.log_root
+        for job_id in gone:
+            if job_id in self.runner.by_id:
+                self.runner.forget(job_id)
+            self.names.pop(job_id, None)
+            shutil.rmtree(logs / job_id, ignore_errors=True)
+        return len(gone)
 
     # -- the registry's scheduling callbacks -------------------------------------------------
     def compute_changed(self, ce: ComputeEnv | None, name: str, enabled: bool) -> None:

@@ -215,6 +215,18 @@ class Store:
                 self._parents.add(spec.name)
                 self._own_parents.add(spec.name)
 
+    def expire_standing(self, run_id: str, before: float, *, limit: int = 1000) -> list[str]:
+        """Delete up to `limit` jobs of a standing run that ended before `before` (AWS
+        keeps a job 24 hours after it ends); their ids, for their logs to go too."""
+        with self._write():
+            gone = standing.expired(self._conn, run_id, before, limit)
+            standing.delete_jobs(self._conn, gone)
+        for job_id in gone:
+            self._states.pop(job_id, None)
+            self._parents.discard(job_id)
+            self._own_parents.discard(job_id)
+        return gone
+
     def job_tags(self, job_id: str) -> dict[str, str] | None:
         return standing.tags_of(self._conn, job_id)
 

@@ -154,3 +154,28 @@ def set_tags(conn: sqlite3.Connection, job_id: str, tags: dict[str, str]) -> Non
     conn.execute(
         "UPDATE jobs SET tags = ? WHERE job_id = ?", (json.dumps(tags, sort_keys=True), job_id)
     )
+
+
+def expired(conn: sqlite3.Connection, run_id: str, before: float, limit: int) -> list[str]:
+    """Jobs of the standing run (not children) that ended before `before`, oldest first."""
+    return [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT job_id FROM jobs WHERE run_id = ? AND parent_id IS NULL"
+            " AND status IN ('SUCCEEDED', 'FAILED') AND stopped_at < ? ORDER BY seq LIMIT ?",
+            (run_id, before, limit),
+        )
+    ]
+
+
+def delete_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> None:
+    """Every row of these jobs and their children: events, attempts, the request."""
+    params = [(j,) for j in job_ids]
+    children = " OR job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?)"
+    for table in ("events", "attempts"):
+        conn.executemany(
+            f"DELETE FROM {table} WHERE job_id = ?{children}", [(j, j) for j in job_ids]
+        )
+    conn.executemany("DELETE FROM jobs WHERE parent_id = ?", params)
+    conn.executemany("DELETE FROM jobs WHERE job_id = ?", params)
+    conn.executemany("DELETE FROM submissions WHERE job_id = ?", params)
