@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from engine_helpers import engine_unavailable
 from proc_helpers import Spawner
-from server_helpers import Server, start_server, wait_jobs
+from server_process import Server, start_server, wait_jobs
 
 pytestmark = pytest.mark.slow
 

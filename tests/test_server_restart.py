@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from proc_helpers import Spawner, wait_for
-from server_helpers import start_server, wait_jobs
+from server_process import start_server, wait_jobs
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 prints the port it took), driven by unmodified boto3 and the AWS CLI, and stopped by
 the `spawn` fixture's teardown whatever the test did.
 
-`from server_helpers import start_server`: pytest puts tests/ on sys.path (conftest).
+`from server_process import start_server`: pytest puts tests/ on sys.path (conftest).
 """
 
 from __future__ import annotations
