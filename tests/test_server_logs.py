@@ -31,14 +31,9 @@ def test_pages_read_every_line_once_in_order(tmp_path: Path, limit: int) -> None
     assert seen == ["one", "two", "three", "oops"]
 
 
-def test_a_line_still_being_written_waits_for_its_end(tmp_path: Path) -> None:
-    paths = files(tmp_path, "done\nhalf", "")
-    page = get_log_events(paths, {})
-    assert [e["message"] for e in page["events"]] == ["done"]
-    with (tmp_path / "stdout").open("a") as f:
-        f.write(" and the rest\n")
-    more = get_log_events(paths, {"nextToken": page["nextForwardToken"]})
-    assert [e["message"] for e in more["events"]] == ["half and the rest"]
+def test_a_last_line_without_a_newline_is_an_event(tmp_path: Path) -> None:
+    page = get_log_events(files(tmp_path, "done\nhalf", "err"), {})
+    assert [e["message"] for e in page["events"]] == ["done", "half", "err"]
 
 
 def test_a_forged_token_is_a_client_error(tmp_path: Path) -> None:

@@ -48,8 +48,6 @@ def get_log_events(files: list[Path], params: dict[str, Any]) -> dict[str, Any]:
                 line = f.readline(budget)
                 if not line:
                     break
-                if not line.endswith(b"\n") and f.tell() < size and len(line) < budget:
-                    break  # a line still being written: the next call has it whole
                 offset += len(line)
                 budget -= len(line)
                 text = line.rstrip(b"\n").decode("utf-8", errors="replace")
