@@ -210,3 +210,12 @@ def test_a_forgotten_job_is_gone_and_one_still_running_cannot_be_forgotten() -> 
     else:
         raise AssertionError("forgot a running job")
     assert "b" in f and pa.name == "a" and pb.name == "b"
+
+
+def test_a_job_bigger_than_every_host_waits_runnable_for_one_that_fits() -> None:
+    f = empty()
+    big = JobSpec(name="big", command="x", queue="q", vcpus=4)
+    f.add([big], {"big": "big"})
+    assert f.place() == [] and f.state("big") is S.RUNNABLE
+    f.set_compute(local(4))  # UpdateComputeEnvironment: maxvCpus 4
+    assert [p.name for p in f.place()] == ["big"]

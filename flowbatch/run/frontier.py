@@ -177,6 +177,9 @@ class Frontier:
         self.plan = plan
         self.pools = pools if pools is not None else Pools(plan.computes)
         self.unplaceable: list[str] = []  # jobs failed because no host could ever hold them
+        # A standing Frontier (flowbatch server) leaves such jobs RUNNABLE, as AWS does:
+        # an environment may grow, or be created, later. Set by the first `add`.
+        self.standing = False
         self._ids = dict(job_ids)
         self._nodes: dict[str, Node] = {}
         self._whole: dict[str, list[str]] = {}  # job -> jobs waiting for all of it
@@ -305,7 +308,9 @@ class Frontier:
     def _submit(self, node: Node) -> None:
         spec = node.spec
         ces = self._queue_ces.get(spec.queue, ())
-        if not self.pools.could_ever_fit(ces, spec.vcpus, spec.memory, spec.gpus):
+        if not self.standing and not self.pools.could_ever_fit(
+            ces, spec.vcpus, spec.memory, spec.gpus
+        ):
             self.unplaceable.append(node.name)
         has_deps = node.waiting > 0
         if node.size is None:
@@ -608,6 +613,7 @@ class Frontier:
         attempts a job or child had begun (its next is the one after), `ended` is an
         array's children that had ended (1 succeeded, 2 failed, 0 not), which are not
         reported again."""
+        self.standing = True
         if begun:
             self._begun.update(begun)
         new: list[Node] = []
