@@ -146,9 +146,10 @@ def _parse(text: str, path: Path) -> dict[str, str]:
 
 
 def _error_line(exc: configparser.Error) -> str:
-    if isinstance(exc, configparser.ParsingError) and exc.errors:
-        return str(exc.errors[0][0])
+    # MissingSectionHeaderError is a ParsingError whose `errors` may be unset: lineno first.
     lineno = getattr(exc, "lineno", None)
+    if lineno is None and isinstance(exc, configparser.ParsingError) and exc.errors:
+        lineno = exc.errors[0][0]
     return str(lineno) if lineno is not None else "?"
 
 
