@@ -5,13 +5,19 @@ accept them; every refusal carries AWS's code and wording and never the secret."
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import logging
+import os
+import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -23,6 +29,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from flowbatch.server import credentials
 from flowbatch.server.auth import (
     INCOMPLETE,
     INVALID,
@@ -482,10 +489,10 @@ class _Server(ThreadingHTTPServer):
     verifier: Verifier
 
 
-@pytest.fixture
-def endpoint(aws_env: None) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(check: Verifier) -> Iterator[str]:
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.verifier = verifier()
+    server.verifier = check
     # A short poll interval: shutdown() waits for the loop to look.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -496,6 +503,12 @@ def endpoint(aws_env: None) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def endpoint(aws_env: None) -> Iterator[str]:
+    with serving(verifier()) as url:
+        yield url
 
 
 def _client(endpoint: str, key_id: str, secret: str) -> Any:
@@ -530,3 +543,36 @@ def test_boto3_end_to_end_over_http(endpoint: str) -> None:
         error = caught.value.response
         assert error["Error"]["Code"] == code
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+@pytest.mark.slow
+def test_the_aws_cli_works_as_the_created_credentials_file_says(tmp_path: Path) -> None:
+    aws = Path(sys.executable).with_name("aws")
+    assert aws.is_file(), "the AWS CLI (awscli, a test dependency) is not installed"
+    path, created = credentials.ensure(tmp_path / "state")
+    assert created
+    check = Verifier(credentials.load(path), region=REGION)
+    with serving(check) as url:
+        told = credentials.usage(path, region=REGION, endpoint=url).rpartition("export ")[2]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **dict(item.split("=", 1) for item in shlex.split(told)),
+        }
+        args = ["batch", "list-tags-for-resource", "--resource-arn", JOB_ARN]
+        done = subprocess.run(
+            [str(aws), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["tags"] == {"caller": next(iter(credentials.load(path)))}
+        # The same with another secret: AWS's refusal, as the CLI shows it.
+        lines = path.read_text().splitlines()
+        lines[2] = "aws_secret_access_key = " + "x" * 40
+        path.write_text("\n".join(lines) + "\n")
+        refused_run = subprocess.run(
+            [str(aws), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert refused_run.returncode != 0
+        assert "InvalidSignatureException" in refused_run.stderr
