@@ -303,6 +303,13 @@ def test_a_changed_method_path_or_query_is_refused() -> None:
         assert refused(changed).code == INVALID
 
 
+def test_a_fragment_cannot_hide_the_rest_of_a_path() -> None:
+    parts = sign("POST", "/v1/tags/x", b"")
+    assert verifier().verify(parts) == KEY_ID
+    longer = RequestParts("POST", "/v1/tags/x#/../../submitjob", "", parts.headers, b"")
+    assert refused(longer).code == INVALID
+
+
 def test_a_declared_body_hash_must_be_the_hash_of_the_body_received() -> None:
     import hashlib
 

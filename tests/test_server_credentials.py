@@ -12,6 +12,7 @@ import stat
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
@@ -152,6 +153,13 @@ def test_a_malformed_file_is_refused_without_quoting_its_lines(tmp_path: Path, t
     # Nor in the traceback a bug report would carry (no chained configparser error).
     shown = "".join(traceback.format_exception(caught.value))
     assert "SECRETVALUE" not in shown
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo])
+def test_load_refuses_what_is_not_a_regular_file_without_hanging(tmp_path: Path, make: Any) -> None:
+    make(tmp_path / "credentials", 0o600)
+    with pytest.raises(CredentialsError, match="not a regular file"):
+        load(tmp_path / "credentials")
 
 
 def test_load_of_a_missing_file_says_so(tmp_path: Path) -> None:

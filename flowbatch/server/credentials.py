@@ -95,18 +95,24 @@ def _fsync_dir(directory: Path) -> None:
 def load(path: Path) -> dict[str, str]:
     """`{access key id: secret}` from every profile of `path`."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO put there must not hang the server's start (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise CredentialsError(f"cannot read the credentials file {path}: {exc.strerror}") from None
+    # Judged on the open file, not on the path: no window to swap the file in between.
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise CredentialsError(f"the credentials file {path} is not a regular file")
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
+        os.close(fd)
+        raise CredentialsError(
+            f"permissions {mode:04o} for the credentials file {path} are too open: it "
+            "holds secret keys and must be accessible by its owner only. "
+            f"Run: chmod 600 {shlex.quote(str(path))}"
+        )
     with os.fdopen(fd, encoding="utf-8", errors="strict") as file:
-        # Judged on the open file, not on the path: no window to swap the file in between.
-        mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
-        if mode & 0o077:
-            raise CredentialsError(
-                f"permissions {mode:04o} for the credentials file {path} are too open: it "
-                "holds secret keys and must be accessible by its owner only. "
-                f"Run: chmod 600 {shlex.quote(str(path))}"
-            )
         try:
             text = file.read()
         except UnicodeDecodeError:
