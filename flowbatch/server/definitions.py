@@ -71,6 +71,8 @@ def checked(params: Mapping[str, Any]) -> dict[str, Any]:
     for member in _OPTIONAL:
         if member in params:
             body[member] = copy.deepcopy(params[member])
+    for rule in body.get("retryStrategy", {}).get("evaluateOnExit") or ():
+        rule["action"] = rule["action"].upper()  # AWS takes any case, and shows the enum's
     return body
 
 

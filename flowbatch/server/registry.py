@@ -183,7 +183,7 @@ class Registry:
         name = self.arns.name_of("job-queue", ref)
         if name is None or name not in self._queues:
             raise ClientException(f"JobQueue {ref} not found.")
-        return copy.deepcopy(self._queues[name])
+        return rules.public(self._queues[name])
 
     def definition(self, ref: str) -> Body:
         """The JobDefinition a SubmitJob names: `NAME` (its latest ACTIVE revision),
@@ -208,7 +208,7 @@ class Registry:
             raise ClientException(
                 f"JobDefinition {body['jobDefinitionArn']} is not in ACTIVE status"
             )
-        return copy.deepcopy(body)
+        return rules.public(body)
 
     # -- compute environments ------------------------------------------------------------
     def create_compute_environment(self, params: Params) -> Body:
