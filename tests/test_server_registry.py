@@ -680,13 +680,16 @@ def test_a_restart_rebuilds_the_same_catalog(tmp_path: Path) -> None:
             )
 
 
-class FullDisk(Catalog):
-    """A catalog whose writes fail, as on a full disk."""
+class FullDisk:
+    """A catalog that reads but cannot write, as on a full disk."""
 
-    def put(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, catalog: Catalog) -> None:
+        self.load = catalog.load
+
+    def put(self, *args: Any) -> None:
         raise StoreError("cannot write to `jobs.db`: database or disk is full")
 
-    def delete(self, *args: Any, **kwargs: Any) -> None:
+    def delete(self, *args: Any) -> None:
         raise StoreError("cannot write to `jobs.db`: database or disk is full")
 
 
@@ -695,7 +698,7 @@ def test_a_change_that_cannot_be_written_is_not_made(store: Store) -> None:
     ok = Api(make(store.catalog, scheduler))
     ok("CreateComputeEnvironment", **managed("ce"))
     ok("CreateJobQueue", jobQueueName="q", priority=1, computeEnvironmentOrder=order("ce"))
-    registry = make(FullDisk(store._conn, store.path), scheduler)
+    registry = make(FullDisk(store.catalog), scheduler)  # type: ignore[arg-type]
     registry.load()
     api = Api(registry)
     scheduler.calls.clear()
@@ -707,9 +710,12 @@ def test_a_change_that_cannot_be_written_is_not_made(store: Store) -> None:
     with pytest.raises(StoreError):
         api("UpdateJobQueue", jobQueue="q", state="DISABLED")
     with pytest.raises(StoreError):
+        api("TagResource", resourceArn=PREFIX + "job-queue/q", tags={"a": "b"})
+    with pytest.raises(StoreError):
         api("RegisterJobDefinition", jobDefinitionName="d", type="container",
             containerProperties=container())  # fmt: skip
     assert (api("DescribeComputeEnvironments"), api("DescribeJobQueues")) == before
+    assert api.registry.compute_enabled("ce")
     assert api("DescribeJobDefinitions") == {"jobDefinitions": []}
     assert scheduler.calls == []
 
