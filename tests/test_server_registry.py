@@ -476,6 +476,12 @@ def test_definition_references_as_submit_job_takes_them(api: Api) -> None:
             "VCPU given twice",
         ),
         ({"containerProperties": container(secrets=[{"name": "a", "valueFrom": "b"}])}, "secrets"),
+        ({"containerProperties": container(memory=3)}, "memory must be at least 4, not 3"),
+        (
+            {"containerProperties": container(
+                resourceRequirements=[{"type": "VCPU", "value": "0.1"}])},
+            "VCPU value '0.1' must be a number of at least 0.25",
+        ),
         ({"tags": {"aws:x": "y"}}, "the aws: prefix is reserved"),
     ],
 )  # fmt: skip

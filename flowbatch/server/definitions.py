@@ -18,6 +18,8 @@ from flowbatch.server.errors import ClientException
 MAX_ATTEMPTS: Final = 10
 MAX_RULES: Final = 5
 MIN_TIMEOUT: Final = 60  # seconds, AWS's least attemptDurationSeconds
+MIN_MEMORY: Final = 4  # MiB, AWS's least for a job
+MIN_VCPU: Final = 0.25  # Fargate's least; flowbatch runs fractions anywhere
 MAX_SCHEDULING_PRIORITY: Final = 9999
 # evaluateOnExit patterns, as AWS documents them: up to 512 characters, `*` only last.
 _EXIT_CODE: Final = re.compile(r"[0-9]*\*?")
@@ -88,10 +90,12 @@ def _check_container(container: Mapping[str, Any]) -> None:
                 f"containerProperties.environment: {name}: names starting with AWS_BATCH are"
                 " reserved"
             )
-    for member in ("vcpus", "memory"):
+    for member, least in (("vcpus", 1), ("memory", MIN_MEMORY)):
         value = container.get(member)
-        if value is not None and value < 1:
-            raise ClientException(f"containerProperties.{member} must be at least 1, not {value}")
+        if value is not None and value < least:
+            raise ClientException(
+                f"containerProperties.{member} must be at least {least}, not {value}"
+            )
     seen: set[str] = set()
     for requirement in container.get("resourceRequirements") or ():
         kind, value = requirement["type"], requirement["value"]
@@ -106,7 +110,7 @@ def _check_requirement(kind: str, value: str) -> None:
         number = float(value) if kind == "VCPU" else int(value)
     except ValueError:
         number = -1
-    least = 0 if kind == "GPU" else 1 if kind == "MEMORY" else 0.25
+    least = 0 if kind == "GPU" else MIN_MEMORY if kind == "MEMORY" else MIN_VCPU
     if number < least:
         raise ClientException(
             f"containerProperties.resourceRequirements: {kind} value {value!r} must be a number"
