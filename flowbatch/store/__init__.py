@@ -6,6 +6,7 @@ imports sqlite3.
     rows          what the store is told, as table rows
     views         reading jobs and runs back as records (`flowbatch.run.records`)
     lost          runs whose runner is gone: judging the runner, settling what it left
+    catalog       the server's compute environments, queues and definitions (AWS shapes)
 
 This `__init__` imports nothing: `from flowbatch.store.jobstore import Store`.
 """

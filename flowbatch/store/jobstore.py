@@ -42,6 +42,8 @@ from flowbatch.run.records import (
 )
 from flowbatch.run.state import JobEvent, JobState
 from flowbatch.store import lost, rows, standing, views
+from flowbatch.store import lost, rows, views
+from flowbatch.store.catalog import Catalog
 from flowbatch.store.lost import RUNNER_LOST
 from flowbatch.store.schema import (
     BUSY_TIMEOUT_SECONDS,
@@ -118,6 +120,12 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def catalog(self) -> Catalog:
+        """The server's catalog of compute environments, queues and definitions, in
+        this database (written through, one transaction per change)."""
+        return Catalog(self._conn, self.path)
 
     # -- writing --------------------------------------------------------------------------
     def begin_run(
