@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import state_dir, state_dir_option
+from flowbatch.cli.common import state_dir_option
+from flowbatch.cli.common import state_dir as state_dir_of
 
 if TYPE_CHECKING:
     from flowbatch.server.service import Service
@@ -88,7 +89,7 @@ def server(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     serving.check_bind(host, tls=tls_cert is not None, insecure=insecure)
-    directory = state_dir(state_dir).absolute()
+    directory = state_dir_of(state_dir).absolute()
     anyio.run(_serve, directory, host, port, config, region, tls_cert, tls_key, keep_hours * 3600)
 
 
@@ -106,7 +107,7 @@ async def _serve(
 
     from flowbatch.lang.load import load
     from flowbatch.run.runner import RunOptions, standing_runner
-    from flowbatch.server import credentials, serve
+    from flowbatch.server import arns, credentials, serve
     from flowbatch.server.app import make_app
     from flowbatch.server.auth import Verifier
     from flowbatch.server.registry import Registry
@@ -132,11 +133,11 @@ async def _serve(
             make_registry=lambda callbacks: Registry(
                 store.catalog,
                 region=region,
-                account=serve.ACCOUNT,
+                account=arns.ACCOUNT,
                 machine_vcpus=os.cpu_count() or 1,
                 machine_memory=_machine_memory(),
                 scheduling=callbacks,
-                job_tags=callbacks.job_tags,
+                job_tags=callbacks,
             ),
             workdir=workdir,
             keep=keep,
@@ -149,7 +150,7 @@ async def _serve(
 
         def ready(url: str) -> None:
             if created:
-                click.echo(credentials.how_to_use(path), err=True)
+                click.echo(credentials.usage(path, region=region, endpoint=url), err=True)
             if resumed:
                 click.echo(f"{resumed} unfinished jobs of the last start scheduled again", err=True)
             click.echo(f"listening on {url}")

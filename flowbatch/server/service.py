@@ -17,7 +17,6 @@ does for a job whose instance went away.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 import uuid
@@ -29,7 +28,7 @@ from typing import Any
 from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
 from flowbatch.run.runner import Runner
 from flowbatch.run.state import JobEvent
-from flowbatch.server import arns, jobs
+from flowbatch.server import jobs
 from flowbatch.server.errors import ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
@@ -48,10 +47,6 @@ def _may_retry(spec: JobSpec, attempts: int) -> bool:
     """Whether a job whose attempt number `attempts` was lost gets another (AWS: the
     retry strategy decides, the host-lost reason matched like any other)."""
     return attempts < spec.retry.attempts and spec.retry.should_retry(None, HOST_LOST)
-
-
-def _snake(operation: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
 
 
 class NamedSink:
@@ -93,6 +88,7 @@ class Service:
         self.keep = keep
         self.clock = clock
         self.registry = make_registry(self)
+        self._registry_ops = self.registry.operations()
 
     # -- start ---------------------------------------------------------------------------
     def start(
@@ -103,6 +99,10 @@ class Service:
         self.registry.load()
         if computes or queues:
             self.registry.declare(computes or {}, queues or {})
+        for name, ce in self.registry.computes().items():
+            self.runner.set_compute(ce, enabled=self.registry.compute_enabled(name))
+        for queue in self.registry.queues().values():
+            self.runner.set_queue(queue)
         left = self.store.open_standing_run(RUN_ID, created_at=self.clock())
         return self._resume(left)
 
@@ -114,12 +114,12 @@ class Service:
         lost_children: list[str] = []  # the same, of array children
         for job in left:
             request = json.loads(job.submission.request)
-            definition = self.registry.definition_by_arn(job.submission.definition)
+            definition = self._definition(job.submission.definition)
             spec = jobs.job_spec(
                 request,
                 definition,
                 job_id=job.submission.job_id,
-                queue=arns.name_of(request["jobQueue"]),
+                queue=self._name_of_queue(request["jobQueue"]),
                 workdir=str(self.workdir),
                 lookup=self._array_size,
             )
@@ -174,13 +174,11 @@ class Service:
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         own = _OWN.get(operation)
         if own is not None:
-            result: dict[str, Any] = own(self, params)
-            return result
-        method = getattr(self.registry, _snake(operation), None)
+            return own(self, params)
+        method = self._registry_ops.get(operation)
         if method is None:
             raise Unsupported(operation)
-        answer: dict[str, Any] = method(params)
-        return answer
+        return dict(method(params))
 
     def submit_job(self, p: dict[str, Any]) -> dict[str, Any]:
         queue = self.registry.queue(p["jobQueue"])
@@ -206,7 +204,7 @@ class Service:
         self.store.add_standing_jobs(RUN_ID, [spec], [p["jobName"]], [sub])
         self.names[job_id] = p["jobName"]
         self.runner.submit([spec], {job_id: job_id})
-        return {"jobArn": arns.arn("job", job_id), "jobName": p["jobName"], "jobId": job_id}
+        return {"jobArn": self.registry.arns.arn("job", job_id), "jobName": p["jobName"], "jobId": job_id}
 
     def describe_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
         ids = p["jobs"]
@@ -258,6 +256,30 @@ class Service:
 
     def _queue_name(self, ref: str) -> str:
         return str(self.registry.queue(ref)["jobQueueName"])
+
+    def _name_of_queue(self, ref: str) -> str:
+        """The name of a queue a stored request names (it may be gone since)."""
+        return self.registry.arns.name_of("job-queue", ref) or ref
+
+    def _definition(self, arn: str) -> dict[str, Any]:
+        """A definition by its ARN, ACTIVE or not (a restart rebuilds jobs submitted
+        with a revision deregistered since, as AWS runs them)."""
+        found = self.registry.describe_job_definitions({"jobDefinitions": [arn]})
+        if not found["jobDefinitions"]:
+            raise ClientException(f"JobDefinition {arn} not found")
+        return dict(found["jobDefinitions"][0])
+
+    # -- job tags (the registry's JobTags) ------------------------------------------------
+    def get(self, job_id: str) -> Mapping[str, str] | None:
+        return self.store.job_tags(job_id)
+
+    def set(self, job_id: str, tags: Mapping[str, str]) -> None:
+        old = self.store.job_tags(job_id) or {}
+        self.store.set_job_tags(job_id, {**old, **tags})
+
+    def remove(self, job_id: str, keys: Sequence[str]) -> None:
+        old = self.store.job_tags(job_id) or {}
+        self.store.set_job_tags(job_id, {k: v for k, v in old.items() if k not in keys})
 
     def _detail_context(self, record: Any) -> dict[str, Any]:
         return {}
