@@ -13,7 +13,9 @@ What the checks decide, as AWS's own front end does:
 - Types: string, integer and long (whole numbers in their 32/64-bit range; a bool is
   not a number), double and float, boolean, list, map, structure.
 - `enum`s, and `min`/`max`: a string's length, a number's value, a list's or a map's
-  number of entries.
+  number of entries. An enum is matched ignoring case where the member's own
+  documentation says its values "aren't case sensitive" (EvaluateOnExit's `action`);
+  the value is passed on as sent.
 - Members the shape does not know are dropped, at every depth, as AWS ignores them:
   an older or newer client keeps working, and the backend sees only members of the
   model. `NaN` and `Infinity` are not JSON and are refused.
@@ -83,7 +85,9 @@ def _short(value: str, limit: int = 40) -> str:
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
 
 
 def _bounds(shape: Mapping[str, Any], lo: float | None, hi: float | None) -> tuple[Any, Any]:
@@ -98,15 +102,15 @@ def _size_problem(size: int, lo: int | None, hi: int | None, noun: str) -> _Prob
     return None
 
 
-def _string(shape: Mapping[str, Any]) -> _Check:
-    enum = frozenset(shape.get("enum", ()))
+def _string(shape: Mapping[str, Any], fold: bool) -> _Check:
+    enum = frozenset(e.casefold() if fold else e for e in shape.get("enum", ()))
     lo, hi = _bounds(shape, None, None)
     listed = ", ".join(shape.get("enum", ()))
 
     def check(value: Any) -> tuple[Any, _Problems]:
         if not isinstance(value, str):
             return value, [_Problem(f"expected a string, got {_kind(value)}")]
-        if enum and value not in enum:
+        if enum and (value.casefold() if fold else value) not in enum:
             return value, [_Problem(f"must be one of {listed} (got {_short(value)})")]
         if lo is not None or hi is not None:
             return value, _size_problem(len(value), lo, hi, "character")
@@ -241,35 +245,42 @@ def _structure(members: Mapping[str, _Check], required: Iterable[str]) -> _Check
     return check
 
 
+# A member whose documentation says this takes its enum in any case.
+_ANY_CASE = re.compile(r"(aren't|isn't|not) case[- ]sensitive", re.IGNORECASE)
+
+
 class _Compiler:
     """Turns shapes into checks, each shape once (a recursive shape refers to itself
-    through a late lookup)."""
+    through a late lookup). `fold`: an enum matched ignoring case."""
 
     def __init__(self, shapes: Mapping[str, Mapping[str, Any]]) -> None:
         self._shapes = shapes
-        self._made: dict[str, _Check] = {}
-        self._making: set[str] = set()
+        self._made: dict[tuple[str, bool], _Check] = {}
+        self._making: set[tuple[str, bool]] = set()
 
-    def check(self, name: str) -> _Check:
-        made = self._made.get(name)
+    def check(self, name: str, fold: bool = False) -> _Check:
+        key = (name, fold)
+        made = self._made.get(key)
         if made is not None:
             return made
-        if name in self._making:
-            return lambda value: self._made[name](value)
-        self._making.add(name)
+        if key in self._making:
+            return lambda value: self._made[key](value)
+        self._making.add(key)
         try:
-            made = self._make(self._shapes[name])
+            made = self._make(self._shapes[name], fold)
         finally:
-            self._making.discard(name)
-        self._made[name] = made
+            self._making.discard(key)
+        self._made[key] = made
         return made
 
-    def _make(self, shape: Mapping[str, Any]) -> _Check:
+    def _member(self, member: Mapping[str, Any]) -> _Check:
+        fold = bool(_ANY_CASE.search(member.get("documentation", "")))
+        return self.check(member["shape"], fold)
+
+    def _make(self, shape: Mapping[str, Any], fold: bool) -> _Check:
         kind = shape["type"]
         if kind == "structure":
-            members = {
-                name: self.check(member["shape"]) for name, member in shape["members"].items()
-            }
+            members = {name: self._member(member) for name, member in shape["members"].items()}
             return _structure(members, shape.get("required", ()))
         if kind == "list":
             return _list(shape, self.check(shape["member"]["shape"]))
@@ -277,7 +288,7 @@ class _Compiler:
             key, value = shape["key"]["shape"], shape["value"]["shape"]
             return _map(shape, self.check(key), self.check(value))
         if kind == "string":
-            return _string(shape)
+            return _string(shape, fold)
         if kind == "integer":
             return _whole(shape, 32)
         if kind == "long":

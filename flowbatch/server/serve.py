@@ -63,7 +63,8 @@ def check_bind(host: str, tls: bool, insecure: bool) -> None:
     if tls or insecure or is_loopback(host):
         return
     raise ServeError(
-        f"refusing to listen on {host} without TLS: it is not a loopback address",
+        f"refusing to listen on {host or 'every interface'} without TLS: "
+        "it is not a loopback address",
         hint=(
             "give --tls-cert and --tls-key to serve HTTPS, or --insecure to serve plain "
             "HTTP to the network anyway (requests are signed, but not encrypted)"
@@ -77,9 +78,10 @@ def url_of(host: str, port: int, tls: bool) -> str:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host` ("" for every interface) and `port` (0: any free)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except OSError as error:
         raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
