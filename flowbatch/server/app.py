@@ -98,7 +98,9 @@ class _Api:
         try:
             body = await _read_body(request, self._max_body)
             method = request.method
-            path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+            # The path as sent (ASGI's `path` is decoded): SigV4 signs it encoded, and a
+            # `{resourceArn}` label holds an encoded `/`.
+            path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
             query = scope.get("query_string", b"").decode("latin-1")
             headers = tuple(
                 (name.decode("latin-1"), value.decode("latin-1"))

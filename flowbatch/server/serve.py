@@ -150,7 +150,8 @@ async def serve(
         # ssl.SSLError is an OSError: a missing, unreadable or mismatched cert or key.
         raise ServeError(f"cannot use the TLS certificate and key: {error}") from None
     sock = _bind(host, port)
-    url = url_of(host, sock.getsockname()[1], tls)
+    bound = sock.getsockname()
+    url = url_of(host or bound[0], bound[1], tls)
     server = _Server(config, lambda: ready(url))
     finished = anyio.Event()
     failed: list[Exception] = []
