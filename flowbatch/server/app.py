@@ -1,0 +1,149 @@
+"""The HTTP face of `flowbatch server`: AWS Batch's REST-JSON API as a Starlette app.
+
+One request, in this order:
+
+1. its body is read, at most `max_body` bytes (413 past that, refused from its
+   Content-Length before a byte of it is read when it says so);
+2. `verify` checks its signature over the parts as received (403 `AuthError`), before
+   anything of it is parsed: an unsigned caller learns nothing, not even which paths
+   exist;
+3. it is routed by botocore's model (404 `UnknownOperationException` off the map),
+   its JSON parsed and its input checked against the operation's shape (400
+   `ClientException` naming every problem);
+4. `backend.call(operation, params)` answers, synchronously, on the event loop.
+
+Responses are what botocore's REST-JSON parser reads: JSON bodies; for an error, the
+status, the header `x-amzn-ErrorType` and the body `{"__type", "message"}`. Every
+response carries an `x-amzn-RequestId` (botocore's `ResponseMetadata.RequestId`). An
+exception that is not an `ApiError` is a bug: the client gets a 500 ServerException
+that says only that, with the request id; the traceback goes to the log with that id,
+the operation and nothing of the request's headers or body (they hold signatures and
+users' values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
+
+from flowbatch.server.errors import ApiError, ServerException, UnknownOperation
+from flowbatch.server.model import ServiceModel, load, parse_json
+from flowbatch.server.requests import Backend, RequestParts, Verify
+
+# AWS's own limits are smaller (a SubmitJob's parameters and overrides must stay under
+# 30 KiB, a job definition under 24 KiB...); 1 MiB is room for every valid request
+# and a bound on what one caller can make the server hold.
+MAX_BODY = 1024 * 1024
+
+logger = logging.getLogger("flowbatch.server")
+
+_JSON = "application/json"
+
+
+class _TooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "ClientException", f"request body is larger than the limit of {limit} bytes", 413
+        )
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error(error: ApiError, request_id: str) -> Response:
+    body = _dumps({"__type": error.code, "message": error.message})
+    headers = {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id}
+    return Response(body, status_code=error.status, headers=headers, media_type=_JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Api:
+    """The one ASGI endpoint behind every path; routing is the model's, over the raw
+    path (a `{resourceArn}` label is percent-encoded, `/` and all, in it)."""
+
+    def __init__(
+        self, backend: Backend, verify: Verify, model: ServiceModel, max_body: int
+    ) -> None:
+        self._backend = backend
+        self._verify = verify
+        self._model = model
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        request_id = str(uuid.uuid4())
+        operation = "-"
+        try:
+            body = await _read_body(request, self._max_body)
+            method = request.method
+            # The path as sent (ASGI's `path` is decoded): SigV4 signs it encoded, and a
+            # `{resourceArn}` label holds an encoded `/`.
+            path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            query = scope.get("query_string", b"").decode("latin-1")
+            headers = tuple(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in scope["headers"]
+            )
+            self._verify(RequestParts(method, path, query, headers, body))
+            routed = self._model.route(method, path)
+            if routed is None:
+                raise UnknownOperation(method, path)
+            found, labels = routed
+            operation = found.name
+            params = found.parse(labels, query, parse_json(body))
+            result = self._backend.call(operation, params)
+            response = Response(
+                _dumps(result), headers={"x-amzn-RequestId": request_id}, media_type=_JSON
+            )
+        except ClientDisconnect:
+            return
+        except ApiError as error:
+            response = _error(error, request_id)
+        except Exception:
+            # The traceback is the server's to read, and holds no more of the request
+            # than the code's own names: never the headers (a signature) nor the body.
+            logger.exception("request %s (%s) failed", request_id, operation)
+            response = _error(
+                ServerException(
+                    f"An internal error occurred in the server (request id {request_id})."
+                ),
+                request_id,
+            )
+        await response(scope, receive, send)
+
+
+def make_app(
+    backend: Backend,
+    verify: Verify,
+    *,
+    model: ServiceModel | None = None,
+    max_body: int = MAX_BODY,
+) -> Starlette:
+    """The API over `backend`, every caller checked by `verify` first."""
+    api = _Api(backend, verify, model if model is not None else load(), max_body)
+    return Starlette(routes=[Mount("/", app=api)])
+
+
+__all__ = ["MAX_BODY", "make_app"]
