@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from flowbatch.server.errors import ApiError, ServerException, UnknownOperation
+from flowbatch.server.errors import ApiError, ClientException, ServerException, UnknownOperation
 from flowbatch.server.model import ServiceModel, load, parse_json
 from flowbatch.server.requests import Backend, RequestParts, Verify
 
@@ -46,6 +46,15 @@ MAX_BODY = 1024 * 1024
 logger = logging.getLogger("flowbatch.server")
 
 _JSON = "application/json"
+_JSON11 = "application/x-amz-json-1.1"
+_GET_LOG_EVENTS = "Logs_20140328.GetLogEvents"
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise ClientException("the request body must be a JSON object")
+    return document
 
 
 class _TooLarge(ApiError):
@@ -107,6 +116,16 @@ class _Api:
                 for name, value in scope["headers"]
             )
             self._verify(RequestParts(method, path, query, headers, body))
+            target = request.headers.get("x-amz-target", "")
+            if method == "POST" and path == "/" and target == _GET_LOG_EVENTS:
+                # CloudWatch Logs' one call the server answers (its jobs' logs), in Logs'
+                # own protocol, JSON 1.1: the operation in a header, the body as is.
+                operation = "GetLogEvents"
+                result = self._backend.call(operation, _json_object(body))
+                await Response(
+                    _dumps(result), headers={"x-amzn-RequestId": request_id}, media_type=_JSON11
+                )(scope, receive, send)
+                return
             routed = self._model.route(method, path)
             if routed is None:
                 raise UnknownOperation(method, path)

@@ -84,11 +84,15 @@ class Verifier:
         *,
         region: str,
         service: str = "batch",
+        also: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`also`: other services a request may be scoped to (the server answers
+        CloudWatch Logs' GetLogEvents for its jobs' logs, signed for `logs`)."""
         self._keys = keys
         self._region = region
         self._service = service
+        self._services = (service, *also)
         self._clock = clock
 
     def verify(self, parts: RequestParts) -> str:
@@ -149,7 +153,7 @@ class Verifier:
             raise AuthError(
                 INVALID, f"Credential should be scoped to a valid region, not '{auth.region}'."
             )
-        if auth.service != self._service:
+        if auth.service not in self._services:
             raise AuthError(
                 INVALID, f"Credential should be scoped to correct service: '{self._service}'."
             )
@@ -181,7 +185,7 @@ class Verifier:
         request.headers["X-Amz-Content-SHA256"] = body_hash
         request.context["timestamp"] = amz_date.strftime(_AMZ_DATE)
         signer = _ReceivedHeaders(
-            Credentials(auth.key_id, secret), self._service, self._region, signed
+            Credentials(auth.key_id, secret), auth.service, self._region, signed
         )
         canonical = signer.canonical_request(request)
         result: str = signer.signature(signer.string_to_sign(request, canonical), request)

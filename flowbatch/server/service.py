@@ -28,8 +28,8 @@ from typing import Any
 from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
 from flowbatch.run.runner import Runner
 from flowbatch.run.state import JobEvent
-from flowbatch.server import jobs
-from flowbatch.server.errors import ClientException, Unsupported
+from flowbatch.server import jobs, logs
+from flowbatch.server.errors import ApiError, ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
 from flowbatch.store.standing import Submission, Unfinished
@@ -41,6 +41,13 @@ RUN_ID = "server"  # the standing run's id: one per state directory
 HOST_LOST = "Host EC2 (instance flowbatch-server) terminated."
 MAX_DESCRIBE = 100
 KEEP_SECONDS = 24 * 3600.0  # AWS keeps a job this long after it ends
+
+
+class ResourceNotFound(ApiError):
+    """CloudWatch Logs' answer for a log group or stream it does not have."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ResourceNotFoundException", message, 400)
 
 
 def _may_retry(spec: JobSpec, attempts: int) -> bool:
@@ -230,6 +237,24 @@ class Service:
     def terminate_job(self, p: dict[str, Any]) -> dict[str, Any]:
         return self._control(p, "terminate")
 
+    def get_log_events(self, p: dict[str, Any]) -> dict[str, Any]:
+        """CloudWatch Logs' GetLogEvents for an attempt's `logStreamName` (see
+        `flowbatch.server.logs`)."""
+        parsed = jobs.parse_log_stream(str(p.get("logStreamName") or ""))
+        if p.get("logGroupName") != logs.LOG_GROUP or parsed is None:
+            raise ResourceNotFound("The specified log stream does not exist.")
+        _, job_id, number = parsed
+        self._flush()
+        try:
+            record = self.store.job(job_id)
+        except StoreError:
+            raise ResourceNotFound("The specified log stream does not exist.") from None
+        attempts = record.detail.attempts if record.detail is not None else ()
+        if not 1 <= number <= len(attempts) or attempts[number - 1].log_path is None:
+            raise ResourceNotFound("The specified log stream does not exist.")
+        where = Path(str(attempts[number - 1].log_path))
+        return logs.get_log_events([where / "stdout", where / "stderr"], p)
+
     # -- helpers ----------------------------------------------------------------------------
     def _control(self, p: dict[str, Any], action: str) -> dict[str, Any]:
         job_id = p["jobId"]
@@ -291,4 +316,5 @@ _OWN: dict[str, Callable[[Service, dict[str, Any]], dict[str, Any]]] = {
     "ListJobs": Service.list_jobs,
     "CancelJob": Service.cancel_job,
     "TerminateJob": Service.terminate_job,
+    "GetLogEvents": Service.get_log_events,
 }
