@@ -1,6 +1,5 @@
-"""Jobs as AWS Batch's API speaks of them: a SubmitJob request made a JobSpec, a job
-made a JobDetail or a JobSummary, a ListJobs request made a store query and its
-nextToken.
+"""Jobs as AWS Batch's API speaks of them: a SubmitJob request made a JobSpec, and a
+job made a JobDetail (ListJobs and its JobSummary are `listing`'s).
 
 Everything here is pure (no I/O, no clock): the service hands in the request, the
 registered job definition (the dict DescribeJobDefinitions returns), the records the
@@ -22,12 +21,7 @@ quotes, say) and one in another interpreter's program (`python3 -c`) are refused
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import hashlib
-import hmac
-import json
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -51,22 +45,15 @@ from flowbatch.lang.template import REF, misplaced, program_index, script_index
 from flowbatch.run.records import AttemptRecord, JobRecord
 from flowbatch.run.state import JobState
 from flowbatch.server.errors import ClientException
-from flowbatch.store.views import JobQuery, ListedJob
 
 __all__ = [
-    "DEFAULT_MAX_RESULTS",
-    "MAX_FILTERED_RESULTS",
-    "MAX_RESULTS",
     "MISSING",
     "Lookup",
     "Missing",
     "command_of",
     "job_detail",
     "job_spec",
-    "job_summary",
-    "list_query",
     "log_stream_name",
-    "next_token",
     "parse_log_stream",
 ]
 
@@ -80,7 +67,7 @@ class Missing(enum.Enum):
 MISSING: Final = Missing.MISSING
 
 # A job id -> its array size, None for a job that is no array, MISSING for no such job.
-Lookup = Callable[[str], int | None | Missing]
+Lookup = Callable[[str], int | Missing | None]
 
 _AWS: Final = "Error executing request, Exception : "
 
@@ -352,7 +339,9 @@ def _retry(strategy: Mapping[str, Any] | None) -> RetryStrategy:
             f"Retry strategy evaluateOnExit can have at most {MAX_RETRY_RULES} conditions,"
             f" got {len(rules)}"
         )
-    return RetryStrategy(attempts=int(attempts), rules=tuple(_rule(r, i) for i, r in enumerate(rules)))
+    return RetryStrategy(
+        attempts=int(attempts), rules=tuple(_rule(r, i) for i, r in enumerate(rules))
+    )
 
 
 def _rule(rule: Mapping[str, Any], i: int) -> RetryRule:
@@ -525,7 +514,7 @@ def _definition_name(arn_of_definition: str) -> str:
     return tail.rpartition(":")[0] if ":" in tail else tail
 
 
-# -- JobDetail and JobSummary -------------------------------------------------------------
+# -- JobDetail -------------------------------------------------------------------------
 
 
 def _status_summary(summary: Mapping[JobState, int] | None) -> dict[str, int]:
@@ -670,193 +659,3 @@ def _depends_on_json(record: JobRecord, request: Mapping[str, Any]) -> list[dict
         _present(entry, jobId=dep.get("jobId") or None, type=dep.get("type"))
         out.append(entry)
     return out
-
-
-def job_summary(job: ListedJob, *, job_arn: str) -> dict[str, Any]:
-    """A listed job as an entry of ListJobs' `jobSummaryList`, a JobSummary."""
-    r = job.record
-    out: dict[str, Any] = {
-        "jobArn": job_arn,
-        "jobId": r.job_id,
-        "jobName": r.name,
-        "status": r.status.value,
-        "isCancelled": job.cancelled,
-        "isTerminated": job.terminated,
-    }
-    _present(
-        out,
-        createdAt=r.created_at,
-        startedAt=r.started_at,
-        stoppedAt=r.stopped_at,
-        statusReason=r.status_reason or None,
-        jobDefinition=job.definition,
-    )
-    container: dict[str, Any] = {}
-    _present(container, exitCode=r.exit_code, reason=job.reason or None)
-    if container:
-        out["container"] = container
-    if r.array_size is not None:
-        out["arrayProperties"] = {
-            "size": r.array_size,
-            "statusSummary": _status_summary(r.status_summary),
-        }
-    elif r.array_index is not None:
-        out["arrayProperties"] = {"index": r.array_index}
-    return out
-
-
-# -- ListJobs ------------------------------------------------------------------------------
-
-DEFAULT_MAX_RESULTS: Final = 100
-MAX_RESULTS: Final = 1000  # AWS returns at most 1,000 jobs a page
-MAX_FILTERED_RESULTS: Final = 100  # ... and at most 100 when a filter is used
-_FILTERS: Final = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT")
-_TOKEN_VERSION: Final = 1
-_MAC_BYTES: Final = 16
-
-
-def list_query(
-    params: Mapping[str, Any], *, queue: str | None, run_id: str | None, key: bytes
-) -> JobQuery:
-    """The store query a ListJobs request (`params`) asks for. `queue` is the name of the
-    queue its `jobQueue` names (the caller resolves a name or an ARN and refuses an
-    unknown one); `run_id` the run whose jobs are listed (None: every run); `key`
-    signs and checks nextTokens (`next_token`).
-
-    AWS's rules: one of jobQueue and arrayJobId; without filters only the jobs in
-    `jobStatus` (default RUNNING) are listed, oldest first; with a filter (one at
-    most) any status, newest first (array children are never filtered);
-    `maxResults` 1 to 1,000 (100 with a filter; default 100)."""
-    if params.get("multiNodeJobId"):
-        raise ClientException("flowbatch server does not support multi-node parallel jobs")
-    parent = params.get("arrayJobId") or None
-    if (queue is None) == (parent is None):
-        raise _client("Exactly one of jobQueue and arrayJobId must be given")
-    filters = [] if parent is not None else list(params.get("filters") or ())
-    if len(filters) > 1:
-        raise _client("Only one filter can be used at a time")
-    limit = params.get("maxResults")
-    if limit is not None and int(limit) < 1:
-        raise _client(f"maxResults must be at least 1, got {limit}")
-    cap = MAX_FILTERED_RESULTS if filters else MAX_RESULTS
-    query = JobQuery(
-        run_id=run_id,
-        queue=None if parent is not None else queue,
-        parent=parent,
-        status=None if filters else str(params.get("jobStatus") or JobState.RUNNING.value),
-        newest_first=bool(filters),
-        limit=min(int(limit or DEFAULT_MAX_RESULTS), cap),
-        **(_filter(filters[0]) if filters else {}),
-    )
-    token = params.get("nextToken")
-    if token:
-        return _with_cursor(query, _read_token(str(token), query, key))
-    return query
-
-
-def _filter(item: Mapping[str, Any]) -> dict[str, Any]:
-    name = str(item.get("name", ""))
-    values = [str(v) for v in item.get("values") or ()]
-    if name not in _FILTERS:
-        raise _client(f"Filter name must be one of {', '.join(_FILTERS)}, got `{name}`")
-    if not values:
-        raise _client(f"Filter {name} needs a value")
-    if name == "JOB_NAME":
-        # Case-insensitive, `*` at the end a prefix (AWS): LIKE patterns.
-        return {"name_like": tuple(_like(v) for v in values)}
-    if name == "JOB_DEFINITION":
-        return {"definition_glob": tuple(_definition_glob(v) for v in values)}
-    times = []
-    for v in values:
-        if not v.isdigit():
-            raise _client(f"Filter {name} value must be epoch milliseconds, got `{v}`")
-        times.append(int(v))
-    # Of several values, the widest reading: a job matching any of them is listed.
-    if name == "BEFORE_CREATED_AT":
-        return {"created_before": max(times)}
-    return {"created_after": min(times)}
-
-
-def _like(value: str) -> str:
-    prefix = value.endswith("*")
-    text = value[:-1] if prefix else value
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + ("%" if prefix else "")
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def _definition_glob(value: str) -> str:
-    """A GLOB over a job's definition ARN for one JOB_DEFINITION value: an ARN (with its
-    revision: that revision; without: any), `name:revision`, `name` (any revision) or
-    `prefix*` (case-sensitive, AWS)."""
-    if value.startswith("arn:"):
-        if "*" in value:
-            raise _client("Asterisk (*) isn't supported when the ARN is used")
-        tail = value.rpartition("job-definition/")[2]
-        return _glob_escape(value) + ("" if ":" in tail else ":*")
-    if value.endswith("*"):
-        return f"*:job-definition/{_glob_escape(value[:-1])}*"
-    name, _, revision = value.partition(":")
-    if revision:
-        return f"*:job-definition/{_glob_escape(name)}:{_glob_escape(revision)}"
-    return f"*:job-definition/{_glob_escape(name)}:*"
-
-
-def _with_cursor(query: JobQuery, cursor: int) -> JobQuery:
-    import dataclasses
-
-    return dataclasses.replace(query, cursor=cursor)
-
-
-def _fingerprint(query: JobQuery) -> str:
-    # What a token belongs to: the query without its page size and position.
-    shown = {
-        "run": query.run_id,
-        "queue": query.queue,
-        "parent": query.parent,
-        "status": query.status,
-        "name": list(query.name_like),
-        "definition": list(query.definition_glob),
-        "before": query.created_before,
-        "after": query.created_after,
-        "newest": query.newest_first,
-    }
-    digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
-    return digest[:16]
-
-
-def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-
-
-def next_token(query: JobQuery, cursor: int, *, key: bytes) -> str:
-    """The nextToken of the page of `query` whose last job is at `cursor` (its
-    `ListedJob.cursor`): opaque, and signed with `key` so that a token altered, or
-    given with another query, is refused."""
-    payload = json.dumps(
-        {"v": _TOKEN_VERSION, "c": cursor, "q": _fingerprint(query)}, separators=(",", ":")
-    ).encode()
-    return base64.urlsafe_b64encode(payload + _mac(key, payload)).decode().rstrip("=")
-
-
-def _read_token(token: str, query: JobQuery, key: bytes) -> int:
-    bad = _client("Invalid nextToken: it was not returned by ListJobs for this request")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):
-        raise bad from None
-    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, payload)):
-        raise bad
-    try:
-        found = json.loads(payload)
-        cursor = found["c"]
-        ok = found["v"] == _TOKEN_VERSION and found["q"] == _fingerprint(query)
-    except (ValueError, KeyError, TypeError):
-        raise bad from None
-    if not ok or not isinstance(cursor, int) or isinstance(cursor, bool):
-        raise bad
-    return cursor

@@ -15,8 +15,8 @@ import functools
 import json
 import sqlite3
 import types
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from flowbatch.lang.template import Context, TemplateError, render_command
