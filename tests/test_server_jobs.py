@@ -219,6 +219,23 @@ def test_a_placeholder_the_shell_would_read_inside_quotes_or_code_is_refused() -
     )
 
 
+def test_the_shell_is_found_in_the_command_as_it_will_run(tmp_path: Path) -> None:
+    # The program is itself a placeholder: its value makes the next argument a script.
+    command = argv(["Ref::shell", "-c", "echo Ref::v"], {"shell": "sh", "v": "$(touch x)"})
+    assert command == ("sh", "-c", "echo '$(touch x)'")
+    req = request(
+        containerOverrides={"command": ["Ref::py", "-c", "print(Ref::v)"]},
+        parameters={"py": "python3", "v": "1"},
+    )
+    assert "program of `python3 -c`" in refused(req)
+
+
+def test_a_nul_character_no_program_can_receive_is_refused() -> None:
+    assert "NUL" in refused(request(parameters={"who": "a\0b"}))
+    env = [{"name": "A", "value": "a\0b"}]
+    assert "NUL" in refused(request(containerOverrides={"environment": env}))
+
+
 def test_commands_aws_refuses_and_jobs_without_a_command() -> None:
     assert "Command field cannot have empty strings" in refused(
         request(containerOverrides={"command": ["echo", ""]})

@@ -185,14 +185,24 @@ def command_of(request: Mapping[str, Any], definition: Mapping[str, Any]) -> Arg
     argv = tuple(str(arg) for arg in command)
     if any(arg == "" for arg in argv):
         raise _client("Command field cannot have empty strings")
-    return _fill(argv, _parameters(request, definition))
+    filled = _fill(argv, _parameters(request, definition))
+    if any("\0" in arg for arg in filled):
+        raise ClientException(_NUL.format(what="the command"))
+    return filled
+
+
+# exec takes no argument and no variable holding one.
+_NUL: Final = "{what} holds a NUL character, which no program can receive"
 
 
 def _fill(argv: tuple[str, ...], parameters: Mapping[str, str]) -> Argv:
     if not any("Ref::" in arg for arg in argv):
         return Argv(argv)
-    script = script_index(argv)
-    program = program_index(argv)
+    # Which argument a shell (or another interpreter) runs is read from the command as
+    # it will run: `["Ref::shell", "-c", ...]` with shell=sh runs a shell too.
+    filled = tuple(_substitute(arg, parameters, shell=False) for arg in argv)
+    script = script_index(filled)
+    program = program_index(filled)
     out = []
     for k, arg in enumerate(argv):
         if k == script:
@@ -302,6 +312,8 @@ def _environment(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
                     " reserved for variables that Batch sets"
                 )
             env[str(name)] = str(item.get("value", ""))
+            if "\0" in env[str(name)] or "\0" in str(name):
+                raise ClientException(_NUL.format(what=f"environment variable {name}"))
     return env
 
 
