@@ -433,13 +433,11 @@ def _dependencies(
         if target is None:
             raise _client(f"dependsOn[{i}]: jobId is required")
         child = _CHILD.fullmatch(target)
-        if child is not None and lookup(target) is MISSING:
-            # `ID:N`, one child of array job ID (unless a job is itself so named)
+        size = MISSING if child is None else lookup(child[1])
+        if child is not None and size is not MISSING:
+            # `ID:N`, child N of array job ID: the scheduler knows jobs by their ids and
+            # their children by index, so this is an ELEMENT dependency on ID.
             parent, index = child[1], int(child[2])
-            size = lookup(parent)
-            if size is MISSING:
-                missing.append(target)
-                continue
             if kind == "N_TO_N":
                 raise _client(
                     f"dependsOn[{i}]: an N_TO_N dependency names an array job, not one of"
