@@ -719,3 +719,32 @@ def test_the_shape_check_finds_what_does_not_fit() -> None:
     assert problems({"jobId": "a", "jobName": "b", "createdAt": "1"}, "JobSummary") == [
         "JobSummary.createdAt: '1' is not an integer"
     ]
+
+
+def test_name_and_definition_filters_match_as_aws_documents(store: Store) -> None:
+    svc = Service(store)
+    made = [
+        ("n1", "a_b", "d1:1"),
+        ("n2", "axb", "d1:2"),
+        ("n3", "A_B2", "d10:1"),
+        ("n4", "a%b", "x_y:1"),
+    ]
+    svc.submit(
+        [(i, request(jobName=n, jobDefinition=d), T0 + k) for k, (i, n, d) in enumerate(made)]
+    )
+
+    def listed(name: str, *values: str) -> list[str]:
+        return flat(pages(store, {"filters": [{"name": name, "values": list(values)}]}))
+
+    # JOB_NAME: case-insensitive, `*` a prefix; `_` and `%` are themselves
+    assert listed("JOB_NAME", "a_b") == ["n1"]
+    assert listed("JOB_NAME", "A_b*") == ["n3", "n1"]
+    assert listed("JOB_NAME", "a%*", "axb") == ["n4", "n2"]
+    # JOB_DEFINITION: a name is any revision, `name:N` one, `prefix*`, an ARN exactly
+    assert listed("JOB_DEFINITION", "d1") == ["n2", "n1"]
+    assert listed("JOB_DEFINITION", "d1:2") == ["n2"]
+    assert listed("JOB_DEFINITION", "d1*") == ["n3", "n2", "n1"]
+    assert listed("JOB_DEFINITION", "D1") == []  # case-sensitive
+    assert listed("JOB_DEFINITION", f"{ARN}:job-definition/d10:1") == ["n3"]
+    assert listed("JOB_DEFINITION", f"{ARN}:job-definition/d1") == ["n2", "n1"]
+    assert listed("JOB_DEFINITION", "x?y") == []
