@@ -83,6 +83,10 @@ RESERVED_ENV: Final = "AWS_BATCH"
 _EXIT_CODE_PATTERN: Final = re.compile(r"[0-9]*\*?")
 _REASON_PATTERN: Final = re.compile(r"[A-Za-z0-9.: \t]*\*?")
 
+# AWS's jobName: up to 128 letters, digits, hyphens and underscores, the first
+# alphanumeric.
+_JOB_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
 # SubmitJob members that are another kind of job than a container's.
 _UNSUPPORTED_MEMBERS: Final = (
     "nodeOverrides",
@@ -115,6 +119,8 @@ def job_spec(
     tells the array size of each job it depends on. Raises ClientException for what
     AWS refuses (and for what flowbatch cannot run, saying so)."""
     _check_supported(request, definition)
+    if not _JOB_NAME.fullmatch(str(request.get("jobName", ""))):
+        raise _client("Job name should match valid pattern")
     props: Mapping[str, Any] = definition.get("containerProperties") or {}
     overrides: Mapping[str, Any] = request.get("containerOverrides") or {}
     array_size = _array_size(request)
