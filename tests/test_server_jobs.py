@@ -413,10 +413,13 @@ class Service:
         self.begun = False
 
     def submit(
-        self, jobs_: list[tuple[str, dict[str, Any], float]], status: Mapping[str, JobState] = {}
+        self,
+        jobs_: list[tuple[str, dict[str, Any], float]],
+        status: Mapping[str, JobState] | None = None,
     ) -> None:
         """Submit `jobs_` (id, request, created at); `status` sets where some already
         are, straight in their rows (for many jobs at once; `move` goes by events)."""
+        status = status or {}
         specs = {}
         for job_id, req, _ in jobs_:
             specs[job_id] = spec_for(job_id, req)

@@ -289,7 +289,7 @@ def _requirements(items: Sequence[Mapping[str, Any]] | None, where: str) -> dict
             )
         if kind in out:
             raise _client(f"{where}.resourceRequirements has {kind} more than once")
-        out[kind] = str(item.get("value", ""))
+        out[kind] = str(item.get("value") or "")
     return out
 
 
@@ -317,7 +317,7 @@ def _environment(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
                     f"Environment variable {name}: names starting with {RESERVED_ENV} are"
                     " reserved for variables that Batch sets"
                 )
-            env[str(name)] = str(item.get("value", ""))
+            env[str(name)] = str(item.get("value") or "")
             if "\0" in env[str(name)] or "\0" in str(name):
                 raise ClientException(_NUL.format(what=f"environment variable {name}"))
     return env
