@@ -145,6 +145,16 @@ class Queue:
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
+class Argv(tuple[str, ...]):
+    """A command that is no template: its arguments run as they are. A SubmitJob's
+    command is one (AWS Batch has no templates, and its `Ref::` placeholders are filled
+    in when the job is submitted): `lang.template.render_command` returns it unchanged,
+    so that a `{{`, a `{#` (`${#x}` in a shell's script) or an unresolved `Ref::` in it
+    means what it means on AWS."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """A job as it will be submitted. `command` is still a template: the runner renders

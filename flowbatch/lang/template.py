@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flowbatch.lang.model import Argv
 from flowbatch.lang.template_error import TemplateError
 
 if TYPE_CHECKING:
@@ -263,7 +264,10 @@ def render_command(
     command: str | tuple[str, ...], ctx: Context, parameters: Mapping[str, str]
 ) -> str | tuple[str, ...]:
     """A job's command rendered: a str for /bin/sh -c, or a tuple of arguments (of which
-    a shell's script, `["sh", "-c", SCRIPT]`, is rendered like a str command)."""
+    a shell's script, `["sh", "-c", SCRIPT]`, is rendered like a str command). An
+    `Argv` is no template and is returned as it is."""
+    if isinstance(command, Argv):
+        return command
     if isinstance(command, str):
         return render(command, ctx, shell=True, parameters=parameters)
     from flowbatch.lang.template_quoting import script_index

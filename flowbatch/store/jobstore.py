@@ -482,6 +482,12 @@ class Store:
         )
 
     @reads
+    def list_jobs(self, query: views.JobQuery) -> tuple[list[views.ListedJob], bool]:
+        """One page of ListJobs (`views.list_jobs`): at most `query.limit` jobs, and
+        whether more follow."""
+        return views.list_jobs(self._conn, query)
+
+    @reads
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every recorded state change of one job, in the order reported."""
         return views.events(self._conn, job_id)

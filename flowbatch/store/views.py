@@ -16,6 +16,7 @@ import json
 import sqlite3
 import types
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from flowbatch.lang.template import Context, TemplateError, render_command
@@ -465,3 +466,192 @@ def runs(
             )
         )
     return out
+
+
+# -- ListJobs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQuery:
+    """A page of ListJobs: the top-level jobs of `queue`, or the children of the array
+    job `parent`, of run `run_id` (None: any run). `status` None is any status (a
+    job with no state recorded yet is SUBMITTED). Filters, each a tuple matched by any
+    of its items: `name_like` SQL LIKE patterns over the job's name (ASCII case-
+    insensitive, `\\` escapes), `definition_glob` GLOB patterns over the ARN of the
+    definition it was submitted with (`submissions.definition`), `created_before` /
+    `created_after` epoch ms (strict). Top-level jobs come by `seq`, oldest first
+    unless `newest_first`; children by index. `cursor` is the last position already
+    listed (a `ListedJob.cursor`): the page starts after it."""
+
+    run_id: str | None = None
+    queue: str | None = None
+    parent: str | None = None
+    status: str | None = None
+    name_like: tuple[str, ...] = ()
+    definition_glob: tuple[str, ...] = ()
+    created_before: int | None = None
+    created_after: int | None = None
+    newest_first: bool = False
+    cursor: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListedJob:
+    """One job of a ListJobs page: its record (no detail), where it is in the listing
+    (`cursor`: its seq, or a child's index), the ARN of the definition it was submitted
+    with (None for a job no SubmitJob made), its latest attempt's container reason, and
+    whether a CancelJob or a TerminateJob failed it."""
+
+    record: JobRecord
+    cursor: int
+    definition: str | None
+    reason: str | None
+    cancelled: bool
+    terminated: bool
+
+
+_LISTED: Final = (
+    "SELECT j.*, s.definition AS definition,"
+    " (SELECT a.reason FROM attempts a WHERE a.job_id = j.job_id"
+    "  ORDER BY a.attempt DESC LIMIT 1) AS last_reason,"
+    " COALESCE((SELECT a.exit_code FROM attempts a"
+    "           WHERE a.job_id = j.job_id AND a.attempt = j.attempt),"
+    "          CASE WHEN j.attempt = 0 THEN j.exit_code END) AS last_exit_code"
+    " FROM jobs j LEFT JOIN submissions s ON s.job_id = COALESCE(j.parent_id, j.job_id)"
+)
+
+
+def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> tuple[list[ListedJob], bool]:
+    """One page of `query` (at most `query.limit` jobs), and whether more follow."""
+    if query.parent is not None:
+        return _list_children(conn, query)
+    where = ["j.parent_id IS NULL"]
+    args: list[object] = []
+    if query.queue is not None:
+        where.append("j.queue = ?")
+        args.append(query.queue)
+    if query.run_id is not None:
+        where.append("j.run_id = ?")
+        args.append(query.run_id)
+    if query.status is not None:
+        # Equality, not COALESCE, so that the (queue, status, seq) index serves it.
+        where.append(
+            "(j.status = ? OR j.status IS NULL)"
+            if query.status == JobState.SUBMITTED.value
+            else "j.status = ?"
+        )
+        args.append(query.status)
+    for column, patterns, how in (
+        ("j.name", query.name_like, "LIKE ? ESCAPE '\\'"),
+        ("s.definition", query.definition_glob, "GLOB ?"),
+    ):
+        if patterns:
+            where.append("(" + " OR ".join(f"{column} {how}" for _ in patterns) + ")")
+            args += patterns
+    created_ms = "CAST(round(j.created_at * 1000) AS INTEGER)"
+    if query.created_before is not None:
+        where.append(f"{created_ms} < ?")
+        args.append(query.created_before)
+    if query.created_after is not None:
+        where.append(f"{created_ms} > ?")
+        args.append(query.created_after)
+    if query.cursor is not None:
+        where.append("j.seq < ?" if query.newest_first else "j.seq > ?")
+        args.append(query.cursor)
+    order = "DESC" if query.newest_first else "ASC"
+    rows = (
+        _cursor(conn)
+        .execute(
+            f"{_LISTED} WHERE {' AND '.join(where)} ORDER BY j.seq {order} LIMIT ?",
+            [*args, query.limit + 1],
+        )
+        .fetchall()
+    )
+    listed = [_listed(conn, row, row["queue"], row["seq"]) for row in rows[: query.limit]]
+    return listed, len(rows) > query.limit
+
+
+def _listed(conn: sqlite3.Connection, row: _Row, queue: str | None, cursor: int) -> ListedJob:
+    state = _status(row)
+    size = row["array_size"]
+    stopped_by = _stopped_by(conn, row, state)
+    record = _record(
+        row,
+        state,
+        queue=queue,
+        exit_code=row["last_exit_code"],
+        status_summary=None if size is None else status_summary(conn, row["job_id"], size, state),
+    )
+    return ListedJob(
+        record=record,
+        cursor=cursor,
+        definition=row["definition"],
+        reason=row["last_reason"],
+        cancelled="cancel" in stopped_by,
+        terminated="terminate" in stopped_by,
+    )
+
+
+def _list_children(conn: sqlite3.Connection, query: JobQuery) -> tuple[list[ListedJob], bool]:
+    """The children of an array job by index, those the runner has not created yet
+    included (they read as `describe_child` shows them: PENDING, or FAILED once the
+    parent failed)."""
+    cur = _cursor(conn)
+    parent = cur.execute(f"{_LISTED} WHERE j.job_id = ?", (query.parent,)).fetchone()
+    if parent is None or parent["array_size"] is None or parent["parent_id"] is not None:
+        return [], False
+    if query.run_id is not None and parent["run_id"] != query.run_id:
+        return [], False
+    size = int(parent["array_size"])
+    failed = _status(parent) is JobState.FAILED
+    unmade = JobState.FAILED if failed else JobState.PENDING
+    made = {
+        int(index): _STATE_OF[status]
+        for index, status in conn.execute(
+            "SELECT array_index, status FROM jobs WHERE parent_id = ?", (query.parent,)
+        )
+    }
+    start = -1 if query.cursor is None else query.cursor
+    wanted = None if query.status is None else JobState(query.status)
+    page: list[int] = []
+    more = False
+    for index in range(start + 1, size):
+        if wanted is None or made.get(index, unmade) is wanted:
+            if len(page) == query.limit:
+                more = True
+                break
+            page.append(index)
+    rows = {}
+    created = [i for i in page if i in made]
+    for at in range(0, len(created), _CHUNK):
+        chunk = [f"{query.parent}:{i}" for i in created[at : at + _CHUNK]]
+        for row in cur.execute(
+            f"{_LISTED} WHERE j.job_id IN ({', '.join('?' * len(chunk))})", chunk
+        ):
+            rows[int(row["array_index"])] = row
+    out = []
+    for index in page:
+        row = rows.get(index) or _unmade_child(parent, index, failed)
+        out.append(_listed(conn, row, parent["queue"], index))
+    return out, more
+
+
+def _unmade_child(parent: _Row, index: int, failed: bool) -> dict[str, Any]:
+    return {
+        "job_id": f"{parent['job_id']}:{index}",
+        "name": parent["name"],
+        "run_id": parent["run_id"],
+        "parent_id": parent["job_id"],
+        "array_index": index,
+        "array_size": None,
+        "status": JobState.FAILED.value if failed else JobState.PENDING.value,
+        "status_reason": parent["status_reason"] if failed else "",
+        "created_at": parent["created_at"],
+        "started_at": None,
+        "stopped_at": parent["stopped_at"] if failed else None,
+        "attempt": 0,
+        "definition": parent["definition"],
+        "last_reason": None,
+        "last_exit_code": None,
+    }
