@@ -146,7 +146,6 @@ async def _serve(
             plan.computes if plan is not None else None, plan.queues if plan is not None else None
         )
         app = make_app(service, Verifier(keys, region=region).verify)
-        scheme = "https" if tls_cert is not None else "http"
 
         def ready(url: str) -> None:
             if created:
@@ -167,7 +166,6 @@ async def _serve(
                     tls_cert=tls_cert,
                     tls_key=tls_key,
                     ready=ready,
-                    scheme=scheme,
                 )
             )
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -17,6 +17,7 @@ does for a job whose instance went away.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import time
 import uuid
@@ -28,7 +29,7 @@ from typing import Any
 from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
 from flowbatch.run.runner import Runner
 from flowbatch.run.state import JobEvent
-from flowbatch.server import jobs, logs
+from flowbatch.server import jobs, listing, logs
 from flowbatch.server.errors import ApiError, ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
@@ -95,6 +96,8 @@ class Service:
         self.keep = keep
         self.clock = clock
         self.registry = make_registry(self)
+        # Signs ListJobs' nextTokens: a new key each start, so a token outlives no restart.
+        self.token_key = secrets.token_bytes(32)
         self._registry_ops = self.registry.operations()
 
     # -- start ---------------------------------------------------------------------------
@@ -219,17 +222,43 @@ class Service:
             raise ClientException(f"jobs: at most {MAX_DESCRIBE} job ids, got {len(ids)}")
         self._flush()
         out = []
+        arns = self.registry.arns
         for job_id in ids:
+            sub = self.store.submission(job_id)
+            if sub is None:
+                continue  # AWS leaves out the ids it does not know
             try:
                 record = self.store.job(job_id)
             except StoreError:
-                continue  # AWS leaves out the ids it does not know
-            out.append(jobs.job_detail(record, **self._detail_context(record)))
+                continue
+            request = json.loads(sub.request)
+            out.append(
+                jobs.job_detail(
+                    record,
+                    job_arn=arns.arn("job", job_id),
+                    arn_of_queue=str(request["jobQueue"]),
+                    arn_of_definition=sub.definition,
+                    request=request,
+                    definition=self._definition(sub.definition),
+                )
+            )
         return {"jobs": out}
 
     def list_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
         self._flush()
-        return jobs.list_jobs(self.store, RUN_ID, p, queue_name=self._queue_name)
+        queue = self._queue_name(p["jobQueue"]) if p.get("jobQueue") else None
+        query = listing.list_query(p, queue=queue, run_id=RUN_ID, key=self.token_key)
+        page, more = self.store.list_jobs(query)
+        arns = self.registry.arns
+        out: dict[str, Any] = {
+            "jobSummaryList": [
+                listing.job_summary(job, job_arn=arns.arn("job", job.record.job_id))
+                for job in page
+            ]
+        }
+        if more and page:
+            out["nextToken"] = listing.next_token(query, page[-1].cursor, key=self.token_key)
+        return out
 
     def cancel_job(self, p: dict[str, Any]) -> dict[str, Any]:
         return self._control(p, "cancel")
@@ -306,8 +335,6 @@ class Service:
         old = self.store.job_tags(job_id) or {}
         self.store.set_job_tags(job_id, {k: v for k, v in old.items() if k not in keys})
 
-    def _detail_context(self, record: Any) -> dict[str, Any]:
-        return {}
 
 
 _OWN: dict[str, Callable[[Service, dict[str, Any]], dict[str, Any]]] = {

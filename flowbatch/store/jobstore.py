@@ -235,6 +235,11 @@ class Store:
             self._own_parents.discard(job_id)
         return gone
 
+    @reads
+    def submission(self, job_id: str) -> standing.Submission | None:
+        """The SubmitJob request of a server's job (of an array child: its parent's)."""
+        return standing.submission(self._conn, job_id)
+
     def job_tags(self, job_id: str) -> dict[str, str] | None:
         return standing.tags_of(self._conn, job_id)
 

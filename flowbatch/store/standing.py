@@ -179,3 +179,12 @@ def delete_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> None:
     conn.executemany("DELETE FROM jobs WHERE parent_id = ?", params)
     conn.executemany("DELETE FROM jobs WHERE job_id = ?", params)
     conn.executemany("DELETE FROM submissions WHERE job_id = ?", params)
+
+
+def submission(conn: sqlite3.Connection, job_id: str) -> Submission | None:
+    """The request a job (or, for an array child, its parent) was submitted with."""
+    row = conn.execute(
+        "SELECT job_id, request, definition, tags, created_at FROM submissions WHERE job_id = ?",
+        (job_id.partition(":")[0],),
+    ).fetchone()
+    return None if row is None else Submission(*row)
