@@ -96,7 +96,9 @@ def setup(batch: Any, queues: int, *, enabled: bool) -> list[str]:
     return names
 
 
-def submit_many(state: Path, url: str, total: int, clients: int, queues: list[str]) -> tuple[float, list[str]]:
+def submit_many(
+    state: Path, url: str, total: int, clients: int, queues: list[str]
+) -> tuple[float, list[str]]:
     ids: list[str] = []
     lock = threading.Lock()
     per = total // clients
@@ -153,7 +155,9 @@ def main() -> None:
             print(f"submit: {len(ids)} jobs in {took:.1f} s = {len(ids) / took:.0f}/s "
                   f"({args.clients} clients, 4 queues, environment disabled)")  # fmt: skip
             med, p95 = describe_latency(batch, ids)
-            print(f"describe 100 ids with {len(ids)} queued: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+            print(
+                f"describe 100 ids with {len(ids)} queued: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+            )
             t0 = time.perf_counter()
             pages = 0
             for page in batch.get_paginator("list_jobs").paginate(
@@ -167,7 +171,9 @@ def main() -> None:
                 jobName="big", jobQueue="q0", jobDefinition="true", arrayProperties={"size": 10_000}
             )
             med, p95 = describe_latency(batch, ids)
-            print(f"describe with a 10,000-child array held too: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+            print(
+                f"describe with a 10,000-child array held too: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+            )
             print(f"server RSS with {len(ids) + 10_000} jobs queued: {rss_mib(proc.pid):.0f} MiB")
             del arr
         finally:

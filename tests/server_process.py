@@ -46,9 +46,7 @@ class Server:
 
     def client_with(self, **credentials: str) -> Any:
         """A boto3 client with other credentials (a wrong key, a forged secret)."""
-        return boto3.client(
-            "batch", endpoint_url=self.url, region_name=REGION, **credentials
-        )
+        return boto3.client("batch", endpoint_url=self.url, region_name=REGION, **credentials)
 
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")

@@ -38,9 +38,7 @@ def submit(f: Frontier, *specs: JobSpec) -> None:
 
 
 def job(name: str, *after: Dependency, size: int | None = None, seq: bool = False) -> JobSpec:
-    return JobSpec(
-        name=name, command="x", queue="q", array_size=size, sequential=seq, after=after
-    )
+    return JobSpec(name=name, command="x", queue="q", array_size=size, sequential=seq, after=after)
 
 
 def run_all(f: Frontier, fail: set[tuple[str, int | None]] = frozenset()) -> list[Placement]:  # type: ignore[assignment]
@@ -219,3 +217,20 @@ def test_a_job_bigger_than_every_host_waits_runnable_for_one_that_fits() -> None
     assert f.place() == [] and f.state("big") is S.RUNNABLE
     f.set_compute(local(4))  # UpdateComputeEnvironment: maxvCpus 4
     assert [p.name for p in f.place()] == ["big"]
+
+
+def test_jobs_that_had_finished_are_there_for_dependents_and_never_reported() -> None:
+    f = empty()
+    f.add(
+        [job("ok"), job("bad"), job("arr", size=2), job("next", Dependency(job="ok"))],
+        {n: n for n in ("ok", "bad", "arr", "next")},
+        finished={"ok": (True, ""), "bad": (False, "exited"), "arr": (True, "")},
+        ended={"arr": bytes([1, 1])},
+    )
+    assert {c.name for c in f.changes} == {"next"}
+    assert f.state("ok") is S.SUCCEEDED and f.state("bad") is S.FAILED
+    submit(f, job("after-bad", Dependency(job="bad")))
+    submit(f, job("n2n", Dependency(job="arr", kind=DepKind.N_TO_N), size=2))
+    assert f.state("after-bad") is S.FAILED
+    assert sorted((p.name, p.index) for p in run_all(f)) == [("n2n", 0), ("n2n", 1), ("next", None)]
+    assert f.done

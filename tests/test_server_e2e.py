@@ -69,10 +69,17 @@ def test_the_life_of_a_queue_through_boto3(server: Server, tmp_path: Path) -> No
     queue_arn = make_queue(batch)
     out = tmp_path / "out"
     out.mkdir()
-    register(batch, "echo", ["sh", "-c", f'echo "$0 $AWS_BATCH_JOB_ARRAY_INDEX" >> {out}/log', "Ref::word"])
-    assert batch.register_job_definition(
-        jobDefinitionName="echo", type="container", containerProperties={"command": ["true"]}
-    )["revision"] == 2
+    register(
+        batch,
+        "echo",
+        ["sh", "-c", f'echo "$0 $AWS_BATCH_JOB_ARRAY_INDEX" >> {out}/log', "Ref::word"],
+    )
+    assert (
+        batch.register_job_definition(
+            jobDefinitionName="echo", type="container", containerProperties={"command": ["true"]}
+        )["revision"]
+        == 2
+    )
 
     plain = batch.submit_job(
         jobName="plain",
@@ -173,7 +180,9 @@ def test_a_retry_strategy_and_an_exit_code_as_aws_reports_them(server: Server) -
 
 
 def test_wrong_credentials_are_refused(server: Server) -> None:
-    bad = server.client_with(aws_access_key_id="AKIAWRONGWRONGWRONG0", aws_secret_access_key="x" * 40)
+    bad = server.client_with(
+        aws_access_key_id="AKIAWRONGWRONGWRONG0", aws_secret_access_key="x" * 40
+    )
     with pytest.raises(ClientError) as err:
         bad.describe_job_queues()
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

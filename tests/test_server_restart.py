@@ -35,11 +35,14 @@ def test_kill_9_then_restart_loses_nothing_and_runs_nothing_twice(
     go = tmp_path / "go"
     server = start_server(spawn, state)
     batch = server.client()
+    client = [batch]
     batch.create_compute_environment(
         computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=2
     )
     batch.create_job_queue(
-        jobQueueName="q", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}]
+        jobQueueName="q",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
     )
     definition(batch, "once", f'echo "$0" >> {runs}')
     # Waits for `go` (the test's, made only after the kill), so it is running at the kill.
@@ -47,7 +50,7 @@ def test_kill_9_then_restart_loses_nothing_and_runs_nothing_twice(
 
     def submit(name: str, kind: str, **kw: Any) -> str:
         return str(
-            batch.submit_job(
+            client[0].submit_job(
                 jobName=name, jobQueue="q", jobDefinition=kind,
                 containerOverrides={"command": ["sh", "-c", _script(kind, runs, go), name]},
                 **kw,
@@ -68,8 +71,10 @@ def test_kill_9_then_restart_loses_nothing_and_runs_nothing_twice(
     go.touch()
 
     again = start_server(spawn, state)
-    batch = again.client()
-    jobs = wait_jobs(batch, [done_before, retried, lost, queued, after_lost])
+    batch = client[0] = again.client()
+    # a job submitted now may depend on one that ended before the crash
+    later = submit("later", "once", dependsOn=[{"jobId": done_before}])
+    jobs = wait_jobs(batch, [done_before, retried, lost, queued, after_lost, later])
     status = {j["jobName"]: j["status"] for j in jobs.values()}
     assert status == {
         "done-before": "SUCCEEDED",
@@ -77,6 +82,7 @@ def test_kill_9_then_restart_loses_nothing_and_runs_nothing_twice(
         "lost": "FAILED",
         "queued": "SUCCEEDED",
         "after-lost": "FAILED",
+        "later": "SUCCEEDED",
     }
     host_lost = "Host EC2 (instance flowbatch-server) terminated."
     assert jobs[lost]["statusReason"] == host_lost

@@ -603,6 +603,7 @@ class Frontier:
         *,
         begun: Mapping[Key, int] | None = None,
         ended: Mapping[str, bytes] | None = None,
+        finished: Mapping[str, tuple[bool, str]] | None = None,
     ) -> None:
         """Jobs submitted after the Frontier was made, in submission order. A dependency
         may name any job the Frontier has, running or ended: one that ended is met (or
@@ -612,7 +613,8 @@ class Frontier:
         A restarted server gives back what its jobs had done: `begun` counts the
         attempts a job or child had begun (its next is the one after), `ended` is an
         array's children that had ended (1 succeeded, 2 failed, 0 not), which are not
-        reported again."""
+        reported again, and `finished` the jobs that had ended (succeeded, and why not),
+        which are there only for later jobs to depend on."""
         self.standing = True
         if begun:
             self._begun.update(begun)
@@ -632,6 +634,17 @@ class Frontier:
             self._nodes[spec.name] = node
             self._whole[spec.name] = []
             self._n2n[spec.name] = []
+            outcome = (finished or {}).get(spec.name)
+            if outcome is not None:
+                ok, root = outcome
+                state = S.SUCCEEDED if ok else S.FAILED
+                node.root = node.root or root
+                if node.size is None:
+                    node.task = Task(state)
+                    node.task.reason = root
+                else:
+                    node.state = state
+                continue
             self._open += 1
             new.append(node)
         settled: list[tuple[Node, Dependency]] = []  # dependencies that ended already
@@ -643,15 +656,15 @@ class Frontier:
                     node.per_child += 1
                     settled.append((node, dep))  # its children that ended already
                     continue
-                outcome = self._ended(target, dep.index)
-                if outcome is None:
+                met = self._ended(target, dep.index)
+                if met is None:
                     if dep.kind is DepKind.WHOLE:
                         self._whole[dep.job].append(node.name)
                     else:
                         assert dep.index is not None
                         self._element.setdefault((dep.job, dep.index), []).append(node.name)
                     node.waiting += 1
-                elif not outcome:  # held PENDING until it is failed below, as it would be
+                elif not met:  # held PENDING until it is failed below, as it would be
                     node.waiting += 1
                     settled.append((node, dep))
             if node.spec.sequential:

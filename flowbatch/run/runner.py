@@ -558,13 +558,14 @@ class Runner:
         *,
         begun: Mapping[tuple[str, int | None], int] | None = None,
         ended: Mapping[str, bytes] | None = None,
+        finished: Mapping[str, tuple[bool, str]] | None = None,
     ) -> None:
         """Jobs submitted now (see `Frontier.add`, which says what a restarted server
-        gives back in `begun` and `ended`): their first events are reported and
-        whatever fits starts."""
+        gives back in `begun`, `ended` and `finished`): their first events are reported
+        and whatever fits starts."""
         self.ids.update(job_ids)
         self.by_id.update((jid, name) for name, jid in job_ids.items())
-        self.frontier.add(specs, job_ids, begun=begun, ended=ended)
+        self.frontier.add(specs, job_ids, begun=begun, ended=ended, finished=finished)
         self._drain()
         if self._tg is not None:
             self._dispatch()

@@ -33,7 +33,7 @@ from flowbatch.server import jobs, listing, logs
 from flowbatch.server.errors import ApiError, ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
-from flowbatch.store.standing import Submission, Unfinished
+from flowbatch.store.standing import Submission, Retained
 
 __all__ = ["HOST_LOST", "KEEP_SECONDS", "RUN_ID", "NamedSink", "Service"]
 
@@ -102,7 +102,9 @@ class Service:
 
     # -- start ---------------------------------------------------------------------------
     def start(
-        self, computes: Mapping[str, ComputeEnv] | None = None, queues: Mapping[str, Queue] | None = None
+        self,
+        computes: Mapping[str, ComputeEnv] | None = None,
+        queues: Mapping[str, Queue] | None = None,
     ) -> int:
         """Load the catalog (with what `--config` declares), then give the scheduler the
         jobs the last server left unfinished; how many."""
@@ -116,35 +118,45 @@ class Service:
         left = self.store.open_standing_run(RUN_ID, created_at=self.clock())
         return self._resume(left)
 
-    def _resume(self, left: Sequence[Unfinished]) -> int:
+    def _resume(self, kept: Sequence[Retained]) -> int:
+        """Give the scheduler every job the store keeps: the ended ones for later jobs
+        to depend on, the others to run (see the module docstring); how many of those."""
         specs: list[JobSpec] = []
+        again: list[JobSpec] = []  # not ended: scheduled again
         begun: dict[tuple[str, int | None], int] = {}
         ended: dict[str, bytes] = {}
+        finished: dict[str, tuple[bool, str]] = {}
         lost_jobs: list[str] = []  # single jobs whose lost attempt was their last
         lost_children: list[str] = []  # the same, of array children
-        for job in left:
+        sizes: dict[str, int | None] = {}  # the jobs rebuilt so far, for `dependsOn`
+        for job in kept:
             request = json.loads(job.submission.request)
-            definition = self._definition(job.submission.definition)
             spec = jobs.job_spec(
                 request,
-                definition,
+                self._definition(job.submission.definition),
                 job_id=job.submission.job_id,
                 queue=self._name_of_queue(request["jobQueue"]),
                 workdir=str(self.workdir),
-                lookup=self._array_size,
+                lookup=lambda ref: sizes[ref] if ref in sizes else self._array_size(ref),
             )
+            sizes[spec.name] = spec.array_size
             specs.append(spec)
             self.names[spec.name] = str(request["jobName"])
+            if job.ended:
+                finished[spec.name] = (job.status == "SUCCEEDED", job.reason)
+            else:
+                again.append(spec)
             if spec.array_size is None:
-                begun[(spec.name, None)] = job.attempt
-                if job.running and not _may_retry(spec, job.attempt):
-                    lost_jobs.append(spec.name)
+                if not job.ended:
+                    begun[(spec.name, None)] = job.attempt
+                    if job.running and not _may_retry(spec, job.attempt):
+                        lost_jobs.append(spec.name)
                 continue
             mask = bytearray(spec.array_size)
             for index, (status, attempts) in job.children.items():
                 if status == "SUCCEEDED":
                     mask[index] = 1
-                elif status == "FAILED":
+                elif status == "FAILED" or job.ended:
                     mask[index] = 2
                 elif status in ("STARTING", "RUNNING") and not _may_retry(spec, attempts):
                     mask[index] = 2
@@ -152,12 +164,19 @@ class Service:
                 elif attempts:
                     begun[(spec.name, index)] = attempts
             ended[spec.name] = bytes(mask)
+        if again:
+            self.store.resubmit_standing(again, HOST_LOST, when=self.clock(), failed=lost_children)
         if specs:
-            self.store.resubmit_standing(specs, HOST_LOST, when=self.clock(), failed=lost_children)
-            self.runner.submit(specs, {s.name: s.name for s in specs}, begun=begun, ended=ended)
+            self.runner.submit(
+                specs,
+                {s.name: s.name for s in specs},
+                begun=begun,
+                ended=ended,
+                finished=finished,
+            )
             for job_id in lost_jobs:
                 self.runner.fail(job_id, HOST_LOST)
-        return len(specs)
+        return len(again)
 
     def expire(self) -> int:
         """Forget jobs that ended more than `keep` seconds ago: their rows, their logs,
@@ -214,7 +233,11 @@ class Service:
         self.store.add_standing_jobs(RUN_ID, [spec], [p["jobName"]], [sub])
         self.names[job_id] = p["jobName"]
         self.runner.submit([spec], {job_id: job_id})
-        return {"jobArn": self.registry.arns.arn("job", job_id), "jobName": p["jobName"], "jobId": job_id}
+        return {
+            "jobArn": self.registry.arns.arn("job", job_id),
+            "jobName": p["jobName"],
+            "jobId": job_id,
+        }
 
     def describe_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
         ids = p["jobs"]
@@ -252,8 +275,7 @@ class Service:
         arns = self.registry.arns
         out: dict[str, Any] = {
             "jobSummaryList": [
-                listing.job_summary(job, job_arn=arns.arn("job", job.record.job_id))
-                for job in page
+                listing.job_summary(job, job_arn=arns.arn("job", job.record.job_id)) for job in page
             ]
         }
         if more and page:
@@ -334,7 +356,6 @@ class Service:
     def remove(self, job_id: str, keys: Sequence[str]) -> None:
         old = self.store.job_tags(job_id) or {}
         self.store.set_job_tags(job_id, {k: v for k, v in old.items() if k not in keys})
-
 
 
 _OWN: dict[str, Callable[[Service, dict[str, Any]], dict[str, Any]]] = {

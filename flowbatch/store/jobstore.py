@@ -168,14 +168,12 @@ class Store:
                 self._own_parents.add(job_id)
 
     # -- a standing run (flowbatch server, see `standing`) ------------------------------
-    def open_standing_run(self, run_id: str, *, created_at: float) -> list[standing.Unfinished]:
-        """Own the standing run `run_id` (made if new) and return its jobs that had not
-        ended when its last server stopped; their rows go back to not yet submitted, so
-        that the scheduler reports them afresh, and attempts left running are ended
-        with RUNNER_LOST's reason."""
+    def open_standing_run(self, run_id: str, *, created_at: float) -> list[standing.Retained]:
+        """Own the standing run `run_id` (made if new) and return every job it keeps,
+        as its last server left them (see `resubmit_standing` for the unfinished)."""
         with self._write():
             standing.open_run(self._conn, run_id, created_at)
-            left = standing.unfinished(self._conn, run_id)
+            left = standing.retained(self._conn, run_id)
         return left
 
     def add_standing_jobs(

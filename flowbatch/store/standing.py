@@ -38,14 +38,19 @@ class Submission:
 
 
 @dataclass(frozen=True, slots=True)
-class Unfinished:
-    """A job of the standing run that had not ended when its server stopped."""
+class Retained:
+    """A job of the standing run as its server left it (ended or not)."""
 
     submission: Submission
     status: str | None
     attempt: int  # attempts begun
     running: bool  # an attempt was STARTING or RUNNING
     children: dict[int, tuple[str, int]]  # array: index -> (status, attempts begun)
+    reason: str = ""  # its statusReason
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ("SUCCEEDED", "FAILED")
 
 
 class _Same(dict[str, str]):
@@ -101,16 +106,16 @@ def add_jobs(
     )
 
 
-def unfinished(conn: sqlite3.Connection, run_id: str) -> list[Unfinished]:
-    """Every job of the standing run not yet SUCCEEDED or FAILED, in submission order."""
+def retained(conn: sqlite3.Connection, run_id: str) -> list[Retained]:
+    """Every job the standing run keeps, ended or not, in submission order (a job
+    submitted later may depend on one that ended)."""
     out = []
     query = (
-        "SELECT s.job_id, s.request, s.definition, s.tags, s.created_at, j.status, j.attempt"
-        " FROM submissions s JOIN jobs j ON j.job_id = s.job_id"
-        " WHERE s.run_id = ? AND COALESCE(j.status, '') NOT IN ('SUCCEEDED', 'FAILED')"
-        " ORDER BY j.seq"
+        "SELECT s.job_id, s.request, s.definition, s.tags, s.created_at, j.status, j.attempt,"
+        " j.status_reason FROM submissions s JOIN jobs j ON j.job_id = s.job_id"
+        " WHERE s.run_id = ? ORDER BY j.seq"
     )
-    for job_id, request, definition, tags, created, status, attempt in conn.execute(
+    for job_id, request, definition, tags, created, status, attempt, reason in conn.execute(
         query, (run_id,)
     ):
         children = {
@@ -120,12 +125,13 @@ def unfinished(conn: sqlite3.Connection, run_id: str) -> list[Unfinished]:
             )
         }
         out.append(
-            Unfinished(
+            Retained(
                 Submission(job_id, request, definition, tags, created),
                 status,
                 int(attempt or 0),
                 status in ("STARTING", "RUNNING"),
                 children,
+                str(reason or ""),
             )
         )
     return out
