@@ -150,7 +150,7 @@ def main() -> None:
         try:
             batch = client(state, url)
             queues = setup(batch, 4, enabled=False)
-            warm, _ = submit_many(state, url, 800, args.clients, queues)
+            _warm, _ = submit_many(state, url, 800, args.clients, queues)
             took, ids = submit_many(state, url, args.jobs, args.clients, queues)
             print(f"submit: {len(ids)} jobs in {took:.1f} s = {len(ids) / took:.0f}/s "
                   f"({args.clients} clients, 4 queues, environment disabled)")  # fmt: skip
@@ -160,7 +160,7 @@ def main() -> None:
             )
             t0 = time.perf_counter()
             pages = 0
-            for page in batch.get_paginator("list_jobs").paginate(
+            for _page in batch.get_paginator("list_jobs").paginate(
                 jobQueue="q0", jobStatus="RUNNABLE", PaginationConfig={"PageSize": 100}
             ):
                 pages += 1
@@ -168,8 +168,9 @@ def main() -> None:
                     break
             print(f"list: {pages} pages of 100 in {time.perf_counter() - t0:.2f} s")
             arr = batch.submit_job(
-                jobName="big", jobQueue="q0", jobDefinition="true", arrayProperties={"size": 10_000}
-            )
+                jobName="big", jobQueue="q0", jobDefinition="true",
+                arrayProperties={"size": 10_000},
+            )  # fmt: skip
             med, p95 = describe_latency(batch, ids)
             print(
                 f"describe with a 10,000-child array held too: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
@@ -191,7 +192,9 @@ def main() -> None:
                 summary = batch.list_jobs(jobQueue="q0", jobStatus="SUCCEEDED", maxResults=1)
                 left = [
                     s for st in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-                    for s in batch.list_jobs(jobQueue="q0", jobStatus=st, maxResults=1)["jobSummaryList"]
+                    for s in batch.list_jobs(jobQueue="q0", jobStatus=st, maxResults=1)[
+                        "jobSummaryList"
+                    ]
                 ]  # fmt: skip
                 if not left and summary["jobSummaryList"]:
                     break

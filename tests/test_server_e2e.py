@@ -188,8 +188,8 @@ def test_wrong_credentials_are_refused(server: Server) -> None:
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
     creds = server.state / "credentials"
-    key = [line.split("=", 1)[1].strip() for line in creds.read_text().splitlines()
-           if line.startswith("aws_access_key_id")][0]  # fmt: skip
+    key = next(line.split("=", 1)[1].strip() for line in creds.read_text().splitlines()
+           if line.startswith("aws_access_key_id"))  # fmt: skip
     forged = server.client_with(aws_access_key_id=key, aws_secret_access_key="y" * 40)
     with pytest.raises(ClientError) as err:
         forged.describe_job_queues()

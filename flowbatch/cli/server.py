@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowbatch.cli.common import state_dir_option
 from flowbatch.cli.common import state_dir as state_dir_of
+from flowbatch.cli.common import state_dir_option
 
 if TYPE_CHECKING:
     from flowbatch.server.service import Service

@@ -16,6 +16,7 @@ does for a job whose instance went away.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -33,7 +34,7 @@ from flowbatch.server import jobs, listing, logs
 from flowbatch.server.errors import ApiError, ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
-from flowbatch.store.standing import Submission, Retained
+from flowbatch.store.standing import Retained, Submission
 
 __all__ = ["HOST_LOST", "KEEP_SECONDS", "RUN_ID", "NamedSink", "Service"]
 
@@ -320,12 +321,11 @@ class Service:
         return {}
 
     def _flush(self) -> None:
-        try:
+        # On an error the scheduler's next flush says why; reading what is there is right.
+        with contextlib.suppress(StoreError):
             self.store.flush()
-        except StoreError:
-            pass  # the scheduler's next flush says why; reading what is there is right
 
-    def _array_size(self, job_id: str) -> int | None | jobs.Missing:
+    def _array_size(self, job_id: str) -> int | jobs.Missing | None:
         if job_id in self.runner.frontier:
             return self.runner.frontier.spec(job_id).array_size
         return jobs.MISSING

@@ -42,7 +42,6 @@ from flowbatch.run.records import (
 )
 from flowbatch.run.state import JobEvent, JobState
 from flowbatch.store import lost, rows, standing, views
-from flowbatch.store import lost, rows, views
 from flowbatch.store.catalog import Catalog
 from flowbatch.store.lost import RUNNER_LOST
 from flowbatch.store.schema import (
