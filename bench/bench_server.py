@@ -156,7 +156,8 @@ def main() -> None:
                   f"({args.clients} clients, 4 queues, environment disabled)")  # fmt: skip
             med, p95 = describe_latency(batch, ids)
             print(
-                f"describe 100 ids with {len(ids)} queued: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+                f"describe 100 ids with {len(ids)} queued: median {med * 1000:.1f} ms,"
+                f" p95 {p95 * 1000:.1f} ms"
             )
             t0 = time.perf_counter()
             pages = 0
@@ -173,7 +174,8 @@ def main() -> None:
             )  # fmt: skip
             med, p95 = describe_latency(batch, ids)
             print(
-                f"describe with a 10,000-child array held too: median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+                f"describe with a 10,000-child array held too: median {med * 1000:.1f} ms,"
+                f" p95 {p95 * 1000:.1f} ms"
             )
             print(f"server RSS with {len(ids) + 10_000} jobs queued: {rss_mib(proc.pid):.0f} MiB")
             del arr
@@ -200,7 +202,8 @@ def main() -> None:
                     break
                 time.sleep(1)
             print(f"finished: {len(ids)} `true` jobs submitted in {took:.1f} s, all ended "
-                  f"{time.perf_counter() - t0:.1f} s later; server RSS {rss_mib(proc.pid):.0f} MiB")  # fmt: skip
+                  f"{time.perf_counter() - t0:.1f} s later;"
+                  f" server RSS {rss_mib(proc.pid):.0f} MiB")  # fmt: skip
         finally:
             proc.terminate()
             proc.wait(timeout=60)
