@@ -15,14 +15,14 @@ table, and a record per child that is actually running.
 
 Order: queues by priority (higher first), then within a queue by retried-first, the
 job's `priority`, the longest critical path, submission order, array index (the fields
-of `_Entry`, compared in that order). A job that does not fit lets smaller ones behind
+of `Entry`, compared in that order). A job that does not fit lets smaller ones behind
 it start (backfill) until it has been passed over `BACKFILL_LIMIT` times; then its
 queue's compute environments are reserved for it.
 
 The failure cascade: a failure fails everything downstream that can no longer run,
 each with AWS's reason `Dependency failed: <root cause>`, where the root cause names
 the job (or child) that failed first, its job id and why. The propagation uses an
-explicit worklist (`_Done` records), so a failure at the head of a long chain does not
+explicit worklist (`Done` records), so a failure at the head of a long chain does not
 recurse.
 """
 
@@ -31,11 +31,24 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import ComputeEnv, Dependency, DepKind, JobSpec, Queue
+from flowbatch.run.nodes import (
+    CHILD_FAILED,
+    CHILD_LIVE,
+    CHILD_NEW,
+    CHILD_OK,
+    ENDED_TO_STATUS,
+    REUSED_TO_OK,
+    Change,
+    Done,
+    Entry,
+    Key,
+    Node,
+    Placement,
+    Task,
+)
 from flowbatch.run.placement import Pools
 from flowbatch.run.state import DEPENDENCY_FAILED, Event, JobState, advance, advance_parent
 
@@ -45,115 +58,6 @@ S = JobState
 
 BACKFILL_LIMIT = 8  # times a waiting job may be passed over before room is reserved
 SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps place() cheap)
-
-# Child status bytes in an array's table.
-CHILD_NEW, CHILD_LIVE, CHILD_OK, CHILD_FAILED = 0, 1, 2, 3
-_REUSED_TO_OK = bytes([CHILD_NEW, CHILD_OK]) + bytes(254)  # a reuse mask as status bytes
-_ENDED_TO_STATUS = bytes([CHILD_NEW, CHILD_OK, CHILD_FAILED]) + bytes(253)  # `add(ended=)`
-
-Key = tuple[str, int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One state change, for the runner to turn into a JobEvent."""
-
-    name: str
-    index: int | None
-    state: JobState
-    reason: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """An attempt to start now, already STARTING, its room taken on `host`."""
-
-    name: str
-    index: int | None
-    attempt: int
-    compute: str
-    host: str
-
-
-class _Entry(NamedTuple):
-    """A queue's heap entry. A tuple, so that heapq compares it in C, field by field:
-    the fields before `name` are the order (smallest first); `pos` is unique per job
-    and `order` per child, so `name` and `child` never decide it."""
-
-    retried: int  # 0 for a retry (it goes first), 1 otherwise
-    priority: int  # the job's priority, negated
-    crit: int  # the job's critical path, negated
-    pos: int  # submission order
-    order: int  # the array index (-1 for a single job: it has one entry)
-    name: str
-    child: int | None  # the array index, None for a single job
-
-
-class _Done(NamedTuple):
-    """An item of the cascade's worklist: a task (or a single job) ended."""
-
-    ok: bool
-    name: str
-    child: int | None
-    root: str  # why it failed, as its dependents' reasons name it
-
-
-class Task:
-    """A single job or one array child that exists."""
-
-    __slots__ = ("attempt", "compute", "host", "reason", "state")
-
-    def __init__(self, state: JobState) -> None:
-        self.state = state
-        self.attempt = 0
-        self.reason = ""
-        self.compute = ""
-        self.host = ""
-
-
-class Node:
-    """A job of the plan: a single job (with its `task`) or an array (its children)."""
-
-    __slots__ = (
-        "child_need",
-        "child_ready",
-        "children",
-        "crit",
-        "cursor",
-        "failed",
-        "name",
-        "ok",
-        "per_child",
-        "pos",
-        "root",
-        "size",
-        "spec",
-        "state",
-        "status",
-        "task",
-        "waiting",
-    )
-
-    def __init__(self, spec: JobSpec, pos: int, crit: int) -> None:
-        self.name = spec.name
-        self.spec = spec
-        self.pos = pos
-        self.crit = crit
-        self.size = spec.array_size
-        self.state = S.SUBMITTED
-        self.waiting = 0  # whole-job and element dependencies not yet succeeded
-        self.root = ""  # why this job (or its first failed child) failed, for dependents
-        self.task: Task | None = None  # single jobs only
-        # Arrays only:
-        self.per_child = 0  # per-child conditions (n_to_n deps, +1 if sequential)
-        self.status = bytearray(self.size or 0)
-        self.children: dict[int, Task] = {}  # live children only
-        self.cursor = -1  # >= 0: children from here on are released in index order
-        self.child_need: dict[int, int] = {}  # index -> per-child conditions still unmet
-        self.child_ready: list[int] = []  # per-child conditions met, job-level not yet
-        self.ok = 0
-        self.failed = 0
 
 
 class Frontier:
@@ -185,11 +89,11 @@ class Frontier:
         self._whole: dict[str, list[str]] = {}  # job -> jobs waiting for all of it
         self._element: dict[tuple[str, int], list[str]] = {}  # (array, index) -> jobs
         self._n2n: dict[str, list[str]] = {}  # array -> arrays waiting child by child
-        self._work: deque[_Done] = deque()
+        self._work: deque[Done] = deque()
         self._open = 0  # jobs (nodes) not yet done
         self._queue_ces = dict(queue_computes or {q.name: q.compute for q in plan.queues.values()})
         self._queue_order = sorted(plan.queues.values(), key=lambda q: (-q.priority, q.name))
-        self._heaps: dict[str, list[_Entry]] = {q: [] for q in plan.queues}
+        self._heaps: dict[str, list[Entry]] = {q: [] for q in plan.queues}
         self._skips: dict[Key, int] = {}
         self._disabled: set[str] = set()  # compute environments that take no new work
         self._next_pos = len(plan.pipeline.jobs)
@@ -370,7 +274,7 @@ class Frontier:
 
     def _push(self, node: Node, index: int | None, *, retried: bool) -> None:
         spec = node.spec
-        entry = _Entry(
+        entry = Entry(
             0 if retried else 1,
             -spec.priority,
             -node.crit,
@@ -386,7 +290,7 @@ class Frontier:
         """Before submission: an array's reused children (mask byte 1) are done already,
         in its status table only, so that nothing ever makes them runnable."""
         if mask is not None and node.size is not None:
-            node.status[:] = mask.translate(_REUSED_TO_OK)
+            node.status[:] = mask.translate(REUSED_TO_OK)
 
     def _submit_reused(self, node: Node, reason: str) -> None:
         """Report the reused single job or array children of `node` as SUCCEEDED (through
@@ -394,7 +298,7 @@ class Frontier:
         if node.size is None:
             task = node.task = self._new_task(node.name, None)
             self._move(node.name, None, task, Event.REUSED, reason)
-            self._work.append(_Done(True, node.name, None, ""))
+            self._work.append(Done(True, node.name, None, ""))
             return
         ok = advance(S.SUBMITTED, Event.REUSED)
         changes = self.changes
@@ -403,7 +307,7 @@ class Frontier:
         while index >= 0:
             changes.append(Change(node.name, index, S.SUBMITTED, "", 0))
             changes.append(Change(node.name, index, ok, reason, 0))
-            self._work.append(_Done(True, node.name, index, ""))
+            self._work.append(Done(True, node.name, index, ""))
             index = status.find(CHILD_OK, index + 1)
 
     # -- placing ------------------------------------------------------------------------
@@ -422,7 +326,7 @@ class Frontier:
                 for c in self._queue_ces[queue.name]
                 if c not in reserved and c not in self._disabled
             ]
-            skipped: list[_Entry] = []
+            skipped: list[Entry] = []
             placed_here = 0
             while heap and ces and len(skipped) < SCAN_LIMIT:
                 if all(self.pools.full(c) for c in ces):
@@ -526,9 +430,9 @@ class Frontier:
             event = Event.EXITED_RETRY if retry else Event.EXITED_FINAL
         state = self._move(name, index, task, event, "" if ok and not terminated else reason)
         if state is S.SUCCEEDED:
-            self._work.append(_Done(True, name, index, ""))
+            self._work.append(Done(True, name, index, ""))
         elif state is S.FAILED:
-            self._work.append(_Done(False, name, index, self._root_of(name, index, root or reason)))
+            self._work.append(Done(False, name, index, self._root_of(name, index, root or reason)))
         self._drain_work()
         return state
 
@@ -564,7 +468,7 @@ class Frontier:
                     to_kill.append((name, index))
             elif task is not None and not task.state.done:
                 self._move(name, index, task, event, reason)
-                self._work.append(_Done(False, name, index, self._root_of(name, index, reason)))
+                self._work.append(Done(False, name, index, self._root_of(name, index, reason)))
         else:
             for i in range(node.size):
                 to_kill += self.cancel(name, i, reason, terminate=terminate)
@@ -625,7 +529,7 @@ class Frontier:
             self._ids[spec.name] = job_ids[spec.name]
             mask = (ended or {}).get(spec.name)
             if mask is not None and node.size is not None:
-                node.status[:] = mask.translate(_ENDED_TO_STATUS)
+                node.status[:] = mask.translate(ENDED_TO_STATUS)
                 node.ok = node.status.count(CHILD_OK)
                 node.failed = node.status.count(CHILD_FAILED)
                 if node.failed:
@@ -826,7 +730,7 @@ class Frontier:
             if task.state.done:
                 return
             self._move(node.name, None, task, event or _never_ran(task.state), reason)
-            self._work.append(_Done(False, node.name, None, root))
+            self._work.append(Done(False, node.name, None, root))
             return
         node.cursor = -1
         node.child_ready.clear()
@@ -836,7 +740,7 @@ class Frontier:
             elif node.status[i] == CHILD_LIVE and node.children[i].state in (S.PENDING, S.RUNNABLE):
                 task = node.children[i]
                 self._move(node.name, i, task, event or _never_ran(task.state), reason)
-                self._work.append(_Done(False, node.name, i, root))
+                self._work.append(Done(False, node.name, i, root))
 
     def _fail_child(
         self, node: Node, index: int, reason: str, root: str, event: Event | None = None
@@ -849,7 +753,7 @@ class Frontier:
             task = self._create_child(node, index, S.PENDING)
             node.child_need.pop(index, None)
         self._move(node.name, index, task, event or _never_ran(task.state), reason)
-        self._work.append(_Done(False, node.name, index, root))
+        self._work.append(Done(False, node.name, index, root))
 
     # -- helpers ------------------------------------------------------------------------
     def _task(self, name: str, index: int | None) -> Task:
