@@ -90,8 +90,7 @@ def test_validate_target_aws_shows_each_limit_where_it_is_written(tmp_path: Path
         "   |",
         '10 |   tags = { "aws:team" = "x", owner = "a#b" }',
         "   |            ^^^^^^^^^^",
-        "   = help: tags starting `aws:` are AWS's, `flowbatch:pipeline` and `flowbatch:digest` "
-        "flowbatch's",
+        "   = help: tags starting `aws:` are AWS's, and those starting `flowbatch:` flowbatch's",
         "p.flow:10:38: error: AWS Batch does not take this tag value",
         "   |",
         '10 |   tags = { "aws:team" = "x", owner = "a#b" }',

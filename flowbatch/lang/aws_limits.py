@@ -23,8 +23,8 @@ from flowbatch.lang.values import Collector
 
 MIN_TIMEOUT = 60  # seconds: AWS's attemptDurationSeconds
 MIN_MEMORY = 4  # MiB: "You must specify at least 4 MiB of memory for a job"
-MAX_TAGS = 50  # per resource; flowbatch adds its own (RESERVED_TAGS)
-RESERVED_TAGS = ("flowbatch:pipeline", "flowbatch:digest")
+MAX_TAGS = 50  # per resource; flowbatch adds two of its own (`flowbatch:` keys)
+FLOWBATCH_TAGS = 2  # flowbatch:pipeline, and flowbatch:digest or flowbatch:run
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 # onStatusReason / onReason: letters, numbers, periods, colons and white space,
@@ -102,12 +102,12 @@ def _check_patterns(retry: s.Map, errors: Collector) -> None:
 
 
 def _check_tags(tags: s.Map, errors: Collector) -> None:
-    room = MAX_TAGS - len(RESERVED_TAGS)
+    room = MAX_TAGS - FLOWBATCH_TAGS
     if len(tags.entries) > room:
         errors.report("aws-tag-count", tags.entries[room].span, count=len(tags.entries), limit=room)
     for entry in tags.entries:
         value = entry.value.value if isinstance(entry.value, s.Str) else None
-        if entry.key.lower().startswith("aws:") or entry.key in RESERVED_TAGS:
+        if entry.key.lower().startswith(("aws:", "flowbatch:")):
             errors.report("aws-tag-reserved", entry.key_span, key=entry.key)
         elif len(entry.key) > MAX_TAG_KEY or not _TAG_TEXT.fullmatch(entry.key):
             errors.report("aws-tag-text", entry.key_span, what="key", limit=MAX_TAG_KEY)

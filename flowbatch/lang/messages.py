@@ -467,10 +467,7 @@ MESSAGES: Mapping[str, Message] = {
     "aws-tag-reserved": Message(
         Kind.AWS_LIMIT,
         lambda d: f"tag `{d['key']}` is reserved",
-        _fixed(
-            "tags starting `aws:` are AWS's, `flowbatch:pipeline` and `flowbatch:digest` "
-            "flowbatch's"
-        ),
+        _fixed("tags starting `aws:` are AWS's, and those starting `flowbatch:` flowbatch's"),
     ),
     "aws-tag-text": Message(
         Kind.AWS_LIMIT,
