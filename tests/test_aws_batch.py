@@ -5,6 +5,7 @@ in test_aws_batch_moto.py."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,27 @@ def test_aws_states_become_results() -> None:
 def test_timeout_under_a_minute_is_never_sent(tmp_path: Path) -> None:
     body = definition_body(attempt(tmp_path, cloud(), timeout=90.5))
     assert body["timeout"] == {"attemptDurationSeconds": 91}  # AWS takes whole seconds
+
+
+async def test_a_cancel_during_submission_stops_the_job_aws_accepted(tmp_path: Path) -> None:
+    fake = FakeBatch()
+    fake.status = "RUNNABLE"
+    arrived, release = threading.Event(), threading.Event()
+    real_submit = fake.submit_job
+
+    def slow_submit(**kw: Any) -> dict[str, Any]:
+        arrived.set()
+        release.wait(10)  # AWS answers after the run was interrupted
+        return real_submit(**kw)
+
+    fake.submit_job = slow_submit  # type: ignore[method-assign]
+    ce = cloud(poll=0.01)
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None))
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: executor.run(attempt(tmp_path, ce), task_status=Started()))
+            while not arrived.is_set():
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+            release.set()
+    assert [(name, kw["jobId"]) for name, kw in fake.calls] == [("CancelJob", "aws-1")]

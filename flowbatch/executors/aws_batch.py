@@ -206,14 +206,18 @@ class AwsBatchExecutor:
         """Submit the attempt, report its AWS job id, and wait for its end. Raises only
         for cancellation, after stopping the AWS job."""
         watch: _Watch | None = None
+        # Empty while the job runs on AWS (`flowbatch logs` shows nothing yet, rather
+        # than "no log"), filled from CloudWatch Logs when it ends.
+        await anyio.to_thread.run_sync(_empty_logs, attempt.log_dir)
         try:
             try:
                 definition = await self._definition(attempt)
-                answer = await self._call(
-                    "batch", "SubmitJob", **submission(attempt, self.queue, definition)
-                )
+                # A cancel that arrives while SubmitJob is under way waits for its
+                # answer (anyio lets the worker thread finish) and reaches this task at
+                # its next checkpoint, once the job is watched: it is stopped, not lost.
+                request = submission(attempt, self.queue, definition)
+                answer = await self._call("batch", "SubmitJob", **request)
             except AwsError as exc:
-                await anyio.to_thread.run_sync(_empty_logs, attempt.log_dir)
                 return ExecResult(
                     exit_code=None,
                     status_reason=f"AWS Batch refused the job: {exc}",
@@ -353,7 +357,6 @@ class AwsBatchExecutor:
         """The attempt's CloudWatch Logs stream into its local `stdout` (empty when
         AWS kept none, as for a job that never started)."""
         stream = (detail.get("container") or {}).get("logStreamName")
-        await anyio.to_thread.run_sync(_empty_logs, attempt.log_dir)
         if not stream:
             return
         params: dict[str, Any] = {
