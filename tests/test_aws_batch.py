@@ -5,6 +5,7 @@ in test_aws_batch_moto.py."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ import pytest
 from aws_helpers import Started, attempt, cloud
 from botocore.exceptions import ClientError
 
-from flowbatch.executors.aws_batch import AwsBatchExecutor, definition_body, result_of
+from flowbatch.executors.aws_batch import (
+    PRELUDE,
+    AwsBatchExecutor,
+    array_runs,
+    definition_body,
+    result_of,
+    submission,
+)
 from flowbatch.executors.base import REASON_TIMEOUT
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +230,44 @@ async def test_a_cancel_during_submission_stops_the_job_aws_accepted(tmp_path: P
             tg.cancel_scope.cancel()
             release.set()
     assert [(name, kw["jobId"]) for name, kw in fake.calls] == [("CancelJob", "aws-1")]
+
+
+def test_children_that_share_their_overrides_make_one_aws_array(tmp_path: Path) -> None:
+    ce = cloud()
+    same = [attempt(tmp_path, ce, index=i) for i in (0, 1, 2, 4, 5)]
+    other = attempt(tmp_path, ce, index=3, command="echo three")
+    runs = array_runs([*same, other])
+    assert [[a.index for a in run] for run in runs] == [[0, 1, 2], [3], [4, 5]]
+    request = submission(runs[2][0], "q", "arn:def", size=2)
+    assert request["arrayProperties"] == {"size": 2}
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert (env["FLOWBATCH_ARRAY_OFFSET"], env["FLOWBATCH_JOB_ID"]) == ("4", "job-1")
+    assert "FLOWBATCH_JOB_ARRAY_INDEX" not in env  # each child's comes from AWS's own
+    single = submission(other, "q", "arn:def")
+    assert "arrayProperties" not in single
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        # a child of an AWS array that starts at flowbatch's child 4
+        (
+            {"AWS_BATCH_JOB_ARRAY_INDEX": "1", "FLOWBATCH_ARRAY_OFFSET": "4"},
+            "5 5 job-1:5 $(not run)",
+        ),
+        # a child submitted alone (a retry, or one that differs from its siblings)
+        ({"FLOWBATCH_JOB_ARRAY_INDEX": "7"}, "7 7 job-1 $(not run)"),
+    ],
+)
+def test_the_prelude_gives_the_command_aws_names_for_flowbatch_values(
+    env: dict[str, str], expected: str
+) -> None:
+    shown = 'echo "$AWS_BATCH_JOB_ARRAY_INDEX $FLOWBATCH_JOB_ARRAY_INDEX $FLOWBATCH_JOB_ID $1"'
+    done = subprocess.run(
+        ["/bin/sh", "-c", PRELUDE, "sh", "/bin/sh", "-c", shown, "sh", "$(not run)"],
+        env={"FLOWBATCH_JOB_ID": "job-1", "FLOWBATCH_JOB_ATTEMPT": "1", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == expected + "\n"  # and an argument stays an argument

@@ -51,6 +51,10 @@ async def test_definitions_are_registered_once_and_revised_on_change(
             tg.start_soon(one, attempt(tmp_path, ce, index=i))
     assert [r.ok for r in results] == [True, True, True]
     assert len(recorder.of("RegisterJobDefinition")) == 1
+    # ... and, sharing their command, one AWS array job of 3 children
+    (array,) = recorder.of("SubmitJob")
+    assert array["arrayProperties"] == {"size": 3}
+    assert sorted(r.extra["aws_job_id"].rsplit(":", 1)[1] for r in results) == ["0", "1", "2"]
     await executor.run(attempt(tmp_path, ce, memory=1024), task_status=Started())
     registered = recorder.of("RegisterJobDefinition")
     assert len(registered) == 2  # the memory changed: a new revision
@@ -168,9 +172,14 @@ job shards: step {
   array   = 3
   after   = [fetch]
 }
+job native: step {
+  command = "echo $AWS_BATCH_JOB_ARRAY_INDEX"
+  array   = 4
+  after   = [fetch]
+}
 job report: step {
   command = ["echo", "report"]
-  after   = [shards]
+  after   = [shards, native]
 }
 """
 
@@ -205,12 +214,13 @@ def test_a_pipeline_moved_to_aws_runs_there_and_its_store_shows_aws_ids(
             app, ["jobs", "--json", "--children", "shards", "--state-dir", state]
         )
         described = runner.invoke(
-            app, ["describe", "fetch", "shards:2", "report", "--state-dir", state]
+            app, ["describe", "fetch", "shards:2", "native:3", "report", "--state-dir", state]
         )
     assert described.exit_code == 0, described.stderr
     assert {j["jobName"]: j["status"] for j in jobs["jobSummaryList"]} == {
         "fetch": "SUCCEEDED",
         "shards": "SUCCEEDED",
+        "native": "SUCCEEDED",
         "report": "SUCCEEDED",
     }
     assert [c["status"] for c in json.loads(children.stdout)["jobSummaryList"]] == ["SUCCEEDED"] * 3
@@ -223,17 +233,17 @@ def test_a_pipeline_moved_to_aws_runs_there_and_its_store_shows_aws_ids(
     assert [(by_id[i]["jobName"], by_id[i]["status"]) for i in aws_ids] == [
         ("fetch", "SUCCEEDED"),
         ("shards", "SUCCEEDED"),
+        ("native", "SUCCEEDED"),
         ("report", "SUCCEEDED"),
     ]
-    # One AWS job per attempt: 1 + 3 children + 1, one definition per job.
-    listed = fresh.client("batch").list_jobs(jobQueue=QUEUE, jobStatus="SUCCEEDED")
-    assert sorted(j["jobName"] for j in listed["jobSummaryList"]) == [
-        "fetch",
-        "report",
-        "shards",
-        "shards",
-        "shards",
-    ]
+    # `native`'s children share their command: one AWS array job of 4, child 3 is
+    # AWS's `ID:3`; `shards`' differ ({{ array.index }}): one AWS job each.
+    parent, _, index = aws_ids[2].rpartition(":")
+    assert index == "3"
+    (native,) = fresh.client("batch").describe_jobs(jobs=[parent])["jobs"]
+    assert native["arrayProperties"]["size"] == 4
+    assert native["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 4
+    assert ":" not in aws_ids[1]
     shard = by_id[aws_ids[1]]
     assert shard["container"]["command"] == [
         "/bin/sh",

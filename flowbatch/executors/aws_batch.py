@@ -2,17 +2,24 @@
 an existing job queue through AWS's own API (botocore; credentials from its standard
 chain, never from the pipeline).
 
-**One SubmitJob per attempt.** flowbatch's runner places each attempt of each job or
-array child itself, and decides retries, dependencies and cancellation; an executor
-runs one attempt. So each attempt is one plain AWS job (retryStrategy of 1 attempt;
-no `arrayProperties`, no `dependsOn`): the runner holds the edges, which is what lets
-a pipeline mix AWS jobs with local, SSH and SLURM ones, keeps flowbatch's root-cause
-reasons and `backoff`, and makes `--resume` and per-child retries work as on every
-other compute environment. The cost is one request per child (throttling is retried
-with backoff) and AWS_BATCH_JOB_ARRAY_INDEX / AWS_BATCH_JOB_ATTEMPT, which AWS sets
-for its own arrays and retries only: flowbatch passes its values as FLOWBATCH_JOB_*
-and a small `/bin/sh` prelude exports them under AWS's names before the command runs
-(values travel in the environment, never in shell text).
+**Each attempt is an AWS job; arrays are AWS arrays where they can be.** flowbatch's
+runner places each attempt of each job or array child itself, and decides retries,
+dependencies and cancellation; an executor runs one attempt. So the runner holds the
+edges (no `dependsOn`: a job is submitted once what it waits for has succeeded) and
+the retries (retryStrategy of 1 attempt), which is what lets a pipeline mix AWS jobs
+with local, SSH and SLURM ones, keeps flowbatch's root-cause reasons and `backoff`,
+and makes `--resume` and per-child retries work as on every other environment.
+Children of one array and attempt that the runner places in one scheduling tick
+(until the loop has been quiet for `COALESCE_SECONDS`, as the SLURM executor
+coalesces its sbatch calls) are submitted together: each run of consecutive indices
+whose rendered command and environment are the same (AWS gives every child of an
+array the same overrides) becomes ONE SubmitJob with `arrayProperties`, its children
+AWS's `ID:N`; a child that differs (a command with `{{ array.index }}`), or a retry,
+is a plain job. AWS sets AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ATTEMPT for its
+own arrays and retries only: flowbatch passes its values (FLOWBATCH_JOB_ATTEMPT,
+FLOWBATCH_JOB_ARRAY_INDEX, or FLOWBATCH_ARRAY_OFFSET for an AWS array that starts at
+a later child) and a small `/bin/sh` prelude exports them under AWS's names before
+the command runs (values travel in the environment, never in shell text).
 
 **Definitions** are registered once per content: a job's image, vCPUs, memory, GPUs,
 timeout and tags make a job definition named after the job, tagged
@@ -61,6 +68,7 @@ from flowbatch.executors.base import (
 )
 from flowbatch.lang.model import ComputeEnv
 
+COALESCE_SECONDS = 0.02  # a scheduling tick: how long the loop must be quiet
 DEFAULT_POLL_INTERVAL = 10.0  # seconds; AWS's own console refreshes about this often
 DESCRIBE_CHUNK = 100  # ids per DescribeJobs call: AWS's limit
 DESCRIBE_RATE = 5.0  # DescribeJobs calls per second at most, whatever is in flight
@@ -80,6 +88,11 @@ _TERMINAL = frozenset(("SUCCEEDED", "FAILED"))
 # Exports AWS's names for what AWS sets only for its own arrays and retries; the
 # values come from the environment, the command follows as arguments ("$@").
 PRELUDE = (
+    # A child of an AWS array: its flowbatch index is AWS's plus where the run starts.
+    'if [ -n "${FLOWBATCH_ARRAY_OFFSET+x}" ]; then '
+    "FLOWBATCH_JOB_ARRAY_INDEX=$((AWS_BATCH_JOB_ARRAY_INDEX + FLOWBATCH_ARRAY_OFFSET)); "
+    'FLOWBATCH_JOB_ID="$FLOWBATCH_JOB_ID:$FLOWBATCH_JOB_ARRAY_INDEX"; '
+    "export FLOWBATCH_JOB_ARRAY_INDEX FLOWBATCH_JOB_ID; fi; "
     'AWS_BATCH_JOB_ATTEMPT="$FLOWBATCH_JOB_ATTEMPT"; export AWS_BATCH_JOB_ATTEMPT; '
     'if [ -n "${FLOWBATCH_JOB_ARRAY_INDEX+x}" ]; then '
     'AWS_BATCH_JOB_ARRAY_INDEX="$FLOWBATCH_JOB_ARRAY_INDEX"; export AWS_BATCH_JOB_ARRAY_INDEX; '
@@ -96,6 +109,17 @@ class AwsError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
+
+
+@dataclass
+class _Group:
+    """Children of one array job and attempt number that arrived in one tick."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    ids: dict[int, str] = field(default_factory=dict)  # flowbatch index -> AWS job id
+    errors: dict[int, AwsError] = field(default_factory=dict)
+    sealed: bool = False  # being submitted: no more joiners
 
 
 @dataclass
@@ -154,6 +178,8 @@ class AwsBatchExecutor:
         self._watches: dict[str, _Watch] = {}
         self._polling = False
         self._last_poll = float("-inf")
+        self._groups: dict[tuple[str, int, str], _Group] = {}
+        self._arrivals = 0
 
     # -- calling AWS ----------------------------------------------------------------
 
@@ -215,8 +241,11 @@ class AwsBatchExecutor:
                 # A cancel that arrives while SubmitJob is under way waits for its
                 # answer (anyio lets the worker thread finish) and reaches this task at
                 # its next checkpoint, once the job is watched: it is stopped, not lost.
-                request = submission(attempt, self.queue, definition)
-                answer = await self._call("batch", "SubmitJob", **request)
+                if attempt.index is None:
+                    request = submission(attempt, self.queue, definition)
+                    aws_id = str((await self._call("batch", "SubmitJob", **request))["jobId"])
+                else:
+                    aws_id = await self._submit_child(attempt, definition)
             except AwsError as exc:
                 return ExecResult(
                     exit_code=None,
@@ -224,7 +253,7 @@ class AwsBatchExecutor:
                     retryable=exc.code in THROTTLED,
                     host=self.ce.name,
                 )
-            watch = _Watch(aws_id=str(answer["jobId"]), attempt=attempt)
+            watch = _Watch(aws_id=aws_id, attempt=attempt)
             self._watches[watch.aws_id] = watch
             if self._last_poll == float("-inf"):
                 # The first round one interval after the first submission: a job just
@@ -245,6 +274,78 @@ class AwsBatchExecutor:
 
     async def aclose(self) -> None:
         self._watches.clear()
+
+    # -- array children --------------------------------------------------------------
+
+    async def _submit_child(self, attempt: Attempt, definition: str) -> str:
+        """The AWS job id of an array child: its siblings of the same attempt that
+        arrive in the same scheduling tick are submitted with it, as one AWS array job
+        where they can be (`_submit_group`). Raises AwsError."""
+        key = (attempt.job_id.rsplit(":", 1)[0], attempt.attempt, definition)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(attempts=[attempt])
+            await self._lead(key, group, attempt)
+        else:
+            group.attempts.append(attempt)
+            self._arrivals += 1
+            try:
+                await group.done.wait()
+            except BaseException:
+                if not group.sealed:
+                    group.attempts.remove(attempt)
+                else:  # being submitted: make sure this child does not run
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_DEADLINE):
+                        await group.done.wait()
+                        if attempt.index in group.ids:
+                            await self._stop(_Watch(group.ids[attempt.index], attempt))
+                raise
+        assert attempt.index is not None
+        if attempt.index in group.errors:
+            raise group.errors[attempt.index]
+        return group.ids[attempt.index]
+
+    async def _lead(self, key: tuple[str, int, str], group: _Group, attempt: Attempt) -> None:
+        """Collect siblings until the loop has been quiet for a tick, then submit all."""
+        try:
+            while True:
+                seen = self._arrivals
+                await anyio.sleep(COALESCE_SECONDS)
+                if self._arrivals == seen:
+                    break
+        except BaseException:
+            # Cancelled while collecting: the siblings are submitted anyway, without it.
+            group.attempts.remove(attempt)
+            group.sealed = True
+            if self._groups.get(key) is group:
+                del self._groups[key]
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_DEADLINE):
+                await self._submit_group(group, key[2])
+            raise
+        group.sealed = True
+        if self._groups.get(key) is group:
+            del self._groups[key]
+        with anyio.CancelScope(shield=True):
+            await self._submit_group(group, key[2])
+
+    async def _submit_group(self, group: _Group, definition: str) -> None:
+        """One AWS array job (`arrayProperties`) per run of consecutive children that
+        share their command and environment; a child alone is a plain job."""
+        try:
+            for run in array_runs(group.attempts):
+                try:
+                    request = submission(run[0], self.queue, definition, size=len(run))
+                    answer = await self._call("batch", "SubmitJob", **request)
+                except AwsError as exc:
+                    group.errors.update((a.index or 0, exc) for a in run)
+                    continue
+                aws_id = str(answer["jobId"])
+                first = run[0].index or 0
+                for a in run:
+                    index = a.index or 0
+                    group.ids[index] = aws_id if len(run) == 1 else f"{aws_id}:{index - first}"
+        finally:
+            group.done.set()
 
     # -- definitions -----------------------------------------------------------------
 
@@ -410,14 +511,21 @@ def definition_body(attempt: Attempt) -> dict[str, Any]:
     return body
 
 
-def submission(attempt: Attempt, queue: str, definition_arn: str) -> dict[str, Any]:
+def submission(
+    attempt: Attempt, queue: str, definition_arn: str, *, size: int = 1
+) -> dict[str, Any]:
     """SubmitJob's request for one attempt: the rendered command and the attempt's
-    environment as overrides of its definition."""
-    env = {k: v for k, v in attempt.env.items() if not k.startswith("AWS_BATCH")}
-    env["FLOWBATCH_JOB_ID"] = attempt.job_id
-    env["FLOWBATCH_JOB_ATTEMPT"] = str(attempt.attempt)
-    if attempt.index is not None:
-        env["FLOWBATCH_JOB_ARRAY_INDEX"] = str(attempt.index)
+    environment as overrides of its definition. With `size` > 1, an AWS array job of
+    `attempt` and the `size - 1` children after it, which share its command and
+    environment (see `array_runs`)."""
+    env = shared_env(attempt)
+    if size > 1:
+        env["FLOWBATCH_JOB_ID"] = attempt.job_id.rsplit(":", 1)[0]
+        env["FLOWBATCH_ARRAY_OFFSET"] = str(attempt.index)
+    else:
+        env["FLOWBATCH_JOB_ID"] = attempt.job_id
+        if attempt.index is not None:
+            env["FLOWBATCH_JOB_ARRAY_INDEX"] = str(attempt.index)
     argv = (
         ["/bin/sh", "-c", attempt.command]
         if isinstance(attempt.command, str)
@@ -426,7 +534,7 @@ def submission(attempt: Attempt, queue: str, definition_arn: str) -> dict[str, A
     tags = {k: v for k, v in attempt.tags.items() if not k.startswith("flowbatch:")}
     tags["flowbatch:pipeline"] = tag_text(attempt.pipeline)
     tags["flowbatch:run"] = attempt.run_id
-    return {
+    request: dict[str, Any] = {
         "jobName": attempt.name,
         "jobQueue": queue,
         "jobDefinition": definition_arn,
@@ -436,6 +544,38 @@ def submission(attempt: Attempt, queue: str, definition_arn: str) -> dict[str, A
         },
         "tags": tags,
     }
+    if size > 1:
+        request["arrayProperties"] = {"size": size}
+    return request
+
+
+def shared_env(attempt: Attempt) -> dict[str, str]:
+    """The attempt's environment but what AWS sets itself (AWS_BATCH_*), with its
+    attempt number as FLOWBATCH_JOB_ATTEMPT (the prelude exports it under AWS's name)."""
+    env = {k: v for k, v in attempt.env.items() if not k.startswith("AWS_BATCH")}
+    env["FLOWBATCH_JOB_ATTEMPT"] = str(attempt.attempt)
+    return env
+
+
+def array_runs(attempts: list[Attempt]) -> list[list[Attempt]]:
+    """`attempts` (children of one array, one attempt number) as runs of consecutive
+    indices with the same rendered command and environment: what one AWS array job
+    can hold, since AWS gives all its children the same overrides."""
+    by_content: dict[tuple[object, ...], list[Attempt]] = {}
+    for a in sorted(attempts, key=lambda a: a.index or 0):
+        content = (a.command, tuple(sorted(shared_env(a).items())))
+        by_content.setdefault(content, []).append(a)
+    runs: list[list[Attempt]] = []
+    for same in by_content.values():
+        run = [same[0]]
+        for a in same[1:]:
+            if (a.index or 0) == (run[-1].index or 0) + 1:
+                run.append(a)
+            else:
+                runs.append(run)
+                run = [a]
+        runs.append(run)
+    return sorted(runs, key=lambda r: r[0].index or 0)
 
 
 def tag_text(text: str) -> str:
