@@ -145,5 +145,10 @@ def moto() -> Iterator[Moto]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in CREDENTIALS.items():
             mp.setenv(key, value)
+        # Nothing of this machine's own AWS set-up (a profile, its files) takes part.
+        mp.delenv("AWS_PROFILE", raising=False)
+        mp.delenv("AWS_DEFAULT_PROFILE", raising=False)
+        mp.setenv("AWS_CONFIG_FILE", os.devnull)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
         with moto_server() as server:
             yield server

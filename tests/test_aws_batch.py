@@ -26,6 +26,7 @@ from flowbatch.executors.aws_batch import (
 from flowbatch.executors.base import REASON_TIMEOUT
 
 pytestmark = pytest.mark.anyio
+FAST = 1000.0  # DescribeJobs calls a second: rounds as often as `poll_interval` says
 
 
 # -- against a scripted AWS -------------------------------------------------------------
@@ -81,7 +82,7 @@ class FakeBatch:
 async def test_describe_jobs_asks_for_at_most_100_ids_in_one_round(tmp_path: Path) -> None:
     fake = FakeBatch()
     ce = cloud(poll=0.05)
-    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None))
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), describe_rate=FAST)
     started = Started()
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
@@ -118,7 +119,7 @@ async def test_throttling_is_retried_with_growing_backoff(tmp_path: Path) -> Non
         waits.append(seconds)
 
     ce = cloud(poll=0.01)
-    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), sleep=sleep)
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), sleep=sleep, describe_rate=FAST)
     with anyio.fail_after(10):
         result = await executor.run(attempt(tmp_path, ce), task_status=Started())
     assert result.ok
@@ -140,7 +141,7 @@ async def test_a_cancelled_attempt_is_cancelled_or_terminated_as_aws_defines(
     fake = FakeBatch()
     fake.status = status
     ce = cloud(poll=0.01)
-    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None))
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), describe_rate=FAST)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: executor.run(attempt(tmp_path, ce), task_status=Started()))
@@ -156,7 +157,7 @@ async def test_a_cancel_that_comes_too_late_terminates(tmp_path: Path) -> None:
     fake = FakeBatch()
     fake.status = "RUNNABLE"
     ce = cloud(poll=0.01)
-    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None))
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), describe_rate=FAST)
     real_cancel = fake.cancel_job
 
     def cancel_late(**kw: Any) -> dict[str, Any]:
@@ -221,7 +222,7 @@ async def test_a_cancel_during_submission_stops_the_job_aws_accepted(tmp_path: P
 
     fake.submit_job = slow_submit  # type: ignore[method-assign]
     ce = cloud(poll=0.01)
-    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None))
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), describe_rate=FAST)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: executor.run(attempt(tmp_path, ce), task_status=Started()))

@@ -160,6 +160,7 @@ class AwsBatchExecutor:
         *,
         clients: Callable[[ComputeEnv], tuple[Client, Client]] = default_clients,
         sleep: Callable[[float], Any] = anyio.sleep,
+        describe_rate: float = DESCRIBE_RATE,
     ) -> None:
         self.ce = ce
         self.queue = str(ce.options["job_queue"])
@@ -171,7 +172,8 @@ class AwsBatchExecutor:
         self._make_clients = clients
         self._clients: tuple[Client, Client] | None = None
         self._clients_lock = threading.Lock()
-        self._sleep = sleep
+        self._sleep = sleep  # between tries of a throttled call
+        self.describe_rate = describe_rate
         self._rng = random.Random()
         self._definitions: dict[str, str] = {}  # digest -> definition ARN
         self._registering: dict[str, anyio.Lock] = {}
@@ -405,7 +407,7 @@ class AwsBatchExecutor:
         """Seconds between rounds: `poll_interval`, or longer when a round takes many
         DescribeJobs calls (one per 100 jobs), to stay at DESCRIBE_RATE calls a second."""
         calls = math.ceil(in_flight / DESCRIBE_CHUNK)
-        return max(self.poll_interval, calls / DESCRIBE_RATE)
+        return max(self.poll_interval, calls / self.describe_rate)
 
     async def _poll_until(self, watch: _Watch) -> None:
         while watch.detail is None:
