@@ -272,3 +272,15 @@ def test_the_prelude_gives_the_command_aws_names_for_flowbatch_values(
         check=True,
     )
     assert done.stdout == expected + "\n"  # and an argument stays an argument
+
+
+async def test_a_job_aws_no_longer_knows_fails_without_a_retry(tmp_path: Path) -> None:
+    fake = FakeBatch()
+    fake.describe_jobs = lambda jobs: {"jobs": []}  # type: ignore[method-assign]
+    ce = cloud(poll=0.01)
+    executor = AwsBatchExecutor(ce, clients=lambda _: (fake, None), describe_rate=FAST)
+    with anyio.fail_after(10):
+        result = await executor.run(attempt(tmp_path, ce), task_status=Started())
+    assert result.status_reason == "AWS Batch no longer knows job aws-1"
+    assert not result.retryable and result.exit_code is None
+    assert executor.calls["DescribeJobs"] == 3

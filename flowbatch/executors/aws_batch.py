@@ -72,6 +72,7 @@ COALESCE_SECONDS = 0.02  # a scheduling tick: how long the loop must be quiet
 DEFAULT_POLL_INTERVAL = 10.0  # seconds; AWS's own console refreshes about this often
 DESCRIBE_CHUNK = 100  # ids per DescribeJobs call: AWS's limit
 DESCRIBE_RATE = 5.0  # DescribeJobs calls per second at most, whatever is in flight
+GONE_ROUNDS = 3  # rounds a job may be missing from DescribeJobs before it counts as lost
 CANCEL_DEADLINE = 30.0  # how long a shielded CancelJob/TerminateJob may take
 LOG_GROUP = "/aws/batch/job"
 THROTTLED = frozenset(
@@ -129,6 +130,7 @@ class _Watch:
     wake: anyio.Event = field(default_factory=anyio.Event)
     status: str = "SUBMITTED"
     detail: Mapping[str, Any] | None = None  # the JobDetail once the job ended
+    missing: int = 0  # rounds in a row that DescribeJobs did not know it
 
 
 def default_clients(ce: ComputeEnv) -> tuple[Client, Client]:
@@ -430,7 +432,12 @@ class AwsBatchExecutor:
             for w in chunk:
                 job = by_id.get(w.aws_id)
                 if job is None:
+                    w.missing += 1
+                    if w.missing >= GONE_ROUNDS:  # deleted, or another account's
+                        w.detail = {"jobId": w.aws_id, "status": "FAILED", "gone": True}
+                        w.wake.set()
                     continue
+                w.missing = 0
                 w.status = str(job.get("status", w.status))
                 if w.status in _TERMINAL:
                     w.detail = job
@@ -593,6 +600,14 @@ def result_of(job: Mapping[str, Any], *, host: str | None = None) -> ExecResult:
     exit_code = container.get("exitCode", last.get("exitCode"))
     reason = str(container.get("reason") or last.get("reason") or "")
     extra = {"aws_job_id": str(job.get("jobId", ""))}
+    if job.get("gone"):
+        return ExecResult(
+            exit_code=None,
+            status_reason=f"AWS Batch no longer knows job {extra['aws_job_id']}",
+            retryable=False,  # it may still run: a retry could run it twice
+            host=host,
+            extra=extra,
+        )
     if container.get("logStreamName"):
         extra["log_stream"] = str(container["logStreamName"])
     if job.get("status") == "SUCCEEDED":
