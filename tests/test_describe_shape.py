@@ -31,6 +31,7 @@ EXTENSIONS = {
     "computeEnvironment",
     "attempts[].computeEnvironment",
     "attempts[].host",
+    "attempts[].externalId",
     "attempts[].container.peakMemory",
 }
 

@@ -174,8 +174,14 @@ def run_command(
 
     # From here on a closed stdout or stderr (`| head -2`) drops output, never the run.
     keep_running_when_unread()
-    plan = load_plan(ctx, file, params, computes=compute_files)
+    from flowbatch.lang.aws_limits import AwsTarget
+
     compute_overrides = _split_overrides(overrides)
+    # The jobs that `--compute` sends to AWS Batch are held to its limits, before
+    # anything is submitted.
+    plan = load_plan(
+        ctx, file, params, computes=compute_files, aws=AwsTarget(overrides=compute_overrides)
+    )
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
         for error in errors[:-1]:

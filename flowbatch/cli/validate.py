@@ -13,6 +13,7 @@ import click
 
 from flowbatch.cli.common import params_option, parse_params
 from flowbatch.cli.reporting import report_error
+from flowbatch.lang.aws_limits import AwsTarget
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.load import load
 
@@ -20,13 +21,20 @@ from flowbatch.lang.load import load
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @params_option
-def validate(files: tuple[str, ...], params: tuple[str, ...]) -> None:
+@click.option(
+    "--target",
+    type=click.Choice(["aws"]),
+    help="Also hold every job to the limits of this target (aws: AWS Batch's), as a run "
+    "that sends it there would; jobs aimed at an aws_batch environment always are.",
+)
+def validate(files: tuple[str, ...], params: tuple[str, ...], target: str | None) -> None:
     """Check FILES: exit 0 when every one is valid, 2 when any has errors (on stderr)."""
     overrides = parse_params(params)
+    aws = AwsTarget(every_job=True) if target == "aws" else None
     failed = False
     for path in files:
         try:
-            plan = load(path, overrides)
+            plan = load(path, overrides, aws=aws)
         except FlowError as err:
             report_error(err)  # and on to the next file
             failed = True

@@ -9,6 +9,7 @@
     ssh           attempts on the hosts of an `ssh` environment (asyncssh)
     slurm         attempts as SLURM batch jobs; slurm_script writes them, slurm_parse
                   reads squeue's answers
+    aws_batch     attempts as AWS Batch jobs (botocore), their logs from CloudWatch Logs
     fake          a scripted executor for tests
 """
 
@@ -41,7 +42,13 @@ def make_executor(ce: ComputeEnv, *, grace: float = GRACE_SECONDS) -> Executor:
         from flowbatch.executors.slurm import SlurmExecutor
 
         return SlurmExecutor(ce)
-    raise ValueError(f"compute `{ce.name}`: unknown type {ce.type!r} (local, ssh, slurm)")
+    if ce.type == "aws_batch":
+        from flowbatch.executors.aws_batch import AwsBatchExecutor
+
+        return AwsBatchExecutor(ce)
+    raise ValueError(
+        f"compute `{ce.name}`: unknown type {ce.type!r} (local, ssh, slurm, aws_batch)"
+    )
 
 
 def local_limits_notice(plan: Plan) -> str | None:

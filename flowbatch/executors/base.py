@@ -95,6 +95,10 @@ class Attempt:
     log_dir: Path  # stdout and stderr of this attempt go to log_dir/"stdout", log_dir/"stderr"
     compute: ComputeEnv
     host: str | None = None  # for multi-host environments, the host the scheduler chose
+    # What a service that keeps its own records (AWS Batch) labels the attempt with:
+    # the pipeline file and the job's `tags`.
+    pipeline: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
     # The runner's own environment: what a process flowbatch starts on this machine
     # starts from (see `process_env`). Never sent to a container or another machine.
     host_env: Mapping[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import flowbatch.lang.syntax as s
+from flowbatch.lang.aws_limits import AwsTarget
 from flowbatch.lang.computes import Machine, build_computes, resolved_entries
 from flowbatch.lang.diagnostics import FlowError
 from flowbatch.lang.jobs import JobBuilder
@@ -40,8 +41,10 @@ def analyze(
     *,
     overrides: Mapping[str, str] | None = None,
     machine: Machine,
+    aws: AwsTarget | None = None,
 ) -> Pipeline:
-    """The checked pipeline of `files` (the main file first, then its imports).
+    """The checked pipeline of `files` (the main file first, then its imports); the
+    jobs `aws` aims at AWS Batch are held to its limits too (`aws_limits`).
 
     Raises FlowError carrying every error found.
     """
@@ -62,6 +65,7 @@ def analyze(
         queues=queues,
         computes=computes,
         errors=errors,
+        aws=aws,
     )
     jobs = builder.build(blocks.jobs)
     if errors.errors:

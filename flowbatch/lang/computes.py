@@ -6,6 +6,7 @@ SSH), plus the implicit `local`.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -46,23 +47,38 @@ COMPUTE_KEYS = {
     "max_vcpus",
     "account",
     "qos",
-    "poll_interval",  # slurm
+    "poll_interval",  # slurm, aws_batch
+    "job_queue",
+    "region",
+    "profile",
+    "endpoint",  # aws_batch
 }
 _ONLY_FOR = {
-    "hosts": "ssh",
-    "known_hosts": "ssh",
-    "identity": "ssh",
-    "max_sessions": "ssh",
-    "partition": "slurm",
-    "max_vcpus": "slurm",
-    "account": "slurm",
-    "qos": "slurm",
-    "poll_interval": "slurm",
+    "hosts": ("ssh",),
+    "known_hosts": ("ssh",),
+    "identity": ("ssh",),
+    "max_sessions": ("ssh",),
+    "partition": ("slurm",),
+    "max_vcpus": ("slurm", "aws_batch"),
+    "account": ("slurm",),
+    "qos": ("slurm",),
+    "poll_interval": ("slurm", "aws_batch"),
+    "job_queue": ("aws_batch",),
+    "region": ("aws_batch",),
+    "profile": ("aws_batch",),
+    "endpoint": ("aws_batch",),
 }
-COMPUTE_TYPES = ("local", "ssh", "slurm")
+COMPUTE_TYPES = ("local", "ssh", "slurm", "aws_batch")
+# Keys a user might reach for to give AWS credentials, which a .flow file never holds
+# (it is shared, committed, printed in errors): botocore's standard chain finds them.
+_CREDENTIAL_KEY = re.compile(r"secret|access_key|session_token|credential|password|token", re.I)
+# An access key id (long-term AKIA, temporary ASIA) written as any value.
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+|local")
 HOST_KEYS = {"name", "address", "port", "user", "vcpus", "memory", "gpus"}
 # A SLURM environment's memory is the cluster's business unless the user caps it.
 UNBOUNDED_MEMORY = 1 << 40
+UNBOUNDED_GPUS = 1 << 20  # AWS's instance types are AWS's business too
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,20 +148,27 @@ def build_computes(
 def _compute(
     block: s.Block, params: Mapping[str, ParamValue], machine: Machine, errors: Collector
 ) -> ComputeEnv:
-    values = resolved_entries(block, COMPUTE_KEYS, "compute environment", params, errors)
+    credentials = _credentials(block, errors)
+    values = resolved_entries(
+        block, COMPUTE_KEYS | credentials, "compute environment", params, errors
+    )
+    for key in credentials:  # reported once, as what they are
+        values.pop(key, None)
     type_ = expect_str(values["type"], "type") if "type" in values else "local"
     if type_ not in COMPUTE_TYPES:
         raise invalid("compute-type", values["type"].span, name=type_, known=COMPUTE_TYPES)
     for key, value in values.items():
-        if key in _ONLY_FOR and _ONLY_FOR[key] != type_:
+        if key in _ONLY_FOR and type_ not in _ONLY_FOR[key]:
             errors.report(
                 "attribute-for-other-type",
                 value.span,
                 name=key,
-                for_type=_ONLY_FOR[key],
+                for_type=" and ".join(_ONLY_FOR[key]),
                 type=type_,
             )
     options: dict[str, object] = {}
+    if type_ == "aws_batch":
+        options.update(_aws_options(block, values))
     for key in ("runtime", "known_hosts", "identity", "partition", "account", "qos"):
         if key in values:
             options[key] = expect_str(values[key], key)
@@ -162,7 +185,7 @@ def _compute(
     hosts = _hosts(block, type_, values, gpus, machine, errors)
     vcpus = sum(h.vcpus for h in hosts)
     memory = sum(h.memory for h in hosts)
-    if type_ == "slurm":
+    if type_ in ("slurm", "aws_batch"):
         options["max_vcpus"] = vcpus
     placement = expect_str(values["placement"], "placement") if "placement" in values else "binpack"
     if placement not in ("binpack", "exclusive"):
@@ -194,6 +217,48 @@ def _compute(
     )
 
 
+def _credentials(block: s.Block, errors: Collector) -> set[str]:
+    """Report every key of `block` named like a credential and every value that looks
+    like an access key id; the keys so reported, to be skipped."""
+    found: set[str] = set()
+    for entry in block.body.entries:
+        if _CREDENTIAL_KEY.search(entry.key):
+            found.add(entry.key)
+            errors.report("aws-credentials", entry.key_span, what=f"`{entry.key}`")
+        elif isinstance(entry.value, s.Str) and _ACCESS_KEY_ID.search(entry.value.value):
+            found.add(entry.key)  # never quoted back: the error names the key only
+            errors.report("aws-credentials", entry.value.span, what=f"the value of `{entry.key}`")
+    return found
+
+
+def _aws_options(block: s.Block, values: Mapping[str, s.Value]) -> dict[str, object]:
+    """`job_queue` and `region` (required), `profile` and `endpoint` (optional)."""
+    examples = {
+        "job_queue": 'job_queue = "my-queue" (a name or an ARN of an existing job queue)',
+        "region": 'region = "eu-west-1"',
+    }
+    options: dict[str, object] = {}
+    for key, example in examples.items():
+        if key not in values:
+            raise invalid("aws-missing", block.name_span, name=block.name, key=key, example=example)
+    for key in ("job_queue", "region", "profile", "endpoint"):
+        if key in values:
+            options[key] = expect_str(values[key], key)
+    if not _REGION.fullmatch(str(options["region"])):
+        raise invalid(
+            "wrong-type",
+            values["region"].span,
+            key="region",
+            wanted="an AWS region",
+            got=f"`{options['region']}`",
+            example='"us-east-1"',
+        )
+    endpoint = str(options.get("endpoint", "http://"))
+    if not endpoint.startswith(("http://", "https://")):
+        raise invalid("aws-endpoint", values["endpoint"].span, url=endpoint)
+    return options
+
+
 def _relative_to(flow_path: str, path: str) -> str:
     if path.startswith("~") or posixpath.isabs(path):
         return path
@@ -214,10 +279,15 @@ def _hosts(
         if "known_hosts" not in values:
             raise invalid("ssh-no-known-hosts", block.name_span, name=block.name)
         return tuple(_ssh_host(item, errors) for item in expect_list(values["hosts"], "hosts"))
-    if type_ == "slurm":
+    if type_ in ("slurm", "aws_batch"):
+        # One virtual host: the cluster (or AWS) places jobs on its own machines, and
+        # `max_vcpus` caps what flowbatch keeps in flight there at once.
         key = "max_vcpus" if "max_vcpus" in values else "vcpus"
         vcpus = expect_int(values[key], key, minimum=1) if key in values else 256
         memory = expect_size(values["memory"], "memory") if "memory" in values else UNBOUNDED_MEMORY
+        if type_ == "aws_batch":
+            gpus = expect_int(values["gpus"], "gpus") if "gpus" in values else UNBOUNDED_GPUS
+            return (Host(name=block.name, vcpus=vcpus, memory=memory, gpus=gpus),)
         partition = (
             expect_str(values["partition"], "partition") if "partition" in values else "slurm"
         )

@@ -77,6 +77,8 @@ class Kind(enum.Enum):
     PARAM_TYPE = "param-type"
     RESERVED = "reserved"
     TOO_DEEP = "too-deep"  # nesting, import chains or definition chains past their limit
+    AWS_LIMIT = "aws-limit"  # fine here, refused by AWS Batch (`aws_limits`)
+    CREDENTIALS = "credentials"  # a secret written into a .flow file
 
 
 class FlowError(FlowbatchError):

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import flowbatch.lang.syntax as s
 import flowbatch.lang.template as template
+from flowbatch.lang.aws_limits import AwsTarget, check_job
 from flowbatch.lang.dependencies import check_dependencies, parse_after
 from flowbatch.lang.diagnostics import FlowError, Kind, Span
 from flowbatch.lang.model import (
@@ -79,7 +80,9 @@ class JobBuilder:
         queues: Mapping[str, Queue],
         computes: Mapping[str, ComputeEnv],
         errors: Collector,
+        aws: AwsTarget | None = None,
     ) -> None:
+        self.aws = aws or AwsTarget()
         self.params = params
         self.definitions = definitions
         self.queues = queues
@@ -252,6 +255,8 @@ class JobBuilder:
                     )
         if queue is not None:
             self._check_fit(spec, queue, values, block)
+            if self.aws.aims(queue, self.computes):
+                check_job(spec, entries, self.errors)
         return spec
 
     def _queue(self, values: Mapping[str, s.Value]) -> Queue | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import flowbatch.lang.syntax as s
 from flowbatch.lang.analyze import analyze
+from flowbatch.lang.aws_limits import AwsTarget
 from flowbatch.lang.compile import Plan, compile_pipeline
 from flowbatch.lang.computes import Machine
 from flowbatch.lang.diagnostics import FlowError, Source, Span
@@ -31,11 +32,14 @@ def load(
     params: Mapping[str, str] | None = None,
     *,
     computes: Sequence[str | Path] = (),
+    aws: AwsTarget | None = None,
 ) -> Plan:
     """The Plan of the pipeline in `path`; raises FlowError with every problem found.
     `params` are `-p NAME=VALUE` overrides as strings, converted to each param's type.
     `computes` are more files to import, as if the pipeline imported them: how a user
     brings their cluster's compute environments to a pipeline without editing it.
+    `aws` says which jobs go to AWS Batch and are held to its limits (by default those
+    whose queue lists an `aws_batch` compute environment).
     An unreadable file is a FlowError(Kind.IMPORT) too."""
     path = str(path)
     try:
@@ -50,7 +54,7 @@ def load(
         base = os.path.dirname(path) or "."
         lines = [f'import "{_json_escape(os.path.relpath(p, base))}"' for p in map(str, computes)]
         text = text + "\n" + "\n".join(lines) + "\n"
-    return load_text(text, path, params, read=_read)
+    return load_text(text, path, params, read=_read, aws=aws)
 
 
 def _json_escape(text: str) -> str:
@@ -64,6 +68,7 @@ def load_text(
     *,
     read: Reader | None = None,
     machine: Machine | None = None,
+    aws: AwsTarget | None = None,
 ) -> Plan:
     """Like `load`, from text; `read(path)` supplies imported files (none by default).
     `machine` sizes the implicit `local` compute environment (this machine's by default)."""
@@ -75,7 +80,9 @@ def load_text(
     with _no_cycle_collection():
         main = parse(text, path)
         files = [main, *_imports(main, read, (path,))]
-        pipeline = analyze(files, overrides=params or {}, machine=machine or this_machine())
+        pipeline = analyze(
+            files, overrides=params or {}, machine=machine or this_machine(), aws=aws
+        )
         return compile_pipeline(pipeline)
 
 
@@ -262,4 +269,4 @@ def _unreadable(span: Span, target: str, why: str, not_a_pipeline: bool = False)
     )
 
 
-__all__ = ["Machine", "Source", "load", "load_text", "this_machine"]
+__all__ = ["AwsTarget", "Machine", "Source", "load", "load_text", "this_machine"]

@@ -420,6 +420,82 @@ MESSAGES: Mapping[str, Message] = {
         lambda d: f"`on_exit_code` must be digits, optionally ending in `*`, not `{d['text']}`",
         _fixed('for example: on_exit_code = "137"'),
     ),
+    # -- AWS Batch's own limits (`aws_limits`) ---------------------------------------------
+    "aws-no-image": Message(
+        Kind.AWS_LIMIT,
+        lambda d: f"job `{d['job']}` has no `image`; AWS Batch runs every job in a container",
+        _fixed('give it one (image = "public.ecr.aws/docker/library/python:3.12-slim")'),
+    ),
+    "aws-timeout": Message(
+        Kind.AWS_LIMIT,
+        lambda d: (
+            f"`timeout` of `{d['job']}` is {d['seconds']:g}s; AWS Batch's is at least "
+            f"{d['limit']} seconds"
+        ),
+        lambda d: f"timeout = {d['limit']}s or more, or no timeout",
+    ),
+    "aws-vcpus": Message(
+        Kind.AWS_LIMIT,
+        lambda d: (
+            f"`vcpus` of `{d['job']}` is {d['vcpus']:g}; AWS Batch on EC2 reserves whole vCPUs"
+        ),
+        _fixed("vcpus = 1 or another whole number"),
+    ),
+    "aws-memory": Message(
+        Kind.AWS_LIMIT,
+        lambda d: (
+            f"`memory` of `{d['job']}` is {d['memory']} MiB; AWS Batch gives a job at least "
+            f"{d['limit']} MiB"
+        ),
+        lambda d: f"memory = {d['limit']}MiB or more",
+    ),
+    "aws-pattern": Message(
+        Kind.AWS_LIMIT,
+        lambda d: f"`{d['name']}` has `{d['char']}`, which AWS Batch does not take in a pattern",
+        _fixed(
+            "AWS matches reasons with letters, digits, `.`, `:` and spaces, optionally "
+            "ending in `*`: cut the pattern before the character and end it with `*`"
+        ),
+    ),
+    "aws-tag-count": Message(
+        Kind.AWS_LIMIT,
+        lambda d: f"{d['count']} tags; on AWS Batch a job has at most {d['limit']} of its own",
+        _fixed(
+            "AWS allows 50 tags per resource, and flowbatch adds 2 (flowbatch:pipeline, :digest)"
+        ),
+    ),
+    "aws-tag-reserved": Message(
+        Kind.AWS_LIMIT,
+        lambda d: f"tag `{d['key']}` is reserved",
+        _fixed("tags starting `aws:` are AWS's, and those starting `flowbatch:` flowbatch's"),
+    ),
+    "aws-tag-text": Message(
+        Kind.AWS_LIMIT,
+        lambda d: f"AWS Batch does not take this tag {d['what']}",
+        lambda d: (
+            f"a tag {d['what']} is at most {d['limit']} letters, digits, spaces "
+            "and `_ . : / = + - @`"
+        ),
+    ),
+    # -- aws_batch compute environments ----------------------------------------------------
+    "aws-credentials": Message(
+        Kind.CREDENTIALS,
+        lambda d: f"{d['what']} looks like an AWS credential; a .flow file never holds one",
+        _fixed(
+            "credentials come from botocore's standard chain: AWS_* environment variables, "
+            '~/.aws (name it with profile = "NAME"), SSO or an instance role'
+        ),
+    ),
+    "aws-missing": Message(
+        Kind.MISSING_ATTRIBUTE,
+        lambda d: f"aws_batch compute environment `{d['name']}` has no `{d['key']}`",
+        lambda d: d["example"],
+    ),
+    "aws-endpoint": Message(
+        Kind.BAD_VALUE,
+        lambda d: f"`endpoint` must be an http:// or https:// URL, not `{d['url']}`",
+        _fixed('for example: endpoint = "http://127.0.0.1:8910"'),
+    ),
 }
 
 

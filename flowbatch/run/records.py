@@ -64,6 +64,9 @@ class AttemptRecord:
     compute: str | None
     host: str | None
     peak_memory: int | None  # MiB, where measured
+    # The id its compute environment gave it: `pid@starttime`, a SLURM job id, an AWS
+    # Batch job id.
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,6 +204,7 @@ def attempt_json(a: AttemptRecord) -> dict[str, Any]:
         "statusReason": a.status_reason,
         "computeEnvironment": a.compute,
         "host": a.host,
+        "externalId": a.external_id,
     }
 
 

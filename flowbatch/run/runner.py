@@ -334,6 +334,8 @@ class Runner:
             log_dir=log_dir,
             compute=self.computes[p.compute],
             host=p.host,
+            pipeline=self.plan.path,
+            tags=spec.tags,
         )
 
     async def _run_attempt(self, key: tuple[str, int | None], live: _Live) -> None:

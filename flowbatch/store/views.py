@@ -283,6 +283,7 @@ def _attempt(a: _Row) -> AttemptRecord:
         compute=a["compute"],
         host=a["host"],
         peak_memory=a["peak_memory"],
+        external_id=a["external_id"],
     )
 
 
