@@ -233,3 +233,21 @@ def test_a_container_job_runs_its_image(server: Server) -> None:
     found = wait_jobs(batch, [job["jobId"]])[job["jobId"]]
     assert found["status"] == "SUCCEEDED", found.get("statusReason")
     assert found["container"]["image"] == IMAGE
+
+
+def test_a_jobs_output_through_cloudwatch_logs_get_log_events(server: Server) -> None:
+    batch = server.client()
+    make_queue(batch)
+    register(batch, "talks", ["sh", "-c", 'echo "out $0"; echo "err $0" >&2', "Ref::word"])
+    job = batch.submit_job(jobName="talks", jobQueue="q", jobDefinition="talks")
+    found = wait_jobs(batch, [job["jobId"]])[job["jobId"]]
+    stream = found["container"]["logStreamName"]
+    assert stream == found["attempts"][0]["container"]["logStreamName"]
+    logs = server.client("logs")
+    events = logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True
+    )["events"]
+    assert [e["message"] for e in events] == ["out hello", "err hello"]
+    with pytest.raises(ClientError) as err:
+        logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="nope/default/x.1")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -145,7 +145,7 @@ async def _serve(
         resumed = service.start(
             plan.computes if plan is not None else None, plan.queues if plan is not None else None
         )
-        app = make_app(service, Verifier(keys, region=region).verify)
+        app = make_app(service, Verifier(keys, region=region, also=("logs",)).verify)
 
         def ready(url: str) -> None:
             if created:
