@@ -251,3 +251,23 @@ def test_a_jobs_output_through_cloudwatch_logs_get_log_events(server: Server) ->
     with pytest.raises(ClientError) as err:
         logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="nope/default/x.1")
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_config_declares_environments_and_queues_in_the_language(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    config = tmp_path / "service.flow"
+    config.write_text(
+        "compute box {\n  type = \"local\"\n  vcpus = 1\n  memory = 1GiB\n}\n\n"
+        "queue batch {\n  priority = 5\n  compute = [box]\n}\n"
+    )
+    server = start_server(spawn, tmp_path / "state", "--config", str(config))
+    batch = server.client()
+    (queue,) = batch.describe_job_queues(jobQueues=["batch"])["jobQueues"]
+    assert queue["priority"] == 5 and queue["state"] == "ENABLED"
+    register(batch, "one", ["sh", "-c", 'test "$AWS_BATCH_CE_NAME" = box'])
+    job = batch.submit_job(jobName="j", jobQueue="batch", jobDefinition="one")
+    assert wait_jobs(batch, [job["jobId"]])[job["jobId"]]["status"] == "SUCCEEDED"
+    with pytest.raises(ClientError) as err:
+        batch.delete_compute_environment(computeEnvironment="box")
+    assert err.value.response["Error"]["Code"] == "ClientException"
