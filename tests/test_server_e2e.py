@@ -258,7 +258,7 @@ def test_config_declares_environments_and_queues_in_the_language(
 ) -> None:
     config = tmp_path / "service.flow"
     config.write_text(
-        "compute box {\n  type = \"local\"\n  vcpus = 1\n  memory = 1GiB\n}\n\n"
+        'compute box {\n  type = "local"\n  vcpus = 1\n  memory = 1GiB\n}\n\n'
         "queue batch {\n  priority = 5\n  compute = [box]\n}\n"
     )
     server = start_server(spawn, tmp_path / "state", "--config", str(config))
