@@ -30,6 +30,7 @@ import pytest
 import ssh_fixtures
 from engine_helpers import engine_unavailable
 from proc_helpers import Spawner
+from server_process import start_server
 from ssh_fixtures import SshServer
 
 from flowbatch.lang.load import load
@@ -84,7 +85,7 @@ def _fresh_copy(scratch: Path, name: str) -> Path:
     return work
 
 
-def _flowbatch_run(work: Path, *extra: str) -> Run:
+def _flowbatch_run(work: Path, *extra: str, env: dict[str, str] | None = None) -> Run:
     state = work.parent / f"{work.name}-state"
     argv = [sys.executable, "-m", "flowbatch", "run", str(work / PIPELINE)]
     proc = subprocess.run(
@@ -93,6 +94,7 @@ def _flowbatch_run(work: Path, *extra: str) -> Run:
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
+        env=env,
     )
     return Run(work=work, state=state, proc=proc)
 
@@ -469,3 +471,39 @@ def test_containers_run_on_an_ssh_host(sshd: SshServer, scratch: Path, tmp_path:
     greeting, _, host = (work / "from-container.txt").read_text().split()
     assert greeting == "hi" and host != os.uname().nodename  # a container's own hostname
     assert (work / "from-container.txt").stat().st_uid == pwd.getpwnam(sshd.user).pw_uid
+
+
+# -- AWS Batch's API, served by flowbatch server ----------------------------------------
+
+
+@pytest.mark.slow
+def test_post_trade_through_aws_batch_on_flowbatch_server_writes_the_same_bytes(
+    local_run: tuple[Run, dict[str, bytes]], spawn: Spawner, scratch: Path
+) -> None:
+    """Issue 12's AWS path end to end: `--compute local=aws` sends every attempt through
+    AWS Batch's API (the aws_batch executor, botocore) to a real flowbatch server, whose
+    jobs run in a copy of pipelines/ of their own."""
+    work = _fresh_copy(scratch, "aws")
+    server = start_server(spawn, scratch / "aws-server", "--workdir", str(work))
+    batch = server.client()
+    batch.create_compute_environment(
+        computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=2
+    )
+    batch.create_job_queue(
+        jobQueueName="q", priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+    )  # fmt: skip
+    computes = scratch / "aws.flow"
+    computes.write_text(
+        "compute aws {\n"
+        '  type = "aws_batch"\n  job_queue = "q"\n  region = "us-east-1"\n'
+        f'  endpoint = "{server.url}"\n  poll_interval = 0.2\n}}\n'
+    )
+    run = _flowbatch_run(
+        work, "--computes", str(computes), "--compute", "local=aws", env=server.env
+    )
+    _assert_all_succeeded_on(run, "aws")
+    assert _outputs(work) == local_run[1]
+    # and the server ran them: each attempt is a job it keeps
+    listed = batch.list_jobs(jobQueue="q", jobStatus="SUCCEEDED")["jobSummaryList"]
+    assert listed

@@ -65,6 +65,12 @@ def _listen(text: str) -> tuple[str, int]:
     show_default=True,
     help="How long a job stays listable and describable after it ends (AWS: 24).",
 )
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where jobs run (default: STATE_DIR/work); relative paths in commands start here.",
+)
 @state_dir_option
 def server(
     listen: str,
@@ -74,6 +80,7 @@ def server(
     tls_key: Path | None,
     insecure: bool,
     keep_hours: float,
+    workdir: Path | None,
     state_dir: Path | None,
 ) -> None:
     """Run a batch service that AWS Batch's clients (boto3, the AWS CLI) can use.
@@ -90,7 +97,10 @@ def server(
         raise click.UsageError("--tls-cert and --tls-key go together")
     serving.check_bind(host, tls=tls_cert is not None, insecure=insecure)
     directory = state_dir_of(state_dir).absolute()
-    anyio.run(_serve, directory, host, port, config, region, tls_cert, tls_key, keep_hours * 3600)
+    work = workdir.absolute() if workdir is not None else directory / "work"
+    anyio.run(
+        _serve, directory, host, port, config, region, tls_cert, tls_key, keep_hours * 3600, work
+    )
 
 
 async def _serve(
@@ -102,6 +112,7 @@ async def _serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     keep: float,
+    workdir: Path,
 ) -> None:
     import anyio
 
@@ -124,8 +135,7 @@ async def _serve(
             RunOptions(run_id=RUN_ID, job_ids={}, state_dir=directory),
             sinks=[NamedSink(store, names)],
         )
-        workdir = directory / "work"
-        workdir.mkdir(mode=0o700, exist_ok=True)
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service = Service(
             store,
             runner,

@@ -52,16 +52,31 @@ class AwsTarget:
                 return True
         return False
 
+    def needs_image(self, queue: Queue, computes: Mapping[str, ComputeEnv]) -> bool:
+        """Whether the queue's jobs must name an image: AWS Batch runs nothing else, but
+        an `endpoint` of one's own may not be AWS (a flowbatch server runs a job without
+        an image on its machine, as a `.flow` file's local jobs run)."""
+        if self.every_job:
+            return True
+        for name in queue.compute:
+            ce = computes.get(self.overrides.get(name, name))
+            if ce is not None and ce.type == "aws_batch" and not ce.options.get("endpoint"):
+                return True
+        return False
 
-def check_job(spec: JobSpec, entries: Mapping[str, s.Entry], errors: Collector) -> None:
+
+def check_job(
+    spec: JobSpec, entries: Mapping[str, s.Entry], errors: Collector, *, image: bool = True
+) -> None:
     """Report what AWS Batch would refuse of `spec`; `entries` are its attributes as
-    written (merged with its definitions'), for the spans."""
+    written (merged with its definitions'), for the spans. `image`: whether it must
+    name one (see `AwsTarget.needs_image`)."""
 
     def at(key: str) -> s.Value | None:
         entry = entries.get(key)
         return None if entry is None else entry.value
 
-    if spec.image is None:
+    if image and spec.image is None:
         errors.report("aws-no-image", spec.span, job=spec.name)
     timeout = at("timeout")
     if spec.timeout is not None and spec.timeout < MIN_TIMEOUT and timeout is not None:

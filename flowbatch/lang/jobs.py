@@ -256,7 +256,8 @@ class JobBuilder:
         if queue is not None:
             self._check_fit(spec, queue, values, block)
             if self.aws.aims(queue, self.computes):
-                check_job(spec, entries, self.errors)
+                image = self.aws.needs_image(queue, self.computes)
+                check_job(spec, entries, self.errors, image=image)
         return spec
 
     def _queue(self, values: Mapping[str, s.Value]) -> Queue | None:
