@@ -216,3 +216,15 @@ def test_credentials_in_a_flow_file_are_refused_without_being_quoted() -> None:
     assert "standard chain" in (found.errors[0].hint or "")
     # The key's line is quoted (the caret needs it), the secret is not repeated in words.
     assert all(secret not in e.message and key_id not in e.message for e in found.errors)
+
+
+def test_an_endpoint_of_ones_own_needs_no_image_but_keeps_the_other_limits() -> None:
+    own = CLOUD.replace(
+        'region    = "eu-west-1"', 'region = "eu-west-1"\n  endpoint = "http://127.0.0.1:8910"'
+    )
+    text = own + 'queue default { compute = [cloud] }\njob a {\n  command = "true"\n}\n'
+    assert errors_of(text) == []
+    slow = text.replace('command = "true"', 'command = "true"\n  timeout = 10s')
+    assert any("timeout" in e for e in errors_of(slow))
+    # `validate --target aws` is about AWS itself: an image is still needed there
+    assert any("has no `image`" in e for e in errors_of(text, AwsTarget(every_job=True)))
