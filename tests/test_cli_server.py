@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from proc_helpers import Spawner, run_to_end
+from botocore.exceptions import ClientError
+from proc_helpers import Spawner, run_to_end, wait_for
 from server_process import start_server, wait_jobs
 
 pytestmark = pytest.mark.slow
@@ -62,3 +63,24 @@ def test_sigterm_stops_it_cleanly_and_a_restart_settles_what_ran(
     found = wait_jobs(again.client(), [job])[job]
     assert found["status"] == "FAILED"
     assert found["statusReason"] == "Host EC2 (instance flowbatch-server) terminated."
+
+
+def test_a_job_that_ended_is_forgotten_after_keep_hours(spawn: Spawner, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = start_server(spawn, state, "--keep-hours", "0.0005")  # 1.8 s
+    batch = server.client()
+    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
+    batch.create_job_queue(
+        jobQueueName="q", priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+    )  # fmt: skip
+    batch.register_job_definition(
+        jobDefinitionName="hi", type="container", containerProperties={"command": ["echo", "hi"]}
+    )
+    job = batch.submit_job(jobName="j", jobQueue="q", jobDefinition="hi")["jobId"]
+    assert wait_jobs(batch, [job])[job]["status"] == "SUCCEEDED"
+    wait_for(lambda: batch.describe_jobs(jobs=[job])["jobs"] == [], timeout=60)
+    assert not (state / "logs" / "server" / job).exists()
+    with pytest.raises(ClientError) as err:  # gone for dependsOn too, as on AWS
+        batch.submit_job(jobName="k", jobQueue="q", jobDefinition="hi", dependsOn=[{"jobId": job}])
+    assert err.value.response["Error"]["Code"] == "ClientException"
