@@ -8,6 +8,7 @@ code, never a traceback. The translation itself is in test_cli_submit.py.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -167,9 +168,7 @@ def _submit(moto: Moto, tmp_path: Path, text: str = PIPELINE, *args: str) -> dic
 
 @pytest.mark.moto
 @pytest.mark.slow
-def test_submit_registers_definitions_and_wires_dependencies(
-    moto: Moto, tmp_path: Path
-) -> None:
+def test_submit_registers_definitions_and_wires_dependencies(moto: Moto, tmp_path: Path) -> None:
     ids = _submit(moto, tmp_path)
     assert list(ids) == ["prep", "frames", "each"]  # topological order
     batch = moto.client()
@@ -191,10 +190,8 @@ def test_submit_registers_definitions_and_wires_dependencies(
     definition = batch.describe_job_definitions(jobDefinitionName="p-prep")["jobDefinitions"][-1]
     assert definition["type"] == "container"
     assert definition["containerProperties"]["image"] == "busybox"
-    assert {r["type"]: r["value"] for r in definition["containerProperties"]["resourceRequirements"]} == {
-        "VCPU": "1",
-        "MEMORY": "256",
-    }
+    resources = definition["containerProperties"]["resourceRequirements"]
+    assert {r["type"]: r["value"] for r in resources} == {"VCPU": "1", "MEMORY": "256"}
     assert definition["timeout"] == {"attemptDurationSeconds": 120}
     retry = definition["retryStrategy"]
     assert retry["attempts"] == 2
@@ -210,7 +207,7 @@ def test_submit_registers_definitions_and_wires_dependencies(
 @pytest.mark.slow
 def test_submit_to_a_queue_the_server_lacks_sends_nothing(moto: Moto, tmp_path: Path) -> None:
     (tmp_path / "lonely.flow").write_text(
-        'queue nowhere { compute = [local] }\n'
+        "queue nowhere { compute = [local] }\n"
         'job one {\n  image = "busybox"\n  command = "true"\n  queue = nowhere\n}\n'
     )
     result = moto.cli("submit", str(tmp_path / "lonely.flow"), "--server", moto.url)
@@ -266,17 +263,13 @@ def test_cancel_of_a_finished_job_says_so(moto: Moto, tmp_path: Path) -> None:
 
 @pytest.mark.moto
 @pytest.mark.slow
-def test_logs_reads_the_attempts_stream_through_get_log_events(
-    moto: Moto, tmp_path: Path
-) -> None:
+def test_logs_reads_the_attempts_stream_through_get_log_events(moto: Moto, tmp_path: Path) -> None:
     ids = _submit(moto, tmp_path)
     job = moto.client().describe_jobs(jobs=[ids["prep"]])["jobs"][0]
     stream = job["container"]["logStreamName"]
     logs = moto.client("logs")
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName="/aws/batch/job")
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.create_log_stream(logGroupName="/aws/batch/job", logStreamName=stream)
     now = int(time.time() * 1000)
     lines = [f"line {i} \x1b[31m" for i in range(5)]
@@ -334,7 +327,7 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     code = "UnrecognizedClientException"
     message = "The security token included in the request is invalid."
 
-    def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"__type": self.code, "message": self.message}).encode()
         self.send_response(self.status)

@@ -73,7 +73,7 @@ def test_each_array_child_runs_exactly_its_own_rendered_command(list_command: bo
     command = (
         f'["printf", "[%s]\\\\n", "{value}", "{{{{ job.id }}}}"]'
         if list_command
-        else f'"printf \'[%s]\\\\n\' {value} {{{{ job.id }}}} # the end"'
+        else f"\"printf '[%s]\\\\n' {value} {{{{ job.id }}}} # the end\""
     )
     declared = "".join(f'param v{i} = ""\n' for i in range(len(HOSTILE)))
     plan = _plan(
@@ -99,7 +99,8 @@ def test_each_array_child_runs_exactly_its_own_rendered_command(list_command: bo
 
 def test_case_script_keeps_each_child_apart() -> None:
     # A child's trailing comment and a child's syntax error touch no other child.
-    script = case_script(["echo zero # ;; 1) echo nope", "echo 'unbalanced", ("printf", "%s", "two")])
+    children = ["echo zero # ;; 1) echo nope", "echo 'unbalanced", ("printf", "%s", "two")]
+    script = case_script(children)
     assert _run(["/bin/sh", "-c", script], AWS_BATCH_JOB_ARRAY_INDEX="0").stdout == "zero\n"
     assert _run(["/bin/sh", "-c", script], AWS_BATCH_JOB_ARRAY_INDEX="1").returncode != 0
     assert _run(["/bin/sh", "-c", script], AWS_BATCH_JOB_ARRAY_INDEX="2").stdout == "two"
