@@ -495,3 +495,38 @@ def test_logs_follow_prints_until_the_attempt_ends(
         for op, p in remote.sent
         if op == "get_log_events"
     )
+
+
+@pytest.mark.moto
+@pytest.mark.slow
+def test_submit_checks_against_the_compute_environments_given(
+    moto: Moto, tmp_path: Path
+) -> None:
+    (tmp_path / "big.flow").write_text(
+        'job big {\n  image = "busybox"\n  command = "true"\n  vcpus = 4096\n  queue = fast\n}\n'
+    )
+    (tmp_path / "server.flow").write_text(
+        'compute cluster {\n  vcpus = 8192\n  memory = 64GiB\n}\n'
+        "queue fast { compute = [cluster] }\n"
+    )
+    alone = moto.cli("submit", str(tmp_path / "big.flow"), "--server", moto.url)
+    assert alone.exit_code == 2  # no queue `fast` in the file
+    given = moto.cli(
+        "submit",
+        str(tmp_path / "big.flow"),
+        "--server",
+        moto.url,
+        "--computes",
+        str(tmp_path / "server.flow"),
+    )
+    assert given.exit_code == 0, given.output
+    (job_id,) = [line.split()[1] for line in given.stdout.splitlines()]
+    job = moto.client().describe_jobs(jobs=[job_id])["jobs"][0]
+    assert job["jobQueue"].endswith(":job-queue/fast")
+
+
+def test_submit_needs_a_server(tmp_path: Path) -> None:
+    (tmp_path / "p.flow").write_text('job one {\n  command = "true"\n}\n')
+    result = _cli("submit", str(tmp_path / "p.flow"))
+    assert result.exit_code == 2
+    assert "submit needs --server URL" in result.stderr

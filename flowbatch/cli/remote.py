@@ -6,7 +6,7 @@ commands work against anything that speaks it).
 Who the client is, found as AWS's tools find it: the region from AWS's chain
 (AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`), else `us-east-1`; the
 credentials from botocore's chain (the environment's keys, AWS_PROFILE, the shared
-credentials file, ...), else the key the server wrote into its state directory
+credentials file, ...; not an EC2 or ECS instance role), else the key the server wrote into its state directory
 (`STATE_DIR/credentials`, profile `flowbatch`; the state directory by the rule of
 `cli.common`), so that a server and the commands run from the same directory need no
 setup. Whatever the server or the network says goes to the user as one line (a
@@ -133,6 +133,11 @@ class Remote:
         session = botocore.session.Session()
         try:
             region = session.get_config_variable("region") or DEFAULT_REGION
+            # Not an EC2 or ECS role: a flowbatch server cannot know their keys, and
+            # asking the metadata service for them costs seconds where there is none.
+            resolver = session.get_component("credential_provider")
+            for method in ("iam-role", "container-role"):
+                resolver.remove(method)
             credentials = session.get_credentials()
         except BotoCoreError as exc:  # AWS_PROFILE naming no profile, a broken file
             raise RemoteError(f"AWS configuration: {exc}") from None

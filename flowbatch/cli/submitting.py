@@ -391,6 +391,15 @@ _WORKDIR_NOTE = (
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @server_option
 @params_option
+@click.option(
+    "--computes",
+    "compute_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A .flow file of compute environments and queues to add, as `run --computes` "
+    "(e.g. ones as large as the server's, for the pipeline's checks).",
+)
 @state_dir_option
 @click.pass_context
 def submit(
@@ -398,6 +407,7 @@ def submit(
     file: Path,
     server: str | None,
     params: tuple[str, ...],
+    compute_files: tuple[Path, ...],
     state_dir: Path | None,
 ) -> None:
     """Submit FILE's jobs to a flowbatch server and print `NAME JOB_ID` for each.
@@ -410,7 +420,7 @@ def submit(
 
     if not server:
         raise click.UsageError("submit needs --server URL (or $FLOWBATCH_SERVER)")
-    plan = load_plan(ctx, file, params)
+    plan = load_plan(ctx, file, params, computes=compute_files)
     remote = Remote(server, state_dir)
     with_paths = [n for n in plan.jobs() if plan.job(n).inputs or plan.job(n).outputs]
     if with_paths:
