@@ -499,14 +499,12 @@ def test_logs_follow_prints_until_the_attempt_ends(
 
 @pytest.mark.moto
 @pytest.mark.slow
-def test_submit_checks_against_the_compute_environments_given(
-    moto: Moto, tmp_path: Path
-) -> None:
+def test_submit_checks_against_the_compute_environments_given(moto: Moto, tmp_path: Path) -> None:
     (tmp_path / "big.flow").write_text(
         'job big {\n  image = "busybox"\n  command = "true"\n  vcpus = 4096\n  queue = fast\n}\n'
     )
     (tmp_path / "server.flow").write_text(
-        'compute cluster {\n  vcpus = 8192\n  memory = 64GiB\n}\n'
+        "compute cluster {\n  vcpus = 8192\n  memory = 64GiB\n}\n"
         "queue fast { compute = [cluster] }\n"
     )
     alone = moto.cli("submit", str(tmp_path / "big.flow"), "--server", moto.url)

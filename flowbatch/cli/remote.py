@@ -6,12 +6,12 @@ commands work against anything that speaks it).
 Who the client is, found as AWS's tools find it: the region from AWS's chain
 (AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`), else `us-east-1`; the
 credentials from botocore's chain (the environment's keys, AWS_PROFILE, the shared
-credentials file, ...; not an EC2 or ECS instance role), else the key the server wrote into its state directory
-(`STATE_DIR/credentials`, profile `flowbatch`; the state directory by the rule of
-`cli.common`), so that a server and the commands run from the same directory need no
-setup. Whatever the server or the network says goes to the user as one line (a
-`RemoteError`): 2 for a request or credentials the server refused, 1 for a server that
-cannot be reached or failed.
+credentials file, ...; not an EC2 or ECS instance role), else the key the server
+wrote into its state directory (`STATE_DIR/credentials`, profile `flowbatch`; the state
+directory by the rule of `cli.common`), so that a server and the commands run from the
+same directory need no setup. Whatever the server or the network says goes to the user
+as one line (a `RemoteError`): 2 for a request or credentials the server refused, 1 for
+a server that cannot be reached or failed.
 
 botocore is imported only when a command talks to a server: without `--server` the local
 commands work as they always have.
