@@ -466,6 +466,23 @@ def test_cancel_waits_for_the_job_to_show_it(
     control_command(remote, "cancel", "J", None, wait=30)
     assert ("cancel_job", {"jobId": "J", "reason": reason}) in remote.sent
     assert "job J cancelled" in capsys.readouterr().err
+    # a server that words the reason its own way, and says the job was cancelled
+    worded = FakeRemote(
+        [
+            {"jobId": "J", "status": "RUNNABLE"},
+            {"jobId": "J", "status": "FAILED", "statusReason": "by X", "isCancelled": True},
+        ]
+    )
+    control_command(worded, "cancel", "J", "by X: no longer needed", wait=30)
+    assert "job J cancelled" in capsys.readouterr().err
+    failed = FakeRemote(
+        [
+            {"jobId": "J", "status": "RUNNABLE"},
+            {"jobId": "J", "status": "FAILED", "statusReason": "oom"},
+        ]
+    )
+    with pytest.raises(RemoteError, match="job J FAILED: oom"):
+        control_command(failed, "terminate", "J", None, wait=30)
     started = FakeRemote([{"jobId": "J", "status": "RUNNING"}])
     with pytest.raises(RemoteError, match="had already started") as err:
         control_command(started, "cancel", "J", None, wait=30)

@@ -387,7 +387,8 @@ def control_command(
         job = describe_jobs(remote, [job_id])[0]
         status = job.get("status", "")
         if status == "FAILED":
-            if job.get("statusReason") == reason or not job.get("statusReason"):
+            said = str(job.get("statusReason") or "")
+            if job.get("isCancelled") or job.get("isTerminated") or not said or reason in said:
                 click.echo(f"job {job_id} {done}", err=True)
                 return
             fail(f"job {job_id} FAILED" + _why(job), 1)
