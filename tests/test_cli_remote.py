@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -303,7 +303,7 @@ def test_the_servers_key_in_the_state_dir_is_used_when_the_chain_has_none(
         f"aws_secret_access_key = {'s' * 40}\n"
     )
     remote = Remote(moto.url, state)
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
     remote.client("batch").meta.events.register(
         "before-send", lambda request, **_: seen.append(request.headers["Authorization"].decode())
     )
@@ -327,8 +327,20 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     code = "UnrecognizedClientException"
     message = "The security token included in the request is invalid."
 
+    answers: ClassVar[dict[str, dict[str, Any]]] = {}  # path: a 200's body, instead of the error
+    seen: ClassVar[list[str]] = []
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append(self.path)
+        if self.path in self.answers:
+            body = json.dumps(self.answers[self.path]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         body = json.dumps({"__type": self.code, "message": self.message}).encode()
         self.send_response(self.status)
         self.send_header("x-amzn-ErrorType", self.code)
@@ -343,7 +355,7 @@ class _Stub(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stub() -> Iterator[tuple[str, type[_Stub]]]:
-    handler = type("Handler", (_Stub,), {})
+    handler = type("Handler", (_Stub,), {"answers": {}, "seen": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -545,3 +557,25 @@ def test_submit_needs_a_server(tmp_path: Path) -> None:
     result = _cli("submit", str(tmp_path / "p.flow"))
     assert result.exit_code == 2
     assert "submit needs --server URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_submit_never_sends_a_job_twice(stub: tuple[str, type[_Stub]], tmp_path: Path) -> None:
+    url, handler = stub
+    handler.status, handler.code, handler.message = 500, "ServerException", "lost"
+    handler.answers = {
+        "/v1/describejobqueues": {"jobQueues": [{"jobQueueName": "default"}]},
+        "/v1/registerjobdefinition": {
+            "jobDefinitionName": "p-one",
+            "jobDefinitionArn": "arn:aws:batch:us-east-1:0:job-definition/p-one:1",
+            "revision": 1,
+        },
+    }
+    (tmp_path / "p.flow").write_text('job one {\n  command = "true"\n}\n')
+    result = _cli("submit", str(tmp_path / "p.flow"), "--server", url)
+    assert result.exit_code == 1
+    assert "SubmitJob: the server said ServerException: lost" in result.stderr
+    assert handler.seen.count("/v1/submitjob") == 1
+    retried = _cli("describe", "--server", url, "x")  # the other commands retry once
+    assert retried.exit_code == 1
+    assert handler.seen.count("/v1/describejobs") == 2

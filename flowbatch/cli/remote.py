@@ -113,9 +113,10 @@ class Remote:
     """botocore clients for one server: `batch` and `logs` (CloudWatch Logs' GetLogEvents
     on the same endpoint), and `call`, which makes every error a RemoteError."""
 
-    def __init__(self, url: str, state_dir: Path | None = None) -> None:
+    def __init__(self, url: str, state_dir: Path | None = None, *, retry: bool = True) -> None:
         self.url = endpoint(url)
         self._state_dir = state_dir
+        self._retry = retry
         self._clients: dict[str, Any] = {}
         self.credentials_from = ""  # where the key came from, for the hint on a 403
 
@@ -149,7 +150,11 @@ class Remote:
         else:
             self.credentials_from = f"AWS's credential chain ({credentials.method})"
         config = Config(user_agent_extra="flowbatch", connect_timeout=10, read_timeout=60)
-        if not ({"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"} & os.environ.keys()):
+        if not self._retry:
+            # SubmitJob is not idempotent: a retry after a 500 or a lost answer may
+            # submit the job a second time.
+            config = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        elif not ({"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"} & os.environ.keys()):
             # botocore's legacy default retries a refused connection for seconds; a
             # local server that is not there should be said at once (one retry).
             config = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))

@@ -421,7 +421,7 @@ def submit(
     if not server:
         raise click.UsageError("submit needs --server URL (or $FLOWBATCH_SERVER)")
     plan = load_plan(ctx, file, params, computes=compute_files)
-    remote = Remote(server, state_dir)
+    remote = Remote(server, state_dir, retry=False)
     with_paths = [n for n in plan.jobs() if plan.job(n).inputs or plan.job(n).outputs]
     if with_paths:
         jobs = ", ".join(with_paths[:5]) + (", ..." if len(with_paths) > 5 else "")
