@@ -267,3 +267,10 @@ def test_pipeline_path_tag_fits(tmp_path: Path) -> None:
     request = submit_request(plan.job("one"), long, "ARN", {})
     assert len(request["tags"]["flowbatch:pipeline"]) == 256
     assert request["tags"]["flowbatch:pipeline"].endswith("/p.flow")
+
+
+def test_an_empty_argument_reaches_the_program_without_an_empty_string_sent() -> None:
+    plan = _plan('param x = ""\njob one {\n  command = ["printf", "[%s]", "{{ params.x }}"]\n}\n')
+    argv = rendered_command(plan.job("one"), plan.params)
+    assert "" not in argv
+    assert _run(argv).stdout == "[]"

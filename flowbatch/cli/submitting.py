@@ -190,6 +190,14 @@ def rendered_command(
             argv = with_job_id(only if isinstance(only, str) else _as_shell(only), marker)
     else:
         argv = with_job_id(case_script(children), marker)
+    if "" in argv:
+        # AWS refuses an empty argument ("Command field cannot have empty strings"):
+        # the shell passes one on as it is, and an empty script does what `:` does.
+        argv = [
+            _SHELL,
+            "-c",
+            ":" if argv[2:] == [""] and argv[:2] == [_SHELL, "-c"] else "exec " + shlex.join(argv),
+        ]
     size = sum(len(part.encode("utf-8", "surrogatepass")) for part in argv)
     if size > MAX_COMMAND_BYTES:
         raise SubmitError(
