@@ -12,6 +12,7 @@ runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
     validate      validate;  graph: graph;  running: run;  control: cancel, terminate
     inspect       jobs, describe, logs, runs;  planning: plan;  reports: report
     server        server (the standing batch service, `flowbatch.server`)
+    submitting    submit (a pipeline's jobs to a server);  remote: --server of the others
     common        what every command shares;  outputs: JUnit / step summary after a run
 """
 
@@ -38,6 +39,7 @@ COMMAND_MODULES = {
     "plan": "planning",
     "report": "reports",
     "server": "server",
+    "submit": "submitting",
 }
 
 

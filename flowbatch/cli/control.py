@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import click
 
 from flowbatch.cli.common import STORED_TEXT, open_existing_store, resolve_job_id, state_dir_option
+from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail
 from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import GRACE_SECONDS, REASON_CANCELLED, REASON_TERMINATED
@@ -47,7 +48,8 @@ _HELP = {
     that has started is not touched: use `flowbatch terminate`. Waits for the run to act
     (at most --wait) and says what happened.
 
-    {_JOB_ID_HELP} Exit 0 once cancelled; 1 when the job had already started or
+    {_JOB_ID_HELP} With --server: CancelJob on the server's job JOB_ID. Exit 0 once
+    cancelled; 1 when the job had already started or
     finished, or the run did not act in time; 2 for an unknown job.""",
     "terminate": f"""Terminate JOB_ID, killing it if it runs (AWS TerminateJob).
 
@@ -58,7 +60,8 @@ _HELP = {
     stopped too: its process group if it is still the same process, or its SLURM job.
     Waits until the job has stopped (at most --wait).
 
-    {_JOB_ID_HELP} Exit 0 once terminated; 1 when the job had already finished, could
+    {_JOB_ID_HELP} With --server: TerminateJob on the server's job JOB_ID. Exit 0 once
+    terminated; 1 when the job had already finished, could
     not be stopped, or the run did not act in time; 2 for an unknown job.""",
 }
 
@@ -76,6 +79,7 @@ def _control(action: str) -> click.Command:
         show_default=True,
         help="How long to wait for the run to act on the request.",
     )
+    @server_option
     @click.pass_context
     def command(
         ctx: click.Context,
@@ -83,7 +87,15 @@ def _control(action: str) -> click.Command:
         reason: str | None,
         state_dir: Path | None,
         wait_seconds: float,
+        server: str | None,
     ) -> None:
+        if server:
+            from flowbatch.cli import remote
+
+            remote.control_command(
+                remote.Remote(server, state_dir), action, job_id, reason, wait_seconds
+            )
+            return
         store = open_existing_store(state_dir)
         try:
             job_id = resolve_job_id(store, job_id)

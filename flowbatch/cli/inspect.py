@@ -23,6 +23,7 @@ import click
 from flowbatch.cli.common import STORED_TEXT, open_existing_store, resolve_job_id, state_dir_option
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.github import json_text, on_github, workflow_command
+from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail
 from flowbatch.outputs.jobview import clip, visible
 from flowbatch.run.records import (
@@ -118,6 +119,7 @@ def _print_json(value: object) -> None:
 @click.option("--children", metavar="ARRAY_JOB_ID", help="List the children of an array job.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @state_dir_option
+@server_option
 def jobs(
     run_id: str | None,
     queue: str | None,
@@ -126,8 +128,26 @@ def jobs(
     children: str | None,
     as_json: bool,
     state_dir: Path | None,
+    server: str | None,
 ) -> None:
-    """List jobs: of the latest run, or of --run, or the children of an array job."""
+    """List jobs: of the latest run, or of --run, or the children of an array job.
+
+    With --server: the server's jobs, of every queue or of --queue, or the children of
+    an array job."""
+    if server:
+        from flowbatch.cli import remote
+
+        if run_id is not None:
+            _fail("--run names a local run: a server's jobs are listed by --queue")
+        remote.jobs_command(
+            remote.Remote(server, state_dir),
+            queue=queue,
+            status=status,
+            children=children,
+            name=name,
+            as_json=as_json,
+        )
+        return
     parent: JobRecord | None = None
     with _opened(state_dir) as store:
         if children is not None:
@@ -175,11 +195,17 @@ def jobs(
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @state_dir_option
-def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
+@server_option
+def describe(job_ids: tuple[str, ...], state_dir: Path | None, server: str | None) -> None:
     """Print jobs as AWS DescribeJobs does: {"jobs": [...]}, as JSON.
 
     A job is its id, a unique start of it, or the NAME of a job of the latest run;
-    ID:INDEX or NAME:INDEX for a child of an array job."""
+    ID:INDEX or NAME:INDEX for a child of an array job. With --server: job ids."""
+    if server:
+        from flowbatch.cli import remote
+
+        remote.describe_command(remote.Remote(server, state_dir), job_ids)
+        return
     with _opened(state_dir) as store:
         described = [store.describe(resolve_job_id(store, job_id)) for job_id in job_ids]
     _print_json({"jobs": described})
@@ -192,14 +218,29 @@ def describe(job_ids: tuple[str, ...], state_dir: Path | None) -> None:
 @click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job is done.")
 @state_dir_option
+@server_option
 def logs(
-    job_id: str, attempt: int | None, which: str, follow: bool, state_dir: Path | None
+    job_id: str,
+    attempt: int | None,
+    which: str,
+    follow: bool,
+    state_dir: Path | None,
+    server: str | None,
 ) -> None:
     """Print the output of one attempt of a job (or array child).
 
     JOB_ID as for `describe`: an id, a unique start of one, or NAME[:INDEX] in the
     latest run. A job reused by `run --resume` shows the attempt that made what it
-    reused, however many resumed runs ago."""
+    reused, however many resumed runs ago. With --server: the attempt's log stream,
+    stdout and stderr together, as CloudWatch Logs holds it."""
+    if server:
+        from flowbatch.cli import remote
+
+        if which == "stderr":
+            _fail("--stderr: a server's log stream holds stdout and stderr together")
+        with _commands_stopped():
+            remote.logs_command(remote.Remote(server, state_dir), job_id, attempt, follow)
+        return
     with _opened(state_dir) as store:
         where = resolve_state_dir(state_dir)
         job_id = resolve_job_id(store, job_id)
