@@ -1,0 +1,59 @@
+"""The CLI against a real flowbatch server: `submit` a shipped pipeline, then `jobs`,
+`describe`, `logs` and `cancel` with `--server`, credentials found in the server's
+state directory as a user on the same machine would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from proc_helpers import Spawner, run_to_end
+from server_process import start_server, wait_jobs
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_submit_a_pipeline_and_follow_it_with_the_cli(spawn: Spawner, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "pipelines", work, ignore=shutil.ignore_patterns("out", ".flowbatch"))
+    state = tmp_path / "state"
+    server = start_server(spawn, state, "--workdir", str(work))
+    batch = server.client()
+    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
+    batch.create_job_queue(
+        jobQueueName="default", priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+    )  # fmt: skip
+
+    def flowbatch(*args: str) -> str:
+        # no AWS_* variables: the CLI finds the key in the state directory itself
+        env = {k: v for k, v in server.env.items() if not k.startswith("AWS_")}
+        done = run_to_end(
+            [sys.executable, "-m", "flowbatch", *args, "--server", server.url,
+             "--state-dir", str(state)],
+            env=env, cwd=work,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    printed = flowbatch("submit", "quickstart.flow")
+    ids = dict(line.split() for line in printed.splitlines())
+    assert set(ids) == {"split", "shout", "join"}
+    jobs = wait_jobs(batch, ids.values())
+    assert {j["jobName"]: j["status"] for j in jobs.values()} == {
+        "split": "SUCCEEDED", "shout": "SUCCEEDED", "join": "SUCCEEDED",
+    }  # fmt: skip
+    assert (work / "out" / "quickstart" / "shout.txt").read_text().split() == [
+        "HELLO", "BATCH", "WORLD",
+    ]  # fmt: skip
+    listed = flowbatch("jobs", "--json")
+    assert {j["jobId"] for j in json.loads(listed)["jobSummaryList"]} >= set(ids.values())
+    described = json.loads(flowbatch("describe", ids["shout"]))["jobs"][0]
+    assert described["arrayProperties"]["size"] == 3
+    # join prints its $AWS_BATCH_JOB_ID (the server's id) and the joined words
+    assert flowbatch("logs", ids["join"]) == f"join ({ids['join']}): HELLO BATCH WORLD\n"
