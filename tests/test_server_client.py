@@ -57,3 +57,40 @@ def test_submit_a_pipeline_and_follow_it_with_the_cli(spawn: Spawner, tmp_path: 
     assert described["arrayProperties"]["size"] == 3
     # join prints its $AWS_BATCH_JOB_ID (the server's id) and the joined words
     assert flowbatch("logs", ids["join"]) == f"join ({ids['join']}): HELLO BATCH WORLD\n"
+
+
+def test_run_with_server_follows_the_jobs_as_a_local_run(spawn: Spawner, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "pipelines", work, ignore=shutil.ignore_patterns("out", ".flowbatch"))
+    state = tmp_path / "state"
+    server = start_server(spawn, state, "--workdir", str(work))
+    batch = server.client()
+    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
+    batch.create_job_queue(
+        jobQueueName="default", priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+    )  # fmt: skip
+    env = server.env  # as the server printed: AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE
+    local_state = tmp_path / "run-state"
+    done = run_to_end(
+        [sys.executable, "-m", "flowbatch", "run", "quickstart.flow", "--server", server.url,
+         "--state-dir", str(local_state), "--junit", str(tmp_path / "junit.xml")],
+        env=env, cwd=work,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (work / "out" / "quickstart" / "shout.txt").read_text().split() == [
+        "HELLO", "BATCH", "WORLD",
+    ]  # fmt: skip
+    assert 'failures="0"' in (tmp_path / "junit.xml").read_text()
+    # each attempt was a job of the server's queue
+    assert len(batch.list_jobs(jobQueue="default", jobStatus="SUCCEEDED")["jobSummaryList"]) >= 3
+    # and a server without the pipeline's queue is an error before anything runs
+    batch.update_job_queue(jobQueue="default", state="DISABLED")
+    batch.delete_job_queue(jobQueue="default")
+    refused = run_to_end(
+        [sys.executable, "-m", "flowbatch", "run", "quickstart.flow", "--server", server.url,
+         "--state-dir", str(local_state)],
+        env=env, cwd=work,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "no job queue default" in refused.stderr

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -34,6 +34,9 @@ from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.github import json_text
 from flowbatch.errors import FlowbatchError
 from flowbatch.outputs.jobview import clip, visible
+
+if TYPE_CHECKING:
+    from flowbatch.lang.compile import Plan
 
 SERVER_ENV = "FLOWBATCH_SERVER"
 DEFAULT_REGION = "us-east-1"
@@ -119,6 +122,7 @@ class Remote:
         self._retry = retry
         self._clients: dict[str, Any] = {}
         self.credentials_from = ""  # where the key came from, for the hint on a 403
+        self.key_file: Path | None = None  # the server's key file, when that is the key
 
     def client(self, service: str) -> Any:
         found = self._clients.get(service)
@@ -146,6 +150,7 @@ class Remote:
         if credentials is None:
             path = resolve_state_dir(self._state_dir) / "credentials"
             keys = _server_key(path)
+            self.key_file = path.absolute()
             self.credentials_from = f"the server's key in `{path}` (profile {PROFILE})"
         else:
             self.credentials_from = f"AWS's credential chain ({credentials.method})"
@@ -503,3 +508,54 @@ def _print_events(
         if not following or following == token:
             return token
         token = following
+
+
+# -- `flowbatch run FILE --server URL` ------------------------------------------------------
+
+
+def server_plan(plan: Plan, remote: Remote, *, poll_interval: float = 0.5) -> Plan:
+    """`plan` with every queue moved onto the server: each job goes, attempt by attempt,
+    through AWS Batch's API (the `aws_batch` executor) to the server's queue named like
+    its own, so the run's progress, retries, store, JUnit and exit code stay the local
+    run's. RemoteError when the server lacks a queue the pipeline uses. The executor's
+    botocore finds the same key the CLI's does (`Remote`): where that is the server's
+    own key file, the process's AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE point at it."""
+    import dataclasses
+
+    from flowbatch.lang.compile import compile_pipeline
+    from flowbatch.lang.computes import UNBOUNDED_GPUS, UNBOUNDED_MEMORY
+    from flowbatch.lang.model import ComputeEnv, Host
+
+    client = remote.client("batch")
+    used = sorted({spec.queue for spec in plan.pipeline.jobs.values()})
+    have = set(queue_names(remote))
+    if missing := [q for q in used if q not in have]:
+        raise RemoteError(
+            f"the server has no job queue {', '.join(missing)} (the pipeline's queues)",
+            hint="create it there (aws batch create-job-queue ...), or name one the server has",
+        )
+    if remote.key_file is not None:
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(remote.key_file)
+        os.environ["AWS_PROFILE"] = PROFILE
+    computes: dict[str, ComputeEnv] = {}
+    queues = {}
+    for queue in plan.queues.values():
+        name = f"server-{queue.name}"
+        host = Host(name=name, vcpus=256, memory=UNBOUNDED_MEMORY, gpus=UNBOUNDED_GPUS)
+        computes[name] = ComputeEnv(
+            name=name,
+            type="aws_batch",
+            vcpus=host.vcpus,
+            memory=host.memory,
+            gpus=host.gpus,
+            hosts=(host,),
+            options={
+                "job_queue": queue.name,
+                "region": client.meta.region_name,
+                "endpoint": remote.url,
+                "poll_interval": poll_interval,
+                "max_vcpus": host.vcpus,
+            },
+        )
+        queues[queue.name] = dataclasses.replace(queue, compute=(name,))
+    return compile_pipeline(dataclasses.replace(plan.pipeline, computes=computes, queues=queues))

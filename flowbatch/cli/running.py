@@ -24,6 +24,7 @@ from flowbatch.cli.common import load_plan, params_option, state_dir_option, sto
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
+from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail, report_error
 from flowbatch.cli.streams import keep_running_when_unread
 from flowbatch.lang.syntax import duration_seconds
@@ -144,6 +145,7 @@ def _host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> flo
     help="How long a job that is stopped (timeout, terminate, Ctrl-C) has between SIGTERM "
     "and SIGKILL, as AWS's stopTimeout. A second Ctrl-C kills at once.",
 )
+@server_option
 @click.option("--busy-timeout", type=click.FloatRange(min=0), hidden=True)
 @click.pass_context
 def run_command(
@@ -159,10 +161,12 @@ def run_command(
     keep_days: float,
     host_timeout: float | None,
     stop_grace: float,
+    server: str | None,
     busy_timeout: float | None,
 ) -> None:
     """Run the pipeline in FILE; exit 0 if every job succeeded, 1 if one failed,
-    2 for invalid input, 130 when interrupted."""
+    2 for invalid input, 130 when interrupted. With --server, every job runs on that
+    flowbatch server (its queue of the same name), followed from here."""
     import anyio
 
     from flowbatch.cli.planning import resume_decision
@@ -177,11 +181,20 @@ def run_command(
     from flowbatch.lang.aws_limits import AwsTarget
 
     compute_overrides = _split_overrides(overrides)
-    # The jobs that `--compute` sends to AWS Batch are held to its limits, before
-    # anything is submitted.
-    plan = load_plan(
-        ctx, file, params, computes=compute_files, aws=AwsTarget(overrides=compute_overrides)
+    if server is not None and compute_overrides:
+        raise click.UsageError("--compute and --server: the server's queues decide where jobs run")
+    # The jobs that `--compute` (or --server) sends to AWS Batch's API are held to its
+    # limits, before anything is submitted; a server needs no image.
+    aws = (
+        AwsTarget(every_job=True, images=False)
+        if server is not None
+        else AwsTarget(overrides=compute_overrides)
     )
+    plan = load_plan(ctx, file, params, computes=compute_files, aws=aws)
+    if server is not None:
+        from flowbatch.cli.remote import Remote, server_plan
+
+        plan = server_plan(plan, Remote(server, state_dir))
     # Before the store is touched: a run that cannot start must not become "latest".
     if errors := override_errors(plan.computes, compute_overrides):
         for error in errors[:-1]:

@@ -41,6 +41,7 @@ class AwsTarget:
     (`every_job`, `validate --target aws`)."""
 
     every_job: bool = False
+    images: bool = True  # whether `every_job` needs an image (not on a flowbatch server)
     overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def aims(self, queue: Queue, computes: Mapping[str, ComputeEnv]) -> bool:
@@ -57,7 +58,7 @@ class AwsTarget:
         an `endpoint` of one's own may not be AWS (a flowbatch server runs a job without
         an image on its machine, as a `.flow` file's local jobs run)."""
         if self.every_job:
-            return True
+            return self.images
         for name in queue.compute:
             ce = computes.get(self.overrides.get(name, name))
             if ce is not None and ce.type == "aws_batch" and not ce.options.get("endpoint"):
