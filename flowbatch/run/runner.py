@@ -127,7 +127,7 @@ def standing_runner(
     takes them as they come (`Runner.submit`, `set_queue`, `set_compute`, `request`) and
     runs until it is cancelled (`await runner.run(False)` in a task group). Cancelled, it
     stops its executors (and so their jobs) and leaves every unfinished job as recorded,
-    for the next start to settle."""
+    for the next start to settle (or, killed, to re-adopt: `Runner.submit(running=)`)."""
     if executors is None:
         from flowbatch.executors import make_executor
 
