@@ -234,3 +234,36 @@ def test_jobs_that_had_finished_are_there_for_dependents_and_never_reported() ->
     assert f.state("after-bad") is S.FAILED
     assert sorted((p.name, p.index) for p in run_all(f)) == [("n2n", 0), ("n2n", 1), ("next", None)]
     assert f.done
+
+
+def test_attempts_a_restart_adopts_run_on_with_their_room_and_nothing_reported() -> None:
+    f = empty()  # 2 vCPUs, both taken by the attempts that go on
+    f.add(
+        [job("single"), job("seq", size=3, seq=True), job("after", Dependency(job="single"))],
+        {"single": "single", "seq": "seq", "after": "after"},
+        ended={"seq": bytes([1, 0, 0])},
+        running={("single", None): (2, "ce", "ce"), ("seq", 1): (1, "ce", "ce")},
+    )
+    reported = {(c.name, c.index) for c in f.changes}
+    assert ("single", None) not in reported and ("seq", 1) not in reported
+    assert f.state("single") is S.RUNNING and f.state("seq", 1) is S.RUNNING
+    assert f.state("after") is S.PENDING
+    f.changes.clear()
+    assert f.place() == []  # no room, and seq[2] waits for seq[1]
+    f.ended("seq", 1, ok=True)
+    assert [(c.index, c.state, c.attempt) for c in f.changes if c.name == "seq"] == [
+        (1, S.SUCCEEDED, 1),
+        (2, S.SUBMITTED, 0),
+        (2, S.PENDING, 0),
+        (2, S.RUNNABLE, 0),
+    ]
+    assert [(p.name, p.index, p.attempt) for p in f.place()] == [("seq", 2, 1)]
+    f.ended("single", None, ok=False, retry=True, reason="lost")
+    f.requeue("single", None)
+    assert [(p.name, p.attempt) for p in f.place()] == [("single", 3)]  # the one after 2
+    f.started("seq", 2)
+    f.ended("seq", 2, ok=True)
+    f.started("single", None)
+    f.ended("single", None, ok=True)
+    assert [(p.name, p.index) for p in run_all(f)] == [("after", None)]
+    assert f.state("seq") is S.SUCCEEDED and f.state("after") is S.SUCCEEDED and f.done

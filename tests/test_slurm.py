@@ -270,6 +270,63 @@ def test_scripts_and_logs_are_private_whatever_the_umask(tmp_path: Path) -> None
 # -- real SLURM ------------------------------------------------------------------------
 
 
+class _ScriptedSlurm(SlurmExecutor):
+    """A SlurmExecutor whose squeue answers from `states` (key -> "STATE|wait status"),
+    for what SLURM says of jobs an earlier runner submitted; every call is kept."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        super().__init__(_compute(poll_interval=0.01))
+        self.states = states
+        self.argvs: list[list[str]] = []
+
+    async def _command(self, argv: Any) -> tuple[int, str, str]:
+        self.argvs.append(list(argv))
+        self.calls[argv[0]] += 1
+        if argv[0] != "squeue":
+            return 0, "", ""
+        ids = argv[-1].removeprefix("--jobs=").split(",")
+        lines = []
+        for key, state in self.states.items():
+            job, _, task = key.partition("_")
+            if job in ids:
+                name, _, status = state.partition("|")
+                lines.append(f"{key}|{job}|{task or 'N/A'}|{name}|None|{status}|node1|")
+        return 0, "\n".join(lines), ""
+
+
+@pytest.mark.anyio
+async def test_adopted_jobs_are_polled_together_and_end_as_slurm_says(tmp_path: Path) -> None:
+    ex = _ScriptedSlurm({"10": "RUNNING|", "11_3": "RUNNING|", "13": "CANCELLED|15"})
+    purged = _attempt(tmp_path / "purged")
+    purged.log_dir.mkdir(parents=True)
+    (purged.log_dir / EXIT_FILE).write_text("0\n")  # it ended, unwatched, then was purged
+    results: dict[str, ExecResult | None] = {}
+
+    async def adopt(a: Attempt, key: str) -> None:
+        results[key] = await ex.adopt(a, key)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(adopt, _attempt(tmp_path / "a"), "10")
+            tg.start_soon(adopt, _attempt(tmp_path / "b", index=3), "11_3")
+            tg.start_soon(adopt, _attempt(tmp_path / "c"), "12")  # SLURM never heard of it
+            tg.start_soon(adopt, _attempt(tmp_path / "d"), "13")  # scancelled meanwhile
+            tg.start_soon(adopt, purged, "14")
+            while len(results) < 3:
+                await anyio.sleep(0.01)
+            assert set(results) == {"12", "13", "14"}  # the others still run
+            ex.states.update({"10": "COMPLETED|0", "11_3": "FAILED|512"})
+    ok, failed = results["10"], results["11_3"]
+    assert ok is not None and ok.ok and ok.extra["slurm_job_id"] == "10"
+    assert failed is not None and failed.exit_code == 2 and failed.host == "slurm"
+    assert results["12"] is None and results["13"] is None  # lost: the caller settles them
+    done = results["14"]
+    assert done is not None and done.ok
+    squeues = [argv for argv in ex.argvs if argv[0] == "squeue"]
+    assert squeues[0][-1] == "--jobs=10,11,12,13,14"  # one call for every adopted job
+    assert ex.calls["sbatch"] == 0 and ex.calls["scancel"] == 0
+
+
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[str]:
     if shutil.which("sbatch") is None:

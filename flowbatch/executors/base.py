@@ -207,3 +207,19 @@ class Hurriable(Protocol):
         """Kill what is being stopped now, without waiting out the grace period, and
         give attempts stopped from now on no grace period either (a second Ctrl-C)."""
         ...
+
+
+@runtime_checkable
+class Adoptable(Protocol):
+    """An executor whose attempts outlive the runner that started them, and which can
+    go on watching one (optional; SLURM's can: a SLURM job does not die with flowbatch
+    server, while the local executor's reaper kills local jobs with their runner)."""
+
+    async def adopt(self, attempt: Attempt, external_id: str) -> ExecResult | None:
+        """Wait for the end of an attempt an earlier runner started, whose `run` reported
+        `external_id`, as `run` waits for its own (the same timeout, the same stop when
+        cancelled). `attempt` is that attempt as it was made (its number, its log_dir).
+        None when the engine no longer knows it, or it was stopped while nobody watched
+        it (a stop at the last runner's exit cannot be told from another): the caller
+        settles it as lost."""
+        ...

@@ -7,6 +7,9 @@ test of timing takes no real time (`flowbatch.run.clock.FakeClock`). It records 
 attempt in start order, the peak number running at once and the peak vCPUs and memory
 in use, so scheduling can be tested without processes. Give one instance to every
 compute environment (`executors=lambda ce: fake`) or one per environment.
+
+It is `Adoptable`: an attempt adopted by its external id ends as the script says (and
+is recorded in `adopted`, not `attempts`), unless the id is in `gone`.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class FakeExecutor:
         self._memory = 0
         self.closed = False
         self.host_checks: list[str] = []
+        self.adopted: list[tuple[Attempt, str]] = []
+        self.gone: set[str] = set()  # external ids the engine no longer knows
 
     def outcome(self, attempt: Attempt) -> Outcome:
         if callable(self._script):
@@ -98,6 +103,18 @@ class FakeExecutor:
             self.running -= 1
             self._vcpus -= attempt.vcpus
             self._memory -= attempt.memory
+        self.finished.append((attempt.name, attempt.index, attempt.attempt))
+        return outcome.result(attempt.host)
+
+    async def adopt(self, attempt: Attempt, external_id: str) -> ExecResult | None:
+        self.adopted.append((attempt, external_id))
+        outcome = self.outcome(attempt)
+        if outcome.duration > 0 and external_id not in self.gone:
+            await self._sleep(outcome.duration)
+        else:
+            await anyio.lowlevel.checkpoint()
+        if external_id in self.gone:
+            return None
         self.finished.append((attempt.name, attempt.index, attempt.attempt))
         return outcome.result(attempt.host)
 

@@ -31,6 +31,11 @@ counts from startedAt, and flowbatch enforces it exactly (scancel + REASON_TIMEO
 Cancelling the task that awaits `run()` (terminate, Ctrl-C) runs `scancel` in a
 shielded finally with a deadline; the scancels of many cancelled children are
 coalesced into one call too.
+
+A SLURM job outlives the process that submitted it, so a restarted flowbatch server
+re-adopts the ones it had running (`adopt`, the `Adoptable` protocol): their ids join
+the same squeue calls, and they end, time out and are scancelled as if the server had
+never stopped.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ COALESCE_SECONDS = 0.02  # a scheduling tick: how long the loop must be quiet
 CANCEL_DEADLINE = 10.0  # how long a shielded scancel may take
 SCANCEL_CHUNK = 500  # ids per scancel call, to stay far below ARG_MAX
 GONE_POLLS = 2  # a job must be missing from squeue this many polls in a row
+# How an adopted job that ended unwatched may have ended without a result of its own:
+# purged with no exit file, or scancelled.
+_UNWATCHED_ENDS = ("UNKNOWN", "CANCELLED")
 
 
 @dataclass
@@ -134,36 +142,50 @@ class SlurmExecutor:
     async def run(self, attempt: Attempt, *, task_status: TaskStatus[str]) -> ExecResult:
         """Submit the attempt (coalesced with its array siblings), report its SLURM id,
         and wait for its end. Raises only for cancellation, after scancel."""
-        key: str | None = None
-        live = False  # a SLURM job exists that flowbatch has not seen end
+        submitted = await self._submit(attempt)
+        if isinstance(submitted, ExecResult):
+            return submitted
+        key = slurm_key(submitted, attempt.index)
+        watch = self._watches[key] = _Watch(key=key, log_dir=attempt.log_dir, host=attempt.host)
+        task_status.started(key)
+        return await self._follow(watch, attempt)
+
+    async def adopt(self, attempt: Attempt, external_id: str) -> ExecResult | None:
+        """Watch a SLURM job an earlier runner submitted (`Adoptable`): polled in the
+        same squeue calls as this executor's own jobs, its logs and exit file where
+        `attempt.log_dir` says. None when SLURM no longer knows it and it left no exit
+        status, or it was CANCELLED while nobody watched (the last server's own scancel
+        at its stop looks the same as anyone's)."""
+        watch = _Watch(key=external_id, log_dir=attempt.log_dir, host=attempt.host)
+        self._watches[external_id] = watch
+        result = await self._follow(watch, attempt)
+        if result.exit_code is None and result.extra.get("slurm_state") in _UNWATCHED_ENDS:
+            return None
+        return result
+
+    async def _follow(self, watch: _Watch, attempt: Attempt) -> ExecResult:
+        """Wait for the end of a watched job: its result, or flowbatch's own exact
+        timeout (scancel). Cancelled, it scancels the job before it re-raises."""
+        live = True  # a SLURM job exists that flowbatch has not seen end
         try:
-            submitted = await self._submit(attempt)
-            if isinstance(submitted, ExecResult):
-                return submitted
-            key = slurm_key(submitted, attempt.index)
-            live = True
-            watch = _Watch(key=key, log_dir=attempt.log_dir, host=attempt.host)
-            self._watches[key] = watch
-            task_status.started(key)
             result = await self._wait(watch, attempt.timeout)
             if result is not None:
                 live = False
                 return _with_container_reason(result, attempt)
             # flowbatch's own, exact timeout
-            await self._scancel(key)
+            await self._scancel(watch.key)
             live = False
             return ExecResult(
                 exit_code=None,
                 status_reason=REASON_TIMEOUT,
                 retryable=False,
                 host=attempt.host,
-                extra={"slurm_job_id": key, "slurm_state": "TIMEOUT"},
+                extra={"slurm_job_id": watch.key, "slurm_state": "TIMEOUT"},
             )
         finally:
-            if key is not None:
-                self._watches.pop(key, None)
-                if live:
-                    await self._scancel(key)
+            self._watches.pop(watch.key, None)
+            if live:
+                await self._scancel(watch.key)
 
     async def check_host(self, host: str) -> bool:
         """Whether the partition has a node that can take jobs."""

@@ -508,6 +508,7 @@ class Frontier:
         begun: Mapping[Key, int] | None = None,
         ended: Mapping[str, bytes] | None = None,
         finished: Mapping[str, tuple[bool, str]] | None = None,
+        running: Mapping[Key, tuple[int, str, str]] | None = None,
     ) -> None:
         """Jobs submitted after the Frontier was made, in submission order. A dependency
         may name any job the Frontier has, running or ended: one that ended is met (or
@@ -518,7 +519,9 @@ class Frontier:
         attempts a job or child had begun (its next is the one after), `ended` is an
         array's children that had ended (1 succeeded, 2 failed, 0 not), which are not
         reported again, and `finished` the jobs that had ended (succeeded, and why not),
-        which are there only for later jobs to depend on."""
+        which are there only for later jobs to depend on. `running` are the attempts
+        (number, compute environment, host) that go on running (re-adopted): RUNNING
+        again with their room taken, and nothing reported."""
         self.standing = True
         if begun:
             self._begun.update(begun)
@@ -534,7 +537,6 @@ class Frontier:
                 node.failed = node.status.count(CHILD_FAILED)
                 if node.failed:
                     node.root = self._root_of(spec.name, node.status.find(CHILD_FAILED), "failed")
-            self._ids[spec.name] = job_ids[spec.name]
             self._nodes[spec.name] = node
             self._whole[spec.name] = []
             self._n2n[spec.name] = []
@@ -551,6 +553,8 @@ class Frontier:
                 continue
             self._open += 1
             new.append(node)
+        for (name, index), attempt in (running or {}).items():
+            self._adopt(self._nodes[name], index, attempt)
         settled: list[tuple[Node, Dependency]] = []  # dependencies that ended already
         for node in new:
             for dep in node.spec.after:
@@ -574,7 +578,8 @@ class Frontier:
             if node.spec.sequential:
                 node.per_child += 1
         for node in new:
-            self._submit(node)
+            if node.task is None:  # (a single job that goes on running has its task)
+                self._submit(node)
         for node in new:
             if node.ok or node.failed:  # an array given back half done
                 self._resume_children(node)
@@ -592,6 +597,16 @@ class Frontier:
                 root = target.root or self._root_of(target.name, dep.index, "failed")
                 self._fail_node(node, _dep_reason(root), Event.DEP_FAILED, root)
         self._drain_work()
+
+    def _adopt(self, node: Node, index: int | None, running: tuple[int, str, str]) -> None:
+        task = Task(S.RUNNING)
+        task.attempt, task.compute, task.host = running
+        self.pools.take(task.compute, task.host, node.spec.vcpus, node.spec.memory, node.spec.gpus)
+        if index is None:
+            node.task = task
+        else:
+            node.status[index] = CHILD_LIVE
+            node.children[index] = task
 
     def _resume_children(self, node: Node) -> None:
         """The per-child conditions that children which ended before a restart meet (a

@@ -24,6 +24,7 @@ import anyio
 from flowbatch.errors import FlowbatchError
 from flowbatch.executors.base import (
     REASON_ESSENTIAL_EXITED,
+    Adoptable,
     Attempt,
     ExecResult,
     Executor,
@@ -59,6 +60,7 @@ from flowbatch.run.signals import with_signals
 from flowbatch.run.state import JobEvent, JobState
 
 __all__ = [
+    "Adopted",
     "EventSink",
     "RunOptions",
     "RunResult",
@@ -125,7 +127,7 @@ def standing_runner(
     takes them as they come (`Runner.submit`, `set_queue`, `set_compute`, `request`) and
     runs until it is cancelled (`await runner.run(False)` in a task group). Cancelled, it
     stops its executors (and so their jobs) and leaves every unfinished job as recorded,
-    for the next start to settle."""
+    for the next start to settle (or, killed, to re-adopt: `Runner.submit(running=)`)."""
     if executors is None:
         from flowbatch.executors import make_executor
 
@@ -144,6 +146,19 @@ def standing_runner(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """An attempt an earlier runner started that goes on (a restarted flowbatch
+    server's, on an `Adoptable` executor): `Runner.submit(running=...)`."""
+
+    attempt: int
+    compute: str
+    host: str
+    log_dir: Path
+    external_id: str
+    lost_reason: str  # how it ends if its engine no longer knows it
+
+
 @dataclass(slots=True)
 class _Live:
     attempt: Attempt | None = None
@@ -152,6 +167,7 @@ class _Live:
     scope: anyio.CancelScope | None = None
     terminate: str | None = None  # the reason of a TerminateJob
     fingerprint: str | None = None  # taken as it started: the inputs it read
+    adopted: Adopted | None = None  # an earlier runner's attempt, watched again
 
 
 class Runner:
@@ -215,6 +231,7 @@ class Runner:
         # and the disk one reader, and the loop goes on meanwhile.
         self._reading = anyio.CapacityLimiter(1)
         self._dirty = False
+        self._to_adopt: list[tuple[str, int | None]] = []  # adopted, not yet watched
 
     # -- the run ------------------------------------------------------------------------
     async def run(self, handle_signals: bool) -> RunResult:
@@ -231,6 +248,7 @@ class Runner:
                 self._drain()
                 self._flush_sinks()
                 if self.error is None:
+                    self._adopt_all()
                     self._dispatch()
                 await self.finished.wait()
                 tg.cancel_scope.cancel()
@@ -302,7 +320,8 @@ class Runner:
         self._tg.start_soon(self._run_attempt, key, live)
         return None
 
-    def _attempt(self, p: Placement) -> Attempt:
+    def _attempt(self, p: Placement, log_dir: Path | None = None) -> Attempt:
+        """The attempt `p` places; `log_dir`, an adopted one's (made already)."""
         spec = self.frontier.spec(p.name)
         job_id = self.ids[p.name] if p.index is None else f"{self.ids[p.name]}:{p.index}"
         ctx = Context(
@@ -315,7 +334,8 @@ class Runner:
         )
         command = render_command(spec.command, ctx, spec.parameters)
         env = attempt_env(self.base_env, spec, job_id, p.index, p.attempt, p.compute, self.run_id)
-        log_dir = make_log_dir(self.log_root, p.name, p.index, p.attempt)
+        if log_dir is None:
+            log_dir = make_log_dir(self.log_root, p.name, p.index, p.attempt)
         return Attempt(
             run_id=self.run_id,
             job_id=job_id,
@@ -354,16 +374,28 @@ class Runner:
                 return
         with anyio.CancelScope() as scope:
             live.scope = scope
-            if live.terminate is None:
+            if live.adopted is not None and live.terminate is not None:
+                scope.cancel()  # terminated before it was watched again: adopt stops it
+            if live.terminate is None or live.adopted is not None:
                 try:
-                    result = await executor.run(
-                        attempt, task_status=Started(functools.partial(self._on_started, key))
-                    )
+                    if live.adopted is not None:
+                        result = await self._adopted(executor, attempt, live.adopted)
+                    else:
+                        result = await executor.run(
+                            attempt, task_status=Started(functools.partial(self._on_started, key))
+                        )
                 except Exception as exc:  # an executor bug must not take the run down
                     result = ExecResult(
                         exit_code=None, status_reason=f"executor error: {exc}", retryable=False
                     )
         self._finish(key, result)
+
+    async def _adopted(self, executor: Executor, attempt: Attempt, adopted: Adopted) -> ExecResult:
+        assert isinstance(executor, Adoptable)
+        result = await executor.adopt(attempt, adopted.external_id)
+        if result is None:  # gone with the runner that watched it: lost, to be retried or not
+            return ExecResult(exit_code=None, status_reason=adopted.lost_reason, host=attempt.host)
+        return result
 
     def _executor(self, ce: ComputeEnv) -> Executor:
         executor = self.executors.get(ce.name)
@@ -561,16 +593,54 @@ class Runner:
         begun: Mapping[tuple[str, int | None], int] | None = None,
         ended: Mapping[str, bytes] | None = None,
         finished: Mapping[str, tuple[bool, str]] | None = None,
+        running: Mapping[tuple[str, int | None], Adopted] | None = None,
     ) -> None:
         """Jobs submitted now (see `Frontier.add`, which says what a restarted server
         gives back in `begun`, `ended` and `finished`): their first events are reported
-        and whatever fits starts."""
+        and whatever fits starts. `running` are attempts an earlier runner started that
+        go on (see `adoptable`): watched again, with the same number and log directory,
+        and ended as any other; nothing is reported of them until they end."""
         self.ids.update(job_ids)
         self.by_id.update((jid, name) for name, jid in job_ids.items())
-        self.frontier.add(specs, job_ids, begun=begun, ended=ended, finished=finished)
+        running = running or {}
+        self.frontier.add(
+            specs,
+            job_ids,
+            begun=begun,
+            ended=ended,
+            finished=finished,
+            running={k: (a.attempt, a.compute, a.host) for k, a in running.items()},
+        )
+        for (name, index), adopted in running.items():
+            where = Placement(name, index, adopted.attempt, adopted.compute, adopted.host)
+            # Its timeout counts afresh from when the executor sees it running again:
+            # what is recorded is when the engine accepted it, maybe long before it
+            # ran. SLURM's own --time, from the job's real start, stays the backstop.
+            self.live[(name, index)] = _Live(
+                attempt=self._attempt(where, adopted.log_dir),
+                external_id=adopted.external_id,
+                adopted=adopted,
+            )
+            self._to_adopt.append((name, index))
         self._drain()
         if self._tg is not None:
+            self._adopt_all()
             self._dispatch()
+
+    def adoptable(self, compute: str, host: str) -> bool:
+        """Whether an attempt running on `host` of `compute` when an earlier runner
+        stopped can be watched again: its environment's executor is `Adoptable`."""
+        ce = self.computes.get(compute)
+        if ce is None or all(h.name != host for h in ce.hosts):
+            return False
+        return isinstance(self._executor(ce), Adoptable)
+
+    def _adopt_all(self) -> None:
+        """Start the task of every adopted attempt not yet watched."""
+        assert self._tg is not None
+        keys, self._to_adopt = self._to_adopt, []
+        for key in keys:
+            self._tg.start_soon(self._run_attempt, key, self.live[key])
 
     def set_compute(self, ce: ComputeEnv, *, enabled: bool) -> None:
         ce = with_host(ce)

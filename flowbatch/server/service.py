@@ -10,8 +10,11 @@ wrote).
 
 A restarted server (`start`) gives its unfinished jobs back to the scheduler: an array's
 children that ended stay ended, and an attempt that was running when the server
-stopped ends with `HOST_LOST`, after which the job's retry strategy decides, as AWS
-does for a job whose instance went away.
+stopped is re-adopted where its engine outlives the server (a SLURM job: the same
+attempt goes on, watched again, and ends as if the server had never stopped). Any
+other (a local process, which the reaper killed with the server; an attempt whose
+engine no longer knows it) ends with `HOST_LOST`, after which the job's retry strategy
+decides, as AWS does for a job whose instance went away.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
-from flowbatch.run.runner import Runner
+from flowbatch.run.runner import Adopted, Runner
 from flowbatch.run.state import JobEvent
 from flowbatch.server import jobs, listing, logs
 from flowbatch.server.errors import ApiError, ClientException, Unsupported
 from flowbatch.server.registry import Registry
 from flowbatch.store.jobstore import Store, StoreError
-from flowbatch.store.standing import Retained, Submission
+from flowbatch.store.standing import Retained, Running, Submission
 
 __all__ = ["HOST_LOST", "KEEP_SECONDS", "RUN_ID", "NamedSink", "Service"]
 
@@ -129,6 +132,7 @@ class Service:
         finished: dict[str, tuple[bool, str]] = {}
         lost_jobs: list[str] = []  # single jobs whose lost attempt was their last
         lost_children: list[str] = []  # the same, of array children
+        running: dict[tuple[str, int | None], Adopted] = {}  # attempts that go on
         sizes: dict[str, int | None] = {}  # the jobs rebuilt so far, for `dependsOn`
         for job in kept:
             request = json.loads(job.submission.request)
@@ -148,17 +152,23 @@ class Service:
             else:
                 again.append(spec)
             if spec.array_size is None:
-                if not job.ended:
+                adopted = self._adopted(job.live.get(None)) if job.running else None
+                if adopted is not None:
+                    running[(spec.name, None)] = adopted
+                elif not job.ended:
                     begun[(spec.name, None)] = job.attempt
                     if job.running and not _may_retry(spec, job.attempt):
                         lost_jobs.append(spec.name)
                 continue
             mask = bytearray(spec.array_size)
             for index, (status, attempts) in job.children.items():
+                adopted = None if job.ended else self._adopted(job.live.get(index))
                 if status == "SUCCEEDED":
                     mask[index] = 1
                 elif status == "FAILED" or job.ended:
                     mask[index] = 2
+                elif adopted is not None:
+                    running[(spec.name, index)] = adopted
                 elif status in ("STARTING", "RUNNING") and not _may_retry(spec, attempts):
                     mask[index] = 2
                     lost_children.append(f"{spec.name}:{index}")
@@ -166,7 +176,13 @@ class Service:
                     begun[(spec.name, index)] = attempts
             ended[spec.name] = bytes(mask)
         if again:
-            self.store.resubmit_standing(again, HOST_LOST, when=self.clock(), failed=lost_children)
+            self.store.resubmit_standing(
+                again,
+                HOST_LOST,
+                when=self.clock(),
+                failed=lost_children,
+                adopted=[name if i is None else f"{name}:{i}" for name, i in running],
+            )
         if specs:
             self.runner.submit(
                 specs,
@@ -174,10 +190,25 @@ class Service:
                 begun=begun,
                 ended=ended,
                 finished=finished,
+                running=running,
             )
             for job_id in lost_jobs:
                 self.runner.fail(job_id, HOST_LOST)
         return len(again)
+
+    def _adopted(self, live: Running | None) -> Adopted | None:
+        """The attempt that was RUNNING, to go on where its executor can watch it again
+        (`Adoptable`: SLURM's); None when it is lost with the server (a local process)."""
+        if live is None or not self.runner.adoptable(live.compute, live.host):
+            return None
+        return Adopted(
+            attempt=live.attempt,
+            compute=live.compute,
+            host=live.host,
+            log_dir=Path(live.log_path),
+            external_id=live.external_id,
+            lost_reason=HOST_LOST,
+        )
 
     def expire(self) -> int:
         """Forget jobs that ended more than `keep` seconds ago: their rows, their logs,

@@ -192,33 +192,45 @@ class Store:
                 self._own_parents.add(spec.name)
 
     def resubmit_standing(
-        self, specs: Sequence[JobSpec], reason: str, *, when: float, failed: Sequence[str] = ()
+        self,
+        specs: Sequence[JobSpec],
+        reason: str,
+        *,
+        when: float,
+        failed: Sequence[str] = (),
+        adopted: Sequence[str] = (),
     ) -> None:
         """Jobs of a standing run (keyed by id) to be scheduled again after a restart:
         attempts left running end with `reason`, and so do the array children `failed`
         (their last attempt was lost); each job (not its ended children) is reported
-        afresh from SUBMITTED."""
+        afresh from SUBMITTED. The jobs and children `adopted` stay RUNNING as recorded:
+        their attempt goes on (its end is reported as any other's)."""
         job_ids = [spec.name for spec in specs]
+        keep = set(adopted)
         with self._write():
-            standing.end_lost_attempts(self._conn, job_ids, reason, when)
+            standing.end_lost_attempts(self._conn, job_ids, reason, when, adopted)
             self._conn.executemany(
                 "UPDATE jobs SET status = 'FAILED', status_reason = ?, stopped_at = ?"
                 " WHERE job_id = ?",
                 [(reason, when, child) for child in failed],
             )
             self._conn.executemany(
-                "UPDATE jobs SET status = NULL WHERE job_id = ?", [(j,) for j in job_ids]
+                "UPDATE jobs SET status = NULL WHERE job_id = ?",
+                [(j,) for j in job_ids if j not in keep],
             )
             self._conn.executemany(
                 "DELETE FROM jobs WHERE parent_id = ?"
-                " AND COALESCE(status, '') NOT IN ('SUCCEEDED', 'FAILED')",
-                [(j,) for j in job_ids],
+                " AND COALESCE(status, '') NOT IN ('SUCCEEDED', 'FAILED')"
+                " AND job_id NOT IN (SELECT value FROM json_each(?))",
+                [(j, json.dumps(list(adopted))) for j in job_ids],
             )
         for spec in specs:
             self._states[spec.name] = None
             if spec.is_array:
                 self._parents.add(spec.name)
                 self._own_parents.add(spec.name)
+        for job_id in adopted:
+            self._states[job_id] = JobState.RUNNING
 
     def expire_standing(self, run_id: str, before: float, *, limit: int = 1000) -> list[str]:
         """Delete up to `limit` jobs of a standing run that ended before `before` (AWS

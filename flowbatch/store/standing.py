@@ -14,7 +14,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from flowbatch.executors.processes import Process
@@ -38,6 +38,17 @@ class Submission:
 
 
 @dataclass(frozen=True, slots=True)
+class Running:
+    """The attempt a job or child had RUNNING when its server stopped, as recorded."""
+
+    attempt: int
+    external_id: str  # what its executor reported (a SLURM job id)
+    compute: str
+    host: str
+    log_path: str
+
+
+@dataclass(frozen=True, slots=True)
 class Retained:
     """A job of the standing run as its server left it (ended or not)."""
 
@@ -47,6 +58,9 @@ class Retained:
     running: bool  # an attempt was STARTING or RUNNING
     children: dict[int, tuple[str, int]]  # array: index -> (status, attempts begun)
     reason: str = ""  # its statusReason
+    # The RUNNING attempts of the job (key None) or its children (their index) that
+    # reported an external id: what a restarted server may re-adopt.
+    live: dict[int | None, Running] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -124,6 +138,10 @@ def retained(conn: sqlite3.Connection, run_id: str) -> list[Retained]:
                 "SELECT array_index, status, attempt FROM jobs WHERE parent_id = ?", (job_id,)
             )
         }
+        live: dict[int | None, Running] = {}
+        if status == "RUNNING" or any(st == "RUNNING" for st, _ in children.values()):
+            for index, *running in conn.execute(_LIVE, (job_id, job_id)):
+                live[None if index is None else int(index)] = Running(*running)
         out.append(
             Retained(
                 Submission(job_id, request, definition, tags, created),
@@ -132,22 +150,40 @@ def retained(conn: sqlite3.Connection, run_id: str) -> list[Retained]:
                 status in ("STARTING", "RUNNING"),
                 children,
                 str(reason or ""),
+                live,
             )
         )
     return out
 
 
+# A job's (or its children's) RUNNING attempt, not recorded as ended, with its executor's id.
+_LIVE = (
+    "SELECT j.array_index, a.attempt, a.external_id, a.compute, a.host, a.log_path"
+    " FROM jobs j JOIN attempts a ON a.job_id = j.job_id AND a.attempt = j.attempt"
+    " WHERE (j.job_id = ? OR j.parent_id = ?) AND j.status = 'RUNNING'"
+    " AND a.stopped_at IS NULL AND COALESCE(a.external_id, '') != ''"
+    " AND a.compute IS NOT NULL AND a.host IS NOT NULL AND a.log_path IS NOT NULL"
+)
+
+
 def end_lost_attempts(
-    conn: sqlite3.Connection, job_ids: Iterable[str], reason: str, when: float
+    conn: sqlite3.Connection,
+    job_ids: Iterable[str],
+    reason: str,
+    when: float,
+    adopted: Sequence[str] = (),
 ) -> None:
     """Attempts of these jobs (and their children) that were begun and never recorded as
-    ended: ended now, with `reason`, for the retry strategy to judge."""
+    ended: ended now, with `reason`, for the retry strategy to judge; but not those of
+    the jobs and children `adopted` (their attempt goes on)."""
+    keep = json.dumps(list(adopted))
     for job_id in job_ids:
         conn.execute(
             "UPDATE attempts SET stopped_at = ?, reason = ?, status_reason = ?"
             " WHERE stopped_at IS NULL AND (job_id = ?"
-            " OR job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?))",
-            (when, reason, reason, job_id, job_id),
+            " OR job_id IN (SELECT job_id FROM jobs WHERE parent_id = ?))"
+            " AND job_id NOT IN (SELECT value FROM json_each(?))",
+            (when, reason, reason, job_id, job_id, keep),
         )
 
 
