@@ -55,6 +55,17 @@ class ResourceNotFound(ApiError):
         super().__init__("ResourceNotFoundException", message, 400)
 
 
+def _without_expired(request: dict[str, Any], kept: Mapping[str, object]) -> dict[str, Any]:
+    """A kept job's request without the dependencies on jobs no longer kept (expired 24
+    hours after they ended): they were met, or the job would have failed with them and
+    ended; either way they decide nothing now, and a restart must not refuse the job."""
+    deps = request.get("dependsOn")
+    if not deps:
+        return request
+    left = [d for d in deps if "jobId" not in d or str(d["jobId"]).partition(":")[0] in kept]
+    return {**request, "dependsOn": left} if len(left) != len(deps) else request
+
+
 def _may_retry(spec: JobSpec, attempts: int) -> bool:
     """Whether a job whose attempt number `attempts` was lost gets another (AWS: the
     retry strategy decides, the host-lost reason matched like any other)."""
@@ -135,7 +146,7 @@ class Service:
         running: dict[tuple[str, int | None], Adopted] = {}  # attempts that go on
         sizes: dict[str, int | None] = {}  # the jobs rebuilt so far, for `dependsOn`
         for job in kept:
-            request = json.loads(job.submission.request)
+            request = _without_expired(json.loads(job.submission.request), sizes)
             spec = jobs.job_spec(
                 request,
                 self._definition(job.submission.definition),
@@ -327,6 +338,8 @@ class Service:
         if p.get("logGroupName") != logs.LOG_GROUP or parsed is None:
             raise ResourceNotFound("The specified log stream does not exist.")
         _, job_id, number = parsed
+        if not self._ours(job_id):
+            raise ResourceNotFound("The specified log stream does not exist.")
         self._flush()
         try:
             record = self.store.job(job_id)
@@ -340,16 +353,32 @@ class Service:
 
     # -- helpers ----------------------------------------------------------------------------
     def _control(self, p: dict[str, Any], action: str) -> dict[str, Any]:
-        job_id = p["jobId"]
-        if job_id.partition(":")[0] not in self.runner.frontier:
-            self._flush()
-            try:
-                self.store.job(job_id)
-            except StoreError:
-                raise ClientException(f"Job {job_id} not found") from None
-            return {}  # it ended already: nothing to cancel (AWS answers the same)
+        job_id = str(p["jobId"])
+        parent, colon, index = job_id.partition(":")
+        if not self._ours(job_id):
+            raise ClientException(f"Job {job_id} not found")
+        if colon:  # a child: `ID:N` with N one of the array's indices
+            size = (
+                self.runner.frontier.spec(parent).array_size
+                if parent in self.runner.frontier
+                else None
+            )
+            if (
+                size is None
+                or not index.isdigit()
+                or int(index) >= size
+                or index != str(int(index))
+            ):
+                raise ClientException(f"Job {job_id} not found")
+        if parent not in self.runner.frontier:
+            return {}  # it ended (and was forgotten): nothing to cancel (AWS answers the same)
         self.runner.request(job_id, action, p["reason"])
         return {}
+
+    def _ours(self, job_id: str) -> bool:
+        """Whether a job id is one of the server's own (a local `flowbatch run` may share
+        the state directory: its jobs are no caller's business)."""
+        return self.store.submission(job_id) is not None
 
     def _flush(self) -> None:
         # On an error the scheduler's next flush says why; reading what is there is right.
@@ -378,7 +407,7 @@ class Service:
 
     # -- job tags (the registry's JobTags) ------------------------------------------------
     def get(self, job_id: str) -> Mapping[str, str] | None:
-        return self.store.job_tags(job_id)
+        return self.store.job_tags(job_id) if self._ours(job_id) else None
 
     def set(self, job_id: str, tags: Mapping[str, str]) -> None:
         old = self.store.job_tags(job_id) or {}

@@ -20,6 +20,7 @@ from typing import Final
 from flowbatch.executors.processes import Process
 from flowbatch.lang.model import JobSpec
 from flowbatch.store import lost, rows
+from flowbatch.store.schema import StoreError
 
 STANDING: Final = "(flowbatch server)"  # the `pipeline` of a standing run
 
@@ -75,9 +76,21 @@ class _Same(dict[str, str]):
 
 
 def open_run(conn: sqlite3.Connection, run_id: str, created_at: float) -> bool:
-    """Make this process the owner of the standing run `run_id`; True if it is new."""
+    """Make this process the owner of the standing run `run_id`; True if it is new.
+    StoreError while another live process owns it: two servers over one state directory
+    would each take the other's running attempts for lost and run its queue twice."""
     me = Process.of(os.getpid())
-    found = conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    found = conn.execute(
+        "SELECT pid, hostname, owner, boot_id FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if found is not None and found[2] != str(me):
+        state = lost.owner_state(*found)
+        if state in ("alive", "elsewhere"):
+            where = "" if state == "alive" else f" on {found[1]}"
+            raise StoreError(
+                f"another flowbatch server (pid {found[0]}{where}) serves this state"
+                " directory: stop it first, or give this one another --state-dir"
+            )
     if found is None:
         conn.execute(
             "INSERT INTO runs (run_id, pipeline, params, created_at, pid, hostname, owner,"
