@@ -25,7 +25,7 @@ from server_helpers import minimal, served
 
 from flowbatch.server.app import MAX_BODY, make_app
 from flowbatch.server.errors import AuthError, Unsupported
-from flowbatch.server.model import load
+from flowbatch.server.model import load, query_pairs
 from flowbatch.server.requests import RequestParts
 
 RAW = Loader().load_service_model("batch", "service-2")
@@ -402,3 +402,77 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(api: Api) -> 
             "message": f"request body is larger than the limit of {MAX_BODY} bytes",
         }
     assert api.verify.seen == [] and api.backend.calls == []
+
+
+def test_a_lone_surrogate_is_refused_and_no_answer_can_fail_to_be_written(api: Api) -> None:
+    # JSON can spell a string that has no UTF-8: kept, it failed every later answer that
+    # showed it (DescribeJobDefinitions, for everyone, for good), and the 500 about it too.
+    body = b'{"jobName": "j", "jobQueue": "q", "jobDefinition": "d", "tags": {"k": "\\ud800"}}'
+    status, headers, answer = api.raw("POST", "/v1/submitjob", body)
+    assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
+    assert "lone surrogate" in json.loads(answer)["message"]
+    assert api.backend.calls == []
+    # A pair is a character (an emoji), and comes through as one.
+    pair = b'{"jobName": "j", "jobQueue": "q", "jobDefinition":"d", "tags":{"k":"\\ud83d\\ude00"}}'
+    assert api.raw("POST", "/v1/submitjob", pair)[0] == 200
+    assert api.backend.calls[-1][1]["tags"] == {"k": "\U0001f600"}
+    # Whatever a backend answers with (a row stored before this check), the answer and
+    # the error are JSON that botocore reads.
+    api.backend.answers["DescribeJobQueues"] = {"jobQueues": [], "nextToken": "a\udc80é"}
+    status, _, answer = api.raw("POST", "/v1/describejobqueues", b"{}")
+    assert status == 200 and json.loads(answer) == {"jobQueues": [], "nextToken": "a\udc80é"}
+
+    def refuse(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise Unsupported("x\ud800")
+
+    api.backend.act = refuse
+    status, headers, answer = api.raw("POST", "/v1/describejobqueues", b"{}")
+    assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
+    assert "x\ud800" in json.loads(answer)["message"]
+
+
+def test_a_query_is_decoded_as_the_signature_check_decodes_it(api: Api) -> None:
+    # One reading for both (`+` a space, `%2B` a plus): the check had `+` a plus and the
+    # app a space, a member's value other than the one its signature covered.
+    status, _, _ = api.raw("DELETE", "/v1/tags/arn?tagKeys=a+b&tagKeys=c%2Bd%20e")
+    assert status == 200
+    assert api.backend.calls == [
+        ("UntagResource", {"resourceArn": "arn", "tagKeys": ["a b", "c+d e"]})
+    ]
+    [parts] = api.verify.seen
+    assert query_pairs(parts.query) == [("tagKeys", "a b"), ("tagKeys", "c+d e")]
+
+
+def test_get_log_events_input_is_checked_by_logs_own_model(api: Api) -> None:
+    logs = boto3.client(
+        "logs",
+        endpoint_url=api.url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
+    )
+    api.backend.answers["GetLogEvents"] = {"events": [], "nextForwardToken": "f/0"}
+    got = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="d/default/x.1", limit=5)
+    assert got["events"] == []
+    assert api.backend.calls == [
+        (
+            "GetLogEvents",
+            {"logGroupName": "/aws/batch/job", "logStreamName": "d/default/x.1", "limit": 5},
+        )
+    ]
+    api.backend.calls.clear()
+    for bad, words in [
+        ({"limit": "abc"}, "limit: expected an integer, got a string"),
+        ({"limit": 10_001}, "limit: must be at most 10000"),
+        ({"logStreamName": 5}, "logStreamName: expected a string, got a number"),
+        ({"startFromHead": "yes"}, "startFromHead: expected a boolean"),
+    ]:
+        with pytest.raises(ClientError) as raised:
+            logs.get_log_events(
+                **{"logGroupName": "/aws/batch/job", "logStreamName": "d/default/x.1", **bad}
+            )
+        status, code, message = _error(raised)
+        assert (status, code) == (400, "InvalidParameterException")
+        assert message.startswith(words), message
+    assert api.backend.calls == []

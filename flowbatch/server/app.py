@@ -12,6 +12,10 @@ One request, in this order:
    `ClientException` naming every problem);
 4. `backend.call(operation, params)` answers, synchronously, on the event loop.
 
+CloudWatch Logs' GetLogEvents (`X-Amz-Target`, JSON 1.1) takes the same steps, its
+input checked against Logs' own model. Answers are ASCII JSON (other characters
+escaped), so that no string a backend holds can make one fail to be written.
+
 Responses are what botocore's REST-JSON parser reads: JSON bodies; for an error, the
 status, the header `x-amzn-ErrorType` and the body `{"__type", "message"}`. Every
 response carries an `x-amzn-RequestId` (botocore's `ResponseMetadata.RequestId`). An
@@ -35,7 +39,8 @@ from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from flowbatch.server.errors import ApiError, ClientException, ServerException, UnknownOperation
-from flowbatch.server.model import ServiceModel, load, parse_json
+from flowbatch.server.logs import InvalidParameter
+from flowbatch.server.model import InputCheck, ServiceModel, load, parse_json
 from flowbatch.server.requests import Backend, RequestParts, Verify
 
 # AWS's own limits are smaller (a SubmitJob's parameters and overrides must stay under
@@ -50,11 +55,18 @@ _JSON11 = "application/x-amz-json-1.1"
 _GET_LOG_EVENTS = "Logs_20140328.GetLogEvents"
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise ClientException("the request body must be a JSON object")
-    return document
+class _LogsInput:
+    """GetLogEvents' input, checked against CloudWatch Logs' own model; its errors in
+    Logs' words (`InvalidParameterException`, which Logs' clients know)."""
+
+    def __init__(self) -> None:
+        self._check = InputCheck("logs", "GetLogEvents")
+
+    def __call__(self, body: bytes) -> dict[str, Any]:
+        try:
+            return self._check(parse_json(body))
+        except ClientException as error:
+            raise InvalidParameter(error.message) from None
 
 
 class _TooLarge(ApiError):
@@ -65,7 +77,10 @@ class _TooLarge(ApiError):
 
 
 def _dumps(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII, non-ASCII text escaped: a JSON reader gets the same strings, and a string
+    # that has no UTF-8 (a lone surrogate) cannot make the answer, or an error about it,
+    # fail to be written.
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _error(error: ApiError, request_id: str) -> Response:
@@ -99,6 +114,7 @@ class _Api:
         self._verify = verify
         self._model = model
         self._max_body = max_body
+        self._logs_input = _LogsInput()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -121,7 +137,7 @@ class _Api:
                 # CloudWatch Logs' one call the server answers (its jobs' logs), in Logs'
                 # own protocol, JSON 1.1: the operation in a header, the body as is.
                 operation = "GetLogEvents"
-                result = self._backend.call(operation, _json_object(body))
+                result = self._backend.call(operation, self._logs_input(body))
                 await Response(
                     _dumps(result), headers={"x-amzn-RequestId": request_id}, media_type=_JSON11
                 )(scope, receive, send)
