@@ -136,6 +136,10 @@ def test_resource_requirements_win_over_the_legacy_fields_as_on_aws() -> None:
         ([{"type": "MEMORY", "value": "2"}], "MEMORY must be a whole number of MiB"),
         ([{"type": "GPU", "value": "1.5"}], "GPU must be a whole number"),
         ([{"type": "VCPU", "value": "1"}, {"type": "VCPU", "value": "2"}], "more than once"),
+        # Larger than the store's integers: a 500 once the job was written.
+        ([{"type": "MEMORY", "value": "1e30"}], "MEMORY must be at most 2147483647"),
+        ([{"type": "GPU", "value": "99999999999999999999"}], "GPU must be at most 2147483647"),
+        ([{"type": "VCPU", "value": "1e300"}], "VCPU must be at most 2147483647"),
     ],
 )
 def test_bad_resource_values_are_refused(reqs: list[dict[str, str]], words: str) -> None:
@@ -148,6 +152,17 @@ def test_environment_names_aws_reserves_are_refused() -> None:
     )
     assert message.startswith("Error executing request, Exception : ")
     assert "AWS_BATCH_JOB_ID" in message and "reserved" in message
+
+
+def test_an_environment_name_no_process_can_be_given_is_refused() -> None:
+    # `A=B` was accepted, and the job failed as it started ("executor error").
+    for where in ("overrides", "definition"):
+        env = [{"name": "A=B", "value": "x"}]
+        req = (
+            request(containerOverrides={"environment": env}) if where == "overrides" else request()
+        )
+        defn = definition(environment=env) if where == "definition" else definition()
+        assert "Environment variable name A=B cannot contain '='" in refused(req, defn)
 
 
 def test_the_job_timeout_wins_and_sixty_seconds_is_the_least() -> None:
@@ -715,6 +730,28 @@ def test_list_requests_aws_refuses(params: dict[str, Any], queue: str | None, wo
     with pytest.raises(ClientException) as e:
         listing.list_query(params, queue=queue, run_id=None, key=KEY)
     assert words in e.value.message
+
+
+def test_filters_whose_values_a_store_cannot_take_are_client_errors(store: Store) -> None:
+    Service(store).submit([("n1", request(jobName="a1"), T0)])
+
+    def listed(name: str, values: list[str]) -> list[str]:
+        return flat(pages(store, {"filters": [{"name": name, "values": values}]}))
+
+    # Each a 500 once: an expression too deep for SQLite, an integer too large for it, a
+    # digit int() does not read.
+    for name, values, words in [
+        ("JOB_NAME", [f"a{k}" for k in range(2000)], "at most 100 values, got 2000"),
+        ("JOB_DEFINITION", [f"d{k}" for k in range(101)], "at most 100 values, got 101"),
+        ("BEFORE_CREATED_AT", ["9" * 23], "epoch milliseconds"),
+        ("AFTER_CREATED_AT", ["\u00b2"], "epoch milliseconds"),
+    ]:
+        with pytest.raises(ClientException) as e:
+            listed(name, values)
+        assert words in e.value.message
+    # Repeats count once; the largest epoch ms the store holds is a value like any.
+    assert listed("JOB_NAME", ["a1"] * 2000) == ["n1"]
+    assert listed("BEFORE_CREATED_AT", [str(2**63 - 1)]) == ["n1"]
 
 
 def test_the_shape_check_finds_what_does_not_fit() -> None:

@@ -76,6 +76,7 @@ DEFAULT_MEMORY: Final = 2048  # MiB
 MIN_TIMEOUT: Final = 60  # seconds: AWS's minimum attemptDurationSeconds
 MAX_PRIORITY: Final = 9999
 MAX_PATTERN: Final = 512
+MAX_RESOURCE: Final = 2**31 - 1  # vCPUs, MiB or GPUs of one job
 RESERVED_ENV: Final = "AWS_BATCH"
 
 # What AWS's evaluateOnExit patterns may hold: an exit code's digits, or a reason's
@@ -269,6 +270,11 @@ def _resources(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[
     vcpus = _number("VCPU", pick("VCPU"), DEFAULT_VCPUS)
     memory = _number("MEMORY", pick("MEMORY"), DEFAULT_MEMORY)
     gpus = _number("GPU", pick("GPU"), 0)
+    for kind, value in (("VCPU", vcpus), ("MEMORY", memory), ("GPU", gpus)):
+        # The JobDetail's `vcpus` and `memory` are 32-bit integers in AWS's model; the
+        # store's are 64-bit, and a larger one was a 500 once the job was written.
+        if value > MAX_RESOURCE:
+            raise _client(f"{kind} must be at most {MAX_RESOURCE}, got {value:g}")
     if vcpus <= 0:
         raise _client(f"VCPU must be greater than 0, got {vcpus:g}")
     if memory < 4 or not float(memory).is_integer():
@@ -312,6 +318,10 @@ def _environment(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
             name = item.get("name")
             if not name:
                 raise _client("Environment variable name must be given")
+            if "=" in str(name):
+                # No process can be given it (the job failed as it started, an
+                # "executor error"): `NAME=value` is how an environment is written.
+                raise _client(f"Environment variable name {name} cannot contain '='")
             if str(name).startswith(RESERVED_ENV):
                 raise _client(
                     f"Environment variable {name}: names starting with {RESERVED_ENV} are"
