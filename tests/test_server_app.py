@@ -476,3 +476,26 @@ def test_get_log_events_input_is_checked_by_logs_own_model(api: Api) -> None:
         assert (status, code) == (400, "InvalidParameterException")
         assert message.startswith(words), message
     assert api.backend.calls == []
+
+
+@pytest.mark.slow
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed() -> None:
+    # It was waited for as long as the caller liked, before any signature was checked.
+    backend, verify = FakeBackend(), FakeVerify()
+    with served(make_app(backend, verify, body_timeout=0.5)) as url:
+        parts = urlsplit(url)
+        address = (parts.hostname or "", parts.port or 0)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"
+            )
+            answer = b""
+            while data := sock.recv(65536):  # to the server's close
+                answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body) == {
+        "__type": "RequestTimeoutException",
+        "message": "request body not received within 0.5 seconds",
+    }
+    assert verify.seen == [] and backend.calls == []

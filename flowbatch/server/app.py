@@ -3,7 +3,8 @@
 One request, in this order:
 
 1. its body is read, at most `max_body` bytes (413 past that, refused from its
-   Content-Length before a byte of it is read when it says so);
+   Content-Length before a byte of it is read when it says so), within `body_timeout`
+   seconds (408 after: a caller may not hold a connection by sending nothing);
 2. `verify` checks its signature over the parts as received (403 `AuthError`), before
    anything of it is parsed: an unsigned caller learns nothing, not even which paths
    exist;
@@ -32,6 +33,7 @@ import logging
 import uuid
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -42,6 +44,10 @@ from flowbatch.server.errors import ApiError, ClientException, ServerException, 
 from flowbatch.server.logs import InvalidParameter
 from flowbatch.server.model import InputCheck, ServiceModel, load, parse_json
 from flowbatch.server.requests import Backend, RequestParts, Verify
+
+# How long a request's body may take to arrive once its head has: a caller that sends
+# it byte by byte, or never, holds a connection no longer than this.
+BODY_TIMEOUT = 30.0
 
 # AWS's own limits are smaller (a SubmitJob's parameters and overrides must stay under
 # 30 KiB, a job definition under 24 KiB...); 1 MiB is room for every valid request
@@ -69,6 +75,13 @@ class _LogsInput:
             raise InvalidParameter(error.message) from None
 
 
+class _TooSlow(ApiError):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            "RequestTimeoutException", f"request body not received within {timeout:g} seconds", 408
+        )
+
+
 class _TooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -86,6 +99,9 @@ def _dumps(document: Any) -> bytes:
 def _error(error: ApiError, request_id: str) -> Response:
     body = _dumps({"__type": error.code, "message": error.message})
     headers = {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id}
+    if isinstance(error, _TooLarge | _TooSlow):
+        # The rest of the body was not read: the connection can serve no other request.
+        headers["connection"] = "close"
     return Response(body, status_code=error.status, headers=headers, media_type=_JSON)
 
 
@@ -108,12 +124,18 @@ class _Api:
     path (a `{resourceArn}` label is percent-encoded, `/` and all, in it)."""
 
     def __init__(
-        self, backend: Backend, verify: Verify, model: ServiceModel, max_body: int
+        self,
+        backend: Backend,
+        verify: Verify,
+        model: ServiceModel,
+        max_body: int,
+        body_timeout: float,
     ) -> None:
         self._backend = backend
         self._verify = verify
         self._model = model
         self._max_body = max_body
+        self._body_timeout = body_timeout
         self._logs_input = _LogsInput()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,7 +143,11 @@ class _Api:
         request_id = str(uuid.uuid4())
         operation = "-"
         try:
-            body = await _read_body(request, self._max_body)
+            try:
+                with anyio.fail_after(self._body_timeout):
+                    body = await _read_body(request, self._max_body)
+            except TimeoutError:
+                raise _TooSlow(self._body_timeout) from None
             method = request.method
             # The path as sent (ASGI's `path` is decoded): SigV4 signs it encoded, and a
             # `{resourceArn}` label holds an encoded `/`.
@@ -175,10 +201,11 @@ def make_app(
     *,
     model: ServiceModel | None = None,
     max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The API over `backend`, every caller checked by `verify` first."""
-    api = _Api(backend, verify, model if model is not None else load(), max_body)
+    api = _Api(backend, verify, model if model is not None else load(), max_body, body_timeout)
     return Starlette(routes=[Mount("/", app=api)])
 
 
-__all__ = ["MAX_BODY", "make_app"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "make_app"]
