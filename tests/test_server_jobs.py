@@ -131,7 +131,8 @@ def test_resource_requirements_win_over_the_legacy_fields_as_on_aws() -> None:
 @pytest.mark.parametrize(
     ("reqs", "words"),
     [
-        ([{"type": "VCPU", "value": "0"}], "VCPU must be greater than 0"),
+        ([{"type": "VCPU", "value": "0"}], "VCPU must be at least 0.25, got 0"),
+        ([{"type": "VCPU", "value": "1e-300"}], "VCPU must be at least 0.25, got 1e-300"),
         ([{"type": "VCPU", "value": "nan"}], "VCPU value must be a number"),
         ([{"type": "MEMORY", "value": "2"}], "MEMORY must be a whole number of MiB"),
         ([{"type": "GPU", "value": "1.5"}], "GPU must be a whole number"),
@@ -152,6 +153,11 @@ def test_environment_names_aws_reserves_are_refused() -> None:
     )
     assert message.startswith("Error executing request, Exception : ")
     assert "AWS_BATCH_JOB_ID" in message and "reserved" in message
+
+
+def test_a_jobs_tags_are_checked_as_tag_resource_checks_them() -> None:
+    assert "the aws: prefix is reserved" in refused(request(tags={"aws:x": "y"}))
+    assert spec(request(tags={"team": "a"})).tags == {"team": "a"}
 
 
 def test_an_environment_name_no_process_can_be_given_is_refused() -> None:

@@ -44,6 +44,7 @@ from flowbatch.lang.model import (
 from flowbatch.lang.template import REF, misplaced, program_index, script_index
 from flowbatch.run.records import AttemptRecord, JobRecord
 from flowbatch.run.state import JobState
+from flowbatch.server import rules
 from flowbatch.server.errors import ClientException
 
 __all__ = [
@@ -77,6 +78,7 @@ MIN_TIMEOUT: Final = 60  # seconds: AWS's minimum attemptDurationSeconds
 MAX_PRIORITY: Final = 9999
 MAX_PATTERN: Final = 512
 MAX_RESOURCE: Final = 2**31 - 1  # vCPUs, MiB or GPUs of one job
+MIN_VCPU: Final = 0.25  # as in a job definition (Fargate's least)
 RESERVED_ENV: Final = "AWS_BATCH"
 
 # What AWS's evaluateOnExit patterns may hold: an exit code's digits, or a reason's
@@ -275,8 +277,10 @@ def _resources(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[
         # store's are 64-bit, and a larger one was a 500 once the job was written.
         if value > MAX_RESOURCE:
             raise _client(f"{kind} must be at most {MAX_RESOURCE}, got {value:g}")
-    if vcpus <= 0:
-        raise _client(f"VCPU must be greater than 0, got {vcpus:g}")
+    if vcpus < MIN_VCPU:
+        # The language's and RegisterJobDefinition's least: an override of 1e-300 vCPU
+        # put any number of jobs at once on an environment of two.
+        raise _client(f"VCPU must be at least {MIN_VCPU:g}, got {vcpus:g}")
     if memory < 4 or not float(memory).is_integer():
         raise _client(f"MEMORY must be a whole number of MiB of at least 4, got {memory:g}")
     if gpus < 0 or not float(gpus).is_integer():
@@ -505,8 +509,9 @@ def _propagate_tags(request: Mapping[str, Any], definition: Mapping[str, Any]) -
 
 def _spec_tags(request: Mapping[str, Any], definition: Mapping[str, Any]) -> dict[str, str]:
     # The tags the job's work carries: with propagateTags, the definition's too, the
-    # job's winning where both name a key (AWS).
-    own = dict(request.get("tags") or {})
+    # job's winning where both name a key (AWS). Its own are checked as TagResource
+    # checks them (`aws:` is AWS's).
+    own = rules.checked_tags({}, request.get("tags") or {})
     if not _propagate_tags(request, definition):
         return own
     return {**(definition.get("tags") or {}), **own}
