@@ -148,3 +148,36 @@ def test_the_jobs_of_a_local_run_in_the_same_state_directory_are_not_the_servers
         with pytest.raises(ClientError) as raised:
             call()
         assert "not found" in raised.value.response["Error"]["Message"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/server.py and store/standing.py (not this helper's files): open_run takes "
+    "the standing run over whatever owns it; nothing stops a second server on the same "
+    "state directory, which ends the first one's running attempts as host-lost and runs "
+    "its queued jobs a second time",
+)
+def test_a_second_server_on_the_same_state_directory_is_refused(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    go = tmp_path / "go"
+    first = start_server(spawn, state)
+    batch = first.client()
+    queue(batch, "q")
+    batch.register_job_definition(
+        jobDefinitionName="held",
+        type="container",
+        containerProperties={"command": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"]},
+    )
+    held = batch.submit_job(jobName="held", jobQueue="q", jobDefinition="held")["jobId"]
+    wait_jobs(batch, [held], lambda j: j["status"] == "RUNNING")
+    try:
+        with pytest.raises(AssertionError, match="did not say it listens"):
+            start_server(spawn, state, timeout=30)
+        # The first server's job was left alone: still running, its attempt not ended.
+        [job] = batch.describe_jobs(jobs=[held])["jobs"]
+        assert job["status"] == "RUNNING" and "stoppedAt" not in job["attempts"][0], job
+    finally:
+        go.touch()
+    assert wait_jobs(batch, [held])[held]["status"] == "SUCCEEDED"
