@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from botocore.loaders import Loader
 from server_helpers import minimal, served
 
-from flowbatch.server.app import MAX_BODY, make_app
+from flowbatch.server.app import MAX_BODY, PAYLOAD_LIMITS, make_app
 from flowbatch.server.errors import AuthError, Unsupported
 from flowbatch.server.model import load, query_pairs
 from flowbatch.server.requests import RequestParts
@@ -354,7 +354,8 @@ def test_an_unknown_path_or_method_is_unknown_operation(api: Api) -> None:
 def test_a_body_that_is_not_a_json_object_is_a_client_exception(
     api: Api, body: bytes, message: str
 ) -> None:
-    status, headers, answer = api.raw("POST", "/v1/submitjob", body)
+    # (DescribeJobs: a SubmitJob this large is refused by its size before it is parsed.)
+    status, headers, answer = api.raw("POST", "/v1/describejobs", body)
     assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
     assert json.loads(answer)["message"].startswith(message)
     assert api.backend.calls == []
@@ -499,3 +500,35 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed() 
         "message": "request body not received within 0.5 seconds",
     }
     assert verify.seen == [] and backend.calls == []
+
+
+def test_a_job_payload_or_definition_over_awss_quota_is_refused(api: Api, client: Any) -> None:
+    # AWS Batch's quotas (30 KiB a SubmitJob, 24 KiB a definition): a megabyte was kept,
+    # and shown again by every DescribeJobs of the job, a hundred at a time.
+    script = "x" * PAYLOAD_LIMITS["SubmitJob"]
+    with pytest.raises(ClientError) as raised:
+        client.submit_job(
+            jobName="j",
+            jobQueue="q",
+            jobDefinition="d",
+            containerOverrides={"command": ["sh", "-c", script]},
+        )
+    status, code, message = _error(raised)
+    assert (status, code) == (400, "ClientException")
+    assert message.endswith("over AWS Batch's limit of 30 KiB")
+    with pytest.raises(ClientError) as raised:
+        client.register_job_definition(
+            jobDefinitionName="d",
+            type="container",
+            containerProperties={"command": ["sh", "-c", script[: 24 * 1024]]},
+        )
+    assert _error(raised)[2].endswith("over AWS Batch's limit of 24 KiB")
+    assert api.backend.calls == []
+    # Just under is as before.
+    client.submit_job(
+        jobName="j",
+        jobQueue="q",
+        jobDefinition="d",
+        containerOverrides={"command": ["sh", "-c", script[:30_000]]},
+    )
+    assert [operation for operation, _ in api.backend.calls] == ["SubmitJob"]

@@ -49,10 +49,14 @@ from flowbatch.server.requests import Backend, RequestParts, Verify
 # it byte by byte, or never, holds a connection no longer than this.
 BODY_TIMEOUT = 30.0
 
-# AWS's own limits are smaller (a SubmitJob's parameters and overrides must stay under
-# 30 KiB, a job definition under 24 KiB...); 1 MiB is room for every valid request
-# and a bound on what one caller can make the server hold.
+# 1 MiB is room for every valid request and a bound on what one caller can make the
+# server hold while reading it.
 MAX_BODY = 1024 * 1024
+# AWS Batch's own quotas for what is kept: a SubmitJob's payload, a job definition. A
+# kept request is shown again by every DescribeJobs of its job (100 ids at a time) and
+# its command rebuilt: a megabyte each made one DescribeJobs a 100 MB answer that held
+# the event loop for seconds.
+PAYLOAD_LIMITS = {"SubmitJob": 30 * 1024, "RegisterJobDefinition": 24 * 1024}
 
 logger = logging.getLogger("flowbatch.server")
 
@@ -173,6 +177,12 @@ class _Api:
                 raise UnknownOperation(method, path)
             found, labels = routed
             operation = found.name
+            limit = PAYLOAD_LIMITS.get(operation)
+            if limit is not None and len(body) > limit:
+                raise ClientException(
+                    f"the {operation} request is {len(body)} bytes, over AWS Batch's limit"
+                    f" of {limit // 1024} KiB"
+                )
             params = found.parse(labels, query, parse_json(body))
             result = self._backend.call(operation, params)
             response = Response(
@@ -208,4 +218,4 @@ def make_app(
     return Starlette(routes=[Mount("/", app=api)])
 
 
-__all__ = ["BODY_TIMEOUT", "MAX_BODY", "make_app"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "PAYLOAD_LIMITS", "make_app"]
