@@ -532,3 +532,26 @@ def test_a_job_payload_or_definition_over_awss_quota_is_refused(api: Api, client
         containerOverrides={"command": ["sh", "-c", script[:30_000]]},
     )
     assert [operation for operation, _ in api.backend.calls] == ["SubmitJob"]
+
+
+def test_a_submit_job_is_checked_on_receipt_before_the_backend_sees_it(
+    api: Api, client: Any
+) -> None:
+    # The rules of `jobs.check_submit` (a variable named A=B, 1e-300 vCPU, an aws: tag)
+    # are the app's to apply, once: the backend also makes jobs of requests kept before.
+    for overrides, tags, words in [
+        ({"environment": [{"name": "A=B", "value": "x"}]}, {}, "cannot contain '='"),
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e-300"}]}, {}, "at least 0.25"),
+        ({}, {"aws:x": "y"}, "the aws: prefix is reserved"),
+    ]:
+        with pytest.raises(ClientError) as raised:
+            client.submit_job(
+                jobName="j",
+                jobQueue="q",
+                jobDefinition="d",
+                containerOverrides=overrides,
+                **({"tags": tags} if tags else {}),
+            )
+        status, code, message = _error(raised)
+        assert (status, code) == (400, "ClientException") and words in message
+    assert api.backend.calls == []

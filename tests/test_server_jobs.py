@@ -131,16 +131,11 @@ def test_resource_requirements_win_over_the_legacy_fields_as_on_aws() -> None:
 @pytest.mark.parametrize(
     ("reqs", "words"),
     [
-        ([{"type": "VCPU", "value": "0"}], "VCPU must be at least 0.25, got 0"),
-        ([{"type": "VCPU", "value": "1e-300"}], "VCPU must be at least 0.25, got 1e-300"),
+        ([{"type": "VCPU", "value": "0"}], "VCPU must be greater than 0"),
         ([{"type": "VCPU", "value": "nan"}], "VCPU value must be a number"),
         ([{"type": "MEMORY", "value": "2"}], "MEMORY must be a whole number of MiB"),
         ([{"type": "GPU", "value": "1.5"}], "GPU must be a whole number"),
         ([{"type": "VCPU", "value": "1"}, {"type": "VCPU", "value": "2"}], "more than once"),
-        # Larger than the store's integers: a 500 once the job was written.
-        ([{"type": "MEMORY", "value": "1e30"}], "MEMORY must be at most 2147483647"),
-        ([{"type": "GPU", "value": "99999999999999999999"}], "GPU must be at most 2147483647"),
-        ([{"type": "VCPU", "value": "1e300"}], "VCPU must be at most 2147483647"),
     ],
 )
 def test_bad_resource_values_are_refused(reqs: list[dict[str, str]], words: str) -> None:
@@ -155,20 +150,59 @@ def test_environment_names_aws_reserves_are_refused() -> None:
     assert "AWS_BATCH_JOB_ID" in message and "reserved" in message
 
 
-def test_a_jobs_tags_are_checked_as_tag_resource_checks_them() -> None:
-    assert "the aws: prefix is reserved" in refused(request(tags={"aws:x": "y"}))
-    assert spec(request(tags={"team": "a"})).tags == {"team": "a"}
+def on_receipt(req: Mapping[str, Any]) -> str:
+    with pytest.raises(ClientException) as e:
+        jobs.check_submit(req)
+    assert e.value.status == 400 and e.value.code == "ClientException"
+    return e.value.message
 
 
-def test_an_environment_name_no_process_can_be_given_is_refused() -> None:
-    # `A=B` was accepted, and the job failed as it started ("executor error").
-    for where in ("overrides", "definition"):
-        env = [{"name": "A=B", "value": "x"}]
-        req = (
-            request(containerOverrides={"environment": env}) if where == "overrides" else request()
-        )
-        defn = definition(environment=env) if where == "definition" else definition()
-        assert "Environment variable name A=B cannot contain '='" in refused(req, defn)
+ENV_EQ = [{"name": "A=B", "value": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("req", "words"),
+    [
+        # Larger than the store's integers: a 500 once the job was written.
+        ({"resourceRequirements": [{"type": "MEMORY", "value": "1e30"}]},
+         "MEMORY must be at most 2147483647"),
+        ({"resourceRequirements": [{"type": "GPU", "value": "99999999999999999999"}]},
+         "GPU must be at most 2147483647"),
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e300"}]},
+         "VCPU must be at most 2147483647"),
+        # Under a definition's least: any number of jobs at once on two vCPUs.
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e-300"}]},
+         "VCPU must be at least 0.25, got 1e-300"),
+        # No process can be given it: the job failed as it started ("executor error").
+        ({"environment": ENV_EQ}, "Environment variable name A=B cannot contain '='"),
+    ],
+)  # fmt: skip
+def test_what_a_submit_job_is_refused_on_receipt(req: dict[str, Any], words: str) -> None:
+    assert words in on_receipt(request(containerOverrides=req))
+
+
+def test_a_jobs_tags_are_checked_on_receipt_as_tag_resource_checks_them() -> None:
+    assert "the aws: prefix is reserved" in on_receipt(request(tags={"aws:x": "y"}))
+    jobs.check_submit(request(tags={"team": "a"}, containerOverrides={"environment": []}))
+
+
+def test_a_request_kept_before_the_rules_on_receipt_is_still_a_job(store: Store) -> None:
+    # A kept request is made a job again at every restart and shown by every
+    # DescribeJobs: refusing it there would keep the server from starting.
+    kept = request(
+        tags={"aws:x": "y"},
+        containerOverrides={
+            "environment": ENV_EQ,
+            "resourceRequirements": [{"type": "VCPU", "value": "0.1"}],
+        },
+    )
+    made = spec(kept)
+    assert made.vcpus == 0.1 and made.env["A=B"] == "x" and made.tags == {"aws:x": "y"}
+    svc = Service(store)
+    svc.submit([("kept", kept, T0)])
+    shown = detail_of(store, svc, "kept")
+    assert shown["container"]["environment"] == [{"name": "A=B", "value": "x"}]
+    assert shown["container"]["resourceRequirements"][0] == {"type": "VCPU", "value": "0.1"}
 
 
 def test_the_job_timeout_wins_and_sixty_seconds_is_the_least() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -40,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
+from flowbatch.server import jobs
 from flowbatch.server.errors import ApiError, ClientException, ServerException, UnknownOperation
 from flowbatch.server.logs import InvalidParameter
 from flowbatch.server.model import InputCheck, ServiceModel, load, parse_json
@@ -57,6 +59,8 @@ MAX_BODY = 1024 * 1024
 # its command rebuilt: a megabyte each made one DescribeJobs a 100 MB answer that held
 # the event loop for seconds.
 PAYLOAD_LIMITS = {"SubmitJob": 30 * 1024, "RegisterJobDefinition": 24 * 1024}
+# Rules a request must meet as it is received, beyond its shape (see `jobs.check_submit`).
+_ON_RECEIPT: dict[str, Callable[[dict[str, Any]], None]] = {"SubmitJob": jobs.check_submit}
 
 logger = logging.getLogger("flowbatch.server")
 
@@ -184,6 +188,9 @@ class _Api:
                     f" of {limit // 1024} KiB"
                 )
             params = found.parse(labels, query, parse_json(body))
+            on_receipt = _ON_RECEIPT.get(operation)
+            if on_receipt is not None:
+                on_receipt(params)
             result = self._backend.call(operation, params)
             response = Response(
                 _dumps(result), headers={"x-amzn-RequestId": request_id}, media_type=_JSON

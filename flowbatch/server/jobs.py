@@ -51,6 +51,7 @@ __all__ = [
     "MISSING",
     "Lookup",
     "Missing",
+    "check_submit",
     "command_of",
     "job_detail",
     "job_spec",
@@ -151,6 +152,34 @@ def job_spec(
         definition=_definition_label(definition),
         workdir=workdir,
     )
+
+
+def check_submit(request: Mapping[str, Any]) -> None:
+    """Rules of a SubmitJob's own members that are checked when it is received, before
+    `job_spec`: rules added after requests were kept without them. A kept request is
+    made a job again at every restart and described by every DescribeJobs of it, so
+    `job_spec` and `job_detail` must never refuse one they accepted once; these are
+    checked here, once, instead."""
+    overrides: Mapping[str, Any] = request.get("containerOverrides") or {}
+    for item in overrides.get("environment") or ():
+        name = str(item.get("name") or "")
+        if "=" in name:
+            # No process can be given it (the job failed as it started, an "executor
+            # error"): `NAME=value` is how an environment is written.
+            raise _client(f"Environment variable name {name} cannot contain '='")
+    for kind, text in _requirements(
+        overrides.get("resourceRequirements"), "containerOverrides"
+    ).items():
+        value = _number(kind, text, 0)
+        if value > MAX_RESOURCE:
+            # The JobDetail's `vcpus` and `memory` are 32-bit integers in AWS's model;
+            # the store's are 64-bit, and a larger one was a 500 once it was written.
+            raise _client(f"{kind} must be at most {MAX_RESOURCE}, got {value:g}")
+        if kind == "VCPU" and value < MIN_VCPU:
+            # The least of a definition's and of the language's: 1e-300 vCPU put any
+            # number of jobs at once on an environment of two.
+            raise _client(f"VCPU must be at least {MIN_VCPU:g}, got {value:g}")
+    rules.checked_tags({}, request.get("tags") or {})
 
 
 def _check_supported(request: Mapping[str, Any], definition: Mapping[str, Any]) -> None:
@@ -272,15 +301,8 @@ def _resources(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[
     vcpus = _number("VCPU", pick("VCPU"), DEFAULT_VCPUS)
     memory = _number("MEMORY", pick("MEMORY"), DEFAULT_MEMORY)
     gpus = _number("GPU", pick("GPU"), 0)
-    for kind, value in (("VCPU", vcpus), ("MEMORY", memory), ("GPU", gpus)):
-        # The JobDetail's `vcpus` and `memory` are 32-bit integers in AWS's model; the
-        # store's are 64-bit, and a larger one was a 500 once the job was written.
-        if value > MAX_RESOURCE:
-            raise _client(f"{kind} must be at most {MAX_RESOURCE}, got {value:g}")
-    if vcpus < MIN_VCPU:
-        # The language's and RegisterJobDefinition's least: an override of 1e-300 vCPU
-        # put any number of jobs at once on an environment of two.
-        raise _client(f"VCPU must be at least {MIN_VCPU:g}, got {vcpus:g}")
+    if vcpus <= 0:
+        raise _client(f"VCPU must be greater than 0, got {vcpus:g}")
     if memory < 4 or not float(memory).is_integer():
         raise _client(f"MEMORY must be a whole number of MiB of at least 4, got {memory:g}")
     if gpus < 0 or not float(gpus).is_integer():
@@ -322,10 +344,6 @@ def _environment(props: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
             name = item.get("name")
             if not name:
                 raise _client("Environment variable name must be given")
-            if "=" in str(name):
-                # No process can be given it (the job failed as it started, an
-                # "executor error"): `NAME=value` is how an environment is written.
-                raise _client(f"Environment variable name {name} cannot contain '='")
             if str(name).startswith(RESERVED_ENV):
                 raise _client(
                     f"Environment variable {name}: names starting with {RESERVED_ENV} are"
@@ -509,9 +527,8 @@ def _propagate_tags(request: Mapping[str, Any], definition: Mapping[str, Any]) -
 
 def _spec_tags(request: Mapping[str, Any], definition: Mapping[str, Any]) -> dict[str, str]:
     # The tags the job's work carries: with propagateTags, the definition's too, the
-    # job's winning where both name a key (AWS). Its own are checked as TagResource
-    # checks them (`aws:` is AWS's).
-    own = rules.checked_tags({}, request.get("tags") or {})
+    # job's winning where both name a key (AWS).
+    own = dict(request.get("tags") or {})
     if not _propagate_tags(request, definition):
         return own
     return {**(definition.get("tags") or {}), **own}
