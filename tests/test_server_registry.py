@@ -457,6 +457,30 @@ def test_definition_references_as_submit_job_takes_them(api: Api) -> None:
         api("DeregisterJobDefinition", jobDefinition="d:9")
 
 
+class _NoWalk(dict[str, dict[int, Any]]):
+    """The registry's definitions, refusing to be walked whole."""
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("every definition was walked to describe one")
+
+
+def test_describing_a_definition_by_reference_looks_at_it_alone(api: Api) -> None:
+    # The service describes each job's definition by ARN: 100 jobs of a DescribeJobs
+    # walked every revision of every definition 100 times.
+    for name in ("a", "b", "b", "c"):
+        api("RegisterJobDefinition", jobDefinitionName=name, type="container",
+            containerProperties=container())  # fmt: skip
+    registry = api.registry
+    registry._defs = _NoWalk(registry._defs)  # what it walks is the point
+
+    def found(*refs: str) -> list[str]:
+        described = api("DescribeJobDefinitions", jobDefinitions=list(refs))["jobDefinitions"]
+        return [f"{d['jobDefinitionName']}:{d['revision']}" for d in described]
+
+    assert found(PREFIX + "job-definition/b:1") == ["b:1"]
+    assert found("b", "a:1", "nope", "c:7") == ["a:1", "b:2", "b:1"]
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
