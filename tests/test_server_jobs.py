@@ -256,6 +256,26 @@ def test_a_value_in_a_shells_script_stays_one_word_and_never_shell_syntax(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="lang/template_quoting.py (not this helper's): script_index and program_index "
+    "look past `env` and `busybox` only, so a shell behind nice, nohup, timeout, setsid, "
+    "stdbuf, flock, xargs, find -exec... gets its parameter values as shell syntax",
+)
+@pytest.mark.parametrize(
+    "wrapper",
+    [["nice"], ["nohup"], ["timeout", "60"], ["setsid"], ["stdbuf", "-oL"], ["flock", "l"]],
+)
+def test_a_value_in_the_script_of_a_shell_behind_a_wrapper_is_never_shell_syntax(
+    tmp_path: Path, wrapper: list[str]
+) -> None:
+    evil = "x; touch pwned; $(touch pwned2)"
+    command = argv([*wrapper, "sh", "-c", "printf '%s\\n' Ref::v"], {"v": evil})
+    out = subprocess.run(list(command), capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout == evil + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["l"] if "flock" in wrapper else [])
+
+
 def test_a_placeholder_the_shell_would_read_inside_quotes_or_code_is_refused() -> None:
     req = request(
         containerOverrides={"command": ["sh", "-c", "echo 'Ref::v'"]}, parameters={"v": "x"}
