@@ -16,7 +16,7 @@ from typing import Any
 from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
-from flowbatch.server.serve import serve
+from flowbatch.server.serve import HEAD_TIMEOUT, serve
 
 READY_TIMEOUT = 20.0
 
@@ -29,6 +29,7 @@ def served(
     port: int = 0,
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
+    head_timeout: float = HEAD_TIMEOUT,
 ) -> Iterator[str]:
     """Serves `app` until the block ends; yields its URL once the server accepts
     requests (an error of `serve` before then is raised here)."""
@@ -44,6 +45,7 @@ def served(
                 tls_key=tls_key,
                 ready=urls.put,
                 grace=1,
+                head_timeout=head_timeout,
             )
         )
         try:

@@ -23,9 +23,9 @@ from botocore.exceptions import ClientError
 from botocore.loaders import Loader
 from server_helpers import minimal, served
 
-from flowbatch.server.app import MAX_BODY, make_app
+from flowbatch.server.app import MAX_BODY, PAYLOAD_LIMITS, make_app
 from flowbatch.server.errors import AuthError, Unsupported
-from flowbatch.server.model import load
+from flowbatch.server.model import load, query_pairs
 from flowbatch.server.requests import RequestParts
 
 RAW = Loader().load_service_model("batch", "service-2")
@@ -354,7 +354,8 @@ def test_an_unknown_path_or_method_is_unknown_operation(api: Api) -> None:
 def test_a_body_that_is_not_a_json_object_is_a_client_exception(
     api: Api, body: bytes, message: str
 ) -> None:
-    status, headers, answer = api.raw("POST", "/v1/submitjob", body)
+    # (DescribeJobs: a SubmitJob this large is refused by its size before it is parsed.)
+    status, headers, answer = api.raw("POST", "/v1/describejobs", body)
     assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
     assert json.loads(answer)["message"].startswith(message)
     assert api.backend.calls == []
@@ -402,3 +403,155 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(api: Api) -> 
             "message": f"request body is larger than the limit of {MAX_BODY} bytes",
         }
     assert api.verify.seen == [] and api.backend.calls == []
+
+
+def test_a_lone_surrogate_is_refused_and_no_answer_can_fail_to_be_written(api: Api) -> None:
+    # JSON can spell a string that has no UTF-8: kept, it failed every later answer that
+    # showed it (DescribeJobDefinitions, for everyone, for good), and the 500 about it too.
+    body = b'{"jobName": "j", "jobQueue": "q", "jobDefinition": "d", "tags": {"k": "\\ud800"}}'
+    status, headers, answer = api.raw("POST", "/v1/submitjob", body)
+    assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
+    assert "lone surrogate" in json.loads(answer)["message"]
+    assert api.backend.calls == []
+    # A pair is a character (an emoji), and comes through as one.
+    pair = b'{"jobName": "j", "jobQueue": "q", "jobDefinition":"d", "tags":{"k":"\\ud83d\\ude00"}}'
+    assert api.raw("POST", "/v1/submitjob", pair)[0] == 200
+    assert api.backend.calls[-1][1]["tags"] == {"k": "\U0001f600"}
+    # Whatever a backend answers with (a row stored before this check), the answer and
+    # the error are JSON that botocore reads.
+    api.backend.answers["DescribeJobQueues"] = {"jobQueues": [], "nextToken": "a\udc80é"}
+    status, _, answer = api.raw("POST", "/v1/describejobqueues", b"{}")
+    assert status == 200 and json.loads(answer) == {"jobQueues": [], "nextToken": "a\udc80é"}
+
+    def refuse(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise Unsupported("x\ud800")
+
+    api.backend.act = refuse
+    status, headers, answer = api.raw("POST", "/v1/describejobqueues", b"{}")
+    assert (status, headers["x-amzn-errortype"]) == (400, "ClientException")
+    assert "x\ud800" in json.loads(answer)["message"]
+
+
+def test_a_query_is_decoded_as_the_signature_check_decodes_it(api: Api) -> None:
+    # One reading for both (`+` a space, `%2B` a plus): the check had `+` a plus and the
+    # app a space, a member's value other than the one its signature covered.
+    status, _, _ = api.raw("DELETE", "/v1/tags/arn?tagKeys=a+b&tagKeys=c%2Bd%20e")
+    assert status == 200
+    assert api.backend.calls == [
+        ("UntagResource", {"resourceArn": "arn", "tagKeys": ["a b", "c+d e"]})
+    ]
+    [parts] = api.verify.seen
+    assert query_pairs(parts.query) == [("tagKeys", "a b"), ("tagKeys", "c+d e")]
+
+
+def test_get_log_events_input_is_checked_by_logs_own_model(api: Api) -> None:
+    logs = boto3.client(
+        "logs",
+        endpoint_url=api.url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
+    )
+    api.backend.answers["GetLogEvents"] = {"events": [], "nextForwardToken": "f/0"}
+    got = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="d/default/x.1", limit=5)
+    assert got["events"] == []
+    assert api.backend.calls == [
+        (
+            "GetLogEvents",
+            {"logGroupName": "/aws/batch/job", "logStreamName": "d/default/x.1", "limit": 5},
+        )
+    ]
+    api.backend.calls.clear()
+    for bad, words in [
+        ({"limit": "abc"}, "limit: expected an integer, got a string"),
+        ({"limit": 10_001}, "limit: must be at most 10000"),
+        ({"logStreamName": 5}, "logStreamName: expected a string, got a number"),
+        ({"startFromHead": "yes"}, "startFromHead: expected a boolean"),
+    ]:
+        with pytest.raises(ClientError) as raised:
+            logs.get_log_events(
+                **{"logGroupName": "/aws/batch/job", "logStreamName": "d/default/x.1", **bad}
+            )
+        status, code, message = _error(raised)
+        assert (status, code) == (400, "InvalidParameterException")
+        assert message.startswith(words), message
+    assert api.backend.calls == []
+
+
+@pytest.mark.slow
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed() -> None:
+    # It was waited for as long as the caller liked, before any signature was checked.
+    backend, verify = FakeBackend(), FakeVerify()
+    with served(make_app(backend, verify, body_timeout=0.5)) as url:
+        parts = urlsplit(url)
+        address = (parts.hostname or "", parts.port or 0)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"
+            )
+            answer = b""
+            while data := sock.recv(65536):  # to the server's close
+                answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body) == {
+        "__type": "RequestTimeoutException",
+        "message": "request body not received within 0.5 seconds",
+    }
+    assert verify.seen == [] and backend.calls == []
+
+
+def test_a_job_payload_or_definition_over_awss_quota_is_refused(api: Api, client: Any) -> None:
+    # AWS Batch's quotas (30 KiB a SubmitJob, 24 KiB a definition): a megabyte was kept,
+    # and shown again by every DescribeJobs of the job, a hundred at a time.
+    script = "x" * PAYLOAD_LIMITS["SubmitJob"]
+    with pytest.raises(ClientError) as raised:
+        client.submit_job(
+            jobName="j",
+            jobQueue="q",
+            jobDefinition="d",
+            containerOverrides={"command": ["sh", "-c", script]},
+        )
+    status, code, message = _error(raised)
+    assert (status, code) == (400, "ClientException")
+    assert message.endswith("over AWS Batch's limit of 30 KiB")
+    with pytest.raises(ClientError) as raised:
+        client.register_job_definition(
+            jobDefinitionName="d",
+            type="container",
+            containerProperties={"command": ["sh", "-c", script[: 24 * 1024]]},
+        )
+    assert _error(raised)[2].endswith("over AWS Batch's limit of 24 KiB")
+    assert api.backend.calls == []
+    # Just under is as before.
+    client.submit_job(
+        jobName="j",
+        jobQueue="q",
+        jobDefinition="d",
+        containerOverrides={"command": ["sh", "-c", script[:30_000]]},
+    )
+    assert [operation for operation, _ in api.backend.calls] == ["SubmitJob"]
+
+
+def test_a_submit_job_is_checked_on_receipt_before_the_backend_sees_it(
+    api: Api, client: Any
+) -> None:
+    # The rules of `jobs.check_submit` (a variable named A=B, 1e-300 vCPU, an aws: tag)
+    # are the app's to apply, once: the backend also makes jobs of requests kept before.
+    for overrides, tags, words in [
+        ({"environment": [{"name": "A=B", "value": "x"}]}, {}, "cannot contain '='"),
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e-300"}]}, {}, "at least 0.25"),
+        ({}, {"aws:x": "y"}, "the aws: prefix is reserved"),
+    ]:
+        with pytest.raises(ClientError) as raised:
+            client.submit_job(
+                jobName="j",
+                jobQueue="q",
+                jobDefinition="d",
+                containerOverrides=overrides,
+                **({"tags": tags} if tags else {}),
+            )
+        status, code, message = _error(raised)
+        assert (status, code) == (400, "ClientException") and words in message
+    assert api.backend.calls == []

@@ -145,6 +145,20 @@ def test_a_query_string_in_any_order_and_encoding_is_canonicalized_as_signed() -
     assert verifier().verify(reordered) == KEY_ID
 
 
+def test_a_plus_in_a_query_is_a_space_to_the_signature_as_to_the_app() -> None:
+    # The app reads `tagKeys=a+b` as the key "a b" (AWS's reading): the signature check
+    # must read it so too, or a signature over the key "a+b" would stand for "a b".
+    for_space = sign("DELETE", "/v1/tags/x?tagKeys=a%20b", b"")
+    assert verifier().verify(with_query(for_space, "tagKeys=a+b")) == KEY_ID
+    for_plus = sign("DELETE", "/v1/tags/x?tagKeys=a%2Bb", b"")
+    assert verifier().verify(for_plus) == KEY_ID
+    assert refused(with_query(for_plus, "tagKeys=a+b")).code == INVALID
+
+
+def with_query(parts: RequestParts, query: str) -> RequestParts:
+    return RequestParts(parts.method, parts.path, query, parts.headers, parts.body)
+
+
 def test_a_header_the_client_chose_to_sign_that_botocore_never_signs_is_checked() -> None:
     # Other SDKs sign user-agent; botocore's own choice of headers would leave it out.
     request = AWSRequest(method="POST", url=ENDPOINT + "/v1/submitjob", data=BODY)

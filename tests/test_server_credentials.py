@@ -107,6 +107,20 @@ def test_load_refuses_a_file_others_may_read_or_write(tmp_path: Path, permission
     assert the_secret(path) not in message
 
 
+def test_load_refuses_a_file_another_user_owns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever wrote the file decides who may call the server: a file another user left
+    # in a directory they can write to (a shared /tmp) was taken as the server's own.
+    path, _ = ensure(tmp_path)
+    owner = path.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
+    with pytest.raises(CredentialsError) as caught:
+        load(path)
+    assert f"belongs to another user (uid {owner})" in caught.value.message
+    assert the_secret(path) not in caught.value.message
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [

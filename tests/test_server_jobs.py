@@ -150,6 +150,61 @@ def test_environment_names_aws_reserves_are_refused() -> None:
     assert "AWS_BATCH_JOB_ID" in message and "reserved" in message
 
 
+def on_receipt(req: Mapping[str, Any]) -> str:
+    with pytest.raises(ClientException) as e:
+        jobs.check_submit(req)
+    assert e.value.status == 400 and e.value.code == "ClientException"
+    return e.value.message
+
+
+ENV_EQ = [{"name": "A=B", "value": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("req", "words"),
+    [
+        # Larger than the store's integers: a 500 once the job was written.
+        ({"resourceRequirements": [{"type": "MEMORY", "value": "1e30"}]},
+         "MEMORY must be at most 2147483647"),
+        ({"resourceRequirements": [{"type": "GPU", "value": "99999999999999999999"}]},
+         "GPU must be at most 2147483647"),
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e300"}]},
+         "VCPU must be at most 2147483647"),
+        # Under a definition's least: any number of jobs at once on two vCPUs.
+        ({"resourceRequirements": [{"type": "VCPU", "value": "1e-300"}]},
+         "VCPU must be at least 0.25, got 1e-300"),
+        # No process can be given it: the job failed as it started ("executor error").
+        ({"environment": ENV_EQ}, "Environment variable name A=B cannot contain '='"),
+    ],
+)  # fmt: skip
+def test_what_a_submit_job_is_refused_on_receipt(req: dict[str, Any], words: str) -> None:
+    assert words in on_receipt(request(containerOverrides=req))
+
+
+def test_a_jobs_tags_are_checked_on_receipt_as_tag_resource_checks_them() -> None:
+    assert "the aws: prefix is reserved" in on_receipt(request(tags={"aws:x": "y"}))
+    jobs.check_submit(request(tags={"team": "a"}, containerOverrides={"environment": []}))
+
+
+def test_a_request_kept_before_the_rules_on_receipt_is_still_a_job(store: Store) -> None:
+    # A kept request is made a job again at every restart and shown by every
+    # DescribeJobs: refusing it there would keep the server from starting.
+    kept = request(
+        tags={"aws:x": "y"},
+        containerOverrides={
+            "environment": ENV_EQ,
+            "resourceRequirements": [{"type": "VCPU", "value": "0.1"}],
+        },
+    )
+    made = spec(kept)
+    assert made.vcpus == 0.1 and made.env["A=B"] == "x" and made.tags == {"aws:x": "y"}
+    svc = Service(store)
+    svc.submit([("kept", kept, T0)])
+    shown = detail_of(store, svc, "kept")
+    assert shown["container"]["environment"] == [{"name": "A=B", "value": "x"}]
+    assert shown["container"]["resourceRequirements"][0] == {"type": "VCPU", "value": "0.1"}
+
+
 def test_the_job_timeout_wins_and_sixty_seconds_is_the_least() -> None:
     defn = {**definition(), "timeout": {"attemptDurationSeconds": 600}}
     assert spec(request(), defn).timeout == 600
@@ -199,6 +254,26 @@ def test_a_value_in_a_shells_script_stays_one_word_and_never_shell_syntax(tmp_pa
     out = subprocess.run(list(command), capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout == evil + "\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lang/template_quoting.py (not this helper's): script_index and program_index "
+    "look past `env` and `busybox` only, so a shell behind nice, nohup, timeout, setsid, "
+    "stdbuf, flock, xargs, find -exec... gets its parameter values as shell syntax",
+)
+@pytest.mark.parametrize(
+    "wrapper",
+    [["nice"], ["nohup"], ["timeout", "60"], ["setsid"], ["stdbuf", "-oL"], ["flock", "l"]],
+)
+def test_a_value_in_the_script_of_a_shell_behind_a_wrapper_is_never_shell_syntax(
+    tmp_path: Path, wrapper: list[str]
+) -> None:
+    evil = "x; touch pwned; $(touch pwned2)"
+    command = argv([*wrapper, "sh", "-c", "printf '%s\\n' Ref::v"], {"v": evil})
+    out = subprocess.run(list(command), capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout == evil + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["l"] if "flock" in wrapper else [])
 
 
 def test_a_placeholder_the_shell_would_read_inside_quotes_or_code_is_refused() -> None:
@@ -715,6 +790,28 @@ def test_list_requests_aws_refuses(params: dict[str, Any], queue: str | None, wo
     with pytest.raises(ClientException) as e:
         listing.list_query(params, queue=queue, run_id=None, key=KEY)
     assert words in e.value.message
+
+
+def test_filters_whose_values_a_store_cannot_take_are_client_errors(store: Store) -> None:
+    Service(store).submit([("n1", request(jobName="a1"), T0)])
+
+    def listed(name: str, values: list[str]) -> list[str]:
+        return flat(pages(store, {"filters": [{"name": name, "values": values}]}))
+
+    # Each a 500 once: an expression too deep for SQLite, an integer too large for it, a
+    # digit int() does not read.
+    for name, values, words in [
+        ("JOB_NAME", [f"a{k}" for k in range(2000)], "at most 100 values, got 2000"),
+        ("JOB_DEFINITION", [f"d{k}" for k in range(101)], "at most 100 values, got 101"),
+        ("BEFORE_CREATED_AT", ["9" * 23], "epoch milliseconds"),
+        ("AFTER_CREATED_AT", ["\u00b2"], "epoch milliseconds"),
+    ]:
+        with pytest.raises(ClientException) as e:
+            listed(name, values)
+        assert words in e.value.message
+    # Repeats count once; the largest epoch ms the store holds is a value like any.
+    assert listed("JOB_NAME", ["a1"] * 2000) == ["n1"]
+    assert listed("BEFORE_CREATED_AT", [str(2**63 - 1)]) == ["n1"]
 
 
 def test_the_shape_check_finds_what_does_not_fit() -> None:

@@ -39,3 +39,11 @@ def test_a_last_line_without_a_newline_is_an_event(tmp_path: Path) -> None:
 def test_a_forged_token_is_a_client_error(tmp_path: Path) -> None:
     with pytest.raises(ClientException):
         get_log_events(files(tmp_path, "", ""), {"nextToken": "f/../../etc"})
+
+
+@pytest.mark.parametrize("token", ["f/²", "f/١٢", "b/-1", "f/ 1", "x/1", "f"])
+def test_a_token_of_other_digits_is_a_client_error_not_a_crash(tmp_path: Path, token: str) -> None:
+    # str.isdigit() holds for '²', which int() refuses: that was a 500.
+    with pytest.raises(ClientException) as raised:
+        get_log_events(files(tmp_path, "a", ""), {"nextToken": token})
+    assert raised.value.code == "InvalidParameterException"

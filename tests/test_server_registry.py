@@ -6,6 +6,8 @@ Every response is checked against botocore's output shape for its operation."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -214,6 +216,12 @@ def test_pages_follow_next_token_without_repeat_or_loss(api: Api) -> None:
     assert seen == [*names, "ce9"] and pages == 3
     with refused("Invalid nextToken"):
         api("DescribeComputeEnvironments", nextToken="not a token")
+    # Tokens a caller made up, of a number where a name goes or a name where a
+    # revision goes: refused, where comparing them with the keys was a 500.
+    for made_up in ([1], [1, "x"]):
+        token = base64.urlsafe_b64encode(json.dumps(made_up).encode()).decode()
+        with refused("Invalid nextToken"):
+            api("DescribeComputeEnvironments", nextToken=token)
     with refused("maxResults must be at least 1"):
         api("DescribeComputeEnvironments", maxResults=0)
 
@@ -419,6 +427,9 @@ def test_describe_definitions_by_reference_name_and_status(api: Api) -> None:
     assert found(maxResults=2) == ["d:2", "d:1"]
     token = api("DescribeJobDefinitions", maxResults=2)["nextToken"]
     assert found(maxResults=2, nextToken=token) == ["e:1"]
+    forged = base64.urlsafe_b64encode(json.dumps(["d", "2"]).encode()).decode()
+    with refused("Invalid nextToken"):
+        found(nextToken=forged)
     with refused("status must be ACTIVE or INACTIVE"):
         found(status="DELETED")
 
@@ -444,6 +455,30 @@ def test_definition_references_as_submit_job_takes_them(api: Api) -> None:
         api("DeregisterJobDefinition", jobDefinition="d")
     with refused("JobDefinition d:9 does not exist"):
         api("DeregisterJobDefinition", jobDefinition="d:9")
+
+
+class _NoWalk(dict[str, dict[int, Any]]):
+    """The registry's definitions, refusing to be walked whole."""
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("every definition was walked to describe one")
+
+
+def test_describing_a_definition_by_reference_looks_at_it_alone(api: Api) -> None:
+    # The service describes each job's definition by ARN: 100 jobs of a DescribeJobs
+    # walked every revision of every definition 100 times.
+    for name in ("a", "b", "b", "c"):
+        api("RegisterJobDefinition", jobDefinitionName=name, type="container",
+            containerProperties=container())  # fmt: skip
+    registry = api.registry
+    registry._defs = _NoWalk(registry._defs)  # what it walks is the point
+
+    def found(*refs: str) -> list[str]:
+        described = api("DescribeJobDefinitions", jobDefinitions=list(refs))["jobDefinitions"]
+        return [f"{d['jobDefinitionName']}:{d['revision']}" for d in described]
+
+    assert found(PREFIX + "job-definition/b:1") == ["b:1"]
+    assert found("b", "a:1", "nope", "c:7") == ["a:1", "b:2", "b:1"]
 
 
 @pytest.mark.parametrize(
@@ -483,6 +518,20 @@ def test_definition_references_as_submit_job_takes_them(api: Api) -> None:
             "VCPU value '0.1' must be a number of at least 0.25",
         ),
         ({"tags": {"aws:x": "y"}}, "the aws: prefix is reserved"),
+        (
+            {"containerProperties": container(
+                resourceRequirements=[{"type": "MEMORY", "value": "1e30"}])},
+            "MEMORY value '1e30' must be a number of at least 4 and at most 2147483647",
+        ),
+        (
+            {"containerProperties": container(
+                resourceRequirements=[{"type": "VCPU", "value": "nan"}])},
+            "VCPU value 'nan' must be a number",
+        ),
+        (
+            {"containerProperties": container(environment=[{"name": "A=B", "value": ""}])},
+            "A=B: a name cannot contain '='",
+        ),
     ],
 )  # fmt: skip
 def test_definition_rules(api: Api, params: dict[str, Any], message: str) -> None:

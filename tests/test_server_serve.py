@@ -220,3 +220,37 @@ def test_any_other_address_needs_tls_or_insecure(host: str) -> None:
 def test_urls_name_ipv6_hosts_in_brackets() -> None:
     assert url_of("::1", 8910, tls=False) == "http://[::1]:8910"
     assert url_of("localhost", 443, tls=True) == "https://localhost:443"
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `sock` within `seconds` (what it sent before is read)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_a_connection_that_does_not_send_a_whole_request_head_is_closed() -> None:
+    # Uvicorn alone kept each of these open for good: a caller, signed or not, could
+    # hold as many connections (file descriptors) as it liked.
+    app = make_app(Backend(), _accept_all)
+    with served(app, head_timeout=0.5) as url:
+        parts = urlsplit(url)
+        address = (parts.hostname or "", parts.port or 0)
+        with (
+            socket.create_connection(address) as silent,
+            socket.create_connection(address) as partial,
+            socket.create_connection(address) as answered,
+        ):
+            partial.sendall(b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\n")
+            answered.sendall(b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answered.recv(12) == b"HTTP/1.1 404"
+            answered.sendall(b"POST /v1/describejobqueues HTTP/1.1\r\n")  # a second head
+            for sock in (silent, partial, answered):
+                assert _closed_within(sock, 10)
+        # A caller that sends its requests in time is served as before.
+        assert _client(url).describe_job_queues()["jobQueues"] == []

@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
 from flowbatch.server.errors import AuthError
+from flowbatch.server.model import query_pairs
 from flowbatch.server.requests import RequestParts
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -180,7 +180,9 @@ class Verifier:
             raise AuthError(INVALID, MISMATCH_MESSAGE)
         # The authority is a placeholder: the signed `host` header is what is checked.
         request = AWSRequest(method=parts.method, url="http://flowbatch.invalid" + parts.path)
-        request.params = _query_pairs(parts.query)
+        # The pairs as the app reads its members from them (`+` a space), for botocore to
+        # encode again as SigV4 wants: a client may send `~` or `%7E`, a space as %20.
+        request.params = query_pairs(parts.query)
         # The hash of the body received, in the place botocore reads a declared one from.
         request.headers["X-Amz-Content-SHA256"] = body_hash
         request.context["timestamp"] = amz_date.strftime(_AMZ_DATE)
@@ -210,17 +212,6 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for name, value in pairs:
         headers.setdefault(name.lower(), []).append(value)
     return headers
-
-
-def _query_pairs(query: str) -> list[tuple[str, str]]:
-    """The query's pairs decoded, for botocore to encode again as SigV4 wants: a client may
-    send `~` or `%7E`, `a b` as `%20`, and sign them alike. `+` stays a plus: SigV4 encodes
-    a space as %20, and botocore sends one that way."""
-    pairs = []
-    for item in query.split("&") if query else ():
-        key, _, value = item.partition("=")
-        pairs.append((unquote(key), unquote(value)))
-    return pairs
 
 
 def _incomplete() -> AuthError:

@@ -104,6 +104,14 @@ def load(path: Path) -> dict[str, str]:
     if not stat.S_ISREG(status.st_mode):
         os.close(fd)
         raise CredentialsError(f"the credentials file {path} is not a regular file")
+    if status.st_uid != os.geteuid():
+        # The file says who may call the server: one that another user put in a
+        # directory they can write to (a shared /tmp) would let them in.
+        os.close(fd)
+        raise CredentialsError(
+            f"the credentials file {path} belongs to another user (uid {status.st_uid}):"
+            " it decides who may call this server, so it must be the server's user's own"
+        )
     mode = stat.S_IMODE(status.st_mode)
     if mode & 0o077:
         os.close(fd)

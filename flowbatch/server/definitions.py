@@ -21,6 +21,7 @@ MIN_TIMEOUT: Final = 60  # seconds, AWS's least attemptDurationSeconds
 MIN_MEMORY: Final = 4  # MiB, AWS's least for a job
 MIN_VCPU: Final = 0.25  # Fargate's least; flowbatch runs fractions anywhere
 MAX_SCHEDULING_PRIORITY: Final = 9999
+MAX_RESOURCE: Final = 2**31 - 1  # vCPUs, MiB or GPUs: AWS's model has 32-bit integers
 # evaluateOnExit patterns, as AWS documents them: up to 512 characters, `*` only last.
 _EXIT_CODE: Final = re.compile(r"[0-9]*\*?")
 _REASON: Final = re.compile(r"[A-Za-z0-9.: ]*\*?")
@@ -85,6 +86,10 @@ def _check_container(container: Mapping[str, Any]) -> None:
         )
     for variable in container.get("environment") or ():
         name = variable.get("name", "")
+        if "=" in name:
+            raise ClientException(
+                f"containerProperties.environment: {name}: a name cannot contain '='"
+            )
         if name.startswith("AWS_BATCH"):
             raise ClientException(
                 f"containerProperties.environment: {name}: names starting with AWS_BATCH are"
@@ -111,10 +116,11 @@ def _check_requirement(kind: str, value: str) -> None:
     except ValueError:
         number = -1
     least = 0 if kind == "GPU" else MIN_MEMORY if kind == "MEMORY" else MIN_VCPU
-    if number < least:
+    # float('nan') compares false with everything: `not least <= number` refuses it too.
+    if not least <= number <= MAX_RESOURCE:
         raise ClientException(
             f"containerProperties.resourceRequirements: {kind} value {value!r} must be a number"
-            f" of at least {least}"
+            f" of at least {least} and at most {MAX_RESOURCE}"
         )
 
 

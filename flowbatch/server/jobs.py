@@ -44,12 +44,14 @@ from flowbatch.lang.model import (
 from flowbatch.lang.template import REF, misplaced, program_index, script_index
 from flowbatch.run.records import AttemptRecord, JobRecord
 from flowbatch.run.state import JobState
+from flowbatch.server import rules
 from flowbatch.server.errors import ClientException
 
 __all__ = [
     "MISSING",
     "Lookup",
     "Missing",
+    "check_submit",
     "command_of",
     "job_detail",
     "job_spec",
@@ -76,6 +78,8 @@ DEFAULT_MEMORY: Final = 2048  # MiB
 MIN_TIMEOUT: Final = 60  # seconds: AWS's minimum attemptDurationSeconds
 MAX_PRIORITY: Final = 9999
 MAX_PATTERN: Final = 512
+MAX_RESOURCE: Final = 2**31 - 1  # vCPUs, MiB or GPUs of one job
+MIN_VCPU: Final = 0.25  # as in a job definition (Fargate's least)
 RESERVED_ENV: Final = "AWS_BATCH"
 
 # What AWS's evaluateOnExit patterns may hold: an exit code's digits, or a reason's
@@ -148,6 +152,34 @@ def job_spec(
         definition=_definition_label(definition),
         workdir=workdir,
     )
+
+
+def check_submit(request: Mapping[str, Any]) -> None:
+    """Rules of a SubmitJob's own members that are checked when it is received, before
+    `job_spec`: rules added after requests were kept without them. A kept request is
+    made a job again at every restart and described by every DescribeJobs of it, so
+    `job_spec` and `job_detail` must never refuse one they accepted once; these are
+    checked here, once, instead."""
+    overrides: Mapping[str, Any] = request.get("containerOverrides") or {}
+    for item in overrides.get("environment") or ():
+        name = str(item.get("name") or "")
+        if "=" in name:
+            # No process can be given it (the job failed as it started, an "executor
+            # error"): `NAME=value` is how an environment is written.
+            raise _client(f"Environment variable name {name} cannot contain '='")
+    for kind, text in _requirements(
+        overrides.get("resourceRequirements"), "containerOverrides"
+    ).items():
+        value = _number(kind, text, 0)
+        if value > MAX_RESOURCE:
+            # The JobDetail's `vcpus` and `memory` are 32-bit integers in AWS's model;
+            # the store's are 64-bit, and a larger one was a 500 once it was written.
+            raise _client(f"{kind} must be at most {MAX_RESOURCE}, got {value:g}")
+        if kind == "VCPU" and value < MIN_VCPU:
+            # The least of a definition's and of the language's: 1e-300 vCPU put any
+            # number of jobs at once on an environment of two.
+            raise _client(f"VCPU must be at least {MIN_VCPU:g}, got {value:g}")
+    rules.checked_tags({}, request.get("tags") or {})
 
 
 def _check_supported(request: Mapping[str, Any], definition: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from flowbatch.store.views import JobQuery, ListedJob
 __all__ = [
     "DEFAULT_MAX_RESULTS",
     "MAX_FILTERED_RESULTS",
+    "MAX_FILTER_VALUES",
     "MAX_RESULTS",
     "job_summary",
     "list_query",
@@ -84,6 +85,11 @@ DEFAULT_MAX_RESULTS: Final = 100
 MAX_RESULTS: Final = 1000  # AWS returns at most 1,000 jobs a page
 MAX_FILTERED_RESULTS: Final = 100  # ... and at most 100 when a filter is used
 _FILTERS: Final = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT")
+# A filter's values, each a term of one SQL expression: SQLite refuses one deeper than
+# 1,000 terms, so a request with thousands was a 500. AWS documents no number; a
+# hundred is more than any listing by name or definition needs.
+MAX_FILTER_VALUES: Final = 100
+_MAX_MS: Final = 2**63 - 1  # epoch ms, as the store's integers hold them
 _TOKEN_VERSION: Final = 1
 _MAC_BYTES: Final = 16
 
@@ -126,11 +132,15 @@ def list_query(
 
 def _filter(item: Mapping[str, Any]) -> dict[str, Any]:
     name = str(item.get("name", ""))
-    values = [str(v) for v in item.get("values") or ()]
+    values = list(dict.fromkeys(str(v) for v in item.get("values") or ()))
     if name not in _FILTERS:
         raise _client(f"Filter name must be one of {', '.join(_FILTERS)}, got `{name}`")
     if not values:
         raise _client(f"Filter {name} needs a value")
+    if len(values) > MAX_FILTER_VALUES:
+        raise _client(
+            f"Filter {name} can have at most {MAX_FILTER_VALUES} values, got {len(values)}"
+        )
     if name == "JOB_NAME":
         # Case-insensitive, `*` at the end a prefix (AWS): LIKE patterns.
         return {"name_like": tuple(_like(v) for v in values)}
@@ -138,7 +148,8 @@ def _filter(item: Mapping[str, Any]) -> dict[str, Any]:
         return {"definition_glob": tuple(_definition_glob(v) for v in values)}
     times = []
     for v in values:
-        if not v.isdigit():
+        # ASCII digits: str.isdigit() holds for '²' too, which int() refuses.
+        if not (v.isascii() and v.isdigit()) or int(v) > _MAX_MS:
             raise _client(f"Filter {name} value must be epoch milliseconds, got `{v}`")
         times.append(int(v))
     # Of several values, the widest reading: a job matching any of them is listed.

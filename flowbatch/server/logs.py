@@ -17,6 +17,16 @@ from typing import Any
 
 from flowbatch.server.errors import ClientException
 
+
+class InvalidParameter(ClientException):
+    """CloudWatch Logs' answer to bad input (a ClientException to the server, but with
+    the code that Logs' clients know)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = "InvalidParameterException"
+
+
 LOG_GROUP = "/aws/batch/job"
 MAX_EVENTS = 10_000  # AWS's default and maximum `limit`
 MAX_BYTES = 1024 * 1024  # AWS's largest response
@@ -27,7 +37,7 @@ def get_log_events(files: list[Path], params: dict[str, Any]) -> dict[str, Any]:
     (`startFromHead`, or a `nextToken`); backward reading starts from the head too."""
     limit = int(params.get("limit") or MAX_EVENTS)
     if not 1 <= limit <= MAX_EVENTS:
-        raise ClientException(f"limit: must be 1 to {MAX_EVENTS}")
+        raise InvalidParameter(f"limit: must be 1 to {MAX_EVENTS}")
     start = _offset(params.get("nextToken"))
     events: list[dict[str, Any]] = []
     position = 0  # where the current file starts in the concatenation
@@ -67,6 +77,7 @@ def _offset(token: object) -> int:
         return 0
     text = str(token)
     kind, _, number = text.partition("/")
-    if kind not in ("f", "b") or not number.isdigit():
-        raise ClientException("The specified nextToken is invalid.")
+    # ASCII digits only: str.isdigit() is true of '²' too, which int() refuses.
+    if kind not in ("f", "b") or not (number.isascii() and number.isdigit()):
+        raise InvalidParameter("The specified nextToken is invalid.")
     return 0 if kind == "b" else int(number)

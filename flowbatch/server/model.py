@@ -31,7 +31,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote, unquote_plus
 
 from botocore.loaders import Loader
 
@@ -389,7 +389,7 @@ class Operation:
             for member, label in self._path:
                 document[member] = labels[label]
             if self._query and query:
-                pairs = parse_qsl(query, keep_blank_values=True)
+                pairs = query_pairs(query)
                 for member, name, kind, many in self._query:
                     values = [_from_text(kind, value) for key, value in pairs if key == name]
                     if values:
@@ -448,17 +448,66 @@ class ServiceModel:
         return [str(problem) for problem in problems or ()]
 
 
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """A raw query string's (name, value) pairs, percent-decoded, `+` a space as in an
+    HTML form (AWS's reading; botocore sends a plus as %2B). The signature check rebuilds
+    its canonical query from these same pairs, so a member's value is always the one its
+    signature covers."""
+    pairs = []
+    for item in query.split("&") if query else ():
+        key, _, value = item.partition("=")
+        pairs.append((unquote_plus(key), unquote_plus(value)))
+    return pairs
+
+
+# A `\uD800`-`\uDFFF` escape: JSON can spell a lone surrogate, which is no character
+# (no UTF-8 for it: the store cannot write it, no response can carry it).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_json(body: bytes) -> Any:
     """A request body's JSON (None for an empty body); `ClientException` when it is not
-    JSON, or nests deeper than the parser's stack (an attack, not a request)."""
+    JSON, nests deeper than the parser's stack (an attack, not a request), or spells a
+    string that is no Unicode text (a lone surrogate, which AWS refuses as invalid
+    UTF-8: kept, it would fail every later response that shows it)."""
     if not body:
         return None
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        document = json.loads(body, parse_constant=_refuse_constant)
     except ValueError as error:
         raise ClientException(f"request body is not valid JSON: {error}") from None
     except RecursionError:
         raise ClientException("request body is not valid JSON: nested too deeply") from None
+    # Only a body that spells a surrogate (a pair, most likely: an emoji) is looked at.
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(document, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ClientException(
+                "request body is not valid JSON: a \\u escape spells a lone surrogate,"
+                " which is not a Unicode character"
+            ) from None
+    return document
+
+
+class InputCheck:
+    """The input check of one operation of another AWS service's botocore model (the
+    server answers CloudWatch Logs' GetLogEvents): a JSON object checked as `Operation`
+    checks Batch's, `ClientException` naming every problem."""
+
+    def __init__(self, service: str, operation: str) -> None:
+        raw = Loader().load_service_model(service, "service-2")
+        shape = raw["operations"][operation]["input"]["shape"]
+        self._check = _Compiler(raw["shapes"]).check(shape)
+
+    def __call__(self, document: Any) -> dict[str, Any]:
+        if not isinstance(document, dict):
+            raise ClientException(f"request body: expected a JSON object, got {_kind(document)}")
+        cleaned, problems = self._check(document)
+        if problems:
+            raise ClientException(_message(problems))
+        result: dict[str, Any] = cleaned
+        return result
 
 
 @functools.cache
@@ -467,4 +516,13 @@ def load() -> ServiceModel:
     return ServiceModel(Loader().load_service_model(SERVICE, "service-2"))
 
 
-__all__ = ["MAX_REPORTED", "SERVICE", "Operation", "ServiceModel", "load", "parse_json"]
+__all__ = [
+    "MAX_REPORTED",
+    "SERVICE",
+    "InputCheck",
+    "Operation",
+    "ServiceModel",
+    "load",
+    "parse_json",
+    "query_pairs",
+]

@@ -162,7 +162,11 @@ def page(
     token = params.get("nextToken")
     if token:
         after = _decode_token(token)
-        start = next((i for i, key in enumerate(keys) if key > after), len(keys))
+        try:
+            start = next((i for i, key in enumerate(keys) if key > after), len(keys))
+        except TypeError:
+            # A token made up by the caller, of a name where a revision goes (a 500 once).
+            raise ClientException("Invalid nextToken") from None
     page = keys[start : start + limit]
     more = start + limit < len(keys)
     return page, _encode_token(page[-1]) if more else None

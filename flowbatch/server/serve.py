@@ -17,6 +17,7 @@ user's explicit `--insecure`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -26,6 +27,7 @@ from collections.abc import Callable, Generator
 import anyio
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from flowbatch.errors import FlowbatchError
 
@@ -99,6 +101,49 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# How long a connection may take to send a request's head (its request line and
+# headers), from when it opens or its last answer was sent.
+HEAD_TIMEOUT = 30.0
+
+
+def _protocol(head_timeout: float) -> type[H11Protocol]:
+    """Uvicorn's HTTP/1.1 with a deadline on a request's head. Uvicorn closes a
+    connection that stays silent after an answer, but not one that opens and then
+    sends a head byte by byte, or never: every caller, signed or not, could hold
+    connections (file descriptors the jobs need) for as long as it liked."""
+
+    class Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            # A new request's head, once whole, makes a new cycle: until then the
+            # connection is waiting for it.
+            waiting = self.cycle
+
+            def expire() -> None:
+                if self.cycle is waiting and not self.transport.is_closing():
+                    self.transport.close()
+
+            self._deadline = self.loop.call_later(head_timeout, expire)
+
+    return Protocol
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, started: Callable[[], None]) -> None:
         super().__init__(config)
@@ -124,16 +169,19 @@ async def serve(
     tls_key: str | os.PathLike[str] | None,
     ready: Callable[[str], None],
     grace: int = 5,
+    head_timeout: float = HEAD_TIMEOUT,
 ) -> None:
     """Serve `app` on `host:port` until the calling scope is cancelled; `ready(url)` is
     called once the socket accepts requests. HTTPS with `tls_cert` and `tls_key` (PEM
     files), which go together. Requests still in flight at a stop get `grace` seconds.
-    asyncio only (Uvicorn's loop)."""
+    asyncio only (Uvicorn's loop). A connection that has not sent a request's whole head
+    `head_timeout` seconds after it opened or was last answered is closed."""
     if (tls_cert is None) != (tls_key is None):
         raise ServeError("a TLS certificate and its key go together: give both or neither")
     tls = tls_cert is not None
     config = uvicorn.Config(
         app,
+        http=_protocol(head_timeout),
         lifespan="off",
         access_log=False,
         log_config=None,
@@ -178,4 +226,4 @@ async def serve(
         raise ServeError(f"the server stopped: {failed[0]}") from failed[0]
 
 
-__all__ = ["ServeError", "check_bind", "is_loopback", "serve", "url_of"]
+__all__ = ["HEAD_TIMEOUT", "ServeError", "check_bind", "is_loopback", "serve", "url_of"]
