@@ -54,12 +54,6 @@ def definition(batch: Any) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.py (another helper's): Service._resume rebuilds each kept job with "
-    "jobs.job_spec, whose lookup of an expired dependency is MISSING: 'Job ID(s) not "
-    "found' aborts the start",
-)
 def test_a_job_waiting_on_one_that_expired_does_not_keep_the_server_from_starting(
     spawn: Spawner, tmp_path: Path
 ) -> None:
@@ -89,12 +83,6 @@ def test_a_job_waiting_on_one_that_expired_does_not_keep_the_server_from_startin
     assert wait_jobs(batch, [waiting])[waiting]["status"] == "SUCCEEDED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.py/runner.py (another helper's): Service._control hands `ID:N` to "
-    "Runner._request, whose int(N) and the Frontier's mask[N] raise (ValueError, "
-    "IndexError) for an index that is no child's, and take -1 for the last child",
-)
 def test_cancel_and_terminate_of_a_child_that_is_not_there_are_client_errors(
     spawn: Spawner, tmp_path: Path
 ) -> None:
@@ -120,11 +108,6 @@ def test_cancel_and_terminate_of_a_child_that_is_not_there_are_client_errors(
     assert listed == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.py (another helper's): get_log_events and the JobTags methods find a "
-    "job by its id in the whole store, not among the server's own (its submissions)",
-)
 def test_the_jobs_of_a_local_run_in_the_same_state_directory_are_not_the_servers(
     spawn: Spawner, tmp_path: Path
 ) -> None:
@@ -150,13 +133,6 @@ def test_the_jobs_of_a_local_run_in_the_same_state_directory_are_not_the_servers
         assert "not found" in raised.value.response["Error"]["Message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/server.py and store/standing.py (not this helper's files): open_run takes "
-    "the standing run over whatever owns it; nothing stops a second server on the same "
-    "state directory, which ends the first one's running attempts as host-lost and runs "
-    "its queued jobs a second time",
-)
 def test_a_second_server_on_the_same_state_directory_is_refused(
     spawn: Spawner, tmp_path: Path
 ) -> None:

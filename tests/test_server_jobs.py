@@ -256,15 +256,18 @@ def test_a_value_in_a_shells_script_stays_one_word_and_never_shell_syntax(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lang/template_quoting.py (not this helper's): script_index and program_index "
-    "look past `env` and `busybox` only, so a shell behind nice, nohup, timeout, setsid, "
-    "stdbuf, flock, xargs, find -exec... gets its parameter values as shell syntax",
-)
 @pytest.mark.parametrize(
     "wrapper",
-    [["nice"], ["nohup"], ["timeout", "60"], ["setsid"], ["stdbuf", "-oL"], ["flock", "l"]],
+    [
+        ["nice"],
+        ["nohup"],
+        ["timeout", "60"],
+        ["setsid"],
+        ["stdbuf", "-oL"],
+        ["flock", "l"],
+        ["env", "-i", "A=1"],
+        ["xargs", "-0"],
+    ],
 )
 def test_a_value_in_the_script_of_a_shell_behind_a_wrapper_is_never_shell_syntax(
     tmp_path: Path, wrapper: list[str]

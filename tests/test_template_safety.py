@@ -4,6 +4,7 @@ memory is an error at validate time, within a bounded time and memory (item 16).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,32 @@ def test_a_shells_script_in_a_list_command_is_quoted_like_a_string_command(
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=10)
     assert done.stdout == "a; touch pwned ; touch pwned;\n"
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [("nice", "-n", "5"), ("nohup",), ("timeout", "60"), ("setsid",), ("xargs", "-0")],
+)
+def test_a_shell_behind_a_wrapper_gets_its_values_quoted_too(
+    tmp_path: Path, wrapper: tuple[str, ...]
+) -> None:
+    ctx = Context(params={"x": "a; touch pwned"}, job_name="j")
+    argv = render_command((*wrapper, "sh", "-c", "echo {{ params.x }}"), ctx, PARAMETERS)
+    done = subprocess.run(
+        argv, cwd=tmp_path, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+    )
+    assert done.stdout == "a; touch pwned\n"
+    assert not (tmp_path / "pwned").exists()
+    # and a value in `python3 -c`'s program behind one is refused at load time
+    (tmp_path / "c.flow").write_text(
+        'param x = "a"\njob a {\n'
+        + "  command = "
+        + json.dumps([*wrapper, "python3", "-c", "print({{ params.x }})"])
+        + "\n}\n"
+    )
+    with pytest.raises(FlowError) as info:
+        load(tmp_path / "c.flow")
+    assert "program of `python3 -c`" in info.value.message
 
 
 @pytest.mark.parametrize(

@@ -231,28 +231,25 @@ _CODE_FLAGS = {
 _VERSION = re.compile(r"[\d.]+$")  # python3.11 -> python
 
 
-def _program(command: tuple[str, ...]) -> tuple[str, int]:
-    """The program a list command runs (past `env NAME=VALUE` and `busybox`), and where."""
-    i = 0
-    while i < len(command):
-        name = command[i].rsplit("/", 1)[-1]
-        if name == "env":
-            i += 1
-            while i < len(command) and (command[i].startswith("-") or "=" in command[i]):
-                i += 1
-        elif name in ("busybox", "toybox"):
-            i += 1
-        else:
-            return name, i
-    return "", i
-
-
 def script_index(command: tuple[str, ...]) -> int | None:
     """The element of list command `command` that a shell runs as its script
-    (`["sh", "-c", SCRIPT]`, `["bash", "-euc", SCRIPT, "name", ...]`), if any."""
-    name, i = _program(command)
-    if name not in _SHELLS:
-        return None
+    (`["sh", "-c", SCRIPT]`, `["bash", "-euc", SCRIPT, "name", ...]`), if any.
+
+    The shell is looked for anywhere in the command, not only at its head: behind
+    `env`, `nice`, `nohup`, `timeout 60`, `flock FILE`, `xargs`, `find ... -exec`, sudo
+    or any wrapper of one's own, a shell still runs its script, and a value must not
+    become its syntax. (An argument that only looks like `sh -c X` to a program that is
+    no wrapper gets its values quoted as if it were a script: safe, if surprising.)"""
+    for k in range(len(command)):
+        if command[k].rsplit("/", 1)[-1] in _SHELLS:
+            found = _script_after(command, k)
+            if found is not None:
+                return found
+    return None
+
+
+def _script_after(command: tuple[str, ...], i: int) -> int | None:
+    """Where the script of the shell at `command[i]` is, if it is given one (`-c`)."""
     script = False  # seen `-c` (alone or in a cluster like `-ec`)
     j = i + 1
     while j < len(command):
@@ -272,16 +269,18 @@ def script_index(command: tuple[str, ...]) -> int | None:
 
 def program_index(command: tuple[str, ...]) -> tuple[int, str] | None:
     """The element of list command `command` that an interpreter runs as its program
-    (`["python3", "-c", PROGRAM]`), and how it was named (`python3 -c`)."""
-    name, i = _program(command)
-    flags = _CODE_FLAGS.get(_VERSION.sub("", name))
-    if flags is None:
-        return None
-    for j in range(i + 1, len(command) - 1):
-        if command[j] in flags:
-            return j + 1, f"{name} {command[j]}"
-        if not command[j].startswith("-"):
-            return None  # a script file: what follows is its arguments
+    (`["python3", "-c", PROGRAM]`), and how it was named (`python3 -c`); looked for
+    anywhere in the command, as `script_index` looks for a shell."""
+    for i in range(len(command)):
+        name = command[i].rsplit("/", 1)[-1]
+        flags = _CODE_FLAGS.get(_VERSION.sub("", name))
+        if flags is None:
+            continue
+        for j in range(i + 1, len(command) - 1):
+            if command[j] in flags:
+                return j + 1, f"{name} {command[j]}"
+            if not command[j].startswith("-"):
+                break  # a script file: what follows is its arguments
     return None
 
 
