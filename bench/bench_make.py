@@ -39,13 +39,16 @@ def _job(name: str, command: str, after: list[str] | None = None) -> str:
 
 
 def _make(targets: list[tuple[str, list[str], str]], goal: str) -> str:
+    """A Makefile of `targets` (name, prerequisites, recipe) whose first rule, the one
+    `make` builds, is `goal` (a target of its own, or one that depends on them all)."""
     names = " ".join(t for t, _, _ in targets)
-    lines = [f".PHONY: {names} {goal}\n"]
-    if goal not in {t for t, _, _ in targets}:
-        lines.append(f"{goal}: {names}\n")
-    for target, deps, command in targets:
-        lines.append(f"{target}: {' '.join(deps)}\n\t@{command}\n")
-    return "".join(lines)
+    rules = [f"{t}: {' '.join(deps)}\n\t@{command}\n" for t, deps, command in targets]
+    if goal in {t for t, _, _ in targets}:
+        first = next(i for i, (t, _, _) in enumerate(targets) if t == goal)
+        rules.insert(0, rules.pop(first))
+    else:
+        rules.insert(0, f"{goal}: {names}\n")
+    return f".PHONY: {names} {goal}\n" + "".join(rules)
 
 
 def independent(n: int) -> tuple[str, str]:
