@@ -45,7 +45,7 @@ from flowbatch.executors.base import (
     ExecResult,
 )
 from flowbatch.executors.cgroups import Cgroups, JobCgroup, attempt_label
-from flowbatch.executors.processes import Process
+from flowbatch.executors.processes import Process, boot_ns
 from flowbatch.executors.reaper import Reaper
 from flowbatch.lang.model import ComputeEnv
 from flowbatch.lang.shell_words import plain_words
@@ -182,6 +182,7 @@ class LocalExecutor:
             except OSError as exc:
                 return _log_failure(exc)
             stdin = self._devnull
+            before = boot_ns()
             try:
                 if container is not None:  # the container's env-file: see container.py
                     stdin = _env_pipe(attempt)
@@ -199,7 +200,7 @@ class LocalExecutor:
         finally:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
-        leader = str(Process.of(proc.pid))
+        leader = str(Process.spawned(proc.pid, before))
         # The reaper already holds a cgroup, which the leader is in: one line less a job.
         guard = cgroup is None
         if guard:
