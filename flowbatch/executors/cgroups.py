@@ -108,7 +108,7 @@ class JobCgroup:
     def signal(self, sig: int) -> None:
         """Send `sig` to every process of the cgroup, once: this never waits (the caller
         waits, without blocking its event loop, for the cgroup to empty)."""
-        kill_cgroup(str(self.path), sig, deadline=0.0)
+        kill_cgroup(str(self.path), sig, deadline=0.0, v2=self.version == 2)
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup (quietly: the reaper tries again)."""
