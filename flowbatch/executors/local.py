@@ -173,12 +173,12 @@ class LocalExecutor:
         elif executable is not None:
             env = self._as_shell_would(env, attempt.workdir)
         try:
-            out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o600)
+            out = os.open(os.path.join(attempt.log_dir, "stdout"), _OPEN_FLAGS, 0o600)
         except OSError as exc:  # a full or read-only disk: no retry will do better
             return _log_failure(exc)
         try:
             try:
-                err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o600)
+                err = os.open(os.path.join(attempt.log_dir, "stderr"), _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 return _log_failure(exc)
             stdin = self._devnull
