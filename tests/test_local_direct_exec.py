@@ -304,3 +304,23 @@ def test_pwd_is_set_as_dash_sets_it(tmp_path: Path) -> None:
         text=True,
     )
     assert sh.stdout.strip() == local._shell_pwd(str(link), link)
+
+
+async def test_a_job_runs_inside_its_own_cgroup_either_way(tmp_path: Path) -> None:
+    """Exec'd behind the wrapper or run by its shell, the job's process is in the
+    attempt's cgroup (on v1 the wrapper moves itself alone: see `cgroups`)."""
+    cgroups = Cgroups.create()
+    if cgroups is None:
+        pytest.skip("this machine gives flowbatch no writable cgroup")
+    work = _workdir(tmp_path)
+    executor = LocalExecutor(local_compute(2, 4096), grace=0.2, cgroups=cgroups)
+    try:
+        for n, command in enumerate(["cat /proc/self/cgroup", "cat /proc/self/cgroup; true"]):
+            attempt = _attempt(tmp_path, work, n, command)
+            assert (await _run(executor, attempt)).exit_code == 0
+            lines = (attempt.log_dir / "stdout").read_text().splitlines()
+            hierarchy = "memory" if cgroups.version == 1 else ""
+            mine = [line for line in lines if line.split(":")[1] in (hierarchy,)]
+            assert mine and mine[0].endswith(f"/{cgroups.root.name}/job-{n}-a1"), lines
+    finally:
+        await executor.aclose()
