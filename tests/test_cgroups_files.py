@@ -63,21 +63,32 @@ def test_no_oom_kill_and_no_peak_file(tmp_path: Path, version: int) -> None:
     assert cgroup.peak() is None  # e.g. a v2 kernel before 5.19 has no memory.peak
 
 
-def test_the_wrapper_writes_its_pid_and_runs_argv_as_data(tmp_path: Path) -> None:
+def _moved(cgroup: JobCgroup) -> int:
+    """What the wrapper wrote to move itself in: on v1 `0` (itself alone) into
+    `tasks`, on v2 its pid into `cgroup.procs`."""
+    written = (cgroup.path / ("tasks" if cgroup.version == 1 else "cgroup.procs")).read_text()
+    return int(written)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_wrapper_writes_its_pid_and_runs_argv_as_data(tmp_path: Path, version: int) -> None:
     hostile = "a'b\"c $(touch pwned) `touch pwned2`; touch pwned3"
-    cgroup = JobCgroup(_files(tmp_path / hostile, {"cgroup.procs": ""}), 1, memory=False)
+    files = {"cgroup.procs": "", "tasks": ""}
+    cgroup = JobCgroup(_files(tmp_path / hostile, files), version, memory=False)
     argv = cgroup.wrap(["printf", "%s|", hostile, "$(touch pwned4)"])
     assert hostile not in argv[2]  # the script is constant: values are arguments
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert done.stdout == f"{hostile}|$(touch pwned4)|"
-    pid = int(cgroup.procs.read_text())
-    assert pid > 0 and pid != os.getpid()
+    pid = _moved(cgroup)
+    assert pid == 0 if version == 1 else pid > 0 and pid != os.getpid()
     assert not list(tmp_path.glob("pwned*"))
 
 
-def test_the_shell_wrapper_runs_the_command_as_sh_c_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_shell_wrapper_runs_the_command_as_sh_c_would(tmp_path: Path, version: int) -> None:
     hostile = "a'b\"c $(touch pwned) `touch pwned2`; touch pwned3"
-    cgroup = JobCgroup(_files(tmp_path / hostile, {"cgroup.procs": ""}), 1, memory=False)
+    files = {"cgroup.procs": "", "tasks": ""}
+    cgroup = JobCgroup(_files(tmp_path / hostile, files), version, memory=False)
     # The command's own text is the job's: it runs once, as written, with $0 and $#
     # as under `sh -c`, and its exit status is the job's.
     command = 'printf "%s|%s|" "$0" "$#"; printf "%s\\n" "$x"; exit 3'
@@ -91,5 +102,5 @@ def test_the_shell_wrapper_runs_the_command_as_sh_c_would(tmp_path: Path) -> Non
         == (plain.returncode, plain.stdout)
         == (3, f"/bin/sh|0|{hostile}\n")
     )
-    assert int(cgroup.procs.read_text()) > 0
+    assert _moved(cgroup) == 0 if version == 1 else _moved(cgroup) > 0
     assert not list(tmp_path.glob("pwned*"))

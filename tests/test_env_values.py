@@ -280,3 +280,19 @@ async def test_the_runners_service_manager_socket_never_reaches_a_container(
     seen = env0(tmp_path / "seen.env")
     assert "NOTIFY_SOCKET" not in seen and "LISTEN_FDS" not in seen
     assert "notify" not in (tmp_path / "run.txt").read_text().split()
+
+
+def test_every_log_directory_made_for_an_attempt_is_private(tmp_path: Path) -> None:
+    root = tmp_path / "state" / "logs" / "run-1"  # none of it exists yet
+    with loose_umask():
+        first = make_log_dir(root, "arr", 7, 1)
+        again = make_log_dir(root, "arr", 7, 2)  # its parents exist now
+        single = make_log_dir(root, "one", None, 1)
+        same = make_log_dir(root, "one", None, 1)  # there already: left as it is
+    assert first == root / "arr" / "7" / "attempt-1" and same == single
+    assert again == root / "arr" / "7" / "attempt-2" and again.is_dir()
+    made = [tmp_path / "state", *(p for p in (tmp_path / "state").rglob("*"))]
+    assert made and {mode(p) for p in made} == {0o700}
+    (root / "file").write_text("")
+    with pytest.raises(NotADirectoryError):
+        make_log_dir(root / "file", "x", None, 1)

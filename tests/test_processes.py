@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from flowbatch.executors.processes import Process, start_ticks
 
 
@@ -43,3 +45,24 @@ def test_signal_group_reaches_a_live_group_and_not_a_gone_one() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_spawned_process_has_the_start_time_proc_gives_it() -> None:
+    """`Process.spawned` knows a child's start time from the clock when no tick began
+    around the fork: it must be the very value /proc gives (else a live job would be
+    judged gone, or a reused pid taken for it)."""
+    from flowbatch.executors.processes import boot_ns
+
+    if start_ticks(os.getpid()) is None:
+        pytest.skip("no /proc here")
+    clocked = 0
+    for _ in range(100):
+        before = boot_ns()
+        proc = subprocess.Popen(["/bin/true"])
+        try:
+            spawned = Process.spawned(proc.pid, before)
+            assert spawned == Process.of(proc.pid)  # unreaped: /proc still has it
+            clocked += boot_ns() // 10_000_000 == before // 10_000_000
+        finally:
+            proc.wait()
+    assert clocked > 0  # the clock's answer was taken, not only /proc's

@@ -238,6 +238,38 @@ async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path
     assert len(first) == 10 and {e.state for e in first} == {S.SUBMITTED, S.RUNNABLE}
 
 
+async def test_thousands_of_first_events_are_written_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job's first events reach the sinks in chunks, each flushed before the next
+    is made (the runner's peak memory), in order, all before any job starts."""
+    from flowbatch.run import runner
+
+    monkeypatch.setattr(runner, "_DRAIN_CHUNK", 10)  # as with 2,000 a chunk, but quick
+    chunk = runner._DRAIN_CHUNK
+    n = chunk + chunk // 2 + 7  # 2n events: four chunks, the last small
+    plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(n)))
+    emitted_at_flush: list[int] = []
+
+    class Flushes(RecordingSink):
+        def flush(self) -> None:
+            super().flush()
+            emitted_at_flush.append(len(self.events))
+
+    sink = Flushes()
+    async with FakeClock().autojump() as clock:
+        fake = FakeExecutor(lambda a: Outcome(duration=1), sleep=clock.sleep)
+        options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
+        result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
+    assert result.status is RunStatus.SUCCEEDED
+    chunks = [*range(chunk, 2 * n, chunk), 2 * n]
+    assert emitted_at_flush[: len(chunks)] == chunks
+    first = sink.events[: 2 * n]
+    assert [(e.name, e.state) for e in first] == [
+        (f"j{i}", state) for i in range(n) for state in (S.SUBMITTED, S.RUNNABLE)
+    ]
+
+
 async def test_concurrency_never_exceeds_capacity(tmp_path: Path) -> None:
     plan = plan_of(
         tmp_path,

@@ -210,9 +210,19 @@ def run_command(
     )
     try:
         prune(store, state, keep_days)
-        decision = resume_decision(store, plan, resume=resume)
-        if resume and decision.previous_run is not None:
-            refuse_strays(ctx, store, decision.previous_run)
+        # Without --resume nothing is reused: no decision (a record per job, kept for
+        # the whole run) is made.
+        reuse: dict[str, bytes | None] = {}
+        reuse_reason = ""
+        resumed = ""
+        if resume:
+            decision = resume_decision(store, plan, resume=True)
+            if decision.previous_run is not None:
+                refuse_strays(ctx, store, decision.previous_run)
+            reuse, reuse_reason = decision.reuse(), decision.reason
+            done = decision.summary()["processesReused"]
+            resumed = f"resume from run {decision.previous_run or 'none'}: {done} processes reused"
+            del decision
         run_id = new_run_id()
         job_ids = new_job_ids(plan)
         # Recorded absolute: `report` and `graph --run` find the file from anywhere.
@@ -222,10 +232,8 @@ def run_command(
         click.echo(f"run {run_id}: {len(plan)} jobs, {plan.process_count()} processes", err=True)
         if notice := local_limits_notice(plan):
             click.echo(f"note: {notice}", err=True)
-        if resume:
-            done = decision.summary()["processesReused"]
-            since = decision.previous_run or "none"
-            click.echo(f"resume from run {since}: {done} processes reused", err=True)
+        if resumed:
+            click.echo(resumed, err=True)
         try:
             result = anyio.run(
                 functools.partial(
@@ -238,8 +246,8 @@ def run_command(
                         compute_overrides=compute_overrides,
                         max_vcpus=max_vcpus,
                         handle_signals=True,
-                        reuse=decision.reuse(),
-                        reuse_reason=decision.reason,
+                        reuse=reuse,
+                        reuse_reason=reuse_reason,
                         host_timeout=host_timeout,
                     ),
                     sinks=[store, reporter],

@@ -47,6 +47,13 @@ from flowbatch.executors.reaper import kill_cgroup, remove_cgroup
 # "eval: " after the line number.
 _EXEC = 'echo $$ >"$1" || exit 125; shift 2; exec "$@"'
 _EVAL = 'echo $$ >"$1" || exit 125; eval "shift 2;" "$2"'
+# On cgroup v1 the wrapper moves itself alone (`0`: the writing thread, into `tasks`;
+# the shell has no other thread): moving a whole process takes the kernel's
+# threadgroup lock for writing, which waits out an RCU grace period when no move came
+# shortly before (8 to 25 ms here, every job of a run of long jobs); one thread of the
+# writer itself needs no such lock (kernels since about 6.0; before, the same cost).
+_EXEC_V1 = 'echo 0 >"$1" || exit 125; shift 2; exec "$@"'
+_EVAL_V1 = 'echo 0 >"$1" || exit 125; eval "shift 2;" "$2"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,31 +70,39 @@ class JobCgroup:
 
     def wrap(self, argv: list[str]) -> list[str]:
         """`argv` run inside this cgroup from its first instruction."""
-        return ["/bin/sh", "-c", _EXEC, "/bin/sh", str(self.procs), "--", *argv]
+        if self.version == 1:
+            return ["/bin/sh", "-c", _EXEC_V1, "/bin/sh", self._tasks, "--", *argv]
+        return ["/bin/sh", "-c", _EXEC, "/bin/sh", _procs(self.path), "--", *argv]
 
     def wrap_shell(self, command: str) -> list[str]:
         """`/bin/sh -c command` run inside this cgroup from its first instruction."""
-        return ["/bin/sh", "-c", _EVAL, "/bin/sh", str(self.procs), command]
+        if self.version == 1:
+            return ["/bin/sh", "-c", _EVAL_V1, "/bin/sh", self._tasks, command]
+        return ["/bin/sh", "-c", _EVAL, "/bin/sh", _procs(self.path), command]
+
+    @property
+    def _tasks(self) -> str:
+        return os.path.join(self.path, "tasks")
 
     def limit(self, mib: int) -> None:
         """Make `mib` a hard limit: the kernel's OOM killer acts beyond it, without swap."""
         size = str(mib * 1024 * 1024)
         if self.version == 1:
-            _write(self.path / "memory.limit_in_bytes", size)
+            _write(os.path.join(self.path, "memory.limit_in_bytes"), size)
             # memsw counts memory plus swap; equal to the limit, no swap is left. Absent
             # where swap accounting is off, and then no swap is used past the limit anyway.
             with contextlib.suppress(OSError):
-                _write(self.path / "memory.memsw.limit_in_bytes", size)
+                _write(os.path.join(self.path, "memory.memsw.limit_in_bytes"), size)
         else:
-            _write(self.path / "memory.max", size)
+            _write(os.path.join(self.path, "memory.max"), size)
             with contextlib.suppress(OSError):
-                _write(self.path / "memory.swap.max", "0")
+                _write(os.path.join(self.path, "memory.swap.max"), "0")
 
     def peak(self) -> int | None:
         """The largest memory use of the cgroup in MiB (None where the kernel does not say)."""
         name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         try:
-            value = int(_read(self.path / name))
+            value = int(_read(os.path.join(self.path, name)))
         except (OSError, ValueError):
             return None
         return -(-value // (1024 * 1024))
@@ -96,7 +111,7 @@ class JobCgroup:
         """Whether the kernel's OOM killer killed a process of the cgroup."""
         name = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
-            text = _read(self.path / name)
+            text = _read(os.path.join(self.path, name))
         except OSError:
             return False
         for line in text.splitlines():
@@ -108,7 +123,7 @@ class JobCgroup:
     def signal(self, sig: int) -> None:
         """Send `sig` to every process of the cgroup, once: this never waits (the caller
         waits, without blocking its event loop, for the cgroup to empty)."""
-        kill_cgroup(str(self.path), sig, deadline=0.0)
+        kill_cgroup(str(self.path), sig, deadline=0.0, v2=self.version == 2)
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup (quietly: the reaper tries again)."""
@@ -264,12 +279,16 @@ def _unescape(field: str) -> str:
     return field
 
 
-def _read(path: Path) -> str:
+def _procs(cgroup: Path) -> str:
+    return os.path.join(cgroup, "cgroup.procs")  # a job's: a Path costs more to join
+
+
+def _read(path: str | Path) -> str:
     with open(path) as f:
         return f.read()
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: str | Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())

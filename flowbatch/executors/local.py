@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -44,9 +45,10 @@ from flowbatch.executors.base import (
     ExecResult,
 )
 from flowbatch.executors.cgroups import Cgroups, JobCgroup, attempt_label
-from flowbatch.executors.processes import Process
+from flowbatch.executors.processes import Process, boot_ns
 from flowbatch.executors.reaper import Reaper
 from flowbatch.lang.model import ComputeEnv
+from flowbatch.lang.shell_words import plain_words
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 SPOT_WINDOW = 2.0  # seconds: a Spot interruption strikes at a uniform point in this window
@@ -74,6 +76,7 @@ class LocalExecutor:
         self._cgroups = cgroups
         self._reaper: Reaper | None = None
         self._root_told = False
+        self._pwds: dict[tuple[str | None, Path], str] = {}  # see _as_shell_would
 
     @property
     def cgroups(self) -> Cgroups | None:
@@ -139,6 +142,18 @@ class LocalExecutor:
     ) -> ExecResult:
         if self._reaper is None:  # before the job exists: no moment where nothing guards it
             self._reaper = Reaper(self.grace)
+        env = attempt.process_env()
+        # A command string of plain words runs without a shell where the program is
+        # found (`lang.shell_words`): one exec a job instead of two, as make does.
+        # Anything else, a program not found included, goes to the shell, whose
+        # message and exit status (127, 126) it then is.
+        executable: str | None = None
+        if container is None and isinstance(attempt.command, str):
+            words = plain_words(attempt.command)
+            if words is not None:
+                executable = _find_program(words[0], env.get("PATH"), attempt.workdir)
+                if executable is not None:
+                    argv = words
         if cgroup is not None:
             if isinstance(attempt.command, tuple) and _missing(argv[0], attempt):
                 # Behind the wrapper a missing program would be the shell's 127: it is
@@ -148,36 +163,30 @@ class LocalExecutor:
                     status_reason="CannotStartContainerError: "
                     f"{os.strerror(errno.ENOENT)}: {argv[0]}",
                 )
-            if isinstance(attempt.command, str):
+            if isinstance(attempt.command, str) and executable is None:
                 argv = cgroup.wrap_shell(attempt.command)
             else:
+                # The wrapper's shell `exec`s the words: it looks the program up and
+                # sets PWD itself, as `sh -c` would.
                 argv = cgroup.wrap(argv)
+                executable = None
+        elif executable is not None:
+            env = self._as_shell_would(env, attempt.workdir)
         try:
-            out = os.open(attempt.log_dir / "stdout", _OPEN_FLAGS, 0o600)
+            out = os.open(os.path.join(attempt.log_dir, "stdout"), _OPEN_FLAGS, 0o600)
         except OSError as exc:  # a full or read-only disk: no retry will do better
             return _log_failure(exc)
         try:
             try:
-                err = os.open(attempt.log_dir / "stderr", _OPEN_FLAGS, 0o600)
+                err = os.open(os.path.join(attempt.log_dir, "stderr"), _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 return _log_failure(exc)
             stdin = self._devnull
+            before = boot_ns()
             try:
                 if container is not None:  # the container's env-file: see container.py
                     stdin = _env_pipe(attempt)
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=stdin,
-                    stdout=out,
-                    stderr=err,
-                    # A container's runtime gets the attempt's own directory: conmon
-                    # before 2.1.13 drops an `oom` file where it runs (conmon#504), which
-                    # must not land among the user's files. The container itself is
-                    # told its working directory by `-w`.
-                    cwd=attempt.log_dir if container is not None else attempt.workdir,
-                    env=attempt.process_env(),
-                    start_new_session=True,
-                )
+                proc = self._popen(argv, executable, stdin, out, err, attempt, container, env)
             except OSError as exc:
                 return ExecResult(
                     exit_code=None,
@@ -191,7 +200,7 @@ class LocalExecutor:
         finally:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
-        leader = str(Process.of(proc.pid))
+        leader = str(Process.spawned(proc.pid, before))
         # The reaper already holds a cgroup, which the leader is in: one line less a job.
         guard = cgroup is None
         if guard:
@@ -203,6 +212,54 @@ class LocalExecutor:
             os.close(pidfd)
             if guard:
                 self._reaper_send("-g", leader)
+
+    def _popen(
+        self,
+        argv: list[str],
+        executable: str | None,
+        stdin: int,
+        out: int,
+        err: int,
+        attempt: Attempt,
+        container: tuple[str, str] | None,
+        env: dict[str, str],
+    ) -> subprocess.Popen[bytes]:
+        while True:
+            try:
+                return subprocess.Popen(
+                    argv,
+                    executable=executable,
+                    stdin=stdin,
+                    stdout=out,
+                    stderr=err,
+                    # A container's runtime gets the attempt's own directory: conmon
+                    # before 2.1.13 drops an `oom` file where it runs (conmon#504), which
+                    # must not land among the user's files. The container itself is
+                    # told its working directory by `-w`.
+                    cwd=attempt.log_dir if container is not None else attempt.workdir,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError:
+                if executable is None or not isinstance(attempt.command, str):
+                    raise
+                # Found but not runnable as a program (a script without `#!`, a file
+                # system mounted noexec): the shell knows what to make of it.
+                argv, executable = ["/bin/sh", "-c", attempt.command], None
+                env = attempt.process_env()
+
+    def _as_shell_would(self, env: dict[str, str], workdir: Path) -> dict[str, str]:
+        """`env` as `/bin/sh` passes it on to a program it runs: without the variables
+        whose names the shell cannot hold (dash drops them), and with PWD naming the
+        working directory (the one inherited where it names the same directory, else
+        the physical path)."""
+        key = (env.get("PWD"), workdir)
+        pwd = self._pwds.get(key)
+        if pwd is None:
+            pwd = self._pwds[key] = _shell_pwd(key[0], workdir)
+        shell = {k: v for k, v in env.items() if k.isidentifier() and k.isascii()}
+        shell["PWD"] = pwd
+        return shell
 
     async def _wait(
         self,
@@ -326,6 +383,40 @@ def _kill_group(pgid: int, sig: int, cgroup: JobCgroup | None = None) -> None:
         cgroup.signal(sig)
 
 
+def _find_program(program: str, path: str | None, workdir: Path) -> str | None:
+    """The file `/bin/sh` would run for the command word `program`, named as the shell
+    names it to exec (a script sees that name as `$0`): each directory of PATH in turn,
+    a name with a slash as it is. None where the shell would find none, or where PATH
+    is unset or has an empty entry (the shell's own defaults): the caller then leaves
+    the search, and its outcome, to the shell."""
+    if "/" in program:
+        candidates = [program]
+    elif path is None:
+        return None
+    else:
+        dirs = path.split(":")
+        if "" in dirs:
+            return None
+        candidates = [f"{d}/{program}" for d in dirs]
+    for candidate in candidates:
+        full = os.path.join(workdir, candidate)  # an absolute candidate stays as it is
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return candidate
+    return None
+
+
+def _shell_pwd(inherited: str | None, workdir: Path) -> str:
+    """PWD as dash sets it in `workdir`: the inherited value where it is absolute and
+    names that directory, else the physical path."""
+    if inherited is not None and inherited.startswith("/"):
+        try:
+            if os.path.samefile(inherited, workdir):
+                return inherited
+        except OSError:
+            pass
+    return os.path.realpath(workdir)
+
+
 def _missing(program: str, attempt: Attempt) -> bool:
     if "/" in program:
         return not os.access(attempt.workdir / program, os.X_OK)
@@ -337,7 +428,8 @@ async def _remove(cgroup: JobCgroup) -> bool:
     while killed processes exit; False if it is still there after the deadline."""
     end = time.monotonic() + _EMPTY_DEADLINE
     while True:
-        cgroup.signal(signal.SIGKILL)
+        # Usually empty already (what the leader left was killed as it exited): the
+        # first rmdir goes through without a look inside.
         try:
             os.rmdir(cgroup.path)
             return True
@@ -346,6 +438,7 @@ async def _remove(cgroup: JobCgroup) -> bool:
         except OSError:
             if time.monotonic() > end:
                 return False
+        cgroup.signal(signal.SIGKILL)
         await anyio.sleep(0.002)
 
 

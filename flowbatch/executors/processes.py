@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
+
+# The kernel's clock tick for /proc (USER_HZ): a start time is CLOCK_BOOTTIME at fork,
+# in nanoseconds, divided by this many nanoseconds and rounded down.
+# Where there is no /proc (not Linux) there is no start time to know.
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if os.path.isdir("/proc/self") else 0
 
 
 def start_ticks(pid: int) -> int | None:
@@ -32,6 +38,11 @@ def start_ticks(pid: int) -> int | None:
         return int(fields[19])  # field 22 overall; fields[0] is field 3
     except (IndexError, ValueError):
         return None
+
+
+def boot_ns() -> int:
+    """CLOCK_BOOTTIME now in nanoseconds: the clock of a process's start time."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) if _TICK_NS else 0
 
 
 def zombie(pid: int) -> bool:
@@ -56,6 +67,16 @@ class Process:
     def of(cls, pid: int) -> Process:
         """The process that has `pid` now."""
         return cls(pid, start_ticks(pid))
+
+    @classmethod
+    def spawned(cls, pid: int, before_ns: int) -> Process:
+        """The process `pid` that this process forked after `before_ns`
+        (`boot_ns()` read before the fork): when no clock tick has begun since then, its
+        start time is that tick, known without reading /proc (a tenth of a millisecond
+        or more, more while the child is still execing); else it is read."""
+        if _TICK_NS and boot_ns() // _TICK_NS == before_ns // _TICK_NS:
+            return cls(pid, before_ns // _TICK_NS)
+        return cls.of(pid)
 
     @classmethod
     def parse(cls, text: str) -> Process | None:

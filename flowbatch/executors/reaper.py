@@ -14,6 +14,7 @@ groups and cgroups exist:
     R PATH           the runner's directory of cgroups (told before it is made), removed
                      at the end with any job cgroup left in it
 
+Removals (`-g`, `-c`) go with the runner's next line (or when it closes the pipe).
 The runner holds the only write end. When it closes, whether the runner ended or was
 killed, the reaper reads end-of-file: what is still registered gets SIGTERM, then up to
 the grace period (argv[1], seconds) to exit, then SIGKILL; the cgroups are removed. A
@@ -48,10 +49,11 @@ def cgroup_pids(path: str) -> list[int]:
         return []
 
 
-def kill_cgroup(path: str, sig: int, deadline: float = 2.0) -> None:
+def kill_cgroup(path: str, sig: int, deadline: float = 2.0, *, v2: bool = True) -> None:
     """Send `sig` to every process of cgroup `path`. For SIGKILL, until none is left (a
-    process forking meanwhile adds one that the next pass reaches), for `deadline` s."""
-    if sig == signal.SIGKILL and _write_quietly(os.path.join(path, "cgroup.kill"), "1"):
+    process forking meanwhile adds one that the next pass reaches), for `deadline` s.
+    `v2` False: a cgroup v1, which has no `cgroup.kill` to try."""
+    if v2 and sig == signal.SIGKILL and _write_quietly(os.path.join(path, "cgroup.kill"), "1"):
         pass  # cgroup v2 (5.14+): the kernel kills the whole tree, forks included
     end = time.monotonic() + deadline
     while True:
@@ -156,6 +158,11 @@ class Reaper:
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self._registered: dict[tuple[str, str], None] = {}  # ("+g"/"+c"/"R", arg)
+        # Removals wait for the next registration (or `close`) and go in its write: one
+        # wake-up of the reaper a job instead of two. One not sent when the runner dies
+        # costs nothing: the group's leader is gone (its PID@TICKS names no live
+        # process) and the cgroup is removed, which the reaper finds.
+        self._removed: list[str] = []
         self._fd: int | None = None
         self.proc = self._start()
 
@@ -179,11 +186,14 @@ class Reaper:
     def send(self, op: str, arg: str) -> None:
         if self._fd is None:
             return
+        if op in ("-g", "-c"):
+            self._registered.pop(("+" + op[1:], arg), None)
+            self._removed.append(f"{op} {arg}\n")
+            return
         if op in ("+g", "+c", "R"):
             self._registered[(op, arg)] = None
-        elif op in ("-g", "-c"):
-            self._registered.pop(("+" + op[1:], arg), None)
-        if self.proc.poll() is None and self._write(f"{op} {arg}\n"):
+        removed, self._removed = "".join(self._removed), []
+        if self.proc.poll() is None and self._write(f"{removed}{op} {arg}\n"):
             return
         # The reaper is gone (killed by hand): a new one takes over what it guarded.
         if self.proc.stdin is not None:
@@ -209,6 +219,9 @@ class Reaper:
 
     def close(self) -> None:
         """End of file for the reaper: it stops what is still registered and exits."""
+        if self._fd is not None and self._removed:
+            self._write("".join(self._removed))
+        self._removed = []
         self._fd = None
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):

@@ -23,6 +23,8 @@ def visible(text: str, *, keep: str = "") -> str:
     out, `\\x1b`, `\\n`, `\\u202e`, so that a reason, a param or a name printed to a
     terminal or a CI log can never move the cursor, recolour, clear or forge a line.
     Characters in `keep` (e.g. "\\n") pass as they are."""
+    if _INVISIBLE.search(text) is None:  # the usual case, asked of every event shown
+        return text
 
     def shown(found: re.Match[str]) -> str:
         ch = found.group()

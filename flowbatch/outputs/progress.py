@@ -270,8 +270,9 @@ class Reporter:
             self._counts[old] -= 1
         self._units[ev.job_id] = ev.state
         self._counts[ev.state] += 1
-        label = _label(ev)
-        self._labels[ev.job_id] = label
+        label = self._labels.get(ev.job_id)
+        if label is None:  # a job's label (its name and index) is made once
+            label = self._labels[ev.job_id] = _label(ev)
         if ev.state in _ACTIVE:
             self._running.setdefault(ev.job_id, label)
         else:

@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 ExecutorFactory = Callable[[ComputeEnv], Executor]
+_DRAIN_CHUNK = 2000  # events turned into JobEvents before the sinks write them
 
 
 async def run_plan(
@@ -471,6 +472,18 @@ class Runner:
     def _drain(self) -> None:
         changes = self.frontier.changes
         if not changes:
+            return
+        if len(changes) > _DRAIN_CHUNK:
+            # Thousands at once (every job's first events, a cascade): the sinks write
+            # them a chunk at a time, so that neither the events nor what the sinks
+            # make of them are all held at once (the runner's peak memory).
+            pending = changes[_DRAIN_CHUNK:]
+            del changes[_DRAIN_CHUNK:]
+            while changes:
+                self._drain()
+                self._flush_sinks()
+                changes += pending[:_DRAIN_CHUNK]
+                del pending[:_DRAIN_CHUNK]
             return
         now = self.clock.now()
         sinks = self.sinks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
 import secrets
 import time
@@ -194,21 +195,30 @@ def placement_inputs(
 def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
     """Create and return `log_root/name[/index]/attempt-N`, private (0700: what a job
     prints may be secret; the executors make the logs 0600). Raises OSError."""
-    log_dir = log_root / name
+    where = os.path.join(log_root, name)
     if index is not None:
-        log_dir = log_dir / str(index)
-    log_dir = log_dir / f"attempt-{attempt}"
-    # Every directory made here is private (0700) whatever the umask: logs hold what jobs
-    # print, secrets included. os.makedirs gives its mode to the last directory only.
-    missing = []
-    where = log_dir
-    while not where.exists():
-        missing.append(where)
-        where = where.parent
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
-            directory.mkdir(mode=0o700)
-    return log_dir
+        where = os.path.join(where, str(index))
+    where = os.path.join(where, f"attempt-{attempt}")
+    _private_dirs(where)
+    return Path(where)
+
+
+def _private_dirs(path: str) -> None:
+    """`path` and its missing parents made, each 0700 whatever the umask: logs hold
+    what jobs print, secrets included (os.makedirs gives its mode to the last one
+    only). Made straight away, parents only when missing: a job's attempt costs one
+    or two mkdirs, no look first."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:  # made by another process meanwhile, or there already
+        pass
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if not parent or parent == path:
+            raise
+        _private_dirs(parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
 
 
 def override_errors(
