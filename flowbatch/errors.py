@@ -53,4 +53,16 @@ class FlowbatchError(Exception):
         return self.message
 
 
-__all__ = ["EXIT_BUG", "FlowbatchError"]
+class HintedError(FlowbatchError):
+    """A problem worded in one line, with what to do about it (`hint`)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self._hint = hint
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint
+
+
+__all__ = ["EXIT_BUG", "FlowbatchError", "HintedError"]

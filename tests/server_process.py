@@ -102,6 +102,21 @@ def start_server(
     return Server(url=url, state=state, proc=proc, stderr=stderr, env=server_env(state))
 
 
+def make_queue(batch: Any, name: str = "q", *, state: str = "ENABLED", vcpus: int = 2) -> None:
+    """A job queue `name` on the UNMANAGED environment `ce` (made the first time) of
+    `vcpus` vCPUs of this machine."""
+    if not batch.describe_compute_environments(computeEnvironments=["ce"])["computeEnvironments"]:
+        batch.create_compute_environment(
+            computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=vcpus
+        )
+    batch.create_job_queue(
+        jobQueueName=name,
+        state=state,
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+    )
+
+
 def wait_jobs(
     client: Any,
     job_ids: Iterable[str],

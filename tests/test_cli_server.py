@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from proc_helpers import Spawner, run_to_end, wait_for
-from server_process import start_server, wait_jobs
+from server_process import make_queue, start_server, wait_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,7 @@ def test_sigterm_stops_it_cleanly_and_a_restart_settles_what_ran(
     )
     assert secret not in server.log()
     batch = server.client()
-    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
-    batch.create_job_queue(
-        jobQueueName="q", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )  # fmt: skip
+    make_queue(batch, "q")
     batch.register_job_definition(
         jobDefinitionName="sleeps",
         type="container",
@@ -69,11 +65,7 @@ def test_a_job_that_ended_is_forgotten_after_keep_hours(spawn: Spawner, tmp_path
     state = tmp_path / "state"
     server = start_server(spawn, state, "--keep-hours", "0.0005")  # 1.8 s
     batch = server.client()
-    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
-    batch.create_job_queue(
-        jobQueueName="q", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )  # fmt: skip
+    make_queue(batch, "q")
     batch.register_job_definition(
         jobDefinitionName="hi", type="container", containerProperties={"command": ["echo", "hi"]}
     )

@@ -30,7 +30,7 @@ import pytest
 import ssh_fixtures
 from engine_helpers import engine_unavailable
 from proc_helpers import Spawner
-from server_process import start_server
+from server_process import make_queue, start_server
 from ssh_fixtures import SshServer
 
 from flowbatch.lang.load import load
@@ -486,13 +486,7 @@ def test_post_trade_through_aws_batch_on_flowbatch_server_writes_the_same_bytes(
     work = _fresh_copy(scratch, "aws")
     server = start_server(spawn, scratch / "aws-server", "--workdir", str(work))
     batch = server.client()
-    batch.create_compute_environment(
-        computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=2
-    )
-    batch.create_job_queue(
-        jobQueueName="q", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )  # fmt: skip
+    make_queue(batch, "q")
     computes = scratch / "aws.flow"
     computes.write_text(
         "compute aws {\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from proc_helpers import Spawner, run_to_end
-from server_process import start_server, wait_jobs
+from server_process import make_queue, start_server, wait_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,7 @@ def test_submit_a_pipeline_and_follow_it_with_the_cli(spawn: Spawner, tmp_path: 
     state = tmp_path / "state"
     server = start_server(spawn, state, "--workdir", str(work))
     batch = server.client()
-    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
-    batch.create_job_queue(
-        jobQueueName="default", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )  # fmt: skip
+    make_queue(batch, "default")
 
     def flowbatch(*args: str) -> str:
         # no AWS_* variables: the CLI finds the key in the state directory itself
@@ -65,11 +61,7 @@ def test_run_with_server_follows_the_jobs_as_a_local_run(spawn: Spawner, tmp_pat
     state = tmp_path / "state"
     server = start_server(spawn, state, "--workdir", str(work))
     batch = server.client()
-    batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED")
-    batch.create_job_queue(
-        jobQueueName="default", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )  # fmt: skip
+    make_queue(batch, "default")
     env = server.env  # as the server printed: AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE
     local_state = tmp_path / "run-state"
     done = run_to_end(

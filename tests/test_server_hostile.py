@@ -17,25 +17,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from proc_helpers import Spawner
-from server_process import Server, start_server, wait_jobs
+from server_process import Server, make_queue, start_server, wait_jobs
 
 from flowbatch.cli import app
 from flowbatch.store.jobstore import Store
 
 pytestmark = pytest.mark.slow
-
-
-def queue(batch: Any, name: str, *, state: str = "ENABLED") -> None:
-    if not batch.describe_compute_environments(computeEnvironments=["ce"])["computeEnvironments"]:
-        batch.create_compute_environment(
-            computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=2
-        )
-    batch.create_job_queue(
-        jobQueueName=name,
-        state=state,
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
-    )
 
 
 def once(server: Server) -> Any:
@@ -61,8 +48,8 @@ def test_a_job_waiting_on_one_that_expired_does_not_keep_the_server_from_startin
     # Jobs are kept 1.8 s after they end (expired every 0.45 s).
     server = start_server(spawn, state, "--keep-hours", "0.0005")
     batch = server.client()
-    queue(batch, "q")
-    queue(batch, "held", state="DISABLED")
+    make_queue(batch, "q")
+    make_queue(batch, "held", state="DISABLED")
     definition(batch)
     first = batch.submit_job(jobName="first", jobQueue="q", jobDefinition="d")["jobId"]
     waiting = batch.submit_job(
@@ -88,7 +75,7 @@ def test_cancel_and_terminate_of_a_child_that_is_not_there_are_client_errors(
 ) -> None:
     server = start_server(spawn, tmp_path / "state")
     batch = once(server)
-    queue(batch, "held", state="DISABLED")
+    make_queue(batch, "held", state="DISABLED")
     definition(batch)
     array = batch.submit_job(
         jobName="a", jobQueue="held", jobDefinition="d", arrayProperties={"size": 3}
@@ -140,7 +127,7 @@ def test_a_second_server_on_the_same_state_directory_is_refused(
     go = tmp_path / "go"
     first = start_server(spawn, state)
     batch = first.client()
-    queue(batch, "q")
+    make_queue(batch, "q")
     batch.register_job_definition(
         jobDefinitionName="held",
         type="container",

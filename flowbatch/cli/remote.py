@@ -32,7 +32,7 @@ import click
 
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.github import json_text
-from flowbatch.errors import FlowbatchError
+from flowbatch.errors import HintedError
 from flowbatch.outputs.jobview import clip, visible
 
 if TYPE_CHECKING:
@@ -59,18 +59,13 @@ _AUTH_CODES = {
 }
 
 
-class RemoteError(FlowbatchError):
+class RemoteError(HintedError):
     """What the server, or the way to it, said: one line, a hint, an exit code (2 for
     a request or credentials refused, 1 for a server unreachable or failing)."""
 
     def __init__(self, message: str, code: int = 2, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, hint)
         self.code = code
-        self._hint = hint
-
-    @property
-    def hint(self) -> str | None:
-        return self._hint
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]

@@ -35,8 +35,9 @@ import click
 
 from flowbatch.cli.common import params_option, state_dir_option
 from flowbatch.cli.remote import Remote, RemoteError, server_option
-from flowbatch.errors import FlowbatchError
-from flowbatch.lang.model import DepKind, JobSpec, RetryStrategy
+from flowbatch.errors import HintedError
+from flowbatch.lang.dependencies import depends_on
+from flowbatch.lang.model import JobSpec, RetryStrategy
 from flowbatch.outputs.jobview import visible
 
 if TYPE_CHECKING:
@@ -51,16 +52,8 @@ _MAX_TAG_VALUE = 256
 _SHELL = "/bin/sh"
 
 
-class SubmitError(FlowbatchError):
+class SubmitError(HintedError):
     """A pipeline `submit` cannot send as it is (exit 2), with a hint."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self._hint = hint
-
-    @property
-    def hint(self) -> str | None:
-        return self._hint
 
 
 def sanitized(name: str) -> str:
@@ -227,23 +220,6 @@ def retry_strategy(retry: RetryStrategy) -> dict[str, Any]:
         rules.append(one)
     if rules:
         out["evaluateOnExit"] = rules
-    return out
-
-
-def depends_on(spec: JobSpec, ids: Mapping[str, str]) -> list[dict[str, str]]:
-    """`after` (and `sequential`) as SubmitJob's dependsOn, with the ids the server gave
-    the jobs waited for."""
-    out: list[dict[str, str]] = []
-    for dep in spec.after:
-        job_id = ids[dep.job]
-        if dep.kind is DepKind.ELEMENT:
-            out.append({"jobId": f"{job_id}:{dep.index}"})
-        elif dep.kind is DepKind.N_TO_N:
-            out.append({"jobId": job_id, "type": "N_TO_N"})
-        else:
-            out.append({"jobId": job_id})
-    if spec.sequential:
-        out.append({"type": "SEQUENTIAL"})
     return out
 
 

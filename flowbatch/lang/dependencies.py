@@ -88,3 +88,21 @@ def parse_after(value: s.Value, key: str) -> tuple[Dependency, ...]:
         else:
             raise invalid("dependency-shape", item.span, got=s.describe(item))
     return tuple(deps)
+
+
+def depends_on(spec: JobSpec, job_ids: Mapping[str, str]) -> list[dict[str, str]]:
+    """`after` (and `sequential`) as AWS's dependsOn: the ids `job_ids` gives the jobs
+    waited for, with type N_TO_N or SEQUENTIAL where so (the store shows it, `submit`
+    sends it)."""
+    out: list[dict[str, str]] = []
+    for dep in spec.after:
+        target = job_ids[dep.job]
+        if dep.kind is DepKind.ELEMENT:
+            out.append({"jobId": f"{target}:{dep.index}"})
+        elif dep.kind is DepKind.N_TO_N:
+            out.append({"jobId": target, "type": "N_TO_N"})
+        else:
+            out.append({"jobId": target})
+    if spec.sequential:
+        out.append({"type": "SEQUENTIAL"})
+    return out

@@ -29,19 +29,11 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from flowbatch.errors import FlowbatchError
+from flowbatch.errors import HintedError
 
 
-class ServeError(FlowbatchError):
+class ServeError(HintedError):
     """The server cannot listen where or how it was told to."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self._hint = hint
-
-    @property
-    def hint(self) -> str | None:
-        return self._hint
 
 
 def is_loopback(host: str) -> bool:

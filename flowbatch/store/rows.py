@@ -13,7 +13,8 @@ from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from flowbatch.lang.model import DepKind, JobSpec
+from flowbatch.lang.dependencies import depends_on
+from flowbatch.lang.model import JobSpec
 from flowbatch.run.state import (
     ARRAY_STATES,
     ARRAY_TRANSITIONS,
@@ -156,22 +157,6 @@ def static_row(
 
 def _json_map(items: Mapping[str, str]) -> str:
     return json.dumps(dict(items), sort_keys=True)
-
-
-def depends_on(spec: JobSpec, job_ids: Mapping[str, str]) -> list[dict[str, object]]:
-    """AWS's dependsOn of a job: job ids, with type N_TO_N or SEQUENTIAL where so."""
-    out: list[dict[str, object]] = []
-    for dep in spec.after:
-        target = job_ids[dep.job]
-        if dep.kind is DepKind.ELEMENT:
-            out.append({"jobId": f"{target}:{dep.index}"})
-        elif dep.kind is DepKind.N_TO_N:
-            out.append({"jobId": target, "type": "N_TO_N"})
-        else:
-            out.append({"jobId": target})
-    if spec.sequential:
-        out.append({"type": "SEQUENTIAL"})
-    return out
 
 
 @dataclass(slots=True)
