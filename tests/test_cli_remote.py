@@ -12,9 +12,7 @@ import contextlib
 import http.server
 import json
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,16 +21,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
+import moto_fixtures
 import pytest
 from click.testing import CliRunner, Result
-from engine_helpers import engine_unavailable
 
 from flowbatch.cli import app
 from flowbatch.cli.remote import Remote, RemoteError, control_command, list_jobs, logs_command
 
 REGION = "us-east-1"
 KEYS = {"AWS_ACCESS_KEY_ID": "AKIDTESTTESTTEST0000", "AWS_SECRET_ACCESS_KEY": "x" * 40}
-MOTO_SERVER = Path("/work/venv/bin/moto_server")
 
 
 def _free_port() -> int:
@@ -74,35 +71,11 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[Moto]:
-    binary = shutil.which("moto_server") or (str(MOTO_SERVER) if MOTO_SERVER.exists() else None)
-    if binary is None:
-        engine_unavailable("moto_server", "not on PATH (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start (exit {proc.poll()})")
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        import urllib.request
-
-        config = json.dumps({"batch": {"use_docker": False}}).encode()
-        request = urllib.request.Request(f"{url}/moto-api/config", data=config, method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
-        server = Moto(url)
+    """moto's Batch on a free port (moto_fixtures), with queues `default` and `fast`."""
+    with moto_fixtures.moto_server() as running:
+        server = Moto(running.endpoint)
         iam = server.client("iam")
-        role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        role = iam.create_role(RoleName="cli", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         batch = server.client()
         ce = batch.create_compute_environment(
             computeEnvironmentName="local-ce", type="UNMANAGED", serviceRole=role
@@ -115,13 +88,6 @@ def moto() -> Iterator[Moto]:
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
             )
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 PIPELINE = """
