@@ -155,8 +155,10 @@ def test_cancel_terminate_disable_and_delete(server: Server, tmp_path: Path) -> 
     # a disabled queue keeps what is submitted to it RUNNABLE
     held = batch.submit_job(jobName="held", jobQueue="q", jobDefinition="sleeper")
     wait_jobs(batch, [held["jobId"]], lambda j: j["status"] == "RUNNABLE")
-    batch.terminate_job(jobId=held["jobId"], reason="tidy")
     batch.delete_job_queue(jobQueue="q")
+    # the jobs a deleted queue held are terminated, as on AWS
+    gone = wait_jobs(batch, [held["jobId"]])[held["jobId"]]
+    assert (gone["status"], gone["statusReason"]) == ("FAILED", "Job queue deleted")
     batch.update_compute_environment(computeEnvironment="q-ce", state="DISABLED")
     batch.delete_compute_environment(computeEnvironment="q-ce")
     assert batch.describe_job_queues()["jobQueues"] == []

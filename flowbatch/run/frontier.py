@@ -623,6 +623,14 @@ class Frontier:
             self._move_parent(node, Event.EXITED_OK if success else Event.EXITED_FINAL, reason)
             self._job_done(node, success, node.root)
 
+    def unfinished_in(self, queue: str) -> list[str]:
+        """The jobs of `queue` that have not ended (a deleted queue terminates them)."""
+        return [
+            name
+            for name, node in self._nodes.items()
+            if node.spec.queue == queue and self._ended(node, None) is None
+        ]
+
     def forget(self, name: str) -> None:
         """Drop a job that ended (flowbatch server keeps one 24 hours): a job submitted
         later cannot depend on it, as AWS no longer knows its id."""

@@ -45,6 +45,7 @@ RUN_ID = "server"  # the standing run's id: one per state directory
 # What AWS writes when the instance under a job goes away; a retry rule can match it.
 HOST_LOST = "Host EC2 (instance flowbatch-server) terminated."
 MAX_DESCRIBE = 100
+QUEUE_DELETED = "Job queue deleted"  # the statusReason of a deleted queue's jobs
 KEEP_SECONDS = 24 * 3600.0  # AWS keeps a job this long after it ends
 
 
@@ -239,8 +240,14 @@ class Service:
             self.runner.set_compute(ce, enabled=enabled)
 
     def queue_changed(self, queue: Queue | None, name: str) -> None:
-        # A deleted queue (it was DISABLED first, as AWS requires) takes no more work.
-        self.runner.set_queue(queue or Queue(name=name, compute=(), state="disabled"))
+        if queue is not None:
+            self.runner.set_queue(queue)
+            return
+        # Deleted (DISABLED first, as AWS requires): it takes no more work, and what it
+        # still holds is terminated, as AWS terminates the jobs of a deleted queue.
+        self.runner.set_queue(Queue(name=name, compute=(), state="disabled"))
+        for job_id in self.runner.frontier.unfinished_in(name):
+            self.runner.request(job_id, "terminate", QUEUE_DELETED)
 
     # -- the API ----------------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
