@@ -233,10 +233,8 @@ async def test_a_job_sees_what_it_would_see_under_sh(
         assert _norm(err, command) == _norm(sh.stderr, command), command
 
 
-async def test_plain_words_are_execd_without_a_shell(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    work = _workdir(tmp_path)
+def _record_started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv of every process the local executor starts, in order."""
     started: list[list[str]] = []
     popen = subprocess.Popen
 
@@ -245,6 +243,14 @@ async def test_plain_words_are_execd_without_a_shell(
         return popen(argv, **kwargs)
 
     monkeypatch.setattr(local.subprocess, "Popen", recording)
+    return started
+
+
+async def test_plain_words_are_execd_without_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = _workdir(tmp_path)
+    started = _record_started(monkeypatch)
     executor = LocalExecutor(local_compute(2, 4096), grace=0.2, cgroups=None)
     try:
         for n, command in enumerate(["./exit3 a", "sleep 0", "true", "ls > x", "nope-13"]):
@@ -268,14 +274,7 @@ async def test_behind_a_cgroup_the_wrapper_execs_the_words(
     if cgroups is None:
         pytest.skip("this machine gives flowbatch no writable cgroup")
     work = _workdir(tmp_path)
-    started: list[list[str]] = []
-    popen = subprocess.Popen
-
-    def recording(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        started.append(list(argv))
-        return popen(argv, **kwargs)
-
-    monkeypatch.setattr(local.subprocess, "Popen", recording)
+    started = _record_started(monkeypatch)
     executor = LocalExecutor(local_compute(2, 4096), grace=0.2, cgroups=cgroups)
     try:
         await _run(executor, _attempt(tmp_path, work, 0, "sleep 0"))

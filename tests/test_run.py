@@ -219,14 +219,15 @@ async def test_inputs_are_read_off_the_event_loop(tmp_path: Path) -> None:
     assert sink.final("other").fingerprint == "fp-other"
 
 
-async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path) -> None:
-    plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(5)))
-    seen_at_flush: list[int] = []
+async def _events_at_each_flush(plan: Plan, tmp_path: Path) -> tuple[RecordingSink, list[int]]:
+    """Run `plan` (every job a 1 s fake, on a fake clock) to success; the sink and how
+    many events it had been given at each of its flushes."""
+    at_flush: list[int] = []
 
     class Flushes(RecordingSink):
         def flush(self) -> None:
             super().flush()
-            seen_at_flush.append(len(self.events))
+            at_flush.append(len(self.events))
 
     sink = Flushes()
     async with FakeClock().autojump() as clock:
@@ -234,6 +235,12 @@ async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path
         options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
         result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
     assert result.status is RunStatus.SUCCEEDED
+    return sink, at_flush
+
+
+async def test_the_first_events_are_flushed_before_any_job_starts(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(5)))
+    sink, seen_at_flush = await _events_at_each_flush(plan, tmp_path)
     first = sink.events[: seen_at_flush[0]]
     assert len(first) == 10 and {e.state for e in first} == {S.SUBMITTED, S.RUNNABLE}
 
@@ -249,19 +256,7 @@ async def test_thousands_of_first_events_are_written_a_chunk_at_a_time(
     chunk = runner._DRAIN_CHUNK
     n = chunk + chunk // 2 + 7  # 2n events: four chunks, the last small
     plan = plan_of(tmp_path, *(JobSpec(name=f"j{i}", command="x") for i in range(n)))
-    emitted_at_flush: list[int] = []
-
-    class Flushes(RecordingSink):
-        def flush(self) -> None:
-            super().flush()
-            emitted_at_flush.append(len(self.events))
-
-    sink = Flushes()
-    async with FakeClock().autojump() as clock:
-        fake = FakeExecutor(lambda a: Outcome(duration=1), sleep=clock.sleep)
-        options = RunOptions(run_id="r", job_ids=new_job_ids(plan), state_dir=tmp_path)
-        result = await run_plan(plan, options, sinks=[sink], executors=lambda ce: fake, clock=clock)
-    assert result.status is RunStatus.SUCCEEDED
+    sink, emitted_at_flush = await _events_at_each_flush(plan, tmp_path)
     chunks = [*range(chunk, 2 * n, chunk), 2 * n]
     assert emitted_at_flush[: len(chunks)] == chunks
     first = sink.events[: 2 * n]
