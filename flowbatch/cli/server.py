@@ -8,7 +8,6 @@ its jobs, flushes the store and exits 0. What was running is settled by the next
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -116,7 +115,7 @@ async def _serve(
 ) -> None:
     import anyio
 
-    from flowbatch.lang.load import load
+    from flowbatch.lang.load import load, this_machine
     from flowbatch.run.runner import RunOptions, standing_runner
     from flowbatch.server import arns, credentials, serve
     from flowbatch.server.app import make_app
@@ -126,6 +125,7 @@ async def _serve(
     from flowbatch.store.jobstore import Store
 
     plan = load(config, {}) if config is not None else None
+    machine = this_machine()
     store = Store.open(directory)
     try:
         path, created = credentials.ensure(directory)
@@ -144,8 +144,8 @@ async def _serve(
                 store.catalog,
                 region=region,
                 account=arns.ACCOUNT,
-                machine_vcpus=os.cpu_count() or 1,
-                machine_memory=_machine_memory(),
+                machine_vcpus=machine.vcpus,
+                machine_memory=machine.memory,
                 scheduling=callbacks,
                 job_tags=callbacks,
             ),
@@ -195,11 +195,6 @@ async def _expire(service: Service) -> None:
     every = min(60.0, service.keep / 4)
     while True:
         await anyio.sleep(every if service.expire() < 1000 else 0)
-
-
-def _machine_memory() -> int:
-    """This machine's memory in MiB."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
 COMMANDS = [server]
