@@ -284,8 +284,12 @@ def _procs(cgroup: Path) -> str:
 
 
 def _read(path: str | Path) -> str:
-    with open(path) as f:
-        return f.read()
+    # Not open(): its buffered text layer costs more than the read, twice a job.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
 
 
 def _write(path: str | Path, text: str) -> None:

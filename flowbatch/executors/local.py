@@ -116,17 +116,16 @@ class LocalExecutor:
         finally:
             if cgroup is not None:
                 with anyio.CancelScope(shield=True):
-                    if await _remove(cgroup):  # else the reaper tries again at the end
-                        self._reaper_send("-c", str(cgroup.path))
+                    await _remove(cgroup)  # if it will not go, the reaper tries at the end
 
     def _job_cgroup(self, attempt: Attempt) -> JobCgroup | None:
         cgroups = self.cgroups
         if cgroups is None:
             return None
+        # Made in the directory the reaper was told of (`R`): it needs no line of its own.
         cgroup = cgroups.job(attempt_label(attempt.job_id, attempt.attempt))
         if cgroup is None:
             return None
-        self._reaper_send("+c", str(cgroup.path))
         if cgroup.memory:
             with contextlib.suppress(OSError):  # it runs unlimited rather than not at all
                 cgroup.limit(attempt.memory)
@@ -281,7 +280,9 @@ class LocalExecutor:
                 await anyio.wait_readable(pidfd)
                 ended = True
             if ended:
-                _kill_group(proc.pid, signal.SIGKILL, cgroup)  # leftovers of the job's tree
+                # Leftovers of the job's group; those of its cgroup go as it is removed
+                # (`_remove`: usually empty, one rmdir and no look inside).
+                _kill_group(proc.pid, signal.SIGKILL)
                 code, peak = _reap(proc, cgroup)
                 reason = _container_reason(container, code)
                 if cgroup is not None and cgroup.oom_killed():

@@ -9,10 +9,15 @@ groups and cgroups exist:
 
     +g PID@TICKS     a job's process group (its leader, see flowbatch.executors.processes)
     -g PID@TICKS     that job has ended
-    +c PATH          a job's cgroup
+    +c PATH          a cgroup to stop and remove at the end
     -c PATH          removed by the runner
-    R PATH           the runner's directory of cgroups (told before it is made), removed
-                     at the end with any job cgroup left in it
+    R PATH           the runner's directory of cgroups (told before it is made): at the
+                     end every job cgroup in it is stopped as a registered one is, then
+                     it is removed
+
+A job in a cgroup of the runner's directory needs no line of its own (a line a job is
+a wake-up of this process a job, and a job's cgroup is made where the reaper will look
+anyway); only a job without a cgroup registers its process group.
 
 Removals (`-g`, `-c`) go with the runner's next line (or when it closes the pipe).
 The runner holds the only write end. When it closes, whether the runner ended or was
@@ -251,15 +256,14 @@ def main(argv: list[str]) -> int:
                 cgroups.pop(arg, None)
             elif op == "R":
                 roots[arg] = None
-    if groups or cgroups:
-        stop(list(groups), list(cgroups), grace)
     for root in roots:
-        # Its job cgroups too: one made just before the runner died was never registered
-        # (and holds no process: a job starts only once its cgroup is registered).
         with contextlib.suppress(OSError):
             for entry in os.scandir(root):
                 if entry.is_dir(follow_symlinks=False):
-                    remove_cgroup(entry.path)
+                    cgroups[entry.path] = None
+    if groups or cgroups:
+        stop(list(groups), list(cgroups), grace)
+    for root in roots:
         with contextlib.suppress(OSError):
             os.rmdir(root)
     return 0
