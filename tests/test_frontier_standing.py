@@ -267,3 +267,25 @@ def test_attempts_a_restart_adopts_run_on_with_their_room_and_nothing_reported()
     f.ended("single", None, ok=True)
     assert [(p.name, p.index) for p in run_all(f)] == [("after", None)]
     assert f.state("seq") is S.SUCCEEDED and f.state("after") is S.SUCCEEDED and f.done
+
+
+def test_single_jobs_share_empty_array_fields_that_every_dependency_kind_leaves_empty() -> None:
+    """A single job holds shared, empty stand-ins for an array's fields (memory: 10,000
+    jobs): no path, whatever the dependency kinds and outcomes, may write into them."""
+    from flowbatch.run import nodes
+
+    f = empty()
+    submit(
+        f,
+        job("one"),
+        job("arr", Dependency(job="one"), size=4, seq=True),
+        job("n2n", Dependency(job="arr", kind=DepKind.N_TO_N), size=4),
+        job("elem", Dependency(job="arr", index=2)),
+        job("after_all", Dependency(job="n2n"), Dependency(job="elem")),
+        job("lonely", Dependency(job="one")),
+    )
+    order = run_all(f, fail={("n2n", 3)})
+    assert {(p.name, p.index) for p in order} >= {("one", None), ("arr", 3), ("elem", None)}
+    assert f.state("after_all") is S.FAILED and f.state("lonely") is S.SUCCEEDED
+    shared = (nodes._NO_STATUS, nodes._NO_CHILDREN, nodes._NO_NEED, nodes._NO_READY)
+    assert all(len(x) == 0 for x in shared)

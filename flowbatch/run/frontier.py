@@ -86,7 +86,8 @@ class Frontier:
         self.standing = False
         self._ids = dict(job_ids)
         self._nodes: dict[str, Node] = {}
-        self._whole: dict[str, list[str]] = {}  # job -> jobs waiting for all of it
+        # job -> jobs waiting for all of it; only jobs something waits for have a list
+        self._whole: dict[str, list[str]] = {}
         self._element: dict[tuple[str, int], list[str]] = {}  # (array, index) -> jobs
         self._n2n: dict[str, list[str]] = {}  # array -> arrays waiting child by child
         self._work: deque[Done] = deque()
@@ -102,20 +103,18 @@ class Frontier:
             spec = plan.job(name)
             node = Node(spec, pos, plan.critical_path(name))
             self._nodes[name] = node
-            self._whole[name] = []
-            self._n2n[name] = []
             self._open += 1
         for name, node in self._nodes.items():
             for dep in node.spec.after:
                 if dep.kind is DepKind.WHOLE:
-                    self._whole[dep.job].append(name)
+                    self._whole.setdefault(dep.job, []).append(name)
                     node.waiting += 1
                 elif dep.kind is DepKind.ELEMENT:
                     assert dep.index is not None
                     self._element.setdefault((dep.job, dep.index), []).append(name)
                     node.waiting += 1
                 else:
-                    self._n2n[dep.job].append(name)
+                    self._n2n.setdefault(dep.job, []).append(name)
                     node.per_child += 1
             if node.spec.sequential:
                 node.per_child += 1
@@ -538,8 +537,6 @@ class Frontier:
                 if node.failed:
                     node.root = self._root_of(spec.name, node.status.find(CHILD_FAILED), "failed")
             self._nodes[spec.name] = node
-            self._whole[spec.name] = []
-            self._n2n[spec.name] = []
             outcome = (finished or {}).get(spec.name)
             if outcome is not None:
                 ok, root = outcome
@@ -560,14 +557,14 @@ class Frontier:
             for dep in node.spec.after:
                 target = self._nodes[dep.job]
                 if dep.kind is DepKind.N_TO_N:
-                    self._n2n[dep.job].append(node.name)
+                    self._n2n.setdefault(dep.job, []).append(node.name)
                     node.per_child += 1
                     settled.append((node, dep))  # its children that ended already
                     continue
                 met = self._ended(target, dep.index)
                 if met is None:
                     if dep.kind is DepKind.WHOLE:
-                        self._whole[dep.job].append(node.name)
+                        self._whole.setdefault(dep.job, []).append(node.name)
                     else:
                         assert dep.index is not None
                         self._element.setdefault((dep.job, dep.index), []).append(node.name)
@@ -637,7 +634,9 @@ class Frontier:
         node = self._nodes[name]
         if self._ended(node, None) is None:
             raise ValueError(f"{name} has not ended")
-        del self._nodes[name], self._whole[name], self._n2n[name]
+        del self._nodes[name]
+        self._whole.pop(name, None)
+        self._n2n.pop(name, None)
         self._ids.pop(name, None)
         if node.size is not None and self._element:
             for key in [k for k in self._element if k[0] == name]:
@@ -692,7 +691,7 @@ class Frontier:
             node.children.pop(index, None)
             if ok:
                 node.ok += 1
-                for dep in self._n2n[name]:
+                for dep in self._n2n.get(name, ()):
                     self._child_condition_met(self._nodes[dep], index)
                 if node.spec.sequential and index + 1 < (node.size or 0):
                     self._child_condition_met(node, index + 1)
@@ -702,7 +701,7 @@ class Frontier:
                 node.failed += 1
                 if not node.root:
                     node.root = root
-                for dep in self._n2n[name]:
+                for dep in self._n2n.get(name, ()):
                     self._fail_child(self._nodes[dep], index, _dep_reason(root), root)
                 if node.spec.sequential and index + 1 < (node.size or 0):
                     self._fail_child(node, index + 1, _dep_reason(root), root)
@@ -716,7 +715,7 @@ class Frontier:
 
     def _job_done(self, node: Node, ok: bool, root: str) -> None:
         self._open -= 1
-        for dep in self._whole[node.name]:
+        for dep in self._whole.get(node.name, ()):
             if ok:
                 self._dep_met(self._nodes[dep])
             else:
