@@ -126,7 +126,7 @@ class Node:
         # by child index), 250 bytes less a job: 10,000 jobs are 2.4 MiB.
         self.per_child = 0  # per-child conditions (n_to_n deps, +1 if sequential)
         array = self.size is not None
-        self.status = bytearray(self.size) if array else _NO_STATUS
+        self.status = bytearray(self.size or 0) if array else _NO_STATUS
         self.children: dict[int, Task] = {} if array else _NO_CHILDREN  # live ones only
         self.cursor = -1  # >= 0: children from here on are released in index order
         # index -> per-child conditions still unmet
