@@ -370,11 +370,22 @@ class LocalExecutor:
             reaper, self._reaper = self._reaper, None
             reaper.close()  # nothing is registered any more: it exits at once
             with anyio.CancelScope(shield=True), anyio.move_on_after(_EMPTY_DEADLINE):
-                while reaper.proc.poll() is None:
-                    await anyio.sleep(0.005)
+                await _exited(reaper.proc)
             if reaper.proc.poll() is None:  # every attempt has ended: it guards nothing
                 reaper.proc.kill()
                 reaper.proc.wait()
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> None:
+    """Wait, without polling, until `proc` has exited (not reaped: `poll()` does that)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # reaped already
+        return
+    try:
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 def _kill_group(pgid: int, sig: int, cgroup: JobCgroup | None = None) -> None:
