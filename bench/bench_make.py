@@ -14,6 +14,8 @@ starts it) interleaved, `--rounds` times each; prints the median seconds and the
 Peak RSS is that of the `flowbatch run` process (and of the descendants it waited
 for, which are smaller) for 10,000 independent jobs, from `os.wait4`.
 The machine is shared and noisy: quote ratios from one run, with `uptime`.
+`--state-root /dev/shm` puts flowbatch's state (job database, logs) on tmpfs: what the
+file system costs is then out of the figures (make writes no files).
 
 flowbatch runs with its bytecode cached (in a temporary PYTHONPYCACHEPREFIX, warmed by
 one run first), as an installed package runs: where PYTHONDONTWRITEBYTECODE is set (as
@@ -118,6 +120,13 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(WORKLOADS), default=None)
     parser.add_argument("--python", default=sys.executable, help="the interpreter to run")
     parser.add_argument(
+        "--state-root",
+        type=Path,
+        default=None,
+        help="where flowbatch's state directories go (default: beside the workload, in"
+        " the system's temporary directory); /dev/shm takes the file system out of it",
+    )
+    parser.add_argument(
         "--tree",
         action="append",
         metavar="LABEL=DIR",
@@ -156,10 +165,16 @@ def main() -> None:
                 make_t.append(t)
                 for label, tree in trees:
                     env = dict(base_env, PYTHONPATH=tree)
-                    state = tmp / f"st-{label}-{r}"
+                    state = (args.state_root or tmp) / f"st-{label}-{r}-{os.getpid()}"
                     t, kib = timed([*flowbatch, "p.flow", "--state-dir", str(state)], tmp, env)
                     fb_t[label].append(t)
                     rss[label].append(kib)
+            if args.state_root is not None:
+                for label, _ in trees:
+                    for r in range(args.rounds):
+                        shutil.rmtree(
+                            args.state_root / f"st-{label}-{r}-{os.getpid()}", ignore_errors=True
+                        )
         m = statistics.median(make_t)
         print(f"{name:16} make -j2 {m:6.2f}s   ({', '.join(f'{x:.2f}' for x in make_t)})")
         for label, _ in trees:
