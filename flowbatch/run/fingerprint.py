@@ -72,7 +72,9 @@ class Fingerprints:
         self._dir = Path(plan.path).absolute().parent
         self._static: dict[object, str] = {}  # image, env, parameters -> their digest
         self._renders: dict[tuple[object, ...], str] = {}
-        self._per_job: dict[str, tuple[str | tuple[str, ...], bool, bool, str]] = {}
+        # The facts of the job asked last (an array's children come one after another):
+        # one entry, not one a job (10,000 jobs kept 2 MiB of them for nothing).
+        self._last: tuple[str, tuple[str | tuple[str, ...], bool, bool, str]] | None = None
         self._inputs: dict[tuple[str, int | None], str] = {}
         self._files: dict[tuple[str, int, int, int, int], str] = {}
 
@@ -85,7 +87,7 @@ class Fingerprints:
         child only when the command names `array`."""
         spec = self.plan.job(name)
         size = spec.array_size or 0
-        facts = self._per_job.get(name) or self._job_facts(name)
+        facts = self._job_facts(name)
         if templated(spec.inputs):
             inputs = [self.inputs(name, i) for i in range(size)]
         else:
@@ -97,10 +99,7 @@ class Fingerprints:
 
     def command(self, name: str, index: int | None = None) -> str:
         """The digest of what `name` (child `index`) runs: command, image, env, parameters."""
-        facts = self._per_job.get(name)
-        if facts is None:
-            facts = self._job_facts(name)
-        command, uses_array, uses_job, static = facts
+        command, uses_array, uses_job, static = self._job_facts(name)
         where = (index, self.plan.job(name).array_size) if uses_array else None
         key = (command, static, name if uses_job else None, where)
         digest = self._renders.get(key)
@@ -109,12 +108,14 @@ class Fingerprints:
         return digest
 
     def _job_facts(self, name: str) -> tuple[str | tuple[str, ...], bool, bool, str]:
+        if self._last is not None and self._last[0] == name:
+            return self._last[1]
         spec = self.plan.job(name)
         text = spec.command if isinstance(spec.command, str) else "\0".join(spec.command)
         # Conservative by text: naming `array` anywhere (even in a comment) renders per
         # child, which only costs time, never a wrong reuse.
         facts = (spec.command, "array" in text, "job" in text, self._static_digest(spec))
-        self._per_job[name] = facts
+        self._last = (name, facts)
         return facts
 
     def _static_digest(self, spec: JobSpec) -> str:
@@ -155,6 +156,8 @@ class Fingerprints:
         now (once). Patterns that are templates (`{{ array.index }}`) are rendered for
         the child, so each child's digest covers its own files only."""
         spec = self.plan.job(name)
+        if not spec.inputs:
+            return _EMPTY  # kept for no job: most have no `inputs`
         key = (name, index if templated(spec.inputs) else None)
         digest = self._inputs.get(key)
         if digest is None:
