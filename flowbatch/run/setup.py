@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import random
 import secrets
@@ -201,7 +202,10 @@ def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> 
     # Tried on every attempt rather than remembered: a mkdir that finds the directory
     # there makes nothing and costs microseconds, and a log directory removed under a
     # long-lived runner (flowbatch server) comes back.
-    _private_dirs(os.fspath(log_root))
+    where = os.fspath(log_root)
+    _private_dirs(where)
+    if not os.path.isdir(where):  # a file in its place
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), where)
     return logfiles.stem(log_root, name, index, attempt)
 
 
