@@ -19,9 +19,8 @@ from aws_helpers import Started, attempt, cloud, recording
 from click.testing import CliRunner
 from moto_fixtures import QUEUE, REGION, Moto, Recorder, moto  # noqa: F401
 
-from flowbatch.executors import logfiles
 from flowbatch.cli import app
-from flowbatch.executors import make_executor
+from flowbatch.executors import logfiles, make_executor
 from flowbatch.executors.aws_batch import PRELUDE, AwsBatchExecutor
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.lang.model import ComputeEnv

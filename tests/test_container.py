@@ -334,7 +334,9 @@ async def test_no_value_is_on_any_command_line_while_the_container_runs(
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(functools.partial(executor.run, attempt))
-            await wait_until(lambda: b"started" in logfiles.beside(attempt.log_stem, "stdout").read_bytes())
+            await wait_until(
+                lambda: b"started" in logfiles.beside(attempt.log_stem, "stdout").read_bytes()
+            )
             assert command_lines_holding(token) == []
             assert command_lines_holding(pem) == []
             tg.cancel_scope.cancel()

@@ -16,8 +16,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from flowbatch.executors import logfiles
-from flowbatch.executors import local
+from flowbatch.executors import local, logfiles
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.executors.local import LocalExecutor

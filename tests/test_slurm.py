@@ -428,7 +428,10 @@ async def test_hostile_values_reach_a_real_slurm_job_exactly(slurm: str, tmp_pat
     ex = SlurmExecutor(_compute())
     a = _attempt(tmp_path, command="env -0 > seen.env", env=HOSTILE_ENV)
     result = (await _run_all(ex, [a]))[None]
-    assert result.exit_code == 0, (result.status_reason, logfiles.beside(a.log_stem, "stderr").read_text())
+    assert result.exit_code == 0, (
+        result.status_reason,
+        logfiles.beside(a.log_stem, "stderr").read_text(),
+    )
     seen = env0(tmp_path / "seen.env")
     assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
     assert not (tmp_path / "pwned").exists()

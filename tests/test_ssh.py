@@ -198,7 +198,9 @@ async def test_no_value_is_on_a_command_line_of_either_side(
         with loose_umask():
             async with anyio.create_task_group() as tg:
                 await start(tg, ex, att, results)
-                await wait_for(lambda: b"started" in logfiles.beside(att.log_stem, "stdout").read_bytes())
+                await wait_for(
+                    lambda: b"started" in logfiles.beside(att.log_stem, "stdout").read_bytes()
+                )
                 assert command_lines_holding(token) == []
                 tg.cancel_scope.cancel()
     finally:
@@ -208,7 +210,11 @@ async def test_no_value_is_on_a_command_line_of_either_side(
     assert "RUNNER_SECRET" not in seen
     # The logs this side writes are private, whatever the umask.
     assert mode(att.log_stem.parent) == 0o700
-    assert mode(logfiles.beside(att.log_stem, "stdout")) == mode(logfiles.beside(att.log_stem, "stderr")) == 0o600
+    assert (
+        mode(logfiles.beside(att.log_stem, "stdout"))
+        == mode(logfiles.beside(att.log_stem, "stderr"))
+        == 0o600
+    )
 
 
 @pytest.mark.slow
@@ -270,7 +276,8 @@ async def test_exit_code_logs_env_and_workdir(sshd: SshServer, shared_dir: Path)
     assert pgid_of(external) > 1
     result = results["job"]
     assert result.exit_code == 3 and result.host == "h1" and not result.host_lost
-    assert logfiles.beside(att.log_stem, "stdout").read_bytes() == b"out\n"  # the pid line is not logged
+    # The pid line is not logged.
+    assert logfiles.beside(att.log_stem, "stdout").read_bytes() == b"out\n"
     assert logfiles.beside(att.log_stem, "stderr").read_bytes() == b"err\n"
     assert (shared_dir / "greeting").read_text() == "hi there; $x"
     assert (shared_dir / "where").read_text().strip() == str(shared_dir)
