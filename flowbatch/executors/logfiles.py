@@ -69,8 +69,8 @@ def own_dir(stem: str | os.PathLike[str], what: str) -> Path:
 def exists(recorded: str | os.PathLike[str]) -> bool:
     """Whether logs are at a recorded `log_path`: an old store's directory, or a stem
     with either stream beside it."""
-    path = os.fspath(recorded)
-    return os.path.isdir(path) or any(os.path.exists(f"{path}.{s}") for s in STREAMS)
+    path = os.fspath(recorded)  # the files first: one stat for this layout's logs
+    return any(os.path.exists(f"{path}.{s}") for s in STREAMS) or os.path.isdir(path)
 
 
 def recorded_file(recorded: str | os.PathLike[str], what: str, base: Path | None = None) -> Path:

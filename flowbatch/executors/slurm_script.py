@@ -95,7 +95,9 @@ def script_path(attempts: Sequence[Attempt], token: str) -> Path:
     if first.index is None:
         return logfiles.beside(first.log_stem, "slurm-batch.sh")
     common = Path(os.path.commonpath([str(a.log_stem.parent) for a in attempts]))
-    return common / f"{first.name}.attempt-{first.attempt}.slurm-{token}.sh"
+    return logfiles.beside(
+        logfiles.stem(common, first.name, None, first.attempt), f"slurm-{token}.sh"
+    )
 
 
 def _exported(attempt: Attempt) -> dict[str, str]:

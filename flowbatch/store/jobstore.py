@@ -453,7 +453,12 @@ class Store:
         store's directory: `executors.logfiles`), or, when nothing is there because the
         state directory moved since (a checkout renamed, a CI artifact unpacked
         elsewhere), the same `logs/RUN_ID/...` below this store's directory."""
-        if not recorded or logfiles.exists(recorded):
+        if not recorded:
+            return recorded
+        # Below this store's own directory: where it would be looked for anyway, no stat.
+        if recorded.startswith(os.path.join(os.path.abspath(self.path.parent), "logs", "")):
+            return recorded
+        if logfiles.exists(recorded):
             return recorded
         parts = Path(recorded).parts
         for i in range(len(parts) - 2, -1, -1):
