@@ -66,11 +66,12 @@ def record(tmp: Path, children: int) -> Path:
         )  # fmt: skip
 
     def attempt(name: str, job_id: str, index: int | None, n: int, start: float, code: int) -> None:
-        log = state_dir / "logs" / RUN_ID / name / ("" if index is None else str(index))
-        log = log / f"attempt-{n}"
+        run_dir = state_dir / "logs" / RUN_ID
+        log = run_dir / (f"{name}.attempt-{n}" if index is None else f"{name}.{index}.attempt-{n}")
         if code != 0:
-            log.mkdir(parents=True, exist_ok=True)
-            (log / "stderr").write_text("".join(f"line {i}\n" for i in range(100)) + "boom\n")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            text = "".join(f"line {i}\n" for i in range(100)) + "boom\n"
+            Path(f"{log}.stderr").write_text(text)
         where = {"compute": "local", "host": "localhost", "log_path": str(log)}
         ev(name, job_id, index, s.STARTING, attempt=n, time=start, **where)
         ev(name, job_id, index, s.RUNNING, attempt=n, time=start, **where)

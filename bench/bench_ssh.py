@@ -31,8 +31,8 @@ from flowbatch.lang.model import ComputeEnv, Host, local_compute
 
 
 def _attempt(ce: ComputeEnv, root: Path, i: int, host: str) -> Attempt:
-    log_dir = root / "logs" / ce.name / str(i)
-    log_dir.mkdir(parents=True)  # the runner's job, before it calls an executor
+    log_dir = root / "logs" / ce.name
+    log_dir.mkdir(parents=True, exist_ok=True)  # the runner's job, before it calls an executor
     return Attempt(
         run_id="bench",
         job_id=f"bench-{i}",
@@ -47,7 +47,7 @@ def _attempt(ce: ComputeEnv, root: Path, i: int, host: str) -> Attempt:
         gpus=0,
         timeout=None,
         image=None,
-        log_dir=log_dir,
+        log_stem=log_dir / f"bench.{i}.attempt-1",
         compute=ce,
         host=host,
     )

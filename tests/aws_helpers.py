@@ -10,6 +10,7 @@ from typing import Any
 
 from moto_fixtures import QUEUE, REGION, Recorder
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.aws_batch import default_clients
 from flowbatch.executors.base import Attempt
 from flowbatch.lang.model import ComputeEnv
@@ -40,7 +41,7 @@ def attempt(tmp_path: Path, ce: ComputeEnv, name: str = "a", **changes: Any) -> 
         "gpus": 0,
         "timeout": 90.0,
         "image": "busybox",
-        "log_dir": tmp_path / name / str(index) / f"attempt-{number}",
+        "log_stem": logfiles.stem(tmp_path, name, index, number),
         "compute": ce,
         "pipeline": "/work/p/post trade.flow",
         "tags": {"team": "data"},

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from moto_fixtures import QUEUE, REGION, Moto, Recorder, moto  # noqa: F401
 
 from flowbatch.cli import app
-from flowbatch.executors import make_executor
+from flowbatch.executors import logfiles, make_executor
 from flowbatch.executors.aws_batch import PRELUDE, AwsBatchExecutor
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.lang.model import ComputeEnv
@@ -134,9 +134,9 @@ async def test_a_submission_carries_the_attempt_and_its_logs_come_back(
     }
     assert "arrayProperties" not in submitted and "dependsOn" not in submitted
     assert result.ok and result.exit_code == 0
-    assert (a.log_dir / "stdout").read_text() == "line 0\nline 1\nline 2\n"
-    assert (a.log_dir / "stdout").stat().st_mode & 0o777 == 0o600
-    assert (a.log_dir / "stderr").read_text() == ""
+    assert logfiles.beside(a.log_stem, "stdout").read_text() == "line 0\nline 1\nline 2\n"
+    assert logfiles.beside(a.log_stem, "stdout").stat().st_mode & 0o777 == 0o600
+    assert logfiles.beside(a.log_stem, "stderr").read_text() == ""
     got = recorder.of("GetLogEvents")[0]
     assert got["logGroupName"] == "/aws/batch/job"
     assert got["logStreamName"] == f"a/default/{result.extra['aws_job_id']}"

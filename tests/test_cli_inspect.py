@@ -27,15 +27,15 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
                         created_at=T0 - 86400)  # fmt: skip
         store.end_run("20251231-000000-0000", "SUCCEEDED", ended_at=T0 - 86000)
         store.begin_run(RUN, pipeline(), IDS, created_at=T0)
-        logs = sd / "logs" / RUN / "prep"
+        logs = sd / "logs" / RUN  # the run's one directory: an attempt's files share a stem
+        logs.mkdir(parents=True)
         for n, text in ((1, "first try\n"), (2, "second try\n")):
-            (logs / f"attempt-{n}").mkdir(parents=True)
-            (logs / f"attempt-{n}" / "stdout").write_text(text)
-            (logs / f"attempt-{n}" / "stderr").write_text(f"warning {n}\n")
+            (logs / f"prep.attempt-{n}.stdout").write_text(text)
+            (logs / f"prep.attempt-{n}.stderr").write_text(f"warning {n}\n")
         events = [
             ev("id-prep", S.SUBMITTED, 0),
             ev("id-prep", S.RUNNABLE, 0),
-            ev("id-prep", S.STARTING, 1, attempt=1, log_path=str(logs / "attempt-1")),
+            ev("id-prep", S.STARTING, 1, attempt=1, log_path=str(logs / "prep.attempt-1")),
             ev("id-prep", S.RUNNING, 1, attempt=1),
             ev(
                 "id-prep",
@@ -45,7 +45,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
                 exit_code=1,
                 reason="Essential container in task exited",
             ),
-            ev("id-prep", S.STARTING, 4, attempt=2, log_path=str(logs / "attempt-2")),
+            ev("id-prep", S.STARTING, 4, attempt=2, log_path=str(logs / "prep.attempt-2")),
             ev("id-prep", S.RUNNING, 4, attempt=2),
             ev("id-prep", S.SUCCEEDED, 10, attempt=2, exit_code=0),
             ev("id-align", S.SUBMITTED, 10),
@@ -154,6 +154,24 @@ def test_logs_prints_the_latest_attempt_or_the_one_asked_for(state_dir: Path) ->
     assert result.stderr == "error: job `id-prep` has 2 attempt(s); there is no attempt 3\n"
 
 
+def test_logs_of_a_store_that_recorded_a_directory_per_attempt(tmp_path: Path) -> None:
+    # Stores written before the flat layout recorded `logs/RUN/NAME[/INDEX]/attempt-N/`,
+    # a directory holding `stdout` and `stderr`: still read, as recorded.
+    sd = tmp_path / ".flowbatch"
+    old = sd / "logs" / RUN
+    with Store.open(sd) as store:
+        store.begin_run(RUN, pipeline(), IDS, created_at=T0)
+        for n, job, where in ((1, "id-prep", old / "prep"), (1, "id-align:1", old / "align" / "1")):
+            (where / f"attempt-{n}").mkdir(parents=True)
+            (where / f"attempt-{n}" / "stdout").write_text(f"{job} out\n")
+            (where / f"attempt-{n}" / "stderr").write_text(f"{job} err\n")
+            log = str(where / f"attempt-{n}")
+            store.emit(ev(job, S.STARTING, 1, attempt=n, log_path=log))
+        store.flush()
+    assert run(sd, "logs", "id-prep").stdout == "id-prep out\n"
+    assert run(sd, "logs", "id-align:1", "--stderr").stdout == "id-align:1 err\n"
+
+
 def test_logs_of_an_array_or_an_unstarted_job_explain_themselves(state_dir: Path) -> None:
     result = run(state_dir, "logs", "id-align")
     assert result.exit_code == 2
@@ -169,8 +187,7 @@ def test_logs_of_an_array_or_an_unstarted_job_explain_themselves(state_dir: Path
 
 @pytest.mark.slow
 def test_logs_follow_prints_until_the_job_is_done(state_dir: Path) -> None:
-    log = state_dir / "logs" / RUN / "align" / "0" / "attempt-1" / "stdout"
-    log.parent.mkdir(parents=True)
+    log = state_dir / "logs" / RUN / "align.0.attempt-1.stdout"  # not recorded yet
     log.write_text("line 1\n")
     with Store.open(state_dir) as store:
         store.emit(ev("id-align:0", S.STARTING, 20, attempt=1))
@@ -259,7 +276,7 @@ def test_logs_streams_a_log_larger_than_it_may_hold_in_memory(state_dir: Path) -
     import sys
 
     size = 160 << 20
-    log = state_dir / "logs" / RUN / "prep" / "attempt-2" / "stdout"
+    log = state_dir / "logs" / RUN / "prep.attempt-2.stdout"
     with log.open("r+b") as f:
         f.truncate(size)  # sparse: no disk written, all of it still read
     # Linux carries a process's peak RSS across fork and exec (the kernel keeps the

@@ -63,7 +63,7 @@ def test_sigterm_stops_it_cleanly_and_a_restart_settles_what_ran(
 
 def test_a_job_that_ended_is_forgotten_after_keep_hours(spawn: Spawner, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    server = start_server(spawn, state, "--keep-hours", "0.0005")  # 1.8 s
+    server = start_server(spawn, state, "--keep-hours", "0.001")  # 3.6 s: its logs are seen first
     batch = server.client()
     make_queue(batch, "q")
     batch.register_job_definition(
@@ -71,8 +71,10 @@ def test_a_job_that_ended_is_forgotten_after_keep_hours(spawn: Spawner, tmp_path
     )
     job = batch.submit_job(jobName="j", jobQueue="q", jobDefinition="hi")["jobId"]
     assert wait_jobs(batch, [job])[job]["status"] == "SUCCEEDED"
+    run_dir = state / "logs" / "server"
+    assert (run_dir / f"{job}.attempt-1.stdout").read_text() == "hi\n"
     wait_for(lambda: batch.describe_jobs(jobs=[job])["jobs"] == [], timeout=60)
-    assert not (state / "logs" / "server" / job).exists()
+    assert not list(run_dir.glob(f"{job}*"))  # its logs went with it
     with pytest.raises(ClientError) as err:  # gone for dependsOn too, as on AWS
         batch.submit_job(jobName="k", jobQueue="q", jobDefinition="hi", dependsOn=[{"jobId": job}])
     assert err.value.response["Error"]["Code"] == "ClientException"

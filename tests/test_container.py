@@ -24,6 +24,7 @@ from engine_helpers import engine_unavailable
 from env_helpers import command_lines_holding
 from proc_helpers import wait_until
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import Attempt
 from flowbatch.executors.container import (
     ContainerError,
@@ -88,7 +89,7 @@ def make_attempt(
         gpus=0,
         timeout=None,
         image=image,
-        log_dir=workdir / "logs",
+        log_stem=workdir / "logs" / "job.attempt-1",
         compute=compute(**options),
     )
 
@@ -328,12 +329,14 @@ async def test_no_value_is_on_any_command_line_while_the_container_runs(
     env = {"TOKEN": token, "PEM": f"{pem}\nline two"}
     attempt = make_attempt(tmp_path, "env > seen.txt; echo started; sleep 60", env=env)
     attempt = replace(attempt, host_env=dict(os.environ))
-    attempt.log_dir.mkdir()
+    attempt.log_stem.parent.mkdir()
     executor = LocalExecutor(attempt.compute, grace=0.5)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(functools.partial(executor.run, attempt))
-            await wait_until(lambda: b"started" in (attempt.log_dir / "stdout").read_bytes())
+            await wait_until(
+                lambda: b"started" in logfiles.beside(attempt.log_stem, "stdout").read_bytes()
+            )
             assert command_lines_holding(token) == []
             assert command_lines_holding(pem) == []
             tg.cancel_scope.cancel()

@@ -24,6 +24,7 @@ from anyio.abc import TaskStatus
 from engine_helpers import engine_unavailable
 from env_helpers import HOSTILE_ENV, env0, loose_umask, mode
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.container import (
     ContainerError,
@@ -76,7 +77,7 @@ def make_attempt(
         gpus=0,
         timeout=None,
         image=image,
-        log_dir=workdir / "logs" / "job" / "attempt-1",
+        log_stem=workdir / "logs" / "run" / "job.attempt-1",
         compute=compute,
         host="h1",
     )
@@ -161,9 +162,9 @@ async def run_local(att: Attempt) -> ExecResult:
 async def test_hostile_values_reach_a_local_container(podman: str, tmp_path: Path) -> None:
     att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env=HOSTILE_ENV)
     att = replace(att, host_env=dict(os.environ))
-    att.log_dir.mkdir(parents=True)
+    att.log_stem.parent.mkdir(parents=True)
     result = await run_local(att)
-    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
+    assert result.exit_code == 0, logfiles.beside(att.log_stem, "stderr").read_text()
     check_arrived(tmp_path, HOSTILE_ENV, container=True)
 
 
@@ -183,7 +184,7 @@ def run_batch_script(att: Attempt, argv: list[str] | None) -> subprocess.Complet
 def test_hostile_values_reach_a_job_through_the_slurm_script(tmp_path: Path) -> None:
     att = make_attempt(tmp_path, SSH, image=None, env=HOSTILE_ENV)
     done = run_batch_script(att, None)
-    assert done.returncode == 0, (att.log_dir / "stderr").read_text()
+    assert done.returncode == 0, logfiles.beside(att.log_stem, "stderr").read_text()
     check_arrived(tmp_path, HOSTILE_ENV)
 
 
@@ -195,7 +196,7 @@ def test_hostile_values_reach_a_container_through_the_slurm_script(
     att = make_attempt(tmp_path, SSH, image=IMAGE, env=HOSTILE_ENV)
     argv = container_argv(att, runtime=podman, name=container_name(att))
     done = run_batch_script(att, argv)
-    assert done.returncode == 0, (att.log_dir / "stderr").read_text()
+    assert done.returncode == 0, logfiles.beside(att.log_stem, "stderr").read_text()
     check_arrived(tmp_path, HOSTILE_ENV, container=True)
 
 
@@ -226,16 +227,16 @@ def test_bytes_that_are_not_utf8_go_by_name(tmp_path: Path) -> None:
 async def test_a_local_attempts_log_directory_and_logs_are_private(tmp_path: Path) -> None:
     # What a job prints may be a secret: under a umask of 022 its logs used to be 0644.
     with loose_umask():
-        log_dir = make_log_dir(tmp_path / "logs", "job", 3, 1)
+        stem = make_log_dir(tmp_path / "logs", "job", 3, 1)
         att = replace(
             make_attempt(tmp_path, local_compute(1, 1024), image=None, env={}),
             command="echo out; echo err >&2",
-            log_dir=log_dir,
+            log_stem=stem,
         )
         result = await run_local(att)
     assert result.exit_code == 0
-    assert mode(log_dir) == 0o700
-    assert mode(log_dir / "stdout") == mode(log_dir / "stderr") == 0o600
+    assert mode(stem.parent) == 0o700
+    assert mode(logfiles.beside(stem, "stdout")) == mode(logfiles.beside(stem, "stderr")) == 0o600
 
 
 @pytest.mark.parametrize(
@@ -274,25 +275,28 @@ async def test_the_runners_service_manager_socket_never_reaches_a_container(
         host_env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "LISTEN_FDS": "1"}
         att = make_attempt(tmp_path, local_compute(2, 4096), image=IMAGE, env={})
         att = replace(att, host_env=host_env, command="env -0 > seen.env; ls /run > run.txt")
-        att.log_dir.mkdir(parents=True)
+        att.log_stem.parent.mkdir(parents=True)
         result = await run_local(att)
-    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
+    assert result.exit_code == 0, logfiles.beside(att.log_stem, "stderr").read_text()
     seen = env0(tmp_path / "seen.env")
     assert "NOTIFY_SOCKET" not in seen and "LISTEN_FDS" not in seen
     assert "notify" not in (tmp_path / "run.txt").read_text().split()
 
 
-def test_every_log_directory_made_for_an_attempt_is_private(tmp_path: Path) -> None:
+def test_the_runs_log_directory_is_private_and_no_attempt_gets_one(tmp_path: Path) -> None:
     root = tmp_path / "state" / "logs" / "run-1"  # none of it exists yet
     with loose_umask():
         first = make_log_dir(root, "arr", 7, 1)
-        again = make_log_dir(root, "arr", 7, 2)  # its parents exist now
+        again = make_log_dir(root, "arr", 7, 2)  # the run's directory exists now
         single = make_log_dir(root, "one", None, 1)
-        same = make_log_dir(root, "one", None, 1)  # there already: left as it is
-    assert first == root / "arr" / "7" / "attempt-1" and same == single
-    assert again == root / "arr" / "7" / "attempt-2" and again.is_dir()
+        same = make_log_dir(root, "one", None, 1)
+    assert first == root / "arr.7.attempt-1" and again == root / "arr.7.attempt-2"
+    assert single == same == root / "one.attempt-1"
     made = [tmp_path / "state", *(p for p in (tmp_path / "state").rglob("*"))]
-    assert made and {mode(p) for p in made} == {0o700}
+    assert made == [tmp_path / "state", tmp_path / "state" / "logs", root]
+    assert {mode(p) for p in made} == {0o700}
+    root.rmdir()  # removed under a long-lived runner (a server's): made again
+    assert make_log_dir(root, "one", None, 2) == root / "one.attempt-2" and root.is_dir()
     (root / "file").write_text("")
     with pytest.raises(NotADirectoryError):
         make_log_dir(root / "file", "x", None, 1)

@@ -81,7 +81,7 @@ def _attempt(
         gpus=0,
         timeout=timeout,
         image=None,
-        log_dir=log_dir,
+        log_stem=log_dir / "job.attempt-1",
         compute=local_compute(2, 4096),
     )
 

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from flowbatch.executors import local
+from flowbatch.executors import local, logfiles
 from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.executors.local import LocalExecutor
@@ -183,8 +183,8 @@ async def _run(executor: LocalExecutor, attempt: Attempt) -> ExecResult:
 
 
 def _attempt(tmp_path: Path, work: Path, n: int, command: str) -> Attempt:
-    log_dir = tmp_path / "logs" / str(n)
-    log_dir.mkdir(parents=True)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
     return Attempt(
         run_id="20240101-000000-abcd",
         job_id=f"job-{n}",
@@ -200,7 +200,7 @@ def _attempt(tmp_path: Path, work: Path, n: int, command: str) -> Attempt:
         gpus=0,
         timeout=None,
         image=None,
-        log_dir=log_dir,
+        log_stem=log_dir / f"job.{n}.attempt-1",
         compute=local_compute(2, 4096),
     )
 
@@ -226,8 +226,8 @@ async def test_a_job_sees_what_it_would_see_under_sh(
         sh = subprocess.run(
             ["/bin/sh", "-c", command], cwd=work, env=env, capture_output=True, text=True
         )
-        out = (attempt.log_dir / "stdout").read_text()
-        err = (attempt.log_dir / "stderr").read_text()
+        out = logfiles.beside(attempt.log_stem, "stdout").read_text()
+        err = logfiles.beside(attempt.log_stem, "stderr").read_text()
         assert (command, result.exit_code) == (command, sh.returncode)
         assert _norm(out, command) == _norm(sh.stdout, command), command
         assert _norm(err, command) == _norm(sh.stderr, command), command
@@ -317,7 +317,7 @@ async def test_a_job_runs_inside_its_own_cgroup_either_way(tmp_path: Path) -> No
         for n, command in enumerate(["cat /proc/self/cgroup", "cat /proc/self/cgroup; true"]):
             attempt = _attempt(tmp_path, work, n, command)
             assert (await _run(executor, attempt)).exit_code == 0
-            lines = (attempt.log_dir / "stdout").read_text().splitlines()
+            lines = logfiles.beside(attempt.log_stem, "stdout").read_text().splitlines()
             hierarchy = "memory" if cgroups.version == 1 else ""
             mine = [line for line in lines if line.split(":")[1] in (hierarchy,)]
             assert mine and mine[0].endswith(f"/{cgroups.root.name}/job-{n}-a1"), lines

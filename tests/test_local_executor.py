@@ -18,6 +18,7 @@ import pytest
 from anyio.abc import TaskStatus
 from proc_helpers import alive, wait_until
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import REASON_ESSENTIAL_EXITED, REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import REASON_OOM
 from flowbatch.executors.local import LocalExecutor
@@ -61,7 +62,7 @@ def _attempt(
         gpus=0,
         timeout=timeout,
         image=image,
-        log_dir=log_dir,
+        log_stem=log_dir / "job.attempt-1",
         compute=compute or local_compute(2, 4096),
         host_env=dict(host_env or {}),
     )
@@ -101,8 +102,8 @@ async def test_exit_code_and_output_files(tmp_path: Path, executor: LocalExecuto
     assert result.exit_code == 3 and not result.ok
     assert result.status_reason == REASON_ESSENTIAL_EXITED and result.reason == ""
     assert pid > 0
-    assert (attempt.log_dir / "stdout").read_text() == "out\n"
-    assert (attempt.log_dir / "stderr").read_text() == "err\n"
+    assert logfiles.beside(attempt.log_stem, "stdout").read_text() == "out\n"
+    assert logfiles.beside(attempt.log_stem, "stderr").read_text() == "err\n"
 
 
 async def test_env_is_exactly_the_attempts_and_workdir_is_used(
@@ -116,7 +117,7 @@ async def test_env_is_exactly_the_attempts_and_workdir_is_used(
     )
     result, _ = await _run(executor, attempt)
     assert result.exit_code == 0 and result.ok
-    assert (attempt.log_dir / "stdout").read_text() == f"hello world|unset|{workdir}"
+    assert logfiles.beside(attempt.log_stem, "stdout").read_text() == f"hello world|unset|{workdir}"
 
 
 @pytest.mark.slow
@@ -183,7 +184,7 @@ async def test_fifty_megabytes_of_output_go_to_the_file_not_memory(
     result, _ = await _run(executor, attempt)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert result.exit_code == 0
-    assert (attempt.log_dir / "stdout").stat().st_size == size
+    assert logfiles.beside(attempt.log_stem, "stdout").stat().st_size == size
     assert grown < 10 * 1024, f"the runner grew by {grown} KiB"
 
 
@@ -232,7 +233,7 @@ async def test_a_missing_workdir_fails_the_attempt_before_it_starts(
     why = os.strerror(errno.ENOENT if gone == "missing" else errno.ENOTDIR)
     assert result.status_reason.endswith(f"{why}: {workdir}")
     assert result.status_reason.startswith("CannotStartContainerError")
-    assert not (attempt.log_dir / "ran").exists()
+    assert not (logfiles.beside(attempt.log_stem, "conmon") / "ran").exists()
 
 
 async def test_container_attempt_exiting_normally_has_no_reason(

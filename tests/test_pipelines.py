@@ -233,11 +233,11 @@ def test_ml_sweep_runs(tmp_path: Path) -> None:
 def test_ml_sweep_retries_a_preempted_trial(tmp_path: Path) -> None:
     out, state = _run(tmp_path, "ml_sweep.flow", "trials=2", "samples=100", "flaky_trial=1")
     assert json.loads((out / "ml_sweep" / "best.json").read_text())["trials_compared"] == 2
-    # Contract: <state>/logs/<run_id>/<job>/<index>/attempt-<n>/stderr
-    first = list(state.glob("logs/*/train/1/attempt-1/stderr"))
+    # Contract: <state>/logs/<run_id>/<job>.<index>.attempt-<n>.stderr
+    first = list(state.glob("logs/*/train.1.attempt-1.stderr"))
     assert len(first) == 1 and "simulated preemption" in first[0].read_text()
-    assert list(state.glob("logs/*/train/1/attempt-2"))
-    assert not list(state.glob("logs/*/train/0/attempt-2"))
+    assert list(state.glob("logs/*/train.1.attempt-2.stderr"))
+    assert not list(state.glob("logs/*/train.0.attempt-2.*"))
 
 
 @pytest.mark.slow

@@ -107,23 +107,29 @@ def test_a_folded_row_holds_each_fact_in_its_named_column() -> None:
     }  # fmt: skip
 
 
-def test_a_moved_state_directory_is_followed_in_the_records(tmp_path: Path) -> None:
-    # Store.job rewrites the recorded log directories to where they are now, in a new
-    # record (the old one is frozen), for the job and for each attempt.
+@pytest.mark.parametrize("recorded", ["prep.attempt-1", "prep/attempt-1"])
+def test_a_moved_state_directory_is_followed_in_the_records(tmp_path: Path, recorded: str) -> None:
+    # Store.job rewrites the recorded log paths to where they are now, in a new record
+    # (the old one is frozen), for the job and for each attempt: a stem with its files
+    # beside it, or the directory per attempt of an older store.
     from test_store import IDS, pipeline
 
     old = tmp_path / "old" / ".flowbatch"
     with Store.open(old) as s:
         s.begin_run(RUN, pipeline(), IDS, created_at=T0)
-        log = str(old / "logs" / RUN / "prep" / "attempt-1")
+        log = old / "logs" / RUN / recorded
         s.emit(ev("id-prep", S.RUNNABLE, 1))
-        s.emit(ev("id-prep", S.STARTING, 2, attempt=1, log_path=log))
+        s.emit(ev("id-prep", S.STARTING, 2, attempt=1, log_path=str(log)))
         s.flush()
-    (old / "logs" / RUN / "prep" / "attempt-1").mkdir(parents=True)
+    if recorded.endswith("/attempt-1"):
+        log.mkdir(parents=True)
+    else:
+        log.parent.mkdir(parents=True)
+        Path(f"{log}.stderr").write_text("")  # stdout is not there yet: stderr will do
     new = tmp_path / "new"
     old.parent.rename(new)
     with Store.open(new / ".flowbatch") as s:
         job = s.job("id-prep")
     assert job.detail is not None
-    moved = str(new / ".flowbatch" / "logs" / RUN / "prep" / "attempt-1")
+    moved = str(new / ".flowbatch" / "logs" / RUN / recorded)
     assert job.detail.log_path == moved and job.detail.attempts[0].log_path == moved

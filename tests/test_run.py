@@ -294,8 +294,8 @@ async def test_real_jobs_get_the_aws_environment_and_log_files(tmp_path: Path) -
     result, sink = await go(plan, tmp_path)
     assert result.status is RunStatus.SUCCEEDED
     ev = sink.final("arr", 1)
-    assert ev.log_path is not None and ev.log_path.endswith("arr/1/attempt-1")
-    out = (Path(ev.log_path) / "stdout").read_text().split()
+    assert ev.log_path == str(tmp_path / ".flowbatch" / "logs" / ev.run_id / "arr.1.attempt-1")
+    out = Path(f"{ev.log_path}.stdout").read_text().split()
     assert out == [
         ev.job_id,
         "1",
@@ -307,8 +307,38 @@ async def test_real_jobs_get_the_aws_environment_and_log_files(tmp_path: Path) -
         "world",
         str(tmp_path),
     ]
-    one = (Path(sink.final("one").log_path or "") / "stdout").read_text().split()
+    one = Path(f"{sink.final('one').log_path}.stdout").read_text().split()
     assert one[0] == sink.final("one").job_id and one[2] == "default"
+
+
+@pytest.mark.slow
+async def test_a_run_makes_one_log_directory_and_none_per_attempt(tmp_path: Path) -> None:
+    # A directory costs about as much as a short job: an attempt's logs are two files
+    # beside a stem in the run's one directory, for a job, an array child and a retry.
+    plan = plan_of(
+        tmp_path,
+        JobSpec(name="one", command="echo one"),
+        JobSpec(name="arr", command="echo $AWS_BATCH_JOB_ARRAY_INDEX", array_size=3),
+        JobSpec(
+            name="flaky",
+            command='echo try $AWS_BATCH_JOB_ATTEMPT; test "$AWS_BATCH_JOB_ATTEMPT" = 2',
+            retry=retry(2),
+        ),
+    )
+    result, sink = await go(plan, tmp_path)
+    assert result.status is RunStatus.SUCCEEDED
+    state = tmp_path / ".flowbatch"
+    run_dir = state / "logs" / sink.final("one").run_id
+    assert [p for p in state.rglob("*") if p.is_dir()] == [state / "logs", run_dir]
+    stems = ["one.attempt-1", "flaky.attempt-1", "flaky.attempt-2"]
+    stems += [f"arr.{i}.attempt-1" for i in range(3)]
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        f"{stem}.{stream}" for stem in stems for stream in ("stdout", "stderr")
+    )
+    assert (run_dir / "flaky.attempt-1.stdout").read_text() == "try 1\n"
+    assert (run_dir / "flaky.attempt-2.stdout").read_text() == "try 2\n"
+    assert (run_dir / "arr.2.attempt-1.stdout").read_text() == "2\n"
+    assert sink.final("flaky").log_path == str(run_dir / "flaky.attempt-2")
 
 
 @pytest.mark.slow

@@ -378,13 +378,26 @@ def test_terminate_scancels_the_slurm_job_a_lost_runner_left(
         subprocess.run(["scancel", slurm_id], capture_output=True, timeout=60)
 
 
+def _as_a_directory_per_attempt(run_dir: Path) -> None:
+    """A run's logs moved to the layout of flowbatch before the flat one, as an older
+    runner left them: `NAME[/INDEX]/attempt-N/{stdout,stderr}`."""
+    for path in run_dir.iterdir():
+        stem, _, stream = path.name.rpartition(".")
+        parts = stem.split(".")
+        where = run_dir.joinpath(*parts[:-1], parts[-1])
+        where.mkdir(parents=True, exist_ok=True)
+        path.rename(where / stream)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("layout", ["flat", "a directory per attempt"])
 def test_issue_9_an_attempt_started_but_never_recorded_is_found_when_the_run_is_settled(
-    tmp_path: Path,
+    tmp_path: Path, layout: str
 ) -> None:
     """`kill -9` between an attempt's start and the runner's next flush: the store knows
-    no attempt, but its log directory holds what it printed. Settling the run as lost
-    records the attempt, so `describe` and `logs` do not say it never ran."""
+    no attempt, but its log files hold what it printed. Settling the run as lost
+    records the attempt, so `describe` and `logs` do not say it never ran. Logs an older
+    flowbatch left (a directory per attempt) are found as well."""
     (tmp_path / "p.flow").write_text(
         'job a {\n  command = "echo printed before the runner died"\n}\n'
         'job s {\n  command = "echo child $AWS_BATCH_JOB_ARRAY_INDEX"\n  array = 2\n}\n'
@@ -392,6 +405,14 @@ def test_issue_9_an_attempt_started_but_never_recorded_is_found_when_the_run_is_
     result = cli("run", str(tmp_path / "p.flow"))
     assert result.exit_code == 0, result.output
     state = tmp_path / ".flowbatch"
+    (run_dir,) = (state / "logs").iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        f"{stem}.{stream}"
+        for stem in ("a.attempt-1", "s.0.attempt-1", "s.1.attempt-1")
+        for stream in ("stderr", "stdout")
+    ]
+    if layout != "flat":
+        _as_a_directory_per_attempt(run_dir)
     me = Process.of(os.getpid())
     assert me.ticks is not None
     conn = sqlite3.connect(state / DB_NAME, isolation_level=None)
@@ -418,7 +439,8 @@ def test_issue_9_an_attempt_started_but_never_recorded_is_found_when_the_run_is_
     (tried,) = job["attempts"]
     assert tried["statusReason"].startswith(RUNNER_LOST)
     assert tried["container"]["exitCode"] is None
-    assert tried["container"]["logStreamName"].endswith("/a/attempt-1")
+    ending = "/a.attempt-1" if layout == "flat" else "/a/attempt-1"
+    assert tried["container"]["logStreamName"].endswith(ending)
     logs = cli("logs", ids["a"])
     assert logs.exit_code == 0, logs.output
     assert logs.output == "printed before the runner died\n"

@@ -113,7 +113,7 @@ async def test_running_attempts_are_adopted_after_a_restart_and_lost_ones_retrie
     )
     assert len(first.attempts) == 5
     ids = {a.job_id: f"fake-{n}" for n, a in enumerate(first.attempts, 1)}
-    logs = {a.job_id: a.log_dir for a in first.attempts}
+    logs = {a.job_id: a.log_stem for a in first.attempts}
     store.close()
 
     second = FakeExecutor()  # what was running ends at once, as the script says: succeeds
@@ -123,8 +123,8 @@ async def test_running_attempts_are_adopted_after_a_restart_and_lost_ones_retrie
         assert service.start({"cluster": CE}, {"q": QUEUE}) == 4
         ended = ("SUCCEEDED", "FAILED")
         await _serving(service, runner, lambda: all(_status(service, j) in ended for j in jobs))
-        # adopted: the same attempts (numbers, log directories, engine ids), none submitted again
-        watched = {a.job_id: (a.attempt, a.log_dir, ext) for a, ext in second.adopted}
+        # adopted: the same attempts (numbers, log stems, engine ids), none submitted again
+        watched = {a.job_id: (a.attempt, a.log_stem, ext) for a, ext in second.adopted}
         assert watched == {j: (1, logs[j], ids[j]) for j in ids}
         assert [a.job_id for a in second.attempts] == [gone_retried]  # its retry, attempt 2
         assert second.attempts[0].attempt == 2
@@ -197,7 +197,7 @@ async def test_an_adopted_attempt_ends_through_the_runner_and_terminate_stops_it
         str(tmp_path / "7"),
     )
     assert (b.state, b.attempt, b.reason) == (JobState.FAILED, 1, "stop it")
-    assert [(at.name, at.attempt, at.log_dir, at.job_id) for at, _ in fake.adopted] == [
+    assert [(at.name, at.attempt, at.log_stem, at.job_id) for at, _ in fake.adopted] == [
         ("a", 2, tmp_path / "7", "id-a"),
         ("b", 1, tmp_path / "8", "id-b"),
     ]

@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus
 from engine_helpers import engine_unavailable
 from env_helpers import HOSTILE_ENV, env0, loose_umask, mode
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import env_file_text
 from flowbatch.executors.slurm import SlurmExecutor, _write_files
@@ -134,7 +135,7 @@ def test_time_limit_rounds_up_to_minutes() -> None:
 
 def _attempt(tmp: Path, *, index: int | None = None, command: Any = "true", **kw: Any) -> Attempt:
     ce = kw.pop("compute", None) or _compute()
-    log = tmp / "logs" / "job" / (f"{index}/attempt-1" if index is not None else "attempt-1")
+    log = logfiles.stem(tmp / "logs" / "run", "job", index, 1)
     env = {"AWS_BATCH_JOB_ID": f"p:{index}" if index is not None else "p", "SHARED": "a,b c"}
     if index is not None:
         env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
@@ -152,7 +153,7 @@ def _attempt(tmp: Path, *, index: int | None = None, command: Any = "true", **kw
         gpus=0,
         timeout=None,
         image=None,
-        log_dir=log,
+        log_stem=log,
         compute=ce,
         host="slurm",
     )
@@ -182,7 +183,7 @@ def test_array_script_exports_shared_env_once_and_quotes_commas(tmp_path: Path) 
     assert text.count("export SHARED='a,b c'") == 1
     assert text.count("export AWS_BATCH_JOB_ARRAY_INDEX=") == 3
     assert "2)" in text and "'echo 2'" in text
-    assert output_pattern(attempts) == f"{tmp_path}/logs/job/%a/attempt-1"
+    assert output_pattern(attempts) == f"{tmp_path}/logs/run/job.%a.attempt-1"
 
 
 def test_an_array_child_runs_its_own_branch_whatever_the_env_exports(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_an_array_child_runs_its_own_branch_whatever_the_env_exports(tmp_path: P
         for i in range(3)
     ]
     for a in attempts:
-        a.log_dir.mkdir(parents=True)
+        a.log_stem.parent.mkdir(parents=True, exist_ok=True)
     text = batch_script(attempts, lambda _: None, redirect=True)
     env = {"SLURM_ARRAY_TASK_ID": "2", "PATH": os.environ["PATH"]}
     done = subprocess.run(["/bin/sh", "-c", text], env=env, capture_output=True, text=True)
@@ -201,9 +202,9 @@ def test_an_array_child_runs_its_own_branch_whatever_the_env_exports(tmp_path: P
     assert (tmp_path / "out").read_text() == "2\n"
 
 
-def test_output_pattern_refuses_log_dirs_without_a_common_shape(tmp_path: Path) -> None:
+def test_output_pattern_refuses_log_stems_without_a_common_shape(tmp_path: Path) -> None:
     a = _attempt(tmp_path, index=0)
-    b = _attempt(tmp_path, index=1, log_dir=tmp_path / "elsewhere")
+    b = _attempt(tmp_path, index=1, log_stem=tmp_path / "elsewhere")
     assert output_pattern([a, b]) is None
     assert "exec >" in batch_script([a, b], lambda _: None, redirect=True)
 
@@ -227,7 +228,7 @@ def test_sbatch_exports_nothing_of_the_runner_and_carries_no_value(tmp_path: Pat
 def test_a_cr_in_a_value_or_the_command_never_reaches_the_script_raw(tmp_path: Path) -> None:
     # sbatch refuses a script holding "\r\n"; the shell still gives the job every CR.
     a = _attempt(tmp_path, command="printf '%s|%s' \"$V\" 'x\r\ny' > seen", env={"V": "a\r\nb\r"})
-    a.log_dir.mkdir(parents=True)
+    a.log_stem.parent.mkdir(parents=True)
     text = batch_script([a], lambda _: None, redirect=True)
     assert "\r" not in text
     done = subprocess.run(["/bin/sh", "-c", text], env={"PATH": os.environ["PATH"]})
@@ -243,7 +244,7 @@ def test_a_container_gets_its_env_file_as_a_here_document(
     # its environment: the env-file exactly, and in the runtime's environment only
     # what an env-file cannot carry (a job's TMPDIR or HOME must not steer podman).
     a = _attempt(tmp_path, index=index, image="busybox", env=ENV_VALUES)
-    a.log_dir.mkdir(parents=True)
+    a.log_stem.parent.mkdir(parents=True)
     runtime = ["/bin/sh", "-c", f"cat > {tmp_path}/file; env -0 > {tmp_path}/env"]
     text = batch_script([a], lambda _: runtime, redirect=True)
     env = {"SLURM_ARRAY_TASK_ID": str(index), "PATH": os.environ["PATH"]}
@@ -262,9 +263,12 @@ def test_scripts_and_logs_are_private_whatever_the_umask(tmp_path: Path) -> None
         _write_files(attempts, script, "#!/bin/sh\n")
     assert mode(script) == 0o600
     for a in attempts:
-        assert mode(a.log_dir) == mode(a.log_dir.parent) == 0o700
-        assert mode(a.log_dir / "stdout") == mode(a.log_dir / "stderr") == 0o600
-    assert mode(tmp_path / "logs") == mode(tmp_path / "logs" / "job") == 0o700
+        assert mode(logfiles.beside(a.log_stem, "stdout")) == 0o600
+        assert mode(logfiles.beside(a.log_stem, "stderr")) == 0o600
+    assert mode(tmp_path / "logs") == mode(tmp_path / "logs" / "run") == 0o700
+    # An array's one script, beside its children's logs; no directory of their own.
+    assert script.parent == tmp_path / "logs" / "run"
+    assert [p.name for p in script.parent.iterdir() if p.is_dir()] == []
 
 
 # -- real SLURM ------------------------------------------------------------------------
@@ -298,8 +302,12 @@ class _ScriptedSlurm(SlurmExecutor):
 async def test_adopted_jobs_are_polled_together_and_end_as_slurm_says(tmp_path: Path) -> None:
     ex = _ScriptedSlurm({"10": "RUNNING|", "11_3": "RUNNING|", "13": "CANCELLED|15"})
     purged = _attempt(tmp_path / "purged")
-    purged.log_dir.mkdir(parents=True)
-    (purged.log_dir / EXIT_FILE).write_text("0\n")  # it ended, unwatched, then was purged
+    purged.log_stem.parent.mkdir(parents=True)
+    logfiles.beside(purged.log_stem, EXIT_FILE).write_text("0\n")  # ended unwatched, purged
+    # One an older flowbatch submitted: its log_path a directory holding the exit file.
+    old = _attempt(tmp_path / "old", log_stem=tmp_path / "old" / "job" / "attempt-1")
+    old.log_stem.mkdir(parents=True)
+    (old.log_stem / EXIT_FILE).write_text("3\n")
     results: dict[str, ExecResult | None] = {}
 
     async def adopt(a: Attempt, key: str) -> None:
@@ -312,9 +320,10 @@ async def test_adopted_jobs_are_polled_together_and_end_as_slurm_says(tmp_path: 
             tg.start_soon(adopt, _attempt(tmp_path / "c"), "12")  # SLURM never heard of it
             tg.start_soon(adopt, _attempt(tmp_path / "d"), "13")  # scancelled meanwhile
             tg.start_soon(adopt, purged, "14")
-            while len(results) < 3:
+            tg.start_soon(adopt, old, "15")
+            while len(results) < 4:
                 await anyio.sleep(0.01)
-            assert set(results) == {"12", "13", "14"}  # the others still run
+            assert set(results) == {"12", "13", "14", "15"}  # the others still run
             ex.states.update({"10": "COMPLETED|0", "11_3": "FAILED|512"})
     ok, failed = results["10"], results["11_3"]
     assert ok is not None and ok.ok and ok.extra["slurm_job_id"] == "10"
@@ -322,8 +331,10 @@ async def test_adopted_jobs_are_polled_together_and_end_as_slurm_says(tmp_path: 
     assert results["12"] is None and results["13"] is None  # lost: the caller settles them
     done = results["14"]
     assert done is not None and done.ok
+    gone_old = results["15"]
+    assert gone_old is not None and gone_old.exit_code == 3
     squeues = [argv for argv in ex.argvs if argv[0] == "squeue"]
-    assert squeues[0][-1] == "--jobs=10,11,12,13,14"  # one call for every adopted job
+    assert squeues[0][-1] == "--jobs=10,11,12,13,14,15"  # one call for every adopted job
     assert ex.calls["sbatch"] == 0 and ex.calls["scancel"] == 0
 
 
@@ -375,8 +386,8 @@ async def test_exit_code_stdout_and_stderr_come_back(slurm: str, tmp_path: Path)
     a = _attempt(tmp_path, command='echo "out $SHARED"; echo err >&2; exit 7')
     result = (await _run_all(ex, [a]))[None]
     assert result.exit_code == 7
-    assert (a.log_dir / "stdout").read_text() == "out a,b c\n"
-    assert (a.log_dir / "stderr").read_text() == "err\n"
+    assert logfiles.beside(a.log_stem, "stdout").read_text() == "out a,b c\n"
+    assert logfiles.beside(a.log_stem, "stderr").read_text() == "err\n"
     assert ex.calls["sbatch"] == 1
 
 
@@ -394,18 +405,18 @@ async def test_the_job_gets_its_env_and_nothing_of_the_runner(
     a = _attempt(tmp_path, command="env -0 > seen", env={"TOKEN": "tok", **ENV_VALUES})
     with loose_umask():
         result = (await _run_all(ex, [a]))[None]
-    assert result.exit_code == 0, (a.log_dir / "stderr").read_text()
+    assert result.exit_code == 0, logfiles.beside(a.log_stem, "stderr").read_text()
     entries = (tmp_path / "seen").read_text().split("\0")
     seen = dict(e.partition("=")[::2] for e in entries if e)
     assert "FB_TEST_RUNNER_SECRET" not in seen
     assert {k: seen.get(k) for k in ENV_VALUES} == ENV_VALUES and seen["TOKEN"] == "tok"
     assert seen["SLURM_EXPORT_ENV"] == "ALL"
     # Everything left behind is private, and none of it holds the runner's variable.
-    script = a.log_dir / "slurm-batch.sh"
+    script = logfiles.beside(a.log_stem, "slurm-batch.sh")
     assert mode(script) == 0o600 and secret not in script.read_text()
-    assert mode(a.log_dir) == 0o700
+    assert mode(a.log_stem.parent) == 0o700
     for name in ("stdout", "stderr", EXIT_FILE):
-        assert mode(a.log_dir / name) == 0o600, name
+        assert mode(logfiles.beside(a.log_stem, name)) == 0o600, name
 
 
 @pytest.mark.slow
@@ -417,7 +428,10 @@ async def test_hostile_values_reach_a_real_slurm_job_exactly(slurm: str, tmp_pat
     ex = SlurmExecutor(_compute())
     a = _attempt(tmp_path, command="env -0 > seen.env", env=HOSTILE_ENV)
     result = (await _run_all(ex, [a]))[None]
-    assert result.exit_code == 0, (result.status_reason, (a.log_dir / "stderr").read_text())
+    assert result.exit_code == 0, (
+        result.status_reason,
+        logfiles.beside(a.log_stem, "stderr").read_text(),
+    )
     seen = env0(tmp_path / "seen.env")
     assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
     assert not (tmp_path / "pwned").exists()
@@ -436,7 +450,11 @@ async def test_an_array_of_20_is_one_sbatch_call(slurm: str, tmp_path: Path) -> 
     assert ex.calls["sbatch"] == 1
     assert all(results[i].ok for i in range(20))
     for a in attempts:
-        assert (a.log_dir / "stdout").read_text() == f"{a.index} p:{a.index}\n"
+        assert logfiles.beside(a.log_stem, "stdout").read_text() == f"{a.index} p:{a.index}\n"
+        assert logfiles.beside(a.log_stem, "stderr").read_text() == ""
+    # Each child's own files, side by side in the run's directory: none of its own.
+    run_dir = attempts[0].log_stem.parent
+    assert [p.name for p in run_dir.iterdir() if p.is_dir()] == []
     # One squeue per poll interval (0.2 s) for all 20, never one per child: how many
     # intervals that is depends on how fast SLURM starts the tasks (each loads the
     # user's login environment, --export=NONE).

@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 from env_helpers import HOSTILE_ENV, command_lines_holding, env0, loose_umask, mode
 from ssh_fixtures import SshServer
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import REASON_HOST_LOST, REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.container import env_file_text
 from flowbatch.executors.ssh import SshError, SshExecutor, env_script, job_argv, remote_command
@@ -71,7 +72,7 @@ def attempt(
         gpus=0,
         timeout=timeout,
         image=None,
-        log_dir=workdir / "logs" / name / "attempt-1",
+        log_stem=workdir / "logs" / f"{name}.attempt-1",
         compute=ce,
         host="h1",
     )
@@ -197,7 +198,9 @@ async def test_no_value_is_on_a_command_line_of_either_side(
         with loose_umask():
             async with anyio.create_task_group() as tg:
                 await start(tg, ex, att, results)
-                await wait_for(lambda: b"started" in (att.log_dir / "stdout").read_bytes())
+                await wait_for(
+                    lambda: b"started" in logfiles.beside(att.log_stem, "stdout").read_bytes()
+                )
                 assert command_lines_holding(token) == []
                 tg.cancel_scope.cancel()
     finally:
@@ -206,8 +209,12 @@ async def test_no_value_is_on_a_command_line_of_either_side(
     assert f"TOKEN={token}\n" in seen and "QUOTED=" + ENV_VALUES["QUOTED"] in seen
     assert "RUNNER_SECRET" not in seen
     # The logs this side writes are private, whatever the umask.
-    assert mode(att.log_dir) == 0o700
-    assert mode(att.log_dir / "stdout") == mode(att.log_dir / "stderr") == 0o600
+    assert mode(att.log_stem.parent) == 0o700
+    assert (
+        mode(logfiles.beside(att.log_stem, "stdout"))
+        == mode(logfiles.beside(att.log_stem, "stderr"))
+        == 0o600
+    )
 
 
 @pytest.mark.slow
@@ -218,7 +225,7 @@ async def test_hostile_values_reach_the_job_over_a_real_connection(
     ex = SshExecutor(compute(sshd))
     att = attempt(ex._ce, shared_dir, "env -0 > seen.env", name="hostile", env=HOSTILE_ENV)
     result = await run_and_close(ex, att)
-    assert result.exit_code == 0, (att.log_dir / "stderr").read_text()
+    assert result.exit_code == 0, logfiles.beside(att.log_stem, "stderr").read_text()
     seen = env0(shared_dir / "seen.env")
     assert {k: seen.get(k) for k in HOSTILE_ENV} == HOSTILE_ENV
     assert not (shared_dir / "pwned").exists()
@@ -244,7 +251,7 @@ async def test_the_users_ssh_config_sends_the_job_nothing_of_the_runner(
     seen = (shared_dir / "seen-config.txt").read_text()
     assert f"TOKEN={token}\n" in seen
     assert "FBTEST_SECRET" not in seen
-    assert (att.log_dir / "stdout").read_bytes() == b""
+    assert logfiles.beside(att.log_stem, "stdout").read_bytes() == b""
     assert result.exit_code == 0
 
 
@@ -269,8 +276,9 @@ async def test_exit_code_logs_env_and_workdir(sshd: SshServer, shared_dir: Path)
     assert pgid_of(external) > 1
     result = results["job"]
     assert result.exit_code == 3 and result.host == "h1" and not result.host_lost
-    assert (att.log_dir / "stdout").read_bytes() == b"out\n"  # the pid line is not logged
-    assert (att.log_dir / "stderr").read_bytes() == b"err\n"
+    # The pid line is not logged.
+    assert logfiles.beside(att.log_stem, "stdout").read_bytes() == b"out\n"
+    assert logfiles.beside(att.log_stem, "stderr").read_bytes() == b"err\n"
     assert (shared_dir / "greeting").read_text() == "hi there; $x"
     assert (shared_dir / "where").read_text().strip() == str(shared_dir)
     assert (shared_dir / "where").stat().st_uid != 0  # ran as fbtest, not as us
@@ -285,7 +293,7 @@ async def test_argv_command_is_not_run_through_a_shell(sshd: SshServer, shared_d
     finally:
         await ex.aclose()
     assert result.exit_code == 0
-    assert (att.log_dir / "stdout").read_text() == "[a b][$HOME][x;y]"
+    assert logfiles.beside(att.log_stem, "stdout").read_text() == "[a b][$HOME][x;y]"
 
 
 @pytest.mark.slow
@@ -297,21 +305,21 @@ async def test_large_output_streams_to_the_log(sshd: SshServer, shared_dir: Path
     finally:
         await ex.aclose()
     assert result.exit_code == 0
-    assert (att.log_dir / "stdout").stat().st_size == 5_000_000
-    assert (att.log_dir / "stderr").read_text() == "done\n"
+    assert logfiles.beside(att.log_stem, "stdout").stat().st_size == 5_000_000
+    assert logfiles.beside(att.log_stem, "stderr").read_text() == "done\n"
 
 
 @pytest.mark.slow
 async def test_missing_workdir_fails_the_attempt(sshd: SshServer, shared_dir: Path) -> None:
     ex = SshExecutor(compute(sshd))
     att = attempt(ex._ce, shared_dir / "nowhere", "true")
-    att = Attempt(**{**_fields(att), "log_dir": shared_dir / "logs"})
+    att = Attempt(**{**_fields(att), "log_stem": shared_dir / "logs" / "x.attempt-1"})
     try:
         result = await _run_one(ex, att)
     finally:
         await ex.aclose()
     assert result.exit_code not in (0, None) and not result.host_lost
-    assert "nowhere" in (shared_dir / "logs" / "stderr").read_text()
+    assert "nowhere" in (shared_dir / "logs" / "x.attempt-1.stderr").read_text()
 
 
 @pytest.mark.slow
@@ -341,7 +349,7 @@ async def test_concurrent_jobs_share_connections(
     assert ex.connections_opened == connections
     for i, att in enumerate(atts):
         assert results[att.name].exit_code == i % 7
-        assert (att.log_dir / "stdout").read_text() == f"job {i % 7}\n"
+        assert logfiles.beside(att.log_stem, "stdout").read_text() == f"job {i % 7}\n"
 
 
 @pytest.mark.slow
@@ -547,5 +555,5 @@ async def test_pipeline_on_ssh_gives_the_same_outputs_as_local(
         assert (remote_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
     assert (remote_dir / "all.txt").read_text().splitlines()[2] == "part 2 squared 4"
     assert (remote_dir / "all.txt").stat().st_uid != (local_dir / "all.txt").stat().st_uid
-    logs = list((remote_dir / ".flowbatch" / "logs").glob("*/gather/attempt-1/stdout"))
+    logs = list((remote_dir / ".flowbatch" / "logs").glob("*/gather.attempt-1.stdout"))
     assert [p.read_text() for p in logs] == ["gathered\n"]

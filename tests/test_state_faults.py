@@ -72,12 +72,11 @@ def test_issue_9_state_is_private_under_umask_022(tmp_path: Path) -> None:
             assert {p.name: mode(p) for p in sides} == {p.name: 0o600 for p in sides}
     assert mode(state) == 0o700 and mode(state / DB_NAME) == 0o600
     logs = state / "logs"
-    dirs = [logs, *(p for p in logs.rglob("*") if p.is_dir())]
-    assert len(dirs) >= 6  # logs, run, job, two children, their attempts
-    assert {str(p.relative_to(state)): mode(p) for p in dirs} == {
-        str(p.relative_to(state)): 0o700 for p in dirs
-    }
-    assert (logs / run_id / "a" / "0" / "attempt-1" / "stdout").read_text() == "secret\n"
+    assert [p for p in logs.rglob("*") if p.is_dir()] == [logs / run_id]  # none per attempt
+    assert mode(logs) == mode(logs / run_id) == 0o700
+    files = list((logs / run_id).iterdir())
+    assert len(files) == 4 and {mode(p) for p in files} == {0o600}  # two children's two logs
+    assert (logs / run_id / "a.0.attempt-1.stdout").read_text() == "secret\n"
 
 
 def test_a_database_others_could_read_is_made_private(tmp_path: Path) -> None:

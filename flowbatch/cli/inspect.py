@@ -25,6 +25,7 @@ from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.github import json_text, on_github, workflow_command
 from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail
+from flowbatch.executors import logfiles
 from flowbatch.outputs.jobview import clip, visible
 from flowbatch.run.records import (
     AttemptRecord,
@@ -362,15 +363,9 @@ def _log_file(state_dir: Path, job: JobRecord, number: int, which: str) -> Path:
     if 0 < number <= len(attempts):
         recorded = attempts[number - 1].log_path
     if recorded:
-        directory = Path(recorded)
-        if not directory.is_absolute() and not directory.exists():
-            directory = state_dir.parent / directory
-    else:
-        directory = state_dir / "logs" / job.run_id / job.name
-        if job.array_index is not None:
-            directory /= str(job.array_index)
-        directory /= f"attempt-{number}"
-    return directory / which
+        return logfiles.recorded_file(recorded, which, base=state_dir.parent)
+    run_dir = state_dir / "logs" / job.run_id
+    return logfiles.beside(logfiles.stem(run_dir, job.name, job.array_index, number), which)
 
 
 def _follow(store: Store, job_id: str, number: int, where: Callable[[], Path]) -> None:

@@ -3,6 +3,8 @@
 `make_executor` imports the backend lazily, so a local run never pays for asyncssh.
 
     base          the seam: Executor protocol, Attempt, ExecResult, the grace period
+    logfiles      where an attempt's logs live (files beside a stem in the run's one
+                  directory), and reading what older stores recorded
     local         a process group on this machine (cgroups: its memory; reaper: its
                   cleanup if the runner dies; processes: pids that cannot be mistaken)
     container     an attempt with an `image` as a container runtime call (local, ssh, slurm)

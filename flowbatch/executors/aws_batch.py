@@ -58,6 +58,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import (
     REASON_ESSENTIAL_EXITED,
     REASON_TIMEOUT,
@@ -238,7 +239,7 @@ class AwsBatchExecutor:
         watch: _Watch | None = None
         # Empty while the job runs on AWS (`flowbatch logs` shows nothing yet, rather
         # than "no log"), filled from CloudWatch Logs when it ends.
-        await anyio.to_thread.run_sync(_empty_logs, attempt.log_dir)
+        await anyio.to_thread.run_sync(_empty_logs, attempt.log_stem)
         try:
             try:
                 definition = await self._definition(attempt)
@@ -474,7 +475,7 @@ class AwsBatchExecutor:
             "logStreamName": str(stream),
             "startFromHead": True,
         }
-        path = attempt.log_dir / "stdout"
+        path = logfiles.beside(attempt.log_stem, "stdout")
         while True:
             try:
                 page = await self._call("logs", "GetLogEvents", **params)
@@ -630,10 +631,10 @@ def result_of(job: Mapping[str, Any], *, host: str | None = None) -> ExecResult:
     )
 
 
-def _empty_logs(log_dir: Path) -> None:
-    private_dir(log_dir)
-    for name in ("stdout", "stderr"):
-        os.close(private_file(log_dir / name))
+def _empty_logs(stem: Path) -> None:
+    private_dir(stem.parent)
+    for name in logfiles.STREAMS:
+        os.close(private_file(logfiles.beside(stem, name)))
 
 
 def _append(path: Path, text: str) -> None:

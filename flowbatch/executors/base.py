@@ -92,7 +92,10 @@ class Attempt:
     gpus: int
     timeout: float | None  # seconds
     image: str | None
-    log_dir: Path  # stdout and stderr of this attempt go to log_dir/"stdout", log_dir/"stderr"
+    # The stem of this attempt's log files (`executors.logfiles`): its stdout goes to
+    # `<log_stem>.stdout`, its stderr to `<log_stem>.stderr`. An adopted attempt of an
+    # older store may have a directory here instead (`logfiles.recorded_file` reads both).
+    log_stem: Path
     compute: ComputeEnv
     host: str | None = None  # for multi-host environments, the host the scheduler chose
     # What a service that keeps its own records (AWS Batch) labels the attempt with:
@@ -218,7 +221,7 @@ class Adoptable(Protocol):
     async def adopt(self, attempt: Attempt, external_id: str) -> ExecResult | None:
         """Wait for the end of an attempt an earlier runner started, whose `run` reported
         `external_id`, as `run` waits for its own (the same timeout, the same stop when
-        cancelled). `attempt` is that attempt as it was made (its number, its log_dir).
+        cancelled). `attempt` is that attempt as it was made (its number, its log_stem).
         None when the engine no longer knows it, or it was stopped while nobody watched
         it (a stop at the last runner's exit cannot be told from another): the caller
         settles it as lost."""

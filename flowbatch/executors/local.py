@@ -37,6 +37,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskStatus
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import (
     GRACE_SECONDS,
     REASON_SPOT,
@@ -172,12 +173,12 @@ class LocalExecutor:
         elif executable is not None:
             env = self._as_shell_would(env, attempt.workdir)
         try:
-            out = os.open(os.path.join(attempt.log_dir, "stdout"), _OPEN_FLAGS, 0o600)
+            out = os.open(logfiles.beside(attempt.log_stem, "stdout"), _OPEN_FLAGS, 0o600)
         except OSError as exc:  # a full or read-only disk: no retry will do better
             return _log_failure(exc)
         try:
             try:
-                err = os.open(os.path.join(attempt.log_dir, "stderr"), _OPEN_FLAGS, 0o600)
+                err = os.open(logfiles.beside(attempt.log_stem, "stderr"), _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 return _log_failure(exc)
             stdin = self._devnull
@@ -231,11 +232,15 @@ class LocalExecutor:
                     stdin=stdin,
                     stdout=out,
                     stderr=err,
-                    # A container's runtime gets the attempt's own directory: conmon
+                    # A container's runtime gets a directory of the attempt's own: conmon
                     # before 2.1.13 drops an `oom` file where it runs (conmon#504), which
                     # must not land among the user's files. The container itself is
                     # told its working directory by `-w`.
-                    cwd=attempt.log_dir if container is not None else attempt.workdir,
+                    cwd=(
+                        logfiles.own_dir(attempt.log_stem, "conmon")
+                        if container is not None
+                        else attempt.workdir
+                    ),
                     env=env,
                     start_new_session=True,
                 )

@@ -51,6 +51,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import (
     REASON_TIMEOUT,
     Attempt,
@@ -97,7 +98,7 @@ class _Batch:
 @dataclass
 class _Watch:
     key: str
-    log_dir: Path
+    log_stem: Path  # where its exit file is: `logfiles.recorded_file`
     host: str | None
     wake: anyio.Event = field(default_factory=anyio.Event)
     running_at: float | None = None
@@ -146,17 +147,17 @@ class SlurmExecutor:
         if isinstance(submitted, ExecResult):
             return submitted
         key = slurm_key(submitted, attempt.index)
-        watch = self._watches[key] = _Watch(key=key, log_dir=attempt.log_dir, host=attempt.host)
+        watch = self._watches[key] = _Watch(key=key, log_stem=attempt.log_stem, host=attempt.host)
         task_status.started(key)
         return await self._follow(watch, attempt)
 
     async def adopt(self, attempt: Attempt, external_id: str) -> ExecResult | None:
         """Watch a SLURM job an earlier runner submitted (`Adoptable`): polled in the
         same squeue calls as this executor's own jobs, its logs and exit file where
-        `attempt.log_dir` says. None when SLURM no longer knows it and it left no exit
+        `attempt.log_stem` says. None when SLURM no longer knows it and it left no exit
         status, or it was CANCELLED while nobody watched (the last server's own scancel
         at its stop looks the same as anyone's)."""
-        watch = _Watch(key=external_id, log_dir=attempt.log_dir, host=attempt.host)
+        watch = _Watch(key=external_id, log_stem=attempt.log_stem, host=attempt.host)
         self._watches[external_id] = watch
         result = await self._follow(watch, attempt)
         if result.exit_code is None and result.extra.get("slurm_state") in _UNWATCHED_ENDS:
@@ -378,7 +379,7 @@ class SlurmExecutor:
                 continue
             w.missing += 1
             if w.missing >= GONE_POLLS:
-                text = await anyio.to_thread.run_sync(_read_exit_file, w.log_dir)
+                text = await anyio.to_thread.run_sync(_read_exit_file, w.log_stem)
                 w.result = result_of_gone(w.key, text, host=w.host)
                 w.wake.set()
 
@@ -416,10 +417,13 @@ def _write_files(attempts: Sequence[Attempt], script: Path, text: str) -> None:
     """The batch script and each attempt's log files, private whatever the umask: the
     script holds the job's environment, the logs what the job printed. The logs are
     made here, empty, because SLURM would create them with the job's umask."""
+    made: set[Path] = set()
     for a in attempts:
-        private_dir(a.log_dir)
-        for name in ("stdout", "stderr"):
-            os.close(private_file(a.log_dir / name))
+        if a.log_stem.parent not in made:  # one run directory for all of them, normally
+            private_dir(a.log_stem.parent)
+            made.add(a.log_stem.parent)
+        for name in logfiles.STREAMS:
+            os.close(private_file(logfiles.beside(a.log_stem, name)))
     private_dir(script.parent)
     fd = private_file(script)
     # surrogateescape: a value from the runner's environment keeps its bytes, UTF-8 or not.
@@ -427,9 +431,11 @@ def _write_files(attempts: Sequence[Attempt], script: Path, text: str) -> None:
         f.write(text)
 
 
-def _read_exit_file(log_dir: Path) -> str | None:
+def _read_exit_file(log_path: Path) -> str | None:
+    """The exit status the batch script wrote beside the logs (inside an adopted
+    attempt's log directory, for one an older flowbatch submitted)."""
     try:
-        return (log_dir / EXIT_FILE).read_text()
+        return logfiles.recorded_file(log_path, EXIT_FILE).read_text()
     except OSError:
         return None
 

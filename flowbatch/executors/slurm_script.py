@@ -13,8 +13,9 @@ on `SLURM_ARRAY_TASK_ID` holds what differs (the command, AWS_BATCH_JOB_ID, ...)
 environment as an env-file here-document on its runtime's stdin (see container.py),
 not exported into the runtime's own environment.
 
-The script records the command's exit status in `<log_dir>/slurm-exit-code`, so that a
-job SLURM has already purged (MinJobAge) still has a known ending.
+The script records the command's exit status in `<log stem>.slurm-exit-code` (beside the
+attempt's logs, see logfiles.py), so that a job SLURM has already purged (MinJobAge)
+still has a known ending.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import Attempt, env_file_can_carry
 from flowbatch.executors.slurm_parse import format_indices, time_limit_minutes
 
@@ -65,36 +67,37 @@ def command_line(attempt: Attempt, argv_for: ArgvFor) -> str:
     return _join(attempt.command)
 
 
-def output_pattern(attempts: Sequence[Attempt]) -> str | None:
-    """A `--output` directory pattern (with `%a` for the array index) that names every
-    attempt's log_dir, or None when the log dirs follow no such pattern.
+def _escaped(text: str) -> str:
+    return text.replace("%", "%%")  # sbatch expands `%` in --output and --error
 
-    `%` is doubled because sbatch expands it.
-    """
+
+def output_pattern(attempts: Sequence[Attempt]) -> str | None:
+    """A `--output` stem pattern (with `%a` for the array index) that names every
+    attempt's log stem, or None when the stems follow no such pattern (the script then
+    redirects its output itself)."""
     first = attempts[0]
     if first.index is None:
-        return str(first.log_dir).replace("%", "%%")
-    marker = f"/{first.index}/"
-    text = str(first.log_dir)
-    if text.count(marker) != 1:
-        return None
-    prefix, suffix = text.split(marker)
+        return _escaped(str(first.log_stem))
+    run_dir = first.log_stem.parent
     for a in attempts:
-        if str(a.log_dir) != f"{prefix}/{a.index}/{suffix}":
+        if a.log_stem != logfiles.stem(run_dir, a.name, a.index, a.attempt):
             return None
-    return f"{prefix.replace('%', '%%')}/%a/{suffix.replace('%', '%%')}"
+    name = logfiles.stem_name(_escaped(first.name), "%a", first.attempt)
+    return f"{_escaped(str(run_dir))}/{name}"
 
 
 def script_path(attempts: Sequence[Attempt], token: str) -> Path:
-    """Where the batch script goes: the attempt's log dir, or for an array the directory
-    above every child's log dir (on the shared filesystem either way)."""
+    """Where the batch script goes, beside the logs (on the shared filesystem): the
+    attempt's `<stem>.slurm-batch.sh`, or for an array, whose children share one script,
+    `<name>.attempt-<N>.slurm-<token>.sh` in the directory of every child's logs (the
+    stem an array job itself never writes logs at)."""
     first = attempts[0]
     if first.index is None:
-        return first.log_dir / "slurm-batch.sh"
-    common = Path(os.path.commonpath([str(a.log_dir) for a in attempts]))
-    if len(attempts) == 1:
-        common = common.parent.parent
-    return common / f"slurm-attempt-{first.attempt}-{token}.sh"
+        return logfiles.beside(first.log_stem, "slurm-batch.sh")
+    common = Path(os.path.commonpath([str(a.log_stem.parent) for a in attempts]))
+    return logfiles.beside(
+        logfiles.stem(common, first.name, None, first.attempt), f"slurm-{token}.sh"
+    )
 
 
 def _exported(attempt: Attempt) -> dict[str, str]:
@@ -127,12 +130,12 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
     lines += _exports(common)
 
     def body(a: Attempt, env: dict[str, str]) -> list[str]:
-        out = [f"fb_dir={_quote(str(a.log_dir))}"]
+        out = [f"fb_stem={_quote(str(a.log_stem))}"]
         if redirect:
-            out.append('exec >"$fb_dir/stdout" 2>"$fb_dir/stderr"')
+            out.append('exec >"$fb_stem.stdout" 2>"$fb_stem.stderr"')
         out.append(f"cd {_quote(str(a.workdir))} || exit 1")
-        if a.image is not None:  # the runtime runs in the attempt's own directory (conmon#504)
-            out.append('cd "$fb_dir" || exit 1')
+        if a.image is not None:  # the runtime runs in a directory of its own (conmon#504)
+            out.append('mkdir -m 700 "$fb_stem.conmon" 2>/dev/null; cd "$fb_stem.conmon" || exit 1')
         out += _exports({k: v for k, v in env.items() if k not in common})
         out.append(command_line(a, argv_for))
         return out
@@ -151,7 +154,7 @@ def batch_script(attempts: Sequence[Attempt], argv_for: ArgvFor, *, redirect: bo
         ]
     lines += [
         "fb_rc=$?",
-        f'(umask 077 && printf "%s\\n" "$fb_rc" >"$fb_dir/{EXIT_FILE}")',
+        f'(umask 077 && printf "%s\\n" "$fb_rc" >"$fb_stem.{EXIT_FILE}")',
         'exit "$fb_rc"',
         "",
     ]
@@ -182,7 +185,7 @@ def sbatch_argv(
     if first.timeout is not None:
         argv.append(f"--time={time_limit_minutes(first.timeout)}")
     if pattern is not None:
-        argv += [f"--output={pattern}/stdout", f"--error={pattern}/stderr"]
+        argv += [f"--output={pattern}.stdout", f"--error={pattern}.stderr"]
     else:
         argv += ["--output=/dev/null", "--error=/dev/null"]
     if first.index is not None:

@@ -50,6 +50,7 @@ import asyncssh
 from anyio.abc import TaskStatus
 
 from flowbatch.errors import FlowbatchError
+from flowbatch.executors import logfiles
 from flowbatch.executors.base import (
     GRACE_SECONDS,
     REASON_HOST_LOST,
@@ -392,10 +393,11 @@ class _RemoteAttempt:
             return self._failed(str(e))
         started = False
         try:
-            private_dir(self.attempt.log_dir)
+            stem = self.attempt.log_stem
+            private_dir(stem.parent)
             with (
-                os.fdopen(private_file(self.attempt.log_dir / "stdout"), "wb") as out,
-                os.fdopen(private_file(self.attempt.log_dir / "stderr"), "wb") as err,
+                os.fdopen(private_file(logfiles.beside(stem, "stdout")), "wb") as out,
+                os.fdopen(private_file(logfiles.beside(stem, "stderr")), "wb") as err,
             ):
                 try:
                     self.process = await self.link.conn.create_process(command, encoding=None)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from flowbatch.executors import logfiles
 from flowbatch.outputs.jobview import tail_of
 from flowbatch.run.records import JobRecord
 from flowbatch.run.state import JobState
@@ -64,12 +65,12 @@ def log_tail_via(
 
     def log_tail(job: JobRecord) -> str:
         detail = describe(job.job_id).detail
-        log_dir = None if detail is None else detail.log_path
-        if not log_dir:
+        log_path = None if detail is None else detail.log_path
+        if not log_path:
             return ""
         parts = []
         for stream in ("stderr", "stdout"):
-            tail = tail_of(Path(log_dir) / stream, lines)
+            tail = tail_of(logfiles.recorded_file(log_path, stream), lines)
             if tail:
                 parts.append(f"--- {stream} (last {lines} lines) ---\n{tail}")
         return "\n".join(parts)

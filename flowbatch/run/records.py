@@ -60,7 +60,7 @@ class AttemptRecord:
     exit_code: int | None
     reason: str | None  # AWS container.reason
     status_reason: str | None
-    log_path: str | None  # the directory holding its stdout and stderr
+    log_path: str | None  # its logs' stem (an older store's: their directory), see logfiles
     compute: str | None
     host: str | None
     peak_memory: int | None  # MiB, where measured
@@ -88,7 +88,7 @@ class JobDetail:
     gpus: int
     environment: Mapping[str, str]
     reason: str | None  # the latest attempt's container.reason
-    log_path: str | None  # the latest attempt's log directory
+    log_path: str | None  # the latest attempt's `log_path`
     timeout: float | None  # seconds
     summary_updated_at: int | None  # an array parent's: its children's last change
 

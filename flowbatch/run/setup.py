@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import random
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from flowbatch.errors import FlowbatchError
+from flowbatch.executors import logfiles
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.diagnostics import did_you_mean
 from flowbatch.lang.model import ComputeEnv, Host, JobSpec
@@ -193,21 +195,24 @@ def placement_inputs(
 
 
 def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
-    """Create and return `log_root/name[/index]/attempt-N`, private (0700: what a job
-    prints may be secret; the executors make the logs 0600). Raises OSError."""
-    where = os.path.join(log_root, name)
-    if index is not None:
-        where = os.path.join(where, str(index))
-    where = os.path.join(where, f"attempt-{attempt}")
+    """The stem of an attempt's log files (`executors.logfiles`), in the run's log
+    directory `log_root`, which is made if missing, private (0700: what a job prints may
+    be secret; the executors make the logs 0600). Nothing is made for the attempt itself:
+    a directory costs about as much as a short job. Raises OSError."""
+    # Tried on every attempt rather than remembered: a mkdir that finds the directory
+    # there makes nothing and costs microseconds, and a log directory removed under a
+    # long-lived runner (flowbatch server) comes back.
+    where = os.fspath(log_root)
     _private_dirs(where)
-    return Path(where)
+    if not os.path.isdir(where):  # a file in its place
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), where)
+    return logfiles.stem(log_root, name, index, attempt)
 
 
 def _private_dirs(path: str) -> None:
     """`path` and its missing parents made, each 0700 whatever the umask: logs hold
     what jobs print, secrets included (os.makedirs gives its mode to the last one
-    only). Made straight away, parents only when missing: a job's attempt costs one
-    or two mkdirs, no look first."""
+    only). Made straight away, parents only when missing: one mkdir, no look first."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:  # made by another process meanwhile, or there already

@@ -136,7 +136,7 @@ class JobEvent:
     attempt: int = 0  # attempt number from 1; 0 before the first attempt
     exit_code: int | None = None
     attempt_reason: str = ""  # AWS attempts[].statusReason / container.reason
-    log_path: str | None = None  # directory holding this attempt's stdout and stderr
+    log_path: str | None = None  # the stem of this attempt's logs (executors.logfiles)
     compute: str | None = None
     host: str | None = None
     external_id: str | None = None  # pid, SLURM job id, container id

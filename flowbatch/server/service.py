@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from flowbatch.executors import logfiles
 from flowbatch.lang.model import ComputeEnv, JobSpec, Queue
 from flowbatch.run.runner import Adopted, Runner
 from flowbatch.run.state import JobEvent
@@ -226,12 +226,11 @@ class Service:
         """Forget jobs that ended more than `keep` seconds ago: their rows, their logs,
         their place in the scheduler; how many (at most 1,000 a call)."""
         gone = self.store.expire_standing(RUN_ID, self.clock() - self.keep)
-        logs = self.runner.log_root
         for job_id in gone:
             if job_id in self.runner.by_id:
                 self.runner.forget(job_id)
             self.names.pop(job_id, None)
-            shutil.rmtree(logs / job_id, ignore_errors=True)
+        logfiles.remove(self.runner.log_root, set(gone))  # a job's name is its id here
         return len(gone)
 
     # -- the registry's scheduling callbacks -------------------------------------------------
@@ -355,8 +354,8 @@ class Service:
         attempts = record.detail.attempts if record.detail is not None else ()
         if not 1 <= number <= len(attempts) or attempts[number - 1].log_path is None:
             raise ResourceNotFound("The specified log stream does not exist.")
-        where = Path(str(attempts[number - 1].log_path))
-        return logs.get_log_events([where / "stdout", where / "stderr"], p)
+        where = str(attempts[number - 1].log_path)
+        return logs.get_log_events([logfiles.recorded_file(where, s) for s in logfiles.STREAMS], p)
 
     # -- helpers ----------------------------------------------------------------------------
     def _control(self, p: dict[str, Any], action: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.processes import Process
 from flowbatch.lang.model import JobSpec, Pipeline
 from flowbatch.run.records import (
@@ -435,8 +436,8 @@ class Store:
         detail = found.detail
         assert detail is not None  # views.describe always fills it
         run_id = found.run_id
-        moved = [self.log_dir(a.log_path, run_id) for a in detail.attempts]
-        log_path = self.log_dir(detail.log_path, run_id)
+        moved = [self.log_path(a.log_path, run_id) for a in detail.attempts]
+        log_path = self.log_path(detail.log_path, run_id)
         if log_path == detail.log_path and moved == [a.log_path for a in detail.attempts]:
             return found  # the common case: nothing moved, no copies
         attempts = tuple(
@@ -447,17 +448,23 @@ class Store:
             found, detail=dataclasses.replace(detail, attempts=attempts, log_path=log_path)
         )
 
-    def log_dir(self, recorded: str | None, run_id: str) -> str | None:
-        """Where an attempt's logs are now: the directory recorded, or, when that is gone
-        because the state directory moved since (a checkout renamed, a CI artifact
-        unpacked elsewhere), the same `logs/RUN_ID/...` below this store's directory."""
-        if not recorded or os.path.exists(recorded):
+    def log_path(self, recorded: str | None, run_id: str) -> str | None:
+        """Where an attempt's logs are now: the `log_path` recorded (a stem, or an older
+        store's directory: `executors.logfiles`), or, when nothing is there because the
+        state directory moved since (a checkout renamed, a CI artifact unpacked
+        elsewhere), the same `logs/RUN_ID/...` below this store's directory."""
+        if not recorded:
+            return recorded
+        # Below this store's own directory: where it would be looked for anyway, no stat.
+        if recorded.startswith(os.path.join(os.path.abspath(self.path.parent), "logs", "")):
+            return recorded
+        if logfiles.exists(recorded):
             return recorded
         parts = Path(recorded).parts
         for i in range(len(parts) - 2, -1, -1):
             if parts[i] == "logs" and parts[i + 1] == run_id:
                 here = self.path.parent.joinpath(*parts[i:])
-                return os.path.abspath(here) if here.exists() else recorded
+                return os.path.abspath(here) if logfiles.exists(here) else recorded
         return recorded
 
     @reads

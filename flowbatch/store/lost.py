@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from flowbatch.executors import logfiles
 from flowbatch.executors.processes import Process, zombie
 
 RUNNER_LOST: Final = "Runner lost"
@@ -167,14 +168,15 @@ def recover_attempts(
     conn: sqlite3.Connection, run_id: str, log_root: Path, reason: str, when: float
 ) -> None:
     """Record the attempts of `run_id`'s unfinished jobs that started but that the
-    runner died before writing down: it makes an attempt's log directory
-    (`run.setup.make_log_dir`) before starting it, and records it only at its next
-    flush, so a directory beyond the attempts the store knows is an attempt that
-    started, and may have printed. FAILED with `reason`, no start time or exit code
-    (unknown). Unlike the open attempts of a lost run they get a stop time (`when`):
-    their process was never recorded, so no command could judge or stop it, and as a
-    `Stray` it would hold `run --resume` back for ever; the runner's reaper stops it."""
-    found = _attempt_dirs(log_root)
+    runner died before writing down: an executor makes an attempt's log files
+    (`executors.logfiles`) before it starts the job, and the runner records the attempt
+    only at its next flush, so logs beyond the attempts the store knows are of an
+    attempt that started, and may have printed. FAILED with `reason`, no start time or
+    exit code (unknown). Unlike the open attempts of a lost run they get a stop time
+    (`when`): their process was never recorded, so no command could judge or stop it,
+    and as a `Stray` it would hold `run --resume` back for ever; the runner's reaper
+    stops it."""
+    found = logfiles.started(log_root)
     if not found:
         return
     # An array child's logs are under its parent's name (children carry no static facts).
@@ -186,16 +188,15 @@ def recover_attempts(
         (run_id,),
     )
     for job_id, name, index, known in unfinished.fetchall():
-        started = [n for n in found.get((str(name), index), ()) if n > known]
-        if not started:
+        log_path = {n: path for n, path in found.get((str(name), index), {}).items() if n > known}
+        if not log_path:
             continue
-        log_path = {n: str(_attempt_dir(log_root, name, index, n)) for n in started}
         conn.executemany(
             "INSERT OR IGNORE INTO attempts (job_id, attempt, run_id, log_path,"
             " status_reason, reason, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(job_id, n, run_id, log_path[n], reason, _UNRECORDED, when) for n in started],
+            [(job_id, n, run_id, path, reason, _UNRECORDED, when) for n, path in log_path.items()],
         )
-        last = max(started)
+        last = max(log_path)
         conn.execute(
             "UPDATE jobs SET attempt = ?, log_path = ? WHERE job_id = ?",
             (last, log_path[last], job_id),
@@ -203,42 +204,6 @@ def recover_attempts(
 
 
 _UNRECORDED: Final = "started just before its runner was lost, which never recorded its process"
-
-
-def _attempt_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
-    where = log_root / name
-    return (where if index is None else where / str(index)) / f"attempt-{attempt}"
-
-
-def _attempt_dirs(log_root: Path) -> dict[tuple[str, int | None], list[int]]:
-    """The attempt numbers found under a run's log directory, by (job name, array index):
-    the tree is listed once, however many children an array has."""
-    found: dict[tuple[str, int | None], list[int]] = {}
-    for job in _subdirs(str(log_root)):
-        for entry in _subdirs(job.path):
-            if entry.name.isdigit():  # an array child's directory
-                for attempt in _subdirs(entry.path):
-                    n = _attempt_number(attempt.name)
-                    if n is not None:
-                        found.setdefault((job.name, int(entry.name)), []).append(n)
-            else:
-                n = _attempt_number(entry.name)
-                if n is not None:
-                    found.setdefault((job.name, None), []).append(n)
-    return found
-
-
-def _subdirs(where: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(where) as entries:
-            return [e for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:  # gone, or never made (the runner died before any attempt)
-        return []
-
-
-def _attempt_number(name: str) -> int | None:
-    prefix, _, number = name.partition("-")
-    return int(number) if prefix == "attempt" and number.isdigit() else None
 
 
 def stray_attempts(conn: sqlite3.Connection, job_id: str | None, run_id: str | None) -> list[Stray]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from flowbatch.executors import logfiles
 from flowbatch.outputs.jobview import tail_of
 from flowbatch.outputs.junit import ChildrenOf
 from flowbatch.run.records import JobDetail, JobRecord, RunRecord, RunStatus
@@ -266,8 +267,8 @@ def _failure(
     job: JobRecord, detail: JobDetail | None, log_root: Path | None, *, tail: bool
 ) -> FailedJob:
     ran = not job.never_ran and job.attempts > 0
-    log_dir = None if detail is None else detail.log_path
-    text = _log_tail(log_dir, log_root) if tail and ran and log_dir else None
+    log_path = None if detail is None else detail.log_path
+    text = _log_tail(log_path, log_root) if tail and ran and log_path else None
     return FailedJob(
         label=job.label,
         exit_code=job.exit_code,
@@ -278,14 +279,12 @@ def _failure(
     )
 
 
-def _log_tail(log_dir: str, log_root: Path | None) -> str:
-    """The last lines of stderr, then stdout, of one attempt's log directory."""
-    directory = Path(log_dir)
-    if not directory.is_absolute() and log_root is not None and not directory.exists():
-        directory = log_root / directory
+def _log_tail(log_path: str, log_root: Path | None) -> str:
+    """The last lines of stderr, then stdout, of one attempt's logs (its recorded
+    `log_path`, see `executors.logfiles`)."""
     parts = []
     for stream in ("stderr", "stdout"):
-        text = tail_of(directory / stream, TAIL_LINES)
+        text = tail_of(logfiles.recorded_file(log_path, stream, base=log_root), TAIL_LINES)
         if text:
             parts.append(f"--- {stream} (last {TAIL_LINES} lines) ---\n{text}")
     return "\n".join(parts)
