@@ -37,7 +37,7 @@ from flowbatch.executors.slurm import _write_files
 from flowbatch.executors.slurm_script import batch_script, script_path
 from flowbatch.executors.ssh import env_script, job_argv, remote_command
 from flowbatch.lang.model import ComputeEnv, local_compute
-from flowbatch.run.setup import make_log_dir
+from flowbatch.run.setup import attempt_log_stem
 
 pytestmark = pytest.mark.anyio
 
@@ -227,7 +227,7 @@ def test_bytes_that_are_not_utf8_go_by_name(tmp_path: Path) -> None:
 async def test_a_local_attempts_log_directory_and_logs_are_private(tmp_path: Path) -> None:
     # What a job prints may be a secret: under a umask of 022 its logs used to be 0644.
     with loose_umask():
-        stem = make_log_dir(tmp_path / "logs", "job", 3, 1)
+        stem = attempt_log_stem(tmp_path / "logs", "job", 3, 1)
         att = replace(
             make_attempt(tmp_path, local_compute(1, 1024), image=None, env={}),
             command="echo out; echo err >&2",
@@ -286,17 +286,17 @@ async def test_the_runners_service_manager_socket_never_reaches_a_container(
 def test_the_runs_log_directory_is_private_and_no_attempt_gets_one(tmp_path: Path) -> None:
     root = tmp_path / "state" / "logs" / "run-1"  # none of it exists yet
     with loose_umask():
-        first = make_log_dir(root, "arr", 7, 1)
-        again = make_log_dir(root, "arr", 7, 2)  # the run's directory exists now
-        single = make_log_dir(root, "one", None, 1)
-        same = make_log_dir(root, "one", None, 1)
+        first = attempt_log_stem(root, "arr", 7, 1)
+        again = attempt_log_stem(root, "arr", 7, 2)  # the run's directory exists now
+        single = attempt_log_stem(root, "one", None, 1)
+        same = attempt_log_stem(root, "one", None, 1)
     assert first == root / "arr.7.attempt-1" and again == root / "arr.7.attempt-2"
     assert single == same == root / "one.attempt-1"
     made = [tmp_path / "state", *(p for p in (tmp_path / "state").rglob("*"))]
     assert made == [tmp_path / "state", tmp_path / "state" / "logs", root]
     assert {mode(p) for p in made} == {0o700}
     root.rmdir()  # removed under a long-lived runner (a server's): made again
-    assert make_log_dir(root, "one", None, 2) == root / "one.attempt-2" and root.is_dir()
+    assert attempt_log_stem(root, "one", None, 2) == root / "one.attempt-2" and root.is_dir()
     (root / "file").write_text("")
     with pytest.raises(NotADirectoryError):
-        make_log_dir(root / "file", "x", None, 1)
+        attempt_log_stem(root / "file", "x", None, 1)

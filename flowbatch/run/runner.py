@@ -47,9 +47,9 @@ from flowbatch.run.setup import (
     RunResult,
     Started,
     attempt_env,
+    attempt_log_stem,
     backoff,
     limit_vcpus,
-    make_log_dir,
     missing_host_env,
     new_job_ids,
     new_run_id,
@@ -155,7 +155,7 @@ class Adopted:
     attempt: int
     compute: str
     host: str
-    log_dir: Path
+    log_stem: Path  # where its logs are (`executors.logfiles`), as recorded
     external_id: str
     lost_reason: str  # how it ends if its engine no longer knows it
 
@@ -315,14 +315,14 @@ class Runner:
         except InputsError as exc:  # `inputs` over the limits: `-p data=/`, say
             return ExecResult(exit_code=None, status_reason=str(exc), retryable=False)
         except OSError as exc:  # the log directory: a full or read-only disk
-            reason = f"cannot create the attempt's log directory: {exc.strerror or exc}"
+            reason = f"cannot create the run's log directory: {exc.strerror or exc}"
             return ExecResult(exit_code=None, status_reason=reason, retryable=False)
         assert self._tg is not None
         self._tg.start_soon(self._run_attempt, key, live)
         return None
 
-    def _attempt(self, p: Placement, log_dir: Path | None = None) -> Attempt:
-        """The attempt `p` places; `log_dir`, an adopted one's (made already)."""
+    def _attempt(self, p: Placement, log_stem: Path | None = None) -> Attempt:
+        """The attempt `p` places; `log_stem`, an adopted one's (recorded already)."""
         spec = self.frontier.spec(p.name)
         job_id = self.ids[p.name] if p.index is None else f"{self.ids[p.name]}:{p.index}"
         ctx = Context(
@@ -335,8 +335,8 @@ class Runner:
         )
         command = render_command(spec.command, ctx, spec.parameters)
         env = attempt_env(self.base_env, spec, job_id, p.index, p.attempt, p.compute, self.run_id)
-        if log_dir is None:
-            log_dir = make_log_dir(self.log_root, p.name, p.index, p.attempt)
+        if log_stem is None:
+            log_stem = attempt_log_stem(self.log_root, p.name, p.index, p.attempt)
         return Attempt(
             run_id=self.run_id,
             job_id=job_id,
@@ -352,7 +352,7 @@ class Runner:
             gpus=spec.gpus,
             timeout=spec.timeout,
             image=spec.image,
-            log_stem=log_dir,
+            log_stem=log_stem,
             compute=self.computes[p.compute],
             host=p.host,
             pipeline=self.plan.path,
@@ -630,7 +630,7 @@ class Runner:
             # what is recorded is when the engine accepted it, maybe long before it
             # ran. SLURM's own --time, from the job's real start, stays the backstop.
             self.live[(name, index)] = _Live(
-                attempt=self._attempt(where, adopted.log_dir),
+                attempt=self._attempt(where, adopted.log_stem),
                 external_id=adopted.external_id,
                 adopted=adopted,
             )

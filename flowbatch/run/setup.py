@@ -194,7 +194,7 @@ def placement_inputs(
     return {n: with_host(ce) for n, ce in computes.items()}, queues
 
 
-def make_log_dir(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
+def attempt_log_stem(log_root: Path, name: str, index: int | None, attempt: int) -> Path:
     """The stem of an attempt's log files (`executors.logfiles`), in the run's log
     directory `log_root`, which is made if missing, private (0700: what a job prints may
     be secret; the executors make the logs 0600). Nothing is made for the attempt itself:

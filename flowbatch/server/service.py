@@ -217,7 +217,7 @@ class Service:
             attempt=live.attempt,
             compute=live.compute,
             host=live.host,
-            log_dir=Path(live.log_path),
+            log_stem=Path(live.log_path),
             external_id=live.external_id,
             lost_reason=HOST_LOST,
         )
