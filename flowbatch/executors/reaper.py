@@ -200,6 +200,17 @@ class Reaper:
         removed, self._removed = "".join(self._removed), []
         if self.proc.poll() is None and self._write(f"{removed}{op} {arg}\n"):
             return
+        self._replace()
+
+    def check(self) -> None:
+        """Replace the reaper if it is gone, without a line: a job in a cgroup of the
+        runner's directory sends none, and would otherwise start unguarded (one
+        `waitpid`, no wake-up of the reaper)."""
+        if self._fd is not None and self.proc.poll() is not None:
+            self._removed = []  # what they remove is no longer in `_registered`
+            self._replace()
+
+    def _replace(self) -> None:
         # The reaper is gone (killed by hand): a new one takes over what it guarded.
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
