@@ -157,8 +157,9 @@ class Reaper:
     """The runner's end: starts the reaper and tells it what to stop if the runner dies.
 
     A reaper that dies while the runner lives (killed by hand) is replaced with the next
-    line the runner sends, and the new one is told everything still registered. Until
-    that line, the jobs are unguarded: the documented limit."""
+    line the runner sends, or as the next job in a cgroup starts (`check`), and the new
+    one is told everything still registered. Until then, the jobs are unguarded: the
+    documented limit."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
