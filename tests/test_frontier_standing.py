@@ -289,3 +289,28 @@ def test_single_jobs_share_empty_array_fields_that_every_dependency_kind_leaves_
     assert f.state("after_all") is S.FAILED and f.state("lonely") is S.SUCCEEDED
     shared = (nodes._NO_STATUS, nodes._NO_CHILDREN, nodes._NO_NEED, nodes._NO_READY)
     assert all(len(x) == 0 for x in shared)
+
+
+def test_a_dependent_forgotten_before_its_dependency_ends_is_not_looked_for() -> None:
+    """A job cancelled while it waits, then expired (forgotten), is no longer a dependent:
+    the job it waited for ends later without looking for it (whole, element, N_TO_N)."""
+    f = empty()
+    submit(f, job("a"), job("arr", size=2))
+    placed = f.place()
+    assert {(p.name, p.index) for p in placed} == {("a", None), ("arr", 0)}
+    f.started("a", None)
+    f.started("arr", 0)
+    submit(
+        f,
+        job("b", Dependency(job="a")),
+        job("e", Dependency(job="arr", index=0)),
+        job("n", Dependency(job="arr", kind=DepKind.N_TO_N), size=2),
+    )
+    for name in ("b", "e", "n"):
+        f.cancel(name, None, "cancelled", terminate=False)
+        assert f.state(name) is S.FAILED
+        f.forget(name)
+    f.ended("a", None, ok=True)
+    f.ended("arr", 0, ok=True)
+    run_all(f, fail={("arr", 1)})
+    assert f.state("a") is S.SUCCEEDED and f.state("arr") is S.FAILED and f.done

@@ -6,6 +6,7 @@ each job in its process group only (the documented limit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -214,3 +215,29 @@ def test_a_run_says_once_when_local_jobs_get_no_cgroups(tmp_path: Path, cgroups:
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if "not enforced" in line]
     assert notes == ([] if cgroups == "on" else [f"note: {describe_missing()}"])
+
+
+async def test_a_reaper_killed_by_hand_is_replaced_for_the_cgroup_jobs_that_follow(
+    strays: Path, executor: LocalExecutor
+) -> None:
+    """Jobs in cgroups send the reaper no line, so a reaper killed by hand must be
+    replaced as the next job starts: else the runner dying later leaves every job on."""
+
+    async def body(name: str, *, task_status: TaskStatus[str]) -> None:
+        attempt = _attempt(strays, f"echo $$ > {name}.pid; exec sleep 60")
+        await executor.run(dataclasses.replace(attempt, job_id=name), task_status=task_status)
+
+    with anyio.fail_after(WAIT_LIMIT):
+        async with anyio.create_task_group() as tg:
+            await tg.start(body, "first")
+            await wait_until(lambda: written_pid(strays / "first.pid") is not None)
+            reaper = executor._reaper
+            assert reaper is not None
+            killed = reaper.proc
+            killed.kill()
+            await wait_until(lambda: killed.poll() is not None)
+            await tg.start(body, "second")
+            await wait_until(lambda: written_pid(strays / "second.pid") is not None)
+            reaper.close()  # the pipe closes as when the runner is killed
+            jobs = [written_pid(strays / f"{n}.pid") or 0 for n in ("first", "second")]
+            await wait_until(lambda: not any(alive(pid) for pid in jobs), timeout=5)

@@ -144,3 +144,32 @@ def test_a_second_server_on_the_same_state_directory_is_refused(
     finally:
         go.touch()
     assert wait_jobs(batch, [held])[held]["status"] == "SUCCEEDED"
+
+
+def test_a_job_cancelled_and_expired_while_it_waited_is_no_dependent_when_its_dependency_ends(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    go = tmp_path / "go"
+    # Jobs are kept 1.8 s after they end (expired every 0.45 s).
+    server = start_server(spawn, state, "--keep-hours", "0.0005")
+    batch = server.client()
+    make_queue(batch, "q")
+    batch.register_job_definition(
+        jobDefinitionName="until-go",
+        type="container",
+        containerProperties={"command": ["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"]},
+    )
+    definition(batch)
+    first = batch.submit_job(jobName="first", jobQueue="q", jobDefinition="until-go")["jobId"]
+    waiting = batch.submit_job(
+        jobName="waiting", jobQueue="q", jobDefinition="d", dependsOn=[{"jobId": first}]
+    )["jobId"]
+    batch.cancel_job(jobId=waiting, reason="not wanted")
+    deadline = time.monotonic() + 30
+    while batch.describe_jobs(jobs=[waiting])["jobs"]:  # until it has expired
+        assert time.monotonic() < deadline, "the cancelled job did not expire"
+        time.sleep(0.1)
+    go.touch()
+    assert wait_jobs(batch, [first], timeout=30)[first]["status"] == "SUCCEEDED"
+    assert server.proc.poll() is None

@@ -205,6 +205,8 @@ class LocalExecutor:
         guard = cgroup is None
         if guard:
             self._reaper_send("+g", leader)
+        elif self._reaper is not None:
+            self._reaper.check()
         try:
             task_status.started(leader)
             return await self._wait(proc, pidfd, attempt, container, cgroup)

@@ -157,8 +157,9 @@ class Reaper:
     """The runner's end: starts the reaper and tells it what to stop if the runner dies.
 
     A reaper that dies while the runner lives (killed by hand) is replaced with the next
-    line the runner sends, and the new one is told everything still registered. Until
-    that line, the jobs are unguarded: the documented limit."""
+    line the runner sends, or as the next job in a cgroup starts (`check`), and the new
+    one is told everything still registered. Until then, the jobs are unguarded: the
+    documented limit."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
@@ -200,6 +201,17 @@ class Reaper:
         removed, self._removed = "".join(self._removed), []
         if self.proc.poll() is None and self._write(f"{removed}{op} {arg}\n"):
             return
+        self._replace()
+
+    def check(self) -> None:
+        """Replace the reaper if it is gone, without a line: a job in a cgroup of the
+        runner's directory sends none, and would otherwise start unguarded (one
+        `waitpid`, no wake-up of the reaper)."""
+        if self._fd is not None and self.proc.poll() is not None:
+            self._removed = []  # what they remove is no longer in `_registered`
+            self._replace()
+
+    def _replace(self) -> None:
         # The reaper is gone (killed by hand): a new one takes over what it guarded.
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):

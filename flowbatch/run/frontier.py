@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import ComputeEnv, Dependency, DepKind, JobSpec, Queue
@@ -55,6 +56,7 @@ from flowbatch.run.state import DEPENDENCY_FAILED, Event, JobState, advance, adv
 __all__ = ["BACKFILL_LIMIT", "SCAN_LIMIT", "Change", "Frontier", "Placement"]
 
 S = JobState
+_K = TypeVar("_K", str, tuple[str, int])  # a key of the dependents lists
 
 BACKFILL_LIMIT = 8  # times a waiting job may be passed over before room is reserved
 SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps place() cheap)
@@ -638,6 +640,15 @@ class Frontier:
         self._whole.pop(name, None)
         self._n2n.pop(name, None)
         self._ids.pop(name, None)
+        # A job failed while it waited (cancelled, a dependency failed) is still in the
+        # lists of what it waited for, which may run on after it is forgotten.
+        for dep in node.spec.after:
+            if dep.kind is DepKind.WHOLE:
+                _drop(self._whole, dep.job, name)
+            elif dep.kind is DepKind.N_TO_N:
+                _drop(self._n2n, dep.job, name)
+            elif dep.index is not None:
+                _drop(self._element, (dep.job, dep.index), name)
         if node.size is not None and self._element:
             for key in [k for k in self._element if k[0] == name]:
                 del self._element[key]
@@ -787,6 +798,15 @@ class Frontier:
     def _task_or_none(self, name: str, index: int | None) -> Task | None:
         node = self._nodes[name]
         return node.task if index is None else node.children.get(index)
+
+
+def _drop(lists: dict[_K, list[str]], key: _K, name: str) -> None:
+    """`name` out of the dependents `lists[key]` (an emptied list goes too)."""
+    waiting = lists.get(key)
+    if waiting is not None and name in waiting:
+        waiting.remove(name)
+        if not waiting:
+            del lists[key]
 
 
 def _never_ran(state: JobState) -> Event:
