@@ -108,8 +108,9 @@ class Fingerprints:
         return digest
 
     def _job_facts(self, name: str) -> tuple[str | tuple[str, ...], bool, bool, str]:
-        if self._last is not None and self._last[0] == name:
-            return self._last[1]
+        last = self._last  # read once: the inputs' worker thread asks too
+        if last is not None and last[0] == name:
+            return last[1]
         spec = self.plan.job(name)
         text = spec.command if isinstance(spec.command, str) else "\0".join(spec.command)
         # Conservative by text: naming `array` anywhere (even in a comment) renders per
