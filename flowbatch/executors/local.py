@@ -201,7 +201,7 @@ class LocalExecutor:
             os.close(out)
         pidfd = os.pidfd_open(proc.pid)
         leader = str(Process.spawned(proc.pid, before))
-        # The reaper already holds a cgroup, which the leader is in: one line less a job.
+        # A job in a cgroup needs no line: the reaper scans the runner's cgroup directory.
         guard = cgroup is None
         if guard:
             self._reaper_send("+g", leader)
