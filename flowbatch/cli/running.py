@@ -1,6 +1,5 @@
-"""CLI commands: `run` (a pipeline on its compute environments) and `cancel` /
-`terminate` (AWS CancelJob / TerminateJob, from another terminal, through the store's
-request table).
+"""CLI command: `run` (a pipeline on its compute environments). `cancel` and
+`terminate` live in `control`, which `run` imports only for --resume.
 
 `run` is the composition root of a run: load -> Store -> run_plan with the store and a
 progress sink -> end_run. The runner never imports the store; the store's
@@ -22,7 +21,6 @@ import click
 
 from flowbatch.cli.common import load_plan, params_option, state_dir_option, storable
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail, report_error
@@ -169,7 +167,6 @@ def run_command(
     flowbatch server (its queue of the same name), followed from here."""
     import anyio
 
-    from flowbatch.cli.planning import resume_decision
     from flowbatch.executors import local_limits_notice, make_executor
     from flowbatch.run.fingerprint import Fingerprints
     from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
@@ -216,8 +213,12 @@ def run_command(
         reuse_reason = ""
         resumed = ""
         if resume:
+            from flowbatch.cli.planning import resume_decision
+
             decision = resume_decision(store, plan, resume=True)
             if decision.previous_run is not None:
+                from flowbatch.cli.control import refuse_strays
+
                 refuse_strays(ctx, store, decision.previous_run)
             reuse, reuse_reason = decision.reuse(), decision.reason
             done = decision.summary()["processesReused"]
@@ -354,4 +355,4 @@ def _reporter(plan: Plan) -> _Progress:
     )
 
 
-COMMANDS: list[click.Command] = [run_command, *CONTROL_COMMANDS]
+COMMANDS: list[click.Command] = [run_command]

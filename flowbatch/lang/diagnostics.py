@@ -7,7 +7,6 @@ and `render()` gives every error its one shape.
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,6 +143,8 @@ def _sort_key(err: FlowError) -> tuple[str, int, int]:
 
 def suggest(name: str, known: Iterable[str]) -> str | None:
     """The closest known name to a misspelt one, or None (ninja's SpellcheckString)."""
+    import difflib  # on an error only: not every start pays for it
+
     matches = difflib.get_close_matches(name, sorted(set(known)), n=1, cutoff=0.6)
     return matches[0] if matches else None
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -586,6 +585,8 @@ class Store:
                 "SELECT job_id FROM jobs WHERE parent_id IS NULL ORDER BY seq DESC LIMIT 2000"
             )
         ]
+        import difflib  # an unknown id only
+
         close = difflib.get_close_matches(text, recent, n=1, cutoff=0.8)
         return close[0] if close else None
 
