@@ -32,6 +32,8 @@ NOT_FOR_RUN = (
     "flowbatch.executors.aws_batch",
     "flowbatch.lang.parse_errors",
     "flowbatch.lang.messages",
+    "flowbatch.store.views",  # the reading commands, and a failed run's hints
+    "flowbatch.store.standing",  # the server
 )
 
 
