@@ -1,7 +1,7 @@
-"""What `flowbatch run` of a plain local pipeline does not import (issue 13): every module
-is paid for before the first job starts, so what only another command, an option or an
-error needs is imported where it is used. The list names what was once imported at
-start and is kept out now, and what no plain run should ever need."""
+"""What a command pays before and after its work (issue 13: `flowbatch run`'s start-up
+and teardown). Every module is paid for before the first job starts, so what only
+another command, an option or an error needs is imported where it is used; at the end,
+the cycle collector skips what the command made, and shutdown is otherwise as usual."""
 
 from __future__ import annotations
 
@@ -59,3 +59,23 @@ def test_a_plain_run_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert "succeeded" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_command_ends_with_its_objects_frozen_and_its_output_whole(tmp_path: Path) -> None:
+    (tmp_path / "one.flow").write_text(PLAIN)
+    code = (
+        "import atexit, gc, runpy, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['flowbatch', 'validate', 'one.flow', 'nowhere.flow']\n"
+        "runpy.run_module('flowbatch', run_name='__main__')\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2  # the command's own exit code, through the shutdown
+    assert out.stdout == "frozen True\n"
+    assert "one.flow: ok" in out.stderr and "nowhere.flow" in out.stderr
