@@ -79,3 +79,48 @@ def test_a_command_ends_with_its_objects_frozen_and_its_output_whole(tmp_path: P
     assert out.returncode == 2  # the command's own exit code, through the shutdown
     assert out.stdout == "frozen True\n"
     assert "one.flow: ok" in out.stderr and "nowhere.flow" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_runs_start_up_goes_without_the_cycle_collector_and_its_jobs_with_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "one.flow").write_text(PLAIN)
+    code = (
+        "import atexit, gc, runpy, sys\n"
+        "import flowbatch.cli.common as common\n"
+        "seen = []\n"
+        "over = common.startup_over\n"
+        "def watched():\n"
+        "    seen.append(gc.isenabled())\n"
+        "    over()\n"
+        "    seen.append(gc.isenabled())\n"
+        "common.startup_over = watched\n"
+        "atexit.register(lambda: print(seen))\n"
+        "sys.argv = ['flowbatch', 'run', 'one.flow', '--state-dir', 'state']\n"
+        "runpy.run_module('flowbatch', run_name='__main__')\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[False, True]\n"  # once, before the first job
+
+
+def test_importing_the_package_imports_no_front_half() -> None:
+    # The command line starts through the package: its public names come on first use.
+    code = (
+        "import sys, flowbatch\n"
+        "print(sorted(m for m in sys.modules if m.startswith('flowbatch.')))\n"
+        "plan = flowbatch.load_text('job a {\\n  command = \"true\"\\n}\\n')\n"
+        "print(len(plan), flowbatch.Plan is type(plan), 'run_plan' in dir(flowbatch))\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": root},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n1 True True\n"

@@ -18,6 +18,7 @@ runs: `flowbatch validate` must not pay for anyio, sqlite3 or graphviz.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -52,6 +53,10 @@ class _LazyGroup(click.Group):
         if module_name is None:
             return None
         module = importlib.import_module(f"flowbatch.cli.{module_name}")
+        if name != "run":  # `run` says when its start-up is over, before its first job
+            from flowbatch.cli.common import startup_over
+
+            startup_over()
         return next((c for c in module.COMMANDS if c.name == name), None)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -125,6 +130,7 @@ def _fill_closed_descriptors() -> None:
 
 def main() -> None:
     _fill_closed_descriptors()
+    gc.disable()  # until the command's start-up is over: see common.startup_over
     try:
         app(prog_name="flowbatch")
     except BrokenPipeError:
@@ -144,6 +150,4 @@ def _quick_exit() -> None:
     shutdown would cost ~20 ms of each command's wall time (issue 13: `run`'s teardown),
     so they skip what exists now. Shutdown is otherwise as usual: atexit handlers, the
     streams flushed; every file and database a command opens it closes itself."""
-    import gc
-
     gc.freeze()

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option, state_dir_option, storable
+from flowbatch.cli.common import (
+    load_plan,
+    params_option,
+    startup_over,
+    state_dir_option,
+    storable,
+)
 from flowbatch.cli.common import state_dir as resolve_state_dir
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.cli.remote import server_option
@@ -235,6 +241,7 @@ def run_command(
             click.echo(f"note: {notice}", err=True)
         if resumed:
             click.echo(resumed, err=True)
+        startup_over()
         try:
             result = anyio.run(
                 functools.partial(
