@@ -129,6 +129,7 @@ def _fill_closed_descriptors() -> None:
 
 
 def main() -> None:
+    """The `flowbatch` command: the process's entry point."""
     _fill_closed_descriptors()
     gc.disable()  # until the command's start-up is over: see common.startup_over
     try:
@@ -151,3 +152,4 @@ def _quick_exit() -> None:
     so they skip what exists now. Shutdown is otherwise as usual: atexit handlers, the
     streams flushed; every file and database a command opens it closes itself."""
     gc.freeze()
+    gc.enable()  # as a caller in the same process would expect it
