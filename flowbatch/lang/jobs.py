@@ -224,7 +224,7 @@ class JobBuilder:
             after=fields.get("after", parse_after) or (),
             definition=block.parent,
             workdir=fields.get("workdir", expect_str) or ".",
-            span=block.name_span,
+            span=block.name_span.copy(),
         )
         if spec.sequential and spec.array_size is None:
             self.errors.report("sequential-non-array", values["sequential"].span, job=block.name)
