@@ -5,12 +5,18 @@ the cycle collector skips what the command made, and shutdown is otherwise as us
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
+
+from flowbatch.cli import app
+from flowbatch.store.jobstore import Store
 
 PLAIN = 'job one {\n  command = "true"\n}\n'
 
@@ -124,3 +130,33 @@ def test_importing_the_package_imports_no_front_half() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[]\n1 True True\n"
+
+
+def test_a_command_invoked_in_process_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    # Only `main` (the process's entry point) turns the collector off and freezes.
+    (tmp_path / "one.flow").write_text(PLAIN)
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "one.flow")])
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+
+
+@pytest.mark.slow
+def test_the_runs_store_keeps_a_small_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "one.flow").write_text(PLAIN)
+    caches: list[int] = []
+    opened = Store.open.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[Store], state_dir: Path, **kwargs: Any) -> Store:
+        store: Store = opened(cls, state_dir, **kwargs)
+        caches.append(store._conn.execute("PRAGMA cache_size").fetchone()[0])
+        return store
+
+    monkeypatch.setattr(Store, "open", classmethod(spy))
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "one.flow"), "--state-dir", str(state)])
+    assert result.exit_code == 0, result.output
+    assert caches[0] == -512  # KiB; SQLite's default is -2000

@@ -24,6 +24,7 @@ import sys
 
 import click
 
+from flowbatch.cli.common import begin_startup, startup_over
 from flowbatch.errors import FlowbatchError
 
 # command name -> the module that defines it (in its COMMANDS list)
@@ -54,8 +55,6 @@ class _LazyGroup(click.Group):
             return None
         module = importlib.import_module(f"flowbatch.cli.{module_name}")
         if name != "run":  # `run` says when its start-up is over, before its first job
-            from flowbatch.cli.common import startup_over
-
             startup_over()
         return next((c for c in module.COMMANDS if c.name == name), None)
 
@@ -131,7 +130,7 @@ def _fill_closed_descriptors() -> None:
 def main() -> None:
     """The `flowbatch` command: the process's entry point."""
     _fill_closed_descriptors()
-    gc.disable()  # until the command's start-up is over: see common.startup_over
+    begin_startup()  # until the command's start-up is over: see common.startup_over
     try:
         app(prog_name="flowbatch")
     except BrokenPipeError:

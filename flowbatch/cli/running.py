@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from flowbatch.store.jobstore import Store
 
 EXIT_INTERRUPTED = 130
+# The runner appends events and updates its jobs' rows: SQLite's default 2 MiB cache of
+# pages (filled by 10,000 jobs' rows) buys it nothing the OS's cache of the file does
+# not, and was 1.5 MiB of the run's peak memory (issue 13: 10,000 jobs < 50 MiB). The
+# worst single flush (bench/bench_store.py, 50,003 events) takes as long either way.
+_PAGE_CACHE_KIB = 512
 _BUG_REASON = "Run stopped: an internal error in flowbatch (see the command's output)"
 
 
@@ -207,9 +212,9 @@ def run_command(
     # A StoreError here (e.g. another process holds the database locked) is the CLI's
     # handler's to print: nothing has been recorded yet.
     store = (
-        Store.open(state)
+        Store.open(state, page_cache_kib=_PAGE_CACHE_KIB)
         if busy_timeout is None  # hidden: tests shorten the wait for a locked database
-        else Store.open(state, busy_timeout=busy_timeout)
+        else Store.open(state, busy_timeout=busy_timeout, page_cache_kib=_PAGE_CACHE_KIB)
     )
     try:
         prune(store, state, keep_days)

@@ -96,7 +96,12 @@ class Store:
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, state_dir: Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+        cls,
+        state_dir: Path,
+        *,
+        create: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        page_cache_kib: int | None = None,
     ) -> Store:
         """The store in `state_dir`, created (directory and database) unless `create`
         is False, in which case a missing database raises StoreError and one that
@@ -105,9 +110,12 @@ class Store:
         here is private to its user (0700 directory, 0600 database) whatever the umask.
 
         Runs of this machine whose runner is gone are marked FAILED on opening (see
-        `settle_lost_runs`)."""
+        `settle_lost_runs`). `page_cache_kib` bounds SQLite's own cache of database
+        pages (its default is 2 MiB); the operating system caches the file anyway."""
         db_path = Path(state_dir) / DB_NAME
         conn, read_only = open_database(db_path, create=create, busy_timeout=busy_timeout)
+        if page_cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size = -{int(page_cache_kib)}")
         store = cls(conn, db_path, read_only=read_only)
         if not read_only:
             # A locked or full database: the next command tries again.
