@@ -1,7 +1,7 @@
 """flowbatch: a workflow language and pipeline runner modelled on AWS Batch.
 
 The public API: `load` and `load_text` turn `.flow` files into a `Plan`; `FlowError`
-is the one error they raise; `run_plan` runs a Plan (imported lazily: it needs anyio).
+is the one error they raise; `run_plan` runs a Plan. Each is imported on first use.
 
 Where things live (imports go down this list only; CONTRIBUTING.md has the long form):
 
@@ -16,18 +16,37 @@ Where things live (imports go down this list only; CONTRIBUTING.md has the long 
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from flowbatch.lang.compile import Plan
-from flowbatch.lang.diagnostics import FlowError, Kind
-from flowbatch.lang.load import load, load_text
+if TYPE_CHECKING:
+    from flowbatch.lang.compile import Plan
+    from flowbatch.lang.diagnostics import FlowError, Kind
+    from flowbatch.lang.load import load, load_text
+    from flowbatch.run.runner import run_plan
 
 __all__ = ["FlowError", "Kind", "Plan", "load", "load_text", "run_plan"]
 
+# Each public name is imported on first use: the command line starts through this
+# package (`flowbatch.cli`), and imports the front half only once a command needs it.
+_HOMES = {
+    "FlowError": "flowbatch.lang.diagnostics",
+    "Kind": "flowbatch.lang.diagnostics",
+    "Plan": "flowbatch.lang.compile",
+    "load": "flowbatch.lang.load",
+    "load_text": "flowbatch.lang.load",
+    "run_plan": "flowbatch.run.runner",  # needs anyio
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "run_plan":
-        from flowbatch.run.runner import run_plan
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'flowbatch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
-        return run_plan
-    raise AttributeError(f"module 'flowbatch' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

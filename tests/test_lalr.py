@@ -117,6 +117,30 @@ def test_a_damaged_cache_is_rebuilt(cache: Path, damage: Callable[[str], str]) -
     assert lalr.load("flowbatch", "flow.lark", _Build) == tables  # which is read back
 
 
+def test_the_grammar_is_read_from_a_package_in_a_zip(tmp_path: Path) -> None:
+    # Read beside the package's file where that is a directory; a zipped package (no
+    # directory to read from) is read through importlib.resources.
+    archive = tmp_path / "packed.zip"
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("zipped_grammar_pkg/__init__.py", "")
+        z.writestr("zipped_grammar_pkg/g.lark", "start: NAME\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import zipped_grammar_pkg\n"
+        "from flowbatch.lang import tables\n"
+        "print(tables._read_resource('zipped_grammar_pkg', 'g.lark'), end='')\n"
+        "print(tables._read_resource('flowbatch', 'flow.lark') == sys.argv[2], end='')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(archive), GRAMMAR],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout == "start: NAME\nTrue"
+
+
 def test_a_warm_start_never_imports_lark(tmp_path: Path) -> None:
     code = (
         "import sys, flowbatch.lang.parse as p; "

@@ -437,4 +437,4 @@ def _slurm_alive(job_id: str) -> bool:
     return any(state.strip() in _SLURM_ACTIVE for state in found.stdout.splitlines())
 
 
-CONTROL_COMMANDS: list[click.Command] = [_control("cancel"), _control("terminate")]
+COMMANDS: list[click.Command] = [_control("cancel"), _control("terminate")]

@@ -19,7 +19,6 @@ commands work as they always have.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import os
 import sys
@@ -229,6 +228,8 @@ class Remote:
 def _server_key(path: Path) -> dict[str, str]:
     """The key pair of profile `flowbatch` in the server's credentials file, as
     create_client's arguments; RemoteError saying where it looked when there is none."""
+    import configparser  # only with --server and no AWS credentials
+
     parser = configparser.RawConfigParser()
     hint = (
         f"set AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...), or run from the "

@@ -1,6 +1,5 @@
-"""CLI commands: `run` (a pipeline on its compute environments) and `cancel` /
-`terminate` (AWS CancelJob / TerminateJob, from another terminal, through the store's
-request table).
+"""CLI command: `run` (a pipeline on its compute environments). `cancel` and
+`terminate` live in `control`, which `run` imports only for --resume.
 
 `run` is the composition root of a run: load -> Store -> run_plan with the store and a
 progress sink -> end_run. The runner never imports the store; the store's
@@ -20,9 +19,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from flowbatch.cli.common import load_plan, params_option, state_dir_option, storable
+from flowbatch.cli.common import (
+    load_plan,
+    params_option,
+    startup_over,
+    state_dir_option,
+    storable,
+)
 from flowbatch.cli.common import state_dir as resolve_state_dir
-from flowbatch.cli.control import CONTROL_COMMANDS, refuse_strays
 from flowbatch.cli.outputs import prune, write_reports
 from flowbatch.cli.remote import server_option
 from flowbatch.cli.reporting import CommandError, fail, report_error
@@ -37,6 +41,11 @@ if TYPE_CHECKING:
     from flowbatch.store.jobstore import Store
 
 EXIT_INTERRUPTED = 130
+# The runner appends events and updates its jobs' rows: SQLite's default 2 MiB cache of
+# pages (filled by 10,000 jobs' rows) buys it nothing the OS's cache of the file does
+# not, and was 1.5 MiB of the run's peak memory (issue 13: 10,000 jobs < 50 MiB). The
+# worst single flush (bench/bench_store.py, 50,003 events) takes as long either way.
+_PAGE_CACHE_KIB = 512
 _BUG_REASON = "Run stopped: an internal error in flowbatch (see the command's output)"
 
 
@@ -169,7 +178,6 @@ def run_command(
     flowbatch server (its queue of the same name), followed from here."""
     import anyio
 
-    from flowbatch.cli.planning import resume_decision
     from flowbatch.executors import local_limits_notice, make_executor
     from flowbatch.run.fingerprint import Fingerprints
     from flowbatch.run.runner import new_job_ids, new_run_id, run_plan
@@ -204,9 +212,9 @@ def run_command(
     # A StoreError here (e.g. another process holds the database locked) is the CLI's
     # handler's to print: nothing has been recorded yet.
     store = (
-        Store.open(state)
+        Store.open(state, page_cache_kib=_PAGE_CACHE_KIB)
         if busy_timeout is None  # hidden: tests shorten the wait for a locked database
-        else Store.open(state, busy_timeout=busy_timeout)
+        else Store.open(state, busy_timeout=busy_timeout, page_cache_kib=_PAGE_CACHE_KIB)
     )
     try:
         prune(store, state, keep_days)
@@ -216,8 +224,12 @@ def run_command(
         reuse_reason = ""
         resumed = ""
         if resume:
+            from flowbatch.cli.planning import resume_decision
+
             decision = resume_decision(store, plan, resume=True)
             if decision.previous_run is not None:
+                from flowbatch.cli.control import refuse_strays
+
                 refuse_strays(ctx, store, decision.previous_run)
             reuse, reuse_reason = decision.reuse(), decision.reason
             done = decision.summary()["processesReused"]
@@ -234,6 +246,7 @@ def run_command(
             click.echo(f"note: {notice}", err=True)
         if resumed:
             click.echo(resumed, err=True)
+        startup_over()
         try:
             result = anyio.run(
                 functools.partial(
@@ -354,4 +367,4 @@ def _reporter(plan: Plan) -> _Progress:
     )
 
 
-COMMANDS: list[click.Command] = [run_command, *CONTROL_COMMANDS]
+COMMANDS: list[click.Command] = [run_command]

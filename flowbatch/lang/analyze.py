@@ -253,5 +253,5 @@ def _queue(
         priority=expect_int(values["priority"], "priority") if "priority" in values else 1,
         compute=compute,
         state=state,  # type: ignore[arg-type]
-        span=block.name_span,
+        span=block.name_span.copy(),
     )

@@ -213,7 +213,7 @@ def _compute(
         interruption_rate=rate,
         options=MappingProxyType(options),
         hosts=hosts,
-        span=block.name_span,
+        span=block.name_span.copy(),
     )
 
 

@@ -73,14 +73,16 @@ def parse_after(value: s.Value, key: str) -> tuple[Dependency, ...]:
     deps: list[Dependency] = []
     for item in expect_list(value, key):
         if isinstance(item, s.Ref) and len(item.parts) == 1:
-            deps.append(Dependency(job=item.parts[0], span=item.span))
+            deps.append(Dependency(job=item.parts[0], span=item.span.copy()))
         elif isinstance(item, s.Index):
             deps.append(
-                Dependency(job=item.name, kind=DepKind.ELEMENT, index=item.index, span=item.span)
+                Dependency(
+                    job=item.name, kind=DepKind.ELEMENT, index=item.index, span=item.span.copy()
+                )
             )
         elif isinstance(item, s.Call) and item.func == "n_to_n":
             target, _ = expect_name(item.arg, "n_to_n")
-            deps.append(Dependency(job=target, kind=DepKind.N_TO_N, span=item.arg.span))
+            deps.append(Dependency(job=target, kind=DepKind.N_TO_N, span=item.arg.span.copy()))
         elif isinstance(item, s.Call):
             raise invalid(
                 "unknown-dependency-type", item.func_span, name=item.func, known=["n_to_n"]

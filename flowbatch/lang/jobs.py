@@ -69,6 +69,8 @@ MERGED_KEYS = {"retry", "env", "tags", "parameters"}
 UNION_KEYS = {"env_from_host"}
 
 _T = TypeVar("_T")
+# Frozen, so one serves every job without a retry strategy (10,000 jobs, 10,000 copies).
+_NO_RETRY = RetryStrategy()
 
 
 class JobBuilder:
@@ -207,7 +209,7 @@ class JobBuilder:
             memory=fields.get("memory", expect_size) or 1024,
             gpus=fields.get("gpus", expect_int) or 0,
             timeout=fields.get("timeout", expect_duration),
-            retry=fields.get("retry", retry_strategy) or RetryStrategy(),
+            retry=fields.get("retry", retry_strategy) or _NO_RETRY,
             env=frozen_map(fields.get("env", expect_env)),
             env_from_host=fields.get("env_from_host", expect_env_names) or (),
             parameters=frozen_map(fields.get("parameters", expect_str_map)),
@@ -222,7 +224,7 @@ class JobBuilder:
             after=fields.get("after", parse_after) or (),
             definition=block.parent,
             workdir=fields.get("workdir", expect_str) or ".",
-            span=block.name_span,
+            span=block.name_span.copy(),
         )
         if spec.sequential and spec.array_size is None:
             self.errors.report("sequential-non-array", values["sequential"].span, job=block.name)

@@ -83,6 +83,10 @@ def load_text(
         pipeline = analyze(
             files, overrides=params or {}, machine=machine or this_machine(), aws=aws
         )
+        # The syntax tree is most of the front half's memory (~1 KiB a job, a span for
+        # every part); the model keeps what errors need. Freed before compile adds its
+        # own, so that the run's peak is not the two of them at once.
+        del main, files
         return compile_pipeline(pipeline)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import re
-import textwrap
 from typing import Any
 
 import flowbatch.lang.syntax as s
@@ -19,6 +18,10 @@ from flowbatch.lang.lexer import MAX_NESTING, LexError, Token, TooDeep, tokens
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _MAX_NAME = 128
+# Texts up to this long are kept once per file however often they are written (keys,
+# block kinds, `"true"`, a queue's name): 10,000 jobs otherwise keep 10,000 copies
+# of each in the syntax tree, and of every value in the model made from it.
+_SHARED_MAX = 64
 
 
 def parse(text: str, path: str) -> s.File:
@@ -102,6 +105,13 @@ class _Build:
         # Blocks and maps that set a key twice, and what their keys are called;
         # reported once the whole file is parsed, every one of them.
         self.repeated: list[tuple[s.Map, str]] = []
+        self._texts: dict[str, str] = {}
+
+    def shared(self, text: str) -> str:
+        """`text`, or the equal string met before in this file (see _SHARED_MAX)."""
+        if len(text) > _SHARED_MAX:
+            return text
+        return self._texts.setdefault(text, text)
 
     def span(self, tok: Token) -> Span:
         return Span(self.source, tok[2], tok[3], tok[4], tok[5])
@@ -145,7 +155,7 @@ class _Build:
         parent: Token | None = c[2] if len(c) == 4 else None
         return s.Block(
             _join(self.span(kind), body.span),
-            kind[1],
+            self.shared(kind[1]),
             _name(name),
             self.span(name),
             _name(parent) if parent is not None else None,
@@ -174,21 +184,23 @@ class _Build:
     def assign(self, c: list[Any]) -> s.Entry:
         key, _, value = c
         key_span = self.span(key)
-        return s.Entry(_join(key_span, value.span), _key(key), key_span, value)
+        return s.Entry(_join(key_span, value.span), self.shared(_key(key)), key_span, value)
 
     def nested(self, c: list[Any]) -> s.Entry:
         key, body = c
         key_span = self.span(key)
-        return s.Entry(_join(key_span, body.span), _key(key), key_span, body)
+        return s.Entry(_join(key_span, body.span), self.shared(_key(key)), key_span, body)
 
     def listing(self, c: list[Any]) -> s.List:
         items = c[-2] if c[-2].__class__ is list else ()
         return s.List(self.join(c[0], c[-1]), tuple(items))
 
     def string(self, c: list[Any]) -> s.Str:
-        return s.Str(self.span(c[0]), _unescape(c[0]))
+        return s.Str(self.span(c[0]), self.shared(_unescape(c[0])))
 
     def long_string(self, c: list[Any]) -> s.Str:
+        import textwrap  # most pipelines have no long string
+
         body = c[0][1][3:-3]
         if body.startswith("\n"):
             body = body[1:]

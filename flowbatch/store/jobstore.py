@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from flowbatch.executors import logfiles
 from flowbatch.executors.processes import Process
@@ -42,7 +41,7 @@ from flowbatch.run.records import (
     summary_json,
 )
 from flowbatch.run.state import JobEvent, JobState
-from flowbatch.store import lost, rows, standing, views
+from flowbatch.store import lost, rows
 from flowbatch.store.catalog import Catalog
 from flowbatch.store.lost import RUNNER_LOST
 from flowbatch.store.schema import (
@@ -52,6 +51,11 @@ from flowbatch.store.schema import (
     open_database,
     reads,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: `flowbatch run` needs neither (the server and the reading
+    # commands do).
+    from flowbatch.store import standing, views
 
 __all__ = ["DB_NAME", "RUNNER_LOST", "Store", "StoreError"]
 
@@ -93,7 +97,12 @@ class Store:
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, state_dir: Path, *, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+        cls,
+        state_dir: Path,
+        *,
+        create: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        page_cache_kib: int | None = None,
     ) -> Store:
         """The store in `state_dir`, created (directory and database) unless `create`
         is False, in which case a missing database raises StoreError and one that
@@ -102,9 +111,12 @@ class Store:
         here is private to its user (0700 directory, 0600 database) whatever the umask.
 
         Runs of this machine whose runner is gone are marked FAILED on opening (see
-        `settle_lost_runs`)."""
+        `settle_lost_runs`). `page_cache_kib` bounds SQLite's own cache of database
+        pages (its default is 2 MiB); the operating system caches the file anyway."""
         db_path = Path(state_dir) / DB_NAME
         conn, read_only = open_database(db_path, create=create, busy_timeout=busy_timeout)
+        if page_cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size = -{int(page_cache_kib)}")
         store = cls(conn, db_path, read_only=read_only)
         if not read_only:
             # A locked or full database: the next command tries again.
@@ -141,9 +153,11 @@ class Store:
         missing = sorted(set(pipeline.jobs) - set(job_ids))
         if missing:
             raise StoreError(f"no job id for {', '.join(missing)} in run {run_id}")
-        static = [
+        # Made row by row as SQLite takes them: 10,000 jobs' rows at once are megabytes
+        # that the run's peak memory would keep.
+        static = (
             rows.static_row(run_id, spec, job_ids, created_at) for spec in pipeline.jobs.values()
-        ]
+        )
         params = json.dumps(dict(pipeline.params), sort_keys=True)
         with self._write():
             me = Process.of(os.getpid())
@@ -171,6 +185,8 @@ class Store:
     def open_standing_run(self, run_id: str, *, created_at: float) -> list[standing.Retained]:
         """Own the standing run `run_id` (made if new) and return every job it keeps,
         as its last server left them (see `resubmit_standing` for the unfinished)."""
+        from flowbatch.store import standing
+
         with self._write():
             standing.open_run(self._conn, run_id, created_at)
             left = standing.retained(self._conn, run_id)
@@ -184,6 +200,8 @@ class Store:
         submissions: Sequence[standing.Submission],
     ) -> None:
         """Record accepted jobs at once, in one transaction (SubmitJob answers after)."""
+        from flowbatch.store import standing
+
         with self._write():
             standing.add_jobs(self._conn, run_id, specs, names, submissions)
         for spec in specs:
@@ -206,6 +224,8 @@ class Store:
         (their last attempt was lost); each job (not its ended children) is reported
         afresh from SUBMITTED. The jobs and children `adopted` stay RUNNING as recorded:
         their attempt goes on (its end is reported as any other's)."""
+        from flowbatch.store import standing
+
         job_ids = [spec.name for spec in specs]
         keep = set(adopted)
         with self._write():
@@ -236,6 +256,8 @@ class Store:
     def expire_standing(self, run_id: str, before: float, *, limit: int = 1000) -> list[str]:
         """Delete up to `limit` jobs of a standing run that ended before `before` (AWS
         keeps a job 24 hours after it ends); their ids, for their logs to go too."""
+        from flowbatch.store import standing
+
         with self._write():
             gone = standing.expired(self._conn, run_id, before, limit)
             standing.delete_jobs(self._conn, gone)
@@ -248,12 +270,18 @@ class Store:
     @reads
     def submission(self, job_id: str) -> standing.Submission | None:
         """The SubmitJob request of a server's job (of an array child: its parent's)."""
+        from flowbatch.store import standing
+
         return standing.submission(self._conn, job_id)
 
     def job_tags(self, job_id: str) -> dict[str, str] | None:
+        from flowbatch.store import standing
+
         return standing.tags_of(self._conn, job_id)
 
     def set_job_tags(self, job_id: str, tags: dict[str, str]) -> None:
+        from flowbatch.store import standing
+
         with self._write():
             standing.set_tags(self._conn, job_id, tags)
 
@@ -386,6 +414,8 @@ class Store:
     @reads
     def run_of(self, run_id: str) -> RunRecord | None:
         """One run as `runs` shows it, or None."""
+        from flowbatch.store import views
+
         return next(iter(views.runs(self._conn, lost.owner_state, run_id)), None)
 
     def _ack_requests(self) -> None:
@@ -426,6 +456,8 @@ class Store:
         """One job as DescribeJobs describes it (with its `detail`); StoreError (with a
         suggestion where one exists) for an unknown id. Every child of an array job can
         be described, created by the runner or not (see `views.describe_child`)."""
+        from flowbatch.store import views
+
         found = views.describe(self._conn, job_id)
         if found is None:
             child = self._array_child(job_id)
@@ -496,6 +528,8 @@ class Store:
     ) -> list[JobRecord]:
         """Jobs in submission order: top-level jobs, or with `parent` the children of
         that array job by index. A listing: no record has its `detail`."""
+        from flowbatch.store import views
+
         if isinstance(status, JobState):
             status = status.value
         return views.summaries(
@@ -506,11 +540,15 @@ class Store:
     def list_jobs(self, query: views.JobQuery) -> tuple[list[views.ListedJob], bool]:
         """One page of ListJobs (`views.list_jobs`): at most `query.limit` jobs, and
         whether more follow."""
+        from flowbatch.store import views
+
         return views.list_jobs(self._conn, query)
 
     @reads
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Every recorded state change of one job, in the order reported."""
+        from flowbatch.store import views
+
         return views.events(self._conn, job_id)
 
     @reads
@@ -522,6 +560,8 @@ class Store:
     @reads
     def run_records(self) -> list[RunRecord]:
         """Every run, newest first, with counts of its top-level jobs by state."""
+        from flowbatch.store import views
+
         return views.runs(self._conn, lost.owner_state)
 
     @reads
@@ -551,6 +591,8 @@ class Store:
     @reads
     def records(self, run_id: str) -> dict[str, dict[int | None, tuple[JobState, str | None]]]:
         """What `run_id` left of each job, for `run --resume` (`views.records`)."""
+        from flowbatch.store import views
+
         return views.records(self._conn, run_id)
 
     def job_ids_starting(self, prefix: str, limit: int = 6) -> list[str]:
@@ -593,6 +635,8 @@ class Store:
                 "SELECT job_id FROM jobs WHERE parent_id IS NULL ORDER BY seq DESC LIMIT 2000"
             )
         ]
+        import difflib  # an unknown id only
+
         close = difflib.get_close_matches(text, recent, n=1, cutoff=0.8)
         return close[0] if close else None
 

@@ -149,14 +149,18 @@ def static_row(
         "command": command, "image": spec.image, "vcpus": spec.vcpus, "memory": spec.memory,
         "gpus": spec.gpus, "timeout": spec.timeout, "retry_attempts": spec.retry.attempts,
         "environment": _json_map(spec.env), "parameters": _json_map(spec.parameters),
-        "tags": _json_map(spec.tags), "depends_on": json.dumps(depends_on(spec, job_ids)),
+        "tags": _json_map(spec.tags), "depends_on": _json_list(depends_on(spec, job_ids)),
         "created_at": created_at,
     }  # fmt: skip
     return tuple(values[name] for name in STATIC_COLUMNS)
 
 
+def _json_list(items: list[dict[str, str]]) -> str:
+    return json.dumps(items) if items else "[]"
+
+
 def _json_map(items: Mapping[str, str]) -> str:
-    return json.dumps(dict(items), sort_keys=True)
+    return json.dumps(dict(items), sort_keys=True) if items else "{}"
 
 
 @dataclass(slots=True)
