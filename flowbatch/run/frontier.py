@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
 
 from flowbatch.lang.compile import Plan
 from flowbatch.lang.model import ComputeEnv, Dependency, DepKind, JobSpec, Queue
@@ -52,11 +51,11 @@ from flowbatch.run.nodes import (
 )
 from flowbatch.run.placement import Pools
 from flowbatch.run.state import DEPENDENCY_FAILED, Event, JobState, advance, advance_parent
+from flowbatch.run.waiters import Waiters
 
 __all__ = ["BACKFILL_LIMIT", "SCAN_LIMIT", "Change", "Frontier", "Placement"]
 
 S = JobState
-_K = TypeVar("_K", str, tuple[str, int])  # a key of the dependents lists
 
 BACKFILL_LIMIT = 8  # times a waiting job may be passed over before room is reserved
 SCAN_LIMIT = 64  # entries looked at past a blocked one in one round (keeps place() cheap)
@@ -89,9 +88,7 @@ class Frontier:
         self._ids = dict(job_ids)
         self._nodes: dict[str, Node] = {}
         # job -> jobs waiting for all of it; only jobs something waits for have a list
-        self._whole: dict[str, list[str]] = {}
-        self._element: dict[tuple[str, int], list[str]] = {}  # (array, index) -> jobs
-        self._n2n: dict[str, list[str]] = {}  # array -> arrays waiting child by child
+        self._waiters = Waiters()
         self._work: deque[Done] = deque()
         self._open = 0  # jobs (nodes) not yet done
         self._queue_ces = dict(queue_computes or {q.name: q.compute for q in plan.queues.values()})
@@ -108,16 +105,11 @@ class Frontier:
             self._open += 1
         for name, node in self._nodes.items():
             for dep in node.spec.after:
-                if dep.kind is DepKind.WHOLE:
-                    self._whole.setdefault(dep.job, []).append(name)
-                    node.waiting += 1
-                elif dep.kind is DepKind.ELEMENT:
-                    assert dep.index is not None
-                    self._element.setdefault((dep.job, dep.index), []).append(name)
-                    node.waiting += 1
-                else:
-                    self._n2n.setdefault(dep.job, []).append(name)
+                self._waiters.add(name, dep)
+                if dep.kind is DepKind.N_TO_N:
                     node.per_child += 1
+                else:
+                    node.waiting += 1
             if node.spec.sequential:
                 node.per_child += 1
         reuse = reuse or {}
@@ -559,17 +551,13 @@ class Frontier:
             for dep in node.spec.after:
                 target = self._nodes[dep.job]
                 if dep.kind is DepKind.N_TO_N:
-                    self._n2n.setdefault(dep.job, []).append(node.name)
+                    self._waiters.add(node.name, dep)
                     node.per_child += 1
                     settled.append((node, dep))  # its children that ended already
                     continue
                 met = self._ended(target, dep.index)
                 if met is None:
-                    if dep.kind is DepKind.WHOLE:
-                        self._whole.setdefault(dep.job, []).append(node.name)
-                    else:
-                        assert dep.index is not None
-                        self._element.setdefault((dep.job, dep.index), []).append(node.name)
+                    self._waiters.add(node.name, dep)
                     node.waiting += 1
                 elif not met:  # held PENDING until it is failed below, as it would be
                     node.waiting += 1
@@ -637,21 +625,8 @@ class Frontier:
         if self._ended(node, None) is None:
             raise ValueError(f"{name} has not ended")
         del self._nodes[name]
-        self._whole.pop(name, None)
-        self._n2n.pop(name, None)
         self._ids.pop(name, None)
-        # A job failed while it waited (cancelled, a dependency failed) is still in the
-        # lists of what it waited for, which may run on after it is forgotten.
-        for dep in node.spec.after:
-            if dep.kind is DepKind.WHOLE:
-                _drop(self._whole, dep.job, name)
-            elif dep.kind is DepKind.N_TO_N:
-                _drop(self._n2n, dep.job, name)
-            elif dep.index is not None:
-                _drop(self._element, (dep.job, dep.index), name)
-        if node.size is not None and self._element:
-            for key in [k for k in self._element if k[0] == name]:
-                del self._element[key]
+        self._waiters.forget(name, node.spec.after)
 
     def _ended(self, node: Node, index: int | None) -> bool | None:
         """Whether a job (or, with `index`, one child) ended well; None while it has not."""
@@ -702,21 +677,21 @@ class Frontier:
             node.children.pop(index, None)
             if ok:
                 node.ok += 1
-                for dep in self._n2n.get(name, ()):
+                for dep in self._waiters.of_children(name):
                     self._child_condition_met(self._nodes[dep], index)
                 if node.spec.sequential and index + 1 < (node.size or 0):
                     self._child_condition_met(node, index + 1)
-                for dep in self._element.get((name, index), ()):
+                for dep in self._waiters.of_child(name, index):
                     self._dep_met(self._nodes[dep])
             else:
                 node.failed += 1
                 if not node.root:
                     node.root = root
-                for dep in self._n2n.get(name, ()):
+                for dep in self._waiters.of_children(name):
                     self._fail_child(self._nodes[dep], index, _dep_reason(root), root)
                 if node.spec.sequential and index + 1 < (node.size or 0):
                     self._fail_child(node, index + 1, _dep_reason(root), root)
-                for dep in self._element.get((name, index), ()):
+                for dep in self._waiters.of_child(name, index):
                     self._fail_node(self._nodes[dep], _dep_reason(root), Event.DEP_FAILED, root)
             if node.ok + node.failed == node.size and not node.state.done:
                 success = node.failed == 0
@@ -726,7 +701,7 @@ class Frontier:
 
     def _job_done(self, node: Node, ok: bool, root: str) -> None:
         self._open -= 1
-        for dep in self._whole.get(node.name, ()):
+        for dep in self._waiters.of_whole(node.name):
             if ok:
                 self._dep_met(self._nodes[dep])
             else:
@@ -798,15 +773,6 @@ class Frontier:
     def _task_or_none(self, name: str, index: int | None) -> Task | None:
         node = self._nodes[name]
         return node.task if index is None else node.children.get(index)
-
-
-def _drop(lists: dict[_K, list[str]], key: _K, name: str) -> None:
-    """`name` out of the dependents `lists[key]` (an emptied list goes too)."""
-    waiting = lists.get(key)
-    if waiting is not None and name in waiting:
-        waiting.remove(name)
-        if not waiting:
-            del lists[key]
 
 
 def _never_ran(state: JobState) -> Event:
