@@ -8,10 +8,12 @@ teardown, with whatever it started, whatever happens in the test.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -168,3 +170,30 @@ def run_to_end(
         return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
     finally:
         spawner.stop_all()
+
+
+def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -c code` in a process of its own, importing flowbatch from this checkout
+    (not FLOWBATCH_SERVER's server): for what only a fresh interpreter shows (the
+    modules a command imports, what happens at its exit)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("FLOWBATCH_SERVER", None)
+    return run_to_end([sys.executable, "-c", code], cwd=cwd, env=env)
+
+
+def imported_by(args: Sequence[str], modules: Sequence[str], cwd: Path) -> tuple[list[str], str]:
+    """Which of `modules` the command `flowbatch ARGS` imports, run in `cwd` in a fresh
+    interpreter that must exit 0; and what it wrote to stderr."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['flowbatch', *{list(args)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('flowbatch', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        f"print(sorted(set({list(modules)!r}) & set(sys.modules)))\n"
+    )
+    out = run_python(code, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    return ast.literal_eval(out.stdout.strip()), out.stderr

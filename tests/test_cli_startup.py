@@ -6,14 +6,12 @@ the cycle collector skips what the command made, and shutdown is otherwise as us
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from proc_helpers import imported_by, run_python
 
 from flowbatch.cli import app
 from flowbatch.store.jobstore import Store
@@ -46,25 +44,9 @@ NOT_FOR_RUN = (
 @pytest.mark.slow
 def test_a_plain_run_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     (tmp_path / "one.flow").write_text(PLAIN)
-    code = (
-        "import runpy, sys\n"
-        "sys.argv = ['flowbatch', 'run', 'one.flow', '--state-dir', 'state']\n"
-        "try:\n"
-        "    runpy.run_module('flowbatch', run_name='__main__')\n"
-        "except SystemExit as done:\n"
-        "    assert done.code == 0, done.code\n"
-        f"print(sorted(set({NOT_FOR_RUN!r}) & set(sys.modules)))\n"
-    )
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root}
-    env.pop("FLOWBATCH_SERVER", None)
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
-    assert "succeeded" in out.stderr
+    imported, err = imported_by(["run", "one.flow", "--state-dir", "state"], NOT_FOR_RUN, tmp_path)
+    assert imported == []
+    assert "succeeded" in err
 
 
 @pytest.mark.slow
@@ -76,12 +58,7 @@ def test_a_command_ends_with_its_objects_frozen_and_its_output_whole(tmp_path: P
         "sys.argv = ['flowbatch', 'validate', 'one.flow', 'nowhere.flow']\n"
         "runpy.run_module('flowbatch', run_name='__main__')\n"
     )
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
+    out = run_python(code, cwd=tmp_path)
     assert out.returncode == 2  # the command's own exit code, through the shutdown
     assert out.stdout == "frozen True\n"
     assert "one.flow: ok" in out.stderr and "nowhere.flow" in out.stderr
@@ -106,11 +83,7 @@ def test_a_runs_start_up_goes_without_the_cycle_collector_and_its_jobs_with_it(
         "sys.argv = ['flowbatch', 'run', 'one.flow', '--state-dir', 'state']\n"
         "runpy.run_module('flowbatch', run_name='__main__')\n"
     )
-    root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    out = run_python(code, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[False, True]\n"  # once, before the first job
 
@@ -123,11 +96,7 @@ def test_importing_the_package_imports_no_front_half() -> None:
         "plan = flowbatch.load_text('job a {\\n  command = \"true\"\\n}\\n')\n"
         "print(len(plan), flowbatch.Plan is type(plan), 'run_plan' in dir(flowbatch))\n"
     )
-    root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": root},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[]\n1 True True\n"
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from proc_helpers import imported_by
 
 from flowbatch.cli import app
 
@@ -84,19 +82,5 @@ LAZY = (
 
 def test_validating_a_plain_pipeline_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     (tmp_path / "good.flow").write_text(GOOD)
-    code = (
-        "import runpy, sys\n"
-        "sys.argv = ['flowbatch', 'validate', 'good.flow']\n"
-        "try:\n"
-        "    runpy.run_module('flowbatch', run_name='__main__')\n"
-        "except SystemExit as done:\n"
-        "    assert done.code == 0, done.code\n"
-        f"print(sorted(set({LAZY!r}) & set(sys.modules)))\n"
-    )
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    imported, _ = imported_by(["validate", "good.flow"], LAZY, tmp_path)
+    assert imported == []

@@ -128,11 +128,7 @@ def test_a_second_server_on_the_same_state_directory_is_refused(
     first = start_server(spawn, state)
     batch = first.client()
     make_queue(batch, "q")
-    batch.register_job_definition(
-        jobDefinitionName="held",
-        type="container",
-        containerProperties={"command": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"]},
-    )
+    _until_file(batch, "held", go)
     held = batch.submit_job(jobName="held", jobQueue="q", jobDefinition="held")["jobId"]
     wait_jobs(batch, [held], lambda j: j["status"] == "RUNNING")
     try:
@@ -155,11 +151,7 @@ def test_a_job_cancelled_and_expired_while_it_waited_is_no_dependent_when_its_de
     server = start_server(spawn, state, "--keep-hours", "0.0005")
     batch = server.client()
     make_queue(batch, "q")
-    batch.register_job_definition(
-        jobDefinitionName="until-go",
-        type="container",
-        containerProperties={"command": ["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"]},
-    )
+    _until_file(batch, "until-go", go)
     definition(batch)
     first = batch.submit_job(jobName="first", jobQueue="q", jobDefinition="until-go")["jobId"]
     waiting = batch.submit_job(
@@ -173,3 +165,12 @@ def test_a_job_cancelled_and_expired_while_it_waited_is_no_dependent_when_its_de
     go.touch()
     assert wait_jobs(batch, [first], timeout=30)[first]["status"] == "SUCCEEDED"
     assert server.proc.poll() is None
+
+
+def _until_file(batch: Any, name: str, go: Path) -> None:
+    """Register definition `name`: a job that runs until the file `go` exists."""
+    batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        containerProperties={"command": ["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"]},
+    )
