@@ -115,9 +115,12 @@ class LocalExecutor:
         try:
             return await self._spawn(attempt, argv, container, cgroup, task_status)
         finally:
-            if cgroup is not None:
+            # Usually empty already (what the leader left was killed as it exited): one
+            # rmdir, no look inside and no cancel scope. If it will not go, the reaper
+            # tries at the end.
+            if cgroup is not None and not _removed(cgroup):
                 with anyio.CancelScope(shield=True):
-                    await _remove(cgroup)  # if it will not go, the reaper tries at the end
+                    await _remove(cgroup)
 
     def _job_cgroup(self, attempt: Attempt) -> JobCgroup | None:
         cgroups = self.cgroups
@@ -283,9 +286,13 @@ class LocalExecutor:
         deadline = min(t for t in (limit, spot_at, float("inf")) if t is not None)
         ended = False
         try:
-            with anyio.move_on_after(deadline):
+            if deadline == float("inf"):  # most jobs: no cancel scope of their own
                 await anyio.wait_readable(pidfd)
                 ended = True
+            else:
+                with anyio.move_on_after(deadline):
+                    await anyio.wait_readable(pidfd)
+                    ended = True
             if ended:
                 # Leftovers of the job's group; those of its cgroup go as it is removed
                 # (`_remove`: usually empty, one rmdir and no look inside).
@@ -442,23 +449,27 @@ def _missing(program: str, attempt: Attempt) -> bool:
     return shutil.which(program, path=attempt.env.get("PATH", os.defpath)) is None
 
 
+def _removed(cgroup: JobCgroup) -> bool:
+    """Remove an attempt's cgroup if it is empty; whether it is gone."""
+    try:
+        os.rmdir(cgroup.path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 async def _remove(cgroup: JobCgroup) -> bool:
     """Kill what is left of an attempt's cgroup and remove it, without blocking the loop
     while killed processes exit; False if it is still there after the deadline."""
     end = time.monotonic() + _EMPTY_DEADLINE
-    while True:
-        # Usually empty already (what the leader left was killed as it exited): the
-        # first rmdir goes through without a look inside.
-        try:
-            os.rmdir(cgroup.path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            if time.monotonic() > end:
-                return False
+    while not _removed(cgroup):
+        if time.monotonic() > end:
+            return False
         cgroup.signal(signal.SIGKILL)
         await anyio.sleep(0.002)
+    return True
 
 
 def _reap(proc: subprocess.Popen[bytes], cgroup: JobCgroup | None) -> tuple[int, int | None]:

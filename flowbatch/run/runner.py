@@ -225,6 +225,7 @@ class Runner:
         self.base_env = dict(os.environ)
         missing_host_env(plan, self.base_env)
         self.pipeline_dir = Path(plan.path).absolute().parent
+        self._workdirs: dict[str, Path] = {}
         self.lost = LostHosts(options.host_timeout)
         self._tg: anyio.abc.TaskGroup | None = None
         # A job's `inputs` are read (globbed and hashed, up to fingerprint.MAX_READ_JOB)
@@ -346,7 +347,7 @@ class Runner:
             command=command,
             env=env,
             host_env=self.base_env,
-            workdir=self.pipeline_dir / spec.workdir,
+            workdir=self._workdir(spec.workdir),
             vcpus=spec.vcpus,
             memory=spec.memory,
             gpus=spec.gpus,
@@ -358,6 +359,13 @@ class Runner:
             pipeline=self.plan.path,
             tags=spec.tags,
         )
+
+    def _workdir(self, relative: str) -> Path:
+        # One Path a workdir, not one an attempt: joining one costs what a job's events do.
+        where = self._workdirs.get(relative)
+        if where is None:
+            where = self._workdirs[relative] = self.pipeline_dir / relative
+        return where
 
     async def _run_attempt(self, key: tuple[str, int | None], live: _Live) -> None:
         attempt = live.attempt
