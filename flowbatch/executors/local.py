@@ -294,8 +294,7 @@ class LocalExecutor:
                     await anyio.wait_readable(pidfd)
                     ended = True
             if ended:
-                # Leftovers of the job's group; those of its cgroup go as it is removed
-                # (`_remove`: usually empty, one rmdir and no look inside).
+                # Leftovers of the job's group; those of its cgroup go with it (see `run`).
                 _kill_group(proc.pid, signal.SIGKILL)
                 code, peak = _reap(proc, cgroup)
                 reason = _container_reason(container, code)
