@@ -15,9 +15,9 @@ groups and cgroups exist:
                      end every job cgroup in it is stopped as a registered one is, then
                      it is removed
 
-A job in a cgroup of the runner's directory needs no line of its own (a line a job is
-a wake-up of this process a job, and a job's cgroup is made where the reaper will look
-anyway); only a job without a cgroup registers its process group.
+A job in a cgroup of the runner's directory sends no line: the reaper finds its cgroup
+there at the end, and a line would wake this process once for every job. Only a job
+without a cgroup registers its process group.
 
 Removals (`-g`, `-c`) go with the runner's next line (or when it closes the pipe).
 The runner holds the only write end. When it closes, whether the runner ended or was
