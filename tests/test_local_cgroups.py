@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -18,6 +21,7 @@ from click.testing import CliRunner
 from proc_helpers import alive, kill_written_pids, wait_until, written_pid
 
 from flowbatch.cli import app
+from flowbatch.executors import local
 from flowbatch.executors.base import REASON_TIMEOUT, Attempt, ExecResult
 from flowbatch.executors.cgroups import Cgroups, describe_missing
 from flowbatch.executors.container import REASON_OOM
@@ -241,3 +245,75 @@ async def test_a_reaper_killed_by_hand_is_replaced_for_the_cgroup_jobs_that_foll
             reaper.close()  # the pipe closes as when the runner is killed
             jobs = [written_pid(strays / f"{n}.pid") or 0 for n in ("first", "second")]
             await wait_until(lambda: not any(alive(pid) for pid in jobs), timeout=5)
+
+
+def _memory_cgroup_of_this_thread() -> str:
+    lines = Path("/proc/thread-self/cgroup").read_text().splitlines()
+    return next(line.split(":", 2)[2] for line in lines if line.split(":")[1] == "memory")
+
+
+@pytest.fixture
+def v1() -> Iterator[Cgroups]:
+    """The runner's cgroups where the spawning thread steps into a job's (cgroup v1)."""
+    cgroups = Cgroups.create(versions=(1,))
+    if cgroups is None or not cgroups.steps_in:
+        pytest.skip("this machine gives flowbatch no writable cgroup v1 memory hierarchy")
+    try:
+        yield cgroups
+    finally:
+        cgroups.remove()
+
+
+async def test_the_spawning_thread_is_back_home_after_each_job_and_no_limit_held_it(
+    tmp_path: Path, v1: Cgroups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the runner's thread is inside a job's cgroup its page faults are charged
+    there: no limit may be in place then, or the OOM killer could pick the runner."""
+    home = _memory_cgroup_of_this_thread()
+    seen: list[tuple[str, int]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        job = Path(f"/sys/fs/cgroup/memory{_memory_cgroup_of_this_thread()}")
+        seen.append((job.name, int((job / "memory.limit_in_bytes").read_text())))
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    executor = LocalExecutor(local_compute(2, 4096), grace=GRACE, cgroups=v1)
+    try:
+        ok = await _run(executor, _attempt(tmp_path, "cat /proc/self/cgroup", memory=64))
+        missing_program = _attempt(tmp_path, ("no-such-program-xyz",), memory=64)
+        missing = await _run_unstarted(executor, missing_program)
+        assert _memory_cgroup_of_this_thread() == home
+    finally:
+        await executor.aclose()
+    assert ok.ok and missing.exit_code is None
+    jobs = [(name, limit) for name, limit in seen if name.startswith("job-1")]
+    assert len(jobs) == 2 and all(limit > 64 * 2**20 for _, limit in jobs), seen
+    assert ok.peak_memory is not None  # the limit came after: the cgroup measured it
+
+
+async def test_a_job_already_past_its_limit_when_it_is_set_is_killed_as_by_the_oom_killer(
+    tmp_path: Path, v1: Cgroups
+) -> None:
+    cgroup = v1.job("past-its-limit")
+    assert cgroup is not None
+    ready = tmp_path / "ready"
+    hog = (
+        "import sys, time; b = bytearray(96 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "open(sys.argv[1], 'w').close(); time.sleep(60)"
+    )
+    v1.enter(cgroup)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", hog, str(ready)])
+    finally:
+        v1.leave()
+    try:
+        await wait_until(ready.exists, timeout=WAIT_LIMIT)
+        assert not local._limit_started(cgroup, 32)
+        await wait_until(lambda: proc.poll() is not None, timeout=WAIT_LIMIT)
+        assert proc.returncode == -9
+    finally:
+        proc.kill()
+        proc.wait()
+        cgroup.remove()

@@ -267,12 +267,15 @@ async def test_plain_words_are_execd_without_a_shell(
     ]
 
 
-async def test_behind_a_cgroup_the_wrapper_execs_the_words(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("version", [1, 2])
+async def test_in_a_cgroup_the_words_are_execd_alone_on_v1_and_behind_the_wrapper_on_v2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
-    cgroups = Cgroups.create()
+    """On v1 the spawning thread steps into the job's cgroup, so a job spawns exactly
+    as without one; v2 moves whole processes only, so there the wrapper does it."""
+    cgroups = Cgroups.create(versions=(version,))
     if cgroups is None:
-        pytest.skip("this machine gives flowbatch no writable cgroup")
+        pytest.skip(f"this machine gives flowbatch no writable cgroup v{version}")
     work = _workdir(tmp_path)
     started = _record_started(monkeypatch)
     executor = LocalExecutor(local_compute(2, 4096), grace=0.2, cgroups=cgroups)
@@ -282,8 +285,11 @@ async def test_behind_a_cgroup_the_wrapper_execs_the_words(
     finally:
         await executor.aclose()
     jobs = [argv for argv in started if "reaper.py" not in " ".join(argv)]
-    assert jobs[0][-3:] == ["--", "sleep", "0"] and "exec" in jobs[0][2]
-    assert jobs[1][-1] == "true" and "eval" in jobs[1][2]
+    if version == 1:
+        assert jobs == [["sleep", "0"], ["/bin/sh", "-c", "true"]]
+    else:
+        assert jobs[0][-3:] == ["--", "sleep", "0"] and "exec" in jobs[0][2]
+        assert jobs[1][-1] == "true" and "eval" in jobs[1][2]
 
 
 def test_pwd_is_set_as_dash_sets_it(tmp_path: Path) -> None:

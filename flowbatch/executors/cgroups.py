@@ -20,9 +20,20 @@ cgroup at all: only the process group is signalled and memory is not enforced.
 A job's processes must be inside before the job's command runs: a forked child that
 started before being moved would stay outside. Python 3.11 cannot spawn straight into
 a cgroup (no clone3 CLONE_INTO_CGROUP), and `preexec_fn` would cost subprocess its fast
-vfork path, so the command runs behind a tiny shell wrapper that writes its own pid
-into `cgroup.procs` and then runs the command (`wrap`, `wrap_shell`); the file name and
-the command are arguments, never part of the script.
+vfork path. On cgroup v1 a single thread can change cgroup, and a child starts in the
+cgroup of the thread that forks it, so the spawning thread steps into the job's cgroup
+for the spawn and back out (`Cgroups.enter`, `leave`): two writes instead of a shell's
+exec, a third of the runner's cost of a `true` job. v2 moves whole processes only, so
+there the command runs behind a tiny shell wrapper that writes its own pid into
+`cgroup.procs` and then runs the command (`wrap`, `wrap_shell`); the file name and the
+command are arguments, never part of the script.
+
+While the thread is inside, page faults of the whole runner are charged to the job's
+cgroup (v1 charges a process's memory to its leader's cgroup). So a job's memory limit
+is set only once the runner is out again (`limit` after the spawn): a limit in place
+during the step could make the kernel's OOM killer pick the runner, the largest
+process in the job's cgroup at that moment. The few pages the runner may fault in the
+step stay charged to the job.
 
 No maintained library on PyPI covers v1 and v2 with what is needed here (cgroupspy and
 libcgroup bindings are unmaintained or v1 only), hence this module.
@@ -71,17 +82,18 @@ class JobCgroup:
     def wrap(self, argv: list[str]) -> list[str]:
         """`argv` run inside this cgroup from its first instruction."""
         if self.version == 1:
-            return ["/bin/sh", "-c", _EXEC_V1, "/bin/sh", self._tasks, "--", *argv]
+            return ["/bin/sh", "-c", _EXEC_V1, "/bin/sh", self.tasks, "--", *argv]
         return ["/bin/sh", "-c", _EXEC, "/bin/sh", _procs(self.path), "--", *argv]
 
     def wrap_shell(self, command: str) -> list[str]:
         """`/bin/sh -c command` run inside this cgroup from its first instruction."""
         if self.version == 1:
-            return ["/bin/sh", "-c", _EVAL_V1, "/bin/sh", self._tasks, command]
+            return ["/bin/sh", "-c", _EVAL_V1, "/bin/sh", self.tasks, command]
         return ["/bin/sh", "-c", _EVAL, "/bin/sh", _procs(self.path), command]
 
     @property
-    def _tasks(self) -> str:
+    def tasks(self) -> str:
+        """v1: the file that moves a single thread in."""
         return os.path.join(self.path, "tasks")
 
     def limit(self, mib: int) -> None:
@@ -133,10 +145,36 @@ class JobCgroup:
 class Cgroups:
     """Where a runner makes its jobs' cgroups: one directory per executor."""
 
-    def __init__(self, root: Path, version: int, memory: bool) -> None:
+    def __init__(self, root: Path, version: int, memory: bool, home: Path | None = None) -> None:
+        """`home`: on v1, the runner's own cgroup (the parent of `root`), which `leave`
+        moves the spawning thread back to; None: no stepping in, jobs are wrapped."""
         self.root = root
         self.version = version
         self.memory = memory
+        self._home_tasks = os.path.join(home, "tasks") if version == 1 and home else None
+
+    @property
+    def steps_in(self) -> bool:
+        """Whether a job is spawned by stepping into its cgroup (`enter`), not wrapped."""
+        return self._home_tasks is not None
+
+    def enter(self, job: JobCgroup) -> None:
+        """Move the calling thread alone into `job` (only where `steps_in`), so that a
+        process it forks starts there. OSError where the kernel refuses, as the
+        wrapper's shell would fail (and say so) in the same place."""
+        _write(job.tasks, "0")  # 0: the writing thread
+
+    def leave(self) -> None:
+        """Move the calling thread back to the runner's own cgroup after `enter`. Should
+        that be refused (a home removed under the runner), it goes to `root`, which the
+        runner made and keeps; failing both raises: spawning more would charge the
+        runner to its jobs."""
+        if self._home_tasks is None:
+            return
+        try:
+            _write(self._home_tasks, "0")
+        except OSError:
+            _write(os.path.join(self.root, "tasks"), "0")
 
     @classmethod
     def create(
@@ -159,7 +197,7 @@ class Cgroups:
             if made is not None:
                 with contextlib.suppress(OSError):  # v1 defaults it to 1 on newer kernels
                     _write(made / "memory.use_hierarchy", "1")
-                return cls(made, 1, memory=True)
+                return cls(made, 1, memory=True, home=made.parent)
         v2 = mounts.get("") if 2 in versions else None
         if v2 is not None and "" in own:
             parent = _inside(v2, own[""])

@@ -130,7 +130,7 @@ class LocalExecutor:
         cgroup = cgroups.job(attempt_label(attempt.job_id, attempt.attempt))
         if cgroup is None:
             return None
-        if cgroup.memory:
+        if cgroup.memory and not cgroups.steps_in:  # else after the spawn: see `cgroups`
             with contextlib.suppress(OSError):  # it runs unlimited rather than not at all
                 cgroup.limit(attempt.memory)
         return cgroup
@@ -157,7 +157,11 @@ class LocalExecutor:
                 executable = _find_program(words[0], env.get("PATH"), attempt.workdir)
                 if executable is not None:
                     argv = words
-        if cgroup is not None:
+        # v1: the spawning thread steps into the job's cgroup, the job needs no wrapper.
+        step_in: tuple[Cgroups, JobCgroup] | None = None
+        if cgroup is not None and isinstance(self._cgroups, Cgroups) and self._cgroups.steps_in:
+            step_in = (self._cgroups, cgroup)
+        if cgroup is not None and step_in is None:
             if isinstance(attempt.command, tuple) and _missing(argv[0], attempt):
                 # Behind the wrapper a missing program would be the shell's 127: it is
                 # reported as when Popen itself cannot find it.
@@ -189,7 +193,14 @@ class LocalExecutor:
             try:
                 if container is not None:  # the container's env-file: see container.py
                     stdin = _env_pipe(attempt)
-                proc = self._popen(argv, executable, stdin, out, err, attempt, container, env)
+                if step_in is None:
+                    proc = self._popen(argv, executable, stdin, out, err, attempt, container, env)
+                else:
+                    try:  # `leave` in any case: a thread left inside dies with the job
+                        step_in[0].enter(step_in[1])
+                        proc = self._popen(argv, executable, stdin, out, err, attempt, None, env)
+                    finally:
+                        step_in[0].leave()
             except OSError as exc:
                 return ExecResult(
                     exit_code=None,
@@ -202,6 +213,9 @@ class LocalExecutor:
                     os.close(stdin)
         finally:
             os.close(out)
+        over_limit = False
+        if step_in is not None and step_in[1].memory:
+            over_limit = not _limit_started(step_in[1], attempt.memory)
         pidfd = os.pidfd_open(proc.pid)
         leader = str(Process.spawned(proc.pid, before))
         # A job in a cgroup needs no line: the reaper scans the runner's cgroup directory.
@@ -212,7 +226,7 @@ class LocalExecutor:
             self._reaper.check()
         try:
             task_status.started(leader)
-            return await self._wait(proc, pidfd, attempt, container, cgroup)
+            return await self._wait(proc, pidfd, attempt, container, cgroup, over_limit)
         finally:
             os.close(pidfd)
             if guard:
@@ -277,7 +291,10 @@ class LocalExecutor:
         attempt: Attempt,
         container: tuple[str, str] | None,
         cgroup: JobCgroup | None,
+        over_limit: bool,
     ) -> ExecResult:
+        """`over_limit`: the job was past its memory limit before the limit could be
+        set, and was killed for it (see `_limit_started`)."""
         limit = attempt.timeout
         spot_at: float | None = None
         ce = attempt.compute
@@ -298,7 +315,7 @@ class LocalExecutor:
                 _kill_group(proc.pid, signal.SIGKILL)
                 code, peak = _reap(proc, cgroup)
                 reason = _container_reason(container, code)
-                if cgroup is not None and cgroup.oom_killed():
+                if over_limit or (cgroup is not None and cgroup.oom_killed()):
                     from flowbatch.executors.container import REASON_OOM
 
                     reason = REASON_OOM
@@ -446,6 +463,20 @@ def _missing(program: str, attempt: Attempt) -> bool:
     if "/" in program:
         return not os.access(attempt.workdir / program, os.X_OK)
     return shutil.which(program, path=attempt.env.get("PATH", os.defpath)) is None
+
+
+def _limit_started(cgroup: JobCgroup, mib: int) -> bool:
+    """Set the memory limit of a job that has started (see `cgroups` for why not
+    before); False where it already uses more, and was killed as the OOM killer would
+    have. Any other refusal leaves it running unlimited rather than not at all."""
+    try:
+        cgroup.limit(mib)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            return True
+        cgroup.signal(signal.SIGKILL)
+        return False
+    return True
 
 
 def _removed(cgroup: JobCgroup) -> bool:
