@@ -11,6 +11,10 @@ starts it) interleaved, `--rounds` times each; prints the median seconds and the
     chain-1k                1,000 `true` jobs, each after the one before
     sleepy                  40 x `sleep 0.5` on 2 slots: the excess over the ideal 10 s
 
+`--floor` adds `bench/floor.py` to each round: the same jobs spawned and waited for by a
+bare asyncio loop with no bookkeeping at all, without and with a cgroup per job (v1,
+where this machine allows it), the floor under any Python runner's ratio to make.
+
 Peak RSS is that of the `flowbatch run` process (and of the descendants it waited
 for, which are smaller) for 10,000 independent jobs, from `os.wait4`.
 The machine is shared and noisy: quote ratios from one run, with `uptime`.
@@ -66,7 +70,7 @@ def independent(n: int) -> tuple[str, str]:
 def array_fan_in(n: int) -> tuple[str, str]:
     flow = LOCAL2 + f'job a {{\n  command = "true"\n  array = {n}\n}}\n'
     flow += _job("fan", "true", ["a"])
-    targets = [(f"a{i}", [], "true") for i in range(n)]
+    targets: list[tuple[str, list[str], str]] = [(f"a{i}", [], "true") for i in range(n)]
     targets.append(("fan", [f"a{i}" for i in range(n)], "true"))
     return flow, _make(targets, "fan")
 
@@ -74,7 +78,8 @@ def array_fan_in(n: int) -> tuple[str, str]:
 def chain(n: int) -> tuple[str, str]:
     flow = LOCAL2 + _job("j0", "true")
     flow += "".join(_job(f"j{i}", "true", [f"j{i - 1}"]) for i in range(1, n))
-    targets = [("j0", [], "true")] + [(f"j{i}", [f"j{i - 1}"], "true") for i in range(1, n)]
+    targets: list[tuple[str, list[str], str]] = [("j0", [], "true")]
+    targets += [(f"j{i}", [f"j{i - 1}"], "true") for i in range(1, n)]
     return flow, _make(targets, f"j{n - 1}")
 
 
@@ -89,6 +94,15 @@ WORKLOADS: dict[str, Callable[[], tuple[str, str]]] = {
     "array-1k": lambda: array_fan_in(1000),
     "chain-1k": lambda: chain(1000),
     "sleepy": sleepy,
+}
+
+
+FLOOR_ARGS: dict[str, list[str]] = {
+    "independent-1k": ["1000", "true"],
+    "independent-10k": ["10000", "true"],
+    "array-1k": ["1000", "true", "--after-all"],
+    "chain-1k": ["1000", "true", "--chain"],
+    "sleepy": ["40", "sleep 0.5"],
 }
 
 
@@ -133,9 +147,16 @@ def main() -> None:
         help="a flowbatch source tree to run (repeatable: before/after in one run;"
         " default: this one)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/floor.py: the jobs alone from a bare asyncio loop, without"
+        " and with a cgroup per job",
+    )
     args = parser.parse_args()
     trees = [t.partition("=")[::2] for t in args.tree or [f"flowbatch={ROOT}"]]
     flowbatch = [args.python, "-m", "flowbatch", "run", "--max-vcpus", "2"]
+    floors: dict[str, list[str]] = {"floor": [], "floor+cg": ["--cgroups"]} if args.floor else {}
     names = args.only or list(WORKLOADS)
     pycache = tempfile.mkdtemp(prefix="bench-make-pycache-")
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -153,6 +174,7 @@ def main() -> None:
         flow_text, make_text = WORKLOADS[name]()
         make_t: list[float] = []
         fb_t: dict[str, list[float]] = {label: [] for label, _ in trees}
+        floor_t: dict[str, list[float]] = {label: [] for label in floors}
         rss: dict[str, list[int]] = {label: [] for label, _ in trees}
         with tempfile.TemporaryDirectory(prefix="bench-make-") as d:
             tmp = Path(d)
@@ -169,6 +191,10 @@ def main() -> None:
                     t, kib = timed([*flowbatch, "p.flow", "--state-dir", str(state)], tmp, env)
                     fb_t[label].append(t)
                     rss[label].append(kib)
+                for label, flags in floors.items():
+                    floor = [args.python, str(ROOT / "bench" / "floor.py"), *FLOOR_ARGS[name]]
+                    t, _ = timed([*floor, *flags], tmp, dict(base_env))
+                    floor_t[label].append(t)
             if args.state_root is not None:
                 for label, _ in trees:
                     for r in range(args.rounds):
@@ -177,6 +203,12 @@ def main() -> None:
                         )
         m = statistics.median(make_t)
         print(f"{name:16} make -j2 {m:6.2f}s   ({', '.join(f'{x:.2f}' for x in make_t)})")
+        for label, times in floor_t.items():
+            f = statistics.median(times)
+            print(
+                f"{'':16} {label:9} {f:6.2f}s  ratio {f / m:5.2f}x"
+                f"   ({', '.join(f'{x:.2f}' for x in times)})"
+            )
         for label, _ in trees:
             f = statistics.median(fb_t[label])
             extra = ""
