@@ -78,6 +78,7 @@ class LocalExecutor:
         self._reaper: Reaper | None = None
         self._root_told = False
         self._pwds: dict[tuple[str | None, Path], str] = {}  # see _as_shell_would
+        self._shell_names: set[str] = set()  # variable names a shell passes on
 
     @property
     def cgroups(self) -> Cgroups | None:
@@ -272,17 +273,23 @@ class LocalExecutor:
                 env = attempt.process_env()
 
     def _as_shell_would(self, env: dict[str, str], workdir: Path) -> dict[str, str]:
-        """`env` as `/bin/sh` passes it on to a program it runs: without the variables
-        whose names the shell cannot hold (dash drops them), and with PWD naming the
-        working directory (the one inherited where it names the same directory, else
-        the physical path)."""
+        """`env`, changed in place, as `/bin/sh` passes it on to a program it runs:
+        without the variables whose names the shell cannot hold (dash drops them), and
+        with PWD naming the working directory (the one inherited where it names the
+        same directory, else the physical path)."""
         key = (env.get("PWD"), workdir)
         pwd = self._pwds.get(key)
         if pwd is None:
             pwd = self._pwds[key] = _shell_pwd(key[0], workdir)
-        shell = {k: v for k, v in env.items() if k.isidentifier() and k.isascii()}
-        shell["PWD"] = pwd
-        return shell
+        # Nearly every name is one seen before: one set difference in C, not two
+        # string checks per variable (80 and more of them) per job.
+        for name in env.keys() - self._shell_names:
+            if name.isidentifier() and name.isascii():
+                self._shell_names.add(name)
+            else:
+                del env[name]
+        env["PWD"] = pwd
+        return env
 
     async def _wait(
         self,
