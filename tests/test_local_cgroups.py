@@ -7,6 +7,7 @@ each job in its process group only (the documented limit)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -303,11 +304,9 @@ async def test_a_job_already_past_its_limit_when_it_is_set_is_killed_as_by_the_o
         "import sys, time; b = bytearray(96 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
         "open(sys.argv[1], 'w').close(); time.sleep(60)"
     )
-    v1.enter(cgroup)
-    try:
-        proc = subprocess.Popen([sys.executable, "-c", hog, str(ready)])
-    finally:
-        v1.leave()
+    proc = v1.spawn_inside(
+        cgroup, functools.partial(subprocess.Popen, [sys.executable, "-c", hog, str(ready)])
+    )
     try:
         await wait_until(ready.exists, timeout=WAIT_LIMIT)
         assert not local._limit_started(cgroup, 32)

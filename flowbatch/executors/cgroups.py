@@ -21,19 +21,17 @@ A job's processes must be inside before the job's command runs: a forked child t
 started before being moved would stay outside. Python 3.11 cannot spawn straight into
 a cgroup (no clone3 CLONE_INTO_CGROUP), and `preexec_fn` would cost subprocess its fast
 vfork path. On cgroup v1 a single thread can change cgroup, and a child starts in the
-cgroup of the thread that forks it, so the spawning thread steps into the job's cgroup
-for the spawn and back out (`Cgroups.enter`, `leave`): two writes instead of a shell's
-exec, a third of the runner's cost of a `true` job. v2 moves whole processes only, so
-there the command runs behind a tiny shell wrapper that writes its own pid into
-`cgroup.procs` and then runs the command (`wrap`, `wrap_shell`); the file name and the
-command are arguments, never part of the script.
+cgroup of the thread that forks it, so a thread of the runner's own steps into the
+job's cgroup for the spawn and back out (`Cgroups.spawn_inside`, `_Stepper`): two
+writes instead of a shell's exec, which halves what a job's processes cost when the
+command is a program. v2 moves whole processes only, so there the command runs behind
+a tiny shell wrapper that writes its own pid into `cgroup.procs` and then runs the
+command (`wrap`, `wrap_shell`); the file name and the command are arguments, never
+part of the script.
 
-While the thread is inside, page faults of the whole runner are charged to the job's
-cgroup (v1 charges a process's memory to its leader's cgroup). So a job's memory limit
-is set only once the runner is out again (`limit` after the spawn): a limit in place
-during the step could make the kernel's OOM killer pick the runner, the largest
-process in the job's cgroup at that moment. The few pages the runner may fault in the
-step stay charged to the job.
+The thread inside is in the job's cgroup for the kernel's OOM killer too, which would
+judge it by the runner's whole memory: so a job's memory limit is set only once the
+thread is out again (see `executors.local`), and no limit is in place while it is in.
 
 No maintained library on PyPI covers v1 and v2 with what is needed here (cgroupspy and
 libcgroup bindings are unmaintained or v1 only), hence this module.
@@ -42,13 +40,20 @@ libcgroup bindings are unmaintained or v1 only), hence this module.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import queue
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 
 from flowbatch.executors.reaper import kill_cgroup, remove_cgroup
+
+T = TypeVar("T")
 
 # The wrappers: `$1` is the cgroup's procs file; then the job's argv (exec'd), or the
 # job's command string, which the same shell then runs as `sh -c` would, without a second
@@ -146,35 +151,29 @@ class Cgroups:
     """Where a runner makes its jobs' cgroups: one directory per executor."""
 
     def __init__(self, root: Path, version: int, memory: bool, home: Path | None = None) -> None:
-        """`home`: on v1, the runner's own cgroup (the parent of `root`), which `leave`
-        moves the spawning thread back to; None: no stepping in, jobs are wrapped."""
+        """`home`: on v1, the runner's own cgroup (the parent of `root`), where the
+        thread that spawns jobs inside their cgroups returns after each (see
+        `spawn_inside`); None: no stepping in, jobs are wrapped."""
         self.root = root
         self.version = version
         self.memory = memory
-        self._home_tasks = os.path.join(home, "tasks") if version == 1 and home else None
+        self._stepper: _Stepper | None = None
+        if version == 1 and home is not None:
+            self._stepper = _Stepper.start(os.path.join(home, "tasks"), os.path.join(root, "tasks"))
 
     @property
     def steps_in(self) -> bool:
-        """Whether a job is spawned by stepping into its cgroup (`enter`), not wrapped."""
-        return self._home_tasks is not None
+        """Whether jobs are spawned from inside their cgroups (`spawn_inside`), not
+        wrapped: on v1, where the runner may move a thread of its into a job's cgroup
+        and back, until that once fails."""
+        return self._stepper is not None and self._stepper.usable
 
-    def enter(self, job: JobCgroup) -> None:
-        """Move the calling thread alone into `job` (only where `steps_in`), so that a
-        process it forks starts there. OSError where the kernel refuses, as the
-        wrapper's shell would fail (and say so) in the same place."""
-        _write(job.tasks, "0")  # 0: the writing thread
-
-    def leave(self) -> None:
-        """Move the calling thread back to the runner's own cgroup after `enter`. Should
-        that be refused (a home removed under the runner), it goes to `root`, which the
-        runner made and keeps; failing both raises: spawning more would charge the
-        runner to its jobs."""
-        if self._home_tasks is None:
-            return
-        try:
-            _write(self._home_tasks, "0")
-        except OSError:
-            _write(os.path.join(self.root, "tasks"), "0")
+    def spawn_inside(self, job: JobCgroup, spawn: Callable[[], T]) -> T:
+        """`spawn()` called in a thread of the runner inside `job` (only where
+        `steps_in`): a process it forks starts there. OSError where the kernel will not
+        let the thread in, as the wrapper's shell would fail in the same place."""
+        assert self._stepper is not None
+        return self._stepper.call(job.tasks, spawn)
 
     @classmethod
     def create(
@@ -230,8 +229,97 @@ class Cgroups:
         return JobCgroup(path, self.version, self.memory)
 
     def remove(self) -> None:
+        if self._stepper is not None:
+            self._stepper.stop()
         with contextlib.suppress(OSError):
             self.root.rmdir()
+
+
+class _Stepper:
+    """The thread that spawns jobs from inside their cgroups (v1), one at a time.
+
+    Not the runner's main thread: v1 charges the memory a process faults to the cgroup
+    of its leader, so with the main thread inside a job's cgroup every page any runner
+    thread touched meanwhile (reading `inputs`, say) would be the job's, against its
+    limit and in its peak. With another thread inside, only the kernel's own
+    allocations for the spawn are.
+
+    A thread that cannot get out again must not stay inside: the job's cgroup is killed
+    with the job, and the runner with it. It ends (a thread that has exited is in no
+    cgroup), and the runner wraps its jobs from then on (`usable`)."""
+
+    def __init__(self, home_tasks: str) -> None:
+        self.usable = True
+        self._home_tasks = home_tasks
+        self._requests: queue.SimpleQueue[tuple[str, Callable[[], object]] | None]
+        self._requests = queue.SimpleQueue()
+        self._replies: queue.SimpleQueue[tuple[bool, object]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="flowbatch-spawn", daemon=True)
+
+    @classmethod
+    def start(cls, home_tasks: str, probe_tasks: str) -> _Stepper:
+        """A stepper whose thread has gone into `probe_tasks`'s cgroup and back: where
+        the runner may make cgroups but not move into its own (`cgcreate -a` without
+        `-t`), it is not `usable` and the thread is gone."""
+        stepper = cls(home_tasks)
+        stepper._thread.start()
+        try:
+            stepper.call(probe_tasks, lambda: None)
+        except OSError:
+            stepper.usable = False
+        if not stepper.usable:
+            stepper.stop()
+        return stepper
+
+    def call(self, tasks: str, spawn: Callable[[], T]) -> T:
+        if not self.usable:
+            raise OSError(errno.ESRCH, "the runner's spawning thread has ended")
+        self._requests.put((tasks, spawn))
+        try:
+            ok, value = self._replies.get()
+        except BaseException:  # interrupted: its reply would answer the next call
+            self.usable = False
+            raise
+        if not self.usable:  # it stayed inside: gone before the job's cgroup is killed
+            self._ended()
+        if not ok:
+            raise cast(BaseException, value)
+        return cast(T, value)
+
+    def _ended(self) -> None:
+        """Wait until the thread has exited, in the kernel too (where it leaves its
+        cgroup): a short wait, on a path taken once if ever."""
+        self._thread.join()
+        task = f"/proc/self/task/{self._thread.native_id}"
+        deadline = time.monotonic() + 5.0
+        while os.path.exists(task) and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._requests.put(None)
+            self._thread.join()
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            tasks, spawn = request
+            try:
+                _write(tasks, "0")  # 0: the writing thread alone
+            except OSError as exc:
+                self._replies.put((False, exc))
+                continue
+            reply: tuple[bool, object]
+            try:
+                reply = (True, spawn())
+            except BaseException as exc:  # the caller's to raise, in its own thread
+                reply = (False, exc)
+            try:
+                _write(self._home_tasks, "0")
+            except OSError:
+                self.usable = False  # before the reply: the caller waits for the end
+                self._replies.put(reply)
+                return
+            self._replies.put(reply)
 
 
 def _make(parent: Path | None, name: str, announce: Callable[[Path], None] | None) -> Path | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import random
 import resource
@@ -197,11 +198,10 @@ class LocalExecutor:
                 if step_in is None:
                     proc = self._popen(argv, executable, stdin, out, err, attempt, container, env)
                 else:
-                    try:  # `leave` in any case: a thread left inside dies with the job
-                        step_in[0].enter(step_in[1])
-                        proc = self._popen(argv, executable, stdin, out, err, attempt, None, env)
-                    finally:
-                        step_in[0].leave()
+                    spawn = functools.partial(
+                        self._popen, argv, executable, stdin, out, err, attempt, None, env
+                    )
+                    proc = step_in[0].spawn_inside(step_in[1], spawn)
             except OSError as exc:
                 return ExecResult(
                     exit_code=None,
@@ -322,6 +322,8 @@ class LocalExecutor:
                 _kill_group(proc.pid, signal.SIGKILL)
                 code, peak = _reap(proc, cgroup)
                 reason = _container_reason(container, code)
+                # Killed for being past its limit (137), not one that ended by itself.
+                over_limit = over_limit and code == 128 + signal.SIGKILL
                 if over_limit or (cgroup is not None and cgroup.oom_killed()):
                     from flowbatch.executors.container import REASON_OOM
 
