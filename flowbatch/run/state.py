@@ -23,6 +23,10 @@ class JobState(enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
+    # Enum's own hashes the member's name, in Python, on every dict and set lookup:
+    # some fifty a job. A member is its only instance, so its identity is its hash.
+    __hash__ = object.__hash__
+
     @property
     def done(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED)
@@ -41,6 +45,8 @@ class Event(enum.Enum):
     CANCEL = "cancel"  # AWS CancelJob: only jobs not yet STARTING
     TERMINATE = "terminate"  # AWS TerminateJob: any job not yet done
     REUSED = "reused"  # `run --resume`: it succeeded in an earlier run and nothing changed
+
+    __hash__ = object.__hash__  # (see JobState's)
 
 
 S = JobState
