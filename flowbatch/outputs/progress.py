@@ -17,6 +17,7 @@ status reason (a `--reason`, a process's message) is written out, never sent raw
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -124,6 +125,11 @@ class Reporter:
         self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self._closed = False
         self._unwritable = False
+        # A plain line's pieces that repeat: its time of day (one strftime a second,
+        # not one a line) and each state's padded, painted name.
+        self._stamp_second: int | None = None
+        self._stamp = ""
+        self._state_text = {s: self._paint(s, f"{s.value:<9}") for s in JobState}
 
     # -- the sink -------------------------------------------------------------------------
     def emit(self, event: JobEvent) -> None:
@@ -297,9 +303,14 @@ class Reporter:
                 self._pending.append(self._line(ev))
 
     def _line(self, ev: JobEvent) -> str:
-        stamp = time.gmtime(ev.time) if self._utc else time.localtime(ev.time)
-        state = self._paint(ev.state, f"{ev.state.value:<9}")
-        text = f"{time.strftime('%H:%M:%S', stamp)} {state} {_label(ev)}"
+        second = math.floor(ev.time)
+        if second != self._stamp_second:
+            stamp = time.gmtime(second) if self._utc else time.localtime(second)
+            self._stamp = time.strftime("%H:%M:%S", stamp)
+            self._stamp_second = second
+        # A job id is always the same name and index: its label is made once.
+        label = self._labels.get(ev.job_id) or _label(ev)
+        text = f"{self._stamp} {self._state_text[ev.state]} {label}"
         if ev.attempt:
             text += f" attempt {ev.attempt}"
         if ev.state is _S.FAILED:
