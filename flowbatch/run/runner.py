@@ -57,7 +57,7 @@ from flowbatch.run.setup import (
     with_host,
 )
 from flowbatch.run.signals import with_signals
-from flowbatch.run.state import JobEvent, JobState
+from flowbatch.run.state import JobState, job_event
 
 __all__ = [
     "Adopted",
@@ -520,7 +520,7 @@ class Runner:
                     fingerprint = None
             a = live.attempt if live is not None else None
             result = live.result if live is not None and a is not None else None
-            event = JobEvent(
+            event = job_event(
                 run_id=self.run_id,
                 job_id=job_id,
                 name=c.name,
