@@ -425,10 +425,12 @@ def test_a_child_ending_in_a_flush_that_cannot_write_ends_its_attempt_at_the_nex
     # still, the child's SUCCEEDED ends its attempt (stoppedAt, exit code) when written.
     s = opened(tmp_path, busy_timeout=0.01)
     s.begin_run(RUN, pipeline(), IDS, created_at=T0)
-    for e in (ev("id-steps", S.SUBMITTED, 0), ev("id-steps", S.PENDING, 0),
-              ev("id-steps:0", S.SUBMITTED, 0), ev("id-steps:0", S.RUNNABLE, 0),
-              ev("id-steps:0", S.STARTING, 1, attempt=1), ev("id-steps:0", S.RUNNING, 2, attempt=1)):  # fmt: skip
-        s.emit(e)
+    s.emit(ev("id-steps", S.SUBMITTED, 0))
+    s.emit(ev("id-steps", S.PENDING, 0))
+    for state in (S.SUBMITTED, S.RUNNABLE):
+        s.emit(ev("id-steps:0", state, 0))
+    s.emit(ev("id-steps:0", S.STARTING, 1, attempt=1))
+    s.emit(ev("id-steps:0", S.RUNNING, 2, attempt=1))
     s.flush()
     s.emit(ev("id-steps:0", S.SUCCEEDED, 3, attempt=1, exit_code=0))
     s.emit(ev("id-steps:1", S.SUBMITTED, 3))
