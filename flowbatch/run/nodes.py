@@ -6,6 +6,7 @@ the runner. Plain records: every decision is the Frontier's (run/frontier.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from flowbatch.lang.model import JobSpec
@@ -23,13 +24,15 @@ ENDED_TO_STATUS = bytes([CHILD_NEW, CHILD_OK, CHILD_FAILED]) + bytes(253)  # `ad
 Key = tuple[str, int | None]
 
 
-class Change(NamedTuple):
-    """One state change, for the runner to turn into a JobEvent. A tuple, as `Entry`
-    and `Done` are: made five times a job, it is quicker to make than a frozen
-    dataclass. (`index` hides tuple.index, which nothing calls on these.)"""
+@dataclass(slots=True)
+class Change:
+    """One state change, for the runner to turn into a JobEvent. Made five times a job
+    and never changed: not frozen, whose __init__ sets each field through
+    object.__setattr__ (four times the cost), nor a tuple, 8 bytes more (10,000 jobs
+    hold 20,000 at once when they are submitted)."""
 
     name: str
-    index: int | None  # type: ignore[assignment]
+    index: int | None
     state: JobState
     reason: str
     attempt: int
@@ -39,7 +42,7 @@ class Placement(NamedTuple):
     """An attempt to start now, already STARTING, its room taken on `host`."""
 
     name: str
-    index: int | None  # type: ignore[assignment]  # (see Change)
+    index: int | None  # type: ignore[assignment]  # hides tuple.index, which nothing calls
     attempt: int
     compute: str
     host: str
