@@ -105,6 +105,18 @@ def test_off_a_terminal_each_start_end_and_retry_is_one_plain_line() -> None:
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
 
 
+def test_each_plain_line_has_its_own_events_second_fractions_and_order_whatever() -> None:
+    # The time of day is formatted once a second: a line must never get a neighbour's.
+    out = io.StringIO()
+    rep, _ = reporter(out, tty=False)
+    for name, t in (("a", 0.999), ("b", 1.0), ("c", 1.5), ("d", 0.2), ("e", 61.0)):
+        rep.emit(ev(name, S.RUNNING, t, attempt=1))
+    rep.flush()
+    assert [line[:8] for line in out.getvalue().splitlines()] == [
+        "12:00:00", "12:00:01", "12:00:01", "12:00:00", "12:01:01"
+    ]  # fmt: skip
+
+
 def test_close_prints_counts_by_final_state_and_each_failure() -> None:
     out = io.StringIO()
     rep, clock = reporter(out, tty=False)

@@ -16,6 +16,7 @@ from flowbatch.lang.model import (
     local_compute,
 )
 from flowbatch.run.frontier import BACKFILL_LIMIT, Frontier, Placement
+from flowbatch.run.placement import Pools
 from flowbatch.run.state import JobState
 
 S = JobState
@@ -185,6 +186,27 @@ def test_exclusive_placement_one_job_per_host() -> None:
     f = frontier(JobSpec(name="a", command="x", array_size=5), computes={"local": ce})
     placed = f.place()
     assert sorted(p.host for p in placed) == ["h1", "h2"]
+
+
+def test_pools_are_full_when_no_host_can_take_a_job() -> None:
+    hosts = (Host(name="h1", vcpus=1, memory=1024), Host(name="h2", vcpus=1, memory=1024))
+    pools = Pools(
+        {
+            "ex": ComputeEnv(name="ex", vcpus=2, memory=2048, placement="exclusive", hosts=hosts),
+            "local": local_compute(1, 1024),
+        }
+    )
+    assert not pools.full("ex") and not pools.all_full(["ex", "local"])
+    pools.take("ex", "h1", 0.5, 10, 0)  # room left on h1, but it is exclusive
+    pools.lose("ex", "h2")
+    assert pools.full("ex") and not pools.all_full(["ex", "local"])
+    pools.take("local", "localhost", 1, 1, 0)  # no vCPU left
+    assert pools.all_full(["ex", "local"]) and pools.all_full([])
+    pools.give("local", "localhost", 1, 1, 0)
+    pools.take("local", "localhost", 0.5, 1024, 0)  # no memory left
+    assert pools.full("local")
+    pools.restore("ex", "h2")
+    assert not pools.all_full(["local", "ex"])
 
 
 def test_retry_goes_to_the_front_after_requeue() -> None:

@@ -418,6 +418,35 @@ def test_a_flush_that_cannot_write_keeps_its_events_for_the_next(
     assert s.describe("id-prep")["status"] == "STARTING" and s.rejected == []
 
 
+def test_a_child_ending_in_a_flush_that_cannot_write_ends_its_attempt_at_the_next(
+    tmp_path: Path, opened: Callable[..., Store]
+) -> None:
+    # The state cache must give back what the unwritten batch taught it: seen RUNNING
+    # still, the child's SUCCEEDED ends its attempt (stoppedAt, exit code) when written.
+    s = opened(tmp_path, busy_timeout=0.01)
+    s.begin_run(RUN, pipeline(), IDS, created_at=T0)
+    s.emit(ev("id-steps", S.SUBMITTED, 0))
+    s.emit(ev("id-steps", S.PENDING, 0))
+    for state in (S.SUBMITTED, S.RUNNABLE):
+        s.emit(ev("id-steps:0", state, 0))
+    s.emit(ev("id-steps:0", S.STARTING, 1, attempt=1))
+    s.emit(ev("id-steps:0", S.RUNNING, 2, attempt=1))
+    s.flush()
+    s.emit(ev("id-steps:0", S.SUCCEEDED, 3, attempt=1, exit_code=0))
+    s.emit(ev("id-steps:1", S.SUBMITTED, 3))
+    with closing(sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            s.flush()
+        blocker.execute("ROLLBACK")
+    s.flush()
+    child = s.describe("id-steps:0")
+    assert (child["status"], child["stoppedAt"]) == ("SUCCEEDED", 3000 + T0 * 1000)
+    assert child["attempts"][0]["stoppedAt"] == 3000 + T0 * 1000
+    assert child["attempts"][0]["container"]["exitCode"] == 0
+    assert s.describe("id-steps:1")["status"] == "SUBMITTED" and s.rejected == []
+
+
 def test_take_requests_sees_requests_made_by_another_store(
     store: Store, tmp_path: Path, opened: Callable[..., Store]
 ) -> None:

@@ -17,6 +17,7 @@ status reason (a `--reason`, a process's message) is written out, never sent raw
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -124,16 +125,22 @@ class Reporter:
         self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self._closed = False
         self._unwritable = False
+        # A plain line's pieces that repeat: its time of day (one strftime a second,
+        # not one a line) and each state's padded, painted name.
+        self._stamp_second: int | None = None
+        self._stamp = ""
+        self._state_text = {s: self._paint(s, f"{s.value:<9}") for s in JobState}
 
     # -- the sink -------------------------------------------------------------------------
     def emit(self, event: JobEvent) -> None:
+        job_id = event.job_id
         if event.index is not None:
-            self._note_parent(event.job_id.rpartition(":")[0])
-        is_parent = event.index is None and (
-            event.job_id in self._parents or event.name in self._arrays
-        )
-        if is_parent:
-            self._parents.add(event.job_id)
+            parent = job_id.rpartition(":")[0]
+            if parent not in self._parents:
+                self._note_parent(parent)
+            self._unit_event(event)
+        elif job_id in self._parents or event.name in self._arrays:
+            self._parents.add(job_id)
             self._parent_event(event)
         else:
             self._unit_event(event)
@@ -265,24 +272,25 @@ class Reporter:
             self._running.pop(parent_id, None)
 
     def _unit_event(self, ev: JobEvent) -> None:
-        old = self._units.get(ev.job_id)
+        job_id, state, counts = ev.job_id, ev.state, self._counts
+        old = self._units.get(job_id)
         if old is not None:
-            self._counts[old] -= 1
-        self._units[ev.job_id] = ev.state
-        self._counts[ev.state] += 1
-        label = self._labels.get(ev.job_id)
+            counts[old] -= 1
+        self._units[job_id] = state
+        counts[state] += 1
+        label = self._labels.get(job_id)
         if label is None:  # a job's label (its name and index) is made once
-            label = self._labels[ev.job_id] = _label(ev)
-        if ev.state in _ACTIVE:
-            self._running.setdefault(ev.job_id, label)
+            label = self._labels[job_id] = _label(ev)
+        if state in _ACTIVE:
+            self._running.setdefault(job_id, label)
         else:
-            self._running.pop(ev.job_id, None)
-        if ev.state is _S.FAILED:
-            self._reasons[ev.job_id] = _why(ev)
+            self._running.pop(job_id, None)
+        if state is _S.FAILED:
+            self._reasons[job_id] = _why(ev)
             if self._tty:
                 self._pending.append(self._line(ev))
-        parent = ev.job_id.rpartition(":")[0] if ev.index is not None else None
-        if parent is not None and old is None:
+        if old is None and ev.index is not None:  # a child's first event
+            parent = job_id.rpartition(":")[0]
             self._children_seen[parent] = self._children_seen.get(parent, 0) + 1
 
     def _parent_event(self, ev: JobEvent) -> None:
@@ -297,9 +305,14 @@ class Reporter:
                 self._pending.append(self._line(ev))
 
     def _line(self, ev: JobEvent) -> str:
-        stamp = time.gmtime(ev.time) if self._utc else time.localtime(ev.time)
-        state = self._paint(ev.state, f"{ev.state.value:<9}")
-        text = f"{time.strftime('%H:%M:%S', stamp)} {state} {_label(ev)}"
+        second = math.floor(ev.time)
+        if second != self._stamp_second:
+            stamp = time.gmtime(second) if self._utc else time.localtime(second)
+            self._stamp = time.strftime("%H:%M:%S", stamp)
+            self._stamp_second = second
+        # A job id is always the same name and index: its label is made once.
+        label = self._labels.get(ev.job_id) or _label(ev)
+        text = f"{self._stamp} {self._state_text[ev.state]} {label}"
         if ev.attempt:
             text += f" attempt {ev.attempt}"
         if ev.state is _S.FAILED:

@@ -322,7 +322,7 @@ class Frontier:
             skipped: list[Entry] = []
             placed_here = 0
             while heap and ces and len(skipped) < SCAN_LIMIT:
-                if all(self.pools.full(c) for c in ces):
+                if self.pools.all_full(ces):
                     break
                 entry = heap[0]
                 node = self._nodes[entry.name]

@@ -24,9 +24,12 @@ ENDED_TO_STATUS = bytes([CHILD_NEW, CHILD_OK, CHILD_FAILED]) + bytes(253)  # `ad
 Key = tuple[str, int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
-    """One state change, for the runner to turn into a JobEvent."""
+    """One state change, for the runner to turn into a JobEvent. Made five times a job
+    and never changed: not frozen, whose __init__ sets each field through
+    object.__setattr__ (four times the cost), nor a tuple, 8 bytes more (10,000 jobs
+    hold 20,000 at once when they are submitted)."""
 
     name: str
     index: int | None
@@ -35,12 +38,11 @@ class Change:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(NamedTuple):
     """An attempt to start now, already STARTING, its room taken on `host`."""
 
     name: str
-    index: int | None
+    index: int | None  # type: ignore[assignment]  # hides tuple.index, which nothing calls
     attempt: int
     compute: str
     host: str

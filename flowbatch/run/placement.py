@@ -74,11 +74,21 @@ class Pools:
 
     def full(self, ce: str) -> bool:
         """True when no host of `ce` could take any job at all right now."""
+        # Loops, not any()/all() over generators: asked once or twice a placement.
         exclusive = self._exclusive[ce]
-        return not any(
-            not r.lost and r.free_vcpus > _EPS and r.free_memory > 0 and not (exclusive and r.jobs)
-            for r in self._rooms[ce]
-        )
+        for r in self._rooms[ce]:
+            if r.lost or (exclusive and r.jobs):
+                continue
+            if r.free_vcpus > _EPS and r.free_memory > 0:
+                return False
+        return True
+
+    def all_full(self, ces: Iterable[str]) -> bool:
+        """True when no host of any of `ces` could take any job right now."""
+        for ce in ces:  # noqa: SIM110 (a loop: see `full`)
+            if not self.full(ce):
+                return False
+        return True
 
     def find(self, ce: str, vcpus: float, memory: int, gpus: int) -> str | None:
         """The host of `ce` where the job fits best (the fullest that still has room:

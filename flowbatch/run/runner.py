@@ -57,7 +57,7 @@ from flowbatch.run.setup import (
     with_host,
 )
 from flowbatch.run.signals import with_signals
-from flowbatch.run.state import JobEvent, JobState
+from flowbatch.run.state import JobState, job_event
 
 __all__ = [
     "Adopted",
@@ -73,6 +73,9 @@ __all__ = [
 
 ExecutorFactory = Callable[[ComputeEnv], Executor]
 _DRAIN_CHUNK = 2000  # events turned into JobEvents before the sinks write them
+# An attempt's task's name, the one anyio would make of `Runner._run_attempt`: given,
+# it is not worked out again for every attempt.
+_ATTEMPT_TASK = f"{__name__}.Runner._run_attempt"
 
 
 async def run_plan(
@@ -284,10 +287,14 @@ class Runner:
             # another's failure at launch is recorded.
             for p in placements:
                 self.live[(p.name, p.index)] = _Live()
+            freed = False
             for p in placements:
                 failure = self._launch(p)
                 if failure is not None:
                     self._record((p.name, p.index), failure)
+                    freed = True
+            if not freed:
+                break  # place() filled what room there is: asked again, it places nothing
         self._drain()
         if self.standing:
             return  # it ends when it is cancelled, never because it ran out of work
@@ -319,7 +326,7 @@ class Runner:
             reason = f"cannot create the run's log directory: {exc.strerror or exc}"
             return ExecResult(exit_code=None, status_reason=reason, retryable=False)
         assert self._tg is not None
-        self._tg.start_soon(self._run_attempt, key, live)
+        self._tg.start_soon(self._run_attempt, key, live, name=_ATTEMPT_TASK)
         return None
 
     def _attempt(self, p: Placement, log_stem: Path | None = None) -> Attempt:
@@ -513,7 +520,7 @@ class Runner:
                     fingerprint = None
             a = live.attempt if live is not None else None
             result = live.result if live is not None and a is not None else None
-            event = JobEvent(
+            event = job_event(
                 run_id=self.run_id,
                 job_id=job_id,
                 name=c.name,
@@ -661,7 +668,7 @@ class Runner:
         assert self._tg is not None
         keys, self._to_adopt = self._to_adopt, []
         for key in keys:
-            self._tg.start_soon(self._run_attempt, key, self.live[key])
+            self._tg.start_soon(self._run_attempt, key, self.live[key], name=_ATTEMPT_TASK)
 
     def set_compute(self, ce: ComputeEnv, *, enabled: bool) -> None:
         ce = with_host(ce)

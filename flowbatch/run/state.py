@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Final
 
@@ -22,6 +22,10 @@ class JobState(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+
+    # Enum's own hashes the member's name, in Python, on every dict and set lookup:
+    # some fifty a job. A member is its only instance, so its identity is its hash.
+    __hash__ = object.__hash__
 
     @property
     def done(self) -> bool:
@@ -41,6 +45,8 @@ class Event(enum.Enum):
     CANCEL = "cancel"  # AWS CancelJob: only jobs not yet STARTING
     TERMINATE = "terminate"  # AWS TerminateJob: any job not yet done
     REUSED = "reused"  # `run --resume`: it succeeded in an earlier run and nothing changed
+
+    __hash__ = object.__hash__  # (see JobState's)
 
 
 S = JobState
@@ -142,3 +148,51 @@ class JobEvent:
     external_id: str | None = None  # pid, SLURM job id, container id
     peak_memory: int | None = None  # MiB, the attempt's largest resident set, where known
     fingerprint: str | None = None  # what a success was made of (`flowbatch.run.fingerprint`)
+
+
+# The slots' own setters, in field order: they write a slot as the dataclass's frozen
+# __init__ does through object.__setattr__, without looking the name up each time.
+_SET = tuple(getattr(JobEvent, f.name).__set__ for f in fields(JobEvent))
+_new_event = object.__new__
+
+
+def job_event(
+    *,
+    run_id: str,
+    job_id: str,
+    name: str,
+    index: int | None,
+    state: JobState,
+    time: float,
+    reason: str,
+    attempt: int,
+    exit_code: int | None,
+    attempt_reason: str,
+    log_path: str | None,
+    compute: str | None,
+    host: str | None,
+    external_id: str | None,
+    peak_memory: int | None,
+    fingerprint: str | None,
+) -> JobEvent:
+    """`JobEvent(...)` with every field given: the same frozen event for two thirds of
+    the cost, for the runner, which makes five a job."""
+    event: JobEvent = _new_event(JobEvent)
+    s = _SET
+    s[0](event, run_id)
+    s[1](event, job_id)
+    s[2](event, name)
+    s[3](event, index)
+    s[4](event, state)
+    s[5](event, time)
+    s[6](event, reason)
+    s[7](event, attempt)
+    s[8](event, exit_code)
+    s[9](event, attempt_reason)
+    s[10](event, log_path)
+    s[11](event, compute)
+    s[12](event, host)
+    s[13](event, external_id)
+    s[14](event, peak_memory)
+    s[15](event, fingerprint)
+    return event
