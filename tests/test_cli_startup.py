@@ -1,17 +1,20 @@
 """What a command pays before and after its work (issue 13: `flowbatch run`'s start-up
 and teardown). Every module is paid for before the first job starts, so what only
 another command, an option or an error needs is imported where it is used; at the end,
-the cycle collector skips what the command made, and shutdown is otherwise as usual."""
+the cycle collector skips what the command made, and shutdown is otherwise as usual,
+except that `run`, all it opened closed, ends the process without the interpreter's."""
 
 from __future__ import annotations
 
 import gc
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from proc_helpers import imported_by, run_python
+from proc_helpers import imported_by, run_python, run_to_end
 
 from flowbatch.cli import app
 from flowbatch.store.jobstore import Store
@@ -129,3 +132,50 @@ def test_the_runs_store_keeps_a_small_page_cache(
     result = CliRunner().invoke(app, ["run", str(tmp_path / "one.flow"), "--state-dir", str(state)])
     assert result.exit_code == 0, result.output
     assert caches[0] == -512  # KiB; SQLite's default is -2000
+
+
+# A sitecustomize, as a coverage tool's: its atexit handler must run; what the
+# interpreter's own shutdown runs first (threading's hooks) must not.
+_SITE = (
+    "import atexit, os, threading\n"
+    "atexit.register(lambda: os.write(1, b'atexit\\n'))\n"
+    "threading._register_atexit(lambda: os.write(1, b'shutdown\\n'))\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("launcher", "command", "code", "last"),
+    [
+        ("-m", "true", 0, "succeeded"),
+        ("-m", "exit 3", 1, "--state-dir state"),
+        ("script", "true", 0, "succeeded"),
+    ],
+)
+def test_a_run_as_the_program_ends_without_the_interpreters_shutdown(
+    tmp_path: Path, launcher: str, command: str, code: int, last: str
+) -> None:
+    """`python -m flowbatch run` (or the `flowbatch` script) ends once all it opened is
+    closed, with the run's exit status and its messages whole, without the
+    interpreter's shutdown; the atexit handlers still run."""
+    (tmp_path / "one.flow").write_text(f'job one {{\n  command = "{command}"\n}}\n')
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SITE)
+    # The console script as pip writes it.
+    (site / "flowbatch").write_text(
+        "import sys\nfrom flowbatch.cli import main\nsys.exit(main())\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{site}"}
+    env.pop("FLOWBATCH_SERVER", None)
+    program = ["-m", "flowbatch"] if launcher == "-m" else [str(site / "flowbatch")]
+    argv = [sys.executable, *program, "run", "one.flow", "--state-dir", "state"]
+    out = run_to_end(argv, cwd=tmp_path, env=env)
+    assert out.returncode == code, out.stderr
+    assert out.stdout == "atexit\n"
+    assert out.stderr.endswith(f"{last}\n")  # the messages after the store closed
+    with Store.open(tmp_path / "state", create=False) as store:
+        assert [r.status.value for r in store.run_records()] == [
+            "SUCCEEDED" if code == 0 else "FAILED"
+        ]

@@ -4,9 +4,14 @@ the pipe: the reaper ends knowing of nothing left to stop."""
 
 from __future__ import annotations
 
-import pytest
-from proc_helpers import wait_for
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from proc_helpers import run_to_end, wait_for
+
+from flowbatch.executors import reaper as reaper_module
 from flowbatch.executors.reaper import Reaper
 
 
@@ -31,3 +36,19 @@ def test_removals_travel_with_the_next_registration(
     # Nothing was left registered: the reaper exits at once, without a grace period.
     wait_for(lambda: reaper.proc.poll() is not None, timeout=10)
     assert reaper.proc.returncode == 0
+
+
+def test_the_reaper_ends_without_the_interpreters_shutdown(tmp_path: Path) -> None:
+    """The runner waits for its reaper's exit at the end of every run: the script leaves
+    at once when its pipe closes, not through Python's shutdown (whose atexit handlers
+    are one sign of it)."""
+    script = reaper_module.__file__
+    code = (
+        "import atexit, os, runpy, sys\n"
+        "atexit.register(lambda: os.write(1, b'shutdown\\n'))\n"
+        f"sys.argv = [{script!r}, '1.0']\n"
+        f"runpy.run_path({script!r}, run_name='__main__')\n"
+    )
+    out = run_to_end([sys.executable, "-c", code], stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""

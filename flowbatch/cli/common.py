@@ -31,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _Startup:
     collector_off = False  # by `begin_startup`, until `startup_over`
+    clean_end = False  # by `end_cleanly`: see `finished_cleanly`
 
 
 def begin_startup() -> None:
@@ -52,6 +53,19 @@ def startup_over() -> None:
         _Startup.collector_off = False
         gc.freeze()
         gc.enable()
+
+
+def end_cleanly() -> None:
+    """The command has closed every file, database and process it opened, and will
+    write nothing more but to stdout and stderr: `main` may end the process without the
+    interpreter's shutdown (issue 13: `run`'s teardown). Only `run` says so, as its
+    last step."""
+    _Startup.clean_end = True
+
+
+def finished_cleanly() -> bool:
+    """Whether the command said `end_cleanly`."""
+    return _Startup.clean_end
 
 
 def params_option(func: F) -> F:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import click
 
 from flowbatch.cli.common import (
+    end_cleanly,
     load_plan,
     params_option,
     startup_over,
@@ -305,6 +306,9 @@ def run_command(
         hints = _log_hints(store, run_id, state_dir) if result.failed else []
     finally:
         store.close()
+    # Its executors closed (their jobs and the reaper ended), its reports written, its
+    # store closed: what is left is messages.
+    end_cleanly()
     if result.error is not None:
         fail(CommandError(f"run {run_id} stopped: {result.error}", 1))
     if result.stalled:

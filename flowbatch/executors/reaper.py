@@ -282,4 +282,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # Straight out, without the interpreter's shutdown (~4 ms, its modules torn down one
+    # by one): the runner waits for this exit at the end of every run, and nothing here
+    # is left to flush (no output, every descriptor closed by the kernel).
+    os._exit(main(sys.argv))

@@ -82,6 +82,8 @@ def analyze(
 
 @dataclass
 class _Blocks:
+    """The blocks of every file of a pipeline, by kind and name."""
+
     params: dict[str, s.Param]
     computes: dict[str, s.Block]
     queues: dict[str, s.Block]

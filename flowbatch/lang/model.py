@@ -44,6 +44,8 @@ class DepKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dependency:
+    """One entry of a job's `after`: the whole of `job`, one element of it, or `n_to_n`."""
+
     job: str
     kind: DepKind = DepKind.WHOLE
     index: int | None = None  # only for ELEMENT
@@ -87,6 +89,8 @@ class RetryRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryStrategy:
+    """A job's `retry`: how many attempts, which failures to retry, the backoff."""
+
     attempts: int = 1
     rules: tuple[RetryRule, ...] = ()
     backoff: float | None = None  # seconds before attempt 2, doubled for each later one
@@ -119,6 +123,8 @@ class Host:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ComputeEnv:
+    """A compute environment: where jobs run and how much they may use at once."""
+
     name: str
     type: str = "local"  # "local", "ssh", "slurm"
     vcpus: int  # capacity this environment may use (max_vcpus for slurm)
@@ -138,6 +144,8 @@ class ComputeEnv:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Queue:
+    """A job queue: its priority and the compute environments it places jobs on, in order."""
+
     name: str
     priority: int = 1
     compute: tuple[str, ...] = ("local",)

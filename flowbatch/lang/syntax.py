@@ -16,43 +16,59 @@ from flowbatch.lang.lexer import DURATION_UNIT, DURATION_UNITS, SIZE_UNIT, SIZE_
 
 @dataclass(slots=True)
 class Node:
+    """Every node: where in the source it was written."""
+
     span: Span = field(repr=False, compare=False)
 
 
 @dataclass(slots=True)
 class Str(Node):
+    """A string literal, its escapes resolved."""
+
     value: str
 
 
 @dataclass(slots=True)
 class Number(Node):
+    """An integer or a decimal number."""
+
     value: int | float
 
 
 @dataclass(slots=True)
 class Size(Node):
+    """A size such as `8GiB`."""
+
     mib: float  # sizes are stored in MiB, as AWS does
     text: str
 
 
 @dataclass(slots=True)
 class Duration(Node):
+    """A duration such as `1h30m`."""
+
     seconds: float
     text: str
 
 
 @dataclass(slots=True)
 class Bool(Node):
+    """`true` or `false`."""
+
     value: bool
 
 
 @dataclass(slots=True)
 class List(Node):
+    """`[a, b, c]`."""
+
     items: tuple[Value, ...]
 
 
 @dataclass(slots=True)
 class Entry(Node):
+    """`key = value` in a block or a map."""
+
     key: str
     key_span: Span = field(repr=False, compare=False)
     value: Value
@@ -105,12 +121,16 @@ Value = Str | Number | Size | Duration | Bool | List | Map | Ref | Index | Call
 
 @dataclass(slots=True)
 class Import(Node):
+    """`import "other.flow"`."""
+
     path: str
     path_span: Span = field(repr=False, compare=False)
 
 
 @dataclass(slots=True)
 class Param(Node):
+    """`param NAME = VALUE`."""
+
     name: str
     name_span: Span = field(repr=False, compare=False)
     value: Value
@@ -133,6 +153,8 @@ Statement = Import | Param | Block
 
 @dataclass(slots=True)
 class File:
+    """One parsed file: its source and its statements in order."""
+
     source: Source
     statements: tuple[Statement, ...]
 
