@@ -6,6 +6,7 @@ target per job, a `job` block per job), and runs `make -j2` and `flowbatch run
 starts it) interleaved, `--rounds` times each; prints the median seconds and the ratio.
 
     independent-1k / -10k   N `true` jobs, no dependencies
+    programs-1k             1,000 `/bin/true` jobs: a program, not a shell builtin
     array-1k                a 1,000-child array of `true` and one job after all of it
                             (make: 1,000 targets and one that depends on them all)
     chain-1k                1,000 `true` jobs, each after the one before
@@ -62,9 +63,9 @@ def _make(targets: list[tuple[str, list[str], str]], goal: str) -> str:
     return f".PHONY: {names} {goal}\n" + "".join(rules)
 
 
-def independent(n: int) -> tuple[str, str]:
-    flow = LOCAL2 + "".join(_job(f"j{i}", "true") for i in range(n))
-    return flow, _make([(f"j{i}", [], "true") for i in range(n)], "all")
+def independent(n: int, command: str = "true") -> tuple[str, str]:
+    flow = LOCAL2 + "".join(_job(f"j{i}", command) for i in range(n))
+    return flow, _make([(f"j{i}", [], command) for i in range(n)], "all")
 
 
 def array_fan_in(n: int) -> tuple[str, str]:
@@ -91,6 +92,7 @@ def sleepy(n: int = 40) -> tuple[str, str]:
 WORKLOADS: dict[str, Callable[[], tuple[str, str]]] = {
     "independent-1k": lambda: independent(1000),
     "independent-10k": lambda: independent(10_000),
+    "programs-1k": lambda: independent(1000, "/bin/true"),
     "array-1k": lambda: array_fan_in(1000),
     "chain-1k": lambda: chain(1000),
     "sleepy": sleepy,
@@ -100,6 +102,7 @@ WORKLOADS: dict[str, Callable[[], tuple[str, str]]] = {
 FLOOR_ARGS: dict[str, list[str]] = {
     "independent-1k": ["1000", "true"],
     "independent-10k": ["10000", "true"],
+    "programs-1k": ["1000", "/bin/true"],
     "array-1k": ["1000", "true", "--after-all"],
     "chain-1k": ["1000", "true", "--chain"],
     "sleepy": ["40", "sleep 0.5"],

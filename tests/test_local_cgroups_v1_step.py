@@ -185,7 +185,7 @@ async def test_a_job_that_exited_0_is_never_reported_as_an_oom_kill(
 
     monkeypatch.setattr(subprocess, "Popen", ended_before_the_limit)
     try:
-        result = await _run(executor, _attempt(tmp_path, "true", memory=32))
+        result = await _run(executor, _attempt(tmp_path, "/bin/true", memory=32))
     finally:
         held.clear()
     assert result.exit_code == 0

@@ -271,8 +271,9 @@ async def test_plain_words_are_execd_without_a_shell(
 async def test_in_a_cgroup_the_words_are_execd_alone_on_v1_and_behind_the_wrapper_on_v2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
-    """On v1 the spawning thread steps into the job's cgroup, so a job spawns exactly
-    as without one; v2 moves whole processes only, so there the wrapper does it."""
+    """On v1 a thread of the runner steps into the job's cgroup, so a program spawns
+    exactly as without one; v2 moves whole processes only, so there the wrapper does
+    it. A command for the shell is evaluated by the wrapper's own shell either way."""
     cgroups = Cgroups.create(versions=(version,))
     if cgroups is None:
         pytest.skip(f"this machine gives flowbatch no writable cgroup v{version}")
@@ -286,10 +287,10 @@ async def test_in_a_cgroup_the_words_are_execd_alone_on_v1_and_behind_the_wrappe
         await executor.aclose()
     jobs = [argv for argv in started if "reaper.py" not in " ".join(argv)]
     if version == 1:
-        assert jobs == [["sleep", "0"], ["/bin/sh", "-c", "true"]]
+        assert jobs[0] == ["sleep", "0"]
     else:
         assert jobs[0][-3:] == ["--", "sleep", "0"] and "exec" in jobs[0][2]
-        assert jobs[1][-1] == "true" and "eval" in jobs[1][2]
+    assert jobs[1][-1] == "true" and "eval" in jobs[1][2]
 
 
 def test_pwd_is_set_as_dash_sets_it(tmp_path: Path) -> None:

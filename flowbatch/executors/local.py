@@ -132,9 +132,6 @@ class LocalExecutor:
         cgroup = cgroups.job(attempt_label(attempt.job_id, attempt.attempt))
         if cgroup is None:
             return None
-        if cgroup.memory and not cgroups.steps_in:  # else after the spawn: see `cgroups`
-            with contextlib.suppress(OSError):  # it runs unlimited rather than not at all
-                cgroup.limit(attempt.memory)
         return cgroup
 
     async def _spawn(
@@ -159,11 +156,22 @@ class LocalExecutor:
                 executable = _find_program(words[0], env.get("PATH"), attempt.workdir)
                 if executable is not None:
                     argv = words
-        # v1: the spawning thread steps into the job's cgroup, the job needs no wrapper.
+        # A program exec'd directly is spawned from inside its cgroup where the runner
+        # can (v1, see `cgroups`): behind the wrapper it would cost a shell's exec more.
+        # A command for the shell costs no more behind it (the same shell evaluates
+        # it), and there the hand-off to the spawning thread would be the cost.
         step_in: tuple[Cgroups, JobCgroup] | None = None
-        if cgroup is not None and isinstance(self._cgroups, Cgroups) and self._cgroups.steps_in:
+        if (
+            cgroup is not None
+            and (executable is not None or isinstance(attempt.command, tuple))
+            and isinstance(self._cgroups, Cgroups)
+            and self._cgroups.steps_in
+        ):
             step_in = (self._cgroups, cgroup)
         if cgroup is not None and step_in is None:
+            if cgroup.memory:
+                with contextlib.suppress(OSError):  # it runs unlimited rather than not at all
+                    cgroup.limit(attempt.memory)
             if isinstance(attempt.command, tuple) and _missing(argv[0], attempt):
                 # Behind the wrapper a missing program would be the shell's 127: it is
                 # reported as when Popen itself cannot find it.
