@@ -30,11 +30,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from anyio.abc import TaskStatus
+from test_local_cgroups import _attempt, _run
 
-from flowbatch.executors.base import Attempt, ExecResult
 from flowbatch.executors.cgroups import Cgroups
 from flowbatch.executors.container import REASON_OOM
 from flowbatch.executors.local import LocalExecutor
@@ -62,40 +60,6 @@ async def executor() -> AsyncIterator[LocalExecutor]:
         yield made
     finally:
         await made.aclose()
-
-
-def _attempt(tmp: Path, command: str, memory: int) -> Attempt:
-    log_dir = tmp / "logs"
-    log_dir.mkdir(exist_ok=True)
-    return Attempt(
-        run_id="r",
-        job_id="job-1",
-        name="job",
-        index=None,
-        attempt=1,
-        command=command,
-        env={"PATH": os.environ["PATH"]},
-        workdir=tmp,
-        vcpus=1,
-        memory=memory,
-        gpus=0,
-        timeout=None,
-        image=None,
-        log_stem=log_dir / "job.attempt-1",
-        compute=local_compute(2, 4096),
-    )
-
-
-async def _run(executor: LocalExecutor, attempt: Attempt) -> ExecResult:
-    results: list[ExecResult] = []
-
-    async def body(*, task_status: TaskStatus[str]) -> None:
-        results.append(await executor.run(attempt, task_status=task_status))
-
-    with anyio.fail_after(WAIT_LIMIT):
-        async with anyio.create_task_group() as tg:
-            await tg.start(body)
-    return results[0]
 
 
 def _in_a_job_cgroup() -> bool:
